@@ -1,0 +1,10 @@
+//! Benchmarks for flatedge: shared helpers (route tables, address sets) and
+//! the baselines flatedge is compared with.
+
+pub mod addrs;
+pub mod alloc_count;
+pub mod fibbench;
+pub mod table;
+
+#[cfg(feature = "dpdk")]
+pub mod dpdk;

@@ -1,0 +1,680 @@
+//! The control side of the trie: a mirror of its nodes with the routes each
+//! holds, and the incremental updates that rewrite only what changed.
+//!
+//! An update touches the node its route lives in (and creates or deletes
+//! nodes on the path when the set of children changes); the node is queued,
+//! and `flush` recomputes every queued node once, parents before children,
+//! so a batch of updates costs one recomputation per touched node. A
+//! recomputation repaints the node's 256 slots, re-compresses its leaves and
+//! pushes changed inherited values to the children, which are queued in turn.
+//! Every array write goes to the standby copy and is logged, so the other
+//! copy catches up by copying just those entries.
+
+use crate::alloc::{BlockAlloc, NIL};
+use crate::prefix::{mask, Prefix};
+use crate::trie::{Chunk, DirtyLog, Node, Trie, HAS128, HAS64, NODE};
+use std::collections::BTreeMap;
+
+/// Depth of the deepest node level (120 = 16 + 8 * 13).
+const DEPTHS: usize = 14;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Local {
+    /// Length relative to the node's level, 1..=8.
+    rel: u8,
+    /// The route's `rel` bits below the node's level.
+    bits: u8,
+    value: u32,
+}
+
+impl Local {
+    fn slots(&self) -> std::ops::Range<usize> {
+        let first = usize::from(self.bits) << (8 - self.rel);
+        first..first + (1 << (8 - self.rel))
+    }
+}
+
+#[derive(Debug)]
+struct BNode {
+    alive: bool,
+    queued: bool,
+    level: u8,
+    /// The /16 this node lies under (index of `direct`).
+    x: u32,
+    parent: u32,
+    inherited: u32,
+    /// Routes of length level+1 ..= level+8, sorted by (rel, bits).
+    routes: Vec<Local>,
+    childmap: [u64; 4],
+    /// Builder ids of the children, in slot order.
+    children: Vec<u32>,
+    /// Index in `Trie::nodes`.
+    pos: u32,
+    leaf_off: u32,
+    leaf_cap: u32,
+    child_off: u32,
+    child_cap: u32,
+}
+
+#[inline]
+fn has_bit(map: &[u64; 4], slot: usize) -> bool {
+    map[slot >> 6] & (1 << (slot & 63)) != 0
+}
+
+#[inline]
+fn rank(map: &[u64; 4], slot: usize) -> usize {
+    let w = slot >> 6;
+    let below: u32 = map[..w].iter().map(|m| m.count_ones()).sum();
+    (below + (map[w] & ((1u64 << (slot & 63)) - 1)).count_ones()) as usize
+}
+
+/// The trie's control-side state; one per FIB, shared by both copies.
+#[derive(Debug)]
+pub(crate) struct TrieBuilder {
+    bnodes: Vec<BNode>,
+    free_bnodes: Vec<u32>,
+    roots: Vec<u32>,
+    /// Routes of length 0..=16, painted into `direct_leaf`.
+    short: BTreeMap<(u128, u8), u32>,
+    direct_leaf: Vec<u32>,
+    n128: Vec<u32>,
+    n64: Vec<u32>,
+    node_alloc: BlockAlloc,
+    leaf_alloc: BlockAlloc,
+    queue: [Vec<u32>; DEPTHS],
+    routes: usize,
+}
+
+/// Where writes go: the standby copy and the log of what changed in it.
+pub(crate) struct Out<'a> {
+    pub t: &'a mut Trie,
+    pub log: &'a mut DirtyLog,
+}
+
+impl Out<'_> {
+    fn node(&mut self, pos: u32, node: Node) {
+        let slot = &mut self.t.nodes[pos as usize];
+        if *slot != node {
+            *slot = node;
+            self.log.nodes.push(pos);
+        }
+    }
+}
+
+impl Default for TrieBuilder {
+    fn default() -> Self {
+        TrieBuilder {
+            bnodes: Vec::new(),
+            free_bnodes: Vec::new(),
+            roots: vec![NIL; 1 << 16],
+            short: BTreeMap::new(),
+            direct_leaf: vec![0; 1 << 16],
+            n128: vec![0; 1 << 16],
+            n64: vec![0; 1 << 16],
+            node_alloc: BlockAlloc::default(),
+            leaf_alloc: BlockAlloc::default(),
+            queue: Default::default(),
+            routes: 0,
+        }
+    }
+}
+
+/// The node level a route of `len` (> 16) lives in.
+fn level_of(len: u8) -> u8 {
+    16 + 8 * ((len - 17) / 8)
+}
+
+/// The 8 address bits a node at `level` indexes by.
+fn slot_of(addr: u128, level: u8) -> usize {
+    ((addr >> (120 - u32::from(level))) & 0xff) as usize
+}
+
+impl TrieBuilder {
+    pub fn routes(&self) -> usize {
+        self.routes
+    }
+
+    pub fn nodes(&self) -> usize {
+        self.bnodes.len() - self.free_bnodes.len()
+    }
+
+    /// Heap bytes of the control-side mirror (not part of a snapshot).
+    pub fn memory_bytes(&self) -> usize {
+        let per_node: usize = self
+            .bnodes
+            .iter()
+            .map(|n| n.routes.capacity() * 8 + n.children.capacity() * 4)
+            .sum();
+        self.bnodes.capacity() * std::mem::size_of::<BNode>()
+            + per_node
+            + (self.roots.len() + self.direct_leaf.len() + self.n128.len() + self.n64.len()) * 4
+            + self.short.len() * 48
+    }
+
+    /// The value stored for exactly `p`.
+    pub fn get(&self, p: Prefix) -> Option<u32> {
+        if p.len() <= 16 {
+            return self.short.get(&(p.bits(), p.len())).copied();
+        }
+        let n = self.find(p.bits(), level_of(p.len()))?;
+        let (rel, bits) = self.rel_bits(p);
+        let node = &self.bnodes[n as usize];
+        node.routes
+            .binary_search_by_key(&(rel, bits), |l| (l.rel, l.bits))
+            .ok()
+            .map(|i| node.routes[i].value)
+    }
+
+    fn rel_bits(&self, p: Prefix) -> (u8, u8) {
+        let level = level_of(p.len());
+        let rel = p.len() - level;
+        let bits = ((p.bits() >> (128 - u32::from(p.len()))) & ((1 << rel) - 1)) as u8;
+        (rel, bits)
+    }
+
+    /// The node at `level` on the path of `addr`, if it exists.
+    fn find(&self, addr: u128, level: u8) -> Option<u32> {
+        let mut n = self.roots[(addr >> 112) as usize];
+        while n != NIL {
+            let node = &self.bnodes[n as usize];
+            if node.level == level {
+                return Some(n);
+            }
+            let slot = slot_of(addr, node.level);
+            if !has_bit(&node.childmap, slot) {
+                return None;
+            }
+            n = node.children[rank(&node.childmap, slot)];
+        }
+        None
+    }
+
+    /// Sets the value of `p` (a non-zero leaf value); returns the old one.
+    pub fn set(&mut self, out: &mut Out, p: Prefix, value: u32) -> Option<u32> {
+        debug_assert!(value != 0 && value & !crate::trie::VALUE_MASK == 0);
+        if p.len() <= 16 {
+            let old = self.short.insert((p.bits(), p.len()), value);
+            if old.is_none() {
+                self.routes += 1;
+            }
+            if old != Some(value) {
+                self.repaint_direct(out, p);
+            }
+            return old;
+        }
+        let n = self.ensure_path(out, p.bits(), level_of(p.len()));
+        let (rel, bits) = self.rel_bits(p);
+        let node = &mut self.bnodes[n as usize];
+        let old = match node
+            .routes
+            .binary_search_by_key(&(rel, bits), |l| (l.rel, l.bits))
+        {
+            Ok(i) => {
+                let old = node.routes[i].value;
+                if old == value {
+                    return Some(old);
+                }
+                node.routes[i].value = value;
+                Some(old)
+            }
+            Err(i) => {
+                node.routes.insert(i, Local { rel, bits, value });
+                self.routes += 1;
+                None
+            }
+        };
+        let x = self.bnodes[n as usize].x as usize;
+        let child_below = has_bit(&self.bnodes[n as usize].childmap, usize::from(bits));
+        self.enqueue(n);
+        if p.len() == 128 {
+            let mut log = Vec::new();
+            out.log.h128_full |= out.t.h128.insert(p.bits(), value, &mut log);
+            out.log.h128.extend(log);
+            if old.is_none() {
+                self.n128[x] += 1;
+                self.write_direct(out, x);
+            }
+        } else if p.len() == 64 && !child_below {
+            self.h64_insert(out, x, p.bits(), value);
+        }
+        old
+    }
+
+    /// Removes `p`; returns its value.
+    pub fn remove(&mut self, out: &mut Out, p: Prefix) -> Option<u32> {
+        if p.len() <= 16 {
+            let old = self.short.remove(&(p.bits(), p.len()))?;
+            self.routes -= 1;
+            self.repaint_direct(out, p);
+            return Some(old);
+        }
+        let n = self.find(p.bits(), level_of(p.len()))?;
+        let (rel, bits) = self.rel_bits(p);
+        let node = &mut self.bnodes[n as usize];
+        let i = node
+            .routes
+            .binary_search_by_key(&(rel, bits), |l| (l.rel, l.bits))
+            .ok()?;
+        let old = node.routes.remove(i).value;
+        self.routes -= 1;
+        let x = node.x as usize;
+        if p.len() == 128 {
+            let mut log = Vec::new();
+            out.t.h128.remove(p.bits(), &mut log);
+            out.log.h128.extend(log);
+            self.n128[x] -= 1;
+            self.write_direct(out, x);
+        } else if p.len() == 64 {
+            self.h64_remove(out, x, p.bits());
+        }
+        self.enqueue(n);
+        self.prune(out, n);
+        Some(old)
+    }
+
+    fn h64_insert(&mut self, out: &mut Out, x: usize, addr: u128, value: u32) {
+        let mut log = Vec::new();
+        let key = (addr >> 64) as u64;
+        let existed = out.t.h64.get(key) != 0;
+        out.log.h64_full |= out.t.h64.insert(key, value, &mut log);
+        out.log.h64.extend(log);
+        if !existed {
+            self.n64[x] += 1;
+            self.write_direct(out, x);
+        }
+    }
+
+    fn h64_remove(&mut self, out: &mut Out, x: usize, addr: u128) {
+        let mut log = Vec::new();
+        if out.t.h64.remove((addr >> 64) as u64, &mut log) {
+            out.log.h64.extend(log);
+            self.n64[x] -= 1;
+            self.write_direct(out, x);
+        }
+    }
+
+    fn write_direct(&mut self, out: &mut Out, x: usize) {
+        let root = self.roots[x];
+        let mut d = if root != NIL {
+            NODE | self.bnodes[root as usize].pos
+        } else {
+            self.direct_leaf[x]
+        };
+        if self.n128[x] > 0 {
+            d |= HAS128;
+        }
+        if self.n64[x] > 0 {
+            d |= HAS64;
+        }
+        if out.t.direct[x] != d {
+            out.t.direct[x] = d;
+            out.log.direct.push(x as u32);
+        }
+    }
+
+    /// Recomputes the direct entries under a route of length <= 16.
+    fn repaint_direct(&mut self, out: &mut Out, p: Prefix) {
+        let len = p.len();
+        let first = (p.bits() >> 112) as usize;
+        let count = 1usize << (16 - len);
+        let base = (0..len)
+            .rev()
+            .find_map(|l| self.short.get(&(p.bits() & mask(l), l)).copied())
+            .unwrap_or(0);
+        let mut paint = vec![base; count];
+        let last = p.bits() | !mask(len);
+        let mut inner: Vec<(u8, u128, u32)> = self
+            .short
+            .range((p.bits(), len)..=(last, 16))
+            .filter(|((_, l), _)| *l >= len)
+            .map(|(&(a, l), &v)| (l, a, v))
+            .collect();
+        inner.sort_unstable();
+        for (l, a, v) in inner {
+            let off = (a >> 112) as usize - first;
+            paint[off..off + (1 << (16 - l))].fill(v);
+        }
+        for (i, v) in paint.into_iter().enumerate() {
+            let x = first + i;
+            if self.direct_leaf[x] == v {
+                continue;
+            }
+            self.direct_leaf[x] = v;
+            let root = self.roots[x];
+            if root == NIL {
+                self.write_direct(out, x);
+            } else {
+                self.bnodes[root as usize].inherited = v;
+                self.enqueue(root);
+            }
+        }
+    }
+
+    fn enqueue(&mut self, n: u32) {
+        let node = &mut self.bnodes[n as usize];
+        if !node.queued {
+            node.queued = true;
+            let depth = usize::from((node.level - 16) / 8);
+            self.queue[depth].push(n);
+        }
+    }
+
+    fn new_bnode(&mut self, level: u8, x: u32, parent: u32) -> u32 {
+        let node = BNode {
+            alive: true,
+            queued: false,
+            level,
+            x,
+            parent,
+            inherited: 0,
+            routes: Vec::new(),
+            childmap: [0; 4],
+            children: Vec::new(),
+            pos: NIL,
+            leaf_off: NIL,
+            leaf_cap: 0,
+            child_off: NIL,
+            child_cap: 0,
+        };
+        if let Some(id) = self.free_bnodes.pop() {
+            self.bnodes[id as usize] = node;
+            id
+        } else {
+            self.bnodes.push(node);
+            (self.bnodes.len() - 1) as u32
+        }
+    }
+
+    fn alloc_nodes(&mut self, out: &mut Out, n: u32) -> (u32, u32) {
+        let (off, cap) = self.node_alloc.alloc(n);
+        let top = self.node_alloc.top as usize;
+        if out.t.nodes.len() < top {
+            out.t.nodes.resize(top, Node::default());
+        }
+        (off, cap)
+    }
+
+    /// The node at `level` on the path of `addr`, created with its ancestors.
+    fn ensure_path(&mut self, out: &mut Out, addr: u128, level: u8) -> u32 {
+        let x = (addr >> 112) as usize;
+        let mut n = self.roots[x];
+        if n == NIL {
+            n = self.new_bnode(16, x as u32, NIL);
+            let (pos, _) = self.alloc_nodes(out, 1);
+            let node = &mut self.bnodes[n as usize];
+            node.pos = pos;
+            node.inherited = self.direct_leaf[x];
+            self.roots[x] = n;
+            self.write_direct(out, x);
+            self.enqueue(n);
+        }
+        loop {
+            let node = &self.bnodes[n as usize];
+            if node.level >= level {
+                return n;
+            }
+            let slot = slot_of(addr, node.level);
+            if has_bit(&node.childmap, slot) {
+                n = node.children[rank(&node.childmap, slot)];
+                continue;
+            }
+            let (plevel, x) = (node.level, node.x);
+            let c = self.new_bnode(plevel + 8, x, n);
+            self.insert_child(out, n, slot, c);
+            self.enqueue(n);
+            self.enqueue(c);
+            if plevel == 56 {
+                // The /64 of this slot now has longer routes below it.
+                self.h64_remove(out, x as usize, addr);
+            }
+            n = c;
+        }
+    }
+
+    fn insert_child(&mut self, out: &mut Out, n: u32, slot: usize, c: u32) {
+        let r = rank(&self.bnodes[n as usize].childmap, slot);
+        let node = &mut self.bnodes[n as usize];
+        node.childmap[slot >> 6] |= 1 << (slot & 63);
+        node.children.insert(r, c);
+        let count = node.children.len() as u32;
+        if count > node.child_cap {
+            let (old_off, old_cap) = (node.child_off, node.child_cap);
+            let (off, cap) = self.alloc_nodes(out, count);
+            let children = std::mem::take(&mut self.bnodes[n as usize].children);
+            for (i, &ch) in children.iter().enumerate() {
+                let new_pos = off + i as u32;
+                if ch != c {
+                    let old_pos = self.bnodes[ch as usize].pos;
+                    let moved = out.t.nodes[old_pos as usize];
+                    out.node(new_pos, moved);
+                }
+                self.bnodes[ch as usize].pos = new_pos;
+            }
+            let node = &mut self.bnodes[n as usize];
+            node.children = children;
+            node.child_off = off;
+            node.child_cap = cap;
+            self.node_alloc.free(old_off, old_cap);
+        } else {
+            let off = node.child_off;
+            let children = std::mem::take(&mut node.children);
+            for i in (r + 1..children.len()).rev() {
+                let moved = out.t.nodes[(off + i as u32 - 1) as usize];
+                out.node(off + i as u32, moved);
+                self.bnodes[children[i] as usize].pos = off + i as u32;
+            }
+            self.bnodes[c as usize].pos = off + r as u32;
+            self.bnodes[n as usize].children = children;
+        }
+    }
+
+    /// Deletes `n` and its empty ancestors once they hold nothing.
+    fn prune(&mut self, out: &mut Out, mut n: u32) {
+        loop {
+            let node = &self.bnodes[n as usize];
+            if !node.routes.is_empty() || !node.children.is_empty() {
+                return;
+            }
+            let (parent, x, pos) = (node.parent, node.x as usize, node.pos);
+            let (leaf_off, leaf_cap) = (node.leaf_off, node.leaf_cap);
+            self.leaf_alloc.free(leaf_off, leaf_cap);
+            let node = &mut self.bnodes[n as usize];
+            node.alive = false;
+            node.queued = false;
+            self.free_bnodes.push(n);
+            if parent == NIL {
+                self.node_alloc.free(pos, 1);
+                self.roots[x] = NIL;
+                self.write_direct(out, x);
+                return;
+            }
+            let p = &mut self.bnodes[parent as usize];
+            let r = p.children.iter().position(|&c| c == n).unwrap_or_default();
+            let slot = {
+                // The slot of the r-th set bit.
+                let mut left = r;
+                let mut found = 0;
+                for (w, &m) in p.childmap.iter().enumerate() {
+                    let ones = m.count_ones() as usize;
+                    if left < ones {
+                        let mut m = m;
+                        for _ in 0..left {
+                            m &= m - 1;
+                        }
+                        found = w * 64 + m.trailing_zeros() as usize;
+                        break;
+                    }
+                    left -= ones;
+                }
+                found
+            };
+            p.childmap[slot >> 6] &= !(1 << (slot & 63));
+            p.children.remove(r);
+            let off = p.child_off;
+            let children = std::mem::take(&mut p.children);
+            for (i, &ch) in children.iter().enumerate().skip(r) {
+                let moved = out.t.nodes[(off + i as u32 + 1) as usize];
+                out.node(off + i as u32, moved);
+                self.bnodes[ch as usize].pos = off + i as u32;
+            }
+            let p = &mut self.bnodes[parent as usize];
+            p.children = children;
+            if p.children.is_empty() {
+                let (o, c) = (p.child_off, p.child_cap);
+                p.child_off = NIL;
+                p.child_cap = 0;
+                self.node_alloc.free(o, c);
+            }
+            let plevel = self.bnodes[parent as usize].level;
+            self.enqueue(parent);
+            if plevel == 56 {
+                // The /64 of this slot has no longer routes any more: its
+                // own route, if any, becomes an exact-match shortcut again.
+                let p = &self.bnodes[parent as usize];
+                if let Ok(i) = p
+                    .routes
+                    .binary_search_by_key(&(8, slot as u8), |l| (l.rel, l.bits))
+                {
+                    let value = p.routes[i].value;
+                    let addr = self.node_prefix(parent) | ((slot as u128) << 64);
+                    self.h64_insert(out, x, addr, value);
+                }
+            }
+            n = parent;
+        }
+    }
+
+    /// The network address of a node (from its path).
+    fn node_prefix(&self, mut n: u32) -> u128 {
+        let mut addr = 0u128;
+        loop {
+            let node = &self.bnodes[n as usize];
+            if node.parent == NIL {
+                return addr | (u128::from(node.x) << 112);
+            }
+            let p = &self.bnodes[node.parent as usize];
+            let r = p.children.iter().position(|&c| c == n).unwrap_or_default();
+            let mut left = r;
+            for (w, &m) in p.childmap.iter().enumerate() {
+                let ones = m.count_ones() as usize;
+                if left < ones {
+                    let mut m = m;
+                    for _ in 0..left {
+                        m &= m - 1;
+                    }
+                    let slot = (w * 64 + m.trailing_zeros() as usize) as u128;
+                    addr |= slot << (120 - u32::from(p.level));
+                    break;
+                }
+                left -= ones;
+            }
+            n = node.parent;
+        }
+    }
+
+    /// Recomputes every queued node, parents first.
+    pub fn flush(&mut self, out: &mut Out) {
+        for depth in 0..DEPTHS {
+            let queue = std::mem::take(&mut self.queue[depth]);
+            for &n in &queue {
+                let node = &mut self.bnodes[n as usize];
+                if node.alive && node.queued {
+                    node.queued = false;
+                    self.recompute(out, n);
+                }
+            }
+            let mut queue = queue;
+            queue.clear();
+            if self.queue[depth].is_empty() {
+                self.queue[depth] = queue;
+            }
+        }
+    }
+
+    fn recompute(&mut self, out: &mut Out, n: u32) {
+        let node = &self.bnodes[n as usize];
+        let mut paint = [node.inherited; 256];
+        for r in &node.routes {
+            paint[r.slots()].fill(r.value);
+        }
+        let childmap = node.childmap;
+        // Push inherited values down.
+        let mut k = 0;
+        for (w, &m) in childmap.iter().enumerate() {
+            let mut m = m;
+            while m != 0 {
+                let slot = w * 64 + m.trailing_zeros() as usize;
+                m &= m - 1;
+                let c = self.bnodes[n as usize].children[k];
+                k += 1;
+                let child = &mut self.bnodes[c as usize];
+                if child.inherited != paint[slot] {
+                    child.inherited = paint[slot];
+                    self.enqueue(c);
+                }
+            }
+        }
+        // Compress leaves into runs.
+        let mut runs = [0u32; 256];
+        let mut nruns = 0usize;
+        let mut chunks = [Chunk::default(); 4];
+        let mut run_base = [0u32; 4];
+        let node = &self.bnodes[n as usize];
+        let child_off = if node.child_off == NIL {
+            0
+        } else {
+            node.child_off
+        };
+        let mut nchild = 0;
+        for (w, chunk) in chunks.iter_mut().enumerate() {
+            let cm = childmap[w];
+            chunk.vec = cm;
+            chunk.base1 = child_off + nchild;
+            nchild += cm.count_ones();
+            run_base[w] = nruns as u32;
+            let mut lv = 0u64;
+            for j in 0..64 {
+                if cm & (1 << j) != 0 {
+                    continue;
+                }
+                let v = paint[w * 64 + j];
+                if nruns == 0 || runs[nruns - 1] != v {
+                    lv |= 1 << j;
+                    runs[nruns] = v;
+                    nruns += 1;
+                }
+            }
+            chunk.leafvec = lv;
+        }
+        let (mut leaf_off, mut leaf_cap) = (node.leaf_off, node.leaf_cap);
+        let pos = node.pos;
+        let nruns32 = nruns as u32;
+        if nruns32 > leaf_cap || (leaf_cap > 4 && nruns32 <= leaf_cap / 4) {
+            self.leaf_alloc.free(leaf_off, leaf_cap);
+            if nruns == 0 {
+                (leaf_off, leaf_cap) = (NIL, 0);
+            } else {
+                (leaf_off, leaf_cap) = self.leaf_alloc.alloc(nruns32);
+                let top = self.leaf_alloc.top as usize;
+                if out.t.leaves.len() < top {
+                    out.t.leaves.resize(top, 0);
+                }
+            }
+            let node = &mut self.bnodes[n as usize];
+            node.leaf_off = leaf_off;
+            node.leaf_cap = leaf_cap;
+        }
+        if nruns > 0 {
+            let dst = &mut out.t.leaves[leaf_off as usize..leaf_off as usize + nruns];
+            if dst != &runs[..nruns] {
+                dst.copy_from_slice(&runs[..nruns]);
+                out.log.leaves.push((leaf_off, nruns32));
+            }
+        }
+        let base = if leaf_off == NIL { 0 } else { leaf_off };
+        for (w, chunk) in chunks.iter_mut().enumerate() {
+            chunk.base0 = (base + run_base[w]).wrapping_sub(1);
+        }
+        out.node(pos, Node { chunks });
+    }
+}

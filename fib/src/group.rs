@@ -1,0 +1,618 @@
+//! Next-hop groups: interned sets of weighted next hops, each with a
+//! power-of-two bucket table for resilient ECMP.
+//!
+//! Two tables per group:
+//! - the *owner* table says which member owns each bucket. It changes only
+//!   when membership or a non-zero weight changes, and then minimally:
+//!   a removed member's buckets are spread evenly over the others (no other
+//!   bucket moves); an added member takes its share evenly from the others
+//!   (only those buckets move).
+//! - the *effective* table (what the dataplane reads) is the owner table with
+//!   the buckets of inactive members (marked down, or weight 0 = drained)
+//!   dealt evenly to the active ones. It is a pure function of the owner
+//!   table and the active set, so a member that comes back gets exactly its
+//!   own buckets back and nothing else moves.
+//!
+//! A route whose next-hop set changes moves to a group *derived* from its
+//! current one, so its surviving flows stay put. Groups are interned by
+//! (members, owner table): routes that share a history share a group.
+
+use std::collections::{HashMap, HashSet};
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+use crate::trie::VALUE_MASK;
+use crate::FibError;
+
+/// A next hop as the control plane names it (an adjacency index).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NextHopId(pub u32);
+
+/// A next-hop group, the value every route resolves to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(transparent)]
+pub struct GroupId(NonZeroU32);
+
+impl GroupId {
+    #[inline(always)]
+    pub(crate) fn from_leaf(v: u32) -> Option<GroupId> {
+        NonZeroU32::new(v).map(GroupId)
+    }
+
+    /// The number of the group (1-based).
+    pub fn get(self) -> u32 {
+        self.0.get()
+    }
+}
+
+/// A member of a group: a next hop and its weight (0 drains it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NextHop {
+    pub id: NextHopId,
+    pub weight: u32,
+}
+
+impl NextHop {
+    /// A member of weight 1.
+    pub fn new(id: u32) -> Self {
+        NextHop {
+            id: NextHopId(id),
+            weight: 1,
+        }
+    }
+
+    pub fn weighted(id: u32, weight: u32) -> Self {
+        NextHop {
+            id: NextHopId(id),
+            weight,
+        }
+    }
+}
+
+/// Largest weight accepted (keeps the arithmetic in u64 exact).
+pub const MAX_WEIGHT: u32 = 1 << 16;
+/// Largest number of members in one group.
+pub const MAX_MEMBERS: usize = 1024;
+/// Buckets of a group with up to 32 members; larger groups get 8 per member.
+pub const MIN_BUCKETS: usize = 256;
+
+const NONE: u16 = u16::MAX;
+
+/// What the dataplane reads of a group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupView {
+    /// Members with their configured weights.
+    pub members: Box<[NextHop]>,
+    /// Whether each member (same order) is active: up and weight > 0.
+    pub active: Box<[bool]>,
+    /// Next-hop id per bucket; empty when no member is active.
+    pub buckets: Box<[u32]>,
+}
+
+impl GroupView {
+    /// The member for a flow hash, or `None` when no member is active.
+    #[inline]
+    pub fn select(&self, hash: u32) -> Option<NextHopId> {
+        let n = self.buckets.len();
+        if n == 0 {
+            return None;
+        }
+        Some(NextHopId(self.buckets[hash as usize & (n - 1)]))
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Member {
+    id: u32,
+    weight: u32,
+    /// The weight the owner table was dealt with (kept while drained).
+    owner_weight: u32,
+}
+
+#[derive(Debug)]
+struct Group {
+    members: Vec<Member>,
+    owner: Vec<u16>,
+    refs: u32,
+    key: Vec<u32>,
+}
+
+/// The control side of the groups.
+#[derive(Debug, Default)]
+pub(crate) struct Groups {
+    groups: Vec<Option<Group>>,
+    free: Vec<u32>,
+    by_key: HashMap<Vec<u32>, u32>,
+    /// Fresh groups by member list (the common case of a new route).
+    fresh: HashMap<Vec<NextHop>, u32>,
+    down: HashSet<u32>,
+    by_nh: HashMap<u32, Vec<u32>>,
+    /// Groups whose view changed since the last publish.
+    pub dirty: Vec<u32>,
+}
+
+fn bucket_count(members: usize) -> usize {
+    (members * 8).next_power_of_two().max(MIN_BUCKETS)
+}
+
+fn normalize(nhs: &[NextHop]) -> Result<Vec<NextHop>, FibError> {
+    if nhs.is_empty() {
+        return Err(FibError::NoNextHops);
+    }
+    if nhs.len() > MAX_MEMBERS {
+        return Err(FibError::TooManyNextHops(nhs.len()));
+    }
+    let mut v = nhs.to_vec();
+    v.sort_unstable();
+    for w in v.windows(2) {
+        if w[0].id == w[1].id {
+            return Err(FibError::DuplicateNextHop(w[0].id.0));
+        }
+    }
+    if let Some(nh) = v.iter().find(|nh| nh.weight > MAX_WEIGHT) {
+        return Err(FibError::Weight(nh.weight));
+    }
+    Ok(v)
+}
+
+/// Deals `n` buckets to members by owner weight, keeping every bucket of
+/// `prev` whose owner stays and is within its new share.
+fn deal(n: usize, members: &[Member], prev: Option<(&[Member], &[u16])>) -> Vec<u16> {
+    let total: u64 = members.iter().map(|m| u64::from(m.owner_weight)).sum();
+    let mut owner = vec![NONE; n];
+    if total == 0 {
+        return owner;
+    }
+    // Previous owner index -> new index, and what each member held.
+    let mut map = Vec::new();
+    let mut held = vec![0usize; members.len()];
+    if let Some((pm, po)) = prev {
+        map = pm
+            .iter()
+            .map(|m| {
+                members
+                    .iter()
+                    .position(|x| x.id == m.id && x.owner_weight > 0)
+                    .map_or(NONE, |i| i as u16)
+            })
+            .collect();
+        let pn = po.len();
+        for b in 0..n {
+            let o = po[b & (pn - 1)];
+            if o != NONE && map[o as usize] != NONE {
+                held[map[o as usize] as usize] += 1;
+            }
+        }
+    }
+    // Shares by largest remainder; ties go to whoever holds more already.
+    let mut target: Vec<usize> = members
+        .iter()
+        .map(|m| (n as u64 * u64::from(m.owner_weight) / total) as usize)
+        .collect();
+    let mut left = n - target.iter().sum::<usize>();
+    let mut order: Vec<usize> = (0..members.len()).collect();
+    order.sort_by_key(|&j| {
+        let rem = (n as u64 * u64::from(members[j].owner_weight)) % total;
+        (std::cmp::Reverse(rem), std::cmp::Reverse(held[j]), j)
+    });
+    for &j in &order {
+        if left == 0 {
+            break;
+        }
+        if members[j].owner_weight > 0 {
+            target[j] += 1;
+            left -= 1;
+        }
+    }
+    let mut count = vec![0usize; members.len()];
+    if let Some((_, po)) = prev {
+        let pn = po.len();
+        for (b, slot) in owner.iter_mut().enumerate() {
+            let o = po[b & (pn - 1)];
+            if o == NONE {
+                continue;
+            }
+            let j = map[o as usize];
+            if j != NONE && count[j as usize] < target[j as usize] {
+                *slot = j;
+                count[j as usize] += 1;
+            }
+        }
+    }
+    for slot in owner.iter_mut().filter(|o| **o == NONE) {
+        // The member furthest below its share, lowest index on ties.
+        let mut best = usize::MAX;
+        let mut best_gap = 0;
+        for j in 0..members.len() {
+            let gap = target[j].saturating_sub(count[j]);
+            if gap > best_gap {
+                best = j;
+                best_gap = gap;
+            }
+        }
+        if best == usize::MAX {
+            break;
+        }
+        *slot = best as u16;
+        count[best] += 1;
+    }
+    owner
+}
+
+impl Groups {
+    pub fn view(&self, g: u32) -> Option<Arc<GroupView>> {
+        let group = self.groups.get(g as usize)?.as_ref()?;
+        let active: Vec<bool> = group
+            .members
+            .iter()
+            .map(|m| m.weight > 0 && !self.down.contains(&m.id))
+            .collect();
+        let mut buckets = Vec::new();
+        if active.iter().any(|&a| a) {
+            let mut count = vec![0u64; group.members.len()];
+            for &o in &group.owner {
+                if o != NONE && active[o as usize] {
+                    count[o as usize] += 1;
+                }
+            }
+            buckets = group
+                .owner
+                .iter()
+                .map(|&o| {
+                    let j = if o != NONE && active[o as usize] {
+                        o as usize
+                    } else {
+                        // Deal the bucket to the active member with the
+                        // fewest buckets relative to its weight.
+                        let mut best = usize::MAX;
+                        for j in (0..group.members.len()).filter(|&j| active[j]) {
+                            let w = u64::from(group.members[j].weight);
+                            if best == usize::MAX
+                                || (count[j] + 1) * u64::from(group.members[best].weight)
+                                    < (count[best] + 1) * w
+                            {
+                                best = j;
+                            }
+                        }
+                        count[best] += 1;
+                        best
+                    };
+                    group.members[j].id
+                })
+                .collect();
+        }
+        Some(Arc::new(GroupView {
+            members: group
+                .members
+                .iter()
+                .map(|m| NextHop::weighted(m.id, m.weight))
+                .collect(),
+            active: active.into_boxed_slice(),
+            buckets: buckets.into_boxed_slice(),
+        }))
+    }
+
+    fn key(members: &[Member], owner: &[u16]) -> Vec<u32> {
+        let mut key = Vec::with_capacity(2 + members.len() * 3 + owner.len());
+        key.push(owner.len() as u32);
+        key.push(members.len() as u32);
+        for m in members {
+            key.extend([m.id, m.weight, m.owner_weight]);
+        }
+        key.extend(owner.iter().map(|&o| u32::from(o)));
+        key
+    }
+
+    fn intern(&mut self, members: Vec<Member>, owner: Vec<u16>) -> Result<u32, FibError> {
+        let key = Self::key(&members, &owner);
+        if let Some(&g) = self.by_key.get(&key) {
+            return Ok(g);
+        }
+        let g = match self.free.pop() {
+            Some(g) => g,
+            None => {
+                if self.groups.is_empty() {
+                    self.groups.push(None); // id 0 means "no route"
+                }
+                let g = self.groups.len() as u32;
+                if g > VALUE_MASK {
+                    return Err(FibError::TooManyGroups);
+                }
+                self.groups.push(None);
+                g
+            }
+        };
+        for m in &members {
+            self.by_nh.entry(m.id).or_default().push(g);
+        }
+        self.by_key.insert(key.clone(), g);
+        self.groups[g as usize] = Some(Group {
+            members,
+            owner,
+            refs: 0,
+            key,
+        });
+        self.dirty.push(g);
+        Ok(g)
+    }
+
+    /// The group a new route with these next hops gets.
+    pub fn fresh(&mut self, nhs: &[NextHop]) -> Result<u32, FibError> {
+        if let Some(&g) = self.fresh.get(nhs) {
+            return Ok(g);
+        }
+        let nhs = normalize(nhs)?;
+        if let Some(&g) = self.fresh.get(&nhs) {
+            return Ok(g);
+        }
+        let members: Vec<Member> = nhs
+            .iter()
+            .map(|nh| Member {
+                id: nh.id.0,
+                weight: nh.weight,
+                owner_weight: nh.weight,
+            })
+            .collect();
+        let owner = deal(bucket_count(members.len()), &members, None);
+        let g = self.intern(members, owner)?;
+        self.fresh.insert(nhs, g);
+        Ok(g)
+    }
+
+    /// Whether `g` has exactly these members and weights.
+    pub fn same(&self, g: u32, nhs: &[NextHop]) -> bool {
+        let Some(Some(group)) = self.groups.get(g as usize) else {
+            return false;
+        };
+        group.members.len() == nhs.len()
+            && nhs.iter().all(|nh| {
+                group
+                    .members
+                    .iter()
+                    .any(|m| m.id == nh.id.0 && m.weight == nh.weight)
+            })
+    }
+
+    /// The group a route on `g` moves to when its next hops become `nhs`.
+    pub fn derive(&mut self, g: u32, nhs: &[NextHop]) -> Result<u32, FibError> {
+        let nhs = normalize(nhs)?;
+        let Some(Some(old)) = self.groups.get(g as usize) else {
+            return self.fresh(&nhs);
+        };
+        let members: Vec<Member> = nhs
+            .iter()
+            .map(|nh| {
+                let prev = old.members.iter().find(|m| m.id == nh.id.0);
+                let owner_weight = match (nh.weight, prev) {
+                    (0, Some(p)) => p.owner_weight,
+                    (w, _) => w,
+                };
+                Member {
+                    id: nh.id.0,
+                    weight: nh.weight,
+                    owner_weight,
+                }
+            })
+            .collect();
+        let same_owners = members.len() == old.members.len()
+            && members
+                .iter()
+                .zip(&old.members)
+                .all(|(a, b)| a.id == b.id && a.owner_weight == b.owner_weight);
+        let owner = if same_owners {
+            old.owner.clone()
+        } else {
+            let n = bucket_count(members.len()).max(old.owner.len());
+            deal(n, &members, Some((&old.members, &old.owner)))
+        };
+        self.intern(members, owner)
+    }
+
+    pub fn retain(&mut self, g: u32) {
+        if let Some(Some(group)) = self.groups.get_mut(g as usize) {
+            group.refs += 1;
+        }
+    }
+
+    pub fn release(&mut self, g: u32) {
+        let Some(Some(group)) = self.groups.get_mut(g as usize) else {
+            return;
+        };
+        group.refs -= 1;
+        if group.refs > 0 {
+            return;
+        }
+        let Some(group) = self.groups[g as usize].take() else {
+            return;
+        };
+        self.by_key.remove(&group.key);
+        self.fresh.retain(|_, v| *v != g);
+        for m in &group.members {
+            if let Some(gs) = self.by_nh.get_mut(&m.id) {
+                gs.retain(|&x| x != g);
+                if gs.is_empty() {
+                    self.by_nh.remove(&m.id);
+                }
+            }
+        }
+        self.free.push(g);
+        self.dirty.push(g);
+    }
+
+    /// Marks a next hop down or up in every group at once.
+    pub fn set_state(&mut self, nh: NextHopId, up: bool) -> bool {
+        let changed = if up {
+            self.down.remove(&nh.0)
+        } else {
+            self.down.insert(nh.0)
+        };
+        if changed {
+            if let Some(gs) = self.by_nh.get(&nh.0) {
+                self.dirty.extend(gs.iter().copied());
+            }
+        }
+        changed
+    }
+
+    pub fn is_up(&self, nh: NextHopId) -> bool {
+        !self.down.contains(&nh.0)
+    }
+
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.groups.iter().filter(|g| g.is_some()).count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nhs(ids: &[u32]) -> Vec<NextHop> {
+        ids.iter().map(|&i| NextHop::new(i)).collect()
+    }
+
+    fn buckets(g: &Groups, id: u32) -> Vec<u32> {
+        g.view(id).unwrap().buckets.to_vec()
+    }
+
+    fn counts(b: &[u32]) -> HashMap<u32, usize> {
+        let mut c = HashMap::new();
+        for &x in b {
+            *c.entry(x).or_default() += 1;
+        }
+        c
+    }
+
+    #[test]
+    fn fresh_groups_are_balanced_and_interned() {
+        let mut g = Groups::default();
+        let a = g.fresh(&nhs(&[3, 1, 2])).unwrap();
+        assert_eq!(g.fresh(&nhs(&[1, 2, 3])).unwrap(), a);
+        let c = counts(&buckets(&g, a));
+        assert_eq!(c.len(), 3);
+        assert!(c.values().all(|&n| n == 85 || n == 86), "{c:?}");
+        assert_eq!(buckets(&g, a).len(), MIN_BUCKETS);
+    }
+
+    #[test]
+    fn removing_a_member_moves_only_its_buckets_evenly() {
+        let mut g = Groups::default();
+        let a = g.fresh(&nhs(&[1, 2, 3, 4])).unwrap();
+        let before = buckets(&g, a);
+        let b = g.derive(a, &nhs(&[1, 2, 4])).unwrap();
+        let after = buckets(&g, b);
+        for (x, y) in before.iter().zip(&after) {
+            if *x != 3 {
+                assert_eq!(x, y, "a surviving member's bucket moved");
+            }
+        }
+        let c = counts(&after);
+        assert!(c.values().all(|&n| n == 85 || n == 86), "{c:?}");
+    }
+
+    #[test]
+    fn adding_a_member_takes_an_even_share_from_each() {
+        let mut g = Groups::default();
+        let a = g.fresh(&nhs(&[1, 2, 3])).unwrap();
+        let before = buckets(&g, a);
+        let b = g.derive(a, &nhs(&[1, 2, 3, 4])).unwrap();
+        let after = buckets(&g, b);
+        let moved: Vec<_> = before.iter().zip(&after).filter(|(x, y)| x != y).collect();
+        assert!(
+            moved.iter().all(|(_, y)| **y == 4),
+            "only buckets to the new member move"
+        );
+        assert_eq!(counts(&after).get(&4), Some(&64));
+        let given = counts(&moved.iter().map(|(x, _)| **x).collect::<Vec<_>>());
+        assert!(given.values().all(|&n| (21..=22).contains(&n)), "{given:?}");
+    }
+
+    #[test]
+    fn down_then_up_restores_exactly_and_moves_nothing_else() {
+        let mut g = Groups::default();
+        let a = g.fresh(&nhs(&[1, 2, 3])).unwrap();
+        let before = buckets(&g, a);
+        assert!(g.set_state(NextHopId(2), false));
+        let down = buckets(&g, a);
+        for (x, y) in before.iter().zip(&down) {
+            if *x != 2 {
+                assert_eq!(x, y);
+            } else {
+                assert_ne!(*y, 2);
+            }
+        }
+        let c = counts(&down);
+        assert!(c[&1].abs_diff(c[&3]) <= 1, "{c:?}");
+        assert!(g.view(a).unwrap().active == vec![true, false, true].into());
+        g.set_state(NextHopId(2), true);
+        assert_eq!(buckets(&g, a), before);
+    }
+
+    #[test]
+    fn weight_zero_drains_and_undrains_to_the_same_buckets() {
+        let mut g = Groups::default();
+        let a = g.fresh(&nhs(&[1, 2, 3])).unwrap();
+        let before = buckets(&g, a);
+        let drained = g
+            .derive(
+                a,
+                &[NextHop::new(1), NextHop::weighted(2, 0), NextHop::new(3)],
+            )
+            .unwrap();
+        let d = buckets(&g, drained);
+        assert!(!d.contains(&2));
+        for (x, y) in before.iter().zip(&d) {
+            if *x != 2 {
+                assert_eq!(x, y);
+            }
+        }
+        let back = g.derive(drained, &nhs(&[1, 2, 3])).unwrap();
+        assert_eq!(buckets(&g, back), before);
+    }
+
+    #[test]
+    fn weights_give_proportional_shares() {
+        let mut g = Groups::default();
+        let a = g
+            .fresh(&[NextHop::weighted(1, 3), NextHop::weighted(2, 1)])
+            .unwrap();
+        let c = counts(&buckets(&g, a));
+        assert_eq!((c[&1], c[&2]), (192, 64));
+    }
+
+    #[test]
+    fn no_live_member_says_so() {
+        let mut g = Groups::default();
+        let a = g.fresh(&nhs(&[7])).unwrap();
+        g.set_state(NextHopId(7), false);
+        let v = g.view(a).unwrap();
+        assert_eq!(v.select(12345), None);
+        assert!(v.buckets.is_empty());
+        g.set_state(NextHopId(7), true);
+        assert_eq!(g.view(a).unwrap().select(12345), Some(NextHopId(7)));
+    }
+
+    #[test]
+    fn bad_sets_are_refused() {
+        let mut g = Groups::default();
+        assert_eq!(g.fresh(&[]), Err(FibError::NoNextHops));
+        assert_eq!(g.fresh(&nhs(&[1, 1])), Err(FibError::DuplicateNextHop(1)));
+        assert_eq!(
+            g.fresh(&[NextHop::weighted(1, MAX_WEIGHT + 1)]),
+            Err(FibError::Weight(MAX_WEIGHT + 1))
+        );
+    }
+
+    #[test]
+    fn released_groups_are_freed_and_reused() {
+        let mut g = Groups::default();
+        let a = g.fresh(&nhs(&[1])).unwrap();
+        g.retain(a);
+        g.release(a);
+        assert_eq!(g.len(), 0);
+        assert!(g.view(a).is_none());
+        let b = g.fresh(&nhs(&[2])).unwrap();
+        assert_eq!(a, b);
+    }
+}

@@ -1,0 +1,349 @@
+//! flatedge's FIB: IPv6 longest-prefix match with lock-free publication and
+//! resilient ECMP next-hop groups.
+//!
+//! - [`Fib`] is the control side: owned by one thread, it applies adds,
+//!   deletes and next-hop state changes, then [`Fib::publish`]es them as one
+//!   snapshot.
+//! - [`FibReader`] is the dataplane side: any number of threads load the
+//!   current [`Snapshot`] once per batch of packets, never block, and never
+//!   see half a batch of updates.
+//!
+//! Publication is double-buffered, RCU style: there are two copies of the
+//! lookup structure. Updates are written into the standby copy, which is then
+//! swapped in with one atomic pointer store (`arc-swap`); the copy it replaces
+//! becomes the standby once the last reader has dropped it (the grace period:
+//! readers hold a snapshot for one batch), and catches up by copying only the
+//! entries the previous round wrote. Updates are incremental: a route change
+//! recomputes the one trie node it lives in (and its descendants when leaf
+//! values pushed into them change).
+//!
+//! The lookup structure is described in the `trie` module: a 16-bit direct
+//! table, 8-bit-stride popcount-compressed nodes with leaf compression, and
+//! exact-match shortcuts for /128 and /64 routes.
+
+use std::net::Ipv6Addr;
+use std::sync::Arc;
+
+use arc_swap::{ArcSwap, Guard};
+
+mod alloc;
+mod build;
+mod group;
+mod prefix;
+mod trie;
+
+pub use group::{GroupId, GroupView, NextHop, NextHopId, MAX_MEMBERS, MAX_WEIGHT, MIN_BUCKETS};
+pub use prefix::{Prefix, PrefixError};
+pub use trie::LOOKUP_GROUP;
+
+use build::{Out, TrieBuilder};
+use group::Groups;
+use trie::{DirtyLog, Trie};
+
+/// Why the FIB refused an update.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FibError {
+    #[error("a route needs at least one next hop")]
+    NoNextHops,
+    #[error("next hop {0} is listed twice")]
+    DuplicateNextHop(u32),
+    #[error("{0} next hops in one group (at most {MAX_MEMBERS})")]
+    TooManyNextHops(usize),
+    #[error("weight {0} is larger than {MAX_WEIGHT}")]
+    Weight(u32),
+    #[error("too many next-hop groups")]
+    TooManyGroups,
+}
+
+/// One published, immutable state of the FIB.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    trie: Trie,
+    groups: Vec<Option<Arc<GroupView>>>,
+    routes: usize,
+    generation: u64,
+}
+
+impl Snapshot {
+    fn new() -> Self {
+        Snapshot {
+            trie: Trie::new(),
+            groups: Vec::new(),
+            routes: 0,
+            generation: 0,
+        }
+    }
+
+    /// The group of the longest prefix matching `addr`.
+    #[inline]
+    pub fn lookup(&self, addr: impl Into<u128>) -> Option<GroupId> {
+        GroupId::from_leaf(self.trie.lookup(addr.into()))
+    }
+
+    /// Looks up every address of `addrs` into `out` (same length; extra
+    /// entries of the longer one are ignored). Addresses are processed in
+    /// interleaved groups of [`LOOKUP_GROUP`]: use batches of 32-256.
+    #[inline]
+    pub fn lookup_batch(&self, addrs: &[u128], out: &mut [Option<GroupId>]) {
+        self.trie.lookup_batch(addrs, out);
+    }
+
+    /// A group's members and bucket table.
+    #[inline]
+    pub fn group(&self, g: GroupId) -> Option<&GroupView> {
+        self.groups.get(g.get() as usize)?.as_deref()
+    }
+
+    /// The next hop for a flow hash in group `g`; `None` when the group has
+    /// no active member (or does not exist).
+    #[inline]
+    pub fn select(&self, g: GroupId, hash: u32) -> Option<NextHopId> {
+        self.group(g)?.select(hash)
+    }
+
+    /// Routes in this snapshot.
+    pub fn routes(&self) -> usize {
+        self.routes
+    }
+
+    /// Next-hop groups in this snapshot.
+    pub fn groups(&self) -> usize {
+        self.groups.iter().filter(|g| g.is_some()).count()
+    }
+
+    /// Counts publications: each snapshot has the next number.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Bytes of the lookup structure and group tables of this one snapshot
+    /// (what lookups touch). The FIB keeps two snapshots plus its control
+    /// state: see [`Fib::memory`].
+    pub fn memory_bytes(&self) -> usize {
+        let groups: usize = self
+            .groups
+            .iter()
+            .flatten()
+            .map(|g| g.buckets.len() * 4 + g.members.len() * 9 + 64)
+            .sum();
+        self.trie.memory_bytes() + groups + self.groups.capacity() * 8
+    }
+}
+
+/// The dataplane's handle: cheap to clone, `Send + Sync`.
+#[derive(Debug, Clone)]
+pub struct FibReader {
+    shared: Arc<ArcSwap<Snapshot>>,
+}
+
+impl FibReader {
+    /// The current snapshot. Hold it for one batch of lookups and drop it:
+    /// the writer reuses a snapshot's memory once no reader holds it.
+    #[inline]
+    pub fn load(&self) -> Guard<Arc<Snapshot>> {
+        self.shared.load()
+    }
+
+    /// The current snapshot as an `Arc`, for holders outside the dataplane
+    /// (the ctl server, tests). The writer waits for it to be dropped before
+    /// it reuses the snapshot's memory two publishes later.
+    pub fn load_full(&self) -> Arc<Snapshot> {
+        self.shared.load_full()
+    }
+}
+
+/// Memory used by a FIB, in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Memory {
+    /// One snapshot: what lookups touch.
+    pub snapshot: usize,
+    /// Both copies plus the control-side mirror and group tables.
+    pub total: usize,
+}
+
+/// The control side: applies updates and publishes snapshots.
+#[derive(Debug)]
+pub struct Fib {
+    shared: Arc<ArcSwap<Snapshot>>,
+    standby: Arc<Snapshot>,
+    /// Entries the published copy has that the standby lacks.
+    log: DirtyLog,
+    /// The standby is caught up and exclusively ours.
+    ready: bool,
+    builder: TrieBuilder,
+    groups: Groups,
+    generation: u64,
+}
+
+impl Default for Fib {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Fib {
+    pub fn new() -> Self {
+        Fib {
+            shared: Arc::new(ArcSwap::from_pointee(Snapshot::new())),
+            standby: Arc::new(Snapshot::new()),
+            log: DirtyLog::default(),
+            ready: true,
+            builder: TrieBuilder::default(),
+            groups: Groups::default(),
+            generation: 0,
+        }
+    }
+
+    /// A handle for lookups.
+    pub fn reader(&self) -> FibReader {
+        FibReader {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+
+    /// The standby copy, caught up and exclusively ours. Waits for readers
+    /// still holding it from before the last publish (the grace period).
+    fn standby(&mut self) -> &mut Snapshot {
+        if !self.ready {
+            let mut spins = 0u32;
+            while Arc::get_mut(&mut self.standby).is_none() {
+                spins += 1;
+                if spins < 64 {
+                    std::hint::spin_loop();
+                } else {
+                    std::thread::yield_now();
+                }
+            }
+            let src = self.shared.load_full();
+            if let Some(dst) = Arc::get_mut(&mut self.standby) {
+                dst.trie.catch_up(&src.trie, &self.log);
+                for &g in &self.log.groups {
+                    let g = g as usize;
+                    if dst.groups.len() <= g {
+                        dst.groups.resize(g + 1, None);
+                    }
+                    dst.groups[g] = src.groups.get(g).cloned().flatten();
+                }
+                dst.routes = src.routes;
+            }
+            self.log.clear();
+            self.ready = true;
+        }
+        match Arc::get_mut(&mut self.standby) {
+            Some(s) => s,
+            None => unreachable!("the standby snapshot is never shared once caught up"),
+        }
+    }
+
+    fn out(&mut self) -> (&mut TrieBuilder, Out<'_>) {
+        self.standby();
+        let standby = match Arc::get_mut(&mut self.standby) {
+            Some(s) => s,
+            None => unreachable!("checked by standby()"),
+        };
+        (
+            &mut self.builder,
+            Out {
+                t: &mut standby.trie,
+                log: &mut self.log,
+            },
+        )
+    }
+
+    /// Adds or replaces the route for `prefix`. A route whose next hops
+    /// change keeps its surviving flows on their members (see `group`).
+    pub fn insert(&mut self, prefix: Prefix, nexthops: &[NextHop]) -> Result<(), FibError> {
+        let old = self.builder.get(prefix);
+        let g = match old {
+            Some(og) if self.groups.same(og, nexthops) => return Ok(()),
+            Some(og) => self.groups.derive(og, nexthops)?,
+            None => self.groups.fresh(nexthops)?,
+        };
+        self.groups.retain(g);
+        let (builder, mut out) = self.out();
+        builder.set(&mut out, prefix, g);
+        if let Some(og) = old {
+            self.groups.release(og);
+        }
+        Ok(())
+    }
+
+    /// Removes the route for `prefix`; returns whether there was one.
+    pub fn remove(&mut self, prefix: Prefix) -> bool {
+        let (builder, mut out) = self.out();
+        match builder.remove(&mut out, prefix) {
+            Some(g) => {
+                self.groups.release(g);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The group of exactly `prefix` (including unpublished changes).
+    pub fn get(&self, prefix: Prefix) -> Option<GroupId> {
+        self.builder.get(prefix).and_then(GroupId::from_leaf)
+    }
+
+    /// Marks a next hop down (it gives its buckets to the other members of
+    /// every group) or up again (it gets exactly those buckets back).
+    pub fn set_nexthop_up(&mut self, nh: NextHopId, up: bool) {
+        self.groups.set_state(nh, up);
+    }
+
+    pub fn nexthop_is_up(&self, nh: NextHopId) -> bool {
+        self.groups.is_up(nh)
+    }
+
+    /// Routes, including unpublished changes.
+    pub fn routes(&self) -> usize {
+        self.builder.routes()
+    }
+
+    /// Makes every change so far visible to readers at once.
+    pub fn publish(&mut self) {
+        let (builder, mut out) = self.out();
+        builder.flush(&mut out);
+        let dirty = std::mem::take(&mut self.groups.dirty);
+        let routes = self.builder.routes();
+        self.generation += 1;
+        let generation = self.generation;
+        let views: Vec<(u32, Option<Arc<GroupView>>)> =
+            dirty.iter().map(|&g| (g, self.groups.view(g))).collect();
+        let standby = self.standby();
+        for (g, view) in views {
+            let g = g as usize;
+            if standby.groups.len() <= g {
+                standby.groups.resize(g + 1, None);
+            }
+            standby.groups[g] = view;
+        }
+        standby.routes = routes;
+        standby.generation = generation;
+        self.log.groups = dirty;
+        let old = self.shared.swap(Arc::clone(&self.standby));
+        self.standby = old;
+        self.ready = false;
+    }
+
+    /// Memory of one snapshot and of everything the FIB holds.
+    pub fn memory(&self) -> Memory {
+        let published = self.shared.load();
+        let snapshot = published.memory_bytes();
+        Memory {
+            snapshot,
+            total: snapshot + self.standby.memory_bytes() + self.builder.memory_bytes(),
+        }
+    }
+
+    /// Trie nodes (for statistics).
+    pub fn nodes(&self) -> usize {
+        self.builder.nodes()
+    }
+}
+
+/// Addresses as the FIB takes them.
+pub fn addr(a: Ipv6Addr) -> u128 {
+    u128::from(a)
+}
