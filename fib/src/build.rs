@@ -12,8 +12,8 @@
 
 use crate::alloc::{BlockAlloc, NIL};
 use crate::prefix::{mask, Prefix};
-use crate::trie::{Chunk, DirtyLog, Node, Trie, HAS128, HAS64, NODE};
-use std::collections::BTreeMap;
+use crate::trie::{Chunk, DirtyLog, Node, Trie, EXACT_FLAGS, EXACT_LENS, HAS128, NODE};
+use std::collections::{BTreeMap, HashMap};
 
 /// Depth of the deepest node level (120 = 16 + 8 * 13).
 const DEPTHS: usize = 14;
@@ -76,9 +76,12 @@ pub(crate) struct TrieBuilder {
     roots: Vec<u32>,
     /// Routes of length 0..=16, painted into `direct_leaf`.
     short: BTreeMap<(u128, u8), u32>,
+    /// Routes of length 128 (kept out of the trie, see `set_host`).
+    host: HashMap<u128, u32>,
     direct_leaf: Vec<u32>,
     n128: Vec<u32>,
-    n64: Vec<u32>,
+    /// Per /16: entries in each exact-match table.
+    n_exact: [Vec<u32>; EXACT_LENS.len()],
     node_alloc: BlockAlloc,
     leaf_alloc: BlockAlloc,
     queue: [Vec<u32>; DEPTHS],
@@ -108,15 +111,25 @@ impl Default for TrieBuilder {
             free_bnodes: Vec::new(),
             roots: vec![NIL; 1 << 16],
             short: BTreeMap::new(),
+            host: HashMap::new(),
             direct_leaf: vec![0; 1 << 16],
             n128: vec![0; 1 << 16],
-            n64: vec![0; 1 << 16],
+            n_exact: [vec![0; 1 << 16]],
             node_alloc: BlockAlloc::default(),
             leaf_alloc: BlockAlloc::default(),
             queue: Default::default(),
             routes: 0,
         }
     }
+}
+
+/// Which exact-match table holds leaf routes of this length.
+fn exact_index(len: u8) -> Option<usize> {
+    EXACT_LENS.iter().position(|&l| l == len)
+}
+
+fn exact_key(k: usize, addr: u128) -> u64 {
+    (addr >> (128 - u32::from(EXACT_LENS[k]))) as u64
 }
 
 /// The node level a route of `len` (> 16) lives in.
@@ -147,12 +160,17 @@ impl TrieBuilder {
             .sum();
         self.bnodes.capacity() * std::mem::size_of::<BNode>()
             + per_node
-            + (self.roots.len() + self.direct_leaf.len() + self.n128.len() + self.n64.len()) * 4
+            + (self.roots.len() + self.direct_leaf.len() + self.n128.len() + self.n_exact[0].len())
+                * 4
             + self.short.len() * 48
+            + self.host.capacity() * 24
     }
 
     /// The value stored for exactly `p`.
     pub fn get(&self, p: Prefix) -> Option<u32> {
+        if p.len() == 128 {
+            return self.host.get(&p.bits()).copied();
+        }
         if p.len() <= 16 {
             return self.short.get(&(p.bits(), p.len())).copied();
         }
@@ -192,6 +210,9 @@ impl TrieBuilder {
     /// Sets the value of `p` (a non-zero leaf value); returns the old one.
     pub fn set(&mut self, out: &mut Out, p: Prefix, value: u32) -> Option<u32> {
         debug_assert!(value != 0 && value & !crate::trie::VALUE_MASK == 0);
+        if p.len() == 128 {
+            return self.set_host(out, p.bits(), value);
+        }
         if p.len() <= 16 {
             let old = self.short.insert((p.bits(), p.len()), value);
             if old.is_none() {
@@ -226,22 +247,25 @@ impl TrieBuilder {
         let x = self.bnodes[n as usize].x as usize;
         let child_below = has_bit(&self.bnodes[n as usize].childmap, usize::from(bits));
         self.enqueue(n);
-        if p.len() == 128 {
-            let mut log = Vec::new();
-            out.log.h128_full |= out.t.h128.insert(p.bits(), value, &mut log);
-            out.log.h128.extend(log);
-            if old.is_none() {
-                self.n128[x] += 1;
-                self.write_direct(out, x);
+        if let Some(k) = exact_index(p.len()) {
+            if !child_below {
+                self.exact_insert(out, k, x, p.bits(), value);
             }
-        } else if p.len() == 64 && !child_below {
-            self.h64_insert(out, x, p.bits(), value);
         }
         old
     }
 
     /// Removes `p`; returns its value.
     pub fn remove(&mut self, out: &mut Out, p: Prefix) -> Option<u32> {
+        if p.len() == 128 {
+            let old = self.host.remove(&p.bits())?;
+            let x = (p.bits() >> 112) as usize;
+            out.t.h128.remove(p.bits(), &mut out.log.h128);
+            self.routes -= 1;
+            self.n128[x] -= 1;
+            self.write_direct(out, x);
+            return Some(old);
+        }
         if p.len() <= 16 {
             let old = self.short.remove(&(p.bits(), p.len()))?;
             self.routes -= 1;
@@ -258,37 +282,45 @@ impl TrieBuilder {
         let old = node.routes.remove(i).value;
         self.routes -= 1;
         let x = node.x as usize;
-        if p.len() == 128 {
-            let mut log = Vec::new();
-            out.t.h128.remove(p.bits(), &mut log);
-            out.log.h128.extend(log);
-            self.n128[x] -= 1;
-            self.write_direct(out, x);
-        } else if p.len() == 64 {
-            self.h64_remove(out, x, p.bits());
+        if let Some(k) = exact_index(p.len()) {
+            self.exact_remove(out, k, x, p.bits());
         }
         self.enqueue(n);
         self.prune(out, n);
         Some(old)
     }
 
-    fn h64_insert(&mut self, out: &mut Out, x: usize, addr: u128, value: u32) {
-        let mut log = Vec::new();
-        let key = (addr >> 64) as u64;
-        let existed = out.t.h64.get(key) != 0;
-        out.log.h64_full |= out.t.h64.insert(key, value, &mut log);
-        out.log.h64.extend(log);
+    /// A /128 lives only in the exact-match table: it matches one address,
+    /// which every lookup under a /16 with host routes probes first, so the
+    /// trie needs no nodes for it.
+    fn set_host(&mut self, out: &mut Out, addr: u128, value: u32) -> Option<u32> {
+        let old = self.host.insert(addr, value);
+        if old == Some(value) {
+            return old;
+        }
+        out.log.h128_full |= out.t.h128.insert(addr, value, &mut out.log.h128);
+        if old.is_none() {
+            let x = (addr >> 112) as usize;
+            self.routes += 1;
+            self.n128[x] += 1;
+            self.write_direct(out, x);
+        }
+        old
+    }
+
+    fn exact_insert(&mut self, out: &mut Out, k: usize, x: usize, addr: u128, value: u32) {
+        let key = exact_key(k, addr);
+        let existed = out.t.exact[k].get(key) != 0;
+        out.log.exact_full[k] |= out.t.exact[k].insert(key, value, &mut out.log.exact[k]);
         if !existed {
-            self.n64[x] += 1;
+            self.n_exact[k][x] += 1;
             self.write_direct(out, x);
         }
     }
 
-    fn h64_remove(&mut self, out: &mut Out, x: usize, addr: u128) {
-        let mut log = Vec::new();
-        if out.t.h64.remove((addr >> 64) as u64, &mut log) {
-            out.log.h64.extend(log);
-            self.n64[x] -= 1;
+    fn exact_remove(&mut self, out: &mut Out, k: usize, x: usize, addr: u128) {
+        if out.t.exact[k].remove(exact_key(k, addr), &mut out.log.exact[k]) {
+            self.n_exact[k][x] -= 1;
             self.write_direct(out, x);
         }
     }
@@ -303,8 +335,10 @@ impl TrieBuilder {
         if self.n128[x] > 0 {
             d |= HAS128;
         }
-        if self.n64[x] > 0 {
-            d |= HAS64;
+        for (counts, flag) in self.n_exact.iter().zip(EXACT_FLAGS) {
+            if counts[x] > 0 {
+                d |= flag;
+            }
         }
         if out.t.direct[x] != d {
             out.t.direct[x] = d;
@@ -423,9 +457,9 @@ impl TrieBuilder {
             self.insert_child(out, n, slot, c);
             self.enqueue(n);
             self.enqueue(c);
-            if plevel == 56 {
-                // The /64 of this slot now has longer routes below it.
-                self.h64_remove(out, x as usize, addr);
+            if let Some(k) = exact_index(plevel + 8) {
+                // The /48 or /64 of this slot now has longer routes below it.
+                self.exact_remove(out, k, x as usize, addr);
             }
             n = c;
         }
@@ -527,17 +561,18 @@ impl TrieBuilder {
             }
             let plevel = self.bnodes[parent as usize].level;
             self.enqueue(parent);
-            if plevel == 56 {
-                // The /64 of this slot has no longer routes any more: its
-                // own route, if any, becomes an exact-match shortcut again.
+            if let Some(k) = exact_index(plevel + 8) {
+                // The /48 or /64 of this slot has no longer routes any more:
+                // its own route, if any, becomes an exact-match shortcut again.
                 let p = &self.bnodes[parent as usize];
                 if let Ok(i) = p
                     .routes
                     .binary_search_by_key(&(8, slot as u8), |l| (l.rel, l.bits))
                 {
                     let value = p.routes[i].value;
-                    let addr = self.node_prefix(parent) | ((slot as u128) << 64);
-                    self.h64_insert(out, x, addr, value);
+                    let addr =
+                        self.node_prefix(parent) | ((slot as u128) << (120 - u32::from(plevel)));
+                    self.exact_insert(out, k, x, addr, value);
                 }
             }
             n = parent;

@@ -113,6 +113,11 @@ struct Member {
 struct Group {
     members: Vec<Member>,
     owner: Vec<u16>,
+    /// Per bucket, who owned it before its owner took it (when that member
+    /// is still in the group): an inactive owner's bucket goes back there,
+    /// so adding a member that is down, or draining one just added, moves
+    /// no flow.
+    fallback: Vec<u16>,
     refs: u32,
     key: Vec<u32>,
 }
@@ -155,18 +160,25 @@ fn normalize(nhs: &[NextHop]) -> Result<Vec<NextHop>, FibError> {
     Ok(v)
 }
 
+/// What a group is derived from: members, owner and fallback tables.
+type Prev<'a> = (&'a [Member], &'a [u16], &'a [u16]);
+
 /// Deals `n` buckets to members by owner weight, keeping every bucket of
-/// `prev` whose owner stays and is within its new share.
-fn deal(n: usize, members: &[Member], prev: Option<(&[Member], &[u16])>) -> Vec<u16> {
+/// `prev` whose owner stays and is within its new share, and giving a freed
+/// bucket back to its fallback owner when that one is below its share.
+/// Returns the owner and fallback tables.
+fn deal(n: usize, members: &[Member], prev: Option<Prev>) -> (Vec<u16>, Vec<u16>) {
     let total: u64 = members.iter().map(|m| u64::from(m.owner_weight)).sum();
     let mut owner = vec![NONE; n];
+    let mut fallback = vec![NONE; n];
     if total == 0 {
-        return owner;
+        return (owner, fallback);
     }
-    // Previous owner index -> new index, and what each member held.
+    // Previous member index -> new index (NONE if gone or owning nothing).
     let mut map = Vec::new();
     let mut held = vec![0usize; members.len()];
-    if let Some((pm, po)) = prev {
+    let at = |t: &[u16], b: usize| t[b & (t.len() - 1)];
+    if let Some((pm, po, _)) = prev {
         map = pm
             .iter()
             .map(|m| {
@@ -176,14 +188,14 @@ fn deal(n: usize, members: &[Member], prev: Option<(&[Member], &[u16])>) -> Vec<
                     .map_or(NONE, |i| i as u16)
             })
             .collect();
-        let pn = po.len();
         for b in 0..n {
-            let o = po[b & (pn - 1)];
+            let o = at(po, b);
             if o != NONE && map[o as usize] != NONE {
                 held[map[o as usize] as usize] += 1;
             }
         }
     }
+    let remap = |o: u16| if o == NONE { NONE } else { map[o as usize] };
     // Shares by largest remainder; ties go to whoever holds more already.
     let mut target: Vec<usize> = members
         .iter()
@@ -205,17 +217,21 @@ fn deal(n: usize, members: &[Member], prev: Option<(&[Member], &[u16])>) -> Vec<
         }
     }
     let mut count = vec![0usize; members.len()];
-    if let Some((_, po)) = prev {
-        let pn = po.len();
+    if let Some((_, po, _)) = prev {
         for (b, slot) in owner.iter_mut().enumerate() {
-            let o = po[b & (pn - 1)];
-            if o == NONE {
-                continue;
-            }
-            let j = map[o as usize];
+            let j = remap(at(po, b));
             if j != NONE && count[j as usize] < target[j as usize] {
                 *slot = j;
                 count[j as usize] += 1;
+            }
+        }
+        // Freed buckets go back to their fallback owner while it has room.
+        let (_, _, pf) = prev.unwrap_or_default();
+        for (b, slot) in owner.iter_mut().enumerate() {
+            let f = remap(at(pf, b));
+            if *slot == NONE && f != NONE && count[f as usize] < target[f as usize] {
+                *slot = f;
+                count[f as usize] += 1;
             }
         }
     }
@@ -236,7 +252,20 @@ fn deal(n: usize, members: &[Member], prev: Option<(&[Member], &[u16])>) -> Vec<
         *slot = best as u16;
         count[best] += 1;
     }
-    owner
+    if let Some((_, po, pf)) = prev {
+        for b in 0..n {
+            let was = remap(at(po, b));
+            fallback[b] = if was != owner[b] {
+                was
+            } else {
+                remap(at(pf, b))
+            };
+            if fallback[b] == owner[b] {
+                fallback[b] = NONE;
+            }
+        }
+    }
+    (owner, fallback)
 }
 
 impl Groups {
@@ -249,17 +278,30 @@ impl Groups {
             .collect();
         let mut buckets = Vec::new();
         if active.iter().any(|&a| a) {
-            let mut count = vec![0u64; group.members.len()];
-            for &o in &group.owner {
-                if o != NONE && active[o as usize] {
-                    count[o as usize] += 1;
-                }
-            }
-            buckets = group
+            let live = |o: u16| o != NONE && active[o as usize];
+            // Each bucket's owner if active, else its fallback if active.
+            let first: Vec<u16> = group
                 .owner
                 .iter()
+                .zip(&group.fallback)
+                .map(|(&o, &f)| {
+                    if live(o) {
+                        o
+                    } else if live(f) {
+                        f
+                    } else {
+                        NONE
+                    }
+                })
+                .collect();
+            let mut count = vec![0u64; group.members.len()];
+            for &o in first.iter().filter(|&&o| o != NONE) {
+                count[o as usize] += 1;
+            }
+            buckets = first
+                .iter()
                 .map(|&o| {
-                    let j = if o != NONE && active[o as usize] {
+                    let j = if o != NONE {
                         o as usize
                     } else {
                         // Deal the bucket to the active member with the
@@ -292,19 +334,24 @@ impl Groups {
         }))
     }
 
-    fn key(members: &[Member], owner: &[u16]) -> Vec<u32> {
-        let mut key = Vec::with_capacity(2 + members.len() * 3 + owner.len());
+    fn key(members: &[Member], owner: &[u16], fallback: &[u16]) -> Vec<u32> {
+        let mut key = Vec::with_capacity(2 + members.len() * 3 + owner.len() * 2);
         key.push(owner.len() as u32);
         key.push(members.len() as u32);
         for m in members {
             key.extend([m.id, m.weight, m.owner_weight]);
         }
         key.extend(owner.iter().map(|&o| u32::from(o)));
+        key.extend(fallback.iter().map(|&o| u32::from(o)));
         key
     }
 
-    fn intern(&mut self, members: Vec<Member>, owner: Vec<u16>) -> Result<u32, FibError> {
-        let key = Self::key(&members, &owner);
+    fn intern(
+        &mut self,
+        members: Vec<Member>,
+        (owner, fallback): (Vec<u16>, Vec<u16>),
+    ) -> Result<u32, FibError> {
+        let key = Self::key(&members, &owner, &fallback);
         if let Some(&g) = self.by_key.get(&key) {
             return Ok(g);
         }
@@ -329,6 +376,7 @@ impl Groups {
         self.groups[g as usize] = Some(Group {
             members,
             owner,
+            fallback,
             refs: 0,
             key,
         });
@@ -353,8 +401,8 @@ impl Groups {
                 owner_weight: nh.weight,
             })
             .collect();
-        let owner = deal(bucket_count(members.len()), &members, None);
-        let g = self.intern(members, owner)?;
+        let tables = deal(bucket_count(members.len()), &members, None);
+        let g = self.intern(members, tables)?;
         self.fresh.insert(nhs, g);
         Ok(g)
     }
@@ -399,13 +447,13 @@ impl Groups {
                 .iter()
                 .zip(&old.members)
                 .all(|(a, b)| a.id == b.id && a.owner_weight == b.owner_weight);
-        let owner = if same_owners {
-            old.owner.clone()
+        let tables = if same_owners {
+            (old.owner.clone(), old.fallback.clone())
         } else {
             let n = bucket_count(members.len()).max(old.owner.len());
-            deal(n, &members, Some((&old.members, &old.owner)))
+            deal(n, &members, Some((&old.members, &old.owner, &old.fallback)))
         };
-        self.intern(members, owner)
+        self.intern(members, tables)
     }
 
     pub fn retain(&mut self, g: u32) {

@@ -7,7 +7,7 @@
 //! direct[addr >> 112]            65,536 entries (the first 16 bits), u32 each:
 //!   bit 31 NODE   low 29 bits = index of the /16's root node in `nodes`
 //!   bit 30 HAS128 some /128 route lies under this /16: probe `h128` first
-//!   bit 29 HAS64  some leaf /64 route lies under this /16: probe `h64` first
+//!   bit 29 HAS64  some leaf /64 route lies under this /16: probe `exact[0]`
 //!   otherwise     low 29 bits = leaf value (next-hop group id, 0 = no route)
 //!
 //! nodes[i]: 8-bit stride (256 slots) = 4 chunks of 64 slots, 128 bytes,
@@ -23,11 +23,15 @@
 //! Node levels are 16, 24, ..., 120; a route of length `l` lives in the node
 //! whose level `L` satisfies `L < l <= L + 8`, with leaf pushing (every slot
 //! holds the longest match for it). Every length 0..=128 works through the
-//! trie alone. Two exact-match tables are shortcuts for the long prefixes a
-//! Kubernetes edge carries (service /128s and pod /64s), so those do not walk
-//! seven to fourteen levels: `h128` holds every /128 route, `h64` every /64
-//! route that has no longer route below it. Both are exact answers when they
-//! hit, because nothing longer can match.
+//! trie for lengths 17..=127. Exact-match tables are shortcuts for the long
+//! prefixes a Kubernetes edge carries, so those do not walk seven to
+//! fourteen levels: `h128` holds every /128 route (and the trie none: a /128
+//! matches only itself, so it cannot change any other address's answer),
+//! `exact[0]` every /64 route that has no longer route (other than /128s)
+//! below it. They are exact answers when they hit, because nothing longer
+//! can match; a miss costs one probe. (An exact table for /48, half of an
+//! Internet table, was measured and lost: the probe of every lookup cost
+//! more than the walks it saved.)
 //!
 //! Panics: lookups index arrays the builder wrote consistently; they never
 //! panic for any address.
@@ -38,6 +42,9 @@ pub(crate) const NODE: u32 = 1 << 31;
 pub(crate) const HAS128: u32 = 1 << 30;
 pub(crate) const HAS64: u32 = 1 << 29;
 pub(crate) const VALUE_MASK: u32 = (1 << 29) - 1;
+/// The lengths with an exact-match shortcut besides /128, and their flags.
+pub(crate) const EXACT_LENS: [u8; 1] = [64];
+pub(crate) const EXACT_FLAGS: [u32; 1] = [HAS64];
 
 /// Lookups processed together in lock-step by the batch lookup: enough
 /// independent loads in flight to hide cache latency.
@@ -58,6 +65,22 @@ pub(crate) struct Chunk {
 #[repr(C, align(64))]
 pub(crate) struct Node {
     pub chunks: [Chunk; 4],
+}
+
+/// Asks the CPU to start loading the cache line of `x`.
+#[inline(always)]
+#[allow(unsafe_code)]
+fn prefetch<T>(x: &T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is a hint that never faults and reads nothing the
+    // program sees; the pointer comes from a live reference anyway.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+            (x as *const T).cast::<i8>(),
+        );
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = x;
 }
 
 /// One step of a walk: the child node index, or the leaf value.
@@ -95,18 +118,28 @@ impl Key for u64 {
     }
 }
 
+/// Entries per bucket of an [`ExactTable`].
+const WAYS: usize = 4;
+
+/// One bucket: a cache line for 64-bit keys (two for 128-bit ones).
 #[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
-pub(crate) struct Slot<K> {
-    pub key: K,
-    /// Leaf value; 0 marks an empty slot (0 is never a stored value).
-    pub value: u32,
+#[repr(C, align(64))]
+pub(crate) struct Bucket<K> {
+    pub keys: [K; WAYS],
+    /// Leaf values; 0 marks an empty entry (0 is never a stored value).
+    pub vals: [u32; WAYS],
+    /// Keys whose home is this bucket but which live in a later one.
+    pub spill: u32,
 }
 
-/// Open addressing with linear probing and backward-shift deletion; load
-/// factor at most 1/2, so a hit or a miss reads one or two slots.
+/// A bucketised hash table read without data-dependent branches: a lookup
+/// hashes to one bucket and compares all its entries with selects, so a
+/// batch of lookups keeps many cache misses in flight. A key goes to the
+/// first bucket from its home with a free entry; its home counts it in
+/// `spill`, and only then does a lookup look further. At most half full.
 #[derive(Clone, Debug)]
 pub(crate) struct ExactTable<K> {
-    pub slots: Vec<Slot<K>>,
+    pub buckets: Vec<Bucket<K>>,
     pub len: usize,
     shift: u32,
 }
@@ -114,9 +147,9 @@ pub(crate) struct ExactTable<K> {
 impl<K: Key> ExactTable<K> {
     pub fn new() -> Self {
         ExactTable {
-            slots: vec![Slot::default(); 16],
+            buckets: vec![Bucket::default(); 4],
             len: 0,
-            shift: 64 - 4,
+            shift: 64 - 2,
         }
     }
 
@@ -125,100 +158,129 @@ impl<K: Key> ExactTable<K> {
         (key.hash() >> self.shift) as usize
     }
 
+    /// The value for `key`, 0 if absent.
     #[inline(always)]
     pub fn get(&self, key: K) -> u32 {
-        let mask = self.slots.len() - 1;
-        let mut i = self.home(key);
-        loop {
-            let s = &self.slots[i];
-            if s.value == 0 || s.key == key {
-                return s.value;
-            }
-            i = (i + 1) & mask;
+        let h = self.home(key);
+        let b = &self.buckets[h];
+        let mut v = 0;
+        for j in 0..WAYS {
+            v |= if b.keys[j] == key { b.vals[j] } else { 0 };
         }
+        if v == 0 && b.spill != 0 {
+            return self.get_spilled(key, h);
+        }
+        v
     }
 
-    /// Inserts or replaces; returns whether the table was rebuilt (grown),
-    /// and logs every slot written.
+    #[cold]
+    fn get_spilled(&self, key: K, home: usize) -> u32 {
+        self.find(key, home)
+            .map_or(0, |(b, j)| self.buckets[b].vals[j])
+    }
+
+    /// Where `key` lives: (bucket, entry).
+    fn find(&self, key: K, home: usize) -> Option<(usize, usize)> {
+        let mask = self.buckets.len() - 1;
+        let hb = &self.buckets[home];
+        for j in 0..WAYS {
+            if hb.vals[j] != 0 && hb.keys[j] == key {
+                return Some((home, j));
+            }
+        }
+        let mut left = hb.spill;
+        let mut b = home;
+        while left > 0 {
+            b = (b + 1) & mask;
+            if b == home {
+                break;
+            }
+            let bucket = &self.buckets[b];
+            for j in 0..WAYS {
+                if bucket.vals[j] != 0 && self.home(bucket.keys[j]) == home {
+                    if bucket.keys[j] == key {
+                        return Some((b, j));
+                    }
+                    left -= 1;
+                }
+            }
+        }
+        None
+    }
+
+    /// Inserts or replaces; returns whether the table was rebuilt (grown).
+    /// Logs every bucket written.
     pub fn insert(&mut self, key: K, value: u32, dirty: &mut Vec<u32>) -> bool {
         debug_assert!(value != 0);
+        let home = self.home(key);
+        if let Some((b, j)) = self.find(key, home) {
+            self.buckets[b].vals[j] = value;
+            dirty.push(b as u32);
+            return false;
+        }
         let mut grown = false;
-        if (self.len + 1) * 2 > self.slots.len() {
+        if (self.len + 1) * 2 > self.buckets.len() * WAYS {
             self.grow();
             grown = true;
         }
-        let mask = self.slots.len() - 1;
-        let mut i = self.home(key);
+        self.place(key, value, dirty);
+        grown
+    }
+
+    fn place(&mut self, key: K, value: u32, dirty: &mut Vec<u32>) {
+        let mask = self.buckets.len() - 1;
+        let home = self.home(key);
+        let mut b = home;
         loop {
-            let s = &mut self.slots[i];
-            if s.value == 0 || s.key == key {
-                if s.value == 0 {
-                    self.len += 1;
+            if let Some(j) = self.buckets[b].vals.iter().position(|&v| v == 0) {
+                self.buckets[b].keys[j] = key;
+                self.buckets[b].vals[j] = value;
+                dirty.push(b as u32);
+                if b != home {
+                    self.buckets[home].spill += 1;
+                    dirty.push(home as u32);
                 }
-                *s = Slot { key, value };
-                dirty.push(i as u32);
-                return grown;
+                self.len += 1;
+                return;
             }
-            i = (i + 1) & mask;
+            b = (b + 1) & mask;
         }
     }
 
-    /// Removes `key`; returns whether it was there. Logs every slot written.
+    /// Removes `key`; returns whether it was there. Logs every bucket written.
     pub fn remove(&mut self, key: K, dirty: &mut Vec<u32>) -> bool {
-        let mask = self.slots.len() - 1;
-        let mut i = self.home(key);
-        loop {
-            let s = self.slots[i];
-            if s.value == 0 {
-                return false;
-            }
-            if s.key == key {
-                break;
-            }
-            i = (i + 1) & mask;
+        let home = self.home(key);
+        let Some((b, j)) = self.find(key, home) else {
+            return false;
+        };
+        self.buckets[b].keys[j] = K::default();
+        self.buckets[b].vals[j] = 0;
+        dirty.push(b as u32);
+        if b != home {
+            self.buckets[home].spill -= 1;
+            dirty.push(home as u32);
         }
-        // Backward-shift deletion: pull later members of the probe run into
-        // the hole when their home position allows it.
-        let mut hole = i;
-        let mut j = (i + 1) & mask;
-        loop {
-            let s = self.slots[j];
-            if s.value == 0 {
-                break;
-            }
-            let home = self.home(s.key);
-            // Can s move to `hole`? Only if `home` is not cyclically in (hole, j].
-            let in_range = if hole <= j {
-                home > hole && home <= j
-            } else {
-                home > hole || home <= j
-            };
-            if !in_range {
-                self.slots[hole] = s;
-                dirty.push(hole as u32);
-                hole = j;
-            }
-            j = (j + 1) & mask;
-        }
-        self.slots[hole] = Slot::default();
-        dirty.push(hole as u32);
         self.len -= 1;
         true
     }
 
     fn grow(&mut self) {
-        let bigger = vec![Slot::default(); self.slots.len() * 2];
-        let old = std::mem::replace(&mut self.slots, bigger);
+        let bigger = vec![Bucket::default(); self.buckets.len() * 2];
+        let old = std::mem::replace(&mut self.buckets, bigger);
         self.shift -= 1;
         self.len = 0;
         let mut sink = Vec::new();
-        for s in old.into_iter().filter(|s| s.value != 0) {
-            self.insert(s.key, s.value, &mut sink);
+        for b in old {
+            for j in 0..WAYS {
+                if b.vals[j] != 0 {
+                    self.place(b.keys[j], b.vals[j], &mut sink);
+                }
+            }
         }
     }
 
     pub fn memory_bytes(&self) -> usize {
-        self.slots.capacity() * std::mem::size_of::<Slot<K>>()
+        self.buckets.capacity() * std::mem::size_of::<Bucket<K>>()
     }
 }
 
@@ -229,7 +291,8 @@ pub(crate) struct Trie {
     pub nodes: Vec<Node>,
     pub leaves: Vec<u32>,
     pub h128: ExactTable<u128>,
-    pub h64: ExactTable<u64>,
+    /// Leaf /48 and /64 routes, keyed by their upper 48 or 64 bits.
+    pub exact: [ExactTable<u64>; 1],
 }
 
 impl Trie {
@@ -239,7 +302,7 @@ impl Trie {
             nodes: Vec::new(),
             leaves: Vec::new(),
             h128: ExactTable::new(),
-            h64: ExactTable::new(),
+            exact: [ExactTable::new()],
         }
     }
 
@@ -254,7 +317,7 @@ impl Trie {
             }
         }
         if d & HAS64 != 0 {
-            let v = self.h64.get((a >> 64) as u64);
+            let v = self.exact[0].get((a >> 64) as u64);
             if v != 0 {
                 return v;
             }
@@ -284,6 +347,10 @@ impl Trie {
         }
     }
 
+    /// One group of lookups: first the direct table and the exact-match
+    /// probes for all (without branching on their results, so the probes'
+    /// cache misses overlap), then the trie walks still pending, level by
+    /// level in lock-step.
     #[inline(always)]
     fn lookup_group(&self, a: &[u128], out: &mut [Option<GroupId>]) {
         let n = a.len().min(out.len()).min(LOOKUP_GROUP);
@@ -291,23 +358,21 @@ impl Trie {
         let mut pending = [0u8; LOOKUP_GROUP];
         let mut np = 0;
         for i in 0..n {
-            let d = self.direct[(a[i] >> 112) as usize];
-            let mut v = 0;
+            let hi = (a[i] >> 64) as u64;
+            let d = self.direct[(hi >> 48) as usize];
+            let mut v = 0u32;
+            if d & HAS64 != 0 {
+                v = self.exact[0].get(hi);
+            }
             if d & HAS128 != 0 {
-                v = self.h128.get(a[i]);
+                let w = self.h128.get(a[i]);
+                v = if w != 0 { w } else { v };
             }
-            if v == 0 && d & HAS64 != 0 {
-                v = self.h64.get((a[i] >> 64) as u64);
-            }
-            if v != 0 {
-                out[i] = GroupId::from_leaf(v);
-            } else if d & NODE == 0 {
-                out[i] = GroupId::from_leaf(d & VALUE_MASK);
-            } else {
-                node[i] = d & VALUE_MASK;
-                pending[np] = i as u8;
-                np += 1;
-            }
+            let walk = (v == 0) & (d & NODE != 0);
+            out[i] = GroupId::from_leaf(if v != 0 { v } else { d & VALUE_MASK });
+            node[i] = d & VALUE_MASK;
+            pending[np] = i as u8;
+            np += usize::from(walk);
         }
         let mut shift = 104u32;
         while np > 0 {
@@ -324,6 +389,10 @@ impl Trie {
                         node[i] = child;
                         pending[next] = i as u8;
                         next += 1;
+                        let s = (a[i] >> shift.saturating_sub(8)) as usize & 0xff;
+                        if let Some(c) = self.nodes.get(child as usize) {
+                            prefetch(&c.chunks[s >> 6]);
+                        }
                     }
                     Err(leaf) => out[i] = GroupId::from_leaf(leaf),
                 }
@@ -338,7 +407,7 @@ impl Trie {
             + self.nodes.capacity() * std::mem::size_of::<Node>()
             + self.leaves.capacity() * 4
             + self.h128.memory_bytes()
-            + self.h64.memory_bytes()
+            + self.exact[0].memory_bytes()
     }
 
     /// Brings `self` (the standby copy) to the state of `src` (the copy
@@ -361,7 +430,14 @@ impl Trie {
             self.leaves[r.clone()].copy_from_slice(&src.leaves[r]);
         }
         catch_up_table(&mut self.h128, &src.h128, log.h128_full, &log.h128);
-        catch_up_table(&mut self.h64, &src.h64, log.h64_full, &log.h64);
+        for k in 0..EXACT_LENS.len() {
+            catch_up_table(
+                &mut self.exact[k],
+                &src.exact[k],
+                log.exact_full[k],
+                &log.exact[k],
+            );
+        }
     }
 }
 
@@ -371,7 +447,7 @@ fn catch_up_table<K: Key>(dst: &mut ExactTable<K>, src: &ExactTable<K>, full: bo
         return;
     }
     for &i in slots {
-        dst.slots[i as usize] = src.slots[i as usize];
+        dst.buckets[i as usize] = src.buckets[i as usize];
     }
     dst.len = src.len;
 }
@@ -385,8 +461,8 @@ pub(crate) struct DirtyLog {
     pub leaves: Vec<(u32, u32)>,
     pub h128: Vec<u32>,
     pub h128_full: bool,
-    pub h64: Vec<u32>,
-    pub h64_full: bool,
+    pub exact: [Vec<u32>; EXACT_LENS.len()],
+    pub exact_full: [bool; EXACT_LENS.len()],
     pub groups: Vec<u32>,
 }
 
@@ -398,8 +474,10 @@ impl DirtyLog {
         self.leaves.clear();
         self.h128.clear();
         self.h128_full = false;
-        self.h64.clear();
-        self.h64_full = false;
+        for k in 0..EXACT_LENS.len() {
+            self.exact[k].clear();
+            self.exact_full[k] = false;
+        }
         self.groups.clear();
     }
 }
