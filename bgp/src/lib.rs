@@ -1,7 +1,33 @@
 //! flatedge's BGP speaker (RFC 4271 and the extensions Cilium's GoBGP uses).
 //!
-//! Work in progress: so far only [`wire`], the message codec, exists. The
-//! sans-IO session FSM, the tokio driver, the RIBs and the decision process
-//! come next and build on it.
+//! Everything here is sans-IO and synchronous; the tokio driver that owns
+//! the sockets and the sleeps comes next and only moves values between
+//! these pieces:
+//!
+//! - [`wire`]: the message codec (views and validated representations).
+//! - [`fsm`]: one peer's session state machine (RFC 4271 section 8):
+//!   `Session::handle(Input) -> Vec<Output>`, timers as outputs, collision
+//!   resolution, graceful-restart classification of a session's end.
+//! - [`rib`]: Adj-RIB-In, the decision process with multipath, change
+//!   coalescing into `RibChange`s, max-prefixes, and the graceful restart
+//!   helper; its timers are outputs too.
+//! - [`policy`]: import allow-lists (`"2001:db8:100::/40 le 64"`),
+//!   martians, next-hop sanity and the reasons a route is rejected.
+//! - [`export`]: the UPDATEs announcing our aggregates and static routes
+//!   to the peers configured to receive them.
+//!
+//! A driver's loop, per peer: decode bytes with
+//! `Session::codec_context()`, feed the message to the `Session`; on
+//! `Output::Established` call `Rib::peer_up` and send the `export`
+//! UPDATEs; on `Output::Update` call `Rib::apply_update`; on `Output::Down`
+//! call `Rib::peer_down` with its `graceful`; turn a `RibOutput::Teardown`
+//! into a session input; arm and cancel both kinds of timers; drain
+//! `Rib::drain_changes` and hand the changes to the FIB.
+//!
+//! This crate knows nothing of the FIB.
 
+pub mod export;
+pub mod fsm;
+pub mod policy;
+pub mod rib;
 pub mod wire;

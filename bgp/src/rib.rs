@@ -1,0 +1,902 @@
+//! Adj-RIB-In, the decision process, multipath and the graceful restart
+//! helper, sans-IO.
+//!
+//! # Shape
+//!
+//! One table maps each IPv6 prefix to its paths, at most one per peer (no
+//! ADD-PATH): the union of every peer's Adj-RIB-In, stored prefix-major
+//! so that the decision process reads one entry. A peer's own view is a
+//! filter on it ([`Rib::routes_from`]); tearing a peer down scans the table
+//! once. Paths of one UPDATE share one `Arc<RouteAttrs>`.
+//!
+//! # Batches and changes
+//!
+//! [`Rib::apply_update`], [`Rib::peer_down`], [`Rib::peer_up`] and
+//! [`Rib::timer_expired`] only mark the prefixes they touch;
+//! [`Rib::drain_changes`] runs the decision process on each marked prefix
+//! once and yields a [`RibChange`] only where the best path or the ECMP
+//! set changed since the last drain. So a prefix announced and withdrawn
+//! in one batch yields nothing, and a peer's million routes going down
+//! yield one change per prefix. Drain after each UPDATE or peer event (or
+//! after several: the result is the same, with fewer changes).
+//!
+//! A change lists the ECMP set's next hops, best path first; an empty
+//! list is a withdrawal. The best path's identity counts: a new best path
+//! within the same set is a change (the list's order changes). One
+//! imprecision, on the safe side: a member whose next hop changes and
+//! changes back within one batch yields one (redundant) change, since the
+//! table keeps no copy of the next hops last reported.
+//!
+//! # Import
+//!
+//! An UPDATE's routes go through, in order: the family (IPv6 unicast
+//! only), the AS_PATH (our AS not in it; an external peer's AS first),
+//! next-hop sanity ([`policy::resolve_next_hop`]), martians, the peer's
+//! allow-list, and max-prefixes. A rejected route also withdraws what the
+//! peer announced before for that prefix. Every rejection is counted per
+//! reason ([`PeerStats`]) and the last few are kept with their prefix
+//! ([`Rib::rejections`]).
+//!
+//! Max-prefixes: the first route beyond the limit makes `apply_update`
+//! return a [`RibOutput::Teardown`]: Cease / Maximum Number of Prefixes
+//! Reached (RFC 4486, data AFI, SAFI and the limit) as a Hard Reset (RFC
+//! 8538), and an idle time during which the session refuses the peer. The
+//! driver feeds it to the peer's [`Session`](crate::fsm::Session) with
+//! [`Teardown::into_input`]; the Session then reports a non-graceful
+//! `Down`, which purges the routes.
+//!
+//! # Graceful restart helper (RFC 4724 section 4.2, RFC 8538)
+//!
+//! - Graceful `Down` ([`Rib::peer_down`] with `graceful`): routes still
+//!   stale from an earlier restart are deleted, the rest are marked stale
+//!   and stay usable (in the decision process and in RibChanges), and the
+//!   restart timer ([`RibTimer::Restart`], the peer's restart time) is
+//!   armed. A restart time of 0 purges at once.
+//! - The peer comes back ([`Rib::peer_up`]): the restart timer is
+//!   cancelled. If its new OPEN lacks graceful restart or the F bit for
+//!   IPv6 unicast, stale routes are purged at once; otherwise
+//!   re-announced routes lose their stale mark, and its End-of-RIB purges
+//!   the rest, bounded by the stale-path timer ([`RibTimer::StalePath`],
+//!   `stale_path_time`).
+//! - Restart or stale-path timer expiry purges the stale routes.
+//! - Non-graceful `Down` (a Hard Reset, no GR) purges at once.
+
+mod decision;
+
+use std::collections::hash_map::RandomState;
+use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasher, Hasher};
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ipnet::Ipv6Net;
+
+pub use decision::{DecisionConfig, LossReason, PathStatus};
+
+use crate::fsm::{Negotiated, Teardown};
+use crate::policy::{self, ImportPolicy, RejectReason, ResolvedNextHop};
+use crate::wire::{
+    Afi, AsPath, Asn, CeaseSubcode, Community, LargeCommunity, MpReach, NotificationRepr, Origin,
+    ParsedUpdate, Safi,
+};
+
+/// A peer's handle in the RIB, given by [`Rib::add_peer`]; never reused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PeerId(u32);
+
+impl PeerId {
+    /// The number, for logs and ctl.
+    pub fn get(self) -> u32 {
+        self.0
+    }
+}
+
+impl core::fmt::Display for PeerId {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "peer#{}", self.0)
+    }
+}
+
+/// RIB-wide configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RibConfig {
+    /// Our AS: internal peers share it; AS_PATHs containing it loop.
+    pub local_asn: Asn,
+    /// Multipath and MED options.
+    pub decision: DecisionConfig,
+    /// Upper bound on keeping stale routes after a restarted peer is back
+    /// (RFC 4724 section 4.2, "stale routes timer").
+    pub stale_path_time: Duration,
+}
+
+impl RibConfig {
+    /// Defaults: 16-way multipath, no relax, MED per neighbouring AS,
+    /// stale-path time 360 s.
+    pub fn new(local_asn: Asn) -> RibConfig {
+        RibConfig {
+            local_asn,
+            decision: DecisionConfig::default(),
+            stale_path_time: Duration::from_secs(360),
+        }
+    }
+}
+
+/// A peer as the RIB sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PeerConfig {
+    /// The session's remote address.
+    pub address: Ipv6Addr,
+    /// The peer's AS (internal if it equals ours).
+    pub asn: Asn,
+    /// The session's interface, for link-local next hops.
+    pub ifindex: Option<u32>,
+    /// Import policy.
+    pub import: ImportPolicy,
+    /// How long the session refuses the peer after a max-prefix teardown.
+    pub max_prefix_idle: Duration,
+}
+
+impl PeerConfig {
+    /// A peer with the default import policy (accept all, no limit) and a
+    /// 30 s max-prefix idle time.
+    pub fn new(address: Ipv6Addr, asn: Asn) -> PeerConfig {
+        PeerConfig {
+            address,
+            asn,
+            ifindex: None,
+            import: ImportPolicy::default(),
+            max_prefix_idle: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The attributes of a path that the decision process and `show route`
+/// use; shared by all prefixes of one UPDATE.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RouteAttrs {
+    /// Where the path came from.
+    pub peer: PeerId,
+    /// The sanitised next hop.
+    pub next_hop: ResolvedNextHop,
+    /// Degree of preference.
+    pub local_pref: u32,
+    /// AS_PATH as received.
+    pub as_path: AsPath,
+    /// Its length for the decision process.
+    pub as_path_len: u32,
+    /// ORIGIN.
+    pub origin: Origin,
+    /// MULTI_EXIT_DISC.
+    pub med: Option<u32>,
+    /// The neighbouring AS (first of the AS_PATH), `None` for a route
+    /// from inside our AS.
+    pub neighbor_as: Option<Asn>,
+    /// Learned from an internal peer.
+    pub ibgp: bool,
+    /// The peer's BGP identifier.
+    pub peer_router_id: Ipv4Addr,
+    /// The peer's address.
+    pub peer_address: Ipv6Addr,
+    /// COMMUNITIES.
+    pub communities: Vec<Community>,
+    /// LARGE_COMMUNITY.
+    pub large_communities: Vec<LargeCommunity>,
+}
+
+/// One member of an ECMP set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NextHop {
+    /// The next hop address.
+    pub addr: Ipv6Addr,
+    /// Its interface, for a link-local address.
+    pub ifindex: Option<u32>,
+    /// The peer that announced it.
+    pub peer: PeerId,
+}
+
+/// The best path or the ECMP set of a prefix changed.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RibChange {
+    /// The prefix.
+    pub prefix: Ipv6Net,
+    /// The ECMP set, best path first; empty when the prefix is gone.
+    pub nexthops: Vec<NextHop>,
+}
+
+/// The RIB's timers, armed and cancelled through [`RibOutput`]s and fed
+/// back to [`Rib::timer_expired`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RibTimer {
+    /// A gracefully restarting peer must be back before this fires.
+    Restart(PeerId),
+    /// A peer that came back must send End-of-RIB before this fires.
+    StalePath(PeerId),
+}
+
+/// What the driver must do after a RIB call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RibOutput {
+    /// (Re)start a timer.
+    ArmTimer(RibTimer, Duration),
+    /// Stop a timer.
+    CancelTimer(RibTimer),
+    /// Tear the peer's session down: feed `Teardown::into_input()` to it.
+    Teardown(PeerId, Teardown),
+}
+
+/// A peer's counters.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct PeerStats {
+    /// The session is Established.
+    pub up: bool,
+    /// Prefixes in the Adj-RIB-In (stale ones included).
+    pub accepted: usize,
+    /// Of which stale.
+    pub stale: usize,
+    /// Routes rejected since the peer was added, per reason.
+    pub rejected: Vec<(RejectReason, u64)>,
+}
+
+/// A path of [`RouteView`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathView {
+    /// Attributes (peer included).
+    pub attrs: Arc<RouteAttrs>,
+    /// Kept from a gracefully restarting peer.
+    pub stale: bool,
+    /// Best, multipath, or why not.
+    pub status: PathStatus,
+}
+
+/// Every path of a prefix, best first, for `show route`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteView {
+    /// The prefix.
+    pub prefix: Ipv6Net,
+    /// Paths in decision order.
+    pub paths: Vec<PathView>,
+}
+
+const STALE: u8 = 1;
+const SELECTED: u8 = 2;
+const BEST: u8 = 4;
+
+const DIRTY: u8 = 1;
+const CHANGED: u8 = 2;
+
+/// How many rejected routes each peer remembers for `show`.
+const RECENT_REJECTIONS: usize = 32;
+
+#[derive(Debug, Clone)]
+struct Path {
+    attrs: Arc<RouteAttrs>,
+    peer: PeerId,
+    /// STALE, and SELECTED/BEST as of the last drain.
+    flags: u8,
+}
+
+#[derive(Debug, Default)]
+struct Entry {
+    paths: Vec<Path>,
+    /// DIRTY: queued for the next drain; CHANGED: a path of the last
+    /// drained ECMP set went away or changed next hop.
+    flags: u8,
+}
+
+/// A keyed folded-multiply hasher: fast on 17-byte prefixes, seeded per
+/// RIB so that peers cannot aim for collisions.
+#[derive(Debug, Clone, Copy)]
+struct PrefixHasher(u64);
+
+impl PrefixHasher {
+    #[inline]
+    fn mix(&mut self, w: u64) {
+        let r = u128::from(self.0 ^ w) * 0x9e37_79b9_7f4a_7c15_u128;
+        self.0 = (r as u64) ^ ((r >> 64) as u64);
+    }
+}
+
+impl Hasher for PrefixHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut b = [0u8; 8];
+            b[..chunk.len()].copy_from_slice(chunk);
+            self.mix(u64::from_le_bytes(b));
+        }
+    }
+
+    #[inline]
+    fn write_u8(&mut self, n: u8) {
+        self.mix(u64::from(n) | 0x100);
+    }
+
+    #[inline]
+    fn write_usize(&mut self, n: usize) {
+        self.mix(n as u64);
+    }
+
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct PrefixHashBuilder(u64);
+
+impl PrefixHashBuilder {
+    fn new() -> PrefixHashBuilder {
+        PrefixHashBuilder(RandomState::new().build_hasher().finish() | 1)
+    }
+}
+
+impl BuildHasher for PrefixHashBuilder {
+    type Hasher = PrefixHasher;
+    fn build_hasher(&self) -> PrefixHasher {
+        PrefixHasher(self.0)
+    }
+}
+
+/// The prefix table and its queue of prefixes to re-decide.
+#[derive(Debug)]
+struct Table {
+    map: HashMap<Ipv6Net, Entry, PrefixHashBuilder>,
+    dirty: Vec<Ipv6Net>,
+}
+
+impl Table {
+    fn mark(dirty: &mut Vec<Ipv6Net>, prefix: Ipv6Net, entry: &mut Entry) {
+        if entry.flags & DIRTY == 0 {
+            entry.flags |= DIRTY;
+            dirty.push(prefix);
+        }
+    }
+
+    fn contains(&self, prefix: &Ipv6Net, peer: PeerId) -> bool {
+        self.map
+            .get(prefix)
+            .is_some_and(|e| e.paths.iter().any(|p| p.peer == peer))
+    }
+
+    /// Adds or replaces `peer`'s path; returns the replaced path's flags.
+    fn upsert(&mut self, prefix: Ipv6Net, peer: PeerId, attrs: &Arc<RouteAttrs>) -> Option<u8> {
+        let entry = self.map.entry(prefix).or_default();
+        Table::mark(&mut self.dirty, prefix, entry);
+        match entry.paths.iter_mut().find(|p| p.peer == peer) {
+            Some(p) => {
+                let old = p.flags;
+                if old & SELECTED != 0 && p.attrs.next_hop != attrs.next_hop {
+                    entry.flags |= CHANGED;
+                }
+                p.attrs = Arc::clone(attrs);
+                p.flags &= !STALE;
+                Some(old)
+            }
+            None => {
+                entry.paths.push(Path {
+                    attrs: Arc::clone(attrs),
+                    peer,
+                    flags: 0,
+                });
+                None
+            }
+        }
+    }
+
+    /// Removes `peer`'s path; returns its flags.
+    fn remove(&mut self, prefix: &Ipv6Net, peer: PeerId) -> Option<u8> {
+        let entry = self.map.get_mut(prefix)?;
+        let i = entry.paths.iter().position(|p| p.peer == peer)?;
+        let path = entry.paths.swap_remove(i);
+        if path.flags & SELECTED != 0 {
+            entry.flags |= CHANGED;
+        }
+        Table::mark(&mut self.dirty, *prefix, entry);
+        Some(path.flags)
+    }
+
+    /// Removes `peer`'s paths that have all bits of `flags`; returns how
+    /// many.
+    fn purge(&mut self, peer: PeerId, flags: u8) -> usize {
+        let mut removed = 0;
+        for (prefix, entry) in self.map.iter_mut() {
+            let before = entry.paths.len();
+            let mut lost_selected = false;
+            entry.paths.retain(|p| {
+                let gone = p.peer == peer && p.flags & flags == flags;
+                lost_selected |= gone && p.flags & SELECTED != 0;
+                !gone
+            });
+            if entry.paths.len() != before {
+                removed += before - entry.paths.len();
+                if lost_selected {
+                    entry.flags |= CHANGED;
+                }
+                Table::mark(&mut self.dirty, *prefix, entry);
+            }
+        }
+        removed
+    }
+
+    /// Marks all of `peer`'s paths stale; returns how many.
+    fn mark_stale(&mut self, peer: PeerId) -> usize {
+        let mut n = 0;
+        for entry in self.map.values_mut() {
+            for p in entry.paths.iter_mut().filter(|p| p.peer == peer) {
+                p.flags |= STALE;
+                n += 1;
+            }
+        }
+        n
+    }
+
+    fn drain(&mut self, cfg: &DecisionConfig, out: &mut Vec<RibChange>) {
+        let Table { map, dirty } = self;
+        for prefix in dirty.drain(..) {
+            let Some(entry) = map.get_mut(&prefix) else {
+                continue;
+            };
+            let mut changed = entry.flags & CHANGED != 0;
+            entry.flags = 0;
+            if entry.paths.is_empty() {
+                map.remove(&prefix);
+                if changed {
+                    out.push(RibChange {
+                        prefix,
+                        nexthops: Vec::new(),
+                    });
+                }
+                continue;
+            }
+            let n = decision::select(&mut entry.paths, cfg);
+            for (i, p) in entry.paths.iter_mut().enumerate() {
+                let want = match i {
+                    0 => SELECTED | BEST,
+                    i if i < n => SELECTED,
+                    _ => 0,
+                };
+                if p.flags & (SELECTED | BEST) != want {
+                    changed = true;
+                    p.flags = (p.flags & STALE) | want;
+                }
+            }
+            if changed {
+                out.push(RibChange {
+                    prefix,
+                    nexthops: entry.paths[..n]
+                        .iter()
+                        .map(|p| NextHop {
+                            addr: p.attrs.next_hop.addr,
+                            ifindex: p.attrs.next_hop.ifindex,
+                            peer: p.peer,
+                        })
+                        .collect(),
+                });
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+struct PeerState {
+    config: PeerConfig,
+    router_id: Ipv4Addr,
+    ibgp: bool,
+    up: bool,
+    accepted: usize,
+    stale: usize,
+    rejected: [u64; RejectReason::ALL.len()],
+    recent: VecDeque<(Ipv6Net, RejectReason)>,
+    restart_time: Option<Duration>,
+    restart_armed: bool,
+    stale_armed: bool,
+    teardown_sent: bool,
+}
+
+impl PeerState {
+    fn reject(&mut self, prefix: Ipv6Net, reason: RejectReason) {
+        self.rejected[reason.index()] += 1;
+        if self.recent.len() == RECENT_REJECTIONS {
+            self.recent.pop_front();
+        }
+        self.recent.push_back((prefix, reason));
+    }
+}
+
+/// The RIB (see the module docs).
+#[derive(Debug)]
+pub struct Rib {
+    config: RibConfig,
+    peers: HashMap<PeerId, PeerState>,
+    next_peer: u32,
+    table: Table,
+}
+
+impl Rib {
+    /// An empty RIB.
+    pub fn new(config: RibConfig) -> Rib {
+        Rib {
+            config,
+            peers: HashMap::new(),
+            next_peer: 0,
+            table: Table {
+                map: HashMap::with_hasher(PrefixHashBuilder::new()),
+                dirty: Vec::new(),
+            },
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &RibConfig {
+        &self.config
+    }
+
+    /// Registers a peer (a configured neighbour, or a dynamic one accepted
+    /// from a listen range).
+    pub fn add_peer(&mut self, config: PeerConfig) -> PeerId {
+        let id = PeerId(self.next_peer);
+        self.next_peer += 1;
+        let ibgp = config.asn == self.config.local_asn;
+        self.peers.insert(
+            id,
+            PeerState {
+                config,
+                router_id: Ipv4Addr::UNSPECIFIED,
+                ibgp,
+                up: false,
+                accepted: 0,
+                stale: 0,
+                rejected: [0; RejectReason::ALL.len()],
+                recent: VecDeque::new(),
+                restart_time: None,
+                restart_armed: false,
+                stale_armed: false,
+                teardown_sent: false,
+            },
+        );
+        id
+    }
+
+    /// Forgets a peer and its routes (de-configured).
+    pub fn remove_peer(&mut self, id: PeerId) -> Vec<RibOutput> {
+        let out = self.peer_down(id, false);
+        self.peers.remove(&id);
+        out
+    }
+
+    /// Replaces a peer's import policy; takes effect for routes received
+    /// from now on (ask the peer for a route refresh to re-filter).
+    pub fn set_import_policy(&mut self, id: PeerId, import: ImportPolicy) {
+        if let Some(peer) = self.peers.get_mut(&id) {
+            peer.config.import = import;
+        }
+    }
+
+    /// The peer's session is Established.
+    pub fn peer_up(&mut self, id: PeerId, negotiated: &Negotiated) -> Vec<RibOutput> {
+        let mut out = Vec::new();
+        let Some(peer) = self.peers.get_mut(&id) else {
+            return out;
+        };
+        peer.up = true;
+        peer.teardown_sent = false;
+        peer.router_id = negotiated.remote_id;
+        peer.ibgp = negotiated.ibgp;
+        peer.restart_time = negotiated.restart_time();
+        if std::mem::take(&mut peer.restart_armed) {
+            out.push(RibOutput::CancelTimer(RibTimer::Restart(id)));
+        }
+        if peer.stale > 0 {
+            if negotiated.ipv6_forwarding_preserved() {
+                peer.stale_armed = true;
+                out.push(RibOutput::ArmTimer(
+                    RibTimer::StalePath(id),
+                    self.config.stale_path_time,
+                ));
+            } else {
+                self.purge_stale(id, &mut out);
+            }
+        }
+        out
+    }
+
+    /// The peer's session went down; `graceful` is `Output::Down`'s.
+    pub fn peer_down(&mut self, id: PeerId, graceful: bool) -> Vec<RibOutput> {
+        let mut out = Vec::new();
+        let Some(peer) = self.peers.get_mut(&id) else {
+            return out;
+        };
+        peer.up = false;
+        peer.teardown_sent = false;
+        let restart = peer.restart_time.filter(|t| !t.is_zero());
+        if std::mem::take(&mut peer.stale_armed) {
+            out.push(RibOutput::CancelTimer(RibTimer::StalePath(id)));
+        }
+        match restart {
+            Some(restart) if graceful => {
+                // RFC 4724 4.2: routes still stale from the last restart go.
+                if peer.stale > 0 {
+                    let n = self.table.purge(id, STALE);
+                    let peer = self.peer_mut(id);
+                    peer.accepted -= n;
+                    peer.stale = 0;
+                }
+                let n = self.table.mark_stale(id);
+                let peer = self.peer_mut(id);
+                peer.stale = n;
+                if n > 0 {
+                    peer.restart_armed = true;
+                    out.push(RibOutput::ArmTimer(RibTimer::Restart(id), restart));
+                }
+            }
+            _ => {
+                if std::mem::take(&mut peer.restart_armed) {
+                    out.push(RibOutput::CancelTimer(RibTimer::Restart(id)));
+                }
+                if peer.accepted > 0 {
+                    self.table.purge(id, 0);
+                }
+                let peer = self.peer_mut(id);
+                peer.accepted = 0;
+                peer.stale = 0;
+            }
+        }
+        out
+    }
+
+    /// A RIB timer fired.
+    pub fn timer_expired(&mut self, timer: RibTimer) -> Vec<RibOutput> {
+        let mut out = Vec::new();
+        let (id, armed) = match timer {
+            RibTimer::Restart(id) => (id, self.peers.get_mut(&id).map(|p| &mut p.restart_armed)),
+            RibTimer::StalePath(id) => (id, self.peers.get_mut(&id).map(|p| &mut p.stale_armed)),
+        };
+        if armed.is_some_and(std::mem::take) {
+            self.purge_stale(id, &mut out);
+        }
+        out
+    }
+
+    fn peer_mut(&mut self, id: PeerId) -> &mut PeerState {
+        self.peers.get_mut(&id).expect("peer exists")
+    }
+
+    fn purge_stale(&mut self, id: PeerId, out: &mut Vec<RibOutput>) {
+        let Some(peer) = self.peers.get_mut(&id) else {
+            return;
+        };
+        if std::mem::take(&mut peer.stale_armed) {
+            out.push(RibOutput::CancelTimer(RibTimer::StalePath(id)));
+        }
+        if peer.stale == 0 {
+            return;
+        }
+        let n = self.table.purge(id, STALE);
+        let peer = self.peer_mut(id);
+        peer.accepted -= n;
+        peer.stale = 0;
+    }
+
+    /// Applies one UPDATE from `id` (see the module docs for the import
+    /// steps). May ask for a teardown (max-prefixes).
+    pub fn apply_update(&mut self, id: PeerId, update: &ParsedUpdate) -> Vec<RibOutput> {
+        let mut out = Vec::new();
+        let Some(peer) = self.peers.get_mut(&id) else {
+            return out;
+        };
+        for prefix in update.ipv6_withdrawn() {
+            if let Some(flags) = self.table.remove(prefix, id) {
+                peer.accepted -= 1;
+                if flags & STALE != 0 {
+                    peer.stale -= 1;
+                }
+            }
+        }
+        // IPv4 is never negotiated; count what GoBGP sends anyway.
+        peer.rejected[RejectReason::FamilyNotNegotiated.index()] +=
+            update.ipv4_announced().len() as u64;
+        let announced = update.ipv6_announced();
+        if !announced.is_empty() {
+            match route_attrs(&self.config, id, peer, update) {
+                Ok(attrs) => {
+                    let attrs = Arc::new(attrs);
+                    for &prefix in announced {
+                        if let Err(reason) = peer.config.import.check_prefix(&prefix) {
+                            reject(&mut self.table, peer, id, prefix, reason);
+                            continue;
+                        }
+                        let at_limit = peer
+                            .config
+                            .import
+                            .max_prefixes
+                            .is_some_and(|max| peer.accepted >= max as usize);
+                        if at_limit && !self.table.contains(&prefix, id) {
+                            reject(&mut self.table, peer, id, prefix, RejectReason::MaxPrefixes);
+                            if !std::mem::replace(&mut peer.teardown_sent, true) {
+                                out.push(RibOutput::Teardown(id, max_prefix_teardown(peer)));
+                            }
+                            continue;
+                        }
+                        match self.table.upsert(prefix, id, &attrs) {
+                            None => peer.accepted += 1,
+                            Some(flags) if flags & STALE != 0 => peer.stale -= 1,
+                            Some(_) => {}
+                        }
+                    }
+                }
+                Err(reason) => {
+                    for &prefix in announced {
+                        reject(&mut self.table, peer, id, prefix, reason);
+                    }
+                }
+            }
+        }
+        if update.update.end_of_rib_family() == Some((Afi::Ipv6, Safi::Unicast)) {
+            self.purge_stale(id, &mut out);
+        }
+        out
+    }
+
+    /// Runs the decision process on every prefix touched since the last
+    /// drain and returns the changes.
+    pub fn drain_changes(&mut self) -> Vec<RibChange> {
+        let mut out = Vec::new();
+        self.drain_changes_into(&mut out);
+        out
+    }
+
+    /// [`Rib::drain_changes`] into a caller's buffer.
+    pub fn drain_changes_into(&mut self, out: &mut Vec<RibChange>) {
+        self.table.drain(&self.config.decision, out);
+    }
+
+    /// Number of prefixes with at least one path.
+    pub fn len(&self) -> usize {
+        self.table.map.len()
+    }
+
+    /// Whether the RIB holds no prefix.
+    pub fn is_empty(&self) -> bool {
+        self.table.map.is_empty()
+    }
+
+    /// Every path of `prefix`, in decision order, with why each lost.
+    pub fn route(&self, prefix: &Ipv6Net) -> Option<RouteView> {
+        let entry = self.table.map.get(prefix)?;
+        if entry.paths.is_empty() {
+            return None;
+        }
+        let mut paths = entry.paths.clone();
+        let n = decision::select(&mut paths, &self.config.decision);
+        let statuses = decision::statuses(&paths, n, &self.config.decision);
+        Some(RouteView {
+            prefix: *prefix,
+            paths: paths
+                .into_iter()
+                .zip(statuses)
+                .map(|(p, status)| PathView {
+                    stale: p.flags & STALE != 0,
+                    attrs: p.attrs,
+                    status,
+                })
+                .collect(),
+        })
+    }
+
+    /// The peer's Adj-RIB-In: its prefixes and paths, unordered.
+    pub fn routes_from(&self, id: PeerId) -> impl Iterator<Item = (&Ipv6Net, &Arc<RouteAttrs>)> {
+        self.table.map.iter().filter_map(move |(prefix, e)| {
+            e.paths
+                .iter()
+                .find(|p| p.peer == id)
+                .map(|p| (prefix, &p.attrs))
+        })
+    }
+
+    /// The peer's counters.
+    pub fn peer_stats(&self, id: PeerId) -> Option<PeerStats> {
+        let p = self.peers.get(&id)?;
+        Some(PeerStats {
+            up: p.up,
+            accepted: p.accepted,
+            stale: p.stale,
+            rejected: RejectReason::ALL
+                .iter()
+                .map(|&r| (r, p.rejected[r.index()]))
+                .collect(),
+        })
+    }
+
+    /// The last routes rejected from the peer, oldest first.
+    pub fn rejections(&self, id: PeerId) -> impl Iterator<Item = &(Ipv6Net, RejectReason)> {
+        self.peers
+            .get(&id)
+            .into_iter()
+            .flat_map(|p| p.recent.iter())
+    }
+}
+
+fn reject(
+    table: &mut Table,
+    peer: &mut PeerState,
+    id: PeerId,
+    prefix: Ipv6Net,
+    reason: RejectReason,
+) {
+    peer.reject(prefix, reason);
+    // A rejected announcement replaces (withdraws) the earlier one.
+    if let Some(flags) = table.remove(&prefix, id) {
+        peer.accepted -= 1;
+        if flags & STALE != 0 {
+            peer.stale -= 1;
+        }
+    }
+}
+
+fn max_prefix_teardown(peer: &PeerState) -> Teardown {
+    let max = peer.config.import.max_prefixes.unwrap_or(0);
+    // RFC 4486 section 4: AFI, SAFI and the upper bound.
+    let mut n = NotificationRepr::cease(CeaseSubcode::MaxPrefixes);
+    n.data
+        .extend_from_slice(&u16::from(Afi::Ipv6).to_be_bytes());
+    n.data.push(Safi::Unicast.into());
+    n.data.extend_from_slice(&max.to_be_bytes());
+    Teardown {
+        notification: n,
+        hard_reset: true,
+        refuse_for: peer.config.max_prefix_idle,
+    }
+}
+
+/// The per-UPDATE import checks, and the attributes for its routes.
+fn route_attrs(
+    config: &RibConfig,
+    id: PeerId,
+    peer: &PeerState,
+    update: &ParsedUpdate,
+) -> Result<RouteAttrs, RejectReason> {
+    let attrs = &update.update.attributes;
+    let Some(MpReach::Ipv6Unicast { next_hop, .. }) = &attrs.mp_reach else {
+        return Err(RejectReason::FamilyNotNegotiated);
+    };
+    let as_path = attrs.as_path.clone().unwrap_or_default();
+    if as_path
+        .segments
+        .iter()
+        .any(|s| s.asns.contains(&config.local_asn))
+    {
+        return Err(RejectReason::AsPathLoop);
+    }
+    if !peer.ibgp && as_path.first_asn() != Some(peer.config.asn) {
+        return Err(RejectReason::FirstAsNotPeer);
+    }
+    let next_hop = policy::resolve_next_hop(next_hop, peer.config.address, peer.config.ifindex)?;
+    let local_pref = match peer.ibgp {
+        true => attrs.local_pref.unwrap_or(peer.config.import.local_pref),
+        false => peer.config.import.local_pref,
+    };
+    Ok(RouteAttrs {
+        peer: id,
+        next_hop,
+        local_pref,
+        as_path_len: u32::try_from(as_path.path_len()).unwrap_or(u32::MAX),
+        neighbor_as: as_path.first_asn(),
+        as_path,
+        origin: attrs.origin.unwrap_or(Origin::Incomplete),
+        med: attrs.med,
+        ibgp: peer.ibgp,
+        peer_router_id: peer.router_id,
+        peer_address: peer.config.address,
+        communities: attrs.communities.clone(),
+        large_communities: attrs.large_communities.clone(),
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,1051 @@
+//! Decision steps (one test each, with the loser's reason), multipath,
+//! change coalescing, import, max-prefixes and the graceful restart helper.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::time::Duration;
+
+use super::*;
+use crate::fsm::{Input, Output, Session, SessionConfig, State};
+use crate::policy::PrefixList;
+use crate::wire::{
+    Capability, GracefulRestart, GracefulRestartFamily, HoldTime, Ipv6NextHop, Message, MpUnreach,
+    OpenRepr, PathAttributes, UpdateRepr,
+};
+
+const LOCAL: Asn = Asn(65000);
+
+fn net(s: &str) -> Ipv6Net {
+    s.parse().unwrap()
+}
+
+fn addr(s: &str) -> Ipv6Addr {
+    s.parse().unwrap()
+}
+
+fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+/// What a Session negotiates with a peer: `gr` is (restart time, F bit).
+fn negotiated(asn: u32, id: Ipv4Addr, gr: Option<(u16, bool)>) -> Negotiated {
+    let mut caps = vec![Capability::Multiprotocol {
+        afi: Afi::Ipv6,
+        safi: Safi::Unicast,
+    }];
+    if let Some((time, f)) = gr {
+        caps.push(Capability::GracefulRestart(GracefulRestart {
+            restart_state: true,
+            notification: true,
+            restart_time: time,
+            families: vec![GracefulRestartFamily {
+                afi: Afi::Ipv6,
+                safi: Safi::Unicast,
+                forwarding_state: f,
+            }],
+        }));
+    }
+    let open = OpenRepr::new(Asn(asn), HoldTime::new(90).unwrap(), id, caps);
+    let mut s = Session::new(SessionConfig::new(
+        LOCAL,
+        Ipv4Addr::new(192, 0, 2, 1),
+        Asn(asn),
+    ));
+    s.handle(Input::ManualStartPassive);
+    s.handle(Input::TcpConnected(crate::fsm::Direction::Inbound));
+    s.handle(Input::Message(Message::Open(open)));
+    s.handle(Input::Message(Message::Keepalive))
+        .into_iter()
+        .find_map(|o| match o {
+            Output::Established(n) => Some(n),
+            _ => None,
+        })
+        .expect("established")
+}
+
+struct Lab {
+    rib: Rib,
+}
+
+impl Lab {
+    fn new() -> Lab {
+        Lab::with(RibConfig::new(LOCAL))
+    }
+
+    fn with(config: RibConfig) -> Lab {
+        Lab {
+            rib: Rib::new(config),
+        }
+    }
+
+    /// An Established peer with GR (120 s, F bit set).
+    fn peer(&mut self, address: &str, asn: u32, id: u8) -> PeerId {
+        self.peer_with(PeerConfig::new(addr(address), Asn(asn)), id)
+    }
+
+    fn peer_with(&mut self, config: PeerConfig, id: u8) -> PeerId {
+        let asn = config.asn.0;
+        let p = self.rib.add_peer(config);
+        let out = self.rib.peer_up(
+            p,
+            &negotiated(asn, Ipv4Addr::new(10, 0, 0, id), Some((120, true))),
+        );
+        assert!(out.is_empty());
+        p
+    }
+
+    fn apply(&mut self, peer: PeerId, u: &ParsedUpdate) -> Vec<RibOutput> {
+        self.rib.apply_update(peer, u)
+    }
+
+    fn changes(&mut self) -> Vec<RibChange> {
+        self.rib.drain_changes()
+    }
+
+    fn status(&self, prefix: &str, peer: PeerId) -> PathStatus {
+        let view = self.rib.route(&net(prefix)).expect("route");
+        view.paths
+            .iter()
+            .find(|p| p.attrs.peer == peer)
+            .expect("path")
+            .status
+    }
+}
+
+/// Builder for an IPv6 UPDATE.
+#[derive(Clone)]
+struct Ann {
+    attrs: PathAttributes,
+}
+
+fn ann(next_hop: &str, path: &[u32]) -> Ann {
+    Ann {
+        attrs: PathAttributes {
+            origin: Some(Origin::Igp),
+            as_path: Some(AsPath::sequence(path.iter().map(|&a| Asn(a)))),
+            mp_reach: Some(MpReach::Ipv6Unicast {
+                next_hop: Ipv6NextHop {
+                    global: addr(next_hop),
+                    link_local: None,
+                },
+                nlri: Vec::new(),
+            }),
+            ..PathAttributes::default()
+        },
+    }
+}
+
+impl Ann {
+    fn med(mut self, med: u32) -> Ann {
+        self.attrs.med = Some(med);
+        self
+    }
+    fn local_pref(mut self, lp: u32) -> Ann {
+        self.attrs.local_pref = Some(lp);
+        self
+    }
+    fn origin(mut self, o: Origin) -> Ann {
+        self.attrs.origin = Some(o);
+        self
+    }
+    fn link_local(mut self, ll: &str) -> Ann {
+        if let Some(MpReach::Ipv6Unicast { next_hop, .. }) = &mut self.attrs.mp_reach {
+            next_hop.link_local = Some(addr(ll));
+        }
+        self
+    }
+    fn of(&self, prefixes: &[&str]) -> ParsedUpdate {
+        let mut attrs = self.attrs.clone();
+        if let Some(MpReach::Ipv6Unicast { nlri, .. }) = &mut attrs.mp_reach {
+            *nlri = prefixes.iter().map(|p| net(p)).collect();
+        }
+        UpdateRepr {
+            attributes: attrs,
+            ..UpdateRepr::default()
+        }
+        .into()
+    }
+}
+
+fn withdraw(prefixes: &[&str]) -> ParsedUpdate {
+    UpdateRepr {
+        attributes: PathAttributes {
+            mp_unreach: Some(MpUnreach::Ipv6Unicast {
+                withdrawn: prefixes.iter().map(|p| net(p)).collect(),
+            }),
+            ..PathAttributes::default()
+        },
+        ..UpdateRepr::default()
+    }
+    .into()
+}
+
+fn eor() -> ParsedUpdate {
+    UpdateRepr::end_of_rib(Afi::Ipv6, Safi::Unicast).into()
+}
+
+fn nh(a: &str, peer: PeerId) -> NextHop {
+    NextHop {
+        addr: addr(a),
+        ifindex: None,
+        peer,
+    }
+}
+
+fn change(prefix: &str, nexthops: Vec<NextHop>) -> RibChange {
+    RibChange {
+        prefix: net(prefix),
+        nexthops,
+    }
+}
+
+// --- Changes and coalescing --------------------------------------------------
+
+#[test]
+fn announce_replace_and_withdraw() {
+    let mut lab = Lab::new();
+    let a = lab.peer("2001:db8:1::2", 65001, 2);
+    let u = ann("2001:db8:1::2", &[65001]).of(&["2001:db8:100::/64"]);
+    lab.apply(a, &u);
+    assert_eq!(
+        lab.changes(),
+        [change("2001:db8:100::/64", vec![nh("2001:db8:1::2", a)])]
+    );
+    // The same route again, or with other attributes but the same next
+    // hop: no change.
+    lab.apply(a, &u);
+    lab.apply(
+        a,
+        &ann("2001:db8:1::2", &[65001])
+            .med(5)
+            .of(&["2001:db8:100::/64"]),
+    );
+    assert_eq!(lab.changes(), []);
+    // A new next hop is a change.
+    lab.apply(
+        a,
+        &ann("2001:db8:1::9", &[65001]).of(&["2001:db8:100::/64"]),
+    );
+    assert_eq!(
+        lab.changes(),
+        [change("2001:db8:100::/64", vec![nh("2001:db8:1::9", a)])]
+    );
+    lab.apply(a, &withdraw(&["2001:db8:100::/64", "2001:db8:999::/64"]));
+    assert_eq!(lab.changes(), [change("2001:db8:100::/64", vec![])]);
+    assert!(lab.rib.is_empty());
+    assert_eq!(lab.rib.peer_stats(a).unwrap().accepted, 0);
+}
+
+#[test]
+fn changes_coalesce_within_a_batch() {
+    let mut lab = Lab::new();
+    let a = lab.peer("2001:db8:1::2", 65001, 2);
+    // Announced then withdrawn before the drain: nothing.
+    lab.apply(
+        a,
+        &ann("2001:db8:1::2", &[65001]).of(&["2001:db8:100::/64"]),
+    );
+    lab.apply(a, &withdraw(&["2001:db8:100::/64"]));
+    assert_eq!(lab.changes(), []);
+    // Next hop A -> B -> A: nothing.
+    lab.apply(
+        a,
+        &ann("2001:db8:1::2", &[65001]).of(&["2001:db8:100::/64"]),
+    );
+    lab.changes();
+    lab.apply(
+        a,
+        &ann("2001:db8:1::3", &[65001]).of(&["2001:db8:100::/64"]),
+    );
+    lab.apply(
+        a,
+        &ann("2001:db8:1::2", &[65001]).of(&["2001:db8:100::/64"]),
+    );
+    let got = lab.changes();
+    // A next hop that changed and changed back is reported once (the set
+    // may have changed under the FIB's feet in between), never twice.
+    assert!(got.len() <= 1, "{got:?}");
+    // Many prefixes in one UPDATE: one change each.
+    let many: Vec<String> = (0..100)
+        .map(|i| format!("2001:db8:200:{i:x}::/64"))
+        .collect();
+    let refs: Vec<&str> = many.iter().map(String::as_str).collect();
+    lab.apply(a, &ann("2001:db8:1::2", &[65001]).of(&refs));
+    lab.apply(a, &ann("2001:db8:1::2", &[65001]).of(&refs));
+    assert_eq!(lab.changes().len(), 100);
+}
+
+#[test]
+fn second_worse_path_is_no_change() {
+    let mut lab = Lab::new();
+    let a = lab.peer("2001:db8:1::2", 65001, 2);
+    let b = lab.peer("2001:db8:1::3", 65002, 3);
+    lab.apply(
+        a,
+        &ann("2001:db8:1::2", &[65001]).of(&["2001:db8:100::/64"]),
+    );
+    lab.changes();
+    lab.apply(
+        b,
+        &ann("2001:db8:1::3", &[65002, 65009]).of(&["2001:db8:100::/64"]),
+    );
+    assert_eq!(lab.changes(), []);
+    // The best goes: the backup takes over.
+    lab.apply(a, &withdraw(&["2001:db8:100::/64"]));
+    assert_eq!(
+        lab.changes(),
+        [change("2001:db8:100::/64", vec![nh("2001:db8:1::3", b)])]
+    );
+}
+
+// --- Decision steps, one test each ---------------------------------------------
+
+/// Two internal peers (LOCAL_PREF counts) with distinct identifiers.
+fn two_ibgp(config: RibConfig) -> (Lab, PeerId, PeerId) {
+    let mut lab = Lab::with(config);
+    let a = lab.peer("2001:db8:1::2", 65000, 2);
+    let b = lab.peer("2001:db8:1::3", 65000, 3);
+    (lab, a, b)
+}
+
+fn single_path() -> RibConfig {
+    let mut c = RibConfig::new(LOCAL);
+    c.decision.max_paths = 1;
+    c
+}
+
+const P: &str = "2001:db8:100::/64";
+
+#[test]
+fn step_local_pref() {
+    let (mut lab, a, b) = two_ibgp(RibConfig::new(LOCAL));
+    lab.apply(
+        a,
+        &ann("2001:db8:1::2", &[65010, 65011])
+            .local_pref(200)
+            .of(&[P]),
+    );
+    lab.apply(b, &ann("2001:db8:1::3", &[65010]).local_pref(100).of(&[P]));
+    lab.changes();
+    assert_eq!(lab.status(P, a), PathStatus::Best);
+    assert_eq!(
+        lab.status(P, b),
+        PathStatus::NotSelected(LossReason::LocalPref)
+    );
+}
+
+#[test]
+fn step_local_pref_of_external_peer_comes_from_policy() {
+    let mut lab = Lab::new();
+    let mut cfg = PeerConfig::new(addr("2001:db8:1::2"), Asn(65001));
+    cfg.import.local_pref = 50;
+    let a = lab.peer_with(cfg, 2);
+    let b = lab.peer("2001:db8:1::3", 65002, 3);
+    // Its LOCAL_PREF attribute is ignored (external peer).
+    lab.apply(a, &ann("2001:db8:1::2", &[65001]).local_pref(500).of(&[P]));
+    lab.apply(b, &ann("2001:db8:1::3", &[65002, 65003]).of(&[P]));
+    lab.changes();
+    assert_eq!(lab.status(P, b), PathStatus::Best);
+    assert_eq!(
+        lab.status(P, a),
+        PathStatus::NotSelected(LossReason::LocalPref)
+    );
+}
+
+#[test]
+fn step_as_path_length() {
+    let (mut lab, a, b) = two_ibgp(RibConfig::new(LOCAL));
+    lab.apply(a, &ann("2001:db8:1::2", &[65010, 65011]).of(&[P]));
+    lab.apply(b, &ann("2001:db8:1::3", &[65010]).of(&[P]));
+    lab.changes();
+    assert_eq!(lab.status(P, b), PathStatus::Best);
+    assert_eq!(
+        lab.status(P, a),
+        PathStatus::NotSelected(LossReason::AsPathLength)
+    );
+}
+
+#[test]
+fn step_origin() {
+    let (mut lab, a, b) = two_ibgp(RibConfig::new(LOCAL));
+    lab.apply(
+        a,
+        &ann("2001:db8:1::2", &[65010])
+            .origin(Origin::Incomplete)
+            .of(&[P]),
+    );
+    lab.apply(
+        b,
+        &ann("2001:db8:1::3", &[65010]).origin(Origin::Igp).of(&[P]),
+    );
+    lab.changes();
+    assert_eq!(lab.status(P, b), PathStatus::Best);
+    assert_eq!(
+        lab.status(P, a),
+        PathStatus::NotSelected(LossReason::Origin)
+    );
+}
+
+#[test]
+fn step_med_same_neighbour_as() {
+    let (mut lab, a, b) = two_ibgp(RibConfig::new(LOCAL));
+    lab.apply(a, &ann("2001:db8:1::2", &[65010]).med(10).of(&[P]));
+    lab.apply(b, &ann("2001:db8:1::3", &[65010]).med(20).of(&[P]));
+    lab.changes();
+    assert_eq!(lab.status(P, a), PathStatus::Best);
+    assert_eq!(lab.status(P, b), PathStatus::NotSelected(LossReason::Med));
+}
+
+#[test]
+fn step_med_ignored_between_neighbour_ases_unless_always_compare() {
+    let (mut lab, a, b) = two_ibgp(single_path());
+    // b has the lower MED but a different neighbouring AS: MED does not
+    // decide, the router id does (a is 10.0.0.2).
+    lab.apply(a, &ann("2001:db8:1::2", &[65010]).med(20).of(&[P]));
+    lab.apply(b, &ann("2001:db8:1::3", &[65020]).med(10).of(&[P]));
+    lab.changes();
+    assert_eq!(lab.status(P, a), PathStatus::Best);
+    assert_eq!(
+        lab.status(P, b),
+        PathStatus::NotSelected(LossReason::RouterId)
+    );
+
+    let mut cfg = single_path();
+    cfg.decision.always_compare_med = true;
+    let (mut lab, a, b) = two_ibgp(cfg);
+    lab.apply(a, &ann("2001:db8:1::2", &[65010]).med(20).of(&[P]));
+    lab.apply(b, &ann("2001:db8:1::3", &[65020]).med(10).of(&[P]));
+    lab.changes();
+    assert_eq!(lab.status(P, b), PathStatus::Best);
+    assert_eq!(lab.status(P, a), PathStatus::NotSelected(LossReason::Med));
+}
+
+#[test]
+fn step_med_is_order_independent() {
+    // The classic MED cycle: A(AS1, med 10), B(AS1, med 20), C(AS2): B
+    // loses to A on MED whatever the arrival order, so C vs A decides.
+    let mut results = Vec::new();
+    for order in [[0, 1, 2], [2, 1, 0], [1, 2, 0], [1, 0, 2]] {
+        let mut lab = Lab::with(single_path());
+        let peers = [
+            lab.peer("2001:db8:1::4", 65000, 4),
+            lab.peer("2001:db8:1::2", 65000, 2),
+            lab.peer("2001:db8:1::3", 65000, 3),
+        ];
+        let anns = [
+            ann("2001:db8:1::4", &[65001]).med(10),
+            ann("2001:db8:1::2", &[65001]).med(20),
+            ann("2001:db8:1::3", &[65002]),
+        ];
+        for i in order {
+            lab.apply(peers[i], &anns[i].of(&[P]));
+        }
+        let got = lab.changes();
+        assert_eq!(
+            lab.status(P, peers[1]),
+            PathStatus::NotSelected(LossReason::Med)
+        );
+        results.push(got[0].nexthops[0].addr);
+    }
+    // C (10.0.0.3) beats A (10.0.0.4) on router id, every time.
+    assert!(
+        results.iter().all(|a| *a == addr("2001:db8:1::3")),
+        "{results:?}"
+    );
+}
+
+#[test]
+fn step_ebgp_over_ibgp() {
+    let mut lab = Lab::new();
+    let a = lab.peer("2001:db8:1::2", 65000, 2);
+    let b = lab.peer("2001:db8:1::3", 65010, 3);
+    lab.apply(a, &ann("2001:db8:1::2", &[65010]).of(&[P]));
+    lab.apply(b, &ann("2001:db8:1::3", &[65010]).of(&[P]));
+    lab.changes();
+    assert_eq!(lab.status(P, b), PathStatus::Best);
+    assert_eq!(
+        lab.status(P, a),
+        PathStatus::NotSelected(LossReason::EbgpOverIbgp)
+    );
+}
+
+#[test]
+fn step_router_id() {
+    let (mut lab, a, b) = two_ibgp(single_path());
+    lab.apply(b, &ann("2001:db8:1::3", &[65010]).of(&[P]));
+    lab.apply(a, &ann("2001:db8:1::2", &[65010]).of(&[P]));
+    lab.changes();
+    assert_eq!(lab.status(P, a), PathStatus::Best);
+    assert_eq!(
+        lab.status(P, b),
+        PathStatus::NotSelected(LossReason::RouterId)
+    );
+}
+
+#[test]
+fn step_peer_address() {
+    let mut lab = Lab::with(single_path());
+    // Same router id (e.g. two sessions to one router).
+    let a = lab.peer("2001:db8:1::9", 65000, 7);
+    let b = lab.peer("2001:db8:1::3", 65000, 7);
+    lab.apply(a, &ann("2001:db8:1::9", &[65010]).of(&[P]));
+    lab.apply(b, &ann("2001:db8:1::3", &[65010]).of(&[P]));
+    lab.changes();
+    assert_eq!(lab.status(P, b), PathStatus::Best);
+    assert_eq!(
+        lab.status(P, a),
+        PathStatus::NotSelected(LossReason::PeerAddress)
+    );
+}
+
+#[test]
+fn compare_chain_agrees_with_reported_steps() {
+    // For every pair of the paths above, the chain's verdict is decided by
+    // the first step that differs.
+    let (mut lab, a, b) = two_ibgp(single_path());
+    let variants = [
+        ann("2001:db8:1::2", &[65010]).local_pref(200),
+        ann("2001:db8:1::2", &[65010, 65011]),
+        ann("2001:db8:1::2", &[65010]).origin(Origin::Egp),
+        ann("2001:db8:1::2", &[65010]).med(5),
+        ann("2001:db8:1::2", &[65020]).med(1),
+    ];
+    for x in &variants {
+        for y in &variants {
+            lab.apply(a, &x.of(&[P]));
+            lab.apply(b, &y.of(&[P]));
+            lab.changes();
+            let view = lab.rib.route(&net(P)).unwrap();
+            let med = decision::MedContext::new(
+                &lab.rib.table.map[&net(P)].paths,
+                &lab.rib.config.decision,
+            );
+            let (best, other) = (&view.paths[0].attrs, &view.paths[1].attrs);
+            assert_eq!(
+                decision::compare(best, other, &med),
+                core::cmp::Ordering::Less
+            );
+            let PathStatus::NotSelected(reason) = view.paths[1].status else {
+                panic!()
+            };
+            assert_eq!(
+                decision::step(reason, best, other, &med),
+                core::cmp::Ordering::Less
+            );
+        }
+    }
+}
+
+// --- Multipath ------------------------------------------------------------------
+
+#[test]
+fn three_nodes_announcing_one_service_form_a_3_way_ecmp_set() {
+    let mut lab = Lab::new();
+    let svc = "2001:db8:96::10/128";
+    let peers: Vec<PeerId> = (1..=3)
+        .map(|i| lab.peer(&format!("2001:db8:1::{i}"), 65001, i))
+        .collect();
+    for (i, &p) in peers.iter().enumerate() {
+        lab.apply(
+            p,
+            &ann(&format!("2001:db8:1::{}", i + 1), &[65001]).of(&[svc]),
+        );
+    }
+    let all = vec![
+        nh("2001:db8:1::1", peers[0]),
+        nh("2001:db8:1::2", peers[1]),
+        nh("2001:db8:1::3", peers[2]),
+    ];
+    // One change for the batch, with all three, best (lowest id) first.
+    assert_eq!(lab.changes(), [change(svc, all.clone())]);
+    assert_eq!(lab.status(svc, peers[1]), PathStatus::Multipath);
+    // Withdrawals shrink the set, one at a time.
+    lab.apply(peers[1], &withdraw(&[svc]));
+    assert_eq!(lab.changes(), [change(svc, vec![all[0], all[2]])]);
+    lab.apply(peers[0], &withdraw(&[svc]));
+    assert_eq!(lab.changes(), [change(svc, vec![all[2]])]);
+    lab.apply(peers[2], &withdraw(&[svc]));
+    assert_eq!(lab.changes(), [change(svc, vec![])]);
+}
+
+#[test]
+fn multipath_needs_identical_as_path_unless_relaxed() {
+    let svc = "2001:db8:96::10/128";
+    for relax in [false, true] {
+        let mut cfg = RibConfig::new(LOCAL);
+        cfg.decision.as_path_relax = relax;
+        let mut lab = Lab::with(cfg);
+        let a = lab.peer("2001:db8:1::1", 65001, 1);
+        let b = lab.peer("2001:db8:1::2", 65002, 2);
+        lab.apply(a, &ann("2001:db8:1::1", &[65001]).of(&[svc]));
+        lab.apply(b, &ann("2001:db8:1::2", &[65002]).of(&[svc]));
+        let got = lab.changes();
+        if relax {
+            assert_eq!(got[0].nexthops.len(), 2);
+            assert_eq!(lab.status(svc, b), PathStatus::Multipath);
+        } else {
+            assert_eq!(got[0].nexthops, [nh("2001:db8:1::1", a)]);
+            assert_eq!(
+                lab.status(svc, b),
+                PathStatus::NotSelected(LossReason::MultipathAsPathDiffers)
+            );
+        }
+        // Relax keeps the length: a longer path stays out.
+        let c = lab.peer("2001:db8:1::3", 65003, 3);
+        lab.apply(c, &ann("2001:db8:1::3", &[65003, 65004]).of(&[svc]));
+        lab.changes();
+        assert_eq!(
+            lab.status(svc, c),
+            PathStatus::NotSelected(LossReason::AsPathLength)
+        );
+    }
+}
+
+#[test]
+fn multipath_limit() {
+    let mut cfg = RibConfig::new(LOCAL);
+    cfg.decision.max_paths = 2;
+    let mut lab = Lab::with(cfg);
+    let peers: Vec<PeerId> = (1..=3)
+        .map(|i| lab.peer(&format!("2001:db8:1::{i}"), 65001, i))
+        .collect();
+    for (i, &p) in peers.iter().enumerate() {
+        lab.apply(
+            p,
+            &ann(&format!("2001:db8:1::{}", i + 1), &[65001]).of(&[P]),
+        );
+    }
+    assert_eq!(lab.changes()[0].nexthops.len(), 2);
+    assert_eq!(
+        lab.status(P, peers[2]),
+        PathStatus::NotSelected(LossReason::MultipathLimit)
+    );
+    // A member goes: the third joins, in the same change.
+    lab.apply(peers[0], &withdraw(&[P]));
+    assert_eq!(
+        lab.changes(),
+        [change(
+            P,
+            vec![nh("2001:db8:1::2", peers[1]), nh("2001:db8:1::3", peers[2])]
+        )]
+    );
+}
+
+#[test]
+fn a_better_path_collapses_the_set() {
+    let (mut lab, a, b) = two_ibgp(RibConfig::new(LOCAL));
+    lab.apply(a, &ann("2001:db8:1::2", &[65010]).of(&[P]));
+    lab.apply(b, &ann("2001:db8:1::3", &[65010]).of(&[P]));
+    assert_eq!(lab.changes()[0].nexthops.len(), 2);
+    lab.apply(b, &ann("2001:db8:1::3", &[65010]).local_pref(300).of(&[P]));
+    assert_eq!(lab.changes(), [change(P, vec![nh("2001:db8:1::3", b)])]);
+}
+
+// --- Import ---------------------------------------------------------------------
+
+#[test]
+fn import_list_rejects_and_explains() {
+    let mut lab = Lab::new();
+    let mut cfg = PeerConfig::new(addr("2001:db8:1::2"), Asn(65001));
+    cfg.import.allow =
+        Some(PrefixList::parse(&["2001:db8:100::/40 le 64", "2001:db8:96::/112 le 128"]).unwrap());
+    let a = lab.peer_with(cfg, 2);
+    let u = ann("2001:db8:1::2", &[65001]).of(&[
+        "2001:db8:100::/64",
+        "2001:db8:96::10/128",
+        "2001:db8:300::/64",
+        "2001:db8:100::/80",
+        "fe80::/64",
+    ]);
+    lab.apply(a, &u);
+    assert_eq!(lab.changes().len(), 2);
+    let stats = lab.rib.peer_stats(a).unwrap();
+    assert_eq!(stats.accepted, 2);
+    let count = |r| stats.rejected.iter().find(|(x, _)| *x == r).unwrap().1;
+    assert_eq!(count(RejectReason::NotInImportList), 2);
+    assert_eq!(count(RejectReason::Martian), 1);
+    assert_eq!(
+        lab.rib.rejections(a).copied().collect::<Vec<_>>(),
+        [
+            (net("2001:db8:300::/64"), RejectReason::NotInImportList),
+            (net("2001:db8:100::/80"), RejectReason::NotInImportList),
+            (net("fe80::/64"), RejectReason::Martian),
+        ]
+    );
+}
+
+#[test]
+fn rejected_reannouncement_withdraws_the_earlier_route() {
+    let mut lab = Lab::new();
+    let a = lab.peer("2001:db8:1::2", 65001, 2);
+    lab.apply(a, &ann("2001:db8:1::2", &[65001]).of(&[P]));
+    lab.changes();
+    lab.apply(a, &ann("::ffff:10.0.0.1", &[65001]).of(&[P]));
+    assert_eq!(lab.changes(), [change(P, vec![])]);
+    assert_eq!(lab.rib.peer_stats(a).unwrap().accepted, 0);
+}
+
+#[test]
+fn next_hop_sanity() {
+    let mut lab = Lab::new();
+    let mut cfg = PeerConfig::new(addr("2001:db8:1::2"), Asn(65001));
+    cfg.ifindex = Some(5);
+    let a = lab.peer_with(cfg, 2);
+    let b = lab.peer("2001:db8:2::2", 65002, 3);
+    // Unspecified: the peer's address.
+    lab.apply(a, &ann("::", &[65001]).of(&["2001:db8:100::/64"]));
+    // Link-local only: with the session's interface.
+    lab.apply(a, &ann("fe80::2", &[65001]).of(&["2001:db8:101::/64"]));
+    // Global and link-local: the global one.
+    lab.apply(
+        a,
+        &ann("2001:db8:1::7", &[65001])
+            .link_local("fe80::7")
+            .of(&["2001:db8:102::/64"]),
+    );
+    let mut got = lab.changes();
+    got.sort_by_key(|c| c.prefix);
+    let hops: Vec<NextHop> = got.iter().map(|c| c.nexthops[0]).collect();
+    assert_eq!(
+        hops,
+        [
+            nh("2001:db8:1::2", a),
+            NextHop {
+                addr: addr("fe80::2"),
+                ifindex: Some(5),
+                peer: a
+            },
+            nh("2001:db8:1::7", a),
+        ]
+    );
+    // No interface for b's session: link-local rejected; IPv4-mapped
+    // rejected; both counted.
+    lab.apply(b, &ann("fe80::2", &[65002]).of(&["2001:db8:200::/64"]));
+    lab.apply(
+        b,
+        &ann("::ffff:192.0.2.1", &[65002]).of(&["2001:db8:201::/64", "2001:db8:202::/64"]),
+    );
+    assert_eq!(lab.changes(), []);
+    let stats = lab.rib.peer_stats(b).unwrap();
+    let count = |r| stats.rejected.iter().find(|(x, _)| *x == r).unwrap().1;
+    assert_eq!(count(RejectReason::NextHopLinkLocalWithoutInterface), 1);
+    assert_eq!(count(RejectReason::NextHopIpv4Mapped), 2);
+}
+
+#[test]
+fn as_path_checks() {
+    let mut lab = Lab::new();
+    let a = lab.peer("2001:db8:1::2", 65001, 2);
+    lab.apply(a, &ann("2001:db8:1::2", &[65001, 65000, 65009]).of(&[P]));
+    lab.apply(
+        a,
+        &ann("2001:db8:1::2", &[65009]).of(&["2001:db8:101::/64"]),
+    );
+    lab.apply(a, &ann("2001:db8:1::2", &[]).of(&["2001:db8:102::/64"]));
+    assert_eq!(lab.changes(), []);
+    let reasons: Vec<RejectReason> = lab.rib.rejections(a).map(|r| r.1).collect();
+    assert_eq!(
+        reasons,
+        [
+            RejectReason::AsPathLoop,
+            RejectReason::FirstAsNotPeer,
+            RejectReason::FirstAsNotPeer
+        ]
+    );
+}
+
+#[test]
+fn ipv4_routes_are_counted_not_installed() {
+    let mut lab = Lab::new();
+    let a = lab.peer("2001:db8:1::2", 65001, 2);
+    let mut u = ann("2001:db8:1::2", &[65001]).of(&[]);
+    u.update.attributes.mp_reach = None;
+    u.update.attributes.next_hop = Some(Ipv4Addr::new(10, 0, 0, 2));
+    u.update.nlri = vec!["10.1.0.0/24".parse().unwrap()];
+    lab.apply(a, &u);
+    assert_eq!(lab.changes(), []);
+    let stats = lab.rib.peer_stats(a).unwrap();
+    assert!(stats
+        .rejected
+        .contains(&(RejectReason::FamilyNotNegotiated, 1)));
+    // GoBGP's IPv4 End-of-RIB is harmless.
+    assert!(lab.apply(a, &UpdateRepr::default().into()).is_empty());
+}
+
+// --- Max-prefixes -------------------------------------------------------------------
+
+#[test]
+fn max_prefixes_tears_down_with_hard_reset_and_purges() {
+    let mut lab = Lab::new();
+    let mut cfg = PeerConfig::new(addr("2001:db8:1::2"), Asn(65001));
+    cfg.import.max_prefixes = Some(2);
+    let peer = lab.rib.add_peer(cfg);
+    // The peer's real session, so the teardown goes through the FSM.
+    let mut s = Session::new(SessionConfig::new(
+        LOCAL,
+        Ipv4Addr::new(192, 0, 2, 1),
+        Asn(65001),
+    ));
+    s.handle(Input::ManualStartPassive);
+    s.handle(Input::TcpConnected(crate::fsm::Direction::Inbound));
+    let open = OpenRepr::new(
+        Asn(65001),
+        HoldTime::new(90).unwrap(),
+        Ipv4Addr::new(10, 0, 0, 2),
+        vec![
+            Capability::Multiprotocol {
+                afi: Afi::Ipv6,
+                safi: Safi::Unicast,
+            },
+            Capability::GracefulRestart(GracefulRestart {
+                restart_state: false,
+                notification: true,
+                restart_time: 120,
+                families: vec![GracefulRestartFamily {
+                    afi: Afi::Ipv6,
+                    safi: Safi::Unicast,
+                    forwarding_state: false,
+                }],
+            }),
+        ],
+    );
+    s.handle(Input::Message(Message::Open(open)));
+    let n = s
+        .handle(Input::Message(Message::Keepalive))
+        .into_iter()
+        .find_map(|o| match o {
+            Output::Established(n) => Some(n),
+            _ => None,
+        })
+        .unwrap();
+    lab.rib.peer_up(peer, &n);
+
+    let a = ann("2001:db8:1::2", &[65001]);
+    assert!(lab
+        .apply(peer, &a.of(&["2001:db8:100::/64", "2001:db8:101::/64"]))
+        .is_empty());
+    // Re-announcing at the limit is fine.
+    assert!(lab.apply(peer, &a.of(&["2001:db8:100::/64"])).is_empty());
+    let out = lab.apply(peer, &a.of(&["2001:db8:102::/64", "2001:db8:103::/64"]));
+    assert_eq!(out.len(), 1, "one teardown: {out:?}");
+    let RibOutput::Teardown(who, teardown) = out[0].clone() else {
+        panic!("{out:?}")
+    };
+    assert_eq!(who, peer);
+    assert!(teardown.hard_reset);
+    assert_eq!(teardown.refuse_for, secs(30));
+    assert_eq!(teardown.notification.data, [0, 2, 1, 0, 0, 0, 2]);
+    let stats = lab.rib.peer_stats(peer).unwrap();
+    assert!(stats.rejected.contains(&(RejectReason::MaxPrefixes, 2)));
+
+    // The session sends the Hard Reset and reports a non-graceful Down.
+    let out = s.handle(teardown.into_input());
+    let sent = out
+        .iter()
+        .find_map(|o| match o {
+            Output::SendMessage(Message::Notification(n)) => Some(n.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert!(sent.is_hard_reset());
+    assert_eq!(
+        sent.inner().map(|i| (u8::from(i.code), i.subcode)),
+        Some((6, 1))
+    );
+    let graceful = out
+        .iter()
+        .find_map(|o| match o {
+            Output::Down { graceful, .. } => Some(*graceful),
+            _ => None,
+        })
+        .unwrap();
+    assert!(!graceful);
+    assert_eq!(s.state(), State::Idle);
+    lab.changes();
+    assert!(lab.rib.peer_down(peer, graceful).is_empty());
+    assert_eq!(lab.changes().len(), 2);
+    assert!(lab.rib.is_empty());
+}
+
+// --- Graceful restart helper -----------------------------------------------------------
+
+fn gr_lab() -> (Lab, PeerId, PeerId) {
+    let mut lab = Lab::new();
+    let a = lab.peer("2001:db8:1::2", 65001, 2);
+    let b = lab.peer("2001:db8:1::3", 65001, 3);
+    lab.apply(
+        a,
+        &ann("2001:db8:1::2", &[65001]).of(&[
+            "2001:db8:100::/64",
+            "2001:db8:101::/64",
+            "2001:db8:96::10/128",
+        ]),
+    );
+    lab.apply(
+        b,
+        &ann("2001:db8:1::3", &[65001]).of(&["2001:db8:96::10/128"]),
+    );
+    lab.changes();
+    (lab, a, b)
+}
+
+#[test]
+fn gr_fin_stale_reestablish_end_of_rib_purges_unannounced() {
+    let (mut lab, a, _) = gr_lab();
+    // TCP FIN: routes stay (stale), no change, the restart timer runs.
+    let out = lab.rib.peer_down(a, true);
+    assert_eq!(out, [RibOutput::ArmTimer(RibTimer::Restart(a), secs(120))]);
+    assert_eq!(lab.changes(), []);
+    assert_eq!(lab.rib.peer_stats(a).unwrap().stale, 3);
+    let view = lab.rib.route(&net("2001:db8:100::/64")).unwrap();
+    assert!(view.paths[0].stale);
+    assert_eq!(view.paths[0].status, PathStatus::Best);
+    // Back in time, with GR and the F bit.
+    let out = lab.rib.peer_up(
+        a,
+        &negotiated(65001, Ipv4Addr::new(10, 0, 0, 2), Some((120, true))),
+    );
+    assert_eq!(
+        out,
+        [
+            RibOutput::CancelTimer(RibTimer::Restart(a)),
+            RibOutput::ArmTimer(RibTimer::StalePath(a), secs(360)),
+        ]
+    );
+    // It re-announces one pod prefix (no change) and the service.
+    lab.apply(
+        a,
+        &ann("2001:db8:1::2", &[65001]).of(&["2001:db8:100::/64", "2001:db8:96::10/128"]),
+    );
+    assert_eq!(lab.changes(), []);
+    assert_eq!(lab.rib.peer_stats(a).unwrap().stale, 1);
+    // End-of-RIB: the unannounced one goes.
+    let out = lab.apply(a, &eor());
+    assert_eq!(out, [RibOutput::CancelTimer(RibTimer::StalePath(a))]);
+    assert_eq!(lab.changes(), [change("2001:db8:101::/64", vec![])]);
+    let stats = lab.rib.peer_stats(a).unwrap();
+    assert_eq!((stats.accepted, stats.stale), (2, 0));
+    assert!(!lab.rib.route(&net("2001:db8:100::/64")).unwrap().paths[0].stale);
+}
+
+#[test]
+fn gr_open_without_gr_or_f_bit_purges_at_once() {
+    for gr in [None, Some((120, false))] {
+        let (mut lab, a, b) = gr_lab();
+        lab.rib.peer_down(a, true);
+        let out = lab
+            .rib
+            .peer_up(a, &negotiated(65001, Ipv4Addr::new(10, 0, 0, 2), gr));
+        assert_eq!(out, [RibOutput::CancelTimer(RibTimer::Restart(a))]);
+        let mut got = lab.changes();
+        got.sort_by_key(|c| c.prefix);
+        assert_eq!(
+            got,
+            [
+                change("2001:db8:96::10/128", vec![nh("2001:db8:1::3", b)]),
+                change("2001:db8:100::/64", vec![]),
+                change("2001:db8:101::/64", vec![]),
+            ],
+            "{gr:?}"
+        );
+        assert_eq!(lab.rib.peer_stats(a).unwrap().accepted, 0);
+    }
+}
+
+#[test]
+fn gr_restart_timer_expiry_purges() {
+    let (mut lab, a, b) = gr_lab();
+    lab.rib.peer_down(a, true);
+    assert!(lab.rib.timer_expired(RibTimer::Restart(a)).is_empty());
+    let got = lab.changes();
+    assert_eq!(got.len(), 3);
+    assert!(got.contains(&change("2001:db8:96::10/128", vec![nh("2001:db8:1::3", b)])));
+    // A late duplicate expiry does nothing.
+    assert!(lab.rib.timer_expired(RibTimer::Restart(a)).is_empty());
+    assert_eq!(lab.changes(), []);
+}
+
+#[test]
+fn gr_stale_path_timer_expiry_purges() {
+    let (mut lab, a, _) = gr_lab();
+    lab.rib.peer_down(a, true);
+    lab.rib.peer_up(
+        a,
+        &negotiated(65001, Ipv4Addr::new(10, 0, 0, 2), Some((120, true))),
+    );
+    lab.apply(
+        a,
+        &ann("2001:db8:1::2", &[65001]).of(&["2001:db8:100::/64"]),
+    );
+    lab.rib.timer_expired(RibTimer::StalePath(a));
+    assert_eq!(lab.changes().len(), 2);
+    assert_eq!(lab.rib.peer_stats(a).unwrap().accepted, 1);
+}
+
+#[test]
+fn gr_hard_reset_purges_at_once() {
+    let (mut lab, a, _) = gr_lab();
+    assert!(lab.rib.peer_down(a, false).is_empty());
+    assert_eq!(lab.changes().len(), 3);
+    // Also while stale routes wait for the peer.
+    let (mut lab, a, _) = gr_lab();
+    lab.rib.peer_down(a, true);
+    lab.rib.peer_up(
+        a,
+        &negotiated(65001, Ipv4Addr::new(10, 0, 0, 2), Some((120, true))),
+    );
+    let out = lab.rib.peer_down(a, false);
+    assert_eq!(out, [RibOutput::CancelTimer(RibTimer::StalePath(a))]);
+    assert_eq!(lab.changes().len(), 3);
+}
+
+#[test]
+fn gr_consecutive_restarts_drop_routes_still_stale() {
+    let (mut lab, a, _) = gr_lab();
+    lab.rib.peer_down(a, true);
+    lab.rib.peer_up(
+        a,
+        &negotiated(65001, Ipv4Addr::new(10, 0, 0, 2), Some((120, true))),
+    );
+    lab.apply(
+        a,
+        &ann("2001:db8:1::2", &[65001]).of(&["2001:db8:100::/64"]),
+    );
+    // Down again before End-of-RIB: the two never re-announced go now,
+    // the re-announced one becomes stale.
+    let out = lab.rib.peer_down(a, true);
+    assert_eq!(
+        out,
+        [
+            RibOutput::CancelTimer(RibTimer::StalePath(a)),
+            RibOutput::ArmTimer(RibTimer::Restart(a), secs(120)),
+        ]
+    );
+    assert_eq!(lab.changes().len(), 2);
+    let stats = lab.rib.peer_stats(a).unwrap();
+    assert_eq!((stats.accepted, stats.stale), (1, 1));
+}
+
+#[test]
+fn gr_restart_time_zero_purges_at_once() {
+    let mut lab = Lab::new();
+    let a = lab
+        .rib
+        .add_peer(PeerConfig::new(addr("2001:db8:1::2"), Asn(65001)));
+    lab.rib.peer_up(
+        a,
+        &negotiated(65001, Ipv4Addr::new(10, 0, 0, 2), Some((0, true))),
+    );
+    lab.apply(a, &ann("2001:db8:1::2", &[65001]).of(&[P]));
+    lab.changes();
+    assert!(lab.rib.peer_down(a, true).is_empty());
+    assert_eq!(lab.changes(), [change(P, vec![])]);
+}
+
+#[test]
+fn remove_peer_purges_and_forgets() {
+    let (mut lab, a, _) = gr_lab();
+    lab.rib.remove_peer(a);
+    assert_eq!(lab.changes().len(), 3);
+    assert!(lab.rib.peer_stats(a).is_none());
+    assert_eq!(lab.rib.routes_from(a).count(), 0);
+}
