@@ -10,7 +10,7 @@
 //! Every array write goes to the standby copy and is logged, so the other
 //! copy catches up by copying just those entries.
 
-use crate::alloc::{BlockAlloc, NIL};
+use crate::alloc::{class_of, grow_to, BlockAlloc, NIL};
 use crate::prefix::{mask, Prefix};
 use crate::trie::{Chunk, DirtyLog, Node, Trie, EXACT_FLAGS, EXACT_LENS, HAS128, NODE};
 use std::collections::{BTreeMap, HashMap};
@@ -78,6 +78,9 @@ pub(crate) struct TrieBuilder {
     short: BTreeMap<(u128, u8), u32>,
     /// Routes of length 128 (kept out of the trie, see `set_host`).
     host: HashMap<u128, u32>,
+    /// /64 routes with nothing longer below (kept out of the trie, see
+    /// `set_leaf64`), by their upper 64 bits.
+    leaf64: HashMap<u64, u32>,
     direct_leaf: Vec<u32>,
     n128: Vec<u32>,
     /// Per /16: entries in each exact-match table.
@@ -112,6 +115,7 @@ impl Default for TrieBuilder {
             roots: vec![NIL; 1 << 16],
             short: BTreeMap::new(),
             host: HashMap::new(),
+            leaf64: HashMap::new(),
             direct_leaf: vec![0; 1 << 16],
             n128: vec![0; 1 << 16],
             n_exact: [vec![0; 1 << 16]],
@@ -121,11 +125,6 @@ impl Default for TrieBuilder {
             routes: 0,
         }
     }
-}
-
-/// Which exact-match table holds leaf routes of this length.
-fn exact_index(len: u8) -> Option<usize> {
-    EXACT_LENS.iter().position(|&l| l == len)
 }
 
 fn exact_key(k: usize, addr: u128) -> u64 {
@@ -164,12 +163,18 @@ impl TrieBuilder {
                 * 4
             + self.short.len() * 48
             + self.host.capacity() * 24
+            + self.leaf64.capacity() * 16
     }
 
     /// The value stored for exactly `p`.
     pub fn get(&self, p: Prefix) -> Option<u32> {
         if p.len() == 128 {
             return self.host.get(&p.bits()).copied();
+        }
+        if p.len() == 64 {
+            if let Some(&v) = self.leaf64.get(&((p.bits() >> 64) as u64)) {
+                return Some(v);
+            }
         }
         if p.len() <= 16 {
             return self.short.get(&(p.bits(), p.len())).copied();
@@ -213,6 +218,11 @@ impl TrieBuilder {
         if p.len() == 128 {
             return self.set_host(out, p.bits(), value);
         }
+        if p.len() == 64 {
+            if let Some(old) = self.set_leaf64(out, p, value) {
+                return old;
+            }
+        }
         if p.len() <= 16 {
             let old = self.short.insert((p.bits(), p.len()), value);
             if old.is_none() {
@@ -244,14 +254,7 @@ impl TrieBuilder {
                 None
             }
         };
-        let x = self.bnodes[n as usize].x as usize;
-        let child_below = has_bit(&self.bnodes[n as usize].childmap, usize::from(bits));
         self.enqueue(n);
-        if let Some(k) = exact_index(p.len()) {
-            if !child_below {
-                self.exact_insert(out, k, x, p.bits(), value);
-            }
-        }
         old
     }
 
@@ -272,6 +275,13 @@ impl TrieBuilder {
             self.repaint_direct(out, p);
             return Some(old);
         }
+        if p.len() == 64 {
+            if let Some(old) = self.leaf64.remove(&((p.bits() >> 64) as u64)) {
+                self.routes -= 1;
+                self.exact_remove(out, 0, (p.bits() >> 112) as usize, p.bits());
+                return Some(old);
+            }
+        }
         let n = self.find(p.bits(), level_of(p.len()))?;
         let (rel, bits) = self.rel_bits(p);
         let node = &mut self.bnodes[n as usize];
@@ -281,10 +291,6 @@ impl TrieBuilder {
             .ok()?;
         let old = node.routes.remove(i).value;
         self.routes -= 1;
-        let x = node.x as usize;
-        if let Some(k) = exact_index(p.len()) {
-            self.exact_remove(out, k, x, p.bits());
-        }
         self.enqueue(n);
         self.prune(out, n);
         Some(old)
@@ -306,6 +312,33 @@ impl TrieBuilder {
             self.write_direct(out, x);
         }
         old
+    }
+
+    /// A /64 with no longer route below it (a pod CIDR) lives only in the
+    /// exact-match table, like a /128: it answers for its own addresses and
+    /// nothing else. It moves into the trie when a longer route appears
+    /// below it (`ensure_path`) and back out when the last one goes
+    /// (`prune`). Returns `None` when the route belongs in the trie.
+    fn set_leaf64(&mut self, out: &mut Out, p: Prefix, value: u32) -> Option<Option<u32>> {
+        let key = (p.bits() >> 64) as u64;
+        let x = (p.bits() >> 112) as usize;
+        if let Some(v) = self.leaf64.get_mut(&key) {
+            let old = *v;
+            if old != value {
+                *v = value;
+                self.exact_insert(out, 0, x, p.bits(), value);
+            }
+            return Some(Some(old));
+        }
+        if let Some(n) = self.find(p.bits(), 56) {
+            if has_bit(&self.bnodes[n as usize].childmap, slot_of(p.bits(), 56)) {
+                return None;
+            }
+        }
+        self.leaf64.insert(key, value);
+        self.routes += 1;
+        self.exact_insert(out, 0, x, p.bits(), value);
+        Some(None)
     }
 
     fn exact_insert(&mut self, out: &mut Out, k: usize, x: usize, addr: u128, value: u32) {
@@ -421,10 +454,7 @@ impl TrieBuilder {
 
     fn alloc_nodes(&mut self, out: &mut Out, n: u32) -> (u32, u32) {
         let (off, cap) = self.node_alloc.alloc(n);
-        let top = self.node_alloc.top as usize;
-        if out.t.nodes.len() < top {
-            out.t.nodes.resize(top, Node::default());
-        }
+        grow_to(&mut out.t.nodes, self.node_alloc.top as usize);
         (off, cap)
     }
 
@@ -457,9 +487,20 @@ impl TrieBuilder {
             self.insert_child(out, n, slot, c);
             self.enqueue(n);
             self.enqueue(c);
-            if let Some(k) = exact_index(plevel + 8) {
-                // The /48 or /64 of this slot now has longer routes below it.
-                self.exact_remove(out, k, x as usize, addr);
+            if plevel == 56 {
+                // The /64 of this slot now has longer routes below it: its
+                // route, if any, moves into the trie.
+                if let Some(value) = self.leaf64.remove(&((addr >> 64) as u64)) {
+                    self.exact_remove(out, 0, x as usize, addr);
+                    let local = Local {
+                        rel: 8,
+                        bits: slot as u8,
+                        value,
+                    };
+                    let routes = &mut self.bnodes[n as usize].routes;
+                    let i = routes.partition_point(|l| (l.rel, l.bits) < (8, slot as u8));
+                    routes.insert(i, local);
+                }
             }
             n = c;
         }
@@ -554,25 +595,24 @@ impl TrieBuilder {
             let p = &mut self.bnodes[parent as usize];
             p.children = children;
             if p.children.is_empty() {
-                let (o, c) = (p.child_off, p.child_cap);
+                self.node_alloc.free(p.child_off, p.child_cap);
                 p.child_off = NIL;
                 p.child_cap = 0;
-                self.node_alloc.free(o, c);
             }
             let plevel = self.bnodes[parent as usize].level;
             self.enqueue(parent);
-            if let Some(k) = exact_index(plevel + 8) {
-                // The /48 or /64 of this slot has no longer routes any more:
-                // its own route, if any, becomes an exact-match shortcut again.
+            if plevel == 56 {
+                // The /64 of this slot has no longer routes any more: its
+                // route, if any, leaves the trie for the exact-match table.
                 let p = &self.bnodes[parent as usize];
                 if let Ok(i) = p
                     .routes
                     .binary_search_by_key(&(8, slot as u8), |l| (l.rel, l.bits))
                 {
-                    let value = p.routes[i].value;
-                    let addr =
-                        self.node_prefix(parent) | ((slot as u128) << (120 - u32::from(plevel)));
-                    self.exact_insert(out, k, x, addr, value);
+                    let addr = self.node_prefix(parent) | ((slot as u128) << 64);
+                    let value = self.bnodes[parent as usize].routes.remove(i).value;
+                    self.leaf64.insert((addr >> 64) as u64, value);
+                    self.exact_insert(out, 0, x, addr, value);
                 }
             }
             n = parent;
@@ -662,16 +702,34 @@ impl TrieBuilder {
         };
         let mut nchild = 0;
         for (w, chunk) in chunks.iter_mut().enumerate() {
-            let cm = childmap[w];
-            chunk.vec = cm;
+            chunk.vec = childmap[w];
             chunk.base1 = child_off + nchild;
-            nchild += cm.count_ones();
+            nchild += childmap[w].count_ones();
+        }
+        // The painted value is constant between boundaries: slot 0, the
+        // ends of every route's range and both sides of every child slot.
+        // Walk those segments instead of all 256 slots.
+        let mut bnd = childmap;
+        bnd[0] |= 1;
+        for w in 0..4 {
+            // The slot after each child.
+            let carry = if w > 0 { childmap[w - 1] >> 63 } else { 0 };
+            bnd[w] |= (childmap[w] << 1) | carry;
+        }
+        for r in &self.bnodes[n as usize].routes {
+            let range = r.slots();
+            bnd[range.start >> 6] |= 1 << (range.start & 63);
+            if range.end < 256 {
+                bnd[range.end >> 6] |= 1 << (range.end & 63);
+            }
+        }
+        for w in 0..4 {
             run_base[w] = nruns as u32;
+            let mut m = bnd[w] & !childmap[w];
             let mut lv = 0u64;
-            for j in 0..64 {
-                if cm & (1 << j) != 0 {
-                    continue;
-                }
+            while m != 0 {
+                let j = m.trailing_zeros() as usize;
+                m &= m - 1;
                 let v = paint[w * 64 + j];
                 if nruns == 0 || runs[nruns - 1] != v {
                     lv |= 1 << j;
@@ -679,32 +737,27 @@ impl TrieBuilder {
                     nruns += 1;
                 }
             }
-            chunk.leafvec = lv;
+            chunks[w].leafvec = lv;
         }
         let (mut leaf_off, mut leaf_cap) = (node.leaf_off, node.leaf_cap);
         let pos = node.pos;
         let nruns32 = nruns as u32;
-        if nruns32 > leaf_cap || (leaf_cap > 4 && nruns32 <= leaf_cap / 4) {
+        let want = if nruns == 0 { 0 } else { class_of(nruns32) };
+        if want != leaf_cap {
             self.leaf_alloc.free(leaf_off, leaf_cap);
-            if nruns == 0 {
-                (leaf_off, leaf_cap) = (NIL, 0);
-            } else {
+            (leaf_off, leaf_cap) = (NIL, 0);
+            if want > 0 {
                 (leaf_off, leaf_cap) = self.leaf_alloc.alloc(nruns32);
-                let top = self.leaf_alloc.top as usize;
-                if out.t.leaves.len() < top {
-                    out.t.leaves.resize(top, 0);
-                }
+                grow_to(&mut out.t.leaves, self.leaf_alloc.top as usize);
             }
-            let node = &mut self.bnodes[n as usize];
-            node.leaf_off = leaf_off;
-            node.leaf_cap = leaf_cap;
         }
+        let node = &mut self.bnodes[n as usize];
+        node.leaf_off = leaf_off;
+        node.leaf_cap = leaf_cap;
         if nruns > 0 {
-            let dst = &mut out.t.leaves[leaf_off as usize..leaf_off as usize + nruns];
-            if dst != &runs[..nruns] {
-                dst.copy_from_slice(&runs[..nruns]);
-                out.log.leaves.push((leaf_off, nruns32));
-            }
+            out.t.leaves[leaf_off as usize..leaf_off as usize + nruns]
+                .copy_from_slice(&runs[..nruns]);
+            out.log.leaves.push((leaf_off, nruns32));
         }
         let base = if leaf_off == NIL { 0 } else { leaf_off };
         for (w, chunk) in chunks.iter_mut().enumerate() {

