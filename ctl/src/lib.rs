@@ -1,0 +1,497 @@
+//! The ctl protocol: the request and response documents exchanged over
+//! flatedge's UNIX socket (`[ctl] socket`), the daemon's only serialised
+//! boundary.
+//!
+//! One exchange per connection: the client writes one JSON [`Request`]
+//! document and shuts down its writing half; the daemon reads to the end,
+//! writes one JSON [`Response`] document and closes the connection.
+//! `flatedgectl --json` prints the response document as received.
+//!
+//! Both are JSON objects tagged by one field, so a document says what it
+//! is and the rest of its fields are the ones DESIGN.md section 6 fixes:
+//!
+//! ```json
+//! {"command": "show_fib", "address": "2001:db8:100::1"}
+//! {"type": "fib", "address": "2001:db8:100::1", "prefix": "2001:db8:100::/56",
+//!  "nexthops": [{"address": "2001:db8:1::11", "interface": "k8s0",
+//!                "mac": "02:00:00:00:00:11", "state": "up"}]}
+//! {"type": "error", "code": "unknown_neighbor", "message": "..."}
+//! ```
+//!
+//! Addresses and prefixes are strings in their usual text form, MACs are
+//! lower-case colon-separated hex, enums are snake_case strings, counters
+//! are integers and durations carry their unit in the name (`uptime_s`).
+//! Fields are never omitted: an absent value is `null`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::str::FromStr;
+
+use ipnet::Ipv6Net;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// A command, as `flatedgectl` sends it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case", deny_unknown_fields)]
+#[non_exhaustive]
+pub enum Request {
+    /// `show bgp summary`: every BGP peer with its state and counters.
+    /// Answered by [`Response::BgpSummary`].
+    ShowBgpSummary,
+    /// `show route [PREFIX]`: the RIB's paths, best and ECMP set, and why
+    /// the others lost; all prefixes without one, else the exact prefix.
+    /// Answered by [`Response::Routes`].
+    ShowRoute {
+        /// Only this prefix.
+        prefix: Option<Ipv6Net>,
+    },
+    /// `show fib ADDRESS`: the FIB entry a packet to `address` would use.
+    /// Answered by [`Response::Fib`].
+    ShowFib {
+        /// The destination to look up.
+        address: Ipv6Addr,
+    },
+    /// `show fib summary`: FIB size. Answered by [`Response::FibSummary`].
+    ShowFibSummary,
+    /// `show neighbors`: the next hops the dataplane resolves (the
+    /// neighbour table, NDP side), not the BGP peers. Answered by
+    /// [`Response::Neighbors`].
+    ShowNeighbors,
+    /// `show interfaces`: per-port counters. Answered by
+    /// [`Response::Interfaces`].
+    ShowInterfaces,
+    /// `show drops`: a counter per drop reason. Answered by
+    /// [`Response::Drops`].
+    ShowDrops,
+    /// `show runtime`: per dataplane stage, calls, packets and cost.
+    /// Answered by [`Response::Runtime`].
+    ShowRuntime,
+    /// `neighbor ADDR reset|disable|enable`: act on a BGP peer. Answered
+    /// by [`Response::Done`].
+    Neighbor {
+        /// The peer's address.
+        address: Ipv6Addr,
+        /// What to do.
+        action: NeighborAction,
+    },
+    /// `reload`: re-read the config file and apply the differences.
+    /// Answered by [`Response::Done`] or, when the new file is invalid, by
+    /// an error with code [`ErrorCode::InvalidConfig`] (the running
+    /// configuration stays).
+    Reload,
+}
+
+/// What `neighbor ADDR ...` does to a BGP peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum NeighborAction {
+    /// Close the session with a Cease/Administrative Reset NOTIFICATION
+    /// and let it re-establish.
+    Reset,
+    /// Close the session (Cease/Administrative Shutdown) and refuse the
+    /// peer until `enable`.
+    Disable,
+    /// Accept (and, for an active neighbour, dial) the peer again.
+    Enable,
+}
+
+/// The daemon's answer: exactly one per request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Response {
+    /// For [`Request::ShowBgpSummary`].
+    BgpSummary(BgpSummary),
+    /// For [`Request::ShowRoute`].
+    Routes(Routes),
+    /// For [`Request::ShowFib`].
+    Fib(FibEntry),
+    /// For [`Request::ShowFibSummary`].
+    FibSummary(FibSummary),
+    /// For [`Request::ShowNeighbors`].
+    Neighbors(Neighbors),
+    /// For [`Request::ShowInterfaces`].
+    Interfaces(Interfaces),
+    /// For [`Request::ShowDrops`].
+    Drops(Drops),
+    /// For [`Request::ShowRuntime`].
+    Runtime(Runtime),
+    /// For commands that act ([`Request::Neighbor`], [`Request::Reload`]).
+    Done(Done),
+    /// The request failed; nothing was changed.
+    Error(ErrorResponse),
+}
+
+/// `show bgp summary`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BgpSummary {
+    /// Our AS.
+    pub asn: u32,
+    /// Our BGP identifier.
+    pub router_id: Ipv4Addr,
+    /// Every peer: configured neighbours, and one per address that
+    /// connected from a listen range.
+    pub peers: Vec<BgpPeer>,
+}
+
+/// One BGP peer of [`BgpSummary`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BgpPeer {
+    /// The peer's address.
+    pub address: Ipv6Addr,
+    /// The peer's AS.
+    pub asn: u32,
+    /// The session's state.
+    pub state: PeerState,
+    /// Seconds in the current state (for `established`, the session's
+    /// uptime).
+    pub uptime_s: u64,
+    /// Prefixes the peer announced and has not withdrawn, accepted or not.
+    pub prefixes_received: u64,
+    /// Of those, prefixes that passed the import policy (stale ones
+    /// included).
+    pub prefixes_accepted: u64,
+}
+
+/// A BGP session's state: the RFC 4271 FSM states, and `disabled` for a
+/// peer turned off with `neighbor ADDR disable`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum PeerState {
+    /// Not running, or refusing the peer for a while (max-prefix idle).
+    Idle,
+    /// Dialling the peer.
+    Connect,
+    /// Waiting for the peer to connect.
+    Active,
+    /// OPEN sent.
+    OpenSent,
+    /// OPENs exchanged, waiting for a KEEPALIVE.
+    OpenConfirm,
+    /// Up.
+    Established,
+    /// Administratively disabled.
+    Disabled,
+}
+
+/// `show route [PREFIX]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Routes {
+    /// Matching prefixes in prefix order; empty when none matches.
+    pub routes: Vec<Route>,
+}
+
+/// One prefix of [`Routes`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Route {
+    /// The prefix.
+    pub prefix: Ipv6Net,
+    /// Every path, in decision order: the best path first, then the other
+    /// ECMP members, then the losers.
+    pub paths: Vec<Path>,
+}
+
+/// One path of a [`Route`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Path {
+    /// Where it comes from.
+    pub source: RouteSource,
+    /// The BGP peer that announced it; `null` for static and aggregate
+    /// routes.
+    pub peer: Option<Ipv6Addr>,
+    /// The next hop; `null` for an aggregate (unreachable).
+    pub next_hop: Option<Ipv6Addr>,
+    /// AS_PATH, flattened (AS_SETs included in order); `[]` if not BGP.
+    pub as_path: Vec<u32>,
+    /// ORIGIN; `null` if not BGP.
+    pub origin: Option<Origin>,
+    /// LOCAL_PREF used by the decision; `null` if not BGP.
+    pub local_pref: Option<u32>,
+    /// MULTI_EXIT_DISC, if the path carries one.
+    pub med: Option<u32>,
+    /// Kept from a gracefully restarting peer.
+    pub stale: bool,
+    /// Best path, ECMP member, or neither.
+    pub status: PathStatus,
+    /// For `lost`: why, as a sentence ("longer AS path"); else `null`.
+    pub reason: Option<String>,
+}
+
+/// Where a [`Path`] comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum RouteSource {
+    /// Learned over BGP.
+    Bgp,
+    /// A `[[route]]` of the config.
+    Static,
+    /// A `bgp.aggregates` prefix.
+    Aggregate,
+    /// An interface's own subnet.
+    Connected,
+}
+
+/// BGP ORIGIN (RFC 4271 section 5.1.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Origin {
+    /// IGP.
+    Igp,
+    /// EGP.
+    Egp,
+    /// INCOMPLETE.
+    Incomplete,
+}
+
+/// A path's part in its prefix's forwarding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PathStatus {
+    /// The best path (also in the ECMP set).
+    Best,
+    /// In the ECMP set with the best path.
+    Multipath,
+    /// Not used; [`Path::reason`] says why.
+    Lost,
+}
+
+/// `show fib ADDRESS`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FibEntry {
+    /// The address looked up.
+    pub address: Ipv6Addr,
+    /// The longest matching prefix; `null` when no route matches (such a
+    /// packet gets Destination Unreachable).
+    pub prefix: Option<Ipv6Net>,
+    /// The prefix's next-hop group; `[]` when no route matches or the
+    /// route is unreachable.
+    pub nexthops: Vec<FibNextHop>,
+}
+
+/// One member of a FIB next-hop group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FibNextHop {
+    /// The next hop's address.
+    pub address: Ipv6Addr,
+    /// The egress interface.
+    pub interface: String,
+    /// The destination MAC; `null` while unresolved.
+    pub mac: Option<MacAddr>,
+    /// Whether traffic is sent to it.
+    pub state: NextHopState,
+}
+
+/// A next hop's liveness, as the dataplane sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum NextHopState {
+    /// Resolved and answering: its ECMP buckets carry traffic.
+    Up,
+    /// Its link lost carrier or it stopped answering probes: its buckets
+    /// moved to the other members.
+    Down,
+    /// No MAC address yet.
+    Unresolved,
+}
+
+/// `show fib summary`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FibSummary {
+    /// Prefixes in the FIB.
+    pub routes: u64,
+    /// Next-hop groups in use.
+    pub groups: u64,
+    /// Memory of the lookup structure and groups, bytes.
+    pub memory_bytes: u64,
+}
+
+/// `show neighbors`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Neighbors {
+    /// Every next hop the dataplane keeps resolved.
+    pub neighbors: Vec<Neighbor>,
+}
+
+/// One entry of [`Neighbors`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Neighbor {
+    /// The neighbour's address.
+    pub address: Ipv6Addr,
+    /// The interface it is reached through.
+    pub interface: String,
+    /// Its MAC; `null` while unresolved.
+    pub mac: Option<MacAddr>,
+    /// Liveness.
+    pub state: NextHopState,
+}
+
+/// `show interfaces`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Interfaces {
+    /// Every `[[interface]]`, in config order.
+    pub interfaces: Vec<Interface>,
+}
+
+/// One port of [`Interfaces`]: the dataplane's counters, summed over its
+/// queues and workers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Interface {
+    /// The Linux name.
+    pub name: String,
+    /// Carrier is up.
+    pub carrier: bool,
+    /// Egress MTU enforced, bytes.
+    pub mtu: u32,
+    /// Frames received into the dataplane.
+    pub rx_packets: u64,
+    /// Bytes received into the dataplane.
+    pub rx_bytes: u64,
+    /// Frames sent.
+    pub tx_packets: u64,
+    /// Bytes sent.
+    pub tx_bytes: u64,
+    /// Frames received on this port and dropped (any reason).
+    pub drops: u64,
+}
+
+/// `show drops`: packets dropped, per named reason (the reasons are the
+/// dataplane's, e.g. `no_route`, `hop_limit_exceeded`); every reason is
+/// present, zeros included.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Drops {
+    /// Reason → packets.
+    pub drops: BTreeMap<String, u64>,
+}
+
+/// `show runtime`: what the dataplane stages cost, summed over workers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Runtime {
+    /// One entry per stage, in pipeline order.
+    pub stages: Vec<StageRuntime>,
+}
+
+/// One stage of [`Runtime`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StageRuntime {
+    /// The stage (`ip6_input`, `ip6_lookup`, ...).
+    pub name: String,
+    /// Batches it processed.
+    pub calls: u64,
+    /// Packets it processed.
+    pub packets: u64,
+    /// Busy time per packet, nanoseconds.
+    pub ns_per_packet: f64,
+}
+
+/// The answer to a command that acts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Done {
+    /// What was done, for humans ("neighbor 2001:db8::1 reset").
+    pub message: String,
+}
+
+/// A failed request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorResponse {
+    /// What kind of failure, for scripts.
+    pub code: ErrorCode,
+    /// What went wrong, for humans.
+    pub message: String,
+}
+
+/// Kinds of [`ErrorResponse`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// The request document is not a valid [`Request`].
+    BadRequest,
+    /// This daemon does not serve the command (yet).
+    Unsupported,
+    /// `neighbor ADDR ...` names no known BGP peer.
+    UnknownNeighbor,
+    /// `reload` found problems in the config file; the running
+    /// configuration is unchanged.
+    InvalidConfig,
+    /// The daemon failed to carry out a valid request.
+    Internal,
+}
+
+impl Response {
+    /// An error response.
+    pub fn error(code: ErrorCode, message: impl Into<String>) -> Response {
+        Response::Error(ErrorResponse {
+            code,
+            message: message.into(),
+        })
+    }
+}
+
+/// An Ethernet address, written `02:00:5e:10:00:01`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MacAddr(pub [u8; 6]);
+
+impl fmt::Display for MacAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let [a, b, c, d, e, g] = self.0;
+        write!(f, "{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{g:02x}")
+    }
+}
+
+/// A string that is not six colon-separated hex octets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MacAddrError(String);
+
+impl fmt::Display for MacAddrError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{:?} is not a MAC address (expected e.g. 02:00:5e:10:00:01)",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for MacAddrError {}
+
+impl FromStr for MacAddr {
+    type Err = MacAddrError;
+
+    fn from_str(s: &str) -> Result<MacAddr, MacAddrError> {
+        let err = || MacAddrError(s.to_string());
+        let mut out = [0u8; 6];
+        let mut parts = s.split(':');
+        for byte in &mut out {
+            let part = parts.next().ok_or_else(err)?;
+            if part.len() != 2 || !part.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(err());
+            }
+            *byte = u8::from_str_radix(part, 16).map_err(|_| err())?;
+        }
+        match parts.next() {
+            None => Ok(MacAddr(out)),
+            Some(_) => Err(err()),
+        }
+    }
+}
+
+impl Serialize for MacAddr {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for MacAddr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<MacAddr, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests;
