@@ -28,7 +28,9 @@ use crate::FibError;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct NextHopId(pub u32);
 
-/// A next-hop group, the value every route resolves to.
+/// A next-hop group, the value every route resolves to. Valid within the
+/// snapshot it came from: the id of a group no route uses any more is
+/// reused for a later group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[repr(transparent)]
 pub struct GroupId(NonZeroU32);
@@ -160,6 +162,31 @@ fn normalize(nhs: &[NextHop]) -> Result<Vec<NextHop>, FibError> {
     Ok(v)
 }
 
+/// Weighted rendezvous hashing: the member (among those `eligible`) that
+/// ranks bucket `b` highest. A bucket's choice depends only on the eligible
+/// set, so when a member leaves it only its own buckets change hands, and
+/// when one joins only buckets it ranks first move to it; shares follow
+/// the weights statistically (the owner table is what is exactly even).
+fn rendezvous(b: usize, members: &[Member], eligible: impl Fn(usize) -> bool) -> Option<usize> {
+    let mut best: Option<(f64, usize)> = None;
+    for (j, m) in members.iter().enumerate().filter(|&(j, _)| eligible(j)) {
+        let mut x = (b as u64) << 32 | u64::from(m.id);
+        // splitmix64
+        x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        x ^= x >> 31;
+        // u in (0, 1]; a larger weight gives a larger score.
+        let u = ((x >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
+        let w = f64::from(m.weight.max(m.owner_weight).max(1));
+        let score = -w / u.ln().min(-f64::MIN_POSITIVE);
+        if best.is_none_or(|(s, _)| score > s) {
+            best = Some((score, j));
+        }
+    }
+    best.map(|(_, j)| j)
+}
+
 /// What a group is derived from: members, owner and fallback tables.
 type Prev<'a> = (&'a [Member], &'a [u16], &'a [u16]);
 
@@ -235,22 +262,19 @@ fn deal(n: usize, members: &[Member], prev: Option<Prev>) -> (Vec<u16>, Vec<u16>
             }
         }
     }
-    for slot in owner.iter_mut().filter(|o| **o == NONE) {
-        // The member furthest below its share, lowest index on ties.
-        let mut best = usize::MAX;
-        let mut best_gap = 0;
-        for j in 0..members.len() {
-            let gap = target[j].saturating_sub(count[j]);
-            if gap > best_gap {
-                best = j;
-                best_gap = gap;
-            }
+    for (b, slot) in owner.iter_mut().enumerate() {
+        if *slot != NONE {
+            continue;
         }
-        if best == usize::MAX {
+        // The member that ranks the bucket highest among those still below
+        // their share: the same choice the effective table made while the
+        // bucket's owner was inactive, so a member removed while down moves
+        // (almost) no flow.
+        let Some(j) = rendezvous(b, members, |j| count[j] < target[j]) else {
             break;
-        }
-        *slot = best as u16;
-        count[best] += 1;
+        };
+        *slot = j as u16;
+        count[j] += 1;
     }
     if let Some((_, po, pf)) = prev {
         for b in 0..n {
@@ -294,30 +318,16 @@ impl Groups {
                     }
                 })
                 .collect();
-            let mut count = vec![0u64; group.members.len()];
-            for &o in first.iter().filter(|&&o| o != NONE) {
-                count[o as usize] += 1;
-            }
             buckets = first
                 .iter()
-                .map(|&o| {
+                .enumerate()
+                .map(|(b, &o)| {
                     let j = if o != NONE {
                         o as usize
                     } else {
-                        // Deal the bucket to the active member with the
-                        // fewest buckets relative to its weight.
-                        let mut best = usize::MAX;
-                        for j in (0..group.members.len()).filter(|&j| active[j]) {
-                            let w = u64::from(group.members[j].weight);
-                            if best == usize::MAX
-                                || (count[j] + 1) * u64::from(group.members[best].weight)
-                                    < (count[best] + 1) * w
-                            {
-                                best = j;
-                            }
-                        }
-                        count[best] += 1;
-                        best
+                        // Neither owner nor fallback is active: the active
+                        // member that ranks the bucket highest.
+                        rendezvous(b, &group.members, |j| active[j]).unwrap_or_default()
                     };
                     group.members[j].id
                 })
@@ -590,8 +600,10 @@ mod tests {
                 assert_ne!(*y, 2);
             }
         }
+        // Rendezvous hashing spreads them: evenly in expectation, not
+        // exactly (85 buckets each way, within a few).
         let c = counts(&down);
-        assert!(c[&1].abs_diff(c[&3]) <= 1, "{c:?}");
+        assert!(c[&1].abs_diff(c[&3]) <= 16, "{c:?}");
         assert!(g.view(a).unwrap().active == vec![true, false, true].into());
         g.set_state(NextHopId(2), true);
         assert_eq!(buckets(&g, a), before);

@@ -139,15 +139,17 @@ pub struct FibReader {
 
 impl FibReader {
     /// The current snapshot. Hold it for one batch of lookups and drop it:
-    /// the writer reuses a snapshot's memory once no reader holds it.
+    /// the writer reuses a snapshot's memory once no reader holds it, and
+    /// copies a whole snapshot when one is held past [`GRACE`].
     #[inline]
     pub fn load(&self) -> Guard<Arc<Snapshot>> {
         self.shared.load()
     }
 
     /// The current snapshot as an `Arc`, for holders outside the dataplane
-    /// (the ctl server, tests). The writer waits for it to be dropped before
-    /// it reuses the snapshot's memory two publishes later.
+    /// (the ctl server, tests). Holding a snapshot across two publishes
+    /// makes the writer copy a whole snapshot instead of reusing this one's
+    /// memory (see [`GRACE`]); drop it promptly.
     pub fn load_full(&self) -> Arc<Snapshot> {
         self.shared.load_full()
     }
@@ -174,7 +176,12 @@ pub struct Fib {
     builder: TrieBuilder,
     groups: Groups,
     generation: u64,
+    copies: u64,
 }
+
+/// How long the writer waits for readers to leave the standby snapshot
+/// before it copies the published one instead.
+pub const GRACE: std::time::Duration = std::time::Duration::from_millis(2);
 
 impl Default for Fib {
     fn default() -> Self {
@@ -192,6 +199,7 @@ impl Fib {
             builder: TrieBuilder::default(),
             groups: Groups::default(),
             generation: 0,
+            copies: 0,
         }
     }
 
@@ -203,29 +211,43 @@ impl Fib {
     }
 
     /// The standby copy, caught up and exclusively ours. Waits for readers
-    /// still holding it from before the last publish (the grace period).
+    /// still holding it from before the last publish (the grace period:
+    /// one batch of packets); if one holds it longer than [`GRACE`] (a
+    /// thread keeping a snapshot, or a preempted reader), the writer stops
+    /// waiting and copies the published snapshot instead, so it never
+    /// blocks on a reader.
     fn standby(&mut self) -> &mut Snapshot {
         if !self.ready {
+            let start = std::time::Instant::now();
             let mut spins = 0u32;
             while Arc::get_mut(&mut self.standby).is_none() {
                 spins += 1;
                 if spins < 64 {
                     std::hint::spin_loop();
-                } else {
+                } else if start.elapsed() < GRACE {
                     std::thread::yield_now();
+                } else {
+                    break;
                 }
             }
             let src = self.shared.load_full();
-            if let Some(dst) = Arc::get_mut(&mut self.standby) {
-                dst.trie.catch_up(&src.trie, &self.log);
-                for &g in &self.log.groups {
-                    let g = g as usize;
-                    if dst.groups.len() <= g {
-                        dst.groups.resize(g + 1, None);
+            match Arc::get_mut(&mut self.standby) {
+                Some(dst) => {
+                    dst.trie.catch_up(&src.trie, &self.log);
+                    for &g in &self.log.groups {
+                        let g = g as usize;
+                        if dst.groups.len() <= g {
+                            dst.groups.resize(g + 1, None);
+                        }
+                        dst.groups[g] = src.groups.get(g).cloned().flatten();
                     }
-                    dst.groups[g] = src.groups.get(g).cloned().flatten();
+                    dst.routes = src.routes;
                 }
-                dst.routes = src.routes;
+                None => {
+                    // The old copy is freed when its last holder drops it.
+                    self.standby = Arc::new(Snapshot::clone(&src));
+                    self.copies += 1;
+                }
             }
             self.log.clear();
             self.ready = true;
@@ -234,6 +256,12 @@ impl Fib {
             Some(s) => s,
             None => unreachable!("the standby snapshot is never shared once caught up"),
         }
+    }
+
+    /// How often the writer copied a whole snapshot because a reader held
+    /// the standby past the grace period.
+    pub fn standby_copies(&self) -> u64 {
+        self.copies
     }
 
     fn out(&mut self) -> (&mut TrieBuilder, Out<'_>) {

@@ -1,0 +1,795 @@
+//! Edge cases of the FIB through its public API: the extreme prefixes, the
+//! exact-match shortcut lengths, every stride boundary, deletes, re-adds and
+//! replaces, what readers see before and after a publish, and the two
+//! bundled tables against a naive model.
+//!
+//! Every published state is checked twice: by explicit expectations written
+//! down in the test, and against a brute-force model on addresses at and
+//! around every prefix (first, last, the neighbours just outside, the
+//! sibling).
+
+use std::collections::HashMap;
+use std::net::Ipv6Addr;
+use std::path::PathBuf;
+
+use fib::{Fib, FibReader, NextHop, Prefix, Snapshot};
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+
+/// The mask of the first `len` bits.
+fn mask(len: u8) -> u128 {
+    if len == 0 {
+        0
+    } else {
+        u128::MAX << (128 - u32::from(len))
+    }
+}
+
+fn at(s: &str) -> u128 {
+    s.parse::<Ipv6Addr>().expect("an IPv6 address").into()
+}
+
+fn pfx(s: &str) -> Prefix {
+    s.parse().expect("an IPv6 prefix")
+}
+
+/// Longest-prefix match by brute force: one map per length, probed from
+/// /128 down to /0.
+#[derive(Clone)]
+struct Model {
+    by_len: Vec<HashMap<u128, u32>>,
+}
+
+impl Model {
+    fn new() -> Self {
+        Model {
+            by_len: vec![HashMap::new(); 129],
+        }
+    }
+
+    fn insert(&mut self, p: Prefix, nh: u32) -> Option<u32> {
+        self.by_len[usize::from(p.len())].insert(p.bits(), nh)
+    }
+
+    fn remove(&mut self, p: Prefix) -> Option<u32> {
+        self.by_len[usize::from(p.len())].remove(&p.bits())
+    }
+
+    fn lookup(&self, a: u128) -> Option<u32> {
+        (0..=128u8).rev().find_map(|len| {
+            let m = &self.by_len[usize::from(len)];
+            if m.is_empty() {
+                None
+            } else {
+                m.get(&(a & mask(len))).copied()
+            }
+        })
+    }
+
+    fn len(&self) -> usize {
+        self.by_len.iter().map(HashMap::len).sum()
+    }
+
+    fn prefixes(&self) -> Vec<Prefix> {
+        let mut v: Vec<Prefix> = self
+            .by_len
+            .iter()
+            .enumerate()
+            .flat_map(|(len, m)| {
+                m.keys()
+                    .map(move |&bits| Prefix::new(bits, len as u8).unwrap())
+            })
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+/// The next hop a snapshot resolves `a` to (single-member groups only).
+fn resolve(s: &Snapshot, a: u128) -> Option<u32> {
+    let g = s.lookup(a)?;
+    let view = s.group(g).expect("a route's group is in the snapshot");
+    assert_eq!(view.members.len(), 1, "single next-hop routes only here");
+    Some(view.members[0].id.0)
+}
+
+/// Addresses at and around every prefix of the model, plus `extra`.
+fn probes(m: &Model, extra: &[u128]) -> Vec<u128> {
+    let mut v = extra.to_vec();
+    for p in m.prefixes() {
+        let first = p.bits();
+        let last = first | !mask(p.len());
+        v.extend([
+            first,
+            last,
+            first.wrapping_sub(1),
+            last.wrapping_add(1),
+            // The sibling: the same prefix with its last bit flipped.
+            first ^ (1u128 << (128 - u32::from(p.len().max(1)))),
+            // The first address just below the prefix's length.
+            first | (1u128 << (127 - u32::from(p.len().min(127)))),
+        ]);
+    }
+    v
+}
+
+/// Checks one snapshot against the model on `addrs`, through single and
+/// batch lookups.
+fn check(s: &Snapshot, m: &Model, addrs: &[u128]) {
+    assert_eq!(s.routes(), m.len(), "route count");
+    let mut batch = vec![None; addrs.len()];
+    s.lookup_batch(addrs, &mut batch);
+    for (i, &a) in addrs.iter().enumerate() {
+        let want = m.lookup(a);
+        assert_eq!(resolve(s, a), want, "lookup of {}", Ipv6Addr::from(a));
+        assert_eq!(
+            batch[i].map(|g| s.group(g).unwrap().members[0].id.0),
+            want,
+            "batch lookup of {}",
+            Ipv6Addr::from(a)
+        );
+    }
+}
+
+/// A FIB, its reader and the model kept in step.
+struct Lab {
+    fib: Fib,
+    reader: FibReader,
+    model: Model,
+}
+
+impl Lab {
+    fn new() -> Self {
+        let fib = Fib::new();
+        let reader = fib.reader();
+        Lab {
+            fib,
+            reader,
+            model: Model::new(),
+        }
+    }
+
+    fn add(&mut self, p: &str, nh: u32) {
+        self.add_prefix(pfx(p), nh);
+    }
+
+    fn add_prefix(&mut self, p: Prefix, nh: u32) {
+        self.fib.insert(p, &[NextHop::new(nh)]).unwrap();
+        self.model.insert(p, nh);
+    }
+
+    /// Removes `p` from both; the FIB must say whether it had it.
+    fn del(&mut self, p: &str) -> bool {
+        self.del_prefix(pfx(p))
+    }
+
+    fn del_prefix(&mut self, p: Prefix) -> bool {
+        let had = self.model.remove(p).is_some();
+        assert_eq!(self.fib.remove(p), had, "remove({p})");
+        had
+    }
+
+    /// Publishes and checks the new snapshot against the model.
+    fn publish(&mut self) {
+        self.fib.publish();
+        self.check(&[]);
+    }
+
+    fn check(&self, extra: &[u128]) {
+        check(
+            &self.reader.load(),
+            &self.model,
+            &probes(&self.model, extra),
+        );
+    }
+
+    /// What the published snapshot resolves `a` to.
+    fn nh(&self, a: u128) -> Option<u32> {
+        resolve(&self.reader.load(), a)
+    }
+}
+
+#[test]
+fn default_route_alone_matches_every_address() {
+    let mut lab = Lab::new();
+    let mut rng = StdRng::seed_from_u64(1);
+    let mut addrs = vec![
+        0,
+        1,
+        u128::MAX,
+        u128::MAX - 1,
+        1 << 127,
+        (1 << 127) - 1,
+        1 << 112,
+        (1 << 112) - 1,
+        1 << 64,
+        (1 << 64) - 1,
+        at("2001:db8::1"),
+        at("fe80::1"),
+        at("ff02::1:ff00:1"),
+    ];
+    addrs.extend((0..2000).map(|_| rng.gen::<u128>()));
+    assert!(addrs.iter().all(|&a| lab.nh(a).is_none()), "an empty FIB");
+    lab.add("::/0", 7);
+    lab.publish();
+    for &a in &addrs {
+        assert_eq!(lab.nh(a), Some(7), "{}", Ipv6Addr::from(a));
+    }
+    lab.check(&addrs);
+    assert!(lab.del("::/0"));
+    lab.publish();
+    assert!(addrs.iter().all(|&a| lab.nh(a).is_none()), "::/0 removed");
+}
+
+#[test]
+fn host_route_alone_matches_only_its_address() {
+    let hosts = [
+        "2001:db8::ff00",
+        "::",
+        "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+        "::1",
+        // The last address of a /64 and of a /32, and the first after each.
+        "2001:db8:0:1:ffff:ffff:ffff:ffff",
+        "2001:db8:0:2::",
+        "2001:db8:ffff:ffff:ffff:ffff:ffff:ffff",
+        "2001:db9::",
+    ];
+    for host in hosts {
+        let mut lab = Lab::new();
+        let a = at(host);
+        lab.add(&format!("{host}/128"), 9);
+        lab.publish();
+        assert_eq!(lab.nh(a), Some(9), "{host} itself");
+        for n in [a.checked_sub(1), a.checked_add(1)].into_iter().flatten() {
+            assert_eq!(lab.nh(n), None, "{} next to {host}", Ipv6Addr::from(n));
+        }
+        for bit in 0..128 {
+            assert_eq!(
+                lab.nh(a ^ (1 << bit)),
+                None,
+                "{host} with bit {bit} flipped"
+            );
+        }
+        lab.check(&[0, u128::MAX]);
+        assert!(lab.del(&format!("{host}/128")));
+        lab.publish();
+        assert_eq!(lab.nh(a), None, "{host} removed");
+    }
+}
+
+/// Routes at a shortcut length (/48, /64: exact-match tables) with longer
+/// routes inside: the shortcut must never answer for an address under a
+/// longer route, whatever the order of inserts and removes.
+fn shortcut_scenario(routes: &[(&str, u32)], expect: &[(&str, Option<u32>)]) {
+    let mut orders: Vec<Vec<usize>> = Vec::new();
+    let n = routes.len();
+    orders.push((0..n).collect());
+    orders.push((0..n).rev().collect());
+    let mut rng = StdRng::seed_from_u64(n as u64);
+    for _ in 0..20 {
+        let mut o: Vec<usize> = (0..n).collect();
+        o.shuffle(&mut rng);
+        orders.push(o);
+    }
+    for order in &orders {
+        // One publish for everything.
+        let mut lab = Lab::new();
+        for &i in order {
+            lab.add(routes[i].0, routes[i].1);
+        }
+        lab.publish();
+        for &(a, want) in expect {
+            assert_eq!(
+                lab.nh(at(a)),
+                want,
+                "{a} after inserting in order {order:?}"
+            );
+        }
+        // One publish per update, removing in the same order.
+        let mut lab = Lab::new();
+        for &i in order {
+            lab.add(routes[i].0, routes[i].1);
+            lab.publish();
+        }
+        for &(a, want) in expect {
+            assert_eq!(
+                lab.nh(at(a)),
+                want,
+                "{a} after inserting in order {order:?}"
+            );
+        }
+        for &i in order {
+            assert!(lab.del(routes[i].0));
+            lab.publish();
+        }
+        assert_eq!(lab.fib.nodes(), 0, "an empty FIB keeps no node");
+    }
+}
+
+#[test]
+fn slash64_shortcut_never_shadows_longer_routes() {
+    shortcut_scenario(
+        &[
+            ("2001:db8:1:2::/64", 64),
+            ("2001:db8:1:2:8000::/65", 65),
+            ("2001:db8:1:2::10/127", 127),
+            ("2001:db8:1:2::11/128", 128),
+            ("2001:db8:1:2:8000::5/128", 129),
+            // A neighbouring /64 with nothing below it.
+            ("2001:db8:1:3::/64", 3),
+        ],
+        &[
+            ("2001:db8:1:2::", Some(64)),
+            ("2001:db8:1:2::f", Some(64)),
+            ("2001:db8:1:2::10", Some(127)),
+            ("2001:db8:1:2::11", Some(128)),
+            ("2001:db8:1:2::12", Some(64)),
+            ("2001:db8:1:2:7fff:ffff:ffff:ffff", Some(64)),
+            ("2001:db8:1:2:8000::", Some(65)),
+            ("2001:db8:1:2:8000::4", Some(65)),
+            ("2001:db8:1:2:8000::5", Some(129)),
+            ("2001:db8:1:2:8000::6", Some(65)),
+            ("2001:db8:1:2:ffff:ffff:ffff:ffff", Some(65)),
+            ("2001:db8:1:3::11", Some(3)),
+            ("2001:db8:1:3:8000::5", Some(3)),
+            ("2001:db8:1:4::", None),
+            ("2001:db8:1:1:ffff:ffff:ffff:ffff", None),
+        ],
+    );
+}
+
+#[test]
+fn slash48_shortcut_never_shadows_longer_routes() {
+    shortcut_scenario(
+        &[
+            ("2001:db8:1::/48", 48),
+            ("2001:db8:1:8000::/49", 49),
+            ("2001:db8:1:100::/56", 56),
+            ("2001:db8:1:100::/64", 64),
+            ("2001:db8:1:200::1/128", 128),
+            ("2001:db8:2::/48", 2),
+        ],
+        &[
+            ("2001:db8:1::", Some(48)),
+            ("2001:db8:1:ff::", Some(48)),
+            ("2001:db8:1:100::", Some(64)),
+            ("2001:db8:1:100:ffff:ffff:ffff:ffff", Some(64)),
+            ("2001:db8:1:101::", Some(56)),
+            ("2001:db8:1:1ff::", Some(56)),
+            ("2001:db8:1:200::", Some(48)),
+            ("2001:db8:1:200::1", Some(128)),
+            ("2001:db8:1:200::2", Some(48)),
+            ("2001:db8:1:7fff:ffff:ffff:ffff:ffff", Some(48)),
+            ("2001:db8:1:8000::", Some(49)),
+            ("2001:db8:1:ffff:ffff:ffff:ffff:ffff", Some(49)),
+            ("2001:db8:2:100::", Some(2)),
+            ("2001:db8:2:200::1", Some(2)),
+            ("2001:db8:3::", None),
+            ("2001:db8::", None),
+        ],
+    );
+}
+
+#[test]
+fn slash128_with_covering_routes_at_every_shortcut_length() {
+    shortcut_scenario(
+        &[
+            ("2001:db8:1:2::1/128", 128),
+            ("2001:db8:1:2::/64", 64),
+            ("2001:db8:1::/48", 48),
+            ("2001:db8::/32", 32),
+            ("2001::/16", 16),
+            ("::/0", 0),
+        ],
+        &[
+            ("2001:db8:1:2::1", Some(128)),
+            ("2001:db8:1:2::", Some(64)),
+            ("2001:db8:1:2::2", Some(64)),
+            ("2001:db8:1:3::1", Some(48)),
+            ("2001:db8:2:2::1", Some(32)),
+            ("2001:db9:1:2::1", Some(16)),
+            ("2002:db8:1:2::1", Some(0)),
+        ],
+    );
+}
+
+/// Routes on one address path at and around every stride boundary: a bit
+/// flipped at position `i` (counting from the most significant) leaves the
+/// routes of length <= `i` matching.
+#[test]
+fn overlapping_routes_at_every_stride_boundary() {
+    const LENS: [u8; 17] = [
+        16, 17, 23, 24, 25, 31, 32, 33, 48, 56, 63, 64, 65, 120, 121, 127, 128,
+    ];
+    // Every byte differs, so each level indexes a different slot.
+    let base: u128 = 0x2001_0db8_a5c3_5a3c_0f1e_2d3c_4b5a_6978;
+    let expect = |lab: &Lab, present: &[u8]| {
+        assert_eq!(
+            lab.nh(base),
+            present.iter().max().map(|&l| u32::from(l)),
+            "the full path"
+        );
+        for i in 0..128u8 {
+            let a = base ^ (1 << (127 - u32::from(i)));
+            let want = present.iter().filter(|&&l| l <= i).max();
+            assert_eq!(
+                lab.nh(a),
+                want.map(|&l| u32::from(l)),
+                "bit {i} flipped, routes {present:?}"
+            );
+        }
+        lab.check(&[base]);
+    };
+    let mut rng = StdRng::seed_from_u64(17);
+    let mut orders = vec![LENS.to_vec(), LENS.iter().rev().copied().collect()];
+    for _ in 0..8 {
+        let mut o = LENS.to_vec();
+        o.shuffle(&mut rng);
+        orders.push(o);
+    }
+    for ins in &orders {
+        let mut lab = Lab::new();
+        let mut present = Vec::new();
+        for &len in ins {
+            lab.add_prefix(Prefix::new(base, len).unwrap(), u32::from(len));
+            present.push(len);
+            lab.publish();
+            expect(&lab, &present);
+        }
+        let mut del = ins.clone();
+        del.shuffle(&mut rng);
+        for len in del {
+            assert!(lab.del_prefix(Prefix::new(base, len).unwrap()));
+            present.retain(|&l| l != len);
+            lab.publish();
+            expect(&lab, &present);
+        }
+        assert_eq!(lab.fib.nodes(), 0);
+    }
+}
+
+#[test]
+fn deleting_a_covering_route_keeps_its_more_specifics() {
+    let mut lab = Lab::new();
+    let specifics = [
+        ("2001:db8:1::/48", 48),
+        ("2001:db8:2:3::/64", 64),
+        ("2001:db8::1/128", 128),
+        ("2001:db8:8000::/33", 33),
+        ("2001:db8:4:5:6::/80", 80),
+    ];
+    lab.add("::/0", 1);
+    lab.add("2001::/16", 16);
+    lab.add("2001:db8::/32", 32);
+    for (p, nh) in specifics {
+        lab.add(p, nh);
+    }
+    lab.publish();
+    let inside = [
+        ("2001:db8:1::5", Some(48)),
+        ("2001:db8:2:3::5", Some(64)),
+        ("2001:db8::1", Some(128)),
+        ("2001:db8:8000::1", Some(33)),
+        ("2001:db8:4:5:6::1", Some(80)),
+    ];
+    let uncovered = [
+        "2001:db8::2",
+        "2001:db8:2:4::",
+        "2001:db8:4:5:7::",
+        "2001:db8:7fff::",
+    ];
+    let check = |lab: &Lab, fallback: Option<u32>| {
+        for (a, want) in inside {
+            assert_eq!(lab.nh(at(a)), want, "{a} under a more-specific");
+        }
+        for a in uncovered {
+            assert_eq!(lab.nh(at(a)), fallback, "{a} under the /32 only");
+        }
+    };
+    check(&lab, Some(32));
+    assert!(lab.del("2001:db8::/32"));
+    lab.publish();
+    check(&lab, Some(16));
+    assert!(lab.del("2001::/16"));
+    lab.publish();
+    check(&lab, Some(1));
+    assert!(lab.del("::/0"));
+    lab.publish();
+    check(&lab, None);
+    assert_eq!(lab.nh(at("2002::")), None);
+    // Re-adding brings each back.
+    lab.add("2001::/16", 16);
+    lab.publish();
+    check(&lab, Some(16));
+    lab.add("2001:db8::/32", 32);
+    lab.publish();
+    check(&lab, Some(32));
+    // And the more-specifics can go while the /32 stays.
+    for (p, _) in specifics {
+        assert!(lab.del(p));
+        lab.publish();
+    }
+    for (a, _) in inside {
+        assert_eq!(lab.nh(at(a)), Some(32), "{a} after its more-specific left");
+    }
+}
+
+#[test]
+fn delete_and_readd_in_one_batch_and_across_batches() {
+    let mut lab = Lab::new();
+    let routes = [
+        ("::/0", 1),
+        ("2001::/16", 2),
+        ("2001:db8::/32", 3),
+        ("2001:db8:1::/48", 4),
+        ("2001:db8:1:2::/64", 5),
+        ("2001:db8:1:2::1/128", 6),
+        ("2001:db8:1:2::/100", 7),
+    ];
+    for (p, nh) in routes {
+        lab.add(p, nh);
+    }
+    lab.publish();
+    for (p, nh) in routes {
+        // Delete and re-add within one batch: readers never see a gap.
+        assert!(lab.del(p));
+        lab.add(p, nh + 10);
+        lab.publish();
+        // Delete, publish, re-add, publish.
+        assert!(lab.del(p));
+        lab.publish();
+        lab.add(p, nh);
+        lab.publish();
+    }
+}
+
+#[test]
+fn inserting_again_replaces_the_next_hop() {
+    let prefixes = [
+        "::/0",
+        "2001::/16",
+        "2001:db8::/20",
+        "2001:db8::/32",
+        "2001:db8:1::/47",
+        "2001:db8:1::/48",
+        "2001:db8:1:2::/64",
+        "2001:db8:1:2::/100",
+        "2001:db8::1/128",
+    ];
+    for p in prefixes {
+        let mut lab = Lab::new();
+        let host = pfx(p).len() == 128;
+        let a = if host {
+            pfx(p).bits()
+        } else {
+            pfx(p).bits() | 0x11
+        };
+        lab.add(p, 1);
+        lab.publish();
+        assert_eq!(lab.nh(a), Some(1), "{p}");
+        let g1 = lab.fib.get(pfx(p));
+        lab.add(p, 2);
+        // Unpublished: readers still see the old next hop.
+        assert_eq!(lab.nh(a), Some(1), "{p} before publish");
+        assert_ne!(
+            lab.fib.get(pfx(p)),
+            g1,
+            "the control side sees the new group"
+        );
+        lab.publish();
+        assert_eq!(lab.nh(a), Some(2), "{p} replaced");
+        assert_eq!(lab.reader.load().routes(), 1, "a replace adds no route");
+        assert_eq!(lab.reader.load().groups(), 1, "the old group is freed");
+        // The same next hop again changes nothing.
+        lab.add(p, 2);
+        lab.publish();
+        assert_eq!(lab.nh(a), Some(2));
+        if host {
+            continue;
+        }
+        // Replacing while a more-specific sits below it (no shortcut).
+        lab.add(&format!("{}/128", Ipv6Addr::from(pfx(p).bits() | 0x10)), 3);
+        lab.add(p, 4);
+        lab.publish();
+        assert_eq!(lab.nh(a), Some(4), "{p} replaced above a /128");
+        assert!(lab.del(&format!("{}/128", Ipv6Addr::from(pfx(p).bits() | 0x10))));
+        lab.add(p, 5);
+        lab.publish();
+        assert_eq!(lab.nh(a), Some(5), "{p} replaced after its /128 left");
+        assert_eq!(lab.nh(pfx(p).bits() | 0x10), Some(5));
+    }
+}
+
+#[test]
+fn removing_a_missing_route_returns_false() {
+    let mut lab = Lab::new();
+    for p in [
+        "::/0",
+        "2001::/16",
+        "2001:db8::/48",
+        "2001:db8::/64",
+        "::1/128",
+    ] {
+        assert!(!lab.fib.remove(pfx(p)), "{p} from an empty FIB");
+    }
+    lab.add("2001:db8:1::/48", 1);
+    lab.add("2001:db8:1:2::/64", 2);
+    lab.add("2001:db8:1:2::1/128", 3);
+    lab.add("2001::/16", 4);
+    lab.publish();
+    for p in [
+        "::/0",
+        "2001::/15",
+        "2001::/17",
+        "2000::/16",
+        "2001:db8:1::/47",
+        "2001:db8:1::/49",
+        "2001:db8:2::/48",
+        "2001:db8:1:3::/64",
+        "2001:db8:1:2::/63",
+        "2001:db8:1:2::/65",
+        "2001:db8:1:2::/127",
+        "2001:db8:1:2::/128",
+        "2001:db8:1:2::2/128",
+    ] {
+        assert!(!lab.del(p), "{p} is not a route");
+    }
+    assert_eq!(lab.fib.routes(), 4, "failed removes change nothing");
+    lab.publish();
+    assert!(lab.del("2001:db8:1:2::/64"));
+    assert!(!lab.del("2001:db8:1:2::/64"), "removed twice");
+    lab.publish();
+    assert_eq!(lab.nh(at("2001:db8:1:2::2")), Some(1));
+}
+
+#[test]
+fn readers_see_nothing_until_publish() {
+    let mut lab = Lab::new();
+    lab.add("2001:db8::/32", 1);
+    lab.add("2001:db8:1::/48", 2);
+    lab.add("2001:db8:2::1/128", 3);
+    lab.publish();
+    let published = lab.model.clone();
+    let before = lab.reader.load_full();
+    let gen = before.generation();
+    // A batch of every kind of change.
+    lab.add("2001:db8:3::/48", 4);
+    lab.add("2001:db8:1::/48", 5);
+    assert!(lab.del("2001:db8:2::1/128"));
+    lab.add("::/0", 6);
+    lab.add("2001:db8:4:5::/64", 7);
+    assert_eq!(
+        lab.fib.routes(),
+        5,
+        "the control side counts unpublished routes"
+    );
+    let probe = probes(&lab.model, &probes(&published, &[]));
+    for s in [&before, &lab.reader.load_full()] {
+        assert_eq!(s.generation(), gen, "no publish yet");
+        check(s, &published, &probe);
+    }
+    lab.fib.publish();
+    // The snapshot loaded before publish stays as it was...
+    assert_eq!(before.generation(), gen);
+    check(&before, &published, &probe);
+    drop(before);
+    // ...and a new load sees the whole batch.
+    let after = lab.reader.load_full();
+    assert_eq!(after.generation(), gen + 1);
+    check(&after, &lab.model, &probe);
+    drop(after);
+    // Publishing with no change is a new generation with the same content.
+    lab.fib.publish();
+    assert_eq!(lab.reader.load().generation(), gen + 2);
+    lab.check(&probe);
+}
+
+fn data_file(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../bench/data")
+        .join(name)
+}
+
+/// Parses a table: one prefix per line with an optional next-hop id (tab or
+/// space separated); `#` starts a comment. Lines without a next hop get ids
+/// 1..=8 in turn.
+fn parse_table(name: &str) -> Vec<(Prefix, u32)> {
+    let path = data_file(name);
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        let mut fields = line.split_whitespace();
+        let p: Prefix = fields
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap_or_else(|e| panic!("{name}:{}: {e}", i + 1));
+        let nh = match fields.next() {
+            Some(f) => f
+                .parse()
+                .unwrap_or_else(|e| panic!("{name}:{}: {e}", i + 1)),
+            None => (out.len() % 8) as u32 + 1,
+        };
+        out.push((p, nh));
+    }
+    out
+}
+
+/// A random address inside `p`.
+fn inside(p: Prefix, rng: &mut StdRng) -> u128 {
+    p.bits() | (rng.gen::<u128>() & !mask(p.len()))
+}
+
+/// Loads a table, then checks ~20k addresses against the model; removes a
+/// random half, re-checks, re-adds it with other next hops and re-checks.
+fn table_agrees_with_model(name: &str, expect_routes: usize) {
+    let table = parse_table(name);
+    assert_eq!(table.len(), expect_routes, "{name}: lines");
+    let mut rng = StdRng::seed_from_u64(0x5eed);
+    let mut lab = Lab::new();
+    for &(p, nh) in &table {
+        lab.add_prefix(p, nh);
+    }
+    assert_eq!(lab.model.len(), table.len(), "{name} has no duplicates");
+    lab.fib.publish();
+    let mut addrs: Vec<u128> = Vec::with_capacity(24_000);
+    for _ in 0..12_000 {
+        let &(p, _) = table.choose(&mut rng).unwrap();
+        addrs.push(inside(p, &mut rng));
+    }
+    for _ in 0..1_000 {
+        let &(p, _) = table.choose(&mut rng).unwrap();
+        addrs.extend([p.bits(), p.bits() | !mask(p.len())]);
+    }
+    for _ in 0..3_000 {
+        addrs.push(rng.gen());
+        // Global unicast, where the routes are.
+        addrs.push((rng.gen::<u128>() >> 3) | (1 << 125));
+    }
+    let check_all = |lab: &Lab, what: &str| {
+        let s = lab.reader.load();
+        assert_eq!(s.routes(), lab.model.len(), "{name} {what}: routes");
+        let mut batch = vec![None; addrs.len()];
+        s.lookup_batch(&addrs, &mut batch);
+        for (i, &a) in addrs.iter().enumerate() {
+            let want = lab.model.lookup(a);
+            assert_eq!(resolve(&s, a), want, "{name} {what}: {}", Ipv6Addr::from(a));
+            assert_eq!(
+                batch[i].map(|g| s.group(g).unwrap().members[0].id.0),
+                want,
+                "{name} {what}: batch lookup of {}",
+                Ipv6Addr::from(a)
+            );
+        }
+    };
+    check_all(&lab, "loaded");
+    let mut half: Vec<Prefix> = table.iter().map(|&(p, _)| p).collect();
+    half.shuffle(&mut rng);
+    half.truncate(table.len() / 2);
+    for &p in &half {
+        assert!(lab.del_prefix(p));
+    }
+    lab.fib.publish();
+    check_all(&lab, "half removed");
+    for (i, &p) in half.iter().enumerate() {
+        lab.add_prefix(p, 100 + (i % 7) as u32);
+    }
+    lab.fib.publish();
+    check_all(&lab, "re-added");
+}
+
+#[test]
+fn k8s_table_agrees_with_model() {
+    table_agrees_with_model("ipv6-k8s-edge.txt", 72_263);
+}
+
+#[test]
+fn real_bgp_table_agrees_with_model() {
+    table_agrees_with_model("ipv6-bgp-2021-as199524.tsv", 100_899);
+}

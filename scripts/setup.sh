@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Installs the system packages flatedge needs to build and test, and checks
+# the Rust tools. Idempotent: installed packages are skipped, and the apt
+# index is refreshed only when something is missing.
+#
+# Usage: scripts/setup.sh          (as root, or with sudo available)
+# Tested on Debian 12 (bookworm).
+set -euo pipefail
+
+# System packages, one per line with what needs them. Add new ones here.
+PACKAGES=(
+    libdpdk-dev     # DPDK 22.11: rte_lpm6, the baseline of the FIB benchmark
+                    # (bench crate, `dpdk` feature)
+    pkg-config      # bench/build.rs finds libdpdk's flags with it
+    clang           # C compiler for the shims; will build the XDP program
+    build-essential # cc, make and the libc headers for the cc crate
+)
+
+log() { printf 'setup: %s\n' "$*"; }
+die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
+
+installed() {
+    # "install ok installed" only for a fully installed package.
+    [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" = "install ok installed" ]
+}
+
+if [ "$(id -u)" -eq 0 ]; then
+    SUDO=()
+elif command -v sudo >/dev/null 2>&1; then
+    SUDO=(sudo)
+else
+    SUDO=(__no_sudo__)
+fi
+
+command -v dpkg-query >/dev/null 2>&1 || die "dpkg-query not found: this script expects Debian or Ubuntu"
+
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+    if installed "$pkg"; then
+        log "$pkg: already installed"
+    else
+        missing+=("$pkg")
+    fi
+done
+
+if [ "${#missing[@]}" -gt 0 ]; then
+    [ "${SUDO[*]}" != "__no_sudo__" ] || die "installing ${missing[*]} needs root (run as root or install sudo)"
+    log "installing: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    "${SUDO[@]}" apt-get update
+    "${SUDO[@]}" apt-get install -y --no-install-recommends "${missing[@]}"
+    for pkg in "${missing[@]}"; do
+        installed "$pkg" || die "$pkg did not install"
+    done
+else
+    log "all system packages present"
+fi
+
+# The Rust toolchain is per user: check it, do not install it.
+status=0
+if command -v cargo >/dev/null 2>&1; then
+    log "cargo: $(cargo --version)"
+else
+    log "cargo not found. Install Rust (stable) with rustup:"
+    log "  curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y"
+    log "  . \"\$HOME/.cargo/env\""
+    status=1
+fi
+if command -v cargo >/dev/null 2>&1 && cargo nextest --version >/dev/null 2>&1; then
+    log "cargo-nextest: $(cargo nextest --version 2>/dev/null | head -n1)"
+else
+    log "cargo-nextest not found (the test runner). Install it with:"
+    log "  cargo install --locked cargo-nextest"
+    log "  or a prebuilt binary: https://nexte.st/docs/installation/pre-built-binaries/"
+    status=1
+fi
+
+if [ "$status" -eq 0 ]; then
+    log "ready: cargo build --workspace && cargo nextest run --workspace"
+fi
+exit "$status"
