@@ -14,6 +14,9 @@ PACKAGES=(
     pkg-config      # bench/build.rs finds libdpdk's flags with it
     clang           # C compiler for the shims; will build the XDP program
     build-essential # cc, make and the libc headers for the cc crate
+    iproute2        # ip netns/link/addr: the netns integration tests (tests/)
+    gobgpd          # GoBGP 3.x (gobgpd + gobgp CLI), the BGP library inside
+                    # Cilium: the peer of the netns BGP tests (tests/)
 )
 
 log() { printf 'setup: %s\n' "$*"; }

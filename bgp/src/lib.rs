@@ -1,8 +1,8 @@
 //! flatedge's BGP speaker (RFC 4271 and the extensions Cilium's GoBGP uses).
 //!
-//! Everything here is sans-IO and synchronous; the tokio driver that owns
-//! the sockets and the sleeps comes next and only moves values between
-//! these pieces:
+//! Everything but [`driver`] is sans-IO and synchronous; the tokio driver
+//! owns the sockets and the sleeps and only moves values between these
+//! pieces:
 //!
 //! - [`wire`]: the message codec (views and validated representations).
 //! - [`fsm`]: one peer's session state machine (RFC 4271 section 8):
@@ -24,8 +24,14 @@
 //! into a session input; arm and cancel both kinds of timers; drain
 //! `Rib::drain_changes` and hand the changes to the FIB.
 //!
+//! [`driver`] (feature `driver`, on by default) is that loop on tokio: a
+//! `Speaker` with a listener, active connects, collision handling, the
+//! timers, TCP MD5 and GTSM, delivering `RibChange`s on a channel.
+//!
 //! This crate knows nothing of the FIB.
 
+#[cfg(feature = "driver")]
+pub mod driver;
 pub mod export;
 pub mod fsm;
 pub mod policy;

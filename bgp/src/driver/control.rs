@@ -1,0 +1,779 @@
+//! The control task: every peer's sessions, the RIB, the timers. It runs
+//! the driver loop of the crate docs; the I/O tasks only report to it.
+//!
+//! Inputs are queued and handled one at a time ([`Control::run_queue`]),
+//! so that an output that produces an input for another session (a
+//! collision's loser, a RIB teardown) never re-enters a session that is
+//! still being handled.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio::task::{AbortHandle, JoinSet};
+
+use super::io::{self, ConnId, Internal, WriteCmd};
+use super::sockopt;
+use super::{Command, Event, PeerSettings, PeerSummary, SpeakerConfig};
+use crate::export::{advertisements, ExportSession};
+use crate::fsm::{
+    resolve_collision, Direction, Input, Output, Session, SessionConfig, State, Survivor, Timer,
+};
+use crate::rib::{PeerConfig, PeerId, Rib, RibChange, RibOutput, RibTimer};
+use crate::wire::{Header, Message};
+
+/// Identifies one `Session` (a peer has one or two).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(super) struct SlotKey(u64);
+
+/// A timer the control task armed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(super) enum TimerKey {
+    Session(PeerId, SlotKey, Timer),
+    Rib(RibTimer),
+}
+
+const SESSION_TIMERS: [Timer; 4] = [
+    Timer::ConnectRetry,
+    Timer::Hold,
+    Timer::Keepalive,
+    Timer::IdleHold,
+];
+
+/// Capacity of the channel from the I/O tasks.
+const INTERNAL_CAPACITY: usize = 4096;
+
+#[derive(Debug)]
+struct Slot {
+    key: SlotKey,
+    session: Session,
+    conn: Option<ConnId>,
+}
+
+#[derive(Debug)]
+struct Peer {
+    id: PeerId,
+    address: Ipv6Addr,
+    settings: Arc<PeerSettings>,
+    dynamic: bool,
+    passive: bool,
+    primary: Slot,
+    /// A second connection (collision, or a restarted peer).
+    secondary: Option<Slot>,
+    /// The connect attempt in flight: (attempt, its slot, its task).
+    connecting: Option<(u64, SlotKey, AbortHandle)>,
+    /// The primary's state as last reported.
+    reported: State,
+    established_at: Option<Instant>,
+}
+
+impl Peer {
+    fn slot_mut(&mut self, key: SlotKey) -> Option<&mut Slot> {
+        if self.primary.key == key {
+            Some(&mut self.primary)
+        } else {
+            self.secondary.as_mut().filter(|s| s.key == key)
+        }
+    }
+
+    fn slot(&self, key: SlotKey) -> Option<&Slot> {
+        if self.primary.key == key {
+            Some(&self.primary)
+        } else {
+            self.secondary.as_ref().filter(|s| s.key == key)
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Conn {
+    peer: PeerId,
+    slot: SlotKey,
+    writer: mpsc::UnboundedSender<WriteCmd>,
+    local: Ipv6Addr,
+}
+
+struct Control {
+    config: SpeakerConfig,
+    rib: Rib,
+    peers: HashMap<PeerId, Peer>,
+    by_addr: HashMap<Ipv6Addr, PeerId>,
+    conns: HashMap<ConnId, Conn>,
+    timers: HashMap<TimerKey, (u64, AbortHandle)>,
+    next_id: u64,
+    internal: mpsc::Sender<Internal>,
+    events: mpsc::Sender<Event>,
+    queue: VecDeque<(PeerId, SlotKey, Input)>,
+    /// Slots to drop once their queued input is handled.
+    doomed: HashSet<SlotKey>,
+    touched: Vec<PeerId>,
+    pending: Vec<Event>,
+    changes: Vec<RibChange>,
+    writers: JoinSet<()>,
+}
+
+pub(super) async fn run(
+    config: SpeakerConfig,
+    listener: TcpListener,
+    events: mpsc::Sender<Event>,
+    mut commands: mpsc::Receiver<Command>,
+) {
+    let (internal, mut internal_rx) = mpsc::channel(INTERNAL_CAPACITY);
+    let accept = tokio::spawn(io::accept_loop(listener, internal.clone()));
+    let mut c = Control {
+        rib: Rib::new(config.rib.clone()),
+        config,
+        peers: HashMap::new(),
+        by_addr: HashMap::new(),
+        conns: HashMap::new(),
+        timers: HashMap::new(),
+        next_id: 0,
+        internal,
+        events,
+        queue: VecDeque::new(),
+        doomed: HashSet::new(),
+        touched: Vec::new(),
+        pending: Vec::new(),
+        changes: Vec::new(),
+        writers: JoinSet::new(),
+    };
+    let neighbors = c.config.neighbors.clone();
+    for n in neighbors {
+        c.add_peer(n.address, Arc::new(n.settings), false, n.passive);
+    }
+    c.run_queue();
+    c.flush().await;
+    loop {
+        tokio::select! {
+            cmd = commands.recv() => match cmd {
+                Some(Command::Peers(tx)) => {
+                    let _ = tx.send(c.summaries());
+                }
+                Some(Command::Shutdown(done)) => {
+                    accept.abort();
+                    c.shutdown().await;
+                    let _ = done.send(());
+                    return;
+                }
+                None => {
+                    accept.abort();
+                    c.shutdown().await;
+                    return;
+                }
+            },
+            Some(msg) = internal_rx.recv() => c.internal(msg),
+            Some(_) = c.writers.join_next(), if !c.writers.is_empty() => {}
+        }
+        c.flush().await;
+    }
+}
+
+impl Control {
+    fn next(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    fn session_config(&self, s: &PeerSettings) -> SessionConfig {
+        let mut c = SessionConfig::new(self.config.local_asn, self.config.router_id, s.peer_asn);
+        c.hold_time = s.hold_time;
+        c.connect_retry = s.connect_retry;
+        c.graceful_restart = s.graceful_restart;
+        c
+    }
+
+    fn add_peer(
+        &mut self,
+        address: Ipv6Addr,
+        settings: Arc<PeerSettings>,
+        dynamic: bool,
+        passive: bool,
+    ) -> PeerId {
+        let mut pc = PeerConfig::new(address, settings.peer_asn);
+        pc.import = settings.import.clone();
+        pc.max_prefix_idle = settings.max_prefix_idle;
+        let id = self.rib.add_peer(pc);
+        let key = SlotKey(self.next());
+        let session = Session::new(self.session_config(&settings));
+        self.peers.insert(
+            id,
+            Peer {
+                id,
+                address,
+                settings,
+                dynamic,
+                passive,
+                primary: Slot {
+                    key,
+                    session,
+                    conn: None,
+                },
+                secondary: None,
+                connecting: None,
+                reported: State::Idle,
+                established_at: None,
+            },
+        );
+        self.by_addr.insert(address, id);
+        let start = if passive {
+            Input::ManualStartPassive
+        } else {
+            Input::ManualStart
+        };
+        self.queue.push_back((id, key, start));
+        id
+    }
+
+    fn internal(&mut self, msg: Internal) {
+        match msg {
+            Internal::Accepted(stream, remote) => self.accepted(stream, remote),
+            Internal::Connected {
+                peer,
+                attempt,
+                result,
+            } => self.connected(peer, attempt, result),
+            Internal::Data { conn, bytes } => self.data(conn, bytes),
+            Internal::FrameError { conn, error } => {
+                if let Some(c) = self.conns.get(&conn) {
+                    self.queue
+                        .push_back((c.peer, c.slot, Input::DecodeError(error)));
+                    self.run_queue();
+                }
+            }
+            Internal::Closed { conn } => {
+                if let Some(c) = self.conns.get(&conn) {
+                    self.queue.push_back((c.peer, c.slot, Input::TcpClosed));
+                    self.run_queue();
+                }
+                // Whatever the FSM made of it, the connection is gone.
+                if let Some(c) = self.conns.remove(&conn) {
+                    let _ = c.writer.send(WriteCmd::Close);
+                    if let Some(slot) = self.peers.get_mut(&c.peer).and_then(|p| p.slot_mut(c.slot))
+                    {
+                        if slot.conn == Some(conn) {
+                            slot.conn = None;
+                        }
+                    }
+                }
+            }
+            Internal::Timer { key, gen } => {
+                if self.timers.get(&key).map(|t| t.0) != Some(gen) {
+                    return;
+                }
+                self.timers.remove(&key);
+                match key {
+                    TimerKey::Session(peer, slot, t) => {
+                        self.queue.push_back((peer, slot, Input::TimerExpired(t)));
+                    }
+                    TimerKey::Rib(t) => {
+                        let out = self.rib.timer_expired(t);
+                        self.rib_outputs(out);
+                    }
+                }
+                self.run_queue();
+            }
+        }
+    }
+
+    /// The peer a connection from `addr` belongs to: a neighbour, a known
+    /// dynamic neighbour, or a new one if `addr` is in a listen range.
+    fn peer_for(&mut self, addr: Ipv6Addr) -> Option<PeerId> {
+        if let Some(&id) = self.by_addr.get(&addr) {
+            return Some(id);
+        }
+        let range = self
+            .config
+            .ranges
+            .iter()
+            .find(|r| r.range.contains(&addr))?;
+        let settings = Arc::new(range.settings.clone());
+        Some(self.add_peer(addr, settings, true, true))
+    }
+
+    fn accepted(&mut self, stream: TcpStream, remote: SocketAddr) {
+        let addr = match remote {
+            SocketAddr::V6(a) => *a.ip(),
+            SocketAddr::V4(a) => a.ip().to_ipv6_mapped(),
+        };
+        // Unknown sources are dropped, which closes the connection.
+        let Some(id) = self.peer_for(addr) else {
+            return;
+        };
+        let Some(peer) = self.peers.get(&id) else {
+            return;
+        };
+        if let Some(hops) = peer.settings.ttl_security {
+            if sockopt::set_gtsm(&stream, hops).is_err() {
+                return;
+            }
+        }
+        let Some(key) = self.slot_for_new_connection(id) else {
+            return;
+        };
+        self.attach(id, key, stream);
+        self.queue
+            .push_back((id, key, Input::TcpConnected(Direction::Inbound)));
+        self.run_queue();
+    }
+
+    /// The session a new connection of peer `id` goes to: the primary if
+    /// it has no connection (an attempt of ours in flight is abandoned),
+    /// else a new secondary; `None` if both are busy.
+    fn slot_for_new_connection(&mut self, id: PeerId) -> Option<SlotKey> {
+        let settings = Arc::clone(&self.peers.get(&id)?.settings);
+        let config = self.session_config(&settings);
+        let key = SlotKey(self.next());
+        let peer = self.peers.get_mut(&id)?;
+        let busy = matches!(
+            peer.primary.session.state(),
+            State::OpenSent | State::OpenConfirm | State::Established
+        );
+        if peer.primary.conn.is_none() && !busy {
+            if let Some((_, _, h)) = peer.connecting.take() {
+                h.abort();
+            }
+            return Some(peer.primary.key);
+        }
+        if peer.secondary.is_some() {
+            return None;
+        }
+        let mut session = Session::new(config);
+        // Passive start leaves Idle for Active without any output.
+        let _ = session.handle(Input::ManualStartPassive);
+        peer.secondary = Some(Slot {
+            key,
+            session,
+            conn: None,
+        });
+        Some(key)
+    }
+
+    fn attach(&mut self, id: PeerId, key: SlotKey, stream: TcpStream) {
+        let local = match stream.local_addr() {
+            Ok(SocketAddr::V6(a)) => *a.ip(),
+            Ok(SocketAddr::V4(a)) => a.ip().to_ipv6_mapped(),
+            Err(_) => Ipv6Addr::UNSPECIFIED,
+        };
+        let _ = stream.set_nodelay(true);
+        let (rd, wr) = stream.into_split();
+        let conn = ConnId(self.next());
+        let reader = tokio::spawn(io::reader(conn, rd, self.internal.clone()));
+        let (wtx, wrx) = mpsc::unbounded_channel();
+        self.writers
+            .spawn(io::writer(conn, wr, wrx, reader, self.internal.clone()));
+        self.conns.insert(
+            conn,
+            Conn {
+                peer: id,
+                slot: key,
+                writer: wtx,
+                local,
+            },
+        );
+        if let Some(slot) = self.peers.get_mut(&id).and_then(|p| p.slot_mut(key)) {
+            slot.conn = Some(conn);
+        }
+    }
+
+    fn connected(&mut self, id: PeerId, attempt: u64, result: std::io::Result<TcpStream>) {
+        let Some(peer) = self.peers.get_mut(&id) else {
+            return;
+        };
+        let key = match &peer.connecting {
+            Some((a, key, _)) if *a == attempt => *key,
+            _ => return,
+        };
+        peer.connecting = None;
+        let in_connect = peer
+            .slot(key)
+            .is_some_and(|s| s.conn.is_none() && s.session.state() == State::Connect);
+        match result {
+            Ok(stream) if in_connect => {
+                self.attach(id, key, stream);
+                self.queue
+                    .push_back((id, key, Input::TcpConnected(Direction::Outbound)));
+            }
+            Ok(stream) => {
+                // The peer's connection got there first: a collision.
+                if let Some(key) = self.slot_for_new_connection(id) {
+                    self.attach(id, key, stream);
+                    self.queue
+                        .push_back((id, key, Input::TcpConnected(Direction::Outbound)));
+                }
+            }
+            Err(_) if in_connect => {
+                self.queue.push_back((id, key, Input::TcpConnectionFails));
+            }
+            Err(_) => {}
+        }
+        self.run_queue();
+    }
+
+    /// Decodes and feeds whole messages one at a time: each is decoded
+    /// with the context the previous one left (the OPEN changes it).
+    fn data(&mut self, conn: ConnId, bytes: Bytes) {
+        let mut at = 0;
+        while at < bytes.len() {
+            let Some(c) = self.conns.get(&conn) else {
+                break;
+            };
+            let (id, key) = (c.peer, c.slot);
+            let Some(slot) = self.peers.get(&id).and_then(|p| p.slot(key)) else {
+                break;
+            };
+            let rest = &bytes[at..];
+            let len = match Header::frame_len(rest, &FRAMING_CHECKED) {
+                Ok(Some(len)) => len,
+                _ => rest.len(),
+            };
+            let ctx = slot
+                .session
+                .negotiated()
+                .map(|n| n.context)
+                .unwrap_or_else(|| slot.session.codec_context());
+            let input = match Message::parse(&rest[..len], &ctx) {
+                Ok(m) => Input::Message(m),
+                Err(e) => Input::DecodeError(e),
+            };
+            at += len;
+            self.queue.push_back((id, key, input));
+            self.run_queue();
+        }
+    }
+
+    /// Handles queued inputs until none is left.
+    fn run_queue(&mut self) {
+        while let Some((id, key, input)) = self.queue.pop_front() {
+            let doom = self.doomed.remove(&key);
+            let Some(slot) = self.peers.get_mut(&id).and_then(|p| p.slot_mut(key)) else {
+                continue;
+            };
+            let outputs = slot.session.handle(input);
+            for o in outputs {
+                self.output(id, key, o);
+            }
+            if doom {
+                self.drop_secondary(id, key);
+            }
+            if !self.touched.contains(&id) {
+                self.touched.push(id);
+            }
+        }
+    }
+
+    fn output(&mut self, id: PeerId, key: SlotKey, o: Output) {
+        match o {
+            Output::Connect => self.connect(id, key),
+            Output::SendMessage(m) => self.send(id, key, &m),
+            Output::CloseTcp => self.close(id, key),
+            Output::ArmTimer(t, d) => self.arm(TimerKey::Session(id, key, t), d),
+            Output::CancelTimer(t) => self.cancel(TimerKey::Session(id, key, t)),
+            Output::OpenReceived { .. } => self.collision(id, key),
+            Output::Established(negotiated) => {
+                let out = self.rib.peer_up(id, &negotiated);
+                self.rib_outputs(out);
+                self.send_exports(id, key);
+                if let Some(peer) = self.peers.get_mut(&id) {
+                    peer.established_at = Some(Instant::now());
+                    self.pending.push(Event::Established {
+                        peer: id,
+                        address: peer.address,
+                        negotiated: Box::new(negotiated),
+                    });
+                }
+            }
+            Output::Down { reason, graceful } => {
+                let out = self.rib.peer_down(id, graceful);
+                self.rib_outputs(out);
+                if let Some(peer) = self.peers.get_mut(&id) {
+                    peer.established_at = None;
+                    self.pending.push(Event::Down {
+                        peer: id,
+                        address: peer.address,
+                        reason,
+                        graceful,
+                    });
+                }
+            }
+            Output::Update(u) => {
+                let out = self.rib.apply_update(id, &u);
+                self.rib_outputs(out);
+            }
+            // RFC 2918: send our routes again.
+            Output::RouteRefresh(_) => self.send_exports(id, key),
+        }
+    }
+
+    fn rib_outputs(&mut self, out: Vec<RibOutput>) {
+        for o in out {
+            match o {
+                RibOutput::ArmTimer(t, d) => self.arm(TimerKey::Rib(t), d),
+                RibOutput::CancelTimer(t) => self.cancel(TimerKey::Rib(t)),
+                RibOutput::Teardown(id, t) => {
+                    let Some(peer) = self.peers.get(&id) else {
+                        continue;
+                    };
+                    let primary = peer.primary.key;
+                    // A connection being opened must not slip past the
+                    // idle time the teardown starts.
+                    if let Some(sec) = peer.secondary.as_ref().map(|s| s.key) {
+                        self.drop_secondary(id, sec);
+                    }
+                    self.queue.push_back((id, primary, t.into_input()));
+                }
+            }
+        }
+    }
+
+    fn send_exports(&mut self, id: PeerId, key: SlotKey) {
+        let Some(peer) = self.peers.get(&id) else {
+            return;
+        };
+        let Some(slot) = peer.slot(key) else {
+            return;
+        };
+        let (Some(conn), Some(neg)) = (slot.conn, slot.session.negotiated()) else {
+            return;
+        };
+        let Some(local) = self.conns.get(&conn).map(|c| c.local) else {
+            return;
+        };
+        let mut session = ExportSession::new(self.config.local_asn, local, neg.context);
+        session.ibgp = neg.ibgp;
+        let updates = advertisements(&self.config.originated, &peer.settings.export, &session);
+        for u in updates {
+            self.send(id, key, &Message::Update(u.into()));
+        }
+    }
+
+    fn send(&mut self, id: PeerId, key: SlotKey, m: &Message) {
+        let Some(slot) = self.peers.get(&id).and_then(|p| p.slot(key)) else {
+            return;
+        };
+        let Some(conn) = slot.conn.and_then(|c| self.conns.get(&c)) else {
+            return;
+        };
+        let ctx = slot
+            .session
+            .negotiated()
+            .map(|n| n.context)
+            .unwrap_or_else(|| slot.session.codec_context());
+        // A message too long for the session cannot be sent; the export
+        // module packs UPDATEs so that this does not happen.
+        if let Ok(bytes) = m.to_bytes(&ctx) {
+            let _ = conn.writer.send(WriteCmd::Data(bytes));
+        }
+    }
+
+    fn close(&mut self, id: PeerId, key: SlotKey) {
+        let Some(peer) = self.peers.get_mut(&id) else {
+            return;
+        };
+        if peer.connecting.as_ref().is_some_and(|c| c.1 == key) {
+            if let Some((_, _, h)) = peer.connecting.take() {
+                h.abort();
+            }
+        }
+        let Some(slot) = peer.slot_mut(key) else {
+            return;
+        };
+        if let Some(conn) = slot.conn.take() {
+            if let Some(c) = self.conns.remove(&conn) {
+                let _ = c.writer.send(WriteCmd::Close);
+            }
+        }
+    }
+
+    fn connect(&mut self, id: PeerId, key: SlotKey) {
+        let attempt = self.next();
+        let port = self.config.remote_port;
+        let internal = self.internal.clone();
+        let Some(peer) = self.peers.get_mut(&id) else {
+            return;
+        };
+        if let Some((_, _, h)) = peer.connecting.take() {
+            h.abort();
+        }
+        let addr = SocketAddrV6::new(peer.address, port, 0, 0);
+        let settings = Arc::clone(&peer.settings);
+        let task = tokio::spawn(async move {
+            let result = io::connect(addr, settings).await;
+            let _ = internal
+                .send(Internal::Connected {
+                    peer: id,
+                    attempt,
+                    result,
+                })
+                .await;
+        });
+        peer.connecting = Some((attempt, key, task.abort_handle()));
+    }
+
+    /// The session `key` received the peer's OPEN: if the peer has
+    /// another session, one of them must go (RFC 4271 section 6.8).
+    fn collision(&mut self, id: PeerId, key: SlotKey) {
+        let Some(peer) = self.peers.get_mut(&id) else {
+            return;
+        };
+        let Some(secondary) = peer.secondary.as_ref() else {
+            return;
+        };
+        let new_is_secondary = secondary.key == key;
+        let (existing, new) = if new_is_secondary {
+            (&peer.primary.session, &secondary.session)
+        } else {
+            (&secondary.session, &peer.primary.session)
+        };
+        let decision = resolve_collision(existing, new);
+        let secondary_wins = match decision.survivor {
+            Survivor::New => new_is_secondary,
+            Survivor::Existing => !new_is_secondary,
+        };
+        if secondary_wins {
+            if let Some(s) = peer.secondary.as_mut() {
+                std::mem::swap(&mut peer.primary, s);
+            }
+            if !peer.passive {
+                // The new primary was started passive; give it the
+                // peer's mode for its automatic restarts.
+                self.queue
+                    .push_back((id, peer.primary.key, Input::ManualStart));
+            }
+        }
+        // The loser is the secondary now.
+        if let Some(loser) = peer.secondary.as_ref().map(|s| s.key) {
+            self.doomed.insert(loser);
+            self.queue.push_front((id, loser, decision.loser_input));
+        }
+    }
+
+    fn drop_secondary(&mut self, id: PeerId, key: SlotKey) {
+        let Some(peer) = self.peers.get_mut(&id) else {
+            return;
+        };
+        if peer.secondary.as_ref().map(|s| s.key) != Some(key) {
+            return;
+        }
+        let Some(slot) = peer.secondary.take() else {
+            return;
+        };
+        if peer.connecting.as_ref().is_some_and(|c| c.1 == key) {
+            if let Some((_, _, h)) = peer.connecting.take() {
+                h.abort();
+            }
+        }
+        if let Some(conn) = slot.conn {
+            if let Some(c) = self.conns.remove(&conn) {
+                let _ = c.writer.send(WriteCmd::Close);
+            }
+        }
+        for t in SESSION_TIMERS {
+            self.cancel(TimerKey::Session(id, key, t));
+        }
+    }
+
+    fn arm(&mut self, key: TimerKey, d: Duration) {
+        let gen = self.next();
+        let tx = self.internal.clone();
+        let task = tokio::spawn(async move {
+            tokio::time::sleep(d).await;
+            let _ = tx.send(Internal::Timer { key, gen }).await;
+        });
+        if let Some((_, old)) = self.timers.insert(key, (gen, task.abort_handle())) {
+            old.abort();
+        }
+    }
+
+    fn cancel(&mut self, key: TimerKey) {
+        if let Some((_, h)) = self.timers.remove(&key) {
+            h.abort();
+        }
+    }
+
+    /// Sends what happened since the last flush: sessions up and down,
+    /// state changes, RIB changes.
+    async fn flush(&mut self) {
+        for id in std::mem::take(&mut self.touched) {
+            if let Some(peer) = self.peers.get_mut(&id) {
+                let state = peer.primary.session.state();
+                if state != peer.reported {
+                    peer.reported = state;
+                    self.pending.push(Event::State {
+                        peer: id,
+                        address: peer.address,
+                        state,
+                    });
+                }
+            }
+        }
+        self.rib.drain_changes_into(&mut self.changes);
+        if !self.changes.is_empty() {
+            let changes = std::mem::take(&mut self.changes);
+            self.pending.push(Event::Changes(changes));
+        }
+        for e in std::mem::take(&mut self.pending) {
+            // A caller that dropped the receiver wants no events.
+            let _ = self.events.send(e).await;
+        }
+    }
+
+    fn summaries(&self) -> Vec<PeerSummary> {
+        let mut out: Vec<PeerSummary> = self
+            .peers
+            .values()
+            .map(|p| PeerSummary {
+                id: p.id,
+                address: p.address,
+                asn: p.settings.peer_asn,
+                dynamic: p.dynamic,
+                state: p.primary.session.state(),
+                uptime: p.established_at.map(|t| t.elapsed()),
+                stats: self.rib.peer_stats(p.id).unwrap_or_default(),
+            })
+            .collect();
+        out.sort_by_key(|p| p.id);
+        out
+    }
+
+    async fn shutdown(&mut self) {
+        let ids: Vec<(PeerId, SlotKey, Option<SlotKey>)> = self
+            .peers
+            .values()
+            .map(|p| (p.id, p.primary.key, p.secondary.as_ref().map(|s| s.key)))
+            .collect();
+        for (id, primary, secondary) in ids {
+            if let Some(s) = secondary {
+                self.drop_secondary(id, s);
+            }
+            self.queue.push_back((id, primary, Input::ManualStop));
+        }
+        self.run_queue();
+        self.flush().await;
+        for (_, (_, h)) in self.timers.drain() {
+            h.abort();
+        }
+        for (_, c) in self.conns.drain() {
+            let _ = c.writer.send(WriteCmd::Close);
+        }
+        for p in self.peers.values_mut() {
+            if let Some((_, _, h)) = p.connecting.take() {
+                h.abort();
+            }
+        }
+        let writers = &mut self.writers;
+        let _ = tokio::time::timeout(Duration::from_secs(3), async {
+            while writers.join_next().await.is_some() {}
+        })
+        .await;
+    }
+}
+
+/// Framing limits for slicing a chunk the reader already framed.
+const FRAMING_CHECKED: crate::wire::Context = crate::wire::Context {
+    four_octet_as: true,
+    extended_messages: true,
+};

@@ -1,0 +1,221 @@
+//! The I/O tasks: listener, connect attempts, per-connection reader and
+//! writer, timer sleeps. They only move bytes and report to the control
+//! task; no protocol state lives here.
+
+use std::io;
+use std::net::{SocketAddr, SocketAddrV6};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::sockopt;
+use super::{PeerSettings, SpeakerConfig};
+use crate::rib::PeerId;
+use crate::wire::{self, Context, Header};
+
+/// Identifies one TCP connection for the control task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(super) struct ConnId(pub(super) u64);
+
+/// What the I/O tasks report.
+#[derive(Debug)]
+pub(super) enum Internal {
+    /// The listener accepted a connection.
+    Accepted(TcpStream, SocketAddr),
+    /// A connect attempt ended.
+    Connected {
+        peer: PeerId,
+        attempt: u64,
+        result: io::Result<TcpStream>,
+    },
+    /// Whole messages (one or more) read from a connection.
+    Data { conn: ConnId, bytes: Bytes },
+    /// A header that fails RFC 4271 section 6.1; the reader stopped.
+    FrameError { conn: ConnId, error: wire::Error },
+    /// The peer closed the connection, or it failed.
+    Closed { conn: ConnId },
+    /// A timer's sleep ended.
+    Timer {
+        key: super::control::TimerKey,
+        gen: u64,
+    },
+}
+
+/// What the control task tells a writer.
+#[derive(Debug)]
+pub(super) enum WriteCmd {
+    /// Send these bytes.
+    Data(Vec<u8>),
+    /// Send what is queued, then close.
+    Close,
+}
+
+/// Framing only checks the marker, the type and the length against the
+/// largest message anyone may send; the control task parses each message
+/// with the session's own context, which checks the length again.
+const FRAMING: Context = Context {
+    four_octet_as: true,
+    extended_messages: true,
+};
+
+/// Longest we wait for one write before giving the connection up (a peer
+/// that reads nothing for this long is past any hold time).
+const WRITE_TIMEOUT: Duration = Duration::from_secs(240);
+
+/// The listening socket, with the MD5 keys of every neighbour and range
+/// that has one, and hop limit 255 if any peer uses GTSM (so that our
+/// SYN-ACKs pass its check).
+pub(super) fn listener(config: &SpeakerConfig) -> io::Result<TcpListener> {
+    let socket = match config.listen {
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(config.listen)?;
+    let mut gtsm = false;
+    for n in &config.neighbors {
+        if let Some(key) = &n.settings.password {
+            sockopt::set_md5_key(&socket, n.address, 128, key)?;
+        }
+        gtsm |= n.settings.ttl_security.is_some();
+    }
+    for r in &config.ranges {
+        if let Some(key) = &r.settings.password {
+            sockopt::set_md5_key(&socket, r.range.network(), r.range.prefix_len(), key)?;
+        }
+        gtsm |= r.settings.ttl_security.is_some();
+    }
+    if gtsm {
+        sockopt::set_unicast_hops(&socket, 255)?;
+    }
+    socket.listen(1024)
+}
+
+/// Accepts forever, handing each connection to the control task.
+pub(super) async fn accept_loop(listener: TcpListener, tx: mpsc::Sender<Internal>) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, remote)) => {
+                if tx.send(Internal::Accepted(stream, remote)).await.is_err() {
+                    return;
+                }
+            }
+            // Out of descriptors or similar: back off instead of spinning.
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
+/// One outgoing connection attempt, with the peer's MD5 key and GTSM,
+/// bounded by its connect-retry time.
+pub(super) async fn connect(
+    addr: SocketAddrV6,
+    settings: Arc<PeerSettings>,
+) -> io::Result<TcpStream> {
+    let socket = TcpSocket::new_v6()?;
+    if let Some(key) = &settings.password {
+        sockopt::set_md5_key(&socket, *addr.ip(), 128, key)?;
+    }
+    if let Some(hops) = settings.ttl_security {
+        sockopt::set_gtsm(&socket, hops)?;
+    }
+    let limit = settings.connect_retry.max(Duration::from_secs(1));
+    match tokio::time::timeout(limit, socket.connect(addr.into())).await {
+        Ok(r) => r,
+        Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out")),
+    }
+}
+
+/// Reads, and hands whole messages to the control task, several per
+/// read when they are there.
+pub(super) async fn reader(conn: ConnId, mut rd: OwnedReadHalf, tx: mpsc::Sender<Internal>) {
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    loop {
+        let mut end = 0;
+        let mut error = None;
+        loop {
+            match Header::frame_len(&buf[end..], &FRAMING) {
+                Ok(Some(len)) => end += len,
+                Ok(None) => break,
+                Err(e) => {
+                    error = Some(e);
+                    break;
+                }
+            }
+        }
+        if end > 0 {
+            let bytes = buf.split_to(end).freeze();
+            if tx.send(Internal::Data { conn, bytes }).await.is_err() {
+                return;
+            }
+        }
+        if let Some(error) = error {
+            let _ = tx.send(Internal::FrameError { conn, error }).await;
+            return;
+        }
+        if buf.capacity() - buf.len() < 4096 {
+            buf.reserve(64 * 1024);
+        }
+        match rd.read_buf(&mut buf).await {
+            Ok(0) | Err(_) => {
+                let _ = tx.send(Internal::Closed { conn }).await;
+                return;
+            }
+            Ok(_) => {}
+        }
+    }
+}
+
+/// How long a closing connection waits for the peer's FIN before it
+/// drops the socket (dropping it with unread data sends an RST, which can
+/// overtake the NOTIFICATION we just sent).
+const LINGER: Duration = Duration::from_secs(2);
+
+/// Writes what the control task queues, coalescing what is already
+/// queued into one write. On `Close` (or when the control task drops the
+/// channel) it flushes, sends a FIN, waits up to [`LINGER`] for the
+/// reader to see the peer's FIN, and stops the reader, which closes the
+/// socket. A failed write is reported as `Closed`.
+pub(super) async fn writer(
+    conn: ConnId,
+    mut wr: OwnedWriteHalf,
+    mut rx: mpsc::UnboundedReceiver<WriteCmd>,
+    mut reader: JoinHandle<()>,
+    tx: mpsc::Sender<Internal>,
+) {
+    let mut buf: Vec<u8> = Vec::new();
+    let mut close = false;
+    while !close {
+        match rx.recv().await {
+            Some(WriteCmd::Data(b)) => buf.extend_from_slice(&b),
+            Some(WriteCmd::Close) | None => close = true,
+        }
+        while !close && buf.len() < 256 * 1024 {
+            match rx.try_recv() {
+                Ok(WriteCmd::Data(b)) => buf.extend_from_slice(&b),
+                Ok(WriteCmd::Close) => close = true,
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => close = true,
+            }
+        }
+        if !buf.is_empty() {
+            match tokio::time::timeout(WRITE_TIMEOUT, wr.write_all(&buf)).await {
+                Ok(Ok(())) => buf.clear(),
+                _ => {
+                    let _ = tx.send(Internal::Closed { conn }).await;
+                    break;
+                }
+            }
+        }
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(1), wr.shutdown()).await;
+    if tokio::time::timeout(LINGER, &mut reader).await.is_err() {
+        reader.abort();
+    }
+}
