@@ -21,7 +21,6 @@
 //! table, 8-bit-stride popcount-compressed nodes with leaf compression, and
 //! exact-match shortcuts for /128 and /64 routes.
 
-use std::net::Ipv6Addr;
 use std::sync::Arc;
 
 use arc_swap::{ArcSwap, Guard};
@@ -142,8 +141,8 @@ impl FibReader {
     /// the writer reuses a snapshot's memory once no reader holds it, and
     /// copies a whole snapshot when one is held past [`GRACE`].
     #[inline]
-    pub fn load(&self) -> Guard<Arc<Snapshot>> {
-        self.shared.load()
+    pub fn load(&self) -> SnapshotGuard {
+        SnapshotGuard(self.shared.load())
     }
 
     /// The current snapshot as an `Arc`, for holders outside the dataplane
@@ -152,6 +151,20 @@ impl FibReader {
     /// memory (see [`GRACE`]); drop it promptly.
     pub fn load_full(&self) -> Arc<Snapshot> {
         self.shared.load_full()
+    }
+}
+
+/// A loaded snapshot (dereferences to [`Snapshot`]); cheap to take, meant
+/// to be held for one batch.
+#[derive(Debug)]
+pub struct SnapshotGuard(Guard<Arc<Snapshot>>);
+
+impl std::ops::Deref for SnapshotGuard {
+    type Target = Snapshot;
+
+    #[inline]
+    fn deref(&self) -> &Snapshot {
+        &self.0
     }
 }
 
@@ -384,9 +397,4 @@ impl Fib {
     pub fn nodes(&self) -> usize {
         self.builder.nodes()
     }
-}
-
-/// Addresses as the FIB takes them.
-pub fn addr(a: Ipv6Addr) -> u128 {
-    u128::from(a)
 }
