@@ -55,14 +55,14 @@ impl BlockAlloc {
     }
 }
 
-/// Grows `v` to `len` elements, reserving a quarter more rather than
+/// Grows `v` to `len` elements, reserving an eighth more rather than
 /// doubling, so the arrays of a snapshot stay close to their used size.
 pub(crate) fn grow_to<T: Clone + Default>(v: &mut Vec<T>, len: usize) {
     if v.len() >= len {
         return;
     }
     if v.capacity() < len {
-        v.reserve_exact(len + len / 4 - v.len());
+        v.reserve_exact(len + len / 8 - v.len());
     }
     v.resize(len, T::default());
 }

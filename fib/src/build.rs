@@ -82,9 +82,10 @@ pub(crate) struct TrieBuilder {
     /// `set_leaf64`), by their upper 64 bits.
     leaf64: HashMap<u64, u32>,
     direct_leaf: Vec<u32>,
-    n128: Vec<u32>,
+    /// Per /16 with host routes: how many (sparse: few /16s have any).
+    n128: HashMap<usize, u32>,
     /// Per /16: entries in each exact-match table.
-    n_exact: [Vec<u32>; EXACT_LENS.len()],
+    n_exact: [HashMap<usize, u32>; EXACT_LENS.len()],
     node_alloc: BlockAlloc,
     leaf_alloc: BlockAlloc,
     queue: [Vec<u32>; DEPTHS],
@@ -117,8 +118,8 @@ impl Default for TrieBuilder {
             host: HashMap::new(),
             leaf64: HashMap::new(),
             direct_leaf: vec![0; 1 << 16],
-            n128: vec![0; 1 << 16],
-            n_exact: [vec![0; 1 << 16]],
+            n128: HashMap::new(),
+            n_exact: [HashMap::new()],
             node_alloc: BlockAlloc::default(),
             leaf_alloc: BlockAlloc::default(),
             queue: Default::default(),
@@ -129,6 +130,16 @@ impl Default for TrieBuilder {
 
 fn exact_key(k: usize, addr: u128) -> u64 {
     (addr >> (128 - u32::from(EXACT_LENS[k]))) as u64
+}
+
+/// Decrements a per-/16 count, forgetting it at zero.
+fn count_down(counts: &mut HashMap<usize, u32>, x: usize) {
+    if let Some(c) = counts.get_mut(&x) {
+        *c -= 1;
+        if *c == 0 {
+            counts.remove(&x);
+        }
+    }
 }
 
 /// The node level a route of `len` (> 16) lives in.
@@ -159,7 +170,10 @@ impl TrieBuilder {
             .sum();
         self.bnodes.capacity() * std::mem::size_of::<BNode>()
             + per_node
-            + (self.roots.len() + self.direct_leaf.len() + self.n128.len() + self.n_exact[0].len())
+            + (self.roots.len()
+                + self.direct_leaf.len()
+                + 4 * self.n128.len()
+                + 4 * self.n_exact[0].len())
                 * 4
             + self.short.len() * 48
             + self.host.capacity() * 24
@@ -265,7 +279,7 @@ impl TrieBuilder {
             let x = (p.bits() >> 112) as usize;
             out.t.h128.remove(p.bits(), &mut out.log.h128);
             self.routes -= 1;
-            self.n128[x] -= 1;
+            count_down(&mut self.n128, x);
             self.write_direct(out, x);
             return Some(old);
         }
@@ -308,7 +322,7 @@ impl TrieBuilder {
         if old.is_none() {
             let x = (addr >> 112) as usize;
             self.routes += 1;
-            self.n128[x] += 1;
+            *self.n128.entry(x).or_default() += 1;
             self.write_direct(out, x);
         }
         old
@@ -346,14 +360,14 @@ impl TrieBuilder {
         let existed = out.t.exact[k].get(key) != 0;
         out.log.exact_full[k] |= out.t.exact[k].insert(key, value, &mut out.log.exact[k]);
         if !existed {
-            self.n_exact[k][x] += 1;
+            *self.n_exact[k].entry(x).or_default() += 1;
             self.write_direct(out, x);
         }
     }
 
     fn exact_remove(&mut self, out: &mut Out, k: usize, x: usize, addr: u128) {
         if out.t.exact[k].remove(exact_key(k, addr), &mut out.log.exact[k]) {
-            self.n_exact[k][x] -= 1;
+            count_down(&mut self.n_exact[k], x);
             self.write_direct(out, x);
         }
     }
@@ -365,11 +379,11 @@ impl TrieBuilder {
         } else {
             self.direct_leaf[x]
         };
-        if self.n128[x] > 0 {
+        if self.n128.contains_key(&x) {
             d |= HAS128;
         }
         for (counts, flag) in self.n_exact.iter().zip(EXACT_FLAGS) {
-            if counts[x] > 0 {
+            if counts.contains_key(&x) {
                 d |= flag;
             }
         }
