@@ -12,11 +12,22 @@ PACKAGES=(
     libdpdk-dev     # DPDK 22.11: rte_lpm6, the baseline of the FIB benchmark
                     # (bench crate, `dpdk` feature)
     pkg-config      # bench/build.rs finds libdpdk's flags with it
-    clang           # C compiler for the shims; will build the XDP program
+    clang           # C compiler for the shims and the XDP program (clang -target
+                    # bpf, router/build.rs); libclang for libxdp-sys's bindgen
     build-essential # cc, make and the libc headers for the cc crate
     iproute2        # ip netns/link/addr: the netns integration tests (tests/)
     gobgpd          # GoBGP 3.x (gobgpd + gobgp CLI), the BGP library inside
                     # Cilium: the peer of the netns BGP tests (tests/)
+    bird2           # BIRD 2 (bird + birdc): sender and baseline receiver of
+                    # `bench bgp-convergence` (bench crate)
+    llvm            # with clang and m4: libxdp-sys (under xsk-rs) builds libxdp
+                    # and its BPF objects; router/build.rs builds the XDP program
+    m4              #   (libxdp's build generates sources with m4)
+    libelf-dev      # libbpf and libxdp link libelf (router: AF_XDP ports)
+    zlib1g-dev      # ... and zlib
+    ethtool         # the AF_XDP netns tests turn TX checksum offload off on
+                    # the senders' veths (router/tests/xdp_port.rs)
+    iputils-ping    # ping -6 through and to the router (router/tests/xdp_port.rs)
 )
 
 log() { printf 'setup: %s\n' "$*"; }

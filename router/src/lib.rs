@@ -11,9 +11,13 @@
 //!   into checked types ([`Config::from_file`], or `str::parse`), with
 //!   every problem reported at its key and line.
 //!
-//! The dataplane (ports, workers, stages, neighbour table) and the binary
-//! come with the dataplane issue.
+//! - [`xdp`]: the AF_XDP port layer: flatedge's XDP program and its
+//!   loader, and AF_XDP ports over a shared UMEM (copy mode, need-wakeup).
+//!
+//! The workers, stages, neighbour table and the binary come with the rest
+//! of the dataplane issue.
 
 pub mod config;
+pub mod xdp;
 
 pub use config::{Config, ConfigError, ConfigErrors, Location};

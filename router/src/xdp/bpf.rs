@@ -1,0 +1,315 @@
+//! The BPF loader: loads flatedge's XDP program (`bpf/flatedge_xdp.c`,
+//! compiled by `build.rs` and embedded here), attaches it to ports in
+//! native (driver) mode, and keeps its maps: the router's own addresses,
+//! the ifindex -> port slot table and the XSKMAP.
+//!
+//! A program left attached by a killed flatedge is recognised by its name
+//! and replaced; any other XDP program on the interface is an error (we do
+//! not take an interface away from another tool). Every interface this
+//! loader attached to is detached when [`XdpProgram`] drops, and only if
+//! our program is still the one attached.
+#![allow(unsafe_code)]
+
+use std::ffi::{c_int, c_void, CStr};
+use std::io;
+use std::net::Ipv6Addr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::ptr::NonNull;
+
+use libbpf_sys as sys;
+
+use super::XdpError;
+
+/// The BPF object built from `bpf/flatedge_xdp.c`.
+static OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/flatedge_xdp.o"));
+
+/// The program's name: how a stale flatedge program is recognised (the
+/// kernel keeps the first 15 bytes of it).
+pub const PROG_NAME: &str = "flatedge_xdp";
+/// Port slots the XSKMAP has room for (`FLATEDGE_MAX_PORTS` in the C).
+pub const MAX_PORTS: u32 = 64;
+/// Queues per port the XSKMAP has room for (`FLATEDGE_MAX_QUEUES` in the C).
+pub const MAX_QUEUES: u32 = 64;
+
+const MAP_XSKS: &CStr = c"flatedge_xsks";
+const MAP_PORTS: &CStr = c"flatedge_ports";
+const MAP_OWN: &CStr = c"flatedge_own";
+const PROG_NAME_C: &CStr = c"flatedge_xdp";
+
+/// The attach mode: native (driver) XDP, which veth supports.
+const ATTACH_FLAGS: u32 = sys::XDP_FLAGS_DRV_MODE;
+
+/// The loaded program and its maps, attached to zero or more interfaces.
+#[derive(Debug)]
+pub struct XdpProgram {
+    obj: NonNull<sys::bpf_object>,
+    prog_fd: RawFd,
+    xsks_fd: RawFd,
+    ports_fd: RawFd,
+    own_fd: RawFd,
+    attached: Vec<u32>,
+}
+
+// SAFETY: the bpf_object is only touched through &mut self or in Drop;
+// libbpf keeps no thread-local state for it.
+unsafe impl Send for XdpProgram {}
+
+fn last_os_error(what: &'static str) -> XdpError {
+    XdpError::Bpf {
+        what,
+        source: io::Error::last_os_error(),
+    }
+}
+
+/// libbpf returns `-errno` (and sets errno).
+fn check(ret: c_int, what: &'static str) -> Result<(), XdpError> {
+    if ret < 0 {
+        Err(XdpError::Bpf {
+            what,
+            source: io::Error::from_raw_os_error(-ret),
+        })
+    } else {
+        Ok(())
+    }
+}
+
+impl XdpProgram {
+    /// Loads the embedded program and creates its maps (not attached yet).
+    pub fn load() -> Result<Self, XdpError> {
+        let opts = sys::bpf_object_open_opts {
+            sz: size_of::<sys::bpf_object_open_opts>() as sys::size_t,
+            object_name: PROG_NAME_C.as_ptr(),
+            // SAFETY: bpf_object_open_opts is plain old data; all-zero is its
+            // documented "unset" value.
+            ..unsafe { std::mem::zeroed() }
+        };
+        // SAFETY: OBJECT is a static buffer that outlives the call (libbpf
+        // copies what it keeps); opts is a valid, sized options struct.
+        let obj = unsafe {
+            sys::bpf_object__open_mem(
+                OBJECT.as_ptr().cast::<c_void>(),
+                OBJECT.len() as sys::size_t,
+                &opts,
+            )
+        };
+        let obj = NonNull::new(obj).ok_or_else(|| last_os_error("open the BPF object"))?;
+        let mut this = XdpProgram {
+            obj,
+            prog_fd: -1,
+            xsks_fd: -1,
+            ports_fd: -1,
+            own_fd: -1,
+            attached: Vec::new(),
+        };
+        // SAFETY: obj is a valid, opened bpf_object owned by `this`.
+        let ret = unsafe { sys::bpf_object__load(this.obj.as_ptr()) };
+        check(ret, "load the XDP program (verifier)")?;
+        // SAFETY: obj is loaded; the name is a NUL-terminated string.
+        let prog = unsafe {
+            sys::bpf_object__find_program_by_name(this.obj.as_ptr(), PROG_NAME_C.as_ptr())
+        };
+        if prog.is_null() {
+            return Err(last_os_error("find the program in the object"));
+        }
+        // SAFETY: prog belongs to the loaded object, which outlives the fd use.
+        this.prog_fd = unsafe { sys::bpf_program__fd(prog) };
+        check(this.prog_fd, "get the program fd")?;
+        this.xsks_fd = this.map_fd(MAP_XSKS)?;
+        this.ports_fd = this.map_fd(MAP_PORTS)?;
+        this.own_fd = this.map_fd(MAP_OWN)?;
+        Ok(this)
+    }
+
+    fn map_fd(&self, name: &CStr) -> Result<RawFd, XdpError> {
+        // SAFETY: obj is loaded; the name is a NUL-terminated string.
+        let fd = unsafe { sys::bpf_object__find_map_fd_by_name(self.obj.as_ptr(), name.as_ptr()) };
+        check(fd, "find a map in the object")?;
+        Ok(fd)
+    }
+
+    /// Attaches the program to `ifindex` in native mode, replacing a stale
+    /// flatedge program; fails if another XDP program is attached.
+    pub fn attach(&mut self, ifindex: u32) -> Result<(), XdpError> {
+        // Atomic with respect to other attachers: with nothing attached,
+        // UPDATE_IF_NOEXIST; over a stale flatedge program, REPLACE naming
+        // that very program. Either fails (EEXIST/EBUSY) if the interface
+        // changed hands in between.
+        let (flags, old) = match attached_prog(ifindex)? {
+            None => (ATTACH_FLAGS | sys::XDP_FLAGS_UPDATE_IF_NOEXIST, None),
+            Some((name, _)) if name != PROG_NAME => {
+                return Err(XdpError::Foreign { ifindex, name })
+            }
+            Some((_, fd)) => (ATTACH_FLAGS | sys::XDP_FLAGS_REPLACE, Some(fd)),
+        };
+        let opts = sys::bpf_xdp_attach_opts {
+            sz: size_of::<sys::bpf_xdp_attach_opts>() as sys::size_t,
+            old_prog_fd: old.as_ref().map_or(0, |fd| fd.as_raw_fd()),
+            ..Default::default()
+        };
+        // SAFETY: prog_fd is our loaded program; opts is a valid, sized
+        // options struct whose old_prog_fd (if any) is open until `old` drops.
+        let ret = unsafe { sys::bpf_xdp_attach(ifindex as c_int, self.prog_fd, flags, &opts) };
+        check(ret, "attach the XDP program (native mode)")?;
+        if !self.attached.contains(&ifindex) {
+            self.attached.push(ifindex);
+        }
+        Ok(())
+    }
+
+    /// Detaches the program from `ifindex` if it is still ours.
+    pub fn detach(&mut self, ifindex: u32) -> Result<(), XdpError> {
+        self.attached.retain(|&i| i != ifindex);
+        let opts = sys::bpf_xdp_attach_opts {
+            sz: size_of::<sys::bpf_xdp_attach_opts>() as sys::size_t,
+            old_prog_fd: self.prog_fd,
+            ..Default::default()
+        };
+        // SAFETY: opts is a valid, sized options struct; XDP_FLAGS_REPLACE
+        // makes the kernel detach only if our program is the attached one.
+        let ret = unsafe {
+            sys::bpf_xdp_detach(
+                ifindex as c_int,
+                ATTACH_FLAGS | sys::XDP_FLAGS_REPLACE,
+                &opts,
+            )
+        };
+        check(ret, "detach the XDP program")
+    }
+
+    /// Maps `ifindex` to its port slot (< [`MAX_PORTS`]): the XSKMAP keys of
+    /// this port are `slot * MAX_QUEUES + queue`.
+    pub fn set_port_slot(&mut self, ifindex: u32, slot: u32) -> Result<(), XdpError> {
+        if slot >= MAX_PORTS {
+            return Err(XdpError::Range {
+                what: "port slot",
+                value: slot,
+                max: MAX_PORTS,
+            });
+        }
+        update(self.ports_fd, &ifindex, &slot, "set a port slot")
+    }
+
+    /// Adds one of the router's own addresses: packets to it go to the kernel.
+    pub fn add_own_addr(&mut self, addr: Ipv6Addr) -> Result<(), XdpError> {
+        update(self.own_fd, &addr.octets(), &1u8, "add an own address")
+    }
+
+    /// Removes one of the router's own addresses (absent is not an error).
+    pub fn remove_own_addr(&mut self, addr: Ipv6Addr) -> Result<(), XdpError> {
+        let key = addr.octets();
+        // SAFETY: own_fd is a hash map with 16-byte keys; key lives across the call.
+        let ret = unsafe { sys::bpf_map_delete_elem(self.own_fd, key.as_ptr().cast::<c_void>()) };
+        if ret == -libc::ENOENT {
+            return Ok(());
+        }
+        check(ret, "remove an own address")
+    }
+
+    /// Puts an AF_XDP socket in the XSKMAP at (slot, queue).
+    pub fn insert_xsk(&mut self, slot: u32, queue: u32, xsk_fd: RawFd) -> Result<(), XdpError> {
+        if slot >= MAX_PORTS {
+            return Err(XdpError::Range {
+                what: "port slot",
+                value: slot,
+                max: MAX_PORTS,
+            });
+        }
+        if queue >= MAX_QUEUES {
+            return Err(XdpError::Range {
+                what: "queue",
+                value: queue,
+                max: MAX_QUEUES,
+            });
+        }
+        let key = slot * MAX_QUEUES + queue;
+        let value = xsk_fd as u32;
+        update(
+            self.xsks_fd,
+            &key,
+            &value,
+            "insert a socket into the XSKMAP",
+        )
+    }
+
+    /// Removes the socket at (slot, queue): that queue's traffic goes back
+    /// to the kernel.
+    pub fn remove_xsk(&mut self, slot: u32, queue: u32) -> Result<(), XdpError> {
+        let key = slot * MAX_QUEUES + queue;
+        // SAFETY: xsks_fd is an XSKMAP with u32 keys; key lives across the call.
+        let ret =
+            unsafe { sys::bpf_map_delete_elem(self.xsks_fd, (&raw const key).cast::<c_void>()) };
+        if ret == -libc::ENOENT {
+            return Ok(());
+        }
+        check(ret, "remove a socket from the XSKMAP")
+    }
+}
+
+fn update<K, V>(fd: RawFd, key: &K, value: &V, what: &'static str) -> Result<(), XdpError> {
+    // SAFETY: the map's key and value sizes match K and V (the C program
+    // declares them; callers pass the matching Rust types); both references
+    // live across the call.
+    let ret = unsafe {
+        sys::bpf_map_update_elem(
+            fd,
+            (key as *const K).cast::<c_void>(),
+            (value as *const V).cast::<c_void>(),
+            u64::from(sys::BPF_ANY),
+        )
+    };
+    check(ret, what)
+}
+
+/// The name of the XDP program attached to `ifindex` in native mode, if any.
+pub fn attached_prog_name(ifindex: u32) -> Result<Option<String>, XdpError> {
+    Ok(attached_prog(ifindex)?.map(|(name, _)| name))
+}
+
+/// The name and an fd of the XDP program attached to `ifindex` in native
+/// mode, if any.
+fn attached_prog(ifindex: u32) -> Result<Option<(String, OwnedFd)>, XdpError> {
+    let mut prog_id = 0u32;
+    // SAFETY: prog_id is a valid out-pointer.
+    let ret =
+        unsafe { sys::bpf_xdp_query_id(ifindex as c_int, ATTACH_FLAGS as c_int, &mut prog_id) };
+    check(ret, "query the attached XDP program")?;
+    if prog_id == 0 {
+        return Ok(None);
+    }
+    // SAFETY: plain syscall wrapper; returns a new fd or -errno.
+    let fd = unsafe { sys::bpf_prog_get_fd_by_id(prog_id) };
+    check(fd, "open the attached XDP program by id")?;
+    // SAFETY: fd was just returned to us and is owned by nobody else.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut info = sys::bpf_prog_info::default();
+    let mut len = size_of::<sys::bpf_prog_info>() as u32;
+    // SAFETY: info/len describe a valid, writable bpf_prog_info.
+    let ret = unsafe { sys::bpf_prog_get_info_by_fd(fd.as_raw_fd(), &mut info, &mut len) };
+    check(ret, "read the attached XDP program's info")?;
+    let name: Vec<u8> = info
+        .name
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c as u8)
+        .collect();
+    Ok(Some((String::from_utf8_lossy(&name).into_owned(), fd)))
+}
+
+impl Drop for XdpProgram {
+    fn drop(&mut self) {
+        for ifindex in std::mem::take(&mut self.attached) {
+            // Best effort: the interface may be gone already.
+            let _ = self.detach(ifindex);
+        }
+        // SAFETY: obj is ours and nothing uses its fds after this point
+        // (closing the object closes the program and map fds).
+        unsafe { sys::bpf_object__close(self.obj.as_ptr()) };
+    }
+}
+
+/// `if_nametoindex(3)`; `None` when there is no such interface.
+pub(super) fn if_nametoindex(name: &CStr) -> Option<u32> {
+    // SAFETY: name is a valid NUL-terminated string.
+    let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    (index != 0).then_some(index)
+}

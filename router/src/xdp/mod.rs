@@ -1,0 +1,69 @@
+//! The AF_XDP port layer: the XDP program that splits each port's traffic
+//! between the kernel and flatedge ([`bpf`]), and the AF_XDP sockets with
+//! their UMEM ([`port`]).
+//!
+//! Typical setup, per worker: one [`FramePool`]; per (interface, queue) a
+//! [`Port`] opened on it; the [`XdpProgram`] attached to each interface, the
+//! interface mapped to its port slot, each port's fd put in the XSKMAP at
+//! (slot, queue), and the router's own addresses in the own-address map.
+
+pub mod bpf;
+pub mod port;
+
+pub use bpf::{XdpProgram, MAX_PORTS, MAX_QUEUES, PROG_NAME};
+pub use port::{Frame, FramePool, PoolConfig, Port, PortStats};
+
+use std::ffi::CString;
+use std::io;
+
+/// What went wrong in the port layer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum XdpError {
+    /// A libbpf call or BPF syscall failed.
+    #[error("cannot {what}: {source}")]
+    Bpf {
+        /// What we were doing.
+        what: &'static str,
+        /// The kernel's answer.
+        source: io::Error,
+    },
+    /// An xsk-rs (libxdp) call failed.
+    #[error("cannot {what}: {detail}")]
+    Xsk {
+        /// What we were doing.
+        what: &'static str,
+        /// xsk-rs's description.
+        detail: String,
+    },
+    /// Another tool's XDP program is attached to the interface.
+    #[error("interface {ifindex} has a foreign XDP program attached ({name:?}); not replacing it")]
+    Foreign {
+        /// The interface.
+        ifindex: u32,
+        /// The attached program's name.
+        name: String,
+    },
+    /// A slot or queue beyond what the maps hold.
+    #[error("{what} {value} out of range (max {max})")]
+    Range {
+        /// Which number.
+        what: &'static str,
+        /// Its value.
+        value: u32,
+        /// The limit (exclusive).
+        max: u32,
+    },
+    /// A bad size or name.
+    #[error("invalid configuration: {0}")]
+    Config(&'static str),
+    /// No such interface.
+    #[error("no interface named {0:?}")]
+    NoInterface(String),
+}
+
+/// The ifindex of an interface name.
+pub fn ifindex(name: &str) -> Result<u32, XdpError> {
+    let c = CString::new(name).map_err(|_| XdpError::NoInterface(name.to_owned()))?;
+    bpf::if_nametoindex(&c).ok_or_else(|| XdpError::NoInterface(name.to_owned()))
+}

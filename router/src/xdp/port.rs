@@ -1,0 +1,349 @@
+//! AF_XDP ports: one socket per (interface, queue), over a [`FramePool`]
+//! (a UMEM) that a worker shares between all its ports, so that a frame
+//! received on one port is transmitted on another without a copy.
+//!
+//! Frames are linear: a [`Frame`] is not `Clone`, so a frame is either in
+//! the pool (free), in one of a port's rings (owned by the kernel), or held
+//! by exactly one owner in userspace. That is what makes [`FramePool::data`]
+//! and [`FramePool::data_mut`] safe.
+//!
+//! Rings (copy mode on veth, need-wakeup):
+//! - fill: [`Port::refill`] moves free frames from the pool into it; what the
+//!   ring refuses stays in the pool (the stash) for the next batch;
+//! - rx: [`Port::recv`] takes a batch;
+//! - tx: [`Port::send`] queues what fits and leaves the rest to the caller
+//!   (retry next batch, never assert); in copy mode the kernel only
+//!   transmits inside `sendto()`, so it kicks whenever the ring asks;
+//! - completion: [`Port::reclaim`] gives transmitted frames back to the pool.
+#![allow(unsafe_code)]
+
+use std::num::NonZeroU32;
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use xsk_rs::config::{
+    BindFlags, FrameSize, Interface, LibxdpFlags, QueueSize, SocketConfig, UmemConfig,
+};
+use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, Socket, TxQueue, Umem};
+
+use super::XdpError;
+
+static NEXT_POOL_ID: AtomicU32 = AtomicU32::new(0);
+
+/// One UMEM frame, owned by whoever holds this value.
+#[derive(Debug)]
+pub struct Frame {
+    desc: FrameDesc,
+    pool: u32,
+}
+
+impl Frame {
+    /// Length of the packet in the frame.
+    pub fn len(&self) -> usize {
+        self.desc.lengths().data()
+    }
+
+    /// True when the frame holds no packet bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Sizes of a pool and its ports' rings (powers of two).
+#[derive(Debug, Clone, Copy)]
+pub struct PoolConfig {
+    /// Frames in the UMEM.
+    pub frames: u32,
+    /// Bytes per frame (2048 or 4096).
+    pub frame_size: u32,
+    /// Entries of each fill and completion ring.
+    pub fill_ring: u32,
+    /// Entries of each rx and tx ring.
+    pub rx_tx_ring: u32,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        PoolConfig {
+            frames: 4096,
+            frame_size: 2048,
+            fill_ring: 1024,
+            rx_tx_ring: 1024,
+        }
+    }
+}
+
+/// A UMEM and its free frames (the stash the fill rings are refilled from).
+#[derive(Debug)]
+pub struct FramePool {
+    umem: Umem,
+    free: Vec<Frame>,
+    id: u32,
+    config: PoolConfig,
+    /// Scratch descriptors for ring operations (no allocation per batch).
+    scratch: Vec<FrameDesc>,
+}
+
+fn ring_size(size: u32) -> Result<QueueSize, XdpError> {
+    QueueSize::new(size).map_err(|_| XdpError::Config("ring sizes must be powers of two"))
+}
+
+impl FramePool {
+    /// Allocates the UMEM (anonymous mmap, no huge pages).
+    pub fn new(config: PoolConfig) -> Result<Self, XdpError> {
+        let umem_config = UmemConfig::builder()
+            .frame_size(
+                FrameSize::new(config.frame_size)
+                    .map_err(|_| XdpError::Config("bad frame size"))?,
+            )
+            .fill_queue_size(ring_size(config.fill_ring)?)
+            .comp_queue_size(ring_size(config.fill_ring)?)
+            .build()
+            .map_err(|_| XdpError::Config("bad UMEM configuration"))?;
+        let frames =
+            NonZeroU32::new(config.frames).ok_or(XdpError::Config("a pool needs frames"))?;
+        let (umem, descs) = Umem::new(umem_config, frames, false).map_err(|e| XdpError::Xsk {
+            what: "create the UMEM",
+            detail: e.to_string(),
+        })?;
+        let id = NEXT_POOL_ID.fetch_add(1, Ordering::Relaxed);
+        let free = descs
+            .into_iter()
+            .map(|desc| Frame { desc, pool: id })
+            .collect();
+        let batch = config.fill_ring.max(config.rx_tx_ring) as usize;
+        Ok(FramePool {
+            umem,
+            free,
+            id,
+            config,
+            scratch: Vec::with_capacity(batch),
+        })
+    }
+
+    /// Frames waiting in the pool.
+    pub fn free_frames(&self) -> usize {
+        self.free.len()
+    }
+
+    /// Takes a free frame (to build a packet in, e.g. an ICMPv6 error).
+    pub fn alloc(&mut self) -> Option<Frame> {
+        self.free.pop()
+    }
+
+    /// Gives a frame back (a dropped packet).
+    pub fn free(&mut self, frame: Frame) {
+        assert_eq!(frame.pool, self.id, "frame of another pool");
+        self.free.push(frame);
+    }
+
+    /// The packet bytes of `frame`.
+    pub fn data<'a>(&'a self, frame: &'a Frame) -> &'a [u8] {
+        assert_eq!(frame.pool, self.id, "frame of another pool");
+        // SAFETY: the frame's descriptor comes from this pool's UMEM (checked
+        // above), and holding the `Frame` means neither the kernel (it is in
+        // no ring) nor other userspace code (Frame is not Clone) writes it.
+        unsafe { self.umem.data(&frame.desc) }.contents()
+    }
+
+    /// The packet bytes of `frame`, writable (length unchanged).
+    pub fn data_mut<'a>(
+        &'a self,
+        frame: &'a mut Frame,
+    ) -> impl std::ops::DerefMut<Target = [u8]> + 'a {
+        assert_eq!(frame.pool, self.id, "frame of another pool");
+        // SAFETY: as in `data`; `&mut Frame` makes this the only access.
+        unsafe { self.umem.data_mut(&mut frame.desc) }
+    }
+
+    /// Replaces the packet in `frame` with `bytes` (to build a packet, e.g.
+    /// an ICMPv6 error); false, frame unchanged, when it does not fit.
+    pub fn write(&self, frame: &mut Frame, bytes: &[u8]) -> bool {
+        use std::io::Write;
+        assert_eq!(frame.pool, self.id, "frame of another pool");
+        // SAFETY: as in `data_mut`.
+        let mut data = unsafe { self.umem.data_mut(&mut frame.desc) };
+        let mut cursor = data.cursor();
+        if bytes.len() > cursor.buf_len() {
+            return false;
+        }
+        cursor.set_pos(0);
+        cursor.write_all(bytes).is_ok()
+    }
+}
+
+/// Counters of one port.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PortStats {
+    /// Frames received.
+    pub rx: u64,
+    /// Frames handed to the tx ring.
+    pub tx: u64,
+    /// Frames the tx ring had no room for, left to the caller (counted
+    /// again at each retry).
+    pub tx_ring_full: u64,
+    /// `sendto()` kicks.
+    pub tx_kicks: u64,
+    /// Fill-ring wakeups.
+    pub fill_wakeups: u64,
+}
+
+/// One AF_XDP socket bound to (interface, queue), copy mode, need-wakeup.
+#[derive(Debug)]
+pub struct Port {
+    ifname: String,
+    queue: u32,
+    tx: TxQueue,
+    rx: RxQueue,
+    fill: FillQueue,
+    comp: CompQueue,
+    /// Counters.
+    pub stats: PortStats,
+}
+
+impl Port {
+    /// Opens the socket of (`ifname`, `queue`) on `pool`'s UMEM, in copy mode
+    /// with need-wakeup, without letting libxdp load its own XDP program
+    /// (ours is attached by [`super::XdpProgram`]; put [`Port::fd`] in its
+    /// XSKMAP), and fills the fill ring from the pool.
+    pub fn open(pool: &mut FramePool, ifname: &str, queue: u32) -> Result<Self, XdpError> {
+        let config = SocketConfig::builder()
+            .rx_queue_size(ring_size(pool.config.rx_tx_ring)?)
+            .tx_queue_size(ring_size(pool.config.rx_tx_ring)?)
+            .libxdp_flags(LibxdpFlags::XSK_LIBXDP_FLAGS_INHIBIT_PROG_LOAD)
+            .bind_flags(BindFlags::XDP_COPY | BindFlags::XDP_USE_NEED_WAKEUP)
+            .build();
+        let iface: Interface = ifname
+            .parse()
+            .map_err(|_| XdpError::Config("interface name with a NUL byte"))?;
+        // SAFETY: INHIBIT_PROG_LOAD is set, which is what xsk-rs requires
+        // when a UMEM is shared between sockets.
+        let (tx, rx, rings) =
+            unsafe { Socket::new(config, &pool.umem, &iface, queue) }.map_err(|e| {
+                XdpError::Xsk {
+                    what: "create the AF_XDP socket",
+                    detail: e.to_string(),
+                }
+            })?;
+        let (fill, comp) = rings.ok_or(XdpError::Xsk {
+            what: "create the AF_XDP socket",
+            detail: format!("({ifname}, {queue}) is already bound on this UMEM"),
+        })?;
+        let mut port = Port {
+            ifname: ifname.to_owned(),
+            queue,
+            tx,
+            rx,
+            fill,
+            comp,
+            stats: PortStats::default(),
+        };
+        port.refill(pool);
+        Ok(port)
+    }
+
+    /// The interface name.
+    pub fn ifname(&self) -> &str {
+        &self.ifname
+    }
+
+    /// The queue id.
+    pub fn queue(&self) -> u32 {
+        self.queue
+    }
+
+    /// The socket's fd, for the XSKMAP and for poll().
+    pub fn fd(&self) -> RawFd {
+        self.rx.fd().as_raw_fd()
+    }
+
+    /// Moves free frames from the pool into the fill ring, as many as it
+    /// takes; the rest stay in the pool. Wakes the kernel if the ring asks.
+    pub fn refill(&mut self, pool: &mut FramePool) -> usize {
+        let want = self.fill.nb_free(pool.free.len() as u32) as usize;
+        let n = want.min(pool.free.len());
+        if n == 0 {
+            return 0;
+        }
+        pool.scratch.clear();
+        let start = pool.free.len() - n;
+        pool.scratch
+            .extend(pool.free[start..].iter().map(|f| f.desc));
+        // SAFETY: the descriptors are free frames of this pool's UMEM, which
+        // this port's socket is bound to; nobody else accesses them.
+        let done = unsafe { self.fill.produce(&pool.scratch) };
+        // produce() is all or nothing; whatever it took leaves the pool.
+        pool.free.truncate(pool.free.len() - done);
+        if done > 0 && self.fill.needs_wakeup() {
+            self.stats.fill_wakeups += 1;
+            // A failed poll only delays the wakeup to the next batch.
+            let _ = self.fill.wakeup(self.rx.fd_mut(), 0);
+        }
+        done
+    }
+
+    /// Receives up to `max` frames, appended to `out`.
+    pub fn recv(&mut self, pool: &mut FramePool, out: &mut Vec<Frame>, max: usize) -> usize {
+        pool.scratch.clear();
+        pool.scratch
+            .resize(max.min(pool.scratch.capacity()), FrameDesc::default());
+        // SAFETY: the rx ring only carries frames of this pool's UMEM (the
+        // fill ring was filled from it); they become ours here.
+        let n = unsafe { self.rx.consume(&mut pool.scratch) };
+        out.extend(pool.scratch[..n].iter().map(|&desc| Frame {
+            desc,
+            pool: pool.id,
+        }));
+        self.stats.rx += n as u64;
+        n
+    }
+
+    /// Queues as many of `frames` (from the front) as the tx ring takes,
+    /// removing them from the vector; the rest stay for the caller to retry.
+    /// Kicks the kernel (sendto) when the ring asks, which in copy mode is
+    /// when transmission happens.
+    pub fn send(&mut self, pool: &mut FramePool, frames: &mut Vec<Frame>) -> usize {
+        let n = (self.tx.nb_free(frames.len() as u32) as usize).min(frames.len());
+        let mut done = 0;
+        if n > 0 {
+            pool.scratch.clear();
+            pool.scratch.extend(frames[..n].iter().map(|f| {
+                assert_eq!(f.pool, pool.id, "frame of another pool");
+                f.desc
+            }));
+            // SAFETY: the frames belong to this pool's UMEM (checked), which
+            // this socket is bound to, and we give up their ownership below.
+            done = unsafe { self.tx.produce(&pool.scratch) };
+            frames.drain(..done);
+        }
+        self.stats.tx += done as u64;
+        self.stats.tx_ring_full += (frames.len()) as u64;
+        if self.tx.needs_wakeup() {
+            self.kick();
+        }
+        done
+    }
+
+    /// Wakes the kernel to transmit (sendto with MSG_DONTWAIT).
+    pub fn kick(&mut self) {
+        self.stats.tx_kicks += 1;
+        // EAGAIN/EBUSY/ENOBUFS are ignored by xsk-rs; others only delay tx.
+        let _ = self.tx.wakeup();
+    }
+
+    /// Gives transmitted frames back to the pool.
+    pub fn reclaim(&mut self, pool: &mut FramePool) -> usize {
+        pool.scratch.clear();
+        let cap = pool.scratch.capacity();
+        pool.scratch.resize(cap, FrameDesc::default());
+        // SAFETY: the completion ring only returns frames this port put in
+        // its tx ring, all from this pool's UMEM.
+        let n = unsafe { self.comp.consume(&mut pool.scratch) };
+        let id = pool.id;
+        for i in 0..n {
+            let desc = pool.scratch[i];
+            pool.free.push(Frame { desc, pool: id });
+        }
+        n
+    }
+}

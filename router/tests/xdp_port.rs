@@ -1,0 +1,552 @@
+//! The AF_XDP port layer in network namespaces (run as root):
+//!
+//! ```text
+//!   a: a0 2001:db8:a::2 ──veth── ra 2001:db8:a::1 ┐ r ┌ rb 2001:db8:b::1 ──veth── b0 2001:db8:b::2 :b
+//! ```
+//!
+//! In `r`, flatedge's XDP program is attached to `ra` and `rb`, a port is
+//! opened on each (one shared UMEM), and a minimal forwarder thread sends
+//! every frame received on one port out of the other, with the Ethernet
+//! addresses rewritten (static MACs) and the hop limit decremented. Kernel
+//! forwarding stays off in `r`, so `ping -6` from `a` to `b` succeeds only
+//! through AF_XDP; `r`'s own addresses are in the own-address map, so pings
+//! to them must be answered by r's kernel (passed by the XDP program), and
+//! NDP between r's kernel and a must keep working. A flatedge program left
+//! attached by a "killed" instance is replaced, and dropping the loader
+//! detaches it.
+//!
+//! Fails (never skips) when not root or when `ip`, `ping` or `ethtool` is
+//! missing: install them with scripts/setup.sh.
+
+use std::fs::File;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use router::xdp::{self, Frame, FramePool, PoolConfig, Port, XdpProgram};
+
+const MAC_A0: [u8; 6] = [0x02, 0, 0, 0, 0x0a, 0x02];
+const MAC_RA: [u8; 6] = [0x02, 0, 0, 0, 0x0a, 0x01];
+const MAC_RB: [u8; 6] = [0x02, 0, 0, 0, 0x0b, 0x01];
+const MAC_B0: [u8; 6] = [0x02, 0, 0, 0, 0x0b, 0x02];
+
+fn mac_str(mac: [u8; 6]) -> String {
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// Runs a command, panicking with its output when it fails.
+fn run(args: &[&str]) {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Runs a command in a namespace; returns whether it succeeded, and its output.
+fn ns_try(ns: &str, args: &[&str]) -> (bool, String) {
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns])
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {args:?} in {ns}: {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+fn ns(ns: &str, args: &[&str]) {
+    let (ok, text) = ns_try(ns, args);
+    assert!(ok, "{args:?} in {ns} failed: {text}");
+}
+
+fn require_root_and_tools() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "tests/xdp_port.rs needs root (network namespaces, XDP, AF_XDP): run it as root"
+    );
+    for (tool, arg) in [("ip", "-V"), ("ping", "-V"), ("ethtool", "--version")] {
+        let ok = Command::new(tool)
+            .arg(arg)
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+        assert!(ok, "`{tool}` is missing: install it (scripts/setup.sh)");
+    }
+}
+
+/// The namespaces of one run, deleted (with their veths) on drop.
+struct Lab {
+    a: String,
+    r: String,
+    b: String,
+}
+
+impl Lab {
+    fn new() -> Lab {
+        let tag = std::process::id();
+        let lab = Lab {
+            a: format!("fxa{tag}"),
+            r: format!("fxr{tag}"),
+            b: format!("fxb{tag}"),
+        };
+        for name in [&lab.a, &lab.r, &lab.b] {
+            run(&["ip", "netns", "add", name]);
+        }
+        let (a, r, b) = (lab.a.as_str(), lab.r.as_str(), lab.b.as_str());
+        run(&[
+            "ip", "link", "add", "a0", "netns", a, "type", "veth", "peer", "name", "ra", "netns", r,
+        ]);
+        run(&[
+            "ip", "link", "add", "b0", "netns", b, "type", "veth", "peer", "name", "rb", "netns", r,
+        ]);
+        for (n, dev, mac, addr) in [
+            (a, "a0", MAC_A0, "2001:db8:a::2/64"),
+            (r, "ra", MAC_RA, "2001:db8:a::1/64"),
+            (r, "rb", MAC_RB, "2001:db8:b::1/64"),
+            (b, "b0", MAC_B0, "2001:db8:b::2/64"),
+        ] {
+            ns(n, &["ip", "link", "set", dev, "address", &mac_str(mac)]);
+            ns(n, &["ip", "addr", "add", addr, "dev", dev, "nodad"]);
+            ns(n, &["ip", "link", "set", dev, "up"]);
+            ns(n, &["ip", "link", "set", "lo", "up"]);
+        }
+        // Kernel forwarding off in r: transit packets can only cross via AF_XDP.
+        ns(r, &["sysctl", "-qw", "net.ipv6.conf.all.forwarding=0"]);
+        // Senders hand veth unfinished checksums otherwise (DESIGN.md section 3).
+        ns(a, &["ethtool", "-K", "a0", "tx", "off"]);
+        ns(b, &["ethtool", "-K", "b0", "tx", "off"]);
+        ns(
+            a,
+            &[
+                "ip",
+                "-6",
+                "route",
+                "add",
+                "2001:db8:b::/64",
+                "via",
+                "2001:db8:a::1",
+            ],
+        );
+        ns(
+            b,
+            &[
+                "ip",
+                "-6",
+                "route",
+                "add",
+                "2001:db8:a::/64",
+                "via",
+                "2001:db8:b::1",
+            ],
+        );
+        ns(
+            a,
+            &[
+                "ip",
+                "-6",
+                "neigh",
+                "replace",
+                "2001:db8:a::1",
+                "lladdr",
+                &mac_str(MAC_RA),
+                "dev",
+                "a0",
+                "nud",
+                "permanent",
+            ],
+        );
+        ns(
+            b,
+            &[
+                "ip",
+                "-6",
+                "neigh",
+                "replace",
+                "2001:db8:b::1",
+                "lladdr",
+                &mac_str(MAC_RB),
+                "dev",
+                "b0",
+                "nud",
+                "permanent",
+            ],
+        );
+        lab
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for name in [&self.a, &self.r, &self.b] {
+            let _ = Command::new("ip").args(["netns", "del", name]).status();
+        }
+    }
+}
+
+/// What the forwarder thread reports when it stops.
+#[derive(Debug, Default)]
+struct Forwarded {
+    frames: u64,
+    dropped_hop_limit: u64,
+}
+
+/// Rewrites a frame for the egress side; false when it must be dropped.
+fn rewrite(data: &mut [u8], src: [u8; 6], dst: [u8; 6]) -> bool {
+    if data.len() < 14 + 40 || data[12..14] != [0x86, 0xdd] || data[14 + 7] <= 1 {
+        return false;
+    }
+    data[0..6].copy_from_slice(&dst);
+    data[6..12].copy_from_slice(&src);
+    data[14 + 7] -= 1;
+    true
+}
+
+/// The test's forwarder: runs in r until `stop`, and sends the setup result
+/// (or error) on `ready` first.
+fn forwarder(
+    r_ns: String,
+    stop: Arc<AtomicBool>,
+    ready: mpsc::Sender<Result<(), String>>,
+) -> Forwarded {
+    let setup = || -> Result<(XdpProgram, FramePool, [Port; 2]), String> {
+        let file = File::open(format!("/run/netns/{r_ns}"))
+            .map_err(|e| format!("open netns {r_ns}: {e}"))?;
+        nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET)
+            .map_err(|e| format!("setns {r_ns}: {e}"))?;
+        // A program left attached to ra by a "killed" flatedge: its fds stay
+        // open (leaked), so the kernel keeps it; the real one must replace it.
+        let mut stale = XdpProgram::load().map_err(|e| e.to_string())?;
+        stale
+            .attach(xdp::ifindex("ra").map_err(|e| e.to_string())?)
+            .map_err(|e| format!("stale: {e}"))?;
+        std::mem::forget(stale);
+        let mut prog = XdpProgram::load().map_err(|e| e.to_string())?;
+        let mut pool = FramePool::new(PoolConfig::default()).map_err(|e| e.to_string())?;
+        let mut ports = Vec::new();
+        for (slot, name) in ["ra", "rb"].into_iter().enumerate() {
+            let slot = slot as u32;
+            let ifindex = xdp::ifindex(name).map_err(|e| e.to_string())?;
+            prog.attach(ifindex).map_err(|e| format!("{name}: {e}"))?;
+            prog.set_port_slot(ifindex, slot)
+                .map_err(|e| e.to_string())?;
+            let port = Port::open(&mut pool, name, 0).map_err(|e| format!("{name}: {e}"))?;
+            prog.insert_xsk(slot, 0, port.fd())
+                .map_err(|e| e.to_string())?;
+            ports.push(port);
+        }
+        for addr in ["2001:db8:a::1", "2001:db8:b::1"] {
+            prog.add_own_addr(addr.parse().unwrap())
+                .map_err(|e| e.to_string())?;
+        }
+        let ports: [Port; 2] = ports.try_into().map_err(|_| "two ports".to_owned())?;
+        Ok((prog, pool, ports))
+    };
+    let (prog, mut pool, mut ports) = match setup() {
+        Ok(v) => {
+            ready.send(Ok(())).unwrap();
+            v
+        }
+        Err(e) => {
+            ready.send(Err(e)).unwrap();
+            return Forwarded::default();
+        }
+    };
+    // Egress rewrite per ingress port: (our MAC on the egress side, next hop's MAC).
+    let egress = [(MAC_RB, MAC_B0), (MAC_RA, MAC_A0)];
+    let mut stats = Forwarded::default();
+    let mut batch: Vec<Frame> = Vec::with_capacity(64);
+    let mut pending: [Vec<Frame>; 2] = [Vec::with_capacity(1024), Vec::with_capacity(1024)];
+    while !stop.load(Ordering::Relaxed) {
+        let mut work = 0;
+        for i in 0..2 {
+            let out = 1 - i;
+            for port in ports.iter_mut() {
+                work += port.reclaim(&mut pool);
+                port.refill(&mut pool);
+            }
+            work += ports[i].recv(&mut pool, &mut batch, 64);
+            for mut frame in batch.drain(..) {
+                let ok = rewrite(&mut pool.data_mut(&mut frame), egress[i].0, egress[i].1);
+                if ok {
+                    stats.frames += 1;
+                    pending[out].push(frame);
+                } else {
+                    stats.dropped_hop_limit += 1;
+                    pool.free(frame);
+                }
+            }
+            if !pending[out].is_empty() {
+                ports[out].send(&mut pool, &mut pending[out]);
+            }
+        }
+        if work == 0 {
+            thread::sleep(Duration::from_micros(200));
+        }
+    }
+    drop(ports);
+    drop(prog); // detaches from ra and rb, in r
+    stats
+}
+
+#[test]
+fn xdp_ports_forward_transit_and_pass_own_traffic() {
+    require_root_and_tools();
+    let lab = Lab::new();
+
+    // Control: r's kernel does not forward, so without flatedge a -> b fails.
+    let (control, _) = ns_try(
+        &lab.a,
+        &["ping", "-6", "-c", "1", "-W", "1", "2001:db8:b::2"],
+    );
+    assert!(
+        !control,
+        "a reaches b through r's kernel: the test would prove nothing"
+    );
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let fwd = {
+        let (r, stop) = (lab.r.clone(), stop.clone());
+        thread::spawn(move || forwarder(r, stop, ready_tx))
+    };
+    let setup = ready_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("forwarder setup timed out");
+    if let Err(e) = setup {
+        stop.store(true, Ordering::Relaxed);
+        let _ = fwd.join();
+        panic!("forwarder setup in r failed: {e}");
+    }
+
+    let (attached_ok, links) = ns_try(&lab.r, &["ip", "link", "show", "ra"]);
+    assert!(
+        attached_ok && links.contains("xdp"),
+        "no XDP program on ra: {links}"
+    );
+
+    // Transit: a -> b and back, through the AF_XDP forwarder only.
+    let transit = ns_try(
+        &lab.a,
+        &[
+            "ping",
+            "-6",
+            "-c",
+            "5",
+            "-i",
+            "0.2",
+            "-w",
+            "10",
+            "2001:db8:b::2",
+        ],
+    );
+    // A flood of 1000 full-size echoes (one in flight at a time): every
+    // one must come back, through refills, kicks and completions.
+    let flood = ns_try(
+        &lab.a,
+        &[
+            "ping",
+            "-6",
+            "-f",
+            "-c",
+            "1000",
+            "-s",
+            "1400",
+            "-w",
+            "30",
+            "2001:db8:b::2",
+        ],
+    );
+    // Own addresses (both of r's): answered by r's kernel, passed by XDP;
+    // r resolves a's address with NDP, which XDP must pass too.
+    let own_a = ns_try(
+        &lab.a,
+        &[
+            "ping",
+            "-6",
+            "-c",
+            "3",
+            "-i",
+            "0.2",
+            "-w",
+            "10",
+            "2001:db8:a::1",
+        ],
+    );
+    let own_b = ns_try(
+        &lab.a,
+        &[
+            "ping",
+            "-6",
+            "-c",
+            "3",
+            "-i",
+            "0.2",
+            "-w",
+            "10",
+            "2001:db8:b::1",
+        ],
+    );
+
+    stop.store(true, Ordering::Relaxed);
+    let stats = fwd.join().expect("forwarder thread panicked");
+    let (_, after) = ns_try(&lab.r, &["ip", "link", "show", "ra"]);
+    eprintln!("forwarder: {stats:?}");
+
+    assert!(
+        transit.0,
+        "ping a -> b through r failed: {}\nforwarder: {stats:?}",
+        transit.1
+    );
+    assert!(
+        flood.0,
+        "flood ping a -> b lost packets: {}\nforwarder: {stats:?}",
+        flood.1
+    );
+    assert!(own_a.0, "ping a -> r (2001:db8:a::1) failed: {}", own_a.1);
+    assert!(own_b.0, "ping a -> r (2001:db8:b::1) failed: {}", own_b.1);
+    // Every request and reply of both transit pings went through userspace.
+    assert!(
+        stats.frames >= 2 * (5 + 1000),
+        "the forwarder saw too few frames: {stats:?}"
+    );
+    assert!(
+        !after.contains("xdp"),
+        "XDP program still attached after drop: {after}"
+    );
+    drop(lab);
+}
+
+/// One namespace with a veth pair t0 - t1, deleted on drop.
+struct Pair {
+    ns: String,
+}
+
+impl Pair {
+    fn new() -> Pair {
+        let pair = Pair {
+            ns: format!("fxt{}", std::process::id()),
+        };
+        run(&["ip", "netns", "add", &pair.ns]);
+        run(&[
+            "ip", "link", "add", "t0", "netns", &pair.ns, "type", "veth", "peer", "name", "t1",
+            "netns", &pair.ns,
+        ]);
+        for dev in ["t0", "t1"] {
+            ns(&pair.ns, &["ip", "link", "set", dev, "up"]);
+        }
+        pair
+    }
+
+    fn rx_packets(&self, dev: &str) -> u64 {
+        let (ok, text) = ns_try(
+            &self.ns,
+            &[
+                "cat",
+                &format!("/sys/class/net/{dev}/statistics/rx_packets"),
+            ],
+        );
+        assert!(ok, "cannot read {dev}'s counters: {text}");
+        text.trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("bad rx_packets {text:?}"))
+    }
+}
+
+impl Drop for Pair {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();
+    }
+}
+
+/// What the sender thread of `tx_retries_when_the_ring_is_full` saw.
+#[derive(Debug)]
+struct Sent {
+    sent: u64,
+    tx_ring_full: u64,
+    free_before: usize,
+    free_after: usize,
+}
+
+#[test]
+fn tx_retries_when_the_ring_is_full() {
+    const TOTAL: u64 = 5000;
+    require_root_and_tools();
+    let pair = Pair::new();
+    let before = pair.rx_packets("t1");
+    let ns_name = pair.ns.clone();
+    let sender = thread::spawn(move || -> Result<Sent, String> {
+        let file = File::open(format!("/run/netns/{ns_name}")).map_err(|e| e.to_string())?;
+        nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| e.to_string())?;
+        // Small rings: bursts of 128 against a tx ring of 64.
+        let config = PoolConfig {
+            frames: 512,
+            frame_size: 2048,
+            fill_ring: 64,
+            rx_tx_ring: 64,
+        };
+        let mut pool = FramePool::new(config).map_err(|e| e.to_string())?;
+        let mut port = Port::open(&mut pool, "t0", 0).map_err(|e| e.to_string())?;
+        let free_before = pool.free_frames();
+        // A broadcast frame with the local experimental EtherType: t1's
+        // kernel counts it and drops it.
+        let mut packet = vec![0u8; 60];
+        packet[0..6].copy_from_slice(&[0xff; 6]);
+        packet[6..12].copy_from_slice(&[0x02, 0, 0, 0, 0, 0x01]);
+        packet[12..14].copy_from_slice(&[0x88, 0xb5]);
+        let mut pending: Vec<Frame> = Vec::with_capacity(128);
+        let mut sent = 0u64;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while (sent < TOTAL || pool.free_frames() < free_before) && Instant::now() < deadline {
+            port.reclaim(&mut pool);
+            while pending.len() < 128 && sent + (pending.len() as u64) < TOTAL {
+                let Some(mut frame) = pool.alloc() else { break };
+                assert!(pool.write(&mut frame, &packet));
+                pending.push(frame);
+            }
+            if pending.is_empty() {
+                port.kick(); // let the kernel finish, then reclaim
+            } else {
+                sent += port.send(&mut pool, &mut pending) as u64;
+            }
+        }
+        Ok(Sent {
+            sent,
+            tx_ring_full: port.stats.tx_ring_full,
+            free_before,
+            free_after: pool.free_frames(),
+        })
+    });
+    let result = sender
+        .join()
+        .expect("sender thread panicked")
+        .expect("sender setup failed");
+    eprintln!("sender: {result:?}");
+    assert_eq!(result.sent, TOTAL, "not every frame was queued: {result:?}");
+    assert!(
+        result.tx_ring_full > 0,
+        "the tx ring never filled up, the retry path was not exercised: {result:?}"
+    );
+    assert_eq!(
+        result.free_after, result.free_before,
+        "completions did not return every frame: {result:?}"
+    );
+    let received = pair.rx_packets("t1") - before;
+    assert!(
+        received >= TOTAL,
+        "t1 received {received} of {TOTAL} frames"
+    );
+}
