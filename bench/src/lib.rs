@@ -3,6 +3,7 @@
 
 pub mod addrs;
 pub mod alloc_count;
+pub mod bgpconv;
 pub mod fibbench;
 pub mod table;
 

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Result;
-use bench::fibbench;
+use bench::{bgpconv, fibbench};
 use clap::{Parser, Subcommand};
 
 #[global_allocator]
@@ -44,6 +44,31 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// BGP convergence in network namespaces: a BIRD 2 sender announces N
+    /// IPv6 prefixes to a BIRD receiver (kernel FIB) and to flatedge's
+    /// speaker (RIB only), one after the other. Needs root and bird2
+    /// (scripts/setup.sh).
+    BgpConvergence {
+        /// Prefixes announced (distinct /48s under 2a00::/12).
+        #[arg(long, default_value_t = 100_000)]
+        prefixes: usize,
+        /// Receivers, comma separated, run in this order.
+        #[arg(long, value_delimiter = ',', default_values_t = ["bird".to_string(), "flatedge".to_string()])]
+        r#impl: Vec<String>,
+        /// Bound on each phase in seconds (default: 120 + 200 per million prefixes).
+        #[arg(long)]
+        timeout: Option<f64>,
+        /// One JSON object per receiver and line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Internal: flatedge's receiver, run by bgp-convergence inside its namespace.
+    #[command(hide = true)]
+    BgpConvergenceReceiver {
+        /// Prefixes to expect.
+        #[arg(long)]
+        prefixes: usize,
+    },
 }
 
 fn default_impls() -> Vec<String> {
@@ -81,6 +106,32 @@ fn main() -> Result<()> {
                 fibbench::print_table(&rows, &o);
             }
         }
+        Command::BgpConvergence {
+            prefixes,
+            r#impl,
+            timeout,
+            json,
+        } => {
+            let receivers = r#impl
+                .iter()
+                .map(|s| bgpconv::Receiver::parse(s))
+                .collect::<Result<Vec<_>>>()?;
+            let timeout = timeout
+                .unwrap_or(120.0 + 200.0 * prefixes as f64 / 1e6)
+                .max(1.0);
+            let o = bgpconv::Options {
+                prefixes,
+                receivers,
+                timeout: Duration::from_secs_f64(timeout),
+            };
+            let rows = bgpconv::run(&o)?;
+            if json {
+                bgpconv::print_json(&rows)?;
+            } else {
+                bgpconv::print_table(&rows, &o);
+            }
+        }
+        Command::BgpConvergenceReceiver { prefixes } => bgpconv::receiver_main(prefixes)?,
     }
     Ok(())
 }
