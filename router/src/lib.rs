@@ -18,6 +18,7 @@
 //! of the dataplane issue.
 
 pub mod config;
+pub mod dataplane;
 pub mod xdp;
 
 pub use config::{Config, ConfigError, ConfigErrors, Location};

@@ -1,0 +1,271 @@
+//! `ip6_input`: is this frame an IPv6 packet we may forward?
+//!
+//! Checks, in order, each failure its own [`DropReason`]: Ethernet header
+//! present, not VLAN-tagged, ethertype IPv6; IPv6 header present, version 6,
+//! payload length within the frame (a longer frame is Ethernet padding: the
+//! packet is trimmed to `40 + payload length`); source not multicast,
+//! unspecified, loopback or link-local; destination not link-local,
+//! multicast, unspecified or loopback. Then a hop limit <= 1 owes a Time
+//! Exceeded (the packet would expire on the way out).
+//!
+//! Fixed offsets over the bytes (the checks above make every later read in
+//! bounds); no allocation, no panic on any input.
+
+use super::verdict::{DropReason, IcmpKind, Verdict};
+use super::Packet;
+
+/// Ethernet header length (no VLAN tag).
+pub const ETH_HLEN: usize = 14;
+/// IPv6 fixed header length.
+pub const IP6_HLEN: usize = 40;
+/// Offset of the IPv6 header in a frame.
+pub const IP6_OFF: usize = ETH_HLEN;
+/// Ethertype IPv6.
+pub const ETHERTYPE_IPV6: u16 = 0x86dd;
+const ETHERTYPE_VLAN: u16 = 0x8100;
+const ETHERTYPE_QINQ: u16 = 0x88a8;
+
+pub(crate) const OFF_PAYLOAD_LEN: usize = IP6_OFF + 4;
+pub(crate) const OFF_NEXT_HEADER: usize = IP6_OFF + 6;
+pub(crate) const OFF_HOP_LIMIT: usize = IP6_OFF + 7;
+pub(crate) const OFF_SRC: usize = IP6_OFF + 8;
+pub(crate) const OFF_DST: usize = IP6_OFF + 24;
+
+/// Reads a 16-byte address at `off` (caller checked the length).
+#[inline]
+pub(crate) fn addr_at(b: &[u8], off: usize) -> u128 {
+    let mut a = [0u8; 16];
+    a.copy_from_slice(&b[off..off + 16]);
+    u128::from_be_bytes(a)
+}
+
+#[inline]
+fn is_multicast(a: u128) -> bool {
+    a >> 120 == 0xff
+}
+
+#[inline]
+fn is_link_local(a: u128) -> bool {
+    a >> 118 == 0xfe80 >> 6
+}
+
+/// Validates one frame; on success trims `pkt.len` to the IPv6 packet.
+#[inline]
+pub fn check(pkt: &mut Packet<'_>) -> Verdict {
+    let len = pkt.len.min(pkt.buf.len());
+    let b = &pkt.buf[..len];
+    if len < ETH_HLEN {
+        return Verdict::Drop(DropReason::TruncatedEthernet);
+    }
+    match u16::from_be_bytes([b[12], b[13]]) {
+        ETHERTYPE_IPV6 => {}
+        ETHERTYPE_VLAN | ETHERTYPE_QINQ => return Verdict::Drop(DropReason::VlanUnsupported),
+        _ => return Verdict::Drop(DropReason::NotIpv6),
+    }
+    if len < ETH_HLEN + IP6_HLEN {
+        return Verdict::Drop(DropReason::TruncatedIpv6);
+    }
+    if b[IP6_OFF] >> 4 != 6 {
+        return Verdict::Drop(DropReason::BadVersion);
+    }
+    let payload = u16::from_be_bytes([b[OFF_PAYLOAD_LEN], b[OFF_PAYLOAD_LEN + 1]]) as usize;
+    let ip_end = ETH_HLEN + IP6_HLEN + payload;
+    if ip_end > len {
+        return Verdict::Drop(DropReason::PayloadLengthExceedsFrame);
+    }
+    let src = addr_at(b, OFF_SRC);
+    let dst = addr_at(b, OFF_DST);
+    if is_multicast(src) {
+        return Verdict::Drop(DropReason::MulticastSource);
+    }
+    if src == 0 {
+        return Verdict::Drop(DropReason::UnspecifiedSource);
+    }
+    if src == 1 {
+        return Verdict::Drop(DropReason::LoopbackSource);
+    }
+    if is_link_local(src) {
+        return Verdict::Drop(DropReason::LinkLocalSource);
+    }
+    if is_link_local(dst) {
+        return Verdict::Drop(DropReason::LinkLocalDestination);
+    }
+    if is_multicast(dst) {
+        return Verdict::Drop(DropReason::MulticastDestination);
+    }
+    if dst <= 1 {
+        return Verdict::Drop(DropReason::BadDestination);
+    }
+    // Ethernet padding (or trailing garbage) is not part of the packet.
+    pkt.len = ip_end;
+    if b[OFF_HOP_LIMIT] <= 1 {
+        return Verdict::IcmpError(IcmpKind::TimeExceeded);
+    }
+    Verdict::Continue
+}
+
+/// Runs [`check`] over every packet still in [`Verdict::Continue`];
+/// returns how many it looked at.
+pub fn run(pkts: &mut [Packet<'_>], verdicts: &mut [Verdict]) -> usize {
+    let mut n = 0;
+    for (p, v) in pkts.iter_mut().zip(verdicts.iter_mut()) {
+        if *v == Verdict::Continue {
+            *v = check(p);
+            n += 1;
+        }
+    }
+    n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testutil::*;
+    use super::*;
+
+    fn verdict_of(mut f: Vec<u8>) -> Verdict {
+        let len = f.len();
+        let mut p = Packet { buf: &mut f, len };
+        check(&mut p)
+    }
+
+    fn with_src(src: &str) -> Vec<u8> {
+        FrameSpec {
+            src: src.parse().unwrap(),
+            ..FrameSpec::udp()
+        }
+        .build()
+    }
+
+    fn with_dst(dst: &str) -> Vec<u8> {
+        FrameSpec {
+            dst: dst.parse().unwrap(),
+            ..FrameSpec::udp()
+        }
+        .build()
+    }
+
+    #[test]
+    fn valid_udp_continues() {
+        assert_eq!(verdict_of(FrameSpec::udp().build()), Verdict::Continue);
+    }
+
+    #[test]
+    fn padding_is_trimmed() {
+        let mut f = FrameSpec::udp().build();
+        let ip_len = f.len();
+        f.extend_from_slice(&[0; 20]);
+        let len = f.len();
+        let mut p = Packet { buf: &mut f, len };
+        assert_eq!(check(&mut p), Verdict::Continue);
+        assert_eq!(p.len, ip_len);
+    }
+
+    #[test]
+    fn truncated_ethernet() {
+        assert_eq!(
+            verdict_of(vec![0; 13]),
+            Verdict::Drop(DropReason::TruncatedEthernet)
+        );
+        assert_eq!(
+            verdict_of(vec![]),
+            Verdict::Drop(DropReason::TruncatedEthernet)
+        );
+    }
+
+    #[test]
+    fn vlan_and_not_ipv6() {
+        let mut f = FrameSpec::udp().build();
+        f[12..14].copy_from_slice(&[0x81, 0x00]);
+        assert_eq!(
+            verdict_of(f.clone()),
+            Verdict::Drop(DropReason::VlanUnsupported)
+        );
+        f[12..14].copy_from_slice(&[0x08, 0x00]);
+        assert_eq!(verdict_of(f), Verdict::Drop(DropReason::NotIpv6));
+    }
+
+    #[test]
+    fn truncated_ipv6() {
+        let mut f = FrameSpec::udp().build();
+        f.truncate(ETH_HLEN + 39);
+        assert_eq!(verdict_of(f), Verdict::Drop(DropReason::TruncatedIpv6));
+    }
+
+    #[test]
+    fn wrong_version() {
+        let mut f = FrameSpec::udp().build();
+        f[IP6_OFF] = 0x45;
+        assert_eq!(verdict_of(f), Verdict::Drop(DropReason::BadVersion));
+    }
+
+    #[test]
+    fn payload_length_that_lies() {
+        let mut f = FrameSpec::udp().build();
+        let claimed = (f.len() - ETH_HLEN - IP6_HLEN + 1) as u16;
+        f[OFF_PAYLOAD_LEN..OFF_PAYLOAD_LEN + 2].copy_from_slice(&claimed.to_be_bytes());
+        assert_eq!(
+            verdict_of(f),
+            Verdict::Drop(DropReason::PayloadLengthExceedsFrame)
+        );
+        // A truncated frame whose header is intact lies the same way.
+        let mut f = FrameSpec::udp().build();
+        f.pop();
+        assert_eq!(
+            verdict_of(f),
+            Verdict::Drop(DropReason::PayloadLengthExceedsFrame)
+        );
+    }
+
+    #[test]
+    fn bad_sources() {
+        use DropReason::*;
+        assert_eq!(
+            verdict_of(with_src("ff02::1")),
+            Verdict::Drop(MulticastSource)
+        );
+        assert_eq!(verdict_of(with_src("::")), Verdict::Drop(UnspecifiedSource));
+        assert_eq!(verdict_of(with_src("::1")), Verdict::Drop(LoopbackSource));
+        assert_eq!(
+            verdict_of(with_src("fe80::1")),
+            Verdict::Drop(LinkLocalSource)
+        );
+        assert_eq!(
+            verdict_of(with_src("febf::1")),
+            Verdict::Drop(LinkLocalSource)
+        );
+        assert_eq!(verdict_of(with_src("fec0::1")), Verdict::Continue);
+    }
+
+    #[test]
+    fn bad_destinations() {
+        use DropReason::*;
+        assert_eq!(
+            verdict_of(with_dst("fe80::2")),
+            Verdict::Drop(LinkLocalDestination)
+        );
+        assert_eq!(
+            verdict_of(with_dst("ff0e::1")),
+            Verdict::Drop(MulticastDestination)
+        );
+        assert_eq!(verdict_of(with_dst("::")), Verdict::Drop(BadDestination));
+        assert_eq!(verdict_of(with_dst("::1")), Verdict::Drop(BadDestination));
+    }
+
+    #[test]
+    fn hop_limit_one_or_zero_is_time_exceeded() {
+        for hl in [0, 1] {
+            let f = FrameSpec {
+                hop_limit: hl,
+                ..FrameSpec::udp()
+            }
+            .build();
+            assert_eq!(verdict_of(f), Verdict::IcmpError(IcmpKind::TimeExceeded));
+        }
+        let f = FrameSpec {
+            hop_limit: 2,
+            ..FrameSpec::udp()
+        }
+        .build();
+        assert_eq!(verdict_of(f), Verdict::Continue);
+    }
+}

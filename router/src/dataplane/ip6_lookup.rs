@@ -1,0 +1,385 @@
+//! `ip6_lookup`: route the batch and pick the ECMP member.
+//!
+//! The destinations of the packets still in [`Verdict::Continue`] are
+//! looked up together with [`Snapshot::lookup_batch`] (its interleaved
+//! walk hides the memory latency); then each packet's member is
+//! [`Snapshot::select`]ed by [`flow_hash`]. No route owes a Destination
+//! Unreachable (no route); a group with no live member is dropped as
+//! `no_live_nexthop`. The chosen next hop goes into `nexthops[i]` for
+//! `ip6_rewrite`; the verdict stays `Continue`.
+
+use fib::{GroupId, NextHopId, Snapshot};
+
+use super::ip6_input::{addr_at, ETH_HLEN, IP6_HLEN, OFF_DST, OFF_NEXT_HEADER, OFF_SRC};
+use super::verdict::{DropReason, IcmpKind, Verdict};
+use super::{Packet, MAX_BATCH};
+
+/// Extension headers walked before giving up on finding the L4 header.
+pub const MAX_EXT_HEADERS: usize = 6;
+
+const NH_HOP_BY_HOP: u8 = 0;
+const NH_TCP: u8 = 6;
+const NH_UDP: u8 = 17;
+const NH_ROUTING: u8 = 43;
+const NH_FRAGMENT: u8 = 44;
+const NH_DEST_OPTS: u8 = 60;
+
+/// Where the upper-layer header of a packet is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct L4 {
+    /// The protocol after the extension headers walked (the last next
+    /// header seen when the walk stopped early).
+    pub proto: u8,
+    /// Offset of the upper-layer header in the frame; `None` when the
+    /// walk stopped early (truncated, too many extension headers) or the
+    /// packet is a non-first fragment.
+    pub off: Option<usize>,
+    /// A Fragment header was seen.
+    pub fragment: bool,
+}
+
+/// Walks at most [`MAX_EXT_HEADERS`] extension headers (hop-by-hop,
+/// routing, destination options, fragment) of the IPv6 packet in
+/// `frame[..len]` (already checked by `ip6_input`: `len >= 54`).
+#[inline]
+pub fn find_l4(frame: &[u8], len: usize) -> L4 {
+    let b = &frame[..len.min(frame.len())];
+    if b.len() < ETH_HLEN + IP6_HLEN {
+        return L4 {
+            proto: 0,
+            off: None,
+            fragment: false,
+        };
+    }
+    let mut proto = b[OFF_NEXT_HEADER];
+    let mut off = ETH_HLEN + IP6_HLEN;
+    let mut fragment = false;
+    for _ in 0..MAX_EXT_HEADERS {
+        match proto {
+            NH_HOP_BY_HOP | NH_ROUTING | NH_DEST_OPTS => {
+                if off + 2 > b.len() {
+                    return L4 {
+                        proto,
+                        off: None,
+                        fragment,
+                    };
+                }
+                proto = b[off];
+                off += (b[off + 1] as usize + 1) * 8;
+            }
+            NH_FRAGMENT => {
+                if off + 8 > b.len() {
+                    return L4 {
+                        proto,
+                        off: None,
+                        fragment: true,
+                    };
+                }
+                fragment = true;
+                let offset = u16::from_be_bytes([b[off + 2], b[off + 3]]) >> 3;
+                proto = b[off];
+                off += 8;
+                if offset != 0 {
+                    return L4 {
+                        proto,
+                        off: None,
+                        fragment,
+                    };
+                }
+            }
+            _ => {
+                let off = (off <= b.len()).then_some(off);
+                return L4 {
+                    proto,
+                    off,
+                    fragment,
+                };
+            }
+        }
+    }
+    L4 {
+        proto,
+        off: None,
+        fragment,
+    }
+}
+
+/// The flow hash that picks an ECMP member.
+///
+/// Keyed on source, destination, upper-layer protocol and TCP/UDP ports;
+/// the flow label is left out (Linux changes a socket's flow label after a
+/// retransmission timeout, which would move the connection to another
+/// member). A packet with a Fragment header (first fragment included)
+/// hashes on source and destination only, so all fragments of a datagram
+/// take the same member; so does a packet whose L4 header could not be
+/// found (protocol and ports taken as 0).
+///
+/// The function is three rounds of the wyhash "mum" mixer (a 64x64->128
+/// multiply, folding the high half into the low one by xor): each round
+/// takes 128 bits of key, every input bit reaches every output bit, and it
+/// costs three multiplies per packet. `seed` varies it per router so that
+/// two routers in a row do not polarise (pick the same member for the same
+/// flows). The low bits are well mixed, which matters as the FIB indexes
+/// its power-of-two bucket table with them.
+#[inline]
+pub fn flow_hash(frame: &[u8], len: usize, seed: u64) -> u32 {
+    const K0: u64 = 0xa076_1d64_78bd_642f;
+    const K1: u64 = 0xe703_7ed1_a0b4_28db;
+    const K2: u64 = 0x8ebc_6af0_9c88_c6e3;
+    const K3: u64 = 0x5899_65cc_7537_4cc3;
+    #[inline(always)]
+    fn mum(a: u64, b: u64) -> u64 {
+        let m = (a as u128).wrapping_mul(b as u128);
+        (m as u64) ^ ((m >> 64) as u64)
+    }
+    let b = &frame[..len.min(frame.len())];
+    if b.len() < ETH_HLEN + IP6_HLEN {
+        return 0;
+    }
+    let src = addr_at(b, OFF_SRC);
+    let dst = addr_at(b, OFF_DST);
+    let l4 = find_l4(b, b.len());
+    let tail: u64 = if l4.fragment {
+        0
+    } else {
+        let ports = match (l4.proto, l4.off) {
+            (NH_TCP | NH_UDP, Some(o)) if o + 4 <= b.len() => {
+                u32::from_be_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]])
+            }
+            _ => 0,
+        };
+        let proto = if l4.off.is_some() { l4.proto } else { 0 };
+        (u64::from(proto) << 32) | u64::from(ports)
+    };
+    let h = mum((src >> 64) as u64 ^ K0 ^ seed, src as u64 ^ K1);
+    let h = mum((dst >> 64) as u64 ^ h, dst as u64 ^ K2);
+    let h = mum(h ^ K3, tail ^ K0 ^ seed.rotate_left(32));
+    (h ^ (h >> 32)) as u32
+}
+
+/// Looks up the packets still in [`Verdict::Continue`] and selects their
+/// next hop into `nexthops` (same indexes). Returns how many it looked at.
+pub fn run(
+    pkts: &[Packet<'_>],
+    verdicts: &mut [Verdict],
+    nexthops: &mut [NextHopId],
+    snap: &Snapshot,
+    seed: u64,
+) -> usize {
+    let n = pkts.len().min(verdicts.len()).min(nexthops.len());
+    let mut total = 0;
+    let mut start = 0;
+    while start < n {
+        let end = (start + MAX_BATCH).min(n);
+        let mut addrs = [0u128; MAX_BATCH];
+        let mut which = [0u8; MAX_BATCH];
+        let mut groups: [Option<GroupId>; MAX_BATCH] = [None; MAX_BATCH];
+        let mut k = 0;
+        for i in start..end {
+            if verdicts[i] == Verdict::Continue {
+                let p = &pkts[i];
+                if p.len.min(p.buf.len()) < ETH_HLEN + IP6_HLEN {
+                    // Only when called without ip6_input first.
+                    verdicts[i] = Verdict::Drop(DropReason::TruncatedIpv6);
+                    continue;
+                }
+                addrs[k] = addr_at(&p.buf[..p.len], OFF_DST);
+                which[k] = (i - start) as u8;
+                k += 1;
+            }
+        }
+        snap.lookup_batch(&addrs[..k], &mut groups[..k]);
+        for j in 0..k {
+            let i = start + which[j] as usize;
+            verdicts[i] = match groups[j] {
+                None => Verdict::IcmpError(IcmpKind::NoRoute),
+                Some(g) => {
+                    let p = &pkts[i];
+                    match snap.select(g, flow_hash(p.buf, p.len, seed)) {
+                        Some(nh) => {
+                            nexthops[i] = nh;
+                            Verdict::Continue
+                        }
+                        None => Verdict::Drop(DropReason::NoLiveNexthop),
+                    }
+                }
+            };
+        }
+        total += k;
+        start = end;
+    }
+    total
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testutil::*;
+    use super::*;
+    use fib::{Fib, NextHop, Prefix};
+
+    fn hash(spec: &FrameSpec) -> u32 {
+        let f = spec.build();
+        flow_hash(&f, f.len(), 7)
+    }
+
+    #[test]
+    fn finds_l4_through_extension_headers() {
+        let spec = FrameSpec {
+            ext: vec![Ext::HopByHop, Ext::Routing, Ext::DestOpts],
+            ..FrameSpec::tcp(1000, 80)
+        };
+        let f = spec.build();
+        let l4 = find_l4(&f, f.len());
+        assert_eq!(l4.proto, NH_TCP);
+        assert_eq!(l4.off, Some(f.len() - spec.l4_len()));
+        // Too many extension headers: stop.
+        let spec = FrameSpec {
+            ext: vec![Ext::DestOpts; MAX_EXT_HEADERS + 1],
+            ..FrameSpec::udp()
+        };
+        let f = spec.build();
+        assert_eq!(find_l4(&f, f.len()).off, None);
+    }
+
+    #[test]
+    fn hash_ignores_flow_label_and_uses_ports() {
+        let a = FrameSpec::udp_ports(1234, 53);
+        let b = FrameSpec {
+            flow_label: 0xabcde,
+            traffic_class: 0x20,
+            hop_limit: 9,
+            ..FrameSpec::udp_ports(1234, 53)
+        };
+        assert_eq!(hash(&a), hash(&b));
+        assert_ne!(hash(&a), hash(&FrameSpec::udp_ports(1235, 53)));
+        assert_ne!(
+            hash(&FrameSpec::udp_ports(1234, 53)),
+            hash(&FrameSpec::tcp(1234, 53))
+        );
+    }
+
+    #[test]
+    fn fragments_hash_on_addresses_only() {
+        let first = FrameSpec {
+            ext: vec![Ext::Fragment {
+                offset: 0,
+                more: true,
+                id: 9,
+            }],
+            ..FrameSpec::udp_ports(1111, 2222)
+        };
+        let later = FrameSpec {
+            ext: vec![Ext::Fragment {
+                offset: 1448 / 8,
+                more: false,
+                id: 9,
+            }],
+            l4: L4Spec::Raw(vec![0xee; 100]),
+            ..FrameSpec::udp()
+        };
+        let other_ports = FrameSpec {
+            ext: vec![Ext::Fragment {
+                offset: 0,
+                more: true,
+                id: 10,
+            }],
+            ..FrameSpec::udp_ports(3333, 4444)
+        };
+        assert_eq!(hash(&first), hash(&later));
+        assert_eq!(hash(&first), hash(&other_ports));
+    }
+
+    fn ecmp_fib() -> Fib {
+        let mut fib = Fib::new();
+        let p: Prefix = "2001:db8:100::/48".parse().unwrap();
+        fib.insert(p, &[NextHop::new(1), NextHop::new(2), NextHop::new(3)])
+            .unwrap();
+        fib.publish();
+        fib
+    }
+
+    fn select(snap: &Snapshot, spec: &FrameSpec) -> Verdict {
+        let mut f = spec.build();
+        let len = f.len();
+        let pkts = [Packet { buf: &mut f, len }];
+        let mut v = [Verdict::Continue];
+        let mut nh = [NextHopId(0)];
+        run(&pkts, &mut v, &mut nh, snap, 42);
+        match v[0] {
+            Verdict::Continue => Verdict::Forward {
+                adjacency: nh[0],
+                egress: 0,
+            },
+            v => v,
+        }
+    }
+
+    #[test]
+    fn ecmp_spreads_and_is_sticky() {
+        let fib = ecmp_fib();
+        let snap = fib.reader().load_full();
+        let mut rng = XorShift(0x1234_5678);
+        let mut seen = [0usize; 4];
+        for _ in 0..10_000 {
+            let r = rng.next();
+            let spec = FrameSpec {
+                src: std::net::Ipv6Addr::from(
+                    0x2001_0db8_0001_0000_0000_0000_0000_0000u128 | (r as u128 & 0xffff_ffff),
+                ),
+                dst: "2001:db8:100::9".parse().unwrap(),
+                ..if r & (1 << 40) == 0 {
+                    FrameSpec::udp_ports((r >> 16) as u16, (r >> 32) as u16)
+                } else {
+                    FrameSpec::tcp((r >> 16) as u16, (r >> 32) as u16)
+                }
+            };
+            let Verdict::Forward { adjacency, .. } = select(&snap, &spec) else {
+                panic!("not forwarded");
+            };
+            seen[adjacency.0 as usize] += 1;
+            // Same 5-tuple, another flow label: same member.
+            let again = FrameSpec {
+                flow_label: (r >> 44) as u32 & 0xfffff,
+                ..spec.clone()
+            };
+            assert_eq!(
+                select(&snap, &again),
+                Verdict::Forward {
+                    adjacency,
+                    egress: 0
+                }
+            );
+        }
+        for m in 1..=3 {
+            assert!(
+                seen[m] > 2_800,
+                "member {m} got {} of 10000: {seen:?}",
+                seen[m]
+            );
+        }
+    }
+
+    #[test]
+    fn no_route_and_no_live_member() {
+        let mut fib = ecmp_fib();
+        let snap = fib.reader().load_full();
+        let spec = FrameSpec {
+            dst: "2001:db8:200::1".parse().unwrap(),
+            ..FrameSpec::udp()
+        };
+        assert_eq!(select(&snap, &spec), Verdict::IcmpError(IcmpKind::NoRoute));
+        for id in 1..=3 {
+            fib.set_nexthop_up(NextHopId(id), false);
+        }
+        fib.publish();
+        let snap = fib.reader().load_full();
+        let spec = FrameSpec {
+            dst: "2001:db8:100::1".parse().unwrap(),
+            ..FrameSpec::udp()
+        };
+        assert_eq!(
+            select(&snap, &spec),
+            Verdict::Drop(DropReason::NoLiveNexthop)
+        );
+    }
+}

@@ -1,0 +1,162 @@
+//! What a stage decides for one packet.
+
+use fib::NextHopId;
+
+/// The index of a port in the worker's port table (the egress of an
+/// adjacency, or the ingress of a batch).
+pub type PortIndex = u16;
+
+/// The fate of one packet, decided by the stages in turn.
+///
+/// A packet starts as [`Verdict::Continue`]; each stage only looks at
+/// packets still in `Continue` and may settle them. After
+/// [`process_batch`](super::process_batch), no packet is left in `Continue`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Still in the pipeline: the next stage takes it.
+    Continue,
+    /// Send out of port `egress`: the frame was rewritten for `adjacency`.
+    Forward {
+        /// The next hop the ECMP selection picked.
+        adjacency: NextHopId,
+        /// Its egress port.
+        egress: PortIndex,
+    },
+    /// Hand to the kernel. Not used on the AF_XDP path (the XDP program
+    /// passes what the kernel must see before we get it), kept for a punt
+    /// path (e.g. a TAP) later.
+    Punt,
+    /// An ICMPv6 error is owed to the source. Once `icmp6_error` has built
+    /// it, the frame holds the error, to be sent out of the ingress port.
+    IcmpError(IcmpKind),
+    /// Dropped, for a counted reason.
+    Drop(DropReason),
+}
+
+/// The ICMPv6 errors the router sends (RFC 4443).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IcmpKind {
+    /// Time Exceeded, code 0: hop limit exceeded in transit.
+    TimeExceeded,
+    /// Packet Too Big, with the egress MTU.
+    PacketTooBig {
+        /// The MTU of the egress link.
+        mtu: u32,
+    },
+    /// Destination Unreachable, code 0: no route to destination.
+    NoRoute,
+}
+
+impl IcmpKind {
+    /// Number of kinds (the size of per-kind counter arrays).
+    pub const COUNT: usize = 3;
+
+    /// Dense index for counter arrays.
+    #[inline]
+    pub fn index(self) -> usize {
+        match self {
+            IcmpKind::TimeExceeded => 0,
+            IcmpKind::PacketTooBig { .. } => 1,
+            IcmpKind::NoRoute => 2,
+        }
+    }
+
+    /// snake_case name (for `show drops` / `show runtime`).
+    pub fn name_of_index(i: usize) -> &'static str {
+        ["time_exceeded", "packet_too_big", "unreachable_no_route"][i]
+    }
+
+    /// The drop reason counted when this error is owed but the rate
+    /// limiter says no.
+    #[inline]
+    pub fn rate_limited_reason(self) -> DropReason {
+        match self {
+            IcmpKind::TimeExceeded => DropReason::HopLimitExceeded,
+            IcmpKind::PacketTooBig { .. } => DropReason::MtuExceeded,
+            IcmpKind::NoRoute => DropReason::NoRoute,
+        }
+    }
+}
+
+macro_rules! drop_reasons {
+    ($($(#[doc = $doc:literal])* $variant:ident => $name:literal,)*) => {
+        /// Why a packet was dropped: every reason is its own counter.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[repr(u8)]
+        pub enum DropReason {
+            $($(#[doc = $doc])* $variant,)*
+        }
+
+        impl DropReason {
+            /// Every reason, in counter order.
+            pub const ALL: &'static [DropReason] = &[$(DropReason::$variant,)*];
+            /// Number of reasons (the size of the counter array).
+            pub const COUNT: usize = Self::ALL.len();
+
+            /// The counter's name in `show drops` (snake_case).
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(DropReason::$variant => $name,)*
+                }
+            }
+
+            /// Dense index for counter arrays.
+            #[inline]
+            pub fn index(self) -> usize {
+                self as usize
+            }
+        }
+    };
+}
+
+drop_reasons! {
+    /// Shorter than an Ethernet header.
+    TruncatedEthernet => "truncated_ethernet",
+    /// 802.1Q / 802.1ad tagged: VLANs are not supported.
+    VlanUnsupported => "vlan_unsupported",
+    /// Ethertype other than IPv6 (0x86DD).
+    NotIpv6 => "not_ipv6",
+    /// Shorter than Ethernet + IPv6 headers.
+    TruncatedIpv6 => "truncated_ipv6",
+    /// IP version field is not 6.
+    BadVersion => "bad_version",
+    /// The payload length says more bytes than the frame carries.
+    PayloadLengthExceedsFrame => "payload_length_exceeds_frame",
+    /// Source address is multicast (ff00::/8).
+    MulticastSource => "multicast_source",
+    /// Source address is `::`.
+    UnspecifiedSource => "unspecified_source",
+    /// Source address is `::1`.
+    LoopbackSource => "loopback_source",
+    /// Source address is link-local (fe80::/10): never forwarded.
+    LinkLocalSource => "link_local_source",
+    /// Destination address is link-local (fe80::/10): never forwarded.
+    LinkLocalDestination => "link_local_destination",
+    /// Destination address is multicast (the XDP program passes these to
+    /// the kernel; counted if one gets here).
+    MulticastDestination => "multicast_destination",
+    /// Destination address is `::` or `::1`.
+    BadDestination => "bad_destination",
+    /// No route, and the Destination Unreachable was rate-limited.
+    NoRoute => "no_route",
+    /// The route's next-hop group has no live member.
+    NoLiveNexthop => "no_live_nexthop",
+    /// The selected next hop has no resolved adjacency.
+    NexthopUnresolved => "nexthop_unresolved",
+    /// Larger than the egress MTU, and the Packet Too Big was rate-limited.
+    MtuExceeded => "mtu_exceeded",
+    /// Hop limit <= 1, and the Time Exceeded was rate-limited.
+    HopLimitExceeded => "hop_limit_exceeded",
+    /// An ICMPv6 error is owed to an ICMPv6 error: never sent (RFC 4443 2.4 e.1).
+    IcmpErrorForIcmpError => "icmp_error_for_icmp_error",
+    /// An ICMPv6 error is owed to a multicast packet (destination address,
+    /// link-layer destination) or a multicast/unspecified source: never sent
+    /// (RFC 4443 2.4 e.2-e.3 and e.5; Packet Too Big to a multicast
+    /// destination is allowed).
+    IcmpErrorForMulticast => "icmp_error_for_multicast",
+    /// An ICMPv6 error is owed but the ingress port has no router address
+    /// to send it from.
+    IcmpNoSourceAddress => "icmp_no_source_address",
+    /// The frame buffer is too small to hold the ICMPv6 error.
+    IcmpNoRoom => "icmp_no_room",
+}
