@@ -19,7 +19,10 @@ PACKAGES=(
     gobgpd          # GoBGP 3.x (gobgpd + gobgp CLI), the BGP library inside
                     # Cilium: the peer of the netns BGP tests (tests/)
     bird2           # BIRD 2 (bird + birdc): sender and baseline receiver of
-                    # `bench bgp-convergence` (bench crate)
+                    # `bench bgp-convergence` (bench crate), and a peer of
+                    # the netns BGP tests (tests/)
+    frr             # FRR 8.x (bgpd + vtysh; bgpd runs alone, no zebra): a
+                    # peer of the netns BGP tests (tests/)
     llvm            # with clang and m4: libxdp-sys (under xsk-rs) builds libxdp
                     # and its BPF objects; router/build.rs builds the XDP program
     m4              #   (libxdp's build generates sources with m4)

@@ -90,6 +90,24 @@ fn check_prerequisites() {
     }
 }
 
+/// Whether process `pid` still runs (not gone, not a zombie).
+fn alive(pid: u32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rsplit_once(") ")
+            .is_some_and(|(_, rest)| !rest.starts_with('Z'))
+    })
+}
+
+/// Fails (never skips) when a peer's tools are missing.
+fn check_tools(tools: &[&str], package: &str) {
+    for tool in tools {
+        assert!(
+            try_run(&["sh", "-c", &format!("command -v {tool}")]),
+            "{tool} not found: run scripts/setup.sh (Debian package {package})"
+        );
+    }
+}
+
 /// Removes namespaces left by test processes that died without cleaning
 /// up (SIGKILL, power loss): `flatedge-PID-*` whose PID is gone.
 fn remove_stale_namespaces() {
@@ -218,12 +236,46 @@ pub struct NodeOptions {
     pub password: Option<String>,
 }
 
+/// Which routing daemon a [`Peer`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PeerKind {
+    Bird,
+    Frr,
+}
+
+/// A BIRD 2 or FRR `bgpd` peer on a node (instead of, or next to, its
+/// gobgpd), with its own config, control socket, pid file and log under
+/// the lab's directory.
+#[derive(Debug)]
+struct Peer {
+    kind: PeerKind,
+    index: usize,
+    child: Option<Child>,
+    log: PathBuf,
+    /// BIRD: the control socket; FRR: the vty socket directory.
+    ctl: PathBuf,
+}
+
+/// How a node's BIRD or FRR peer is configured: AS 65001, eBGP to the
+/// speaker, active (the speaker's listen range is passive).
+#[derive(Debug, Clone, Default)]
+pub struct PeerOptions {
+    /// Prefixes announced (BIRD: a static protocol's `unreachable`
+    /// routes; FRR: `network` statements, import check off).
+    pub routes: Vec<String>,
+    /// TCP MD5 password.
+    pub password: Option<String>,
+}
+
 /// A lab (see the module docs).
 #[derive(Debug)]
 pub struct Lab {
     prefix: String,
     edge: String,
     nodes: Vec<Node>,
+    peers: Vec<Peer>,
+    /// The pids of every bgpd started, for their `/var/tmp/frr` dirs.
+    frr_pids: Vec<u32>,
     dir: PathBuf,
     speaker: Option<Child>,
     output: Arc<(Mutex<Output>, Condvar)>,
@@ -244,6 +296,8 @@ impl Lab {
             prefix: prefix.clone(),
             edge: edge.clone(),
             nodes: Vec::new(),
+            peers: Vec::new(),
+            frr_pids: Vec::new(),
             dir,
             speaker: None,
             output: Arc::default(),
@@ -511,6 +565,270 @@ impl Lab {
             .unwrap_or_else(|| panic!("no {group} {name} in /proc/net/netstat"))
     }
 
+    fn peer(&self, kind: PeerKind, i: usize) -> &Peer {
+        self.peers
+            .iter()
+            .find(|p| p.kind == kind && p.index == i)
+            .unwrap_or_else(|| panic!("no {kind:?} peer on node {i}"))
+    }
+
+    /// Starts BIRD 2 on node `i` (`bird -f`, its own config, control
+    /// socket and pid file): a static protocol `announced` with
+    /// `opts.routes`, exported over an active eBGP protocol `edge` to the
+    /// speaker; waits until `birdc` answers.
+    pub fn start_bird(&mut self, i: usize, opts: &PeerOptions) {
+        check_tools(&["bird", "birdc"], "bird2");
+        assert!(
+            !self.peers.iter().any(|p| p.index == i),
+            "node {i} already has a BIRD or FRR peer"
+        );
+        let log = self.dir.join(format!("bird-{i}.log"));
+        let ctl = self.dir.join(format!("bird-{i}.ctl"));
+        let pid = self.dir.join(format!("bird-{i}.pid"));
+        let statics: String = opts
+            .routes
+            .iter()
+            .map(|r| format!("    route {r} unreachable;\n"))
+            .collect();
+        let password = opts
+            .password
+            .as_ref()
+            .map(|p| format!("    password \"{p}\";\n"))
+            .unwrap_or_default();
+        let config = format!(
+            r#"log "{log}" all;
+router id 10.0.0.{i};
+
+protocol device {{
+    scan time 10;
+}}
+
+protocol static announced {{
+    ipv6;
+{statics}}}
+
+protocol bgp edge {{
+    local {addr} as 65001;
+    neighbor {EDGE_ADDR} as 65000;
+    direct;
+{password}    connect delay time 1;
+    connect retry time 2;
+    error wait time 1, 5;
+    ipv6 {{
+        import none;
+        export where source = RTS_STATIC;
+    }};
+}}
+"#,
+            log = log.display(),
+            addr = node_addr(i),
+        );
+        let conf = self.dir.join(format!("bird-{i}.conf"));
+        fs::write(&conf, config).expect("write bird config");
+        let out = fs::File::create(self.dir.join(format!("bird-{i}.stderr"))).expect("stderr");
+        let ns = self.node_ns(i).to_string();
+        let child = Command::new("ip")
+            .args(["netns", "exec", &ns, "bird", "-f", "-c"])
+            .arg(&conf)
+            .arg("-s")
+            .arg(&ctl)
+            .arg("-P")
+            .arg(&pid)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().expect("stderr"))
+            .stderr(out)
+            .spawn()
+            .expect("start bird");
+        let child_pid = child.id();
+        self.peers.push(Peer {
+            kind: PeerKind::Bird,
+            index: i,
+            child: Some(child),
+            log,
+            ctl: ctl.clone(),
+        });
+        let ctl = ctl.to_string_lossy().into_owned();
+        self.poll(
+            &format!("BIRD {i}'s control socket"),
+            Duration::from_secs(15),
+            || {
+                assert!(alive(child_pid), "BIRD {i} exited (see its stderr below)");
+                try_run(&["birdc", "-s", &ctl, "show", "status"])
+            },
+        );
+    }
+
+    /// `birdc ARGS` against node `i`'s BIRD.
+    pub fn birdc(&self, i: usize, args: &str) -> String {
+        let ctl = self
+            .peer(PeerKind::Bird, i)
+            .ctl
+            .to_string_lossy()
+            .into_owned();
+        let mut v = vec!["birdc", "-s", &ctl];
+        v.extend(args.split_whitespace());
+        run(&v)
+    }
+
+    /// Starts FRR's `bgpd` alone on node `i` (no zebra: `-Z -n`, no
+    /// listener: `-p 0`, no TCP vty: `-P 0`; its own config, pid file,
+    /// vty socket directory and log): an active eBGP neighbour to the
+    /// speaker, IPv6 unicast only, `opts.routes` as `network` statements;
+    /// waits until `vtysh` answers.
+    pub fn start_frr(&mut self, i: usize, opts: &PeerOptions) {
+        check_tools(&["/usr/lib/frr/bgpd", "vtysh"], "frr");
+        assert!(
+            !self.peers.iter().any(|p| p.index == i),
+            "node {i} already has a BIRD or FRR peer"
+        );
+        let log = self.dir.join(format!("frr-{i}.log"));
+        let vty = self.dir.join(format!("frr-{i}"));
+        fs::create_dir_all(&vty).expect("vty dir");
+        let pid = vty.join("bgpd.pid");
+        let networks: String = opts
+            .routes
+            .iter()
+            .map(|r| format!("  network {r}\n"))
+            .collect();
+        let password = opts
+            .password
+            .as_ref()
+            .map(|p| format!(" neighbor {EDGE_ADDR} password {p}\n"))
+            .unwrap_or_default();
+        let config = format!(
+            r#"frr defaults traditional
+hostname node{i}
+log file {log} debugging
+!
+router bgp 65001
+ bgp router-id 10.0.0.{i}
+ no bgp default ipv4-unicast
+ no bgp ebgp-requires-policy
+ no bgp network import-check
+ neighbor {EDGE_ADDR} remote-as 65000
+ neighbor {EDGE_ADDR} update-source {addr}
+ neighbor {EDGE_ADDR} timers connect 1
+{password} !
+ address-family ipv6 unicast
+{networks}  neighbor {EDGE_ADDR} activate
+ exit-address-family
+!
+"#,
+            log = log.display(),
+            addr = node_addr(i),
+        );
+        let conf = vty.join("bgpd.conf");
+        fs::write(&conf, config).expect("write bgpd config");
+        let out = fs::File::create(self.dir.join(format!("frr-{i}.stderr"))).expect("stderr");
+        let ns = self.node_ns(i).to_string();
+        let child = Command::new("ip")
+            .args(["netns", "exec", &ns, "/usr/lib/frr/bgpd", "-f"])
+            .arg(&conf)
+            .arg("-i")
+            .arg(&pid)
+            .arg("-z")
+            .arg(vty.join("zserv.api"))
+            .arg("--vty_socket")
+            .arg(&vty)
+            .args(["-Z", "-n", "-S", "-p", "0", "-P", "0"])
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().expect("stderr"))
+            .stderr(out)
+            .spawn()
+            .expect("start bgpd");
+        let child_pid = child.id();
+        self.frr_pids.push(child_pid);
+        self.peers.push(Peer {
+            kind: PeerKind::Frr,
+            index: i,
+            child: Some(child),
+            log,
+            ctl: vty,
+        });
+        self.poll(&format!("FRR {i}'s vty"), Duration::from_secs(15), || {
+            assert!(alive(child_pid), "bgpd {i} exited (see its stderr below)");
+            Command::new("ip")
+                .args(["netns", "exec", &ns])
+                .args(self.vtysh_args(i, &["show bgp summary"]))
+                .output()
+                .is_ok_and(|o| {
+                    o.status.success() && String::from_utf8_lossy(&o.stdout).contains("65001")
+                })
+        });
+    }
+
+    fn vtysh_args(&self, i: usize, cmds: &[&str]) -> Vec<String> {
+        let vty = self
+            .peer(PeerKind::Frr, i)
+            .ctl
+            .to_string_lossy()
+            .into_owned();
+        let mut v = vec![
+            "vtysh".to_string(),
+            "--vty_socket".into(),
+            vty,
+            "-d".into(),
+            "bgpd".into(),
+        ];
+        for c in cmds {
+            v.push("-c".into());
+            v.push(c.to_string());
+        }
+        v
+    }
+
+    /// `vtysh -c CMD...` against node `i`'s bgpd (e.g. `["configure
+    /// terminal", "router bgp 65001", "neighbor X shutdown"]`).
+    pub fn vtysh(&self, i: usize, cmds: &[&str]) -> String {
+        let ns = self.node_ns(i).to_string();
+        let mut v = vec!["ip".to_string(), "netns".into(), "exec".into(), ns];
+        v.extend(self.vtysh_args(i, cmds));
+        let v: Vec<&str> = v.iter().map(String::as_str).collect();
+        run(&v)
+    }
+
+    fn dump_peers(&self) {
+        for p in &self.peers {
+            let ns = self.node_ns(p.index).to_string();
+            let status = match p.kind {
+                PeerKind::Bird => Command::new("birdc")
+                    .arg("-s")
+                    .arg(&p.ctl)
+                    .args(["show", "protocols", "all", "edge"])
+                    .output(),
+                PeerKind::Frr => Command::new("ip")
+                    .args(["netns", "exec", &ns])
+                    .args(self.vtysh_args(p.index, &["show bgp summary", "show bgp ipv6 unicast"]))
+                    .output(),
+            };
+            if let Ok(o) = status {
+                eprintln!(
+                    "==== node{}: {:?} status\n{}{}",
+                    p.index,
+                    p.kind,
+                    String::from_utf8_lossy(&o.stdout),
+                    String::from_utf8_lossy(&o.stderr)
+                );
+            }
+            let stderr = match p.kind {
+                PeerKind::Bird => self.dir.join(format!("bird-{}.stderr", p.index)),
+                PeerKind::Frr => self.dir.join(format!("frr-{}.stderr", p.index)),
+            };
+            if let Ok(s) = fs::read_to_string(stderr) {
+                if !s.trim().is_empty() {
+                    eprintln!("==== node{}: {:?} stderr\n{s}", p.index, p.kind);
+                }
+            }
+            if let Ok(s) = fs::read_to_string(&p.log) {
+                let lines: Vec<&str> = s.lines().collect();
+                eprintln!("==== node{}: {:?} log (last 40 lines)", p.index, p.kind);
+                for l in &lines[lines.len().saturating_sub(40)..] {
+                    eprintln!("  {l}");
+                }
+            }
+        }
+    }
+
     fn dump(&self) {
         let out = self.output.0.lock().unwrap_or_else(|e| e.into_inner());
         eprintln!("==== {}: speaker output (last 100 lines)", self.prefix);
@@ -542,6 +860,7 @@ impl Lab {
                 }
             }
         }
+        self.dump_peers();
     }
 }
 
@@ -555,10 +874,16 @@ impl Drop for Lab {
             .nodes
             .iter_mut()
             .filter_map(|n| n.child.take())
+            .chain(self.peers.iter_mut().filter_map(|p| p.child.take()))
             .chain(self.speaker.take());
         for mut c in children {
             let _ = c.kill();
             let _ = c.wait();
+        }
+        // bgpd keeps a crash-log directory per process that only a clean
+        // exit removes.
+        for &pid in &self.frr_pids {
+            let _ = fs::remove_dir_all(format!("/var/tmp/frr/bgpd.{pid}"));
         }
         for n in &self.nodes {
             let _ = try_run(&["ip", "netns", "del", &n.ns]);

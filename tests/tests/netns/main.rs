@@ -6,7 +6,9 @@
 
 mod lab;
 
+mod bgp_bird;
 mod bgp_ecmp;
+mod bgp_frr;
 mod bgp_graceful_restart;
 mod bgp_max_prefix;
 mod bgp_md5;
