@@ -19,6 +19,7 @@
 
 pub mod config;
 pub mod dataplane;
+pub mod worker;
 pub mod xdp;
 
 pub use config::{Config, ConfigError, ConfigErrors, Location};

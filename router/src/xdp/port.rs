@@ -156,6 +156,37 @@ impl FramePool {
         unsafe { self.umem.data_mut(&mut frame.desc) }
     }
 
+    /// The whole buffer of `frame` from the packet's first byte to the end
+    /// of the frame (longer than the packet: room to build an ICMPv6 error
+    /// in place). The packet length is unchanged; see [`FramePool::set_len`].
+    pub fn buffer_mut<'a>(&'a self, frame: &'a mut Frame) -> &'a mut [u8] {
+        assert_eq!(frame.pool, self.id, "frame of another pool");
+        // SAFETY: as in `data_mut`.
+        let mut data = unsafe { self.umem.data_mut(&mut frame.desc) };
+        let len = data.contents().len();
+        let (ptr, cap) = {
+            let mut cursor = data.cursor();
+            let cap = cursor.buf_len();
+            cursor.set_pos(cap);
+            let whole = data.contents_mut();
+            (whole.as_mut_ptr(), whole.len())
+        };
+        data.cursor().set_pos(len);
+        // SAFETY: `ptr..ptr + cap` is this frame's data segment in the UMEM
+        // (what `DataMut` itself exposed), borrowed exclusively through
+        // `&'a mut Frame` for as long as the slice lives.
+        unsafe { std::slice::from_raw_parts_mut(ptr, cap) }
+    }
+
+    /// Sets the packet length of `frame` (capped at the frame's room), e.g.
+    /// after a stage trimmed it or wrote a longer packet over it.
+    pub fn set_len(&self, frame: &mut Frame, len: usize) {
+        assert_eq!(frame.pool, self.id, "frame of another pool");
+        // SAFETY: as in `data_mut`.
+        let mut data = unsafe { self.umem.data_mut(&mut frame.desc) };
+        data.cursor().set_pos(len);
+    }
+
     /// Replaces the packet in `frame` with `bytes` (to build a packet, e.g.
     /// an ICMPv6 error); false, frame unchanged, when it does not fit.
     pub fn write(&self, frame: &mut Frame, bytes: &[u8]) -> bool {

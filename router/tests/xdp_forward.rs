@@ -1,0 +1,621 @@
+//! The worker loop ([`router::worker::Worker`]) forwarding in network
+//! namespaces (run as root):
+//!
+//! ```text
+//!                                        ┌ rs1 2001:db8:1::1 ── s10 2001:db8:1::2  s1 ┐
+//!  c: c0 2001:db8:c::2 ── rc 2001:db8:c::1 ┤ r ── rs2 2001:db8:2::1 ── s20 2001:db8:2::2  s2 ├ 2001:db8:ff::1 (lo)
+//!                                        └ rs3 2001:db8:3::1 ── s30 2001:db8:3::2  s3 ┘
+//! ```
+//!
+//! In `r` (kernel forwarding off), flatedge's XDP program is on the four
+//! r-side veths and a [`Worker`] runs four ports over one UMEM, with a FIB
+//! holding `2001:db8:c::/64` via next hop 0 (the client) and the service
+//! address `2001:db8:ff::1/128` via next hops 1..3 (the sinks, all three of
+//! which have it on their loopback), and a static adjacency table. Checked:
+//! ping through the worker, 60 UDP flows spread over all three sinks with
+//! each flow on one sink, a Time Exceeded for hop limit 1 reaching the
+//! client (ping only reports it when the kernel accepted its checksum),
+//! and malformed frames injected from the client counted as drops.
+//!
+//! Fails (never skips) when not root or when `ip`, `ping` or `ethtool` is
+//! missing: install them with scripts/setup.sh.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::net::{Ipv6Addr, SocketAddrV6, UdpSocket};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use fib::{Fib, NextHop, Prefix};
+use router::dataplane::{Adjacency, Counters, DropReason, IcmpKind, WorkerState};
+use router::worker::{adjacency_table, LoopStats, Worker};
+use router::xdp::{self, FramePool, PoolConfig, Port, PortStats, XdpProgram};
+
+const MAC_C0: [u8; 6] = [0x02, 0, 0, 0, 0x0c, 0x02];
+const MAC_RC: [u8; 6] = [0x02, 0, 0, 0, 0x0c, 0x01];
+const SERVICE: &str = "2001:db8:ff::1";
+const CLIENT: &str = "2001:db8:c::2";
+const UDP_PORT: u16 = 9999;
+
+fn mac_rs(i: u8) -> [u8; 6] {
+    [0x02, 0, 0, 0, i, 0x01]
+}
+
+fn mac_s(i: u8) -> [u8; 6] {
+    [0x02, 0, 0, 0, i, 0x02]
+}
+
+fn mac_str(mac: [u8; 6]) -> String {
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// Runs a command, panicking with its output when it fails.
+fn run(args: &[&str]) {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Runs a command in a namespace; returns whether it succeeded, and its output.
+fn ns_try(ns: &str, args: &[&str]) -> (bool, String) {
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns])
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {args:?} in {ns}: {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+fn ns(ns: &str, args: &[&str]) {
+    let (ok, text) = ns_try(ns, args);
+    assert!(ok, "{args:?} in {ns} failed: {text}");
+}
+
+fn require_root_and_tools() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "tests/xdp_forward.rs needs root (network namespaces, XDP, AF_XDP): run it as root"
+    );
+    for (tool, arg) in [("ip", "-V"), ("ping", "-V"), ("ethtool", "--version")] {
+        let ok = Command::new(tool)
+            .arg(arg)
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+        assert!(ok, "`{tool}` is missing: install it (scripts/setup.sh)");
+    }
+}
+
+/// Enters namespace `name` (this thread only).
+fn enter(name: &str) -> Result<(), String> {
+    let file =
+        File::open(format!("/run/netns/{name}")).map_err(|e| format!("open netns {name}: {e}"))?;
+    nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET)
+        .map_err(|e| format!("setns {name}: {e}"))
+}
+
+/// Runs `f` on a thread inside namespace `name`.
+fn in_ns<T: Send + 'static>(
+    name: &str,
+    f: impl FnOnce() -> Result<T, String> + Send + 'static,
+) -> JoinHandle<Result<T, String>> {
+    let name = name.to_owned();
+    thread::spawn(move || {
+        enter(&name)?;
+        f()
+    })
+}
+
+/// The namespaces of one run, deleted (with their veths) on drop.
+struct Lab {
+    c: String,
+    r: String,
+    s: [String; 3],
+}
+
+impl Lab {
+    fn new() -> Lab {
+        let tag = std::process::id();
+        let lab = Lab {
+            c: format!("fwc{tag}"),
+            r: format!("fwr{tag}"),
+            s: [1, 2, 3].map(|i| format!("fws{i}{tag}")),
+        };
+        // Registered before the first command, so a failure still cleans up.
+        for name in lab.all() {
+            run(&["ip", "netns", "add", name]);
+        }
+        lab.setup();
+        lab
+    }
+
+    fn all(&self) -> Vec<&str> {
+        let mut v = vec![self.c.as_str(), self.r.as_str()];
+        v.extend(self.s.iter().map(String::as_str));
+        v
+    }
+
+    fn setup(&self) {
+        let (c, r) = (self.c.as_str(), self.r.as_str());
+        run(&[
+            "ip", "link", "add", "c0", "netns", c, "type", "veth", "peer", "name", "rc", "netns", r,
+        ]);
+        let mut links = vec![
+            (
+                c.to_owned(),
+                "c0".to_owned(),
+                MAC_C0,
+                format!("{CLIENT}/64"),
+            ),
+            (
+                r.to_owned(),
+                "rc".to_owned(),
+                MAC_RC,
+                "2001:db8:c::1/64".to_owned(),
+            ),
+        ];
+        for (k, s) in self.s.iter().enumerate() {
+            let i = k as u8 + 1;
+            let (sink_if, r_if) = (format!("s{i}0"), format!("rs{i}"));
+            run(&[
+                "ip", "link", "add", &sink_if, "netns", s, "type", "veth", "peer", "name", &r_if,
+                "netns", r,
+            ]);
+            links.push((r.to_owned(), r_if, mac_rs(i), format!("2001:db8:{i}::1/64")));
+            links.push((s.clone(), sink_if, mac_s(i), format!("2001:db8:{i}::2/64")));
+        }
+        for (n, dev, mac, addr) in &links {
+            ns(n, &["ip", "link", "set", dev, "address", &mac_str(*mac)]);
+            ns(n, &["ip", "addr", "add", addr, "dev", dev, "nodad"]);
+            ns(n, &["ip", "link", "set", dev, "up"]);
+            ns(n, &["ip", "link", "set", "lo", "up"]);
+        }
+        // Kernel forwarding off in r: transit packets can only cross via AF_XDP.
+        ns(r, &["sysctl", "-qw", "net.ipv6.conf.all.forwarding=0"]);
+        // Senders hand veth unfinished checksums otherwise (DESIGN.md section 3).
+        ns(c, &["ethtool", "-K", "c0", "tx", "off"]);
+        ns(
+            c,
+            &[
+                "ip",
+                "-6",
+                "route",
+                "add",
+                "2001:db8:ff::/64",
+                "via",
+                "2001:db8:c::1",
+            ],
+        );
+        ns(
+            c,
+            &[
+                "ip",
+                "-6",
+                "neigh",
+                "replace",
+                "2001:db8:c::1",
+                "lladdr",
+                &mac_str(MAC_RC),
+                "dev",
+                "c0",
+                "nud",
+                "permanent",
+            ],
+        );
+        for (k, s) in self.s.iter().enumerate() {
+            let i = k as u8 + 1;
+            let dev = format!("s{i}0");
+            let gw = format!("2001:db8:{i}::1");
+            ns(s, &["ethtool", "-K", &dev, "tx", "off"]);
+            ns(
+                s,
+                &["ip", "addr", "add", &format!("{SERVICE}/128"), "dev", "lo"],
+            );
+            ns(
+                s,
+                &["ip", "-6", "route", "add", "2001:db8:c::/64", "via", &gw],
+            );
+            ns(
+                s,
+                &[
+                    "ip",
+                    "-6",
+                    "neigh",
+                    "replace",
+                    &gw,
+                    "lladdr",
+                    &mac_str(mac_rs(i)),
+                    "dev",
+                    &dev,
+                    "nud",
+                    "permanent",
+                ],
+            );
+        }
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for name in self.all() {
+            let _ = Command::new("ip").args(["netns", "del", name]).status();
+        }
+    }
+}
+
+/// What the worker thread reports when it stops.
+#[derive(Debug)]
+struct Report {
+    counters: Counters,
+    stats: LoopStats,
+    ports: Vec<PortStats>,
+    free_frames: usize,
+}
+
+const R_IFS: [&str; 4] = ["rc", "rs1", "rs2", "rs3"];
+
+/// Sets up XDP, the ports and the worker in r, reports readiness on
+/// `ready`, runs until `stop`.
+fn worker_thread(
+    r_ns: String,
+    stop: Arc<AtomicBool>,
+    ready: mpsc::Sender<Result<(), String>>,
+) -> Option<Report> {
+    let setup = || -> Result<(XdpProgram, Worker, Fib), String> {
+        enter(&r_ns)?;
+        let mut prog = XdpProgram::load().map_err(|e| e.to_string())?;
+        let mut pool = FramePool::new(PoolConfig::default()).map_err(|e| e.to_string())?;
+        let mut ports = Vec::new();
+        for (slot, name) in R_IFS.into_iter().enumerate() {
+            let slot = slot as u32;
+            let ifindex = xdp::ifindex(name).map_err(|e| e.to_string())?;
+            prog.attach(ifindex).map_err(|e| format!("{name}: {e}"))?;
+            prog.set_port_slot(ifindex, slot)
+                .map_err(|e| e.to_string())?;
+            let port = Port::open(&mut pool, name, 0).map_err(|e| format!("{name}: {e}"))?;
+            prog.insert_xsk(slot, 0, port.fd())
+                .map_err(|e| e.to_string())?;
+            ports.push(port);
+        }
+        let addrs: Vec<Ipv6Addr> = [
+            "2001:db8:c::1",
+            "2001:db8:1::1",
+            "2001:db8:2::1",
+            "2001:db8:3::1",
+        ]
+        .iter()
+        .map(|a| a.parse().unwrap())
+        .collect();
+        for a in &addrs {
+            prog.add_own_addr(*a).map_err(|e| e.to_string())?;
+        }
+        let mut fib = Fib::new();
+        fib.insert(
+            "2001:db8:c::/64".parse::<Prefix>().unwrap(),
+            &[NextHop::new(0)],
+        )
+        .map_err(|e| e.to_string())?;
+        fib.insert(
+            format!("{SERVICE}/128").parse::<Prefix>().unwrap(),
+            &[NextHop::new(1), NextHop::new(2), NextHop::new(3)],
+        )
+        .map_err(|e| e.to_string())?;
+        fib.publish();
+        let mut adj = vec![Adjacency {
+            port: 0,
+            src_mac: MAC_RC,
+            dst_mac: MAC_C0,
+            mtu: 1500,
+            resolved: true,
+        }];
+        for i in 1..=3u8 {
+            adj.push(Adjacency {
+                port: u16::from(i),
+                src_mac: mac_rs(i),
+                dst_mac: mac_s(i),
+                mtu: 1500,
+                resolved: true,
+            });
+        }
+        let state = WorkerState::new(1000, 100, 0x5eed, 0);
+        let worker = Worker::new(
+            pool,
+            ports,
+            addrs.into_iter().map(Some).collect(),
+            fib.reader(),
+            adjacency_table(adj),
+            state,
+            1024,
+        )
+        .map_err(|e| e.to_string())?;
+        Ok((prog, worker, fib))
+    };
+    let (prog, mut worker, fib) = match setup() {
+        Ok(v) => {
+            ready.send(Ok(())).unwrap();
+            v
+        }
+        Err(e) => {
+            ready.send(Err(e)).unwrap();
+            return None;
+        }
+    };
+    worker.run(&stop);
+    let report = Report {
+        counters: worker.state.counters.clone(),
+        stats: worker.stats,
+        ports: worker.ports().iter().map(|p| p.stats).collect(),
+        free_frames: worker.free_frames(),
+    };
+    drop(worker);
+    drop(prog); // detaches, in r
+    drop(fib);
+    Some(report)
+}
+
+/// A UDP receiver in sink `ns`: source port -> datagrams, until `stop`.
+fn sink(
+    ns: &str,
+    stop: Arc<AtomicBool>,
+    ready: mpsc::Sender<()>,
+) -> JoinHandle<Result<HashMap<u16, u32>, String>> {
+    in_ns(ns, move || {
+        let sock = UdpSocket::bind(SocketAddrV6::new(SERVICE.parse().unwrap(), UDP_PORT, 0, 0))
+            .map_err(|e| format!("bind: {e}"))?;
+        sock.set_read_timeout(Some(Duration::from_millis(100)))
+            .map_err(|e| e.to_string())?;
+        ready.send(()).unwrap();
+        let mut flows = HashMap::new();
+        let mut buf = [0u8; 2048];
+        while !stop.load(Ordering::Relaxed) {
+            if let Ok((_, from)) = sock.recv_from(&mut buf) {
+                *flows.entry(from.port()).or_insert(0) += 1;
+            }
+        }
+        Ok(flows)
+    })
+}
+
+/// An Ethernet + IPv6 + 8-byte UDP frame from the client to the service.
+fn frame(version_byte: u8, payload_len: u16) -> Vec<u8> {
+    let mut f = Vec::new();
+    f.extend_from_slice(&MAC_RC);
+    f.extend_from_slice(&MAC_C0);
+    f.extend_from_slice(&[0x86, 0xdd]);
+    f.extend_from_slice(&[version_byte, 0, 0, 0]);
+    f.extend_from_slice(&payload_len.to_be_bytes());
+    f.extend_from_slice(&[17, 64]);
+    f.extend_from_slice(&CLIENT.parse::<Ipv6Addr>().unwrap().octets());
+    f.extend_from_slice(&SERVICE.parse::<Ipv6Addr>().unwrap().octets());
+    f.extend_from_slice(&[0x9c, 0x40, 0x27, 0x0f, 0, 8, 0, 0]);
+    f
+}
+
+/// Sends raw `frames` out of c0 through an AF_XDP socket of the client's.
+fn inject(c_ns: &str, frames: Vec<Vec<u8>>) -> Result<usize, String> {
+    in_ns(c_ns, move || {
+        let config = PoolConfig {
+            frames: 64,
+            frame_size: 2048,
+            fill_ring: 32,
+            rx_tx_ring: 32,
+        };
+        let mut pool = FramePool::new(config).map_err(|e| e.to_string())?;
+        let mut port = Port::open(&mut pool, "c0", 0).map_err(|e| e.to_string())?;
+        let free = pool.free_frames();
+        let mut pending = Vec::with_capacity(frames.len());
+        for bytes in &frames {
+            let mut f = pool.alloc().ok_or("no frame")?;
+            assert!(pool.write(&mut f, bytes));
+            pending.push(f);
+        }
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let mut sent = 0;
+        while (!pending.is_empty() || pool.free_frames() < free) && Instant::now() < deadline {
+            sent += port.send(&mut pool, &mut pending);
+            port.kick();
+            port.reclaim(&mut pool);
+            thread::sleep(Duration::from_millis(1));
+        }
+        Ok(sent)
+    })
+    .join()
+    .expect("injector panicked")
+}
+
+#[test]
+fn worker_forwards_spreads_flows_and_answers_errors() {
+    require_root_and_tools();
+    let started = Instant::now();
+    let lab = Lab::new();
+
+    // Control: r's kernel does not forward.
+    let (control, _) = ns_try(&lab.c, &["ping", "-6", "-c", "1", "-W", "1", SERVICE]);
+    assert!(
+        !control,
+        "the client reaches the service through r's kernel: the test would prove nothing"
+    );
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let worker = {
+        let (r, stop) = (lab.r.clone(), stop.clone());
+        thread::spawn(move || worker_thread(r, stop, ready_tx))
+    };
+    let setup = ready_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("worker setup timed out");
+    if let Err(e) = setup {
+        stop.store(true, Ordering::Relaxed);
+        let _ = worker.join();
+        panic!("worker setup in r failed: {e}");
+    }
+
+    // Sinks' UDP receivers.
+    let sink_stop = Arc::new(AtomicBool::new(false));
+    let (sready_tx, sready_rx) = mpsc::channel();
+    let sinks: Vec<_> = lab
+        .s
+        .iter()
+        .map(|s| sink(s, sink_stop.clone(), sready_tx.clone()))
+        .collect();
+    for _ in 0..3 {
+        sready_rx
+            .recv_timeout(Duration::from_secs(5))
+            .expect("a sink receiver did not start");
+    }
+
+    // 1. ping through the worker (request to one sink, reply back to c).
+    let ping = ns_try(
+        &lab.c,
+        &["ping", "-6", "-c", "3", "-i", "0.2", "-w", "5", SERVICE],
+    );
+
+    // 2. 60 UDP flows, 5 datagrams each, from distinct source ports.
+    let udp = in_ns(&lab.c, || {
+        let mut socks = Vec::new();
+        for i in 0..60u16 {
+            let s = UdpSocket::bind(SocketAddrV6::new(CLIENT.parse().unwrap(), 40000 + i, 0, 0))
+                .map_err(|e| format!("bind {}: {e}", 40000 + i))?;
+            socks.push(s);
+        }
+        let to = SocketAddrV6::new(SERVICE.parse().unwrap(), UDP_PORT, 0, 0);
+        for round in 0..5u8 {
+            for s in &socks {
+                s.send_to(&[round; 100], to)
+                    .map_err(|e| format!("send: {e}"))?;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    })
+    .join()
+    .expect("udp sender panicked");
+
+    // 3. hop limit 1: the worker answers Time Exceeded from 2001:db8:c::1;
+    // ping prints it only if the kernel accepted it (checksum included).
+    let ttl = ns_try(
+        &lab.c,
+        &["ping", "-6", "-c", "1", "-t", "1", "-W", "2", SERVICE],
+    );
+
+    // 4. malformed frames: 3 with a payload length that lies, 2 with IP version 4.
+    let mut bad = vec![frame(0x60, 1000); 3];
+    bad.extend(vec![frame(0x40, 8); 2]);
+    let injected = inject(&lab.c, bad);
+
+    // 5. still forwarding after them.
+    let ping_after = ns_try(
+        &lab.c,
+        &["ping", "-6", "-c", "2", "-i", "0.2", "-w", "5", SERVICE],
+    );
+
+    thread::sleep(Duration::from_millis(300));
+    sink_stop.store(true, Ordering::Relaxed);
+    let flows: Vec<HashMap<u16, u32>> = sinks
+        .into_iter()
+        .map(|h| h.join().expect("sink panicked").expect("sink failed"))
+        .collect();
+    stop.store(true, Ordering::Relaxed);
+    let report = worker
+        .join()
+        .expect("worker thread panicked")
+        .expect("no report");
+    let elapsed = started.elapsed();
+    eprintln!("worker: {:?}", report.stats);
+    eprintln!("ports: {:?}", report.ports);
+    eprintln!(
+        "forwarded {} icmp_sent {:?} drops {:?} free frames {}",
+        report.counters.forwarded,
+        report.counters.icmp_sent,
+        report
+            .counters
+            .drops
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| **n > 0)
+            .map(|(i, n)| (DropReason::ALL[i].name(), *n))
+            .collect::<Vec<_>>(),
+        report.free_frames
+    );
+    eprintln!(
+        "flows per sink: {:?}; elapsed {elapsed:?}",
+        flows.iter().map(HashMap::len).collect::<Vec<_>>()
+    );
+
+    assert!(
+        ping.0,
+        "ping through the worker failed: {}\n{report:?}",
+        ping.1
+    );
+    udp.expect("udp sender failed");
+    // Every flow on exactly one sink, with all of its datagrams; all sinks used.
+    let mut seen: HashMap<u16, usize> = HashMap::new();
+    for (k, f) in flows.iter().enumerate() {
+        for (&port, &n) in f {
+            assert!(
+                seen.insert(port, k).is_none(),
+                "flow from port {port} reached two sinks: {flows:?}"
+            );
+            assert_eq!(
+                n,
+                5,
+                "flow {port} lost datagrams on sink {}: {flows:?}",
+                k + 1
+            );
+        }
+    }
+    assert_eq!(seen.len(), 60, "not every flow arrived: {flows:?}");
+    for (k, f) in flows.iter().enumerate() {
+        assert!(!f.is_empty(), "sink {} got no flow: {flows:?}", k + 1);
+    }
+    assert!(
+        ttl.1.contains("Time exceeded") && ttl.1.contains("2001:db8:c::1"),
+        "no Time Exceeded from 2001:db8:c::1 reached the client: {}",
+        ttl.1
+    );
+    assert!(
+        report.counters.icmp_sent[IcmpKind::TimeExceeded.index()] >= 1,
+        "the worker counted no Time Exceeded"
+    );
+    assert_eq!(injected, Ok(5), "injecting the malformed frames failed");
+    assert!(
+        report
+            .counters
+            .drops_of(DropReason::PayloadLengthExceedsFrame)
+            >= 3,
+        "lying payload lengths not counted: {report:?}"
+    );
+    assert!(
+        report.counters.drops_of(DropReason::BadVersion) >= 2,
+        "wrong versions not counted: {report:?}"
+    );
+    assert!(
+        ping_after.0,
+        "ping after the malformed frames failed: {}",
+        ping_after.1
+    );
+    assert!(
+        report.counters.forwarded >= 2 * 3 + 300 + 2 * 2,
+        "the worker forwarded too little: {report:?}"
+    );
+    drop(lab);
+}
