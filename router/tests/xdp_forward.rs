@@ -21,7 +21,6 @@
 //! missing: install them with scripts/setup.sh.
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::net::{Ipv6Addr, SocketAddrV6, UdpSocket};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,6 +28,9 @@ use std::sync::{mpsc, Arc};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::{enter, mac_str, ns, ns_try, run};
 use fib::{Fib, NextHop, Prefix};
 use router::dataplane::{Adjacency, Counters, DropReason, IcmpKind, WorkerState};
 use router::worker::{adjacency_table, LoopStats, Worker};
@@ -46,70 +48,6 @@ fn mac_rs(i: u8) -> [u8; 6] {
 
 fn mac_s(i: u8) -> [u8; 6] {
     [0x02, 0, 0, 0, i, 0x02]
-}
-
-fn mac_str(mac: [u8; 6]) -> String {
-    mac.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
-}
-
-/// Runs a command, panicking with its output when it fails.
-fn run(args: &[&str]) {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {args:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Runs a command in a namespace; returns whether it succeeded, and its output.
-fn ns_try(ns: &str, args: &[&str]) -> (bool, String) {
-    let out = Command::new("ip")
-        .args(["netns", "exec", ns])
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {args:?} in {ns}: {e}"));
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
-}
-
-fn ns(ns: &str, args: &[&str]) {
-    let (ok, text) = ns_try(ns, args);
-    assert!(ok, "{args:?} in {ns} failed: {text}");
-}
-
-fn require_root_and_tools() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "tests/xdp_forward.rs needs root (network namespaces, XDP, AF_XDP): run it as root"
-    );
-    for (tool, arg) in [("ip", "-V"), ("ping", "-V"), ("ethtool", "--version")] {
-        let ok = Command::new(tool)
-            .arg(arg)
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false);
-        assert!(ok, "`{tool}` is missing: install it (scripts/setup.sh)");
-    }
-}
-
-/// Enters namespace `name` (this thread only).
-fn enter(name: &str) -> Result<(), String> {
-    let file =
-        File::open(format!("/run/netns/{name}")).map_err(|e| format!("open netns {name}: {e}"))?;
-    nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET)
-        .map_err(|e| format!("setns {name}: {e}"))
 }
 
 /// Runs `f` on a thread inside namespace `name`.
@@ -443,7 +381,7 @@ fn inject(c_ns: &str, frames: Vec<Vec<u8>>) -> Result<usize, String> {
 
 #[test]
 fn worker_forwards_spreads_flows_and_answers_errors() {
-    require_root_and_tools();
+    common::require_root_and_tools("tests/xdp_forward.rs");
     let started = Instant::now();
     let lab = Lab::new();
 

@@ -25,68 +25,15 @@ use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::{mac_str, ns, ns_try, run};
 use router::xdp::{self, Frame, FramePool, PoolConfig, Port, XdpProgram};
 
 const MAC_A0: [u8; 6] = [0x02, 0, 0, 0, 0x0a, 0x02];
 const MAC_RA: [u8; 6] = [0x02, 0, 0, 0, 0x0a, 0x01];
 const MAC_RB: [u8; 6] = [0x02, 0, 0, 0, 0x0b, 0x01];
 const MAC_B0: [u8; 6] = [0x02, 0, 0, 0, 0x0b, 0x02];
-
-fn mac_str(mac: [u8; 6]) -> String {
-    mac.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
-}
-
-/// Runs a command, panicking with its output when it fails.
-fn run(args: &[&str]) {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {args:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Runs a command in a namespace; returns whether it succeeded, and its output.
-fn ns_try(ns: &str, args: &[&str]) -> (bool, String) {
-    let out = Command::new("ip")
-        .args(["netns", "exec", ns])
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {args:?} in {ns}: {e}"));
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
-}
-
-fn ns(ns: &str, args: &[&str]) {
-    let (ok, text) = ns_try(ns, args);
-    assert!(ok, "{args:?} in {ns} failed: {text}");
-}
-
-fn require_root_and_tools() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "tests/xdp_port.rs needs root (network namespaces, XDP, AF_XDP): run it as root"
-    );
-    for (tool, arg) in [("ip", "-V"), ("ping", "-V"), ("ethtool", "--version")] {
-        let ok = Command::new(tool)
-            .arg(arg)
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false);
-        assert!(ok, "`{tool}` is missing: install it (scripts/setup.sh)");
-    }
-}
 
 /// The namespaces of one run, deleted (with their veths) on drop.
 struct Lab {
@@ -304,7 +251,7 @@ fn forwarder(
 
 #[test]
 fn xdp_ports_forward_transit_and_pass_own_traffic() {
-    require_root_and_tools();
+    common::require_root_and_tools("tests/xdp_port.rs");
     let lab = Lab::new();
 
     // Control: r's kernel does not forward, so without flatedge a -> b fails.
@@ -484,7 +431,7 @@ struct Sent {
 #[test]
 fn tx_retries_when_the_ring_is_full() {
     const TOTAL: u64 = 5000;
-    require_root_and_tools();
+    common::require_root_and_tools("tests/xdp_port.rs");
     let pair = Pair::new();
     let before = pair.rx_packets("t1");
     let ns_name = pair.ns.clone();

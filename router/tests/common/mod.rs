@@ -1,0 +1,72 @@
+//! Helpers shared by the router's netns tests (run as root).
+
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::fs::File;
+use std::process::Command;
+
+pub fn mac_str(mac: [u8; 6]) -> String {
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// Runs a command, panicking with its output when it fails.
+pub fn run(args: &[&str]) {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Runs a command in a namespace; returns whether it succeeded, and its output.
+pub fn ns_try(ns: &str, args: &[&str]) -> (bool, String) {
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns])
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {args:?} in {ns}: {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+pub fn ns(ns: &str, args: &[&str]) {
+    let (ok, text) = ns_try(ns, args);
+    assert!(ok, "{args:?} in {ns} failed: {text}");
+}
+
+/// Fails (never skips) when not root or when a tool the tests drive is
+/// missing.
+pub fn require_root_and_tools(test: &str) {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "{test} needs root (network namespaces, XDP, AF_XDP): run it as root"
+    );
+    for (tool, arg) in [("ip", "-V"), ("ping", "-V"), ("ethtool", "--version")] {
+        let ok = Command::new(tool)
+            .arg(arg)
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+        assert!(ok, "`{tool}` is missing: install it (scripts/setup.sh)");
+    }
+}
+
+/// Enters namespace `name` (this thread only).
+pub fn enter(name: &str) -> Result<(), String> {
+    let file =
+        File::open(format!("/run/netns/{name}")).map_err(|e| format!("open netns {name}: {e}"))?;
+    nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET)
+        .map_err(|e| format!("setns {name}: {e}"))
+}
