@@ -9,6 +9,11 @@
 //! filter on it ([`Rib::routes_from`]); tearing a peer down scans the table
 //! once. Paths of one UPDATE share one `Arc<RouteAttrs>`.
 //!
+//! Memory per prefix, for the common case of one path: a 24-byte slot
+//! (the prefix packed in a `u64` key, the path inline) in a hash table
+//! at most 7/8 full, and no allocation of its own; a second path moves
+//! the paths to the heap (see `Entry`).
+//!
 //! # Batches and changes
 //!
 //! [`Rib::apply_update`], [`Rib::peer_down`], [`Rib::peer_up`] and
@@ -265,6 +270,9 @@ pub struct RouteView {
 const STALE: u8 = 1;
 const SELECTED: u8 = 2;
 const BEST: u8 = 4;
+/// An [`Entry::One`]'s path was removed: the entry is empty (until the
+/// next drain deletes it or a path replaces it).
+const GONE: u8 = 8;
 
 const DIRTY: u8 = 1;
 const CHANGED: u8 = 2;
@@ -278,14 +286,107 @@ struct Path {
     peer: PeerId,
     /// STALE, and SELECTED/BEST as of the last drain.
     flags: u8,
+    /// The entry's flags (DIRTY, CHANGED) while the path is the entry's
+    /// only one ([`Entry::One`]); 0 otherwise.
+    entry_flags: u8,
 }
 
-#[derive(Debug, Default)]
-struct Entry {
-    paths: Vec<Path>,
+/// A prefix's paths. The common case, one path, is stored inline: an
+/// `Entry` is 16 bytes and costs no allocation of its own.
+#[derive(Debug)]
+enum Entry {
+    /// One path, or none if it has GONE; the entry's flags are its
+    /// `entry_flags`.
+    One(Path),
+    /// Two or more paths, or none or one until the next drain.
+    Many(Box<ManyPaths>),
+}
+
+#[derive(Debug)]
+struct ManyPaths {
     /// DIRTY: queued for the next drain; CHANGED: a path of the last
     /// drained ECMP set went away or changed next hop.
     flags: u8,
+    paths: Vec<Path>,
+}
+
+impl Entry {
+    fn new(path: Path) -> Entry {
+        Entry::One(path)
+    }
+
+    fn flags_mut(&mut self) -> &mut u8 {
+        match self {
+            Entry::One(p) => &mut p.entry_flags,
+            Entry::Many(m) => &mut m.flags,
+        }
+    }
+
+    fn paths(&self) -> &[Path] {
+        match self {
+            Entry::One(p) if p.flags & GONE != 0 => &[],
+            Entry::One(p) => core::slice::from_ref(p),
+            Entry::Many(m) => &m.paths,
+        }
+    }
+
+    fn paths_mut(&mut self) -> &mut [Path] {
+        match self {
+            Entry::One(p) if p.flags & GONE != 0 => &mut [],
+            Entry::One(p) => core::slice::from_mut(p),
+            Entry::Many(m) => &mut m.paths,
+        }
+    }
+
+    fn push(&mut self, mut path: Path) {
+        path.entry_flags = 0;
+        match self {
+            Entry::Many(m) => m.paths.push(path),
+            Entry::One(p) if p.flags & GONE != 0 => {
+                path.entry_flags = p.entry_flags;
+                *p = path;
+            }
+            Entry::One(p) => {
+                let mut first = p.clone();
+                let flags = std::mem::take(&mut first.entry_flags);
+                // Room for a few peers at once: growing 2 -> 4 would
+                // leave the freed 2-path buffers behind as fragmentation.
+                let mut paths = Vec::with_capacity(4);
+                paths.extend([first, path]);
+                *self = Entry::Many(Box::new(ManyPaths { flags, paths }));
+            }
+        }
+    }
+
+    /// Keeps the paths for which `keep` holds; returns the removed ones'
+    /// count and whether one of them was SELECTED.
+    fn retain(&mut self, mut keep: impl FnMut(&Path) -> bool) -> (usize, bool) {
+        match self {
+            Entry::One(p) => {
+                if p.flags & GONE != 0 || keep(p) {
+                    return (0, false);
+                }
+                p.flags |= GONE;
+                (1, p.flags & SELECTED != 0)
+            }
+            Entry::Many(m) => {
+                let before = m.paths.len();
+                let mut lost_selected = false;
+                m.paths.retain(|p| {
+                    let gone = !keep(p);
+                    lost_selected |= gone && p.flags & SELECTED != 0;
+                    !gone
+                });
+                let removed = before - m.paths.len();
+                if m.paths.len() == 1 {
+                    let mut p = m.paths.pop().expect("one path");
+                    p.entry_flags = m.flags;
+                    *self = Entry::One(p);
+                }
+                (removed, lost_selected)
+            }
+        }
+    }
 }
 
 /// A keyed folded-multiply hasher: fast on 17-byte prefixes, seeded per
@@ -317,6 +418,11 @@ impl Hasher for PrefixHasher {
     }
 
     #[inline]
+    fn write_u64(&mut self, n: u64) {
+        self.mix(n);
+    }
+
+    #[inline]
     fn write_usize(&mut self, n: usize) {
         self.mix(n as u64);
     }
@@ -343,47 +449,144 @@ impl BuildHasher for PrefixHashBuilder {
     }
 }
 
+/// A prefix of at most 63 bits whose host bits are zero (every routed
+/// prefix in practice) as one `u64`: its upper 64 address bits, with
+/// the bit just past the prefix set as a length marker.
+fn short_key(prefix: &Ipv6Net) -> Option<u64> {
+    let len = prefix.prefix_len();
+    if len >= 64 {
+        return None;
+    }
+    let bits = u128::from(prefix.addr());
+    let hi = (bits >> 64) as u64;
+    if bits as u64 != 0 || hi & (u64::MAX >> len) != 0 {
+        return None;
+    }
+    Some(hi | (1u64 << (63 - len)))
+}
+
+fn short_prefix(key: u64) -> Ipv6Net {
+    let tz = key.trailing_zeros();
+    let hi = key ^ (1u64 << tz);
+    Ipv6Net::new(Ipv6Addr::from(u128::from(hi) << 64), (63 - tz) as u8).expect("length < 64")
+}
+
 /// The prefix table and its queue of prefixes to re-decide.
+///
+/// Prefixes that [`short_key`] packs live in `short` (24 bytes a slot),
+/// the others in `long`.
 #[derive(Debug)]
 struct Table {
-    map: HashMap<Ipv6Net, Entry, PrefixHashBuilder>,
+    short: HashMap<u64, Entry, PrefixHashBuilder>,
+    long: HashMap<Ipv6Net, Entry, PrefixHashBuilder>,
     dirty: Vec<Ipv6Net>,
 }
 
 impl Table {
+    fn new() -> Table {
+        let hasher = PrefixHashBuilder::new();
+        Table {
+            short: HashMap::with_hasher(hasher),
+            long: HashMap::with_hasher(hasher),
+            dirty: Vec::new(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.short.len() + self.long.len()
+    }
+
+    fn get(&self, prefix: &Ipv6Net) -> Option<&Entry> {
+        match short_key(prefix) {
+            Some(k) => self.short.get(&k),
+            None => self.long.get(prefix),
+        }
+    }
+
+    fn get_mut(&mut self, prefix: &Ipv6Net) -> Option<&mut Entry> {
+        match short_key(prefix) {
+            Some(k) => self.short.get_mut(&k),
+            None => self.long.get_mut(prefix),
+        }
+    }
+
+    fn delete(&mut self, prefix: &Ipv6Net) {
+        match short_key(prefix) {
+            Some(k) => self.short.remove(&k),
+            None => self.long.remove(prefix),
+        };
+    }
+
+    fn entries(&self) -> impl Iterator<Item = (Ipv6Net, &Entry)> {
+        self.short
+            .iter()
+            .map(|(&k, e)| (short_prefix(k), e))
+            .chain(self.long.iter().map(|(&p, e)| (p, e)))
+    }
+
+    fn for_each_mut(&mut self, mut f: impl FnMut(Ipv6Net, &mut Entry, &mut Vec<Ipv6Net>)) {
+        let Table { short, long, dirty } = self;
+        for (&k, e) in short.iter_mut() {
+            f(short_prefix(k), e, dirty);
+        }
+        for (&p, e) in long.iter_mut() {
+            f(p, e, dirty);
+        }
+    }
+
     fn mark(dirty: &mut Vec<Ipv6Net>, prefix: Ipv6Net, entry: &mut Entry) {
-        if entry.flags & DIRTY == 0 {
-            entry.flags |= DIRTY;
+        let flags = entry.flags_mut();
+        if *flags & DIRTY == 0 {
+            *flags |= DIRTY;
             dirty.push(prefix);
         }
     }
 
     fn contains(&self, prefix: &Ipv6Net, peer: PeerId) -> bool {
-        self.map
-            .get(prefix)
-            .is_some_and(|e| e.paths.iter().any(|p| p.peer == peer))
+        self.get(prefix)
+            .is_some_and(|e| e.paths().iter().any(|p| p.peer == peer))
     }
 
     /// Adds or replaces `peer`'s path; returns the replaced path's flags.
     fn upsert(&mut self, prefix: Ipv6Net, peer: PeerId, attrs: &Arc<RouteAttrs>) -> Option<u8> {
-        let entry = self.map.entry(prefix).or_default();
+        let path = || Path {
+            attrs: Arc::clone(attrs),
+            peer,
+            flags: 0,
+            entry_flags: DIRTY,
+        };
+        let entry = match short_key(&prefix) {
+            Some(k) => match self.short.entry(k) {
+                std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert(Entry::new(path()));
+                    self.dirty.push(prefix);
+                    return None;
+                }
+            },
+            None => match self.long.entry(prefix) {
+                std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert(Entry::new(path()));
+                    self.dirty.push(prefix);
+                    return None;
+                }
+            },
+        };
         Table::mark(&mut self.dirty, prefix, entry);
-        match entry.paths.iter_mut().find(|p| p.peer == peer) {
+        match entry.paths_mut().iter_mut().find(|p| p.peer == peer) {
             Some(p) => {
                 let old = p.flags;
-                if old & SELECTED != 0 && p.attrs.next_hop != attrs.next_hop {
-                    entry.flags |= CHANGED;
-                }
+                let changed = old & SELECTED != 0 && p.attrs.next_hop != attrs.next_hop;
                 p.attrs = Arc::clone(attrs);
                 p.flags &= !STALE;
+                if changed {
+                    *entry.flags_mut() |= CHANGED;
+                }
                 Some(old)
             }
             None => {
-                entry.paths.push(Path {
-                    attrs: Arc::clone(attrs),
-                    peer,
-                    flags: 0,
-                });
+                entry.push(path());
                 None
             }
         }
@@ -391,61 +594,59 @@ impl Table {
 
     /// Removes `peer`'s path; returns its flags.
     fn remove(&mut self, prefix: &Ipv6Net, peer: PeerId) -> Option<u8> {
-        let entry = self.map.get_mut(prefix)?;
-        let i = entry.paths.iter().position(|p| p.peer == peer)?;
-        let path = entry.paths.swap_remove(i);
-        if path.flags & SELECTED != 0 {
-            entry.flags |= CHANGED;
+        let Table { short, long, dirty } = self;
+        let entry = match short_key(prefix) {
+            Some(k) => short.get_mut(&k)?,
+            None => long.get_mut(prefix)?,
+        };
+        let flags = entry.paths().iter().find(|p| p.peer == peer)?.flags;
+        entry.retain(|p| p.peer != peer);
+        if flags & SELECTED != 0 {
+            *entry.flags_mut() |= CHANGED;
         }
-        Table::mark(&mut self.dirty, *prefix, entry);
-        Some(path.flags)
+        Table::mark(dirty, *prefix, entry);
+        Some(flags)
     }
 
     /// Removes `peer`'s paths that have all bits of `flags`; returns how
     /// many.
     fn purge(&mut self, peer: PeerId, flags: u8) -> usize {
         let mut removed = 0;
-        for (prefix, entry) in self.map.iter_mut() {
-            let before = entry.paths.len();
-            let mut lost_selected = false;
-            entry.paths.retain(|p| {
-                let gone = p.peer == peer && p.flags & flags == flags;
-                lost_selected |= gone && p.flags & SELECTED != 0;
-                !gone
-            });
-            if entry.paths.len() != before {
-                removed += before - entry.paths.len();
+        self.for_each_mut(|prefix, entry, dirty| {
+            let (n, lost_selected) =
+                entry.retain(|p| !(p.peer == peer && p.flags & flags == flags));
+            if n > 0 {
+                removed += n;
                 if lost_selected {
-                    entry.flags |= CHANGED;
+                    *entry.flags_mut() |= CHANGED;
                 }
-                Table::mark(&mut self.dirty, *prefix, entry);
+                Table::mark(dirty, prefix, entry);
             }
-        }
+        });
         removed
     }
 
     /// Marks all of `peer`'s paths stale; returns how many.
     fn mark_stale(&mut self, peer: PeerId) -> usize {
         let mut n = 0;
-        for entry in self.map.values_mut() {
-            for p in entry.paths.iter_mut().filter(|p| p.peer == peer) {
+        self.for_each_mut(|_, entry, _| {
+            for p in entry.paths_mut().iter_mut().filter(|p| p.peer == peer) {
                 p.flags |= STALE;
                 n += 1;
             }
-        }
+        });
         n
     }
 
     fn drain(&mut self, cfg: &DecisionConfig, out: &mut Vec<RibChange>) {
-        let Table { map, dirty } = self;
+        let mut dirty = std::mem::take(&mut self.dirty);
         for prefix in dirty.drain(..) {
-            let Some(entry) = map.get_mut(&prefix) else {
+            let Some(entry) = self.get_mut(&prefix) else {
                 continue;
             };
-            let mut changed = entry.flags & CHANGED != 0;
-            entry.flags = 0;
-            if entry.paths.is_empty() {
-                map.remove(&prefix);
+            let mut changed = std::mem::take(entry.flags_mut()) & CHANGED != 0;
+            if entry.paths().is_empty() {
+                self.delete(&prefix);
                 if changed {
                     out.push(RibChange {
                         prefix,
@@ -454,8 +655,9 @@ impl Table {
                 }
                 continue;
             }
-            let n = decision::select(&mut entry.paths, cfg);
-            for (i, p) in entry.paths.iter_mut().enumerate() {
+            let paths = entry.paths_mut();
+            let n = decision::select(paths, cfg);
+            for (i, p) in paths.iter_mut().enumerate() {
                 let want = match i {
                     0 => SELECTED | BEST,
                     i if i < n => SELECTED,
@@ -469,7 +671,7 @@ impl Table {
             if changed {
                 out.push(RibChange {
                     prefix,
-                    nexthops: entry.paths[..n]
+                    nexthops: paths[..n]
                         .iter()
                         .map(|p| NextHop {
                             addr: p.attrs.next_hop.addr,
@@ -479,6 +681,10 @@ impl Table {
                         .collect(),
                 });
             }
+        }
+        // Keep the queue's buffer, unless something queued meanwhile.
+        if self.dirty.is_empty() {
+            self.dirty = dirty;
         }
     }
 }
@@ -525,10 +731,7 @@ impl Rib {
             config,
             peers: HashMap::new(),
             next_peer: 0,
-            table: Table {
-                map: HashMap::with_hasher(PrefixHashBuilder::new()),
-                dirty: Vec::new(),
-            },
+            table: Table::new(),
         }
     }
 
@@ -758,21 +961,21 @@ impl Rib {
 
     /// Number of prefixes with at least one path.
     pub fn len(&self) -> usize {
-        self.table.map.len()
+        self.table.len()
     }
 
     /// Whether the RIB holds no prefix.
     pub fn is_empty(&self) -> bool {
-        self.table.map.is_empty()
+        self.table.len() == 0
     }
 
     /// Every path of `prefix`, in decision order, with why each lost.
     pub fn route(&self, prefix: &Ipv6Net) -> Option<RouteView> {
-        let entry = self.table.map.get(prefix)?;
-        if entry.paths.is_empty() {
+        let entry = self.table.get(prefix)?;
+        if entry.paths().is_empty() {
             return None;
         }
-        let mut paths = entry.paths.clone();
+        let mut paths = entry.paths().to_vec();
         let n = decision::select(&mut paths, &self.config.decision);
         let statuses = decision::statuses(&paths, n, &self.config.decision);
         Some(RouteView {
@@ -790,9 +993,9 @@ impl Rib {
     }
 
     /// The peer's Adj-RIB-In: its prefixes and paths, unordered.
-    pub fn routes_from(&self, id: PeerId) -> impl Iterator<Item = (&Ipv6Net, &Arc<RouteAttrs>)> {
-        self.table.map.iter().filter_map(move |(prefix, e)| {
-            e.paths
+    pub fn routes_from(&self, id: PeerId) -> impl Iterator<Item = (Ipv6Net, &Arc<RouteAttrs>)> {
+        self.table.entries().filter_map(move |(prefix, e)| {
+            e.paths()
                 .iter()
                 .find(|p| p.peer == id)
                 .map(|p| (prefix, &p.attrs))

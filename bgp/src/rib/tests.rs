@@ -516,7 +516,7 @@ fn compare_chain_agrees_with_reported_steps() {
             lab.changes();
             let view = lab.rib.route(&net(P)).unwrap();
             let med = decision::MedContext::new(
-                &lab.rib.table.map[&net(P)].paths,
+                lab.rib.table.get(&net(P)).unwrap().paths(),
                 &lab.rib.config.decision,
             );
             let (best, other) = (&view.paths[0].attrs, &view.paths[1].attrs);
@@ -1048,4 +1048,29 @@ fn remove_peer_purges_and_forgets() {
     assert_eq!(lab.changes().len(), 3);
     assert!(lab.rib.peer_stats(a).is_none());
     assert_eq!(lab.rib.routes_from(a).count(), 0);
+}
+
+#[test]
+fn table_slots_stay_small() {
+    // One inline path per prefix: 16 bytes, plus an 8-byte key.
+    assert_eq!(core::mem::size_of::<super::Entry>(), 16);
+    for p in [
+        "2a00::/48",
+        "::/0",
+        "2001:db8::/32",
+        "2001:db8:0:2::/63",
+        "8000::/1",
+    ] {
+        let p: Ipv6Net = p.parse().unwrap();
+        assert_eq!(super::short_key(&p).map(super::short_prefix), Some(p));
+    }
+    for p in [
+        "2001:db8::/64",
+        "2001:db8::1/48",
+        "2001:db8::/128",
+        "2001:db8:0:1::/63",
+    ] {
+        let p: Ipv6Net = p.parse().unwrap();
+        assert_eq!(super::short_key(&p), None);
+    }
 }
