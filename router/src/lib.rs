@@ -14,11 +14,23 @@
 //! - [`xdp`]: the AF_XDP port layer: flatedge's XDP program and its
 //!   loader, and AF_XDP ports over a shared UMEM (copy mode, need-wakeup).
 //!
-//! The workers, stages, neighbour table and the binary come with the rest
-//! of the dataplane issue.
+//! - [`dataplane`]: the packet stages (`ip6_input`, `ip6_lookup` with
+//!   ECMP, `ip6_rewrite`, ICMPv6 errors) as pure functions over a batch,
+//!   every drop a named, counted reason.
+//!
+//! - [`worker`]: the worker loop joining the ports and the stages, with
+//!   the FIB and adjacency snapshots loaded once per batch.
+//!
+//! - [`neigh`]: the kernel's links and IPv6 neighbours over netlink,
+//!   keeping next hops resolved (managed neighbour entries) and reporting
+//!   carrier changes; the source of the adjacencies.
+//!
+//! Liveness probing, the control loop and the `flatedge` binary with its
+//! ctl server come with the rest of the dataplane issue.
 
 pub mod config;
 pub mod dataplane;
+pub mod neigh;
 pub mod worker;
 pub mod xdp;
 

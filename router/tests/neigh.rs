@@ -1,0 +1,251 @@
+//! The neighbour client against a real kernel: two network namespaces
+//! joined by a veth, the client running inside the first one. Needs root
+//! (fails, never skips, without it).
+
+use std::fs::File;
+use std::net::Ipv6Addr;
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::mpsc::Receiver;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use router::neigh::{NeighClient, NeighEvent, NeighborTable};
+
+const OUR_ADDR: &str = "2001:db8:4e::1/64";
+const PEER_ADDR: &str = "2001:db8:4e::2";
+
+fn run(args: &[&str]) -> String {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn require_root() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "tests/neigh.rs needs root (network namespaces, veth)"
+    );
+}
+
+/// Two namespaces `ours` - `peer` joined by veth `n0` - `n1`, deleted on drop.
+struct Lab {
+    ours: String,
+    peer: String,
+}
+
+impl Lab {
+    fn new() -> Lab {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let id = format!(
+            "{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        );
+        let lab = Lab {
+            ours: format!("fxnA{id}"),
+            peer: format!("fxnB{id}"),
+        };
+        // Each namespace is registered in `lab` before it exists, so a
+        // failure below still deletes what was made.
+        run(&["ip", "netns", "add", &lab.ours]);
+        run(&["ip", "netns", "add", &lab.peer]);
+        run(&[
+            "ip", "link", "add", "n0", "netns", &lab.ours, "type", "veth", "peer", "name", "n1",
+            "netns", &lab.peer,
+        ]);
+        // Keep the global addresses across link down (the default
+        // removes them, and the peer would no longer answer after up).
+        for (ns, dev) in [(&lab.ours, "n0"), (&lab.peer, "n1")] {
+            let key = format!("net.ipv6.conf.{dev}.keep_addr_on_down=1");
+            run(&["ip", "netns", "exec", ns, "sysctl", "-qw", &key]);
+        }
+        run(&[
+            "ip", "-n", &lab.ours, "addr", "add", OUR_ADDR, "dev", "n0", "nodad",
+        ]);
+        let peer = format!("{PEER_ADDR}/64");
+        run(&[
+            "ip", "-n", &lab.peer, "addr", "add", &peer, "dev", "n1", "nodad",
+        ]);
+        for (ns, dev) in [(&lab.ours, "n0"), (&lab.peer, "n1")] {
+            run(&["ip", "-n", ns, "link", "set", "lo", "up"]);
+            run(&["ip", "-n", ns, "link", "set", dev, "up"]);
+        }
+        // Let both links settle (link-local DAD done): solicitations
+        // sent in the first second after a veth comes up were lost here.
+        let t0 = Instant::now();
+        for (ns, dev) in [(&lab.ours, "n0"), (&lab.peer, "n1")] {
+            while !run(&[
+                "ip",
+                "-n",
+                ns,
+                "-6",
+                "addr",
+                "show",
+                "dev",
+                dev,
+                "tentative",
+            ])
+            .trim()
+            .is_empty()
+            {
+                assert!(
+                    t0.elapsed() < Duration::from_secs(4),
+                    "{dev}: DAD never ends"
+                );
+                thread::sleep(Duration::from_millis(20));
+            }
+        }
+        lab
+    }
+
+    fn peer_mac(&self) -> [u8; 6] {
+        let text = run(&[
+            "ip",
+            "netns",
+            "exec",
+            &self.peer,
+            "cat",
+            "/sys/class/net/n1/address",
+        ]);
+        let mut mac = [0u8; 6];
+        for (i, h) in text.trim().split(':').enumerate() {
+            mac[i] = u8::from_str_radix(h, 16).expect("hex MAC");
+        }
+        mac
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for ns in [&self.ours, &self.peer] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+/// Polls the snapshot until `ok` holds, or panics after `within`.
+fn wait_table(
+    client: &NeighClient,
+    within: Duration,
+    what: &str,
+    ok: impl Fn(&NeighborTable) -> bool,
+) -> Duration {
+    let t0 = Instant::now();
+    loop {
+        if ok(&client.table()) {
+            return t0.elapsed();
+        }
+        assert!(
+            t0.elapsed() < within,
+            "{what}: not within {within:?}; table: {:#?}",
+            client.table()
+        );
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Waits for an event matching `ok`, or panics after `within`.
+fn wait_event(
+    events: &Receiver<NeighEvent>,
+    within: Duration,
+    what: &str,
+    ok: impl Fn(&NeighEvent) -> bool,
+) -> Duration {
+    let t0 = Instant::now();
+    let mut seen = Vec::new();
+    loop {
+        let left = within.saturating_sub(t0.elapsed());
+        match events.recv_timeout(left) {
+            Ok(e) if ok(&e) => return t0.elapsed(),
+            Ok(e) => seen.push(e),
+            Err(_) => panic!("{what}: no event within {within:?}; saw {seen:#?}"),
+        }
+    }
+}
+
+#[test]
+fn resolves_next_hop_and_follows_carrier() {
+    require_root();
+    let lab = Lab::new();
+    let peer_mac = lab.peer_mac();
+    let (ours, peer) = (lab.ours.clone(), lab.peer.clone());
+    let body = thread::spawn(move || {
+        let file = File::open(format!("/run/netns/{ours}")).expect("open netns");
+        nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+        let client = NeighClient::start().expect("start the neighbour client");
+        let events = client.subscribe().expect("subscribe");
+        let table = client.table();
+        let link = table
+            .link_by_name("n0")
+            .expect("n0 in the link dump")
+            .clone();
+        assert!(link.is_up(), "n0 starts up: {link:?}");
+        assert!(link.mac.is_some() && link.mtu == 1500, "{link:?}");
+        assert!(table.link_by_name("lo").is_some());
+        let ifindex = link.ifindex;
+        let addr: Ipv6Addr = PEER_ADDR.parse().unwrap();
+
+        let asked = Instant::now();
+        let mode = client.resolve(addr, ifindex).expect("resolve");
+        eprintln!("netlink accepted resolve mode {mode:?}");
+        let left = Duration::from_secs(2).saturating_sub(asked.elapsed());
+        wait_table(&client, left, "peer MAC within 2 s of asking", |t| {
+            t.nexthop(addr, ifindex).and_then(|n| n.mac) == Some(peer_mac)
+        });
+        let took = asked.elapsed();
+        eprintln!(
+            "resolved in {took:?}: {:?}",
+            client.table().nexthop(addr, ifindex)
+        );
+        let adj = client.table().adjacency(addr, ifindex, Default::default());
+        assert!(adj.resolved && adj.dst_mac == peer_mac && Some(adj.src_mac) == link.mac);
+        assert_eq!(adj.mtu, 1500);
+
+        // Peer down: our side loses carrier.
+        run(&["ip", "-n", &peer, "link", "set", "dev", "n1", "down"]);
+        let took = wait_event(
+            &events,
+            Duration::from_secs(1),
+            "carrier down",
+            |e| matches!(e, NeighEvent::Link(l) if l.ifindex == ifindex && !l.carrier),
+        );
+        eprintln!("carrier down event after {took:?}");
+        let t = client.table();
+        let nh = t.nexthop(addr, ifindex).expect("still tracked");
+        assert!(!nh.link_up && !nh.is_usable(), "{nh:?}");
+        assert!(!t.adjacency(addr, ifindex, Default::default()).resolved);
+
+        // Back up: carrier returns and the next hop is resolved again.
+        run(&["ip", "-n", &peer, "link", "set", "dev", "n1", "up"]);
+        let took = wait_event(
+            &events,
+            Duration::from_secs(1),
+            "carrier up",
+            |e| matches!(e, NeighEvent::Link(l) if l.ifindex == ifindex && l.carrier),
+        );
+        eprintln!("carrier up event after {took:?}");
+        let took = wait_table(&client, Duration::from_secs(3), "usable again", |t| {
+            t.nexthop(addr, ifindex).is_some_and(|n| n.is_usable())
+        });
+        eprintln!(
+            "usable again after {took:?}: {:?}",
+            client.table().nexthop(addr, ifindex)
+        );
+        let kernel = run(&["ip", "-6", "neigh", "show", "dev", "n0"]);
+        eprintln!("kernel: {}", kernel.trim());
+        drop(client);
+    });
+    let r = body.join();
+    drop(lab);
+    if let Err(e) = r {
+        std::panic::resume_unwind(e);
+    }
+}
