@@ -6,7 +6,7 @@
 //! A small **blocking** netlink client on one dedicated thread (no async
 //! runtime: the daemon's control side has no tokio yet, the traffic is a
 //! few messages a second, and raw `NETLINK_ROUTE` sockets keep the wire
-//! handling in [`msg`] short and dependency free). [`NeighClient::start`]
+//! handling in `msg` short and dependency free). [`NeighClient::start`]
 //! opens its two sockets **in the calling thread's network namespace**
 //! (call it after `setns` to watch another namespace), then:
 //!
