@@ -46,6 +46,7 @@
 //! on carrier and the kernel's state.
 
 mod msg;
+pub mod probe;
 mod sock;
 
 use std::collections::BTreeMap;
@@ -62,6 +63,8 @@ use crate::dataplane::ip6_rewrite::Adjacency;
 use crate::dataplane::verdict::PortIndex;
 use msg::Msg;
 use sock::NlSocket;
+
+pub use probe::{LivenessEvent, ProbeConfig, Prober};
 
 /// A next hop: its address and the interface (ifindex) it sits behind.
 pub type NextHopKey = (Ipv6Addr, u32);

@@ -1,0 +1,226 @@
+//! Next-hop liveness against a real kernel: `h` - `b` - `p`, where `b`
+//! holds a bridge joining the veths of `h` and `p`. When `p` takes its
+//! interface down (a silent node), `h`'s link keeps its carrier, and only
+//! the prober's echo requests can tell. Needs root (fails, never skips).
+
+use std::fs::File;
+use std::net::Ipv6Addr;
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::mpsc::Receiver;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use router::neigh::{Liveness, LivenessEvent, ProbeConfig, Prober};
+
+const H_ADDR: &str = "2001:db8:4f::1/64";
+const P_ADDR: &str = "2001:db8:4f::2";
+
+fn run(args: &[&str]) -> String {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Namespaces `h`, `b` (bridge `br0`), `p`; `h0` - `bh` and `p0` - `bp`
+/// veths, `bh`/`bp` bridge ports. Deleted on drop.
+struct Lab {
+    h: String,
+    b: String,
+    p: String,
+}
+
+impl Lab {
+    fn new() -> Lab {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let id = format!(
+            "{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        );
+        let lab = Lab {
+            h: format!("fxlH{id}"),
+            b: format!("fxlB{id}"),
+            p: format!("fxlP{id}"),
+        };
+        // Registered in `lab` before they exist: a failure below still
+        // deletes what was made (deleting a missing one is ignored).
+        for ns in [&lab.h, &lab.b, &lab.p] {
+            run(&["ip", "netns", "add", ns]);
+            run(&["ip", "-n", ns, "link", "set", "lo", "up"]);
+        }
+        run(&[
+            "ip", "link", "add", "h0", "netns", &lab.h, "type", "veth", "peer", "name", "bh",
+            "netns", &lab.b,
+        ]);
+        run(&[
+            "ip", "link", "add", "p0", "netns", &lab.p, "type", "veth", "peer", "name", "bp",
+            "netns", &lab.b,
+        ]);
+        run(&[
+            "ip",
+            "-n",
+            &lab.b,
+            "link",
+            "add",
+            "br0",
+            "type",
+            "bridge",
+            "stp_state",
+            "0",
+            "forward_delay",
+            "0",
+            "mcast_snooping",
+            "0",
+        ]);
+        for port in ["bh", "bp"] {
+            run(&["ip", "-n", &lab.b, "link", "set", port, "master", "br0"]);
+            run(&["ip", "-n", &lab.b, "link", "set", port, "up"]);
+        }
+        run(&["ip", "-n", &lab.b, "link", "set", "br0", "up"]);
+        // Keep the global addresses across link down (the default
+        // removes them, and `p` would no longer answer after up).
+        for (ns, dev) in [(&lab.h, "h0"), (&lab.p, "p0")] {
+            let key = format!("net.ipv6.conf.{dev}.keep_addr_on_down=1");
+            run(&["ip", "netns", "exec", ns, "sysctl", "-qw", &key]);
+        }
+        run(&[
+            "ip", "-n", &lab.h, "addr", "add", H_ADDR, "dev", "h0", "nodad",
+        ]);
+        let p = format!("{P_ADDR}/64");
+        run(&["ip", "-n", &lab.p, "addr", "add", &p, "dev", "p0", "nodad"]);
+        for (ns, dev) in [(&lab.h, "h0"), (&lab.p, "p0")] {
+            run(&["ip", "-n", ns, "link", "set", dev, "up"]);
+        }
+        lab.settle();
+        lab
+    }
+
+    /// Waits until no address of `h0`/`p0` is tentative (DAD done).
+    fn settle(&self) {
+        let t0 = Instant::now();
+        for (ns, dev) in [(&self.h, "h0"), (&self.p, "p0")] {
+            while !run(&[
+                "ip",
+                "-n",
+                ns,
+                "-6",
+                "addr",
+                "show",
+                "dev",
+                dev,
+                "tentative",
+            ])
+            .trim()
+            .is_empty()
+            {
+                assert!(
+                    t0.elapsed() < Duration::from_secs(4),
+                    "{dev}: DAD never ends"
+                );
+                thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+
+    fn h0_has_carrier(&self) -> bool {
+        run(&[
+            "ip",
+            "netns",
+            "exec",
+            &self.h,
+            "cat",
+            "/sys/class/net/h0/carrier",
+        ])
+        .trim()
+            == "1"
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for ns in [&self.h, &self.b, &self.p] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+/// Waits for `want` on `key`, or panics after `within`; returns the time.
+fn wait_for(
+    events: &Receiver<LivenessEvent>,
+    key: (Ipv6Addr, u32),
+    want: Liveness,
+    within: Duration,
+) -> Duration {
+    let t0 = Instant::now();
+    let mut seen = Vec::new();
+    loop {
+        let left = within.saturating_sub(t0.elapsed());
+        match events.recv_timeout(left) {
+            Ok((k, l)) if k == key && l == want => return t0.elapsed(),
+            Ok(e) => seen.push(e),
+            Err(_) => panic!("no {want:?} for {key:?} within {within:?}; saw {seen:?}"),
+        }
+    }
+}
+
+#[test]
+fn silent_node_behind_a_bridge_goes_down_within_a_second() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "tests/liveness.rs needs root (network namespaces, veth, bridge)"
+    );
+    let started = Instant::now();
+    let lab = Lab::new();
+    // sysfs shows the mount namespace's view: read it through `ip netns exec`.
+    let ifindex: u32 = run(&[
+        "ip",
+        "netns",
+        "exec",
+        &lab.h,
+        "cat",
+        "/sys/class/net/h0/ifindex",
+    ])
+    .trim()
+    .parse()
+    .expect("h0 ifindex");
+    let h = lab.h.clone();
+    let (prober, events, key) = thread::spawn(move || {
+        let file = File::open(format!("/run/netns/{h}")).expect("open netns");
+        nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+        let key = (P_ADDR.parse::<Ipv6Addr>().unwrap(), ifindex);
+        // Sockets open in this thread's namespace; the prober's own
+        // thread keeps them, so this thread may end.
+        let (prober, events) = Prober::start(ProbeConfig::default(), &[key]).expect("start");
+        (prober, events, key)
+    })
+    .join()
+    .expect("setup thread");
+
+    let t = wait_for(&events, key, Liveness::Up, Duration::from_secs(2));
+    eprintln!("up after {t:?}");
+
+    run(&["ip", "-n", &lab.p, "link", "set", "dev", "p0", "down"]);
+    let t = wait_for(&events, key, Liveness::Down, Duration::from_secs(1));
+    eprintln!("down {t:?} after p0 went down");
+    assert!(lab.h0_has_carrier(), "h0 must keep its carrier");
+
+    run(&["ip", "-n", &lab.p, "link", "set", "dev", "p0", "up"]);
+    let t = wait_for(&events, key, Liveness::Up, Duration::from_secs(3));
+    eprintln!("up again {t:?} after p0 came back");
+
+    drop(prober);
+    drop(lab);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+}
