@@ -11,23 +11,13 @@ use std::sync::mpsc::Receiver;
 use std::thread;
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::{run, wait_dad};
 use router::neigh::{Liveness, LivenessEvent, ProbeConfig, Prober};
 
 const H_ADDR: &str = "2001:db8:4f::1/64";
 const P_ADDR: &str = "2001:db8:4f::2";
-
-fn run(args: &[&str]) -> String {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {args:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// Namespaces `h`, `b` (bridge `br0`), `p`; `h0` - `bh` and `p0` - `bp`
 /// veths, `bh`/`bp` bridge ports. Deleted on drop.
@@ -99,35 +89,8 @@ impl Lab {
         for (ns, dev) in [(&lab.h, "h0"), (&lab.p, "p0")] {
             run(&["ip", "-n", ns, "link", "set", dev, "up"]);
         }
-        lab.settle();
+        wait_dad(&[(&lab.h, "h0"), (&lab.p, "p0")]);
         lab
-    }
-
-    /// Waits until no address of `h0`/`p0` is tentative (DAD done).
-    fn settle(&self) {
-        let t0 = Instant::now();
-        for (ns, dev) in [(&self.h, "h0"), (&self.p, "p0")] {
-            while !run(&[
-                "ip",
-                "-n",
-                ns,
-                "-6",
-                "addr",
-                "show",
-                "dev",
-                dev,
-                "tentative",
-            ])
-            .trim()
-            .is_empty()
-            {
-                assert!(
-                    t0.elapsed() < Duration::from_secs(4),
-                    "{dev}: DAD never ends"
-                );
-                thread::sleep(Duration::from_millis(20));
-            }
-        }
     }
 
     fn h0_has_carrier(&self) -> bool {

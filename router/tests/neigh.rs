@@ -10,23 +10,13 @@ use std::sync::mpsc::Receiver;
 use std::thread;
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::{run, wait_dad};
 use router::neigh::{NeighClient, NeighEvent, NeighborTable};
 
 const OUR_ADDR: &str = "2001:db8:4e::1/64";
 const PEER_ADDR: &str = "2001:db8:4e::2";
-
-fn run(args: &[&str]) -> String {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {args:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 fn require_root() {
     assert!(
@@ -80,29 +70,7 @@ impl Lab {
         }
         // Let both links settle (link-local DAD done): solicitations
         // sent in the first second after a veth comes up were lost here.
-        let t0 = Instant::now();
-        for (ns, dev) in [(&lab.ours, "n0"), (&lab.peer, "n1")] {
-            while !run(&[
-                "ip",
-                "-n",
-                ns,
-                "-6",
-                "addr",
-                "show",
-                "dev",
-                dev,
-                "tentative",
-            ])
-            .trim()
-            .is_empty()
-            {
-                assert!(
-                    t0.elapsed() < Duration::from_secs(4),
-                    "{dev}: DAD never ends"
-                );
-                thread::sleep(Duration::from_millis(20));
-            }
-        }
+        wait_dad(&[(&lab.ours, "n0"), (&lab.peer, "n1")]);
         lab
     }
 

@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{enter, mac_str, ns, ns_try, run};
+use common::{enter, mac_str, ns, ns_try, run, spawn_ready};
 use fib::{Fib, NextHop, Prefix};
 use router::dataplane::{Adjacency, Counters, DropReason, IcmpKind, WorkerState};
 use router::worker::{adjacency_table, LoopStats, Worker};
@@ -393,19 +393,12 @@ fn worker_forwards_spreads_flows_and_answers_errors() {
     );
 
     let stop = Arc::new(AtomicBool::new(false));
-    let (ready_tx, ready_rx) = mpsc::channel();
     let worker = {
-        let (r, stop) = (lab.r.clone(), stop.clone());
-        thread::spawn(move || worker_thread(r, stop, ready_tx))
+        let (r, stop2) = (lab.r.clone(), stop.clone());
+        spawn_ready("worker in r", &stop, move |ready| {
+            worker_thread(r, stop2, ready)
+        })
     };
-    let setup = ready_rx
-        .recv_timeout(Duration::from_secs(10))
-        .expect("worker setup timed out");
-    if let Err(e) = setup {
-        stop.store(true, Ordering::Relaxed);
-        let _ = worker.join();
-        panic!("worker setup in r failed: {e}");
-    }
 
     // Sinks' UDP receivers.
     let sink_stop = Arc::new(AtomicBool::new(false));

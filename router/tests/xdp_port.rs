@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{mac_str, ns, ns_try, run};
+use common::{mac_str, ns, ns_try, run, spawn_ready};
 use router::xdp::{self, Frame, FramePool, PoolConfig, Port, XdpProgram};
 
 const MAC_A0: [u8; 6] = [0x02, 0, 0, 0, 0x0a, 0x02];
@@ -265,19 +265,12 @@ fn xdp_ports_forward_transit_and_pass_own_traffic() {
     );
 
     let stop = Arc::new(AtomicBool::new(false));
-    let (ready_tx, ready_rx) = mpsc::channel();
     let fwd = {
-        let (r, stop) = (lab.r.clone(), stop.clone());
-        thread::spawn(move || forwarder(r, stop, ready_tx))
+        let (r, stop2) = (lab.r.clone(), stop.clone());
+        spawn_ready("forwarder in r", &stop, move |ready| {
+            forwarder(r, stop2, ready)
+        })
     };
-    let setup = ready_rx
-        .recv_timeout(Duration::from_secs(10))
-        .expect("forwarder setup timed out");
-    if let Err(e) = setup {
-        stop.store(true, Ordering::Relaxed);
-        let _ = fwd.join();
-        panic!("forwarder setup in r failed: {e}");
-    }
 
     let (attached_ok, links) = ns_try(&lab.r, &["ip", "link", "show", "ra"]);
     assert!(

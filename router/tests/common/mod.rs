@@ -4,6 +4,10 @@
 
 use std::fs::File;
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
 
 pub fn mac_str(mac: [u8; 6]) -> String {
     mac.iter()
@@ -12,8 +16,9 @@ pub fn mac_str(mac: [u8; 6]) -> String {
         .join(":")
 }
 
-/// Runs a command, panicking with its output when it fails.
-pub fn run(args: &[&str]) {
+/// Runs a command, panicking with its output when it fails; returns its
+/// standard output.
+pub fn run(args: &[&str]) -> String {
     let out = Command::new(args[0])
         .args(&args[1..])
         .output()
@@ -24,6 +29,7 @@ pub fn run(args: &[&str]) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Runs a command in a namespace; returns whether it succeeded, and its output.
@@ -69,4 +75,53 @@ pub fn enter(name: &str) -> Result<(), String> {
         File::open(format!("/run/netns/{name}")).map_err(|e| format!("open netns {name}: {e}"))?;
     nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET)
         .map_err(|e| format!("setns {name}: {e}"))
+}
+
+/// Waits until no address of each (namespace, device) is tentative (DAD
+/// done): neighbour solicitations sent before that are lost.
+pub fn wait_dad(links: &[(&str, &str)]) {
+    let t0 = Instant::now();
+    for &(ns, dev) in links {
+        while !run(&[
+            "ip",
+            "-n",
+            ns,
+            "-6",
+            "addr",
+            "show",
+            "dev",
+            dev,
+            "tentative",
+        ])
+        .trim()
+        .is_empty()
+        {
+            assert!(
+                t0.elapsed() < Duration::from_secs(4),
+                "{dev}: DAD never ends"
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// Starts `f` on its own thread and waits (up to 10 s) for it to report
+/// its set-up through the channel it is given; if set-up failed, stops it
+/// (`stop`), joins it and panics with the reason.
+pub fn spawn_ready<T: Send + 'static>(
+    what: &str,
+    stop: &Arc<AtomicBool>,
+    f: impl FnOnce(mpsc::Sender<Result<(), String>>) -> T + Send + 'static,
+) -> JoinHandle<T> {
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let handle = thread::spawn(move || f(ready_tx));
+    let setup = ready_rx
+        .recv_timeout(Duration::from_secs(10))
+        .unwrap_or_else(|_| panic!("{what} setup timed out"));
+    if let Err(e) = setup {
+        stop.store(true, Ordering::Relaxed);
+        let _ = handle.join();
+        panic!("{what} setup failed: {e}");
+    }
+    handle
 }
