@@ -31,6 +31,7 @@
 pub mod config;
 pub mod dataplane;
 pub mod neigh;
+pub mod tsc;
 pub mod worker;
 pub mod xdp;
 

@@ -25,16 +25,23 @@
 
 use std::net::Ipv6Addr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::mpsc::SyncSender;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use fib::FibReader;
 
+use crate::dataplane::ip6_input::OFF_DST;
 use crate::dataplane::{
-    process_batch, Adjacency, Ingress, NoClock, Packet, PortIndex, Verdict, WorkerState, MAX_BATCH,
+    process_batch, Adjacency, Counters, DropReason, Ingress, Packet, PortIndex, Verdict,
+    WorkerState, MAX_BATCH,
 };
-use crate::xdp::{Frame, FramePool, Port};
+use crate::tsc::{rdtsc, TscClock};
+use crate::xdp::{Frame, FramePool, Port, PortStats};
+
+/// How often a running worker publishes its counters ([`WorkerReport`]).
+pub const REPORT_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Rounds without work before the worker starts sleeping.
 pub const IDLE_SPINS: u32 = 64;
@@ -66,7 +73,56 @@ pub struct LoopStats {
     pub tx_overflow: u64,
     /// Idle sleeps.
     pub idle_sleeps: u64,
+    /// TSC ticks spent in rounds that moved frames (syscalls included).
+    pub busy_ticks: u64,
+    /// Destinations on a connected subnet handed to the control side for
+    /// resolution ([`DropReason::NeighborMiss`]).
+    pub glean_sent: u64,
+    /// Such destinations not handed over because its queue was full.
+    pub glean_overflow: u64,
 }
+
+/// A worker's counters as the control side reads them: a copy published
+/// every [`REPORT_INTERVAL`] while the worker runs, and when it stops.
+#[derive(Debug, Clone, Default)]
+pub struct WorkerReport {
+    /// Stage counters and drops.
+    pub counters: Counters,
+    /// Each port's counters, in port order.
+    pub ports: Vec<PortStats>,
+    /// The loop's own counters.
+    pub stats: LoopStats,
+    /// Converts the ticks of [`StageStats`](crate::dataplane::StageStats)
+    /// and [`LoopStats::busy_ticks`] to nanoseconds.
+    pub ns_per_tick: f64,
+}
+
+impl WorkerReport {
+    /// Frames received on all ports.
+    pub fn rx_packets(&self) -> u64 {
+        self.ports.iter().map(|p| p.rx).sum()
+    }
+
+    /// Nanoseconds in syscalls (kicks and wakeups) on all ports.
+    pub fn syscall_ns(&self) -> u64 {
+        self.ports.iter().map(|p| p.syscall_ns).sum()
+    }
+
+    /// Nanoseconds of busy rounds.
+    pub fn busy_ns(&self) -> f64 {
+        self.stats.busy_ticks as f64 * self.ns_per_tick
+    }
+}
+
+/// The handle the control side reads a worker's report through. The
+/// worker only `try_lock`s it (a reader holding it delays a publication
+/// to the next interval, never the worker).
+pub type ReportHandle = Arc<Mutex<WorkerReport>>;
+
+/// A destination the dataplane could not reach on a connected subnet
+/// (its neighbour is unresolved). The control side finds its subnet, asks
+/// the kernel to resolve it and installs a host route.
+pub type GleanRequest = Ipv6Addr;
 
 /// One worker: its ports, their shared pool, and its view of the FIB and
 /// the adjacencies.
@@ -85,6 +141,9 @@ pub struct Worker {
     tx: Vec<Vec<Frame>>,
     verdicts: [Verdict; MAX_BATCH],
     epoch: Instant,
+    clock: TscClock,
+    report: ReportHandle,
+    glean: Option<SyncSender<GleanRequest>>,
 }
 
 /// Why a worker cannot be built.
@@ -152,7 +211,49 @@ impl Worker {
             tx,
             verdicts: [Verdict::Continue; MAX_BATCH],
             epoch: Instant::now(),
+            clock: TscClock::new(),
+            report: Arc::new(Mutex::new(WorkerReport::default())),
+            glean: None,
         })
+    }
+
+    /// Sends destinations that hit an unresolved connected subnet to
+    /// `tx` (bounded; `try_send` only, a full queue is counted).
+    pub fn set_glean(&mut self, tx: SyncSender<GleanRequest>) {
+        self.glean = Some(tx);
+    }
+
+    /// The handle the control side reads this worker's counters from.
+    pub fn report_handle(&self) -> ReportHandle {
+        self.report.clone()
+    }
+
+    /// The counters now.
+    pub fn report(&self) -> WorkerReport {
+        WorkerReport {
+            counters: self.state.counters.clone(),
+            ports: self.ports.iter().map(|p| p.stats).collect(),
+            stats: self.stats,
+            ns_per_tick: self.clock.ns_per_tick(),
+        }
+    }
+
+    /// Publishes the counters into the report handle; with `wait` false
+    /// it gives up when a reader holds the handle.
+    fn publish_report(&self, wait: bool) {
+        let guard = if wait {
+            self.report.lock().ok()
+        } else {
+            self.report.try_lock().ok()
+        };
+        if let Some(mut g) = guard {
+            // Overwrite in place: the port vector keeps its allocation.
+            g.counters.clone_from(&self.state.counters);
+            g.ports.clear();
+            g.ports.extend(self.ports.iter().map(|p| p.stats));
+            g.stats = self.stats;
+            g.ns_per_tick = self.clock.ns_per_tick();
+        }
     }
 
     /// The ports (their counters).
@@ -175,9 +276,11 @@ impl Worker {
         self.epoch.elapsed().as_nanos() as u64
     }
 
-    /// Runs until `stop` is set (checked once per round).
+    /// Runs until `stop` is set (checked once per round), publishing its
+    /// report every [`REPORT_INTERVAL`] and once more when it stops.
     pub fn run(&mut self, stop: &AtomicBool) {
         let mut idle = 0u32;
+        let mut next_report = Instant::now();
         while !stop.load(Ordering::Relaxed) {
             if self.poll_once() == 0 {
                 idle = idle.saturating_add(1);
@@ -188,12 +291,30 @@ impl Worker {
             } else {
                 idle = 0;
             }
+            // Reading the clock every 64 rounds keeps it off the hot path.
+            if self.stats.rounds % 64 == 0 || idle >= IDLE_SPINS {
+                let now = Instant::now();
+                if now >= next_report {
+                    self.publish_report(false);
+                    next_report = now + REPORT_INTERVAL;
+                }
+            }
         }
+        self.publish_report(true);
     }
 
     /// One round over every port; returns the frames it moved (received,
     /// sent or reclaimed).
     pub fn poll_once(&mut self) -> usize {
+        let t0 = rdtsc();
+        let work = self.round();
+        if work > 0 {
+            self.stats.busy_ticks += rdtsc().wrapping_sub(t0);
+        }
+        work
+    }
+
+    fn round(&mut self) -> usize {
         self.stats.rounds += 1;
         let mut work = 0;
         for p in 0..self.ports.len() {
@@ -242,10 +363,13 @@ impl Worker {
                 &adj,
                 &mut self.state,
                 now,
-                &mut NoClock,
+                &mut self.clock,
             );
-            for (len, pkt) in lens.iter_mut().zip(pkts.iter()) {
+            for (i, (len, pkt)) in lens.iter_mut().zip(pkts.iter()).enumerate() {
                 *len = pkt.len;
+                if self.verdicts[i] == Verdict::Drop(DropReason::NeighborMiss) {
+                    glean(&self.glean, &mut self.stats, pkt);
+                }
             }
         }
         let ports = self.tx.len();
@@ -276,5 +400,22 @@ impl Worker {
             }
         }
         n
+    }
+}
+
+/// Hands the destination of a packet that hit an unresolved connected
+/// subnet to the control side (the Ethernet destination is not rewritten
+/// for such a packet, so the IPv6 header is intact).
+#[cold]
+fn glean(tx: &Option<SyncSender<GleanRequest>>, stats: &mut LoopStats, pkt: &Packet<'_>) {
+    let Some(tx) = tx else { return };
+    let Some(dst) = pkt.buf.get(OFF_DST..OFF_DST + 16) else {
+        return;
+    };
+    let mut a = [0u8; 16];
+    a.copy_from_slice(dst);
+    match tx.try_send(Ipv6Addr::from(a)) {
+        Ok(()) => stats.glean_sent += 1,
+        Err(_) => stats.glean_overflow += 1,
     }
 }

@@ -263,6 +263,7 @@ fn worker_thread(
             dst_mac: MAC_C0,
             mtu: 1500,
             resolved: true,
+            glean: false,
         }];
         for i in 1..=3u8 {
             adj.push(Adjacency {
@@ -271,6 +272,7 @@ fn worker_thread(
                 dst_mac: mac_s(i),
                 mtu: 1500,
                 resolved: true,
+                glean: false,
             });
         }
         let state = WorkerState::new(1000, 100, 0x5eed, 0);

@@ -27,9 +27,9 @@ const ETHERTYPE_QINQ: u16 = 0x88a8;
 
 pub(crate) const OFF_PAYLOAD_LEN: usize = IP6_OFF + 4;
 pub(crate) const OFF_NEXT_HEADER: usize = IP6_OFF + 6;
-pub(crate) const OFF_HOP_LIMIT: usize = IP6_OFF + 7;
+pub const OFF_HOP_LIMIT: usize = IP6_OFF + 7;
 pub(crate) const OFF_SRC: usize = IP6_OFF + 8;
-pub(crate) const OFF_DST: usize = IP6_OFF + 24;
+pub const OFF_DST: usize = IP6_OFF + 24;
 
 /// Reads a 16-byte address at `off` (caller checked the length).
 #[inline]

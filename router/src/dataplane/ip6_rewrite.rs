@@ -26,6 +26,10 @@ pub struct Adjacency {
     pub mtu: u32,
     /// The neighbour is resolved: `dst_mac` is valid.
     pub resolved: bool,
+    /// A connected subnet rather than a neighbour (never resolved): a
+    /// packet sent to it is dropped as [`DropReason::NeighborMiss`] and its
+    /// destination handed to the control side for resolution.
+    pub glean: bool,
 }
 
 /// Rewrites one packet for its next hop.
@@ -33,6 +37,7 @@ pub struct Adjacency {
 pub fn rewrite(pkt: &mut Packet<'_>, nh: NextHopId, adjacencies: &[Adjacency]) -> Verdict {
     let adj = match adjacencies.get(nh.0 as usize) {
         Some(a) if a.resolved => a,
+        Some(a) if a.glean => return Verdict::Drop(DropReason::NeighborMiss),
         _ => return Verdict::Drop(DropReason::NexthopUnresolved),
     };
     let len = pkt.len.min(pkt.buf.len());
@@ -86,11 +91,13 @@ mod tests {
                 dst_mac: [2, 0, 0, 0, 0, 0xbb],
                 mtu: 1500,
                 resolved: true,
+                glean: false,
             },
             Adjacency {
                 port: 3,
                 mtu: 1500,
                 resolved: false,
+                glean: false,
                 ..Adjacency::default()
             },
         ]
@@ -132,6 +139,27 @@ mod tests {
                 Verdict::Drop(DropReason::NexthopUnresolved)
             );
         }
+    }
+
+    #[test]
+    fn connected_subnet_without_neighbor_is_a_neighbor_miss() {
+        let mut f = FrameSpec::udp().build();
+        let before = f.clone();
+        let len = f.len();
+        let mut p = Packet { buf: &mut f, len };
+        let mut t = table();
+        t.push(Adjacency {
+            port: 1,
+            mtu: 1500,
+            glean: true,
+            ..Adjacency::default()
+        });
+        assert_eq!(
+            rewrite(&mut p, NextHopId(3), &t),
+            Verdict::Drop(DropReason::NeighborMiss)
+        );
+        // Untouched: the worker reads the destination back out of it.
+        assert_eq!(f, before);
     }
 
     #[test]

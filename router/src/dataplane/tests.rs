@@ -29,6 +29,9 @@ impl Lab {
         fib.insert("2001:db8:400::/48".parse().unwrap(), &[NextHop::new(5)])
             .unwrap();
         fib.set_nexthop_up(NextHopId(5), false);
+        // A connected subnet (glean adjacency).
+        fib.insert("2001:db8:600::/64".parse().unwrap(), &[NextHop::new(6)])
+            .unwrap();
         fib.publish();
         let a = Adjacency {
             port: 1,
@@ -36,6 +39,7 @@ impl Lab {
             dst_mac: NH_MAC,
             mtu: 1500,
             resolved: true,
+            glean: false,
         };
         let adj = vec![
             Adjacency::default(),
@@ -44,9 +48,15 @@ impl Lab {
             Adjacency { port: 3, ..a },
             Adjacency {
                 resolved: false,
+                glean: false,
                 ..a
             },
             a,
+            Adjacency {
+                resolved: false,
+                glean: true,
+                ..a
+            },
         ];
         Lab {
             fib,
@@ -334,6 +344,14 @@ fn every_drop_reason_is_reachable_and_counted() {
             }
             .build(),
             NexthopUnresolved,
+        ),
+        (
+            FrameSpec {
+                dst: "2001:db8:600::1".parse().unwrap(),
+                ..udp()
+            }
+            .build(),
+            NeighborMiss,
         ),
         (
             FrameSpec {

@@ -143,6 +143,11 @@ drop_reasons! {
     NoLiveNexthop => "no_live_nexthop",
     /// The selected next hop has no resolved adjacency.
     NexthopUnresolved => "nexthop_unresolved",
+    /// The destination is on a connected subnet and its neighbour is not
+    /// resolved yet: the worker hands the address to the control side,
+    /// which has the kernel resolve it and installs a host route (VPP's
+    /// glean).
+    NeighborMiss => "neighbor_miss",
     /// Larger than the egress MTU, and the Packet Too Big was rate-limited.
     MtuExceeded => "mtu_exceeded",
     /// Hop limit <= 1, and the Time Exceeded was rate-limited.

@@ -242,6 +242,7 @@ impl NeighborTable {
             dst_mac: nh.and_then(|n| n.mac).unwrap_or_default(),
             mtu: link.map(|l| l.mtu).unwrap_or(0),
             resolved: usable && link.is_some_and(|l| l.mac.is_some()),
+            glean: false,
         }
     }
 

@@ -20,6 +20,7 @@
 use std::num::NonZeroU32;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Instant;
 
 use xsk_rs::config::{
     BindFlags, FrameSize, Interface, LibxdpFlags, QueueSize, SocketConfig, UmemConfig,
@@ -217,6 +218,12 @@ pub struct PortStats {
     pub tx_kicks: u64,
     /// Fill-ring wakeups.
     pub fill_wakeups: u64,
+    /// Bytes received (frame bytes, Ethernet header included).
+    pub rx_bytes: u64,
+    /// Bytes handed to the tx ring.
+    pub tx_bytes: u64,
+    /// Nanoseconds spent in the kicks and wakeups (`sendto`, `poll`).
+    pub syscall_ns: u64,
 }
 
 /// One AF_XDP socket bound to (interface, queue), copy mode, need-wakeup.
@@ -307,8 +314,10 @@ impl Port {
         pool.free.truncate(pool.free.len() - done);
         if done > 0 && self.fill.needs_wakeup() {
             self.stats.fill_wakeups += 1;
+            let t = Instant::now();
             // A failed poll only delays the wakeup to the next batch.
             let _ = self.fill.wakeup(self.rx.fd_mut(), 0);
+            self.stats.syscall_ns += t.elapsed().as_nanos() as u64;
         }
         done
     }
@@ -321,11 +330,16 @@ impl Port {
         // SAFETY: the rx ring only carries frames of this pool's UMEM (the
         // fill ring was filled from it); they become ours here.
         let n = unsafe { self.rx.consume(&mut pool.scratch) };
-        out.extend(pool.scratch[..n].iter().map(|&desc| Frame {
-            desc,
-            pool: pool.id,
+        let mut bytes = 0;
+        out.extend(pool.scratch[..n].iter().map(|&desc| {
+            bytes += desc.lengths().data() as u64;
+            Frame {
+                desc,
+                pool: pool.id,
+            }
         }));
         self.stats.rx += n as u64;
+        self.stats.rx_bytes += bytes;
         n
     }
 
@@ -345,6 +359,7 @@ impl Port {
             // SAFETY: the frames belong to this pool's UMEM (checked), which
             // this socket is bound to, and we give up their ownership below.
             done = unsafe { self.tx.produce(&pool.scratch) };
+            self.stats.tx_bytes += frames[..done].iter().map(|f| f.len() as u64).sum::<u64>();
             frames.drain(..done);
         }
         self.stats.tx += done as u64;
@@ -358,8 +373,10 @@ impl Port {
     /// Wakes the kernel to transmit (sendto with MSG_DONTWAIT).
     pub fn kick(&mut self) {
         self.stats.tx_kicks += 1;
+        let t = Instant::now();
         // EAGAIN/EBUSY/ENOBUFS are ignored by xsk-rs; others only delay tx.
         let _ = self.tx.wakeup();
+        self.stats.syscall_ns += t.elapsed().as_nanos() as u64;
     }
 
     /// Gives transmitted frames back to the pool.
