@@ -1,11 +1,39 @@
 //! The ctl protocol: the request and response documents exchanged over
 //! flatedge's UNIX socket (`[ctl] socket`), the daemon's only serialised
-//! boundary.
+//! boundary; the exchange itself ([`request`] for clients, [`serve_one`]
+//! for the daemon); the text tables of `flatedgectl` ([`human::render`]);
+//! and, with the default feature `cli`, the `flatedgectl` command line
+//! (`cli`).
 //!
 //! One exchange per connection: the client writes one JSON [`Request`]
 //! document and shuts down its writing half; the daemon reads to the end,
 //! writes one JSON [`Response`] document and closes the connection.
 //! `flatedgectl --json` prints the response document as received.
+//!
+//! # `flatedgectl`
+//!
+//! `flatedgectl [--socket PATH] [--json] [--timeout SECONDS] <command>`;
+//! the socket defaults to `$FLATEDGE_CTL_SOCKET`, else
+//! `/run/flatedge/ctl.sock`. Unique prefixes of command words work
+//! (`flatedgectl sh bgp sum`).
+//!
+//! | command | request | prints |
+//! |---|---|---|
+//! | `show bgp summary` | [`Request::ShowBgpSummary`] | one line per peer: AS, state, up/down time, prefixes received and accepted |
+//! | `show route [PREFIX]` | [`Request::ShowRoute`] | every path per prefix: status, source, peer, next hop, AS path, why it lost |
+//! | `show fib ADDRESS` | [`Request::ShowFib`] | the matching prefix, then one line per next hop (address, interface, MAC, state) |
+//! | `show fib summary` | [`Request::ShowFibSummary`] | routes, next-hop groups, memory |
+//! | `show neighbors` | [`Request::ShowNeighbors`] | the next hops the dataplane resolves |
+//! | `show interfaces` | [`Request::ShowInterfaces`] | per port: carrier, MTU, RX/TX packets and bytes, drops |
+//! | `show drops` | [`Request::ShowDrops`] | the non-zero drop reasons (`--json`: all) |
+//! | `show runtime` | [`Request::ShowRuntime`] | per stage: calls, packets, ns/packet; then packets, busy and syscall ns/packet |
+//! | `neighbor ADDR reset\|disable\|enable` | [`Request::Neighbor`] | the daemon's confirmation |
+//! | `reload` | [`Request::Reload`] | the daemon's confirmation |
+//!
+//! Exit status: 0 on an answer, 1 when the daemon answers with an error
+//! (`flatedgectl: <message>` on standard error; with `--json` the error
+//! document is printed too) or cannot be reached, 2 for a bad command
+//! line.
 //!
 //! Both are JSON objects tagged by one field, so a document says what it
 //! is and the rest of its fields are the ones DESIGN.md section 6 fixes:
@@ -30,6 +58,15 @@ use std::str::FromStr;
 
 use ipnet::Ipv6Net;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+#[cfg(feature = "cli")]
+pub mod cli;
+pub mod human;
+mod socket;
+
+pub use socket::{
+    exchange, request, serve_one, ClientError, Reply, MAX_REQUEST_BYTES, SERVE_TIMEOUT,
+};
 
 /// A command, as `flatedgectl` sends it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -368,9 +405,20 @@ pub struct Drops {
     pub drops: BTreeMap<String, u64>,
 }
 
-/// `show runtime`: what the dataplane stages cost, summed over workers.
+/// `show runtime`: what the dataplane costs, summed over workers.
+///
+/// The per-packet figures are 0 while no packet has been handled (never
+/// NaN: JSON has no NaN).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Runtime {
+    /// Packets the workers handled.
+    pub packets: u64,
+    /// Worker loop time outside idle sleeps, per packet, nanoseconds:
+    /// the stages, the ring work and the syscalls.
+    pub busy_ns_per_packet: f64,
+    /// Of that, time in the kicks to the kernel (`poll`, `sendto`,
+    /// `recvfrom`), per packet, nanoseconds.
+    pub syscall_ns_per_packet: f64,
     /// One entry per stage, in pipeline order.
     pub stages: Vec<StageRuntime>,
 }

@@ -381,6 +381,9 @@ fn drops() {
 fn runtime() {
     golden(
         &Response::Runtime(Runtime {
+            packets: 32_000,
+            busy_ns_per_packet: 41.25,
+            syscall_ns_per_packet: 12.0,
             stages: vec![
                 StageRuntime {
                     name: "ip6_input".into(),
@@ -398,6 +401,9 @@ fn runtime() {
         }),
         json!({
             "type": "runtime",
+            "packets": 32000,
+            "busy_ns_per_packet": 41.25,
+            "syscall_ns_per_packet": 12.0,
             "stages": [
                 {"name": "ip6_input", "calls": 1000, "packets": 32000, "ns_per_packet": 2.5},
                 {"name": "ip6_lookup", "calls": 1000, "packets": 32000, "ns_per_packet": 7.0}

@@ -29,6 +29,7 @@
 //! ctl server come with the rest of the dataplane issue.
 
 pub mod config;
+pub mod daemon;
 pub mod dataplane;
 pub mod neigh;
 pub mod tsc;

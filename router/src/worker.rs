@@ -325,6 +325,9 @@ impl Worker {
         for (port, tx) in self.ports.iter_mut().zip(self.tx.iter_mut()) {
             if !tx.is_empty() {
                 work += port.send(&mut self.pool, tx);
+            } else {
+                // The tail of an earlier burst may still sit in the ring.
+                port.flush();
             }
         }
         work
@@ -365,12 +368,17 @@ impl Worker {
                 now,
                 &mut self.clock,
             );
+            let mut dropped = 0;
             for (i, (len, pkt)) in lens.iter_mut().zip(pkts.iter()).enumerate() {
                 *len = pkt.len;
-                if self.verdicts[i] == Verdict::Drop(DropReason::NeighborMiss) {
-                    glean(&self.glean, &mut self.stats, pkt);
+                if let Verdict::Drop(r) = self.verdicts[i] {
+                    dropped += 1;
+                    if r == DropReason::NeighborMiss {
+                        glean(&self.glean, &mut self.stats, pkt);
+                    }
                 }
             }
+            self.ports[p].stats.dropped += dropped;
         }
         let ports = self.tx.len();
         for (i, mut frame) in self.rx.drain(..).enumerate() {

@@ -21,16 +21,16 @@
 //! missing: install them with scripts/setup.sh.
 
 use std::collections::HashMap;
-use std::net::{Ipv6Addr, SocketAddrV6, UdpSocket};
+use std::net::{Ipv6Addr, SocketAddrV6};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
-use std::thread::{self, JoinHandle};
+use std::thread;
 use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{enter, mac_str, ns, ns_try, run, spawn_ready};
+use common::{enter, inject, mac_str, ns, ns_try, run, spawn_ready, udp_frame, udp_sink};
 use fib::{Fib, NextHop, Prefix};
 use router::dataplane::{Adjacency, Counters, DropReason, IcmpKind, WorkerState};
 use router::worker::{adjacency_table, LoopStats, Worker};
@@ -48,18 +48,6 @@ fn mac_rs(i: u8) -> [u8; 6] {
 
 fn mac_s(i: u8) -> [u8; 6] {
     [0x02, 0, 0, 0, i, 0x02]
-}
-
-/// Runs `f` on a thread inside namespace `name`.
-fn in_ns<T: Send + 'static>(
-    name: &str,
-    f: impl FnOnce() -> Result<T, String> + Send + 'static,
-) -> JoinHandle<Result<T, String>> {
-    let name = name.to_owned();
-    thread::spawn(move || {
-        enter(&name)?;
-        f()
-    })
 }
 
 /// The namespaces of one run, deleted (with their veths) on drop.
@@ -311,76 +299,6 @@ fn worker_thread(
     Some(report)
 }
 
-/// A UDP receiver in sink `ns`: source port -> datagrams, until `stop`.
-fn sink(
-    ns: &str,
-    stop: Arc<AtomicBool>,
-    ready: mpsc::Sender<()>,
-) -> JoinHandle<Result<HashMap<u16, u32>, String>> {
-    in_ns(ns, move || {
-        let sock = UdpSocket::bind(SocketAddrV6::new(SERVICE.parse().unwrap(), UDP_PORT, 0, 0))
-            .map_err(|e| format!("bind: {e}"))?;
-        sock.set_read_timeout(Some(Duration::from_millis(100)))
-            .map_err(|e| e.to_string())?;
-        ready.send(()).unwrap();
-        let mut flows = HashMap::new();
-        let mut buf = [0u8; 2048];
-        while !stop.load(Ordering::Relaxed) {
-            if let Ok((_, from)) = sock.recv_from(&mut buf) {
-                *flows.entry(from.port()).or_insert(0) += 1;
-            }
-        }
-        Ok(flows)
-    })
-}
-
-/// An Ethernet + IPv6 + 8-byte UDP frame from the client to the service.
-fn frame(version_byte: u8, payload_len: u16) -> Vec<u8> {
-    let mut f = Vec::new();
-    f.extend_from_slice(&MAC_RC);
-    f.extend_from_slice(&MAC_C0);
-    f.extend_from_slice(&[0x86, 0xdd]);
-    f.extend_from_slice(&[version_byte, 0, 0, 0]);
-    f.extend_from_slice(&payload_len.to_be_bytes());
-    f.extend_from_slice(&[17, 64]);
-    f.extend_from_slice(&CLIENT.parse::<Ipv6Addr>().unwrap().octets());
-    f.extend_from_slice(&SERVICE.parse::<Ipv6Addr>().unwrap().octets());
-    f.extend_from_slice(&[0x9c, 0x40, 0x27, 0x0f, 0, 8, 0, 0]);
-    f
-}
-
-/// Sends raw `frames` out of c0 through an AF_XDP socket of the client's.
-fn inject(c_ns: &str, frames: Vec<Vec<u8>>) -> Result<usize, String> {
-    in_ns(c_ns, move || {
-        let config = PoolConfig {
-            frames: 64,
-            frame_size: 2048,
-            fill_ring: 32,
-            rx_tx_ring: 32,
-        };
-        let mut pool = FramePool::new(config).map_err(|e| e.to_string())?;
-        let mut port = Port::open(&mut pool, "c0", 0).map_err(|e| e.to_string())?;
-        let free = pool.free_frames();
-        let mut pending = Vec::with_capacity(frames.len());
-        for bytes in &frames {
-            let mut f = pool.alloc().ok_or("no frame")?;
-            assert!(pool.write(&mut f, bytes));
-            pending.push(f);
-        }
-        let deadline = Instant::now() + Duration::from_secs(2);
-        let mut sent = 0;
-        while (!pending.is_empty() || pool.free_frames() < free) && Instant::now() < deadline {
-            sent += port.send(&mut pool, &mut pending);
-            port.kick();
-            port.reclaim(&mut pool);
-            thread::sleep(Duration::from_millis(1));
-        }
-        Ok(sent)
-    })
-    .join()
-    .expect("injector panicked")
-}
-
 #[test]
 fn worker_forwards_spreads_flows_and_answers_errors() {
     common::require_root_and_tools("tests/xdp_forward.rs");
@@ -408,7 +326,10 @@ fn worker_forwards_spreads_flows_and_answers_errors() {
     let sinks: Vec<_> = lab
         .s
         .iter()
-        .map(|s| sink(s, sink_stop.clone(), sready_tx.clone()))
+        .map(|s| {
+            let at = SocketAddrV6::new(SERVICE.parse().unwrap(), UDP_PORT, 0, 0);
+            udp_sink(s, at, sink_stop.clone(), sready_tx.clone())
+        })
         .collect();
     for _ in 0..3 {
         sready_rx
@@ -423,25 +344,8 @@ fn worker_forwards_spreads_flows_and_answers_errors() {
     );
 
     // 2. 60 UDP flows, 5 datagrams each, from distinct source ports.
-    let udp = in_ns(&lab.c, || {
-        let mut socks = Vec::new();
-        for i in 0..60u16 {
-            let s = UdpSocket::bind(SocketAddrV6::new(CLIENT.parse().unwrap(), 40000 + i, 0, 0))
-                .map_err(|e| format!("bind {}: {e}", 40000 + i))?;
-            socks.push(s);
-        }
-        let to = SocketAddrV6::new(SERVICE.parse().unwrap(), UDP_PORT, 0, 0);
-        for round in 0..5u8 {
-            for s in &socks {
-                s.send_to(&[round; 100], to)
-                    .map_err(|e| format!("send: {e}"))?;
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-        Ok(())
-    })
-    .join()
-    .expect("udp sender panicked");
+    let to = SocketAddrV6::new(SERVICE.parse().unwrap(), UDP_PORT, 0, 0);
+    let udp = common::send_udp_flows(&lab.c, CLIENT.parse().unwrap(), to, 60, 5);
 
     // 3. hop limit 1: the worker answers Time Exceeded from 2001:db8:c::1;
     // ping prints it only if the kernel accepted it (checksum included).
@@ -451,9 +355,13 @@ fn worker_forwards_spreads_flows_and_answers_errors() {
     );
 
     // 4. malformed frames: 3 with a payload length that lies, 2 with IP version 4.
+    let frame = |version, len| {
+        let (src, dst) = (CLIENT.parse().unwrap(), SERVICE.parse().unwrap());
+        udp_frame(MAC_RC, MAC_C0, src, dst, version, len)
+    };
     let mut bad = vec![frame(0x60, 1000); 3];
     bad.extend(vec![frame(0x40, 8); 2]);
-    let injected = inject(&lab.c, bad);
+    let injected = inject(&lab.c, "c0", bad);
 
     // 5. still forwarding after them.
     let ping_after = ns_try(

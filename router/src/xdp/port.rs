@@ -224,6 +224,8 @@ pub struct PortStats {
     pub tx_bytes: u64,
     /// Nanoseconds spent in the kicks and wakeups (`sendto`, `poll`).
     pub syscall_ns: u64,
+    /// Frames received here that the pipeline dropped (set by the worker).
+    pub dropped: u64,
 }
 
 /// One AF_XDP socket bound to (interface, queue), copy mode, need-wakeup.
@@ -235,6 +237,8 @@ pub struct Port {
     rx: RxQueue,
     fill: FillQueue,
     comp: CompQueue,
+    /// Frames in the tx ring not yet back through the completion ring.
+    in_flight: usize,
     /// Counters.
     pub stats: PortStats,
 }
@@ -274,6 +278,7 @@ impl Port {
             rx,
             fill,
             comp,
+            in_flight: 0,
             stats: PortStats::default(),
         };
         port.refill(pool);
@@ -359,6 +364,7 @@ impl Port {
             // SAFETY: the frames belong to this pool's UMEM (checked), which
             // this socket is bound to, and we give up their ownership below.
             done = unsafe { self.tx.produce(&pool.scratch) };
+            self.in_flight += done;
             self.stats.tx_bytes += frames[..done].iter().map(|f| f.len() as u64).sum::<u64>();
             frames.drain(..done);
         }
@@ -368,6 +374,22 @@ impl Port {
             self.kick();
         }
         done
+    }
+
+    /// Frames handed to the tx ring that have not come back through the
+    /// completion ring yet.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight
+    }
+
+    /// Kicks the kernel again when frames are still in the tx ring and it
+    /// asks for a wakeup. In copy mode one `sendto()` transmits at most 32
+    /// frames (the kernel's TX_BATCH_SIZE), so without this the tail of a
+    /// burst would wait in the ring until the next packet for this port.
+    pub fn flush(&mut self) {
+        if self.in_flight > 0 && self.tx.needs_wakeup() {
+            self.kick();
+        }
     }
 
     /// Wakes the kernel to transmit (sendto with MSG_DONTWAIT).
@@ -387,6 +409,7 @@ impl Port {
         // SAFETY: the completion ring only returns frames this port put in
         // its tx ring, all from this pool's UMEM.
         let n = unsafe { self.comp.consume(&mut pool.scratch) };
+        self.in_flight = self.in_flight.saturating_sub(n);
         let id = pool.id;
         for i in 0..n {
             let desc = pool.scratch[i];

@@ -125,3 +125,130 @@ pub fn spawn_ready<T: Send + 'static>(
     }
     handle
 }
+
+/// Runs `f` on a thread inside namespace `name`.
+pub fn in_ns<T: Send + 'static>(
+    name: &str,
+    f: impl FnOnce() -> Result<T, String> + Send + 'static,
+) -> JoinHandle<Result<T, String>> {
+    let name = name.to_owned();
+    thread::spawn(move || {
+        enter(&name)?;
+        f()
+    })
+}
+
+/// A UDP receiver on `addr` (bound in namespace `ns`) counting datagrams
+/// per source port, until `stop`; reports on `ready` once bound.
+pub fn udp_sink(
+    ns: &str,
+    addr: std::net::SocketAddrV6,
+    stop: Arc<AtomicBool>,
+    ready: mpsc::Sender<()>,
+) -> JoinHandle<Result<std::collections::HashMap<u16, u32>, String>> {
+    in_ns(ns, move || {
+        let sock = std::net::UdpSocket::bind(addr).map_err(|e| format!("bind {addr}: {e}"))?;
+        sock.set_read_timeout(Some(Duration::from_millis(100)))
+            .map_err(|e| e.to_string())?;
+        let _ = ready.send(());
+        let mut flows = std::collections::HashMap::new();
+        let mut buf = [0u8; 2048];
+        while !stop.load(Ordering::Relaxed) {
+            if let Ok((_, from)) = sock.recv_from(&mut buf) {
+                *flows.entry(from.port()).or_insert(0) += 1;
+            }
+        }
+        Ok(flows)
+    })
+}
+
+/// Sends raw Ethernet `frames` out of `ifname` in namespace `ns` through
+/// an AF_XDP socket (no XDP program needed for TX); returns how many left.
+pub fn inject(ns: &str, ifname: &str, frames: Vec<Vec<u8>>) -> Result<usize, String> {
+    use router::xdp::{FramePool, PoolConfig, Port};
+    let ifname = ifname.to_owned();
+    in_ns(ns, move || {
+        let config = PoolConfig {
+            frames: 64,
+            frame_size: 2048,
+            fill_ring: 32,
+            rx_tx_ring: 32,
+        };
+        let mut pool = FramePool::new(config).map_err(|e| e.to_string())?;
+        let mut port = Port::open(&mut pool, &ifname, 0).map_err(|e| e.to_string())?;
+        let free = pool.free_frames();
+        let mut pending = Vec::with_capacity(frames.len());
+        for bytes in &frames {
+            let mut f = pool.alloc().ok_or("no frame")?;
+            if !pool.write(&mut f, bytes) {
+                return Err("frame too long".into());
+            }
+            pending.push(f);
+        }
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let mut sent = 0;
+        while (!pending.is_empty() || pool.free_frames() < free) && Instant::now() < deadline {
+            sent += port.send(&mut pool, &mut pending);
+            port.kick();
+            port.reclaim(&mut pool);
+            thread::sleep(Duration::from_millis(1));
+        }
+        Ok(sent)
+    })
+    .join()
+    .expect("injector panicked")
+}
+
+/// An Ethernet + IPv6 + 8-byte UDP frame: `version_byte` is the first
+/// byte of the IPv6 header (0x60 is right), `payload_len` its payload
+/// length field (8 is right).
+pub fn udp_frame(
+    dst_mac: [u8; 6],
+    src_mac: [u8; 6],
+    src: std::net::Ipv6Addr,
+    dst: std::net::Ipv6Addr,
+    version_byte: u8,
+    payload_len: u16,
+) -> Vec<u8> {
+    let mut f = Vec::new();
+    f.extend_from_slice(&dst_mac);
+    f.extend_from_slice(&src_mac);
+    f.extend_from_slice(&[0x86, 0xdd]);
+    f.extend_from_slice(&[version_byte, 0, 0, 0]);
+    f.extend_from_slice(&payload_len.to_be_bytes());
+    f.extend_from_slice(&[17, 64]);
+    f.extend_from_slice(&src.octets());
+    f.extend_from_slice(&dst.octets());
+    f.extend_from_slice(&[0x9c, 0x40, 0x27, 0x0f, 0, 8, 0, 0]);
+    f
+}
+
+/// Sends `rounds` datagrams of 100 bytes on each of `flows` UDP flows
+/// (source ports 40000.., one socket each) from `src` to `to`, from
+/// namespace `ns`, 20 ms between rounds.
+pub fn send_udp_flows(
+    ns: &str,
+    src: std::net::Ipv6Addr,
+    to: std::net::SocketAddrV6,
+    flows: u16,
+    rounds: u8,
+) -> Result<(), String> {
+    in_ns(ns, move || {
+        let mut socks = Vec::new();
+        for i in 0..flows {
+            let at = std::net::SocketAddrV6::new(src, 40000 + i, 0, 0);
+            let s = std::net::UdpSocket::bind(at).map_err(|e| format!("bind {at}: {e}"))?;
+            socks.push(s);
+        }
+        for round in 0..rounds {
+            for s in &socks {
+                s.send_to(&[round; 100], to)
+                    .map_err(|e| format!("send: {e}"))?;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    })
+    .join()
+    .expect("udp sender panicked")
+}

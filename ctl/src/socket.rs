@@ -1,0 +1,253 @@
+//! The exchange over the ctl socket, both sides: [`request`] (and
+//! [`exchange`], which also keeps the document as received) for clients,
+//! [`serve_one`] for the daemon.
+//!
+//! One exchange per connection on a UNIX stream socket: the client writes
+//! one JSON [`Request`] document and shuts down its writing half; the
+//! server reads to the end (at most [`MAX_REQUEST_BYTES`]), writes one
+//! JSON [`Response`] document and closes. Plain blocking `std` I/O: the
+//! daemon serves each connection on a thread of its choosing.
+
+use std::io::{self, Read, Write};
+use std::net::Shutdown;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::{Request, Response};
+
+/// The largest request document [`serve_one`] reads, bytes. Requests are
+/// a few dozen bytes; anything longer than this is not one.
+pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
+
+/// How long [`serve_one`] waits on a silent or stalled client, unless the
+/// caller set its own timeouts on the stream.
+pub const SERVE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why a [`request`] got no [`Response`].
+///
+/// The messages are sentences for the user of `flatedgectl`: they name
+/// the socket and suggest the likely cause.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The socket could not be connected to: missing (the daemon is not
+    /// running or uses another path), refused (a stale socket file), or
+    /// not permitted.
+    #[error("cannot connect to {}: {}{}", socket.display(), os_message(source), connect_hint(source))]
+    Connect {
+        /// The socket's path.
+        socket: PathBuf,
+        /// What `connect(2)` said.
+        #[source]
+        source: io::Error,
+    },
+    /// The daemon did not take the request or answer it in time.
+    #[error("flatedge did not answer on {} within {}", socket.display(), seconds(*timeout))]
+    Timeout {
+        /// The socket's path.
+        socket: PathBuf,
+        /// The time allowed for the whole exchange.
+        timeout: Duration,
+    },
+    /// Sending the request or reading the answer failed.
+    #[error("lost the connection to {}: {}", socket.display(), os_message(source))]
+    Io {
+        /// The socket's path.
+        socket: PathBuf,
+        /// The failure.
+        #[source]
+        source: io::Error,
+    },
+    /// The daemon closed the connection without answering.
+    #[error("flatedge closed the connection on {} without answering (see its log)", socket.display())]
+    NoAnswer {
+        /// The socket's path.
+        socket: PathBuf,
+    },
+    /// The answer is not a [`Response`] document (not JSON, not UTF-8, or
+    /// a kind of response this client does not know).
+    #[error("the answer from {} is not a ctl response: {source}", socket.display())]
+    BadResponse {
+        /// The socket's path.
+        socket: PathBuf,
+        /// What the JSON parser said.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// A [`Response`] together with the document it was parsed from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply {
+    /// The parsed response.
+    pub response: Response,
+    /// The response document exactly as the daemon sent it.
+    pub document: String,
+}
+
+/// Sends `req` to the daemon listening on `socket` and returns its answer.
+///
+/// `timeout` bounds the whole exchange once connected (writing the
+/// request, waiting for and reading the answer). An error response from
+/// the daemon is an `Ok(Response::Error(..))`: the exchange worked.
+pub fn request(socket: &Path, req: &Request, timeout: Duration) -> Result<Response, ClientError> {
+    exchange(socket, req, timeout).map(|reply| reply.response)
+}
+
+/// Like [`request`], and keeps the response document as received (what
+/// `flatedgectl --json` prints).
+pub fn exchange(socket: &Path, req: &Request, timeout: Duration) -> Result<Reply, ClientError> {
+    let deadline = Instant::now() + timeout;
+    let timed_out = || ClientError::Timeout {
+        socket: socket.to_path_buf(),
+        timeout,
+    };
+    let failed = |e: io::Error| {
+        if is_timeout(&e) {
+            timed_out()
+        } else {
+            ClientError::Io {
+                socket: socket.to_path_buf(),
+                source: e,
+            }
+        }
+    };
+
+    let mut stream = UnixStream::connect(socket).map_err(|e| ClientError::Connect {
+        socket: socket.to_path_buf(),
+        source: e,
+    })?;
+
+    let doc = serde_json::to_vec(req).expect("a Request always serialises");
+    let left = time_left(deadline).ok_or_else(timed_out)?;
+    stream.set_write_timeout(Some(left)).map_err(failed)?;
+    // A daemon that refuses the request (too long) may close before taking
+    // all of it; it may still have answered, so read before reporting a
+    // failed write.
+    let sent = stream
+        .write_all(&doc)
+        .and_then(|()| stream.shutdown(Shutdown::Write));
+    if let Err(e) = &sent {
+        if is_timeout(e) {
+            return Err(timed_out());
+        }
+    }
+
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        let left = time_left(deadline).ok_or_else(timed_out)?;
+        stream.set_read_timeout(Some(left)).map_err(failed)?;
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) if answer.is_empty() && sent.is_err() => break,
+            Err(e) => return Err(failed(e)),
+        }
+    }
+    if answer.iter().all(u8::is_ascii_whitespace) {
+        return Err(match sent {
+            Err(e) => failed(e),
+            Ok(()) => ClientError::NoAnswer {
+                socket: socket.to_path_buf(),
+            },
+        });
+    }
+    let bad = |e| ClientError::BadResponse {
+        socket: socket.to_path_buf(),
+        source: e,
+    };
+    let response: Response = serde_json::from_slice(&answer).map_err(bad)?;
+    // serde_json accepts UTF-8 only: nothing is replaced.
+    let document = String::from_utf8_lossy(&answer).into_owned();
+    Ok(Reply { response, document })
+}
+
+/// Serves one connection of the ctl socket: reads the request document to
+/// the end, parses it, asks `handler` for the response and writes it.
+///
+/// `handler` gets `Err(message)` when the request is not a valid
+/// [`Request`] (not JSON, unknown command, longer than
+/// [`MAX_REQUEST_BYTES`]); it should answer
+/// `Response::error(ErrorCode::BadRequest, message)`. The response is
+/// written as one compact JSON document and a newline, then the connection
+/// is closed.
+///
+/// If the caller set no timeouts on `stream`, reads and writes each give
+/// up after [`SERVE_TIMEOUT`]. Errors are I/O errors of this connection
+/// only (the client went away or stalled); the daemon logs them and goes
+/// on serving.
+pub fn serve_one(
+    mut stream: UnixStream,
+    handler: impl FnOnce(Result<Request, String>) -> Response,
+) -> io::Result<()> {
+    if stream.read_timeout()?.is_none() {
+        stream.set_read_timeout(Some(SERVE_TIMEOUT))?;
+    }
+    if stream.write_timeout()?.is_none() {
+        stream.set_write_timeout(Some(SERVE_TIMEOUT))?;
+    }
+
+    let mut doc = Vec::new();
+    (&mut stream)
+        .take(MAX_REQUEST_BYTES as u64 + 1)
+        .read_to_end(&mut doc)?;
+    let req = if doc.len() > MAX_REQUEST_BYTES {
+        Err(format!(
+            "request longer than {} KiB",
+            MAX_REQUEST_BYTES / 1024
+        ))
+    } else {
+        serde_json::from_slice::<Request>(&doc).map_err(|e| format!("not a ctl request: {e}"))
+    };
+
+    let response = handler(req);
+    let mut out = serde_json::to_vec(&response).map_err(io::Error::other)?;
+    out.push(b'\n');
+    stream.write_all(&out)?;
+    stream.flush()
+    // Dropping the stream closes the connection: the client reads EOF.
+}
+
+fn time_left(deadline: Instant) -> Option<Duration> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    (!left.is_zero()).then_some(left)
+}
+
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+/// An OS error as `strerror` says it, without std's " (os error N)".
+fn os_message(e: &io::Error) -> String {
+    let text = e.to_string();
+    match e.raw_os_error() {
+        Some(code) => text
+            .strip_suffix(&format!(" (os error {code})"))
+            .map(str::to_string)
+            .unwrap_or(text),
+        None => text,
+    }
+}
+
+fn connect_hint(e: &io::Error) -> &'static str {
+    match e.kind() {
+        io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused => "; is flatedge running?",
+        io::ErrorKind::PermissionDenied => {
+            "; run flatedgectl as root or as a user allowed to use the socket"
+        }
+        _ => "",
+    }
+}
+
+fn seconds(d: Duration) -> String {
+    format!("{} s", d.as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,372 @@
+//! The ctl socket: a thread accepting `flatedgectl` connections, one
+//! request each ([`::ctl::serve_one`]), and the control thread's answers.
+//! Requests are answered on the control thread, which owns the state, so
+//! an answer is always one consistent view; the ctl thread waits at most
+//! [`ANSWER_TIMEOUT`] for it.
+
+use std::collections::BTreeMap;
+use std::io::ErrorKind;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Sender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use ::ctl::{
+    Drops, ErrorCode, FibEntry, FibNextHop, FibSummary, Interface, Interfaces, MacAddr, Neighbor,
+    Neighbors, NextHopState, Request, Response, Runtime, StageRuntime,
+};
+use fib::{NextHopId, Prefix};
+
+use super::nexthops::{HopState, Kind};
+use super::{io_err, log, Daemon, DaemonError, Msg};
+use crate::dataplane::{DropReason, Stage};
+use crate::worker::WorkerReport;
+
+/// How long the ctl thread waits for the control thread's answer.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a client may take to send its request.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The running ctl server; removes its socket when dropped.
+pub(super) struct Server {
+    path: PathBuf,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Server {
+    /// Binds the socket (its directory is created; a stale socket file
+    /// that nobody answers on is replaced, a live one is an error) and
+    /// starts the accept thread.
+    pub(super) fn start(path: &Path, tx: Sender<Msg>) -> Result<Server, DaemonError> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(io_err(format!(
+                "create the ctl directory {}",
+                dir.display()
+            )))?;
+        }
+        if path.exists() {
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                return Err(DaemonError::Io {
+                    what: format!("ctl socket {}", path.display()),
+                    source: std::io::Error::new(
+                        ErrorKind::AddrInUse,
+                        "another flatedge is answering on it",
+                    ),
+                });
+            }
+            std::fs::remove_file(path).map_err(io_err(format!(
+                "remove the stale ctl socket {}",
+                path.display()
+            )))?;
+        }
+        let listener = UnixListener::bind(path)
+            .map_err(io_err(format!("bind the ctl socket {}", path.display())))?;
+        // Owner and group (the admins' group) only.
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
+            .map_err(io_err(format!("chmod the ctl socket {}", path.display())))?;
+        listener
+            .set_nonblocking(true)
+            .map_err(io_err("ctl socket non-blocking"))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("flatedge-ctl".into())
+            .spawn(move || accept_loop(listener, tx, &flag))
+            .map_err(io_err("spawn the ctl thread"))?;
+        Ok(Server {
+            path: path.to_owned(),
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+fn accept_loop(listener: UnixListener, tx: Sender<Msg>, stop: &AtomicBool) {
+    while !stop.load(Ordering::Relaxed) {
+        let stream = match listener.accept() {
+            Ok((s, _)) => s,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(20));
+                continue;
+            }
+            Err(e) => {
+                log!("ctl accept: {e}");
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            }
+        };
+        let _ = stream.set_nonblocking(false);
+        let _ = stream.set_read_timeout(Some(CLIENT_TIMEOUT));
+        let _ = stream.set_write_timeout(Some(CLIENT_TIMEOUT));
+        let tx = tx.clone();
+        let r = ::ctl::serve_one(stream, move |req| match req {
+            Err(msg) => Response::error(ErrorCode::BadRequest, msg),
+            Ok(req) => {
+                let (rtx, rrx) = mpsc::channel();
+                if tx.send(Msg::Ctl(req, rtx)).is_err() {
+                    return Response::error(ErrorCode::Internal, "flatedge is shutting down");
+                }
+                rrx.recv_timeout(ANSWER_TIMEOUT).unwrap_or_else(|_| {
+                    Response::error(ErrorCode::Internal, "the control thread did not answer")
+                })
+            }
+        });
+        if let Err(e) = r {
+            log!("ctl client: {e}");
+        }
+    }
+}
+
+fn hop_state(s: HopState) -> NextHopState {
+    match s {
+        HopState::Up => NextHopState::Up,
+        HopState::Down => NextHopState::Down,
+        HopState::Unresolved => NextHopState::Unresolved,
+    }
+}
+
+impl Daemon {
+    /// Every worker's last published report.
+    fn reports(&self) -> Vec<WorkerReport> {
+        self.workers
+            .iter()
+            .filter_map(|w| w.report.lock().ok().map(|r| r.clone()))
+            .collect()
+    }
+
+    /// Answers one ctl request.
+    pub(super) fn answer(&self, req: Request) -> Response {
+        match req {
+            Request::ShowInterfaces => Response::Interfaces(self.interfaces()),
+            Request::ShowDrops => Response::Drops(self.drops()),
+            Request::ShowRuntime => Response::Runtime(self.runtime()),
+            Request::ShowNeighbors => Response::Neighbors(self.neighbors()),
+            Request::ShowFib { address } => Response::Fib(self.fib_entry(address)),
+            Request::ShowFibSummary => {
+                let snap = self.fib.reader().load_full();
+                Response::FibSummary(FibSummary {
+                    routes: snap.routes() as u64,
+                    groups: snap.groups() as u64,
+                    memory_bytes: self.fib.memory().total as u64,
+                })
+            }
+            Request::ShowBgpSummary
+            | Request::ShowRoute { .. }
+            | Request::Neighbor { .. }
+            | Request::Reload => Response::error(
+                ErrorCode::Unsupported,
+                "this flatedge does not run BGP or reload its configuration yet",
+            ),
+            _ => Response::error(ErrorCode::Unsupported, "unknown command"),
+        }
+    }
+
+    fn interfaces(&self) -> Interfaces {
+        let table = self.table();
+        let reports = self.reports();
+        let n = self.ports.len().max(1);
+        let interfaces = self
+            .ports
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let link = table.link(p.ifindex);
+                // Worker port j is interface j % n (see start_workers).
+                let stats = reports
+                    .iter()
+                    .flat_map(|r| r.ports.iter().enumerate())
+                    .filter(|(j, _)| j % n == i)
+                    .map(|(_, s)| s);
+                let mut out = Interface {
+                    name: p.name.clone(),
+                    carrier: link.is_some_and(|l| l.is_up()),
+                    mtu: p.mtu.or(link.map(|l| l.mtu)).unwrap_or(0),
+                    rx_packets: 0,
+                    rx_bytes: 0,
+                    tx_packets: 0,
+                    tx_bytes: 0,
+                    drops: 0,
+                };
+                for s in stats {
+                    out.rx_packets += s.rx;
+                    out.rx_bytes += s.rx_bytes;
+                    out.tx_packets += s.tx;
+                    out.tx_bytes += s.tx_bytes;
+                    out.drops += s.dropped;
+                }
+                out
+            })
+            .collect();
+        Interfaces { interfaces }
+    }
+
+    fn drops(&self) -> Drops {
+        let mut drops: BTreeMap<String, u64> = DropReason::ALL
+            .iter()
+            .map(|r| (r.name().to_string(), 0))
+            .collect();
+        drops.insert("tx_overflow".into(), 0);
+        for r in self.reports() {
+            for &reason in DropReason::ALL {
+                *drops.entry(reason.name().into()).or_default() += r.counters.drops_of(reason);
+            }
+            *drops.entry("tx_overflow".into()).or_default() += r.stats.tx_overflow;
+        }
+        Drops { drops }
+    }
+
+    fn runtime(&self) -> Runtime {
+        let reports = self.reports();
+        let stages = Stage::ALL
+            .iter()
+            .map(|&s| {
+                let (mut calls, mut packets, mut ns) = (0u64, 0u64, 0f64);
+                for r in &reports {
+                    let st = r.counters.stages[s as usize];
+                    calls += st.calls;
+                    packets += st.packets;
+                    ns += st.ticks as f64 * r.ns_per_tick;
+                }
+                StageRuntime {
+                    name: s.name().into(),
+                    calls,
+                    packets,
+                    ns_per_packet: if packets == 0 {
+                        0.0
+                    } else {
+                        ns / packets as f64
+                    },
+                }
+            })
+            .collect();
+        let packets: u64 = reports.iter().map(WorkerReport::rx_packets).sum();
+        let busy: f64 = reports.iter().map(WorkerReport::busy_ns).sum();
+        let sys: u64 = reports.iter().map(WorkerReport::syscall_ns).sum();
+        let per = |x: f64| {
+            if packets == 0 {
+                0.0
+            } else {
+                x / packets as f64
+            }
+        };
+        Runtime {
+            stages,
+            packets,
+            busy_ns_per_packet: per(busy),
+            syscall_ns_per_packet: per(sys as f64),
+        }
+    }
+
+    fn neighbors(&self) -> Neighbors {
+        let table = self.table();
+        let neighbors = self
+            .nexthops
+            .neighbors()
+            .map(|(id, addr, port)| {
+                let p = &self.ports[usize::from(port)];
+                let (mac, state) = self.mac_state(id, addr, p.ifindex, &table);
+                Neighbor {
+                    address: addr,
+                    interface: p.name.clone(),
+                    mac,
+                    state,
+                }
+            })
+            .collect();
+        Neighbors { neighbors }
+    }
+
+    /// The route `address` matches (longest prefix) and its next hops.
+    fn fib_entry(&self, address: std::net::Ipv6Addr) -> FibEntry {
+        let a = u128::from(address);
+        let hit = (0..=128u8).rev().find_map(|len| {
+            let p = Prefix::new(a & mask(len), len).ok()?;
+            self.routes.get(&p).map(|r| (p, r))
+        });
+        let Some((prefix, route)) = hit else {
+            return FibEntry {
+                address,
+                prefix: None,
+                nexthops: Vec::new(),
+            };
+        };
+        let table = self.table();
+        let nexthops = route
+            .nexthops
+            .iter()
+            .filter_map(|&id| self.fib_nexthop(id, address, &table))
+            .collect();
+        FibEntry {
+            address,
+            prefix: ipnet::Ipv6Net::new(prefix.addr(), prefix.len()).ok(),
+            nexthops,
+        }
+    }
+
+    fn fib_nexthop(
+        &self,
+        id: NextHopId,
+        dst: std::net::Ipv6Addr,
+        table: &crate::neigh::NeighborTable,
+    ) -> Option<FibNextHop> {
+        let e = self.nexthops.get(id)?;
+        let p = self.ports.get(usize::from(e.port))?;
+        Some(match e.kind {
+            // A connected subnet: the destination is its own next hop, not
+            // resolved yet (a resolved one has a host route).
+            Kind::Glean => FibNextHop {
+                address: dst,
+                interface: p.name.clone(),
+                mac: None,
+                state: NextHopState::Unresolved,
+            },
+            Kind::Neighbor { addr } => {
+                let (mac, state) = self.mac_state(id, addr, p.ifindex, table);
+                FibNextHop {
+                    address: addr,
+                    interface: p.name.clone(),
+                    mac,
+                    state,
+                }
+            }
+        })
+    }
+
+    /// A neighbour's MAC (when resolved) and state.
+    fn mac_state(
+        &self,
+        id: NextHopId,
+        addr: std::net::Ipv6Addr,
+        ifindex: u32,
+        table: &crate::neigh::NeighborTable,
+    ) -> (Option<MacAddr>, NextHopState) {
+        let mac = table
+            .nexthop(addr, ifindex)
+            .and_then(|n| n.mac)
+            .map(MacAddr);
+        (mac, hop_state(self.nexthops.state(id, &self.ports, table)))
+    }
+}
+
+fn mask(len: u8) -> u128 {
+    if len == 0 {
+        0
+    } else {
+        u128::MAX << (128 - u32::from(len))
+    }
+}

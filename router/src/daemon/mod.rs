@@ -1,0 +1,723 @@
+//! The daemon: `flatedge --config FILE` joins the configuration, the
+//! AF_XDP workers, the FIB, the neighbour table, the liveness prober and
+//! the ctl socket.
+//!
+//! # Threads
+//!
+//! - **workers** (one per CPU of `router.worker-cores`, pinned): each owns
+//!   one AF_XDP socket per interface on its queue, over one UMEM; they
+//!   read the FIB snapshot and the adjacency table once per batch and
+//!   publish their counters every 100 ms ([`crate::worker`]).
+//! - **control** (the thread that calls [`Daemon::run`]): owns the FIB
+//!   builder, the next-hop registry and the routes. Everything that
+//!   changes them arrives as a [`Msg`] on one channel: neighbour and link
+//!   events (netlink thread), liveness verdicts (prober thread),
+//!   destinations to resolve (workers, glean), ctl requests (ctl thread).
+//!   Every second it also re-reads the interfaces' addresses.
+//! - **neighbour client** and **prober** ([`crate::neigh`]), and the
+//!   **ctl server** ([`ctl`]), which hands each request to the control
+//!   thread and writes its answer back.
+//!
+//! # Routes
+//!
+//! - *connected*: each global address's subnet on a configured interface,
+//!   via that interface's glean next hop: a packet to a host there whose
+//!   neighbour is not known is dropped (`neighbor_miss`) and its
+//!   destination handed to the control thread, which asks the kernel to
+//!   resolve it (a managed neighbour entry) and installs a `/128` *host*
+//!   route via it; the host route goes when the kernel calls the neighbour
+//!   failed (VPP's glean, with the kernel doing the neighbour discovery).
+//! - *static*: `[[route]]` via its next hops, each on a connected subnet
+//!   of a configured interface, kept resolved by the kernel and probed.
+//!
+//! A next hop is up in the FIB (the fib's liveness flag, so ECMP groups
+//! skip it) only while it is resolved, its link has carrier and the
+//! prober has not called it down; every change republishes the adjacency
+//! table and the FIB at once.
+
+mod ctl;
+pub mod ifaddr;
+pub mod nexthops;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv6Addr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use fib::{Fib, NextHop as FibNextHop, NextHopId, Prefix};
+
+use crate::config::Config;
+use crate::dataplane::{PortIndex, WorkerState};
+use crate::neigh::{
+    Liveness, LivenessEvent, NeighClient, NeighEvent, NeighborTable, ProbeConfig, Prober,
+};
+use crate::worker::{adjacency_table, AdjacencyTable, GleanRequest, ReportHandle, Worker};
+use crate::xdp::{self, FramePool, PoolConfig, Port, XdpProgram};
+use ifaddr::IfAddr;
+use nexthops::{NextHops, PortInfo};
+
+/// Logs one line on stderr (journald or the service manager adds the
+/// date): `flatedge: [seconds.millis since the epoch] message`.
+macro_rules! log {
+    ($($arg:tt)*) => {{
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        eprintln!("flatedge: [{}.{:03}] {}", t.as_secs(), t.subsec_millis(), format_args!($($arg)*));
+    }};
+}
+pub(crate) use log;
+
+/// How often the interfaces' addresses are re-read.
+const ADDR_SYNC: Duration = Duration::from_secs(1);
+/// Destinations waiting for the control thread (glean), per worker.
+const GLEAN_QUEUE: usize = 1024;
+/// Ring sizes of every port.
+const RING: u32 = 1024;
+
+/// Why the daemon cannot start or run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DaemonError {
+    /// A configured interface does not exist.
+    #[error("interface {0:?} (from [[interface]]) does not exist")]
+    NoInterface(String),
+    /// A static route's next hop is on no connected subnet.
+    #[error("[[route]] {prefix}: next hop {via} is not on a subnet of any [[interface]] (their addresses: {known})")]
+    NextHopNotConnected {
+        /// The route.
+        prefix: Prefix,
+        /// The next hop.
+        via: Ipv6Addr,
+        /// The subnets we have.
+        known: String,
+    },
+    /// The XDP program or a socket could not be set up.
+    #[error("{what}: {source}")]
+    Xdp {
+        /// What was being done.
+        what: String,
+        /// Why it failed.
+        source: xdp::XdpError,
+    },
+    /// Netlink (neighbour table) failed.
+    #[error("neighbour table: {0}")]
+    Neigh(#[from] crate::neigh::NeighError),
+    /// Some other system call failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// Why it failed.
+        source: std::io::Error,
+    },
+    /// The FIB refused a route.
+    #[error("route {prefix}: {source}")]
+    Fib {
+        /// The route.
+        prefix: Prefix,
+        /// Why.
+        source: fib::FibError,
+    },
+}
+
+fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> DaemonError {
+    let what = what.into();
+    move |source| DaemonError::Io { what, source }
+}
+
+/// Where a route came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// An interface's subnet.
+    Connected,
+    /// A `[[route]]`.
+    Static,
+    /// A host on a connected subnet, found by glean.
+    Host,
+}
+
+/// An installed route.
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// Its origin.
+    pub source: Source,
+    /// Its next hops.
+    pub nexthops: Vec<NextHopId>,
+}
+
+/// A message to the control thread.
+enum Msg {
+    Neigh(NeighEvent),
+    Liveness(LivenessEvent),
+    Glean(GleanRequest),
+    Ctl(::ctl::Request, Sender<::ctl::Response>),
+}
+
+/// One running worker thread.
+struct WorkerHandle {
+    report: ReportHandle,
+    thread: JoinHandle<()>,
+}
+
+/// The running daemon (see the module docs).
+pub struct Daemon {
+    config: Config,
+    carrier: Vec<bool>,
+    ports: Vec<PortInfo>,
+    fib: Fib,
+    adjacencies: AdjacencyTable,
+    nexthops: NextHops,
+    routes: BTreeMap<Prefix, Route>,
+    addrs: BTreeMap<String, Vec<IfAddr>>,
+    own_addrs: BTreeSet<Ipv6Addr>,
+    neigh: NeighClient,
+    _prober: Option<Prober>,
+    prog: XdpProgram,
+    workers: Vec<WorkerHandle>,
+    worker_stop: Arc<AtomicBool>,
+    msgs: Receiver<Msg>,
+    _ctl: ctl::Server,
+    pending_glean: BTreeSet<Ipv6Addr>,
+}
+
+impl std::fmt::Debug for Daemon {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Daemon")
+            .field("ports", &self.ports)
+            .field("routes", &self.routes.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Forwards every item of `rx` into the control channel until either side
+/// goes away.
+fn forward<T: Send + 'static>(
+    name: &str,
+    rx: Receiver<T>,
+    tx: Sender<Msg>,
+    wrap: fn(T) -> Msg,
+) -> Result<(), DaemonError> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            for item in rx {
+                if tx.send(wrap(item)).is_err() {
+                    break;
+                }
+            }
+        })
+        .map(|_| ())
+        .map_err(io_err(format!("spawn {name}")))
+}
+
+/// The CPUs for the workers: the configured ones, or every CPU but CPU 0
+/// (CPU 0 alone on a one-CPU machine).
+fn worker_cores(config: &Config) -> Vec<usize> {
+    if let Some(c) = &config.router.worker_cores {
+        return c.clone();
+    }
+    let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if n <= 1 {
+        vec![0]
+    } else {
+        (1..n).collect()
+    }
+}
+
+/// Receive queues of an interface (`/sys/class/net/IF/queues/rx-*`).
+fn rx_queues(name: &str) -> u32 {
+    std::fs::read_dir(format!("/sys/class/net/{name}/queues"))
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().starts_with("rx-"))
+                .count() as u32
+        })
+        .unwrap_or(1)
+        .max(1)
+}
+
+impl Daemon {
+    /// Sets everything up: the neighbour client, the XDP program on every
+    /// interface, the workers, the routes, the prober and the ctl socket.
+    /// Returns once the dataplane forwards.
+    pub fn start(config: Config) -> Result<Daemon, DaemonError> {
+        let neigh = NeighClient::start()?;
+        let table = neigh.table();
+        let mut ports = Vec::new();
+        for i in &config.interfaces {
+            let link = table
+                .link_by_name(&i.name)
+                .ok_or_else(|| DaemonError::NoInterface(i.name.clone()))?;
+            ports.push(PortInfo {
+                name: i.name.clone(),
+                ifindex: link.ifindex,
+                mtu: i.mtu.map(u32::from),
+            });
+        }
+        let addrs = ifaddr::global_addrs().map_err(io_err("read interface addresses"))?;
+
+        let (tx, msgs) = mpsc::channel();
+        forward(
+            "flatedge-neigh-ev",
+            neigh.subscribe()?,
+            tx.clone(),
+            Msg::Neigh,
+        )?;
+
+        let mut prog = XdpProgram::load().map_err(|source| DaemonError::Xdp {
+            what: "load the XDP program".into(),
+            source,
+        })?;
+        for (slot, p) in ports.iter().enumerate() {
+            prog.attach(p.ifindex)
+                .and_then(|()| prog.set_port_slot(p.ifindex, slot as u32))
+                .map_err(|source| DaemonError::Xdp {
+                    what: format!("attach the XDP program to {}", p.name),
+                    source,
+                })?;
+        }
+
+        let carrier = ports
+            .iter()
+            .map(|p| table.link(p.ifindex).is_some_and(|l| l.is_up()))
+            .collect();
+        let mut d = Daemon {
+            carrier,
+            fib: Fib::new(),
+            adjacencies: adjacency_table(Vec::new()),
+            nexthops: NextHops::default(),
+            routes: BTreeMap::new(),
+            addrs: BTreeMap::new(),
+            own_addrs: BTreeSet::new(),
+            _prober: None,
+            workers: Vec::new(),
+            worker_stop: Arc::new(AtomicBool::new(false)),
+            _ctl: ctl::Server::start(&config.ctl.socket, tx.clone())?,
+            pending_glean: BTreeSet::new(),
+            msgs,
+            neigh,
+            prog,
+            ports,
+            config,
+        };
+        d.sync_addrs(addrs);
+        d.install_static()?;
+        d.refresh();
+        d.start_prober(tx.clone())?;
+        d.start_workers(tx)?;
+        Ok(d)
+    }
+
+    /// The ctl socket's path.
+    pub fn ctl_socket(&self) -> PathBuf {
+        self.config.ctl.socket.clone()
+    }
+
+    /// Static routes: each `via` on a connected subnet, resolved through
+    /// the kernel and probed.
+    fn install_static(&mut self) -> Result<(), DaemonError> {
+        for r in self.config.routes.clone() {
+            let mut ids = Vec::new();
+            for via in &r.via {
+                let port = self.port_of(*via).ok_or_else(|| {
+                    let known: Vec<String> = self
+                        .addrs
+                        .iter()
+                        .flat_map(|(n, v)| v.iter().map(move |a| format!("{} on {n}", a.subnet)))
+                        .collect();
+                    DaemonError::NextHopNotConnected {
+                        prefix: r.prefix,
+                        via: *via,
+                        known: if known.is_empty() {
+                            "none".into()
+                        } else {
+                            known.join(", ")
+                        },
+                    }
+                })?;
+                ids.push(self.track(*via, port)?);
+            }
+            self.install(r.prefix, Source::Static, ids)?;
+        }
+        Ok(())
+    }
+
+    /// The id of neighbour `addr` behind `port`, asking the kernel to keep
+    /// it resolved when it is new.
+    fn track(&mut self, addr: Ipv6Addr, port: PortIndex) -> Result<NextHopId, DaemonError> {
+        let (id, new) = self.nexthops.neighbor(addr, port);
+        if new {
+            self.neigh
+                .resolve(addr, self.ports[usize::from(port)].ifindex)?;
+        }
+        Ok(id)
+    }
+
+    fn install(
+        &mut self,
+        prefix: Prefix,
+        source: Source,
+        nexthops: Vec<NextHopId>,
+    ) -> Result<(), DaemonError> {
+        let nhs: Vec<FibNextHop> = nexthops.iter().map(|id| FibNextHop::new(id.0)).collect();
+        self.fib
+            .insert(prefix, &nhs)
+            .map_err(|source| DaemonError::Fib { prefix, source })?;
+        self.routes.insert(prefix, Route { source, nexthops });
+        Ok(())
+    }
+
+    fn uninstall(&mut self, prefix: Prefix) {
+        self.fib.remove(prefix);
+        self.routes.remove(&prefix);
+    }
+
+    /// The port whose connected subnets hold `addr`.
+    fn port_of(&self, addr: Ipv6Addr) -> Option<PortIndex> {
+        let a = u128::from(addr);
+        self.ports.iter().enumerate().find_map(|(i, p)| {
+            self.addrs
+                .get(&p.name)?
+                .iter()
+                .any(|x| x.subnet.contains(a))
+                .then_some(i as PortIndex)
+        })
+    }
+
+    /// Applies a fresh read of the interfaces' addresses: the XDP
+    /// program's own-address map and the connected routes.
+    fn sync_addrs(&mut self, all: BTreeMap<String, Vec<IfAddr>>) {
+        let addrs: BTreeMap<String, Vec<IfAddr>> = self
+            .ports
+            .iter()
+            .filter_map(|p| all.get(&p.name).map(|v| (p.name.clone(), v.clone())))
+            .collect();
+        if addrs == self.addrs {
+            return;
+        }
+        // Own addresses: every global address of the box, so that traffic
+        // to any of them (even one on a port we do not forward on) goes to
+        // the kernel.
+        let own: BTreeSet<Ipv6Addr> = all.values().flatten().map(|a| a.addr).collect();
+        for a in own.difference(&self.own_addrs) {
+            if let Err(e) = self.prog.add_own_addr(*a) {
+                log!("cannot add own address {a} to the XDP map: {e}");
+            }
+        }
+        for a in self.own_addrs.difference(&own) {
+            let _ = self.prog.remove_own_addr(*a);
+        }
+        self.own_addrs = own;
+        // Connected routes: the subnets now, via each port's glean.
+        let mut want: BTreeMap<Prefix, PortIndex> = BTreeMap::new();
+        for (i, p) in self.ports.iter().enumerate() {
+            for a in addrs.get(&p.name).into_iter().flatten() {
+                if a.subnet.len() < 128 {
+                    want.entry(a.subnet).or_insert(i as PortIndex);
+                }
+            }
+        }
+        let old: Vec<Prefix> = self
+            .routes
+            .iter()
+            .filter(|(p, r)| r.source == Source::Connected && !want.contains_key(p))
+            .map(|(p, _)| *p)
+            .collect();
+        for p in old {
+            self.uninstall(p);
+        }
+        for (prefix, port) in want {
+            // A static route for the same prefix wins.
+            if self
+                .routes
+                .get(&prefix)
+                .is_some_and(|r| r.source == Source::Static)
+            {
+                continue;
+            }
+            let g = self.nexthops.glean(port);
+            if let Err(e) = self.install(prefix, Source::Connected, vec![g]) {
+                log!("connected route {prefix}: {e}");
+            }
+        }
+        self.addrs = addrs;
+        self.refresh();
+    }
+
+    /// Rebuilds the adjacency table from the kernel's view and the
+    /// probing verdicts, sets each next hop's liveness in the FIB and
+    /// publishes both.
+    fn refresh(&mut self) {
+        let table = self.neigh.table();
+        let adj = self.nexthops.adjacencies(&self.ports, &table);
+        for (i, a) in adj.iter().enumerate() {
+            let up = a.resolved || a.glean;
+            let id = NextHopId(i as u32);
+            if self.fib.nexthop_is_up(id) != up {
+                self.fib.set_nexthop_up(id, up);
+            }
+        }
+        // Host routes whose neighbour the kernel gave up on go, so that
+        // the next packet gleans again.
+        let failed: Vec<Prefix> = self
+            .routes
+            .iter()
+            .filter(|(_, r)| {
+                r.source == Source::Host
+                    && r.nexthops
+                        .iter()
+                        .all(|&id| self.nexthops.failed(id, &self.ports, &table))
+            })
+            .map(|(p, _)| *p)
+            .collect();
+        for p in failed {
+            self.uninstall(p);
+        }
+        // Adjacencies first: a group that a new FIB snapshot makes use of a
+        // next hop must find it in the table.
+        self.adjacencies.store(Arc::new(adj));
+        self.fib.publish();
+    }
+
+    /// A destination on a connected subnet without a host route: have the
+    /// kernel resolve it and route it as a host.
+    fn glean(&mut self, dst: Ipv6Addr) {
+        if !self.pending_glean.insert(dst) {
+            return;
+        }
+        let Some(port) = self.port_of(dst) else {
+            return;
+        };
+        let Ok(host) = Prefix::new(dst, 128) else {
+            return;
+        };
+        if self.routes.contains_key(&host) {
+            return;
+        }
+        match self.track(dst, port) {
+            Ok(id) => {
+                if let Err(e) = self.install(host, Source::Host, vec![id]) {
+                    log!("host route {host}: {e}");
+                }
+                self.refresh();
+            }
+            Err(e) => log!("cannot resolve {dst}: {e}"),
+        }
+    }
+
+    fn start_prober(&mut self, tx: Sender<Msg>) -> Result<(), DaemonError> {
+        let hops: Vec<(Ipv6Addr, u32)> = self
+            .nexthops
+            .neighbors()
+            .map(|(_, addr, port)| (addr, self.ports[usize::from(port)].ifindex))
+            .collect();
+        if hops.is_empty() {
+            return Ok(());
+        }
+        let (prober, rx) =
+            Prober::start(ProbeConfig::default(), &hops).map_err(io_err("start the prober"))?;
+        forward("flatedge-probe-ev", rx, tx, Msg::Liveness)?;
+        self._prober = Some(prober);
+        Ok(())
+    }
+
+    fn start_workers(&mut self, tx: Sender<Msg>) -> Result<(), DaemonError> {
+        let cores = worker_cores(&self.config);
+        let queues = self
+            .ports
+            .iter()
+            .map(|p| rx_queues(&p.name))
+            .min()
+            .unwrap_or(1);
+        let n = cores.len().min(queues as usize).max(1);
+        // Source of ICMPv6 errors per port: its first global address, or
+        // any global address of the box.
+        let any = self.own_addrs.iter().next().copied();
+        let icmp_src: Vec<Option<Ipv6Addr>> = self
+            .ports
+            .iter()
+            .map(|p| {
+                self.addrs
+                    .get(&p.name)
+                    .and_then(|v| v.first())
+                    .map(|a| a.addr)
+                    .or(any)
+            })
+            .collect();
+        let (gtx, grx) = mpsc::sync_channel(GLEAN_QUEUE);
+        forward("flatedge-glean", grx, tx, Msg::Glean)?;
+        for (w, &core) in cores.iter().take(n).enumerate() {
+            // Worker w takes queue w and every n-th queue after it, on
+            // every interface; its first ports are queue w of each
+            // interface in config order, which is what adjacencies name.
+            let mut owned: Vec<(usize, u32)> = Vec::new();
+            for q in (w as u32..queues).step_by(n) {
+                owned.extend((0..self.ports.len()).map(|i| (i, q)));
+            }
+            let frames = (owned.len() as u32 * 2 * RING).next_power_of_two();
+            let mut pool = FramePool::new(PoolConfig {
+                frames,
+                frame_size: 2048,
+                fill_ring: RING,
+                rx_tx_ring: RING,
+            })
+            .map_err(|source| DaemonError::Xdp {
+                what: "allocate the UMEM".into(),
+                source,
+            })?;
+            let mut ports = Vec::new();
+            let mut srcs = Vec::new();
+            for &(i, q) in &owned {
+                let p = &self.ports[i];
+                let port =
+                    Port::open(&mut pool, &p.name, q).map_err(|source| DaemonError::Xdp {
+                        what: format!("open the AF_XDP socket of {} queue {q}", p.name),
+                        source,
+                    })?;
+                self.prog
+                    .insert_xsk(i as u32, q, port.fd())
+                    .map_err(|source| DaemonError::Xdp {
+                        what: format!("register the socket of {} queue {q}", p.name),
+                        source,
+                    })?;
+                ports.push(port);
+                srcs.push(icmp_src[i]);
+            }
+            let now = 0;
+            let state = WorkerState::new(
+                u64::from(self.config.icmp.rate),
+                u64::from(self.config.icmp.burst),
+                0x9e37_79b9_7f4a_7c15 ^ w as u64,
+                now,
+            );
+            let mut worker = Worker::new(
+                pool,
+                ports,
+                srcs,
+                self.fib.reader(),
+                self.adjacencies.clone(),
+                state,
+                RING as usize,
+            )
+            .map_err(|e| DaemonError::Io {
+                what: "build a worker".into(),
+                source: std::io::Error::other(e.to_string()),
+            })?;
+            worker.set_glean(gtx.clone());
+            let report = worker.report_handle();
+            let stop = self.worker_stop.clone();
+            let thread = std::thread::Builder::new()
+                .name(format!("flatedge-w{w}"))
+                .spawn(move || {
+                    if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
+                        log!("worker {w}: cannot pin to CPU {core}; running unpinned");
+                    }
+                    worker.run(&stop);
+                })
+                .map_err(io_err("spawn a worker"))?;
+            self.workers.push(WorkerHandle { report, thread });
+        }
+        Ok(())
+    }
+
+    /// Runs the control loop until `stop` is set, then stops the workers
+    /// and detaches the XDP program.
+    pub fn run(mut self, stop: &AtomicBool) {
+        let mut next_sync = Instant::now() + ADDR_SYNC;
+        while !stop.load(Ordering::Relaxed) {
+            let mut dirty = false;
+            match self.msgs.recv_timeout(Duration::from_millis(100)) {
+                Ok(m) => dirty |= self.handle(m),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            // Take whatever else is queued before republishing once.
+            while let Ok(m) = self.msgs.try_recv() {
+                dirty |= self.handle(m);
+            }
+            if dirty {
+                self.refresh();
+            }
+            if Instant::now() >= next_sync {
+                next_sync = Instant::now() + ADDR_SYNC;
+                match ifaddr::global_addrs() {
+                    Ok(a) => self.sync_addrs(a),
+                    Err(e) => log!("cannot read interface addresses: {e}"),
+                }
+                // A host that failed may be gleaned again.
+                self.pending_glean.clear();
+            }
+        }
+        self.shutdown();
+    }
+
+    /// Handles one message; `true` when the adjacencies need a refresh.
+    fn handle(&mut self, m: Msg) -> bool {
+        match m {
+            // Any link or neighbour change may change an adjacency.
+            Msg::Neigh(ev) => {
+                if let NeighEvent::Link(l) = &ev {
+                    self.log_carrier(l);
+                }
+                true
+            }
+            Msg::Liveness(((addr, ifindex), l)) => {
+                if let Some(port) = self.ports.iter().position(|p| p.ifindex == ifindex) {
+                    log!(
+                        "next hop {addr} on {}: {} (probes)",
+                        self.ports[port].name,
+                        if l == Liveness::Down { "down" } else { "up" }
+                    );
+                    self.nexthops.set_liveness(addr, port as PortIndex, l);
+                }
+                true
+            }
+            Msg::Glean(dst) => {
+                self.glean(dst);
+                false
+            }
+            Msg::Ctl(req, reply) => {
+                let _ = reply.send(self.answer(req));
+                false
+            }
+        }
+    }
+
+    fn shutdown(mut self) {
+        self.worker_stop.store(true, Ordering::Relaxed);
+        for w in self.workers.drain(..) {
+            let _ = w.thread.join();
+        }
+        for p in &self.ports {
+            let _ = self.prog.detach(p.ifindex);
+        }
+    }
+
+    /// Logs a carrier change of one of our ports.
+    fn log_carrier(&mut self, l: &crate::neigh::Link) {
+        let Some(p) = self.ports.iter().position(|p| p.ifindex == l.ifindex) else {
+            return;
+        };
+        let up = l.is_up();
+        if self.carrier.get(p).copied() != Some(up) {
+            log!(
+                "{}: {}",
+                self.ports[p].name,
+                if up { "link up" } else { "link down" }
+            );
+            if let Some(c) = self.carrier.get_mut(p) {
+                *c = up;
+            }
+        }
+    }
+
+    /// The neighbour table now.
+    fn table(&self) -> Arc<NeighborTable> {
+        self.neigh.table()
+    }
+}

@@ -1,0 +1,291 @@
+//! Next hops: the ids the FIB's groups hold, and the adjacency table the
+//! workers index with them.
+//!
+//! Two kinds share one id space: a *neighbour* (an address on a connected
+//! subnet behind one interface: a static route's `via`, or a host found by
+//! glean) and a *glean* entry per interface (a connected subnet: packets
+//! to it are dropped as `neighbor_miss` and their destinations handed back
+//! here to be resolved). Ids are never reused while the daemon runs, so a
+//! worker holding an old adjacency table never confuses two next hops.
+
+use std::collections::BTreeMap;
+use std::net::Ipv6Addr;
+
+use fib::NextHopId;
+
+use crate::dataplane::{Adjacency, PortIndex};
+use crate::neigh::{Liveness, NeighState, NeighborTable};
+
+/// A dataplane port: its interface and where the config put it.
+#[derive(Debug, Clone)]
+pub struct PortInfo {
+    /// Interface name.
+    pub name: String,
+    /// Kernel ifindex.
+    pub ifindex: u32,
+    /// The MTU the config imposes (`None`: the link's own).
+    pub mtu: Option<u32>,
+}
+
+/// What an id stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A neighbour `addr` behind port `port`.
+    Neighbor {
+        /// Its address.
+        addr: Ipv6Addr,
+    },
+    /// The connected subnets of port `port`.
+    Glean,
+}
+
+/// One next hop.
+#[derive(Debug, Clone, Copy)]
+pub struct Entry {
+    /// What it is.
+    pub kind: Kind,
+    /// The egress port (index into the workers' port list and `ports`).
+    pub port: PortIndex,
+    /// Probing verdict (static next hops only; others stay `Unknown`).
+    pub liveness: Liveness,
+}
+
+/// The registry of next hops.
+#[derive(Debug, Default)]
+pub struct NextHops {
+    entries: Vec<Entry>,
+    by_neighbor: BTreeMap<(Ipv6Addr, PortIndex), NextHopId>,
+    glean: BTreeMap<PortIndex, NextHopId>,
+}
+
+/// The state `show neighbors` and `show fib` report for a next hop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HopState {
+    /// Resolved, link up, not probed down.
+    Up,
+    /// Link down or probed down.
+    Down,
+    /// No MAC yet.
+    Unresolved,
+}
+
+impl NextHops {
+    /// The id of neighbour `addr` behind `port`, allocated on first use;
+    /// `true` when it is new.
+    pub fn neighbor(&mut self, addr: Ipv6Addr, port: PortIndex) -> (NextHopId, bool) {
+        if let Some(&id) = self.by_neighbor.get(&(addr, port)) {
+            return (id, false);
+        }
+        let id = self.push(Kind::Neighbor { addr }, port);
+        self.by_neighbor.insert((addr, port), id);
+        (id, true)
+    }
+
+    /// The glean id of `port`, allocated on first use.
+    pub fn glean(&mut self, port: PortIndex) -> NextHopId {
+        if let Some(&id) = self.glean.get(&port) {
+            return id;
+        }
+        let id = self.push(Kind::Glean, port);
+        self.glean.insert(port, id);
+        id
+    }
+
+    fn push(&mut self, kind: Kind, port: PortIndex) -> NextHopId {
+        self.entries.push(Entry {
+            kind,
+            port,
+            liveness: Liveness::Unknown,
+        });
+        NextHopId((self.entries.len() - 1) as u32)
+    }
+
+    /// An entry.
+    pub fn get(&self, id: NextHopId) -> Option<&Entry> {
+        self.entries.get(id.0 as usize)
+    }
+
+    /// The id of a known neighbour.
+    pub fn find(&self, addr: Ipv6Addr, port: PortIndex) -> Option<NextHopId> {
+        self.by_neighbor.get(&(addr, port)).copied()
+    }
+
+    /// Sets a neighbour's probing verdict; `false` if unknown.
+    pub fn set_liveness(&mut self, addr: Ipv6Addr, port: PortIndex, l: Liveness) -> bool {
+        match self.by_neighbor.get(&(addr, port)) {
+            Some(id) => {
+                self.entries[id.0 as usize].liveness = l;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Every neighbour: id, address, port.
+    pub fn neighbors(&self) -> impl Iterator<Item = (NextHopId, Ipv6Addr, PortIndex)> + '_ {
+        self.by_neighbor
+            .iter()
+            .map(|(&(addr, port), &id)| (id, addr, port))
+    }
+
+    /// The adjacency of one entry given the kernel's view.
+    pub fn adjacency(&self, id: NextHopId, ports: &[PortInfo], t: &NeighborTable) -> Adjacency {
+        let Some(e) = self.get(id) else {
+            return Adjacency::default();
+        };
+        let Some(p) = ports.get(usize::from(e.port)) else {
+            return Adjacency::default();
+        };
+        let link = t.link(p.ifindex);
+        let mtu = p.mtu.or(link.map(|l| l.mtu)).unwrap_or(0);
+        match e.kind {
+            Kind::Glean => Adjacency {
+                port: e.port,
+                src_mac: link.and_then(|l| l.mac).unwrap_or_default(),
+                mtu,
+                glean: true,
+                ..Adjacency::default()
+            },
+            Kind::Neighbor { addr } => {
+                let mut a = t.adjacency(addr, p.ifindex, e.port);
+                a.mtu = mtu;
+                a.resolved &= e.liveness != Liveness::Down;
+                a
+            }
+        }
+    }
+
+    /// The whole adjacency table, indexed by id.
+    pub fn adjacencies(&self, ports: &[PortInfo], t: &NeighborTable) -> Vec<Adjacency> {
+        (0..self.entries.len())
+            .map(|i| self.adjacency(NextHopId(i as u32), ports, t))
+            .collect()
+    }
+
+    /// The state of a neighbour for the CLI.
+    pub fn state(&self, id: NextHopId, ports: &[PortInfo], t: &NeighborTable) -> HopState {
+        let Some(e) = self.get(id) else {
+            return HopState::Unresolved;
+        };
+        let Some(p) = ports.get(usize::from(e.port)) else {
+            return HopState::Unresolved;
+        };
+        let Kind::Neighbor { addr } = e.kind else {
+            return HopState::Unresolved;
+        };
+        let link_up = t.link(p.ifindex).is_some_and(|l| l.is_up());
+        let nh = t.nexthop(addr, p.ifindex);
+        let resolved = nh.is_some_and(|n| n.mac.is_some());
+        if !link_up || e.liveness == Liveness::Down {
+            HopState::Down
+        } else if resolved {
+            HopState::Up
+        } else {
+            HopState::Unresolved
+        }
+    }
+
+    /// Whether the kernel gave up on a neighbour (`FAILED`).
+    pub fn failed(&self, id: NextHopId, ports: &[PortInfo], t: &NeighborTable) -> bool {
+        let Some(e) = self.get(id) else { return false };
+        let (Kind::Neighbor { addr }, Some(p)) = (e.kind, ports.get(usize::from(e.port))) else {
+            return false;
+        };
+        t.nexthop(addr, p.ifindex)
+            .is_some_and(|n| n.state == NeighState::Failed)
+    }
+
+    /// Number of ids.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// No ids yet.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_stable_and_kinds_separate() {
+        let mut n = NextHops::default();
+        let a: Ipv6Addr = "2001:db8:1::2".parse().unwrap();
+        let (x, new) = n.neighbor(a, 1);
+        assert!(new);
+        assert_eq!(n.neighbor(a, 1), (x, false));
+        let (y, _) = n.neighbor(a, 2);
+        assert_ne!(x, y);
+        let g = n.glean(1);
+        assert_eq!(n.glean(1), g);
+        assert_ne!(g, x);
+        assert_eq!(n.get(g).unwrap().kind, Kind::Glean);
+        assert_eq!(n.find(a, 2), Some(y));
+        assert!(n.set_liveness(a, 1, Liveness::Down));
+        assert!(!n.set_liveness("2001:db8::9".parse().unwrap(), 1, Liveness::Down));
+        assert_eq!(n.len(), 3);
+    }
+
+    #[test]
+    fn adjacencies_follow_the_kernel_and_liveness() {
+        use crate::neigh::{Link, NeighState, Neighbor};
+        let mut n = NextHops::default();
+        let a: Ipv6Addr = "2001:db8:1::2".parse().unwrap();
+        let (id, _) = n.neighbor(a, 0);
+        let g = n.glean(0);
+        let ports = vec![PortInfo {
+            name: "k8s0".into(),
+            ifindex: 7,
+            mtu: Some(1400),
+        }];
+        let mut t = NeighborTable::default();
+        t.links.insert(
+            7,
+            Link {
+                ifindex: 7,
+                name: "k8s0".into(),
+                mac: Some([2, 0, 0, 0, 0, 1]),
+                mtu: 1500,
+                admin_up: true,
+                carrier: true,
+                oper_state: 6,
+            },
+        );
+        // Not tracked yet: unresolved.
+        assert!(!n.adjacency(id, &ports, &t).resolved);
+        assert_eq!(n.state(id, &ports, &t), HopState::Unresolved);
+        t.neighbors.insert(
+            (a, 7),
+            Neighbor {
+                mac: Some([2, 0, 0, 0, 0, 2]),
+                state: NeighState::Reachable,
+                managed: true,
+            },
+        );
+        t.nexthops.insert(
+            (a, 7),
+            crate::neigh::NextHop {
+                mac: Some([2, 0, 0, 0, 0, 2]),
+                state: NeighState::Reachable,
+                link_up: true,
+                mode: crate::neigh::ResolveMode::Managed,
+                liveness: Liveness::Unknown,
+            },
+        );
+        let adj = n.adjacency(id, &ports, &t);
+        assert!(adj.resolved);
+        assert_eq!(adj.mtu, 1400);
+        assert_eq!(adj.dst_mac, [2, 0, 0, 0, 0, 2]);
+        assert_eq!(n.state(id, &ports, &t), HopState::Up);
+        n.set_liveness(a, 0, Liveness::Down);
+        assert!(!n.adjacency(id, &ports, &t).resolved);
+        assert_eq!(n.state(id, &ports, &t), HopState::Down);
+        let ga = n.adjacency(g, &ports, &t);
+        assert!(ga.glean && !ga.resolved);
+        assert_eq!(ga.src_mac, [2, 0, 0, 0, 0, 1]);
+        assert_eq!(n.adjacencies(&ports, &t).len(), 2);
+    }
+}

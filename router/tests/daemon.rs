@@ -1,0 +1,778 @@
+//! The `flatedge` daemon end to end, in network namespaces (run as root):
+//!
+//! ```text
+//!                                          ┌ rs1 2001:db8:1::1 ── s10 2001:db8:1::2          s1 ┐
+//!  c: c0 2001:db8:c::2 ── rc 2001:db8:c::1 ┤ r ── rs2 2001:db8:2::1 ── s20 2001:db8:2::2       s2 ├ 2001:db8:ff::1 (lo)
+//!                                          └ rb  2001:db8:3::1 ── [bridge in br] ── s30 2001:db8:3::2 s3 ┘
+//! ```
+//!
+//! `flatedge --config` runs in `r` (kernel forwarding off) with the four
+//! r-side veths as its interfaces and one static route: the service
+//! `2001:db8:ff::1/128` via the three sinks. Everything else it learns by
+//! itself: connected routes from the interfaces' addresses, the
+//! neighbours' MACs from the kernel, hosts on connected subnets by glean.
+//! Counters are read through the ctl socket (the `ctl` client, and once
+//! the real `flatedgectl` binary). Checked:
+//!
+//! - `daemon_forwards_and_answers`: ping, UDP and TCP through the router;
+//!   Time Exceeded, Packet Too Big (with the egress MTU) and Destination
+//!   Unreachable reach the client (ping prints them only when the kernel
+//!   accepted their checksums); ping and a TCP connection to the BGP port
+//!   of the router's own address reach r's kernel while the dataplane
+//!   runs; malformed frames are counted drops; the ctl answers.
+//! - `daemon_ecmp_failover`: 60 UDP flows spread over the three sinks,
+//!   each on one; s2's link losing carrier moves only its flows, within
+//!   1 s; s3 going silent behind the bridge (its interface down in its
+//!   namespace: carrier never drops on r's side) does the same through
+//!   the prober; when both come back, every flow returns to its first sink.
+//!
+//! Fails (never skips) when not root or when a tool is missing: install
+//! them with scripts/setup.sh.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{Ipv6Addr, SocketAddrV6, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+mod common;
+
+use common::{in_ns, inject, ns, ns_try, run, udp_frame, udp_sink, wait_dad};
+use ctl::{NextHopState, Request, Response};
+
+const SERVICE: &str = "2001:db8:ff::1";
+const CLIENT: &str = "2001:db8:c::2";
+const R_CLIENT_SIDE: &str = "2001:db8:c::1";
+const UDP_PORT: u16 = 9999;
+const TCP_PORT: u16 = 8080;
+/// The egress MTU flatedge enforces towards s1 (its link's is 1500).
+const S1_MTU: u32 = 1400;
+
+/// The namespaces of one run, deleted (with their veths) on drop, and the
+/// daemon, stopped on drop.
+struct Lab {
+    c: String,
+    r: String,
+    br: String,
+    s: [String; 3],
+    dir: PathBuf,
+    daemon: Option<Child>,
+}
+
+impl Lab {
+    fn new(tag: &str) -> Lab {
+        let id = format!("{tag}{}", std::process::id());
+        let lab = Lab {
+            c: format!("dc{id}"),
+            r: format!("dr{id}"),
+            br: format!("db{id}"),
+            s: [1, 2, 3].map(|i| format!("ds{i}{id}")),
+            dir: std::env::temp_dir().join(format!("flatedge-test-{id}")),
+            daemon: None,
+        };
+        for n in lab.all() {
+            run(&["ip", "netns", "add", n]);
+        }
+        std::fs::create_dir_all(&lab.dir).unwrap();
+        lab.setup();
+        lab
+    }
+
+    fn all(&self) -> Vec<&str> {
+        let mut v = vec![self.c.as_str(), self.r.as_str(), self.br.as_str()];
+        v.extend(self.s.iter().map(String::as_str));
+        v
+    }
+
+    fn veth(&self, a_ns: &str, a: &str, b_ns: &str, b: &str) {
+        run(&[
+            "ip", "link", "add", a, "netns", a_ns, "type", "veth", "peer", "name", b, "netns", b_ns,
+        ]);
+    }
+
+    fn setup(&self) {
+        let (c, r, br) = (self.c.as_str(), self.r.as_str(), self.br.as_str());
+        self.veth(c, "c0", r, "rc");
+        self.veth(&self.s[0], "s10", r, "rs1");
+        self.veth(&self.s[1], "s20", r, "rs2");
+        self.veth(r, "rb", br, "b0");
+        self.veth(&self.s[2], "s30", br, "b3");
+        ns(br, &["ip", "link", "add", "br0", "type", "bridge"]);
+        for dev in ["b0", "b3"] {
+            ns(br, &["ip", "link", "set", dev, "master", "br0"]);
+            ns(br, &["ip", "link", "set", dev, "up"]);
+        }
+        ns(br, &["ip", "link", "set", "br0", "up"]);
+        let addrs = [
+            (c, "c0", format!("{CLIENT}/64")),
+            (r, "rc", format!("{R_CLIENT_SIDE}/64")),
+            (r, "rs1", "2001:db8:1::1/64".into()),
+            (r, "rs2", "2001:db8:2::1/64".into()),
+            (r, "rb", "2001:db8:3::1/64".into()),
+            (&self.s[0], "s10", "2001:db8:1::2/64".into()),
+            (&self.s[1], "s20", "2001:db8:2::2/64".into()),
+            (&self.s[2], "s30", "2001:db8:3::2/64".into()),
+        ];
+        for (n, dev, addr) in &addrs {
+            ns(n, &["ip", "addr", "add", addr, "dev", dev]);
+            ns(n, &["ip", "link", "set", dev, "up"]);
+            ns(n, &["ip", "link", "set", "lo", "up"]);
+        }
+        // Kernel forwarding off in r: transit packets can only cross via AF_XDP.
+        ns(r, &["sysctl", "-qw", "net.ipv6.conf.all.forwarding=0"]);
+        // Senders hand veth unfinished checksums otherwise (DESIGN.md section 3).
+        ns(c, &["ethtool", "-K", "c0", "tx", "off"]);
+        ns(
+            c,
+            &["ip", "-6", "route", "add", "default", "via", R_CLIENT_SIDE],
+        );
+        for (k, s) in self.s.iter().enumerate() {
+            let i = k + 1;
+            let dev = format!("s{i}0");
+            ns(s, &["ethtool", "-K", &dev, "tx", "off"]);
+            // The failover test sets the sinks' links down and up again:
+            // keep their addresses (and so their routes) meanwhile.
+            let keep = format!("net.ipv6.conf.{dev}.keep_addr_on_down=1");
+            ns(s, &["sysctl", "-qw", &keep]);
+            ns(
+                s,
+                &["ip", "addr", "add", &format!("{SERVICE}/128"), "dev", "lo"],
+            );
+            let gw = format!("2001:db8:{i}::1");
+            ns(s, &["ip", "-6", "route", "add", "default", "via", &gw]);
+        }
+        wait_dad(&[
+            (c, "c0"),
+            (r, "rc"),
+            (r, "rs1"),
+            (r, "rs2"),
+            (r, "rb"),
+            (&self.s[0], "s10"),
+            (&self.s[1], "s20"),
+            (&self.s[2], "s30"),
+        ]);
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.dir.join("ctl.sock")
+    }
+
+    /// Writes the config and starts `flatedge` in r; returns once its ctl
+    /// socket answers.
+    fn start_daemon(&mut self) {
+        let config = format!(
+            r#"
+[router]
+asn = 65000
+router-id = "192.0.2.1"
+[ctl]
+socket = "{socket}"
+[[interface]]
+name = "rc"
+[[interface]]
+name = "rs1"
+mtu = {S1_MTU}
+[[interface]]
+name = "rs2"
+[[interface]]
+name = "rb"
+[[route]]
+prefix = "{SERVICE}/128"
+via = ["2001:db8:1::2", "2001:db8:2::2", "2001:db8:3::2"]
+[icmp]
+rate = 1000
+burst = 100
+"#,
+            socket = self.socket().display()
+        );
+        let path = self.dir.join("flatedge.toml");
+        std::fs::write(&path, config).unwrap();
+        let log = std::fs::File::create(self.dir.join("flatedge.log")).unwrap();
+        let child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.r,
+                env!("CARGO_BIN_EXE_flatedge"),
+                "--config",
+            ])
+            .arg(&path)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("cannot start flatedge");
+        self.daemon = Some(child);
+        let t0 = Instant::now();
+        loop {
+            if ctl::request(
+                &self.socket(),
+                &Request::ShowInterfaces,
+                Duration::from_secs(2),
+            )
+            .is_ok()
+            {
+                break;
+            }
+            if let Some(status) = self.daemon.as_mut().unwrap().try_wait().unwrap() {
+                panic!("flatedge exited ({status}) at start:\n{}", self.log());
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(20),
+                "flatedge's ctl socket never answered:\n{}",
+                self.log()
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("flatedge.log")).unwrap_or_default()
+    }
+
+    fn ctl(&self, req: Request) -> Response {
+        match ctl::request(&self.socket(), &req, Duration::from_secs(5)) {
+            Ok(r) => r,
+            Err(e) => panic!("ctl {req:?}: {e}\n{}", self.log()),
+        }
+    }
+
+    fn drops(&self) -> HashMap<String, u64> {
+        match self.ctl(Request::ShowDrops) {
+            Response::Drops(d) => d.drops.into_iter().collect(),
+            other => panic!("show drops: {other:?}"),
+        }
+    }
+
+    fn neighbor_states(&self) -> HashMap<Ipv6Addr, NextHopState> {
+        match self.ctl(Request::ShowNeighbors) {
+            Response::Neighbors(n) => n.neighbors.iter().map(|n| (n.address, n.state)).collect(),
+            other => panic!("show neighbors: {other:?}"),
+        }
+    }
+
+    /// Waits (up to 10 s) until the three sinks are up as next hops.
+    fn wait_sinks_up(&self) {
+        let t0 = Instant::now();
+        loop {
+            let st = self.neighbor_states();
+            let up = (1..=3).all(|i| {
+                st.get(&format!("2001:db8:{i}::2").parse().unwrap()) == Some(&NextHopState::Up)
+            });
+            if up {
+                return;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "the sinks never came up as next hops: {st:?}\n{}",
+                self.log()
+            );
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Stops the daemon with SIGTERM; returns its exit status and log.
+    fn stop_daemon(&mut self) -> (bool, String) {
+        let Some(mut child) = self.daemon.take() else {
+            return (false, String::new());
+        };
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let t0 = Instant::now();
+        let ok = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s.success();
+            }
+            if t0.elapsed() > Duration::from_secs(10) {
+                let _ = child.kill();
+                let _ = child.wait();
+                break false;
+            }
+            thread::sleep(Duration::from_millis(50));
+        };
+        (ok, self.log())
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.daemon.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        for name in self.all() {
+            let _ = Command::new("ip").args(["netns", "del", name]).status();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Runs the sinks' receivers while `send_flows` runs; returns flow (source
+/// port) -> sink index (0..3), checking that each flow reached one sink
+/// with all its datagrams and that all 60 arrived.
+fn flows_once(lab: &Lab, phase: &str) -> HashMap<u16, usize> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let at = SocketAddrV6::new(SERVICE.parse().unwrap(), UDP_PORT, 0, 0);
+    let sinks: Vec<_> = lab
+        .s
+        .iter()
+        .map(|s| udp_sink(s, at, stop.clone(), ready_tx.clone()))
+        .collect();
+    for _ in 0..3 {
+        ready_rx
+            .recv_timeout(Duration::from_secs(5))
+            .expect("a sink receiver did not start");
+    }
+    let to = SocketAddrV6::new(SERVICE.parse().unwrap(), UDP_PORT, 0, 0);
+    common::send_udp_flows(&lab.c, CLIENT.parse().unwrap(), to, 60, 3)
+        .expect("sending the flows failed");
+    thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    let per_sink: Vec<HashMap<u16, u32>> = sinks
+        .into_iter()
+        .map(|h| h.join().expect("sink panicked").expect("sink failed"))
+        .collect();
+    let mut at = HashMap::new();
+    for (k, f) in per_sink.iter().enumerate() {
+        for (&port, &n) in f {
+            assert!(
+                at.insert(port, k).is_none(),
+                "{phase}: flow {port} reached two sinks: {per_sink:?}"
+            );
+            assert_eq!(
+                n,
+                3,
+                "{phase}: flow {port} lost datagrams on sink {}\n{}{:?}\n{:?}",
+                k + 1,
+                lab.log(),
+                lab.drops()
+                    .into_iter()
+                    .filter(|d| d.1 > 0)
+                    .collect::<Vec<_>>(),
+                lab.ctl(Request::ShowInterfaces)
+            );
+        }
+    }
+    assert_eq!(
+        at.len(),
+        60,
+        "{phase}: not every flow arrived: {per_sink:?}"
+    );
+    at
+}
+
+/// TCP echo servers on the service address in every sink, until `stop`.
+fn tcp_echo(lab: &Lab, stop: &Arc<AtomicBool>) -> Vec<JoinHandle<Result<u32, String>>> {
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let v = lab
+        .s
+        .iter()
+        .map(|s| {
+            let (stop, ready) = (stop.clone(), ready_tx.clone());
+            in_ns(s, move || {
+                let l =
+                    TcpListener::bind(SocketAddrV6::new(SERVICE.parse().unwrap(), TCP_PORT, 0, 0))
+                        .map_err(|e| format!("bind: {e}"))?;
+                l.set_nonblocking(true).map_err(|e| e.to_string())?;
+                let _ = ready.send(());
+                let mut served = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    match l.accept() {
+                        Ok((mut conn, _)) => {
+                            conn.set_nonblocking(false).map_err(|e| e.to_string())?;
+                            conn.set_read_timeout(Some(Duration::from_secs(5)))
+                                .map_err(|e| e.to_string())?;
+                            let mut buf = vec![0u8; 64 * 1024];
+                            loop {
+                                match conn.read(&mut buf) {
+                                    Ok(0) | Err(_) => break,
+                                    Ok(n) => {
+                                        if conn.write_all(&buf[..n]).is_err() {
+                                            break;
+                                        }
+                                    }
+                                }
+                            }
+                            served += 1;
+                        }
+                        Err(_) => thread::sleep(Duration::from_millis(10)),
+                    }
+                }
+                Ok(served)
+            })
+        })
+        .collect();
+    for _ in 0..3 {
+        ready_rx
+            .recv_timeout(Duration::from_secs(5))
+            .expect("a TCP server did not start");
+    }
+    v
+}
+
+/// Connects from the client to `addr`:`port`, sends `len` bytes and reads
+/// them back.
+fn tcp_roundtrip(c_ns: &str, addr: &str, port: u16, len: usize) -> Result<(), String> {
+    let to = SocketAddrV6::new(addr.parse().unwrap(), port, 0, 0);
+    in_ns(c_ns, move || {
+        let mut s = TcpStream::connect_timeout(&to.into(), Duration::from_secs(5))
+            .map_err(|e| format!("connect {to}: {e}"))?;
+        s.set_read_timeout(Some(Duration::from_secs(5)))
+            .map_err(|e| e.to_string())?;
+        let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+        s.write_all(&data).map_err(|e| format!("write: {e}"))?;
+        let mut back = vec![0u8; len];
+        s.read_exact(&mut back).map_err(|e| format!("read: {e}"))?;
+        if back != data {
+            return Err("echoed bytes differ".into());
+        }
+        Ok(())
+    })
+    .join()
+    .expect("tcp client panicked")
+}
+
+/// A ping from the client: (succeeded, output).
+fn ping(lab: &Lab, args: &[&str]) -> (bool, String) {
+    let mut v = vec!["ping", "-6"];
+    v.extend_from_slice(args);
+    ns_try(&lab.c, &v)
+}
+
+/// The `flatedgectl` binary next to this test's (cargo builds every
+/// workspace binary before running tests).
+fn flatedgectl() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(Path::parent).unwrap();
+    let p = dir.join("flatedgectl");
+    assert!(
+        p.exists(),
+        "{} is missing: build the workspace (cargo build --workspace)",
+        p.display()
+    );
+    p
+}
+
+#[test]
+fn daemon_forwards_and_answers() {
+    common::require_root_and_tools("tests/daemon.rs");
+    let mut lab = Lab::new("f");
+    // Control: r's kernel does not forward.
+    assert!(
+        !ping(&lab, &["-c", "1", "-W", "1", SERVICE]).0,
+        "the client reaches the service through r's kernel: the test would prove nothing"
+    );
+    lab.start_daemon();
+    lab.wait_sinks_up();
+
+    // Ping through the router: the reply to the client needs its host
+    // route, which the first packets glean (a few may be lost).
+    let p = ping(&lab, &["-c", "5", "-i", "0.2", "-w", "8", SERVICE]);
+    assert!(p.0, "ping through flatedge failed: {}\n{}", p.1, lab.log());
+
+    // UDP: 60 flows, each on one sink, all sinks used.
+    let flows = flows_once(&lab, "udp");
+    for k in 0..3 {
+        assert!(
+            flows.values().any(|&s| s == k),
+            "sink {} got no flow: {flows:?}",
+            k + 1
+        );
+    }
+
+    // TCP: a few connections (different source ports) with 200 kB each.
+    let stop = Arc::new(AtomicBool::new(false));
+    let servers = tcp_echo(&lab, &stop);
+    for _ in 0..4 {
+        tcp_roundtrip(&lab.c, SERVICE, TCP_PORT, 200_000).expect("TCP through flatedge failed");
+    }
+    stop.store(true, Ordering::Relaxed);
+    let served: u32 = servers
+        .into_iter()
+        .map(|h| {
+            h.join()
+                .expect("tcp server panicked")
+                .expect("tcp server failed")
+        })
+        .sum();
+    assert_eq!(served, 4, "the sinks served {served} of 4 connections");
+
+    // Time Exceeded from the router's address facing the client.
+    let te = ping(&lab, &["-c", "1", "-t", "1", "-W", "2", SERVICE]);
+    assert!(
+        te.1.contains("Time exceeded") && te.1.contains(R_CLIENT_SIDE),
+        "no Time Exceeded from {R_CLIENT_SIDE}: {}",
+        te.1
+    );
+    // Packet Too Big with the configured egress MTU towards s1: s1's own
+    // address is a host on a connected subnet (gleaned by the first ping).
+    let warm = ping(&lab, &["-c", "5", "-i", "0.2", "-w", "8", "2001:db8:1::2"]);
+    assert!(warm.0, "ping to s1's address failed: {}", warm.1);
+    let big = ping(
+        &lab,
+        &[
+            "-c",
+            "1",
+            "-W",
+            "2",
+            "-M",
+            "do",
+            "-s",
+            "1420",
+            "2001:db8:1::2",
+        ],
+    );
+    assert!(
+        big.1.contains(&format!("mtu={S1_MTU}")),
+        "no Packet Too Big with mtu={S1_MTU}: {}",
+        big.1
+    );
+    // Destination Unreachable: r has no default route.
+    let unreach = ping(&lab, &["-c", "1", "-W", "2", "2001:db8:dead::1"]);
+    assert!(
+        unreach.1.contains("Destination unreachable") && unreach.1.contains(R_CLIENT_SIDE),
+        "no Destination Unreachable: {}",
+        unreach.1
+    );
+
+    // The router's own address: ping and the BGP port reach r's kernel.
+    let own = ping(&lab, &["-c", "2", "-i", "0.2", "-w", "4", R_CLIENT_SIDE]);
+    assert!(own.0, "ping to the router itself failed: {}", own.1);
+    let bgp = in_ns(&lab.r, || {
+        let l = TcpListener::bind(SocketAddrV6::new(R_CLIENT_SIDE.parse().unwrap(), 179, 0, 0))
+            .map_err(|e| format!("bind 179: {e}"))?;
+        l.set_nonblocking(true).map_err(|e| e.to_string())?;
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(5) {
+            if let Ok((mut c, _)) = l.accept() {
+                c.set_nonblocking(false).map_err(|e| e.to_string())?;
+                let mut b = [0u8; 5];
+                c.read_exact(&mut b).map_err(|e| e.to_string())?;
+                c.write_all(&b).map_err(|e| e.to_string())?;
+                return Ok(());
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+        Err("nobody connected to port 179".into())
+    });
+    thread::sleep(Duration::from_millis(100));
+    let bgp_client = tcp_roundtrip(&lab.c, R_CLIENT_SIDE, 179, 5);
+    assert_eq!(bgp.join().expect("listener panicked"), Ok(()));
+    assert_eq!(bgp_client, Ok(()), "TCP to the router's port 179 failed");
+
+    // Malformed frames: 3 with a payload length that lies, 2 with version 4.
+    // (A frame cut inside the IPv6 header never reaches the workers: the
+    // XDP program passes what it cannot parse to the kernel.)
+    let before = lab.drops();
+    let r_mac = mac_of(&lab.r, "rc");
+    let c_mac = mac_of(&lab.c, "c0");
+    let frame = |version, len| {
+        udp_frame(
+            r_mac,
+            c_mac,
+            CLIENT.parse().unwrap(),
+            SERVICE.parse().unwrap(),
+            version,
+            len,
+        )
+    };
+    let mut bad = vec![frame(0x60, 1000); 3];
+    bad.extend(vec![frame(0x40, 8); 2]);
+    assert_eq!(
+        inject(&lab.c, "c0", bad),
+        Ok(5),
+        "injecting the malformed frames failed"
+    );
+    let after = poll_drops(&lab, |d| {
+        grew(&before, d, "payload_length_exceeds_frame") >= 3
+            && grew(&before, d, "bad_version") >= 2
+    });
+    assert!(
+        after.is_some(),
+        "the malformed frames were not all counted: {:?}",
+        lab.drops()
+    );
+    // Still forwarding.
+    let p = ping(&lab, &["-c", "2", "-i", "0.2", "-w", "4", SERVICE]);
+    assert!(p.0, "ping after the malformed frames failed: {}", p.1);
+
+    // The ctl: what the router knows.
+    match lab.ctl(Request::ShowFib {
+        address: SERVICE.parse().unwrap(),
+    }) {
+        Response::Fib(f) => {
+            assert_eq!(
+                f.prefix.map(|p| p.to_string()),
+                Some(format!("{SERVICE}/128"))
+            );
+            assert_eq!(f.nexthops.len(), 3, "{f:?}");
+            assert!(f
+                .nexthops
+                .iter()
+                .all(|n| n.state == NextHopState::Up && n.mac.is_some()));
+        }
+        other => panic!("show fib: {other:?}"),
+    }
+    match lab.ctl(Request::ShowFib {
+        address: "2001:db8:dead::1".parse().unwrap(),
+    }) {
+        Response::Fib(f) => assert_eq!(f.prefix, None, "{f:?}"),
+        other => panic!("show fib: {other:?}"),
+    }
+    match lab.ctl(Request::ShowInterfaces) {
+        Response::Interfaces(i) => {
+            let names: Vec<&str> = i.interfaces.iter().map(|i| i.name.as_str()).collect();
+            assert_eq!(names, ["rc", "rs1", "rs2", "rb"]);
+            let rc = &i.interfaces[0];
+            assert!(
+                rc.carrier && rc.rx_packets >= 180 && rc.rx_bytes > rc.rx_packets * 60,
+                "{rc:?}"
+            );
+            assert!(rc.drops >= 5, "{rc:?}");
+            assert_eq!(i.interfaces[1].mtu, S1_MTU);
+        }
+        other => panic!("show interfaces: {other:?}"),
+    }
+    match lab.ctl(Request::ShowRuntime) {
+        Response::Runtime(r) => {
+            assert!(r.packets > 0 && r.busy_ns_per_packet > 0.0, "{r:?}");
+            let lookup = r.stages.iter().find(|s| s.name == "ip6_lookup").unwrap();
+            assert!(lookup.packets > 0 && lookup.ns_per_packet > 0.0, "{r:?}");
+        }
+        other => panic!("show runtime: {other:?}"),
+    }
+    match lab.ctl(Request::ShowFibSummary) {
+        // The static route, 4 connected subnets, and the gleaned hosts.
+        Response::FibSummary(s) => assert!(s.routes >= 5 && s.memory_bytes > 0, "{s:?}"),
+        other => panic!("show fib summary: {other:?}"),
+    }
+    // The real CLI, human output.
+    let out = Command::new(flatedgectl())
+        .arg("--socket")
+        .arg(lab.socket())
+        .args(["show", "fib", SERVICE])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "flatedgectl failed: {out:?}");
+    assert!(
+        text.contains(&format!("{SERVICE}/128")) && text.contains("2001:db8:2::2"),
+        "flatedgectl show fib: {text}"
+    );
+
+    let (clean, log) = lab.stop_daemon();
+    assert!(clean, "flatedge did not stop cleanly on SIGTERM:\n{log}");
+    // Detached: no XDP program left on r's interfaces.
+    let links = run(&["ip", "-n", &lab.r, "link", "show"]);
+    assert!(
+        !links.contains("xdp"),
+        "XDP program left attached:\n{links}"
+    );
+}
+
+#[test]
+fn daemon_ecmp_failover() {
+    common::require_root_and_tools("tests/daemon.rs");
+    let mut lab = Lab::new("e");
+    lab.start_daemon();
+    lab.wait_sinks_up();
+    // Glean the client's host route first (the sinks' answers need it).
+    let p = ping(&lab, &["-c", "5", "-i", "0.2", "-w", "8", SERVICE]);
+    assert!(p.0, "ping through flatedge failed: {}\n{}", p.1, lab.log());
+
+    let first = flows_once(&lab, "all up");
+    for k in 0..3 {
+        assert!(
+            first.values().any(|&s| s == k),
+            "sink {} got no flow: {first:?}",
+            k + 1
+        );
+    }
+
+    // s2's link goes down: r's rs2 loses carrier.
+    ns(&lab.s[1], &["ip", "link", "set", "s20", "down"]);
+    thread::sleep(Duration::from_secs(1));
+    let after_link = flows_once(&lab, "s2 link down");
+    for (port, &k) in &after_link {
+        assert_ne!(
+            k, 1,
+            "flow {port} still reached s2 1 s after its link went down"
+        );
+        if first[port] != 1 {
+            assert_eq!(k, first[port], "flow {port} moved though its sink is alive");
+        }
+    }
+
+    // s3 goes silent behind the bridge: no carrier change on r's side.
+    ns(&lab.s[2], &["ip", "link", "set", "s30", "down"]);
+    thread::sleep(Duration::from_secs(1));
+    let rb = run(&["ip", "-n", &lab.r, "link", "show", "rb"]);
+    assert!(
+        !rb.contains("NO-CARRIER"),
+        "rb lost carrier: the test would prove nothing: {rb}"
+    );
+    let after_silent = flows_once(&lab, "s3 silent");
+    assert!(
+        after_silent.values().all(|&k| k == 0),
+        "flows still reached s2 or s3 1 s after s3 went silent: {after_silent:?}"
+    );
+    for (port, &k) in &first {
+        if k == 0 {
+            assert_eq!(after_silent[port], 0, "flow {port} left s1");
+        }
+    }
+    let st = lab.neighbor_states();
+    for i in [2, 3] {
+        let a: Ipv6Addr = format!("2001:db8:{i}::2").parse().unwrap();
+        assert_eq!(st.get(&a), Some(&NextHopState::Down), "{st:?}");
+    }
+
+    // Both come back: every flow returns to its first sink.
+    ns(&lab.s[1], &["ip", "link", "set", "s20", "up"]);
+    ns(&lab.s[2], &["ip", "link", "set", "s30", "up"]);
+    wait_dad(&[(&lab.s[1], "s20"), (&lab.s[2], "s30")]);
+    lab.wait_sinks_up();
+    let back = flows_once(&lab, "all back");
+    assert_eq!(back, first, "flows did not return to their first sinks");
+    let (clean, log) = lab.stop_daemon();
+    assert!(clean, "flatedge did not stop cleanly on SIGTERM:\n{log}");
+}
+
+fn mac_of(ns: &str, dev: &str) -> [u8; 6] {
+    let text = run(&["ip", "-n", ns, "-br", "link", "show", dev]);
+    let mac = text
+        .split_whitespace()
+        .nth(2)
+        .unwrap_or_else(|| panic!("no MAC in {text:?}"));
+    let mut out = [0u8; 6];
+    for (o, p) in out.iter_mut().zip(mac.split(':')) {
+        *o = u8::from_str_radix(p, 16).unwrap();
+    }
+    out
+}
+
+fn grew(before: &HashMap<String, u64>, now: &HashMap<String, u64>, k: &str) -> u64 {
+    now.get(k).copied().unwrap_or(0) - before.get(k).copied().unwrap_or(0)
+}
+
+/// Polls `show drops` (the workers publish every 100 ms) for up to 2 s
+/// until `ok` holds.
+fn poll_drops(
+    lab: &Lab,
+    ok: impl Fn(&HashMap<String, u64>) -> bool,
+) -> Option<HashMap<String, u64>> {
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(2) {
+        let d = lab.drops();
+        if ok(&d) {
+            return Some(d);
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+    None
+}
