@@ -25,8 +25,11 @@
 //!   keeping next hops resolved (managed neighbour entries) and reporting
 //!   carrier changes; the source of the adjacencies.
 //!
-//! Liveness probing, the control loop and the `flatedge` binary with its
-//! ctl server come with the rest of the dataplane issue.
+//! - [`daemon`]: `flatedge --config FILE`: the control loop joining all
+//!   of the above, the routes (connected, static, gleaned hosts), next-hop
+//!   liveness into the FIB, and the ctl socket.
+//!
+//! BGP joins the daemon in a later step.
 
 pub mod config;
 pub mod daemon;

@@ -178,21 +178,12 @@ impl Daemon {
 
     fn interfaces(&self) -> Interfaces {
         let table = self.table();
-        let reports = self.reports();
-        let n = self.ports.len().max(1);
-        let interfaces = self
+        let mut interfaces: Vec<Interface> = self
             .ports
             .iter()
-            .enumerate()
-            .map(|(i, p)| {
+            .map(|p| {
                 let link = table.link(p.ifindex);
-                // Worker port j is interface j % n (see start_workers).
-                let stats = reports
-                    .iter()
-                    .flat_map(|r| r.ports.iter().enumerate())
-                    .filter(|(j, _)| j % n == i)
-                    .map(|(_, s)| s);
-                let mut out = Interface {
+                Interface {
                     name: p.name.clone(),
                     carrier: link.is_some_and(|l| l.is_up()),
                     mtu: p.mtu.or(link.map(|l| l.mtu)).unwrap_or(0),
@@ -201,17 +192,22 @@ impl Daemon {
                     tx_packets: 0,
                     tx_bytes: 0,
                     drops: 0,
-                };
-                for s in stats {
-                    out.rx_packets += s.rx;
-                    out.rx_bytes += s.rx_bytes;
-                    out.tx_packets += s.tx;
-                    out.tx_bytes += s.tx_bytes;
-                    out.drops += s.dropped;
                 }
-                out
             })
             .collect();
+        for w in &self.workers {
+            let Ok(r) = w.report.lock().map(|r| r.ports.clone()) else {
+                continue;
+            };
+            for (s, &i) in r.iter().zip(&w.port_iface) {
+                let out = &mut interfaces[i];
+                out.rx_packets += s.rx;
+                out.rx_bytes += s.rx_bytes;
+                out.tx_packets += s.tx;
+                out.tx_bytes += s.tx_bytes;
+                out.drops += s.dropped;
+            }
+        }
         Interfaces { interfaces }
     }
 

@@ -161,6 +161,8 @@ enum Msg {
 /// One running worker thread.
 struct WorkerHandle {
     report: ReportHandle,
+    /// The interface (index in `ports`) of each of the worker's ports.
+    port_iface: Vec<usize>,
     thread: JoinHandle<()>,
 }
 
@@ -528,13 +530,9 @@ impl Daemon {
 
     fn start_workers(&mut self, tx: Sender<Msg>) -> Result<(), DaemonError> {
         let cores = worker_cores(&self.config);
-        let queues = self
-            .ports
-            .iter()
-            .map(|p| rx_queues(&p.name))
-            .min()
-            .unwrap_or(1);
-        let n = cores.len().min(queues as usize).max(1);
+        let queues: Vec<u32> = self.ports.iter().map(|p| rx_queues(&p.name)).collect();
+        let min_queues = queues.iter().copied().min().unwrap_or(1);
+        let n = cores.len().min(min_queues as usize).max(1);
         // Source of ICMPv6 errors per port: its first global address, or
         // any global address of the box.
         let any = self.own_addrs.iter().next().copied();
@@ -553,11 +551,13 @@ impl Daemon {
         forward("flatedge-glean", grx, tx, Msg::Glean)?;
         for (w, &core) in cores.iter().take(n).enumerate() {
             // Worker w takes queue w and every n-th queue after it, on
-            // every interface; its first ports are queue w of each
-            // interface in config order, which is what adjacencies name.
-            let mut owned: Vec<(usize, u32)> = Vec::new();
-            for q in (w as u32..queues).step_by(n) {
-                owned.extend((0..self.ports.len()).map(|i| (i, q)));
+            // every interface (n <= every interface's queue count); its
+            // first ports are queue w of each interface in config order,
+            // which is what adjacencies name (port index = interface).
+            let mut owned: Vec<(usize, u32)> =
+                (0..self.ports.len()).map(|i| (i, w as u32)).collect();
+            for (i, &nq) in queues.iter().enumerate() {
+                owned.extend((w as u32 + n as u32..nq).step_by(n).map(|q| (i, q)));
             }
             let frames = (owned.len() as u32 * 2 * RING).next_power_of_two();
             let mut pool = FramePool::new(PoolConfig {
@@ -620,7 +620,12 @@ impl Daemon {
                     worker.run(&stop);
                 })
                 .map_err(io_err("spawn a worker"))?;
-            self.workers.push(WorkerHandle { report, thread });
+            let port_iface = owned.iter().map(|&(i, _)| i).collect();
+            self.workers.push(WorkerHandle {
+                report,
+                port_iface,
+                thread,
+            });
         }
         Ok(())
     }
