@@ -96,7 +96,15 @@ impl Lab {
 
     fn setup(&self) {
         let (c, r, br) = (self.c.as_str(), self.r.as_str(), self.br.as_str());
-        self.veth(c, "c0", r, "rc");
+        // Two queues between client and router: the client spreads its
+        // flows over both TX queues, which pick the RX queue on rc, so
+        // the daemon must serve every queue of an interface.
+        let two = ["numtxqueues", "2", "numrxqueues", "2"];
+        let mut cmd = vec!["ip", "link", "add", "c0", "netns", c];
+        cmd.extend(two);
+        cmd.extend(["type", "veth", "peer", "name", "rc", "netns", r]);
+        cmd.extend(two);
+        run(&cmd);
         self.veth(&self.s[0], "s10", r, "rs1");
         self.veth(&self.s[1], "s20", r, "rs2");
         self.veth(r, "rb", br, "b0");
