@@ -51,6 +51,8 @@ const UDP_PORT: u16 = 9999;
 const TCP_PORT: u16 = 8080;
 /// The egress MTU flatedge enforces towards s1 (its link's is 1500).
 const S1_MTU: u32 = 1400;
+/// The Prometheus endpoint, on the router's address facing the client.
+const METRICS_PORT: u16 = 9100;
 
 /// The namespaces of one run, deleted (with their veths) on drop, and the
 /// daemon, stopped on drop.
@@ -194,6 +196,8 @@ via = ["2001:db8:1::2", "2001:db8:2::2", "2001:db8:3::2"]
 [icmp]
 rate = 1000
 burst = 100
+[metrics]
+listen = "[{R_CLIENT_SIDE}]:{METRICS_PORT}"
 "#,
             socket = self.socket().display()
         );
@@ -659,6 +663,23 @@ fn daemon_forwards_and_answers() {
         Response::FibSummary(s) => assert!(s.routes >= 5 && s.memory_bytes > 0, "{s:?}"),
         other => panic!("show fib summary: {other:?}"),
     }
+    // The Prometheus endpoint, fetched from the client.
+    let metrics = http_get(&lab.c, "/metrics");
+    assert!(metrics.starts_with("HTTP/1.1 200 OK"), "{metrics}");
+    let bad_version = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("flatedge_drops_total{reason=\"bad_version\"} "))
+        .and_then(|v| v.parse::<u64>().ok());
+    assert!(
+        bad_version >= Some(2),
+        "bad_version drops not in the metrics:\n{metrics}"
+    );
+    assert!(
+        metrics.contains("flatedge_nexthop_up{address=\"2001:db8:1::2\",interface=\"rs1\"} 1"),
+        "{metrics}"
+    );
+    assert!(http_get(&lab.c, "/").starts_with("HTTP/1.1 404"));
+
     // The real CLI, human output.
     let out = Command::new(flatedgectl())
         .arg("--socket")
@@ -749,6 +770,26 @@ fn daemon_ecmp_failover() {
     assert_eq!(back, first, "flows did not return to their first sinks");
     let (clean, log) = lab.stop_daemon();
     assert!(clean, "flatedge did not stop cleanly on SIGTERM:\n{log}");
+}
+
+/// `GET path` on the metrics endpoint from namespace `ns`: the whole
+/// response.
+fn http_get(ns: &str, path: &str) -> String {
+    let req = format!("GET {path} HTTP/1.1\r\nHost: router\r\n\r\n");
+    in_ns(ns, move || {
+        let at = SocketAddrV6::new(R_CLIENT_SIDE.parse().unwrap(), METRICS_PORT, 0, 0);
+        let mut s = TcpStream::connect_timeout(&at.into(), Duration::from_secs(5))
+            .map_err(|e| format!("connect {at}: {e}"))?;
+        s.set_read_timeout(Some(Duration::from_secs(5)))
+            .map_err(|e| e.to_string())?;
+        s.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).map_err(|e| e.to_string())?;
+        Ok(out)
+    })
+    .join()
+    .expect("http client panicked")
+    .expect("metrics request failed")
 }
 
 fn mac_of(ns: &str, dev: &str) -> [u8; 6] {

@@ -142,7 +142,7 @@ fn hop_state(s: HopState) -> NextHopState {
 
 impl Daemon {
     /// Every worker's last published report.
-    fn reports(&self) -> Vec<WorkerReport> {
+    pub(super) fn reports(&self) -> Vec<WorkerReport> {
         self.workers
             .iter()
             .filter_map(|w| w.report.lock().ok().map(|r| r.clone()))
@@ -176,7 +176,7 @@ impl Daemon {
         }
     }
 
-    fn interfaces(&self) -> Interfaces {
+    pub(super) fn interfaces(&self) -> Interfaces {
         let table = self.table();
         let mut interfaces: Vec<Interface> = self
             .ports
@@ -268,7 +268,7 @@ impl Daemon {
         }
     }
 
-    fn neighbors(&self) -> Neighbors {
+    pub(super) fn neighbors(&self) -> Neighbors {
         let table = self.table();
         let neighbors = self
             .nexthops

@@ -37,6 +37,7 @@
 
 mod ctl;
 pub mod ifaddr;
+mod metrics;
 pub mod nexthops;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -156,6 +157,7 @@ enum Msg {
     Liveness(LivenessEvent),
     Glean(GleanRequest),
     Ctl(::ctl::Request, Sender<::ctl::Response>),
+    Metrics(Sender<String>),
 }
 
 /// One running worker thread.
@@ -184,6 +186,7 @@ pub struct Daemon {
     worker_stop: Arc<AtomicBool>,
     msgs: Receiver<Msg>,
     _ctl: ctl::Server,
+    _metrics: Option<metrics::Server>,
     pending_glean: BTreeSet<Ipv6Addr>,
 }
 
@@ -300,6 +303,10 @@ impl Daemon {
             workers: Vec::new(),
             worker_stop: Arc::new(AtomicBool::new(false)),
             _ctl: ctl::Server::start(&config.ctl.socket, tx.clone())?,
+            _metrics: match config.metrics.listen {
+                Some(a) => Some(metrics::Server::start(a, tx.clone())?),
+                None => None,
+            },
             pending_glean: BTreeSet::new(),
             msgs,
             neigh,
@@ -688,6 +695,10 @@ impl Daemon {
             }
             Msg::Ctl(req, reply) => {
                 let _ = reply.send(self.answer(req));
+                false
+            }
+            Msg::Metrics(reply) => {
+                let _ = reply.send(self.metrics());
                 false
             }
         }

@@ -1,0 +1,307 @@
+//! The Prometheus endpoint (`[metrics] listen`): `GET /metrics` answers
+//! the text exposition format (version 0.0.4) with the dataplane's
+//! counters, computed on the control thread like the ctl's answers. One
+//! thread, one request per connection (`Connection: close`); anything but
+//! `GET /metrics` gets 404, a malformed request 400.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Sender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use std::fmt::Write as _;
+
+use ctl::NextHopState;
+
+use super::{io_err, log, Daemon, DaemonError, Msg};
+use crate::dataplane::{DropReason, IcmpKind, Stage};
+
+/// The running endpoint; stopped when dropped.
+pub(super) struct Server {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Server {
+    pub(super) fn start(addr: SocketAddr, tx: Sender<Msg>) -> Result<Server, DaemonError> {
+        let listener =
+            TcpListener::bind(addr).map_err(io_err(format!("bind the metrics endpoint {addr}")))?;
+        listener
+            .set_nonblocking(true)
+            .map_err(io_err("metrics socket non-blocking"))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("flatedge-metrics".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    match listener.accept() {
+                        Ok((s, _)) => {
+                            if let Err(e) = serve(s, &tx) {
+                                log!("metrics client: {e}");
+                            }
+                        }
+                        Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                    }
+                }
+            })
+            .map_err(io_err("spawn the metrics thread"))?;
+        Ok(Server {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn serve(stream: TcpStream, tx: &Sender<Msg>) -> std::io::Result<()> {
+    stream.set_nonblocking(false)?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    stream.set_write_timeout(Some(Duration::from_secs(5)))?;
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut line = String::new();
+    reader.read_line(&mut line)?;
+    // Skip the headers up to the empty line.
+    let mut h = String::new();
+    while reader.read_line(&mut h)? > 2 {
+        h.clear();
+    }
+    let mut parts = line.split_whitespace();
+    let (status, body) = match (parts.next(), parts.next()) {
+        (Some("GET"), Some("/metrics")) => {
+            let (rtx, rrx) = mpsc::channel();
+            match tx
+                .send(Msg::Metrics(rtx))
+                .ok()
+                .and_then(|()| rrx.recv_timeout(Duration::from_secs(5)).ok())
+            {
+                Some(body) => ("200 OK", body),
+                None => (
+                    "503 Service Unavailable",
+                    "flatedge is not answering\n".into(),
+                ),
+            }
+        }
+        (Some(_), Some(_)) => ("404 Not Found", "only /metrics is served\n".into()),
+        _ => ("400 Bad Request", "bad request\n".into()),
+    };
+    let mut out = stream;
+    write!(
+        out,
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    out.flush()
+}
+
+/// One metric family: its HELP, TYPE and samples.
+struct Family<'a> {
+    out: &'a mut String,
+}
+
+impl<'a> Family<'a> {
+    fn new(out: &'a mut String, name: &str, kind: &str, help: &str) -> Self {
+        let _ = writeln!(out, "# HELP flatedge_{name} {help}");
+        let _ = writeln!(out, "# TYPE flatedge_{name} {kind}");
+        Family { out }
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
+        let _ = write!(self.out, "flatedge_{name}");
+        if !labels.is_empty() {
+            let l: Vec<String> = labels
+                .iter()
+                .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
+                .collect();
+            let _ = write!(self.out, "{{{}}}", l.join(","));
+        }
+        let _ = writeln!(self.out, " {value}");
+    }
+}
+
+/// Label value escaping of the text format.
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+impl Daemon {
+    /// The metrics document.
+    pub(super) fn metrics(&self) -> String {
+        let mut out = String::new();
+        let ifs = self.interfaces().interfaces;
+        type Field = fn(&ctl::Interface) -> u64;
+        let per_if: [(&str, &str, Field); 5] = [
+            (
+                "interface_rx_packets_total",
+                "Frames the dataplane received on the interface.",
+                |i| i.rx_packets,
+            ),
+            (
+                "interface_rx_bytes_total",
+                "Bytes the dataplane received on the interface.",
+                |i| i.rx_bytes,
+            ),
+            (
+                "interface_tx_packets_total",
+                "Frames the dataplane sent on the interface.",
+                |i| i.tx_packets,
+            ),
+            (
+                "interface_tx_bytes_total",
+                "Bytes the dataplane sent on the interface.",
+                |i| i.tx_bytes,
+            ),
+            (
+                "interface_drops_total",
+                "Frames received on the interface that the dataplane dropped.",
+                |i| i.drops,
+            ),
+        ];
+        for (name, help, f) in per_if {
+            let mut fam = Family::new(&mut out, name, "counter", help);
+            for i in &ifs {
+                fam.sample(name, &[("interface", &i.name)], f(i));
+            }
+        }
+        let mut fam = Family::new(
+            &mut out,
+            "interface_up",
+            "gauge",
+            "1 when the interface is up with carrier.",
+        );
+        for i in &ifs {
+            fam.sample(
+                "interface_up",
+                &[("interface", &i.name)],
+                u8::from(i.carrier),
+            );
+        }
+
+        let reports = self.reports();
+        let mut fam = Family::new(
+            &mut out,
+            "drops_total",
+            "counter",
+            "Packets dropped by the dataplane, per reason (flatedgectl show drops).",
+        );
+        for &r in DropReason::ALL {
+            let n: u64 = reports.iter().map(|w| w.counters.drops_of(r)).sum();
+            fam.sample("drops_total", &[("reason", r.name())], n);
+        }
+        let n: u64 = reports.iter().map(|w| w.stats.tx_overflow).sum();
+        fam.sample("drops_total", &[("reason", "tx_overflow")], n);
+        let mut fam = Family::new(
+            &mut out,
+            "forwarded_packets_total",
+            "counter",
+            "Packets forwarded by the dataplane.",
+        );
+        let n: u64 = reports.iter().map(|w| w.counters.forwarded).sum();
+        fam.sample("forwarded_packets_total", &[], n);
+        let mut fam = Family::new(
+            &mut out,
+            "icmp_errors_sent_total",
+            "counter",
+            "ICMPv6 errors sent by the dataplane, per type.",
+        );
+        for k in 0..IcmpKind::COUNT {
+            let n: u64 = reports.iter().map(|w| w.counters.icmp_sent[k]).sum();
+            fam.sample(
+                "icmp_errors_sent_total",
+                &[("type", IcmpKind::name_of_index(k))],
+                n,
+            );
+        }
+        let mut fam = Family::new(
+            &mut out,
+            "stage_packets_total",
+            "counter",
+            "Packets each dataplane stage handled.",
+        );
+        for &s in &Stage::ALL {
+            let n: u64 = reports
+                .iter()
+                .map(|w| w.counters.stages[s as usize].packets)
+                .sum();
+            fam.sample("stage_packets_total", &[("stage", s.name())], n);
+        }
+        let mut fam = Family::new(
+            &mut out,
+            "stage_seconds_total",
+            "counter",
+            "Worker time spent in each dataplane stage.",
+        );
+        for &s in &Stage::ALL {
+            let ns: f64 = reports
+                .iter()
+                .map(|w| w.counters.stages[s as usize].ticks as f64 * w.ns_per_tick)
+                .sum();
+            fam.sample("stage_seconds_total", &[("stage", s.name())], ns / 1e9);
+        }
+
+        let snap = self.fib.reader().load_full();
+        let mut fam = Family::new(&mut out, "fib_routes", "gauge", "Routes in the FIB.");
+        fam.sample("fib_routes", &[], snap.routes());
+        let mut fam = Family::new(
+            &mut out,
+            "fib_groups",
+            "gauge",
+            "Next-hop groups in the FIB.",
+        );
+        fam.sample("fib_groups", &[], snap.groups());
+        let mut fam = Family::new(
+            &mut out,
+            "fib_memory_bytes",
+            "gauge",
+            "Memory of the FIB (both copies and control state).",
+        );
+        fam.sample("fib_memory_bytes", &[], self.fib.memory().total);
+        let mut fam = Family::new(
+            &mut out,
+            "nexthop_up",
+            "gauge",
+            "1 when the next hop is resolved, its link up and it answers probes.",
+        );
+        for n in self.neighbors().neighbors {
+            let addr = n.address.to_string();
+            let up = u8::from(n.state == NextHopState::Up);
+            fam.sample(
+                "nexthop_up",
+                &[("address", &addr), ("interface", &n.interface)],
+                up,
+            );
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn families_and_escaping() {
+        let mut out = String::new();
+        let mut f = Family::new(&mut out, "x_total", "counter", "An x.");
+        f.sample("x_total", &[("interface", "a\"b")], 3);
+        f.sample("x_total", &[], 4);
+        assert_eq!(
+            out,
+            "# HELP flatedge_x_total An x.\n# TYPE flatedge_x_total counter\n\
+             flatedge_x_total{interface=\"a\\\"b\"} 3\nflatedge_x_total 4\n"
+        );
+    }
+}
