@@ -552,6 +552,35 @@ fn daemon_forwards_and_answers() {
         unreach.1
     );
 
+    // A host on a connected subnet that does not exist: glean installs a
+    // host route, the kernel fails to resolve it, and the route and the
+    // kernel's neighbour entry go again (a scan must not pile them up).
+    let ghost = "2001:db8:1::99";
+    let _ = ping(&lab, &["-c", "1", "-W", "1", ghost]);
+    let t0 = Instant::now();
+    let mut saw_host = false;
+    loop {
+        let f = match lab.ctl(Request::ShowFib {
+            address: ghost.parse().unwrap(),
+        }) {
+            Response::Fib(f) => f,
+            other => panic!("show fib: {other:?}"),
+        };
+        let prefix = f.prefix.map(|p| p.to_string());
+        let entry = run(&["ip", "-n", &lab.r, "-6", "neigh", "show", ghost]);
+        if prefix.as_deref() == Some(&format!("{ghost}/128")) {
+            saw_host = true;
+        } else if saw_host && entry.trim().is_empty() {
+            assert_eq!(prefix.as_deref(), Some("2001:db8:1::/64"));
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(15),
+            "the unresolvable host's route or neighbour entry stayed (host route seen: {saw_host}): {prefix:?} {entry}"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+
     // The router's own address: ping and the BGP port reach r's kernel.
     let own = ping(&lab, &["-c", "2", "-i", "0.2", "-w", "4", R_CLIENT_SIDE]);
     assert!(own.0, "ping to the router itself failed: {}", own.1);

@@ -77,6 +77,9 @@ pub(crate) use log;
 const ADDR_SYNC: Duration = Duration::from_secs(1);
 /// Destinations waiting for the control thread (glean), per worker.
 const GLEAN_QUEUE: usize = 1024;
+/// Most host routes glean may create: a scan of a connected /64 must
+/// not fill the FIB and the kernel's neighbour table (RFC 6583).
+const MAX_HOSTS: usize = 16384;
 /// Ring sizes of every port.
 const RING: u32 = 1024;
 
@@ -188,6 +191,10 @@ pub struct Daemon {
     _ctl: ctl::Server,
     _metrics: Option<metrics::Server>,
     pending_glean: BTreeSet<Ipv6Addr>,
+    /// Host routes installed by glean.
+    hosts: usize,
+    /// Glean requests refused because of [`MAX_HOSTS`].
+    hosts_refused: u64,
 }
 
 impl std::fmt::Debug for Daemon {
@@ -308,6 +315,8 @@ impl Daemon {
                 None => None,
             },
             pending_glean: BTreeSet::new(),
+            hosts: 0,
+            hosts_refused: 0,
             msgs,
             neigh,
             prog,
@@ -377,13 +386,41 @@ impl Daemon {
         self.fib
             .insert(prefix, &nhs)
             .map_err(|source| DaemonError::Fib { prefix, source })?;
-        self.routes.insert(prefix, Route { source, nexthops });
+        for &id in &nexthops {
+            self.nexthops.retain(id);
+        }
+        if source == Source::Host {
+            self.hosts += 1;
+        }
+        if let Some(old) = self.routes.insert(prefix, Route { source, nexthops }) {
+            self.unref(&old);
+        }
         Ok(())
     }
 
     fn uninstall(&mut self, prefix: Prefix) {
         self.fib.remove(prefix);
-        self.routes.remove(&prefix);
+        if let Some(old) = self.routes.remove(&prefix) {
+            self.unref(&old);
+        }
+    }
+
+    /// Drops a removed route's references; a gleaned neighbour nobody uses
+    /// any more is released (its kernel entry deleted).
+    fn unref(&mut self, r: &Route) {
+        if r.source == Source::Host {
+            self.hosts -= 1;
+        }
+        for &id in &r.nexthops {
+            if self.nexthops.unref(id) == 0 && r.source == Source::Host {
+                if let Some((addr, port)) = self.nexthops.release(id) {
+                    let ifindex = self.ports[usize::from(port)].ifindex;
+                    if let Err(e) = self.neigh.release(addr, ifindex) {
+                        log!("cannot release neighbour {addr}: {e}");
+                    }
+                }
+            }
+        }
     }
 
     /// The port whose connected subnets hold `addr`.
@@ -506,6 +543,13 @@ impl Daemon {
             return;
         };
         if self.routes.contains_key(&host) {
+            return;
+        }
+        if self.hosts >= MAX_HOSTS {
+            if (self.hosts_refused + 1).is_power_of_two() {
+                log!("{} host routes (the most glean installs): not resolving {dst} ({} refused so far)", self.hosts, self.hosts_refused + 1);
+            }
+            self.hosts_refused += 1;
             return;
         }
         match self.track(dst, port) {

@@ -5,16 +5,23 @@
 //! subnet behind one interface: a static route's `via`, or a host found by
 //! glean) and a *glean* entry per interface (a connected subnet: packets
 //! to it are dropped as `neighbor_miss` and their destinations handed back
-//! here to be resolved). Ids are never reused while the daemon runs, so a
-//! worker holding an old adjacency table never confuses two next hops.
+//! here to be resolved). Each id counts the routes using it; a neighbour
+//! nobody uses may be released, and its id is reused only after
+//! [`REUSE_AFTER`], long after any worker dropped the adjacency table and
+//! FIB snapshot it loaded for a batch, so no packet can take a reused id
+//! for the old neighbour.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::Ipv6Addr;
+use std::time::{Duration, Instant};
 
 use fib::NextHopId;
 
 use crate::dataplane::{Adjacency, PortIndex};
 use crate::neigh::{Liveness, NeighState, NeighborTable};
+
+/// How long a released id rests before it is reused.
+pub const REUSE_AFTER: Duration = Duration::from_secs(1);
 
 /// A dataplane port: its interface and where the config put it.
 #[derive(Debug, Clone)]
@@ -48,6 +55,8 @@ pub struct Entry {
     pub port: PortIndex,
     /// Probing verdict (static next hops only; others stay `Unknown`).
     pub liveness: Liveness,
+    /// Routes using it.
+    pub refs: u32,
 }
 
 /// The registry of next hops.
@@ -56,6 +65,8 @@ pub struct NextHops {
     entries: Vec<Entry>,
     by_neighbor: BTreeMap<(Ipv6Addr, PortIndex), NextHopId>,
     glean: BTreeMap<PortIndex, NextHopId>,
+    /// Released ids and when, oldest first.
+    free: VecDeque<(NextHopId, Instant)>,
 }
 
 /// The state `show neighbors` and `show fib` report for a next hop.
@@ -92,12 +103,61 @@ impl NextHops {
     }
 
     fn push(&mut self, kind: Kind, port: PortIndex) -> NextHopId {
-        self.entries.push(Entry {
+        let e = Entry {
             kind,
             port,
             liveness: Liveness::Unknown,
-        });
+            refs: 0,
+        };
+        if let Some(&(id, at)) = self.free.front() {
+            if at.elapsed() >= REUSE_AFTER {
+                self.free.pop_front();
+                self.entries[id.0 as usize] = e;
+                return id;
+            }
+        }
+        self.entries.push(e);
         NextHopId((self.entries.len() - 1) as u32)
+    }
+
+    /// One more route uses `id`.
+    pub fn retain(&mut self, id: NextHopId) {
+        if let Some(e) = self.entries.get_mut(id.0 as usize) {
+            e.refs += 1;
+        }
+    }
+
+    /// One route less uses `id`; returns the references left.
+    pub fn unref(&mut self, id: NextHopId) -> u32 {
+        match self.entries.get_mut(id.0 as usize) {
+            Some(e) => {
+                e.refs = e.refs.saturating_sub(1);
+                e.refs
+            }
+            None => 0,
+        }
+    }
+
+    /// Forgets an unused neighbour: its id is reused after
+    /// [`REUSE_AFTER`]. Returns its address and port, or `None` (and does
+    /// nothing) when it is used, a glean entry or unknown.
+    pub fn release(&mut self, id: NextHopId) -> Option<(Ipv6Addr, PortIndex)> {
+        let e = *self.entries.get(id.0 as usize)?;
+        let Kind::Neighbor { addr } = e.kind else {
+            return None;
+        };
+        if e.refs > 0 || self.by_neighbor.get(&(addr, e.port)) != Some(&id) {
+            return None;
+        }
+        self.by_neighbor.remove(&(addr, e.port));
+        // Unreachable until reused: an unknown kind on no port.
+        self.entries[id.0 as usize] = Entry {
+            kind: Kind::Glean,
+            port: PortIndex::MAX,
+            ..e
+        };
+        self.free.push_back((id, Instant::now()));
+        Some((addr, e.port))
     }
 
     /// An entry.
@@ -227,6 +287,34 @@ mod tests {
         assert!(n.set_liveness(a, 1, Liveness::Down));
         assert!(!n.set_liveness("2001:db8::9".parse().unwrap(), 1, Liveness::Down));
         assert_eq!(n.len(), 3);
+    }
+
+    #[test]
+    fn only_unused_neighbors_are_released_and_ids_rest_before_reuse() {
+        let mut n = NextHops::default();
+        let a: Ipv6Addr = "2001:db8:1::2".parse().unwrap();
+        let (x, _) = n.neighbor(a, 1);
+        n.retain(x);
+        assert_eq!(n.release(x), None, "in use");
+        assert_eq!(n.unref(x), 0);
+        assert_eq!(n.release(x), Some((a, 1)));
+        assert_eq!(n.find(a, 1), None);
+        assert_eq!(n.release(x), None, "already released");
+        let g = n.glean(0);
+        assert_eq!(n.release(g), None, "glean entries stay");
+        // Too early to reuse x: a new neighbour gets a new id.
+        let (y, new) = n.neighbor("2001:db8:1::3".parse().unwrap(), 1);
+        assert!(new);
+        assert_ne!(y, x);
+        std::thread::sleep(REUSE_AFTER);
+        let (z, _) = n.neighbor("2001:db8:1::4".parse().unwrap(), 1);
+        assert_eq!(z, x, "rested long enough");
+        assert_eq!(
+            n.get(z).unwrap().kind,
+            Kind::Neighbor {
+                addr: "2001:db8:1::4".parse().unwrap()
+            }
+        );
     }
 
     #[test]

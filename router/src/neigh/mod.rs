@@ -303,6 +303,7 @@ pub enum NeighError {
 enum Cmd {
     Resolve(NextHopKey, Sender<Result<ResolveMode, NeighError>>),
     Forget(NextHopKey),
+    Release(NextHopKey),
     Subscribe(Sender<NeighEvent>),
 }
 
@@ -400,6 +401,13 @@ impl NeighClient {
         self.send(Cmd::Forget((addr, ifindex)))
     }
 
+    /// Stops tracking a next hop and deletes its kernel entry (a managed
+    /// entry is never garbage-collected by the kernel): for hosts found by
+    /// glean that turned out not to exist.
+    pub fn release(&self, addr: Ipv6Addr, ifindex: u32) -> Result<(), NeighError> {
+        self.send(Cmd::Release((addr, ifindex)))
+    }
+
     fn send(&self, c: Cmd) -> Result<(), NeighError> {
         self.cmd
             .as_ref()
@@ -479,6 +487,21 @@ impl Worker {
             Cmd::Subscribe(tx) => self.subscribers.push(tx),
             Cmd::Forget(key) => {
                 self.tracked.remove(&key);
+                self.publish();
+            }
+            Cmd::Release(key) => {
+                self.tracked.remove(&key);
+                let seq = self.next_seq();
+                let m = msg::delete_neigh(seq, key.0, key.1);
+                // ENOENT: already gone, which is what we want.
+                match self.transact("RTM_DELNEIGH", &m, |_| {}) {
+                    Ok(())
+                    | Err(NeighError::Kernel {
+                        errno: libc::ENOENT,
+                        ..
+                    }) => {}
+                    Err(e) => eprintln!("flatedge: neighbour {}: {e}", key.0),
+                }
                 self.publish();
             }
             Cmd::Resolve(key, reply) => {

@@ -136,6 +136,14 @@ pub(crate) fn resolve_neigh(seq: u32, addr: Ipv6Addr, ifindex: u32, managed: boo
     }
 }
 
+/// `RTM_DELNEIGH` removing the entry of `addr` on `ifindex`.
+pub(crate) fn delete_neigh(seq: u32, addr: Ipv6Addr, ifindex: u32) -> Vec<u8> {
+    Builder::new(RTM_DELNEIGH, NLM_F_REQUEST | NLM_F_ACK, seq)
+        .bytes(&ndmsg(ifindex, 0, 0))
+        .attr(NDA_DST, &addr.octets())
+        .finish()
+}
+
 /// One netlink message of a datagram.
 #[derive(Debug)]
 pub(crate) struct Msg<'a> {
