@@ -28,6 +28,7 @@ fn bird_session_learns_routes_and_disable_withdraws_them() {
                 "2001:db8:200::/64".into(),
             ],
             password: None,
+            ..PeerOptions::default()
         },
     );
 
@@ -81,6 +82,7 @@ fn bird_md5_session_establishes() {
         &PeerOptions {
             routes: vec!["2001:db8:100:1::/64".into(), "2001:db8:96::10/128".into()],
             password: Some("flatedge-secret".into()),
+            ..PeerOptions::default()
         },
     );
 

@@ -13,6 +13,7 @@ fn options(password: Option<&str>) -> PeerOptions {
     PeerOptions {
         routes: vec!["2001:db8:100:1::/64".into(), "2001:db8:96::10/128".into()],
         password: password.map(Into::into),
+        ..PeerOptions::default()
     }
 }
 

@@ -265,6 +265,9 @@ pub struct PeerOptions {
     pub routes: Vec<String>,
     /// TCP MD5 password.
     pub password: Option<String>,
+    /// GTSM (RFC 5082; BIRD only: `ttl security on`): send with hop
+    /// limit 255 and accept only 255.
+    pub ttl_security: bool,
 }
 
 /// A lab (see the module docs).
@@ -590,11 +593,14 @@ impl Lab {
             .iter()
             .map(|r| format!("    route {r} unreachable;\n"))
             .collect();
-        let password = opts
+        let mut password = opts
             .password
             .as_ref()
             .map(|p| format!("    password \"{p}\";\n"))
             .unwrap_or_default();
+        if opts.ttl_security {
+            password.push_str("    ttl security on;\n");
+        }
         let config = format!(
             r#"log "{log}" all;
 router id 10.0.0.{i};

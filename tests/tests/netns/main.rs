@@ -10,6 +10,7 @@ mod bgp_bird;
 mod bgp_ecmp;
 mod bgp_frr;
 mod bgp_graceful_restart;
+mod bgp_gtsm;
 mod bgp_max_prefix;
 mod bgp_md5;
 mod bgp_sessions;
