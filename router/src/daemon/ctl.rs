@@ -16,8 +16,9 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use ::ctl::{
-    Drops, ErrorCode, FibEntry, FibNextHop, FibSummary, Interface, Interfaces, MacAddr, Neighbor,
-    Neighbors, NextHopState, Request, Response, Runtime, StageRuntime,
+    BgpPeer, BgpSummary, Drops, ErrorCode, FibEntry, FibNextHop, FibSummary, Interface, Interfaces,
+    MacAddr, Neighbor, Neighbors, NextHopState, PeerState, Request, Response, Runtime,
+    StageRuntime,
 };
 use fib::{NextHopId, Prefix};
 
@@ -132,6 +133,18 @@ fn accept_loop(listener: UnixListener, tx: Sender<Msg>, stop: &AtomicBool) {
     }
 }
 
+fn peer_state(s: ::bgp::fsm::State) -> PeerState {
+    use ::bgp::fsm::State;
+    match s {
+        State::Idle => PeerState::Idle,
+        State::Connect => PeerState::Connect,
+        State::Active => PeerState::Active,
+        State::OpenSent => PeerState::OpenSent,
+        State::OpenConfirm => PeerState::OpenConfirm,
+        State::Established => PeerState::Established,
+    }
+}
+
 fn hop_state(s: HopState) -> NextHopState {
     match s {
         HopState::Up => NextHopState::Up,
@@ -165,15 +178,44 @@ impl Daemon {
                     memory_bytes: self.fib.memory().total as u64,
                 })
             }
-            Request::ShowBgpSummary
-            | Request::ShowRoute { .. }
-            | Request::Neighbor { .. }
-            | Request::Reload => Response::error(
-                ErrorCode::Unsupported,
-                "this flatedge does not run BGP or reload its configuration yet",
-            ),
+            Request::ShowBgpSummary => self.bgp_summary(),
+            Request::ShowRoute { .. } | Request::Neighbor { .. } | Request::Reload => {
+                Response::error(
+                    ErrorCode::Unsupported,
+                    "show route, neighbor and reload are not implemented in this flatedge yet",
+                )
+            }
             _ => Response::error(ErrorCode::Unsupported, "unknown command"),
         }
+    }
+
+    fn bgp_summary(&self) -> Response {
+        let Some(bgp) = &self.bgp else {
+            return Response::error(
+                ErrorCode::Unsupported,
+                "BGP is not configured (no [[bgp.listen]] or [[bgp.neighbor]])",
+            );
+        };
+        let Some(peers) = bgp.peers() else {
+            return Response::error(ErrorCode::Internal, "the BGP speaker did not answer");
+        };
+        let peers = peers
+            .into_iter()
+            .map(|p| BgpPeer {
+                address: p.address,
+                asn: p.asn.0,
+                state: peer_state(p.state),
+                uptime_s: p.uptime.map_or(0, |d| d.as_secs()),
+                prefixes_received: p.stats.accepted as u64
+                    + p.stats.rejected.iter().map(|(_, n)| n).sum::<u64>(),
+                prefixes_accepted: p.stats.accepted as u64,
+            })
+            .collect();
+        Response::BgpSummary(BgpSummary {
+            asn: self.config.router.asn.0,
+            router_id: self.config.router.router_id,
+            peers,
+        })
     }
 
     pub(super) fn interfaces(&self) -> Interfaces {

@@ -35,6 +35,7 @@
 //! prober has not called it down; every change republishes the adjacency
 //! table and the FIB at once.
 
+pub mod bgp;
 mod ctl;
 pub mod ifaddr;
 mod metrics;
@@ -143,6 +144,8 @@ pub enum Source {
     Static,
     /// A host on a connected subnet, found by glean.
     Host,
+    /// Learned over BGP.
+    Bgp,
 }
 
 /// An installed route.
@@ -161,6 +164,7 @@ enum Msg {
     Glean(GleanRequest),
     Ctl(::ctl::Request, Sender<::ctl::Response>),
     Metrics(Sender<String>),
+    Bgp(::bgp::driver::Event),
 }
 
 /// One running worker thread.
@@ -183,7 +187,10 @@ pub struct Daemon {
     addrs: BTreeMap<String, Vec<IfAddr>>,
     own_addrs: BTreeSet<Ipv6Addr>,
     neigh: NeighClient,
-    _prober: Option<Prober>,
+    prober: Option<Prober>,
+    bgp: Option<bgp::Bgp>,
+    /// BGP next hops on no connected subnet, already logged.
+    unreachable_logged: BTreeSet<Ipv6Addr>,
     prog: XdpProgram,
     workers: Vec<WorkerHandle>,
     worker_stop: Arc<AtomicBool>,
@@ -306,7 +313,9 @@ impl Daemon {
             routes: BTreeMap::new(),
             addrs: BTreeMap::new(),
             own_addrs: BTreeSet::new(),
-            _prober: None,
+            prober: None,
+            bgp: None,
+            unreachable_logged: BTreeSet::new(),
             workers: Vec::new(),
             worker_stop: Arc::new(AtomicBool::new(false)),
             _ctl: ctl::Server::start(&config.ctl.socket, tx.clone())?,
@@ -327,7 +336,10 @@ impl Daemon {
         d.install_static()?;
         d.refresh();
         d.start_prober(tx.clone())?;
-        d.start_workers(tx)?;
+        d.start_workers(tx.clone())?;
+        if bgp::wanted(&d.config) {
+            d.bgp = Some(bgp::Bgp::start(bgp::speaker_config(&d.config), tx)?);
+        }
         Ok(d)
     }
 
@@ -370,8 +382,11 @@ impl Daemon {
     fn track(&mut self, addr: Ipv6Addr, port: PortIndex) -> Result<NextHopId, DaemonError> {
         let (id, new) = self.nexthops.neighbor(addr, port);
         if new {
-            self.neigh
-                .resolve(addr, self.ports[usize::from(port)].ifindex)?;
+            let ifindex = self.ports[usize::from(port)].ifindex;
+            self.neigh.resolve(addr, ifindex)?;
+            if let Some(p) = &self.prober {
+                p.add((addr, ifindex));
+            }
         }
         Ok(id)
     }
@@ -412,12 +427,18 @@ impl Daemon {
             self.hosts -= 1;
         }
         for &id in &r.nexthops {
-            if self.nexthops.unref(id) == 0 && r.source == Source::Host {
-                if let Some((addr, port)) = self.nexthops.release(id) {
-                    let ifindex = self.ports[usize::from(port)].ifindex;
-                    if let Err(e) = self.neigh.release(addr, ifindex) {
-                        log!("cannot release neighbour {addr}: {e}");
-                    }
+            if self.nexthops.unref(id) > 0 {
+                continue;
+            }
+            // No route uses it any more (static next hops never get
+            // here: static routes stay): stop resolving and probing it.
+            if let Some((addr, port)) = self.nexthops.release(id) {
+                let ifindex = self.ports[usize::from(port)].ifindex;
+                if let Some(p) = &self.prober {
+                    p.remove((addr, ifindex));
+                }
+                if let Err(e) = self.neigh.release(addr, ifindex) {
+                    log!("cannot release neighbour {addr}: {e}");
                 }
             }
         }
@@ -563,19 +584,63 @@ impl Daemon {
         }
     }
 
+    /// A BGP best path / ECMP set change: installed via the next hops on
+    /// a connected subnet (or the interface of a link-local one). Static
+    /// and connected routes win over BGP for the same prefix.
+    fn apply_bgp(&mut self, c: ::bgp::rib::RibChange) {
+        let Ok(prefix) = Prefix::new(c.prefix.addr(), c.prefix.prefix_len()) else {
+            return;
+        };
+        let current = self.routes.get(&prefix).map(|r| r.source);
+        if matches!(current, Some(Source::Static | Source::Connected)) {
+            return;
+        }
+        let mut ids = Vec::new();
+        for nh in &c.nexthops {
+            let port = match nh.ifindex {
+                Some(ifindex) => self
+                    .ports
+                    .iter()
+                    .position(|p| p.ifindex == ifindex)
+                    .map(|i| i as PortIndex),
+                None => self.port_of(nh.addr),
+            };
+            let Some(port) = port else {
+                if self.unreachable_logged.insert(nh.addr) {
+                    log!(
+                        "BGP next hop {} ({prefix}) is on no subnet of an [[interface]]: not used",
+                        nh.addr
+                    );
+                }
+                continue;
+            };
+            match self.track(nh.addr, port) {
+                Ok(id) if !ids.contains(&id) => ids.push(id),
+                Ok(_) => {}
+                Err(e) => log!("cannot resolve BGP next hop {}: {e}", nh.addr),
+            }
+        }
+        if ids.is_empty() {
+            if current.is_some() {
+                self.uninstall(prefix);
+            }
+            return;
+        }
+        if let Err(e) = self.install(prefix, Source::Bgp, ids) {
+            log!("BGP route {prefix}: {e}");
+        }
+    }
+
     fn start_prober(&mut self, tx: Sender<Msg>) -> Result<(), DaemonError> {
         let hops: Vec<(Ipv6Addr, u32)> = self
             .nexthops
             .neighbors()
             .map(|(_, addr, port)| (addr, self.ports[usize::from(port)].ifindex))
             .collect();
-        if hops.is_empty() {
-            return Ok(());
-        }
         let (prober, rx) =
             Prober::start(ProbeConfig::default(), &hops).map_err(io_err("start the prober"))?;
         forward("flatedge-probe-ev", rx, tx, Msg::Liveness)?;
-        self._prober = Some(prober);
+        self.prober = Some(prober);
         Ok(())
     }
 
@@ -745,10 +810,26 @@ impl Daemon {
                 let _ = reply.send(self.metrics());
                 false
             }
+            Msg::Bgp(ev) => {
+                if let Some(line) = bgp::describe(&ev) {
+                    log!("{line}");
+                }
+                match ev {
+                    ::bgp::driver::Event::Changes(changes) => {
+                        for c in changes {
+                            self.apply_bgp(c);
+                        }
+                        true
+                    }
+                    _ => false,
+                }
+            }
         }
     }
 
     fn shutdown(mut self) {
+        // BGP first: the peers get a Cease while we still forward.
+        drop(self.bgp.take());
         self.worker_stop.store(true, Ordering::Relaxed);
         for w in self.workers.drain(..) {
             let _ = w.thread.join();

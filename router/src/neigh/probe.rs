@@ -56,6 +56,14 @@ pub type LivenessEvent = (NextHopKey, Liveness);
 pub struct Prober {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
+    cmds: Sender<HopCmd>,
+}
+
+/// A change of the probed set.
+#[derive(Debug)]
+enum HopCmd {
+    Add(NextHopKey),
+    Remove(NextHopKey),
 }
 
 impl Prober {
@@ -79,6 +87,7 @@ impl Prober {
                 e.insert(IcmpSocket::open(ifindex)?);
             }
         }
+        let (cmds, cmd_rx) = mpsc::channel();
         let state = hops
             .iter()
             .map(|&k| {
@@ -104,6 +113,7 @@ impl Prober {
             ident,
             seq: 0,
             tx,
+            cmds: cmd_rx,
         };
         let flag = stop.clone();
         let thread = std::thread::Builder::new()
@@ -113,9 +123,21 @@ impl Prober {
             Prober {
                 stop,
                 thread: Some(thread),
+                cmds,
             },
             rx,
         ))
+    }
+
+    /// Starts probing one more next hop (its socket is opened in the
+    /// prober thread's namespace, which is the one `start` ran in).
+    pub fn add(&self, hop: NextHopKey) {
+        let _ = self.cmds.send(HopCmd::Add(hop));
+    }
+
+    /// Stops probing a next hop.
+    pub fn remove(&self, hop: NextHopKey) {
+        let _ = self.cmds.send(HopCmd::Remove(hop));
     }
 }
 
@@ -144,6 +166,7 @@ struct Worker {
     ident: u16,
     seq: u16,
     tx: Sender<LivenessEvent>,
+    cmds: Receiver<HopCmd>,
 }
 
 impl Worker {
@@ -151,6 +174,9 @@ impl Worker {
         let mut next = Instant::now();
         let mut buf = [0u8; 1500];
         while !stop.load(Ordering::Relaxed) {
+            while let Ok(c) = self.cmds.try_recv() {
+                self.apply(c);
+            }
             let now = Instant::now();
             if now >= next {
                 self.tick();
@@ -165,6 +191,32 @@ impl Worker {
                 .saturating_duration_since(Instant::now())
                 .min(Duration::from_millis(50));
             self.poll(wait, &mut buf);
+        }
+    }
+
+    fn apply(&mut self, c: HopCmd) {
+        match c {
+            HopCmd::Add(key) => {
+                if let std::collections::btree_map::Entry::Vacant(v) = self.socks.entry(key.1) {
+                    match IcmpSocket::open(key.1) {
+                        Ok(s) => {
+                            v.insert(s);
+                        }
+                        Err(e) => {
+                            eprintln!("flatedge: cannot probe {} (ifindex {}): {e}", key.0, key.1);
+                            return;
+                        }
+                    }
+                }
+                self.state.entry(key).or_insert(HopState {
+                    liveness: Liveness::Unknown,
+                    misses: 0,
+                    answered: true,
+                });
+            }
+            HopCmd::Remove(key) => {
+                self.state.remove(&key);
+            }
         }
     }
 

@@ -18,21 +18,17 @@
 //!
 //! Usage: `bgp-speaker --config FILE` (the netns tests run it under
 //! `ip netns exec`); SIGTERM or Ctrl-C stops the sessions with a Cease.
-//! The mapping from the router's configuration to the speaker's is what
-//! the daemon will do; it lives here until the daemon exists.
+//! The mapping from the router's configuration to the speaker's is the
+//! daemon's (`router::daemon::bgp::speaker_config`).
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::net::{Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
-use bgp::driver::{Event, ListenRange, Neighbor, PeerSettings, Speaker, SpeakerConfig};
-use bgp::fsm::{DownReason, GracefulRestartConfig};
-use bgp::policy::ImportPolicy;
+use bgp::driver::{Event, Speaker, SpeakerConfig};
+use bgp::fsm::DownReason;
 use bgp::wire::NotificationRepr;
-use ipnet::Ipv6Net;
-use router::config::Session;
 use router::Config;
 
 fn main() -> anyhow::Result<()> {
@@ -52,63 +48,12 @@ fn main() -> anyhow::Result<()> {
         bail!("usage: bgp-speaker --config FILE");
     };
     let config = Config::from_file(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let speaker = speaker_config(&config);
+    let speaker = router::daemon::bgp::speaker_config(&config);
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the tokio runtime")?
         .block_on(run(speaker))
-}
-
-fn net(p: &fib::Prefix) -> Ipv6Net {
-    Ipv6Net::new(p.addr(), p.len()).expect("a checked prefix")
-}
-
-fn settings(s: &Session) -> PeerSettings {
-    let mut out = PeerSettings::new(s.peer_asn);
-    out.hold_time = s.hold_time;
-    out.graceful_restart = s.graceful_restart.then(GracefulRestartConfig::default);
-    let mut import = ImportPolicy::default();
-    import.allow = s.import.clone();
-    import.max_prefixes = s.max_prefixes.map(|n| n.get());
-    out.import = import;
-    out.export = s.export.clone();
-    out.max_prefix_idle = s.max_prefixes_idle_time;
-    out.password = s.password.as_ref().map(|p| p.as_bytes().to_vec());
-    out.ttl_security = s.ttl_security;
-    out
-}
-
-fn speaker_config(c: &Config) -> SpeakerConfig {
-    let mut s = SpeakerConfig::new(c.router.asn, c.router.router_id);
-    s.listen = SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), c.bgp.port);
-    s.remote_port = c.bgp.port;
-    s.rib.decision.max_paths = c.bgp.multipath.max_paths;
-    s.rib.decision.as_path_relax = c.bgp.multipath.as_path_relax;
-    s.ranges = c
-        .bgp
-        .listen
-        .iter()
-        .map(|l| ListenRange::new(net(&l.range), settings(&l.session)))
-        .collect();
-    s.neighbors = c
-        .bgp
-        .neighbors
-        .iter()
-        .map(|n| {
-            let mut out = Neighbor::new(n.address, settings(&n.session));
-            out.passive = n.passive;
-            out
-        })
-        .collect();
-    s.originated = c
-        .bgp
-        .aggregates
-        .iter()
-        .chain(c.routes.iter().map(|r| &r.prefix))
-        .map(net)
-        .collect();
-    s
 }
 
 fn notification(n: &NotificationRepr) -> String {

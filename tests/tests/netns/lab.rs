@@ -31,6 +31,10 @@ const SPEAKER: &str = env!("CARGO_BIN_EXE_bgp-speaker");
 
 /// Our address on the bridge.
 pub const EDGE_ADDR: &str = "2001:db8:1::1";
+/// flatedge's address towards the client ([`Lab::new_routed`]).
+pub const EDGE_UPLINK: &str = "2001:db8:c::1";
+/// The client's address.
+pub const CLIENT: &str = "2001:db8:c::2";
 /// The listen range the nodes connect from.
 pub const RANGE: &str = "2001:db8:1::/64";
 
@@ -96,6 +100,21 @@ fn alive(pid: u32) -> bool {
         s.rsplit_once(") ")
             .is_some_and(|(_, rest)| !rest.starts_with('Z'))
     })
+}
+
+/// A binary of another workspace package (`flatedge`), next to this
+/// test's directory: cargo builds every workspace binary when it builds
+/// the workspace's tests (`scripts/test`).
+pub fn workspace_bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let p = dir.join(name);
+    assert!(
+        p.exists(),
+        "{} is missing: build the workspace first (cargo build --workspace, as scripts/test does)",
+        p.display()
+    );
+    p
 }
 
 /// Fails (never skips) when a peer's tools are missing.
@@ -282,11 +301,38 @@ pub struct Lab {
     dir: PathBuf,
     speaker: Option<Child>,
     output: Arc<(Mutex<Output>, Condvar)>,
+    /// [`Lab::new_routed`]: the switch (bridge) and client namespaces.
+    switch: Option<String>,
+    client: Option<String>,
+    /// The `flatedge` daemon ([`Lab::start_daemon`]).
+    daemon: Option<Child>,
 }
 
 impl Lab {
     /// Builds the namespaces and links for `nodes` gobgpd nodes.
     pub fn new(nodes: usize) -> Lab {
+        Lab::build(nodes, false)
+    }
+
+    /// The lab of the daemon tests and the demo (DESIGN.md section 7):
+    /// the bridge in its own `sw` namespace, so that flatedge's port
+    /// towards the nodes is a veth (`k8s0` in edge, XDP-capable), and a
+    /// client behind `up0`:
+    ///
+    /// ```text
+    ///  client: c0 2001:db8:c::2 ── up0 2001:db8:c::1  edge  k8s0 2001:db8:1::1 ── sw: br0 ┬ eth0 node1 2001:db8:1::2
+    ///                                                                                    ├ eth0 node2 2001:db8:1::3
+    ///                                                                                    └ eth0 node3 2001:db8:1::4
+    /// ```
+    ///
+    /// Each node routes everything via 2001:db8:1::1 and keeps its
+    /// addresses when its link goes down; senders' checksum offload is off
+    /// (DESIGN.md section 3).
+    pub fn new_routed(nodes: usize) -> Lab {
+        Lab::build(nodes, true)
+    }
+
+    fn build(nodes: usize, routed: bool) -> Lab {
         check_prerequisites();
         remove_stale_namespaces();
         let n = NEXT_LAB.fetch_add(1, Ordering::Relaxed);
@@ -304,14 +350,63 @@ impl Lab {
             dir,
             speaker: None,
             output: Arc::default(),
+            switch: routed.then(|| format!("{prefix}-sw")),
+            client: routed.then(|| format!("{prefix}-c")),
+            daemon: None,
         };
         // Registered before anything is created, so Drop cleans up
         // whatever a failing step left behind.
         run(&["ip", "netns", "add", &edge]);
         lab.ip(&edge, "link set lo up");
-        lab.ip(&edge, "link add br0 type bridge");
-        lab.ip(&edge, "link set br0 up");
-        lab.ip(&edge, &format!("addr add {EDGE_ADDR}/64 dev br0 nodad"));
+        // The namespace holding the bridge the nodes hang off.
+        let bridge_ns = match &lab.switch {
+            Some(sw) => {
+                run(&["ip", "netns", "add", sw]);
+                lab.ip(sw, "link set lo up");
+                lab.ip(sw, "link add br0 type bridge");
+                lab.ip(sw, "link set br0 up");
+                lab.ip(
+                    &edge,
+                    &format!("link add k8s0 type veth peer name e0 netns {sw}"),
+                );
+                lab.ip(sw, "link set e0 master br0 up");
+                lab.ip(&edge, &format!("addr add {EDGE_ADDR}/64 dev k8s0 nodad"));
+                lab.ip(&edge, "link set k8s0 up");
+                sw.clone()
+            }
+            None => {
+                lab.ip(&edge, "link add br0 type bridge");
+                lab.ip(&edge, "link set br0 up");
+                lab.ip(&edge, &format!("addr add {EDGE_ADDR}/64 dev br0 nodad"));
+                edge.clone()
+            }
+        };
+        if let Some(c) = lab.client.clone() {
+            run(&["ip", "netns", "add", &c]);
+            lab.ip(&c, "link set lo up");
+            lab.ip(
+                &edge,
+                &format!("link add up0 type veth peer name c0 netns {c}"),
+            );
+            lab.ip(&edge, &format!("addr add {EDGE_UPLINK}/64 dev up0 nodad"));
+            lab.ip(&edge, "link set up0 up");
+            lab.ip(&c, &format!("addr add {CLIENT}/64 dev c0 nodad"));
+            lab.ip(&c, "link set c0 up");
+            lab.ip(&c, &format!("route add default via {EDGE_UPLINK}"));
+            run(&[
+                "ip", "netns", "exec", &c, "ethtool", "-K", "c0", "tx", "off",
+            ]);
+            // Only flatedge forwards.
+            run(&[
+                "ip",
+                "netns",
+                "exec",
+                &edge,
+                "sysctl",
+                "-qw",
+                "net.ipv6.conf.all.forwarding=0",
+            ]);
+        }
         for i in 1..=nodes {
             let ns = format!("{prefix}-n{i}");
             lab.nodes.push(Node {
@@ -323,14 +418,93 @@ impl Lab {
             run(&["ip", "netns", "add", &ns]);
             lab.ip(&ns, "link set lo up");
             lab.ip(
-                &edge,
+                &bridge_ns,
                 &format!("link add v{i} type veth peer name eth0 netns {ns}"),
             );
-            lab.ip(&edge, &format!("link set v{i} master br0 up"));
+            lab.ip(&bridge_ns, &format!("link set v{i} master br0 up"));
+            if routed {
+                run(&[
+                    "ip",
+                    "netns",
+                    "exec",
+                    &ns,
+                    "sysctl",
+                    "-qw",
+                    "net.ipv6.conf.eth0.keep_addr_on_down=1",
+                ]);
+            }
             lab.ip(&ns, &format!("addr add {}/64 dev eth0 nodad", node_addr(i)));
             lab.ip(&ns, "link set eth0 up");
+            if routed {
+                lab.ip(&ns, &format!("route add default via {EDGE_ADDR}"));
+                run(&[
+                    "ip", "netns", "exec", &ns, "ethtool", "-K", "eth0", "tx", "off",
+                ]);
+            }
         }
         lab
+    }
+
+    /// The client namespace ([`Lab::new_routed`] only).
+    pub fn client(&self) -> &str {
+        self.client.as_deref().expect("a routed lab")
+    }
+
+    /// The ctl socket of [`Lab::start_daemon`].
+    pub fn ctl_socket(&self) -> PathBuf {
+        self.dir.join("ctl.sock")
+    }
+
+    /// Starts `flatedge --config` in the edge namespace with this config
+    /// (its `[ctl]` is added here) and waits until its ctl socket answers.
+    pub fn start_daemon(&mut self, config: &str) {
+        let bin = workspace_bin("flatedge");
+        let path = self.dir.join("flatedge.toml");
+        let config = format!(
+            "{config}\n[ctl]\nsocket = \"{}\"\n",
+            self.ctl_socket().display()
+        );
+        fs::write(&path, config).expect("write flatedge config");
+        let log = fs::File::create(self.dir.join("flatedge.log")).expect("log file");
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.edge])
+            .arg(&bin)
+            .arg("--config")
+            .arg(&path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start flatedge");
+        let pid = child.id();
+        self.daemon = Some(child);
+        let socket = self.ctl_socket();
+        self.poll("flatedge's ctl socket", Duration::from_secs(20), || {
+            assert!(
+                alive(pid),
+                "flatedge exited at start:\n{}",
+                self.daemon_log()
+            );
+            ctl::request(
+                &socket,
+                &ctl::Request::ShowInterfaces,
+                Duration::from_secs(2),
+            )
+            .is_ok()
+        });
+    }
+
+    /// The daemon's log so far.
+    pub fn daemon_log(&self) -> String {
+        fs::read_to_string(self.dir.join("flatedge.log")).unwrap_or_default()
+    }
+
+    /// One ctl request to the daemon.
+    pub fn ctl(&self, req: ctl::Request) -> ctl::Response {
+        match ctl::request(&self.ctl_socket(), &req, Duration::from_secs(5)) {
+            Ok(r) => r,
+            Err(e) => panic!("ctl {req:?}: {e}\n{}", self.daemon_log()),
+        }
     }
 
     /// `ip -n NS ARGS...`.
@@ -845,6 +1019,9 @@ router bgp 65001
         if let Ok(s) = fs::read_to_string(self.dir.join("speaker.stderr")) {
             eprintln!("==== speaker stderr\n{s}");
         }
+        if self.daemon.is_some() {
+            eprintln!("==== flatedge log\n{}", self.daemon_log());
+        }
         for n in &self.nodes {
             if n.child.is_some() {
                 let out = Command::new("ip")
@@ -881,7 +1058,8 @@ impl Drop for Lab {
             .iter_mut()
             .filter_map(|n| n.child.take())
             .chain(self.peers.iter_mut().filter_map(|p| p.child.take()))
-            .chain(self.speaker.take());
+            .chain(self.speaker.take())
+            .chain(self.daemon.take());
         for mut c in children {
             let _ = c.kill();
             let _ = c.wait();
@@ -895,6 +1073,9 @@ impl Drop for Lab {
             let _ = try_run(&["ip", "netns", "del", &n.ns]);
         }
         let _ = try_run(&["ip", "netns", "del", &self.edge]);
+        for ns in self.switch.iter().chain(&self.client) {
+            let _ = try_run(&["ip", "netns", "del", ns]);
+        }
         if !std::thread::panicking() {
             let _ = fs::remove_dir_all(&self.dir);
         }

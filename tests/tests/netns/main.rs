@@ -14,3 +14,4 @@ mod bgp_gtsm;
 mod bgp_max_prefix;
 mod bgp_md5;
 mod bgp_sessions;
+mod daemon_bgp;

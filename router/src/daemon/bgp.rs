@@ -1,0 +1,208 @@
+//! BGP in the daemon: the `bgp` crate's tokio [`Speaker`] on its own
+//! thread (a current-thread runtime), its events forwarded to the control
+//! thread as [`Msg::Bgp`], and queries (`show bgp summary`) answered
+//! through a command channel.
+//!
+//! [`speaker_config`] maps the router configuration (DESIGN.md section 6)
+//! onto the speaker's.
+
+use std::net::{Ipv6Addr, SocketAddr};
+use std::sync::mpsc::{self, Sender};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use bgp::driver::{
+    Event, ListenRange, Neighbor, PeerSettings, PeerSummary, Speaker, SpeakerConfig,
+};
+use bgp::fsm::GracefulRestartConfig;
+use bgp::policy::ImportPolicy;
+use ipnet::Ipv6Net;
+use tokio::sync::mpsc as tmpsc;
+
+use super::{io_err, log, DaemonError, Msg};
+use crate::config::Session;
+use crate::Config;
+
+/// Whether the configuration asks for BGP at all.
+pub fn wanted(c: &Config) -> bool {
+    !c.bgp.listen.is_empty() || !c.bgp.neighbors.is_empty()
+}
+
+fn net(p: &fib::Prefix) -> Ipv6Net {
+    // A fib::Prefix is always a valid prefix.
+    Ipv6Net::new(p.addr(), p.len()).unwrap_or_default()
+}
+
+fn settings(s: &Session) -> PeerSettings {
+    let mut out = PeerSettings::new(s.peer_asn);
+    out.hold_time = s.hold_time;
+    out.graceful_restart = s.graceful_restart.then(GracefulRestartConfig::default);
+    let mut import = ImportPolicy::default();
+    import.allow = s.import.clone();
+    import.max_prefixes = s.max_prefixes.map(|n| n.get());
+    out.import = import;
+    out.export = s.export.clone();
+    out.max_prefix_idle = s.max_prefixes_idle_time;
+    out.password = s.password.as_ref().map(|p| p.as_bytes().to_vec());
+    out.ttl_security = s.ttl_security;
+    out
+}
+
+/// The speaker's configuration for a router configuration: our AS and
+/// router id, the port, multipath, listen ranges and neighbours with their
+/// sessions' settings, and what we originate (aggregates and static
+/// routes, announced where export lists allow).
+pub fn speaker_config(c: &Config) -> SpeakerConfig {
+    let mut s = SpeakerConfig::new(c.router.asn, c.router.router_id);
+    s.listen = SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), c.bgp.port);
+    s.remote_port = c.bgp.port;
+    s.rib.decision.max_paths = c.bgp.multipath.max_paths;
+    s.rib.decision.as_path_relax = c.bgp.multipath.as_path_relax;
+    s.ranges = c
+        .bgp
+        .listen
+        .iter()
+        .map(|l| ListenRange::new(net(&l.range), settings(&l.session)))
+        .collect();
+    s.neighbors = c
+        .bgp
+        .neighbors
+        .iter()
+        .map(|n| {
+            let mut out = Neighbor::new(n.address, settings(&n.session));
+            out.passive = n.passive;
+            out
+        })
+        .collect();
+    s.originated = c
+        .bgp
+        .aggregates
+        .iter()
+        .chain(c.routes.iter().map(|r| &r.prefix))
+        .map(net)
+        .collect();
+    s
+}
+
+enum Cmd {
+    Peers(Sender<Vec<PeerSummary>>),
+}
+
+/// The BGP thread; the speaker shuts its sessions down (Cease) when this
+/// drops.
+pub(super) struct Bgp {
+    cmds: Option<tmpsc::Sender<Cmd>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Bgp {
+    /// Starts the speaker; returns once it listens (or failed to).
+    pub(super) fn start(config: SpeakerConfig, tx: Sender<Msg>) -> Result<Bgp, DaemonError> {
+        let (cmds, mut cmd_rx) = tmpsc::channel::<Cmd>(16);
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("flatedge-bgp".into())
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                rt.block_on(async move {
+                    let (speaker, mut events) = match Speaker::start(config).await {
+                        Ok(v) => v,
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e));
+                            return;
+                        }
+                    };
+                    let _ = ready_tx.send(Ok(speaker.local_addr()));
+                    loop {
+                        tokio::select! {
+                            ev = events.recv() => match ev {
+                                Some(ev) => {
+                                    if tx.send(Msg::Bgp(ev)).is_err() {
+                                        break;
+                                    }
+                                }
+                                None => break,
+                            },
+                            cmd = cmd_rx.recv() => match cmd {
+                                Some(Cmd::Peers(reply)) => {
+                                    let _ = reply.send(speaker.peers().await);
+                                }
+                                None => break,
+                            },
+                        }
+                    }
+                    speaker.shutdown().await;
+                });
+            })
+            .map_err(io_err("spawn the BGP thread"))?;
+        match ready_rx.recv() {
+            Ok(Ok(addr)) => log!("BGP listening on {addr}"),
+            Ok(Err(e)) => {
+                let _ = thread.join();
+                return Err(DaemonError::Io {
+                    what: "start BGP".into(),
+                    source: e,
+                });
+            }
+            Err(_) => {
+                let _ = thread.join();
+                return Err(DaemonError::Io {
+                    what: "start BGP".into(),
+                    source: std::io::Error::other("the BGP thread died"),
+                });
+            }
+        }
+        Ok(Bgp {
+            cmds: Some(cmds),
+            thread: Some(thread),
+        })
+    }
+
+    /// Every peer's summary (`None` if the speaker does not answer).
+    pub(super) fn peers(&self) -> Option<Vec<PeerSummary>> {
+        let (tx, rx) = mpsc::channel();
+        self.cmds.as_ref()?.blocking_send(Cmd::Peers(tx)).ok()?;
+        rx.recv_timeout(Duration::from_secs(5)).ok()
+    }
+}
+
+impl Drop for Bgp {
+    fn drop(&mut self) {
+        // Closing the command channel makes the thread shut the speaker
+        // down (NOTIFICATION Cease to every peer) and exit.
+        drop(self.cmds.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A log line for a session event (changes are not logged).
+pub(super) fn describe(ev: &Event) -> Option<String> {
+    match ev {
+        Event::Established { address, .. } => Some(format!("BGP peer {address}: established")),
+        Event::Down {
+            address,
+            reason,
+            graceful,
+            ..
+        } => Some(format!(
+            "BGP peer {address}: down ({reason:?}){}",
+            if *graceful {
+                "; its routes are kept, stale, for its restart time"
+            } else {
+                ""
+            }
+        )),
+        _ => None,
+    }
+}

@@ -1,0 +1,296 @@
+//! The `flatedge` daemon with BGP, end to end (DESIGN.md section 7): three
+//! gobgpd nodes configured like Cilium announce their pod /64 and a shared
+//! service /128; flatedge learns them through its listen range, installs
+//! them in its FIB and forwards the client's traffic to the pods, the
+//! service spread over the three nodes by ECMP.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::net::{SocketAddrV6, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use ctl::{NextHopState, PeerState, Request, Response};
+
+use crate::lab::{node_addr, run, Lab, NodeOptions, CLIENT, RANGE, SESSION_TIMEOUT};
+
+const SERVICE: &str = "2001:db8:96::10";
+const UDP_PORT: u16 = 9999;
+
+fn pod_prefix(i: usize) -> String {
+    format!("2001:db8:100:{i}::/64")
+}
+
+fn pod_addr(i: usize) -> String {
+    format!("2001:db8:100:{i}::1")
+}
+
+fn config() -> String {
+    format!(
+        r#"[router]
+asn = 65000
+router-id = "192.0.2.1"
+
+[[interface]]
+name = "up0"
+[[interface]]
+name = "k8s0"
+
+[[bgp.listen]]
+range = "{RANGE}"
+peer-asn = 65001
+import = ["2001:db8:100::/40 le 64", "2001:db8:96::/112 le 128"]
+graceful-restart = true
+"#
+    )
+}
+
+/// Runs `f` on a thread inside namespace `ns`.
+fn in_ns<T: Send + 'static>(
+    ns: &str,
+    f: impl FnOnce() -> Result<T, String> + Send + 'static,
+) -> JoinHandle<Result<T, String>> {
+    let ns = ns.to_owned();
+    thread::spawn(move || {
+        let file = File::open(format!("/run/netns/{ns}")).map_err(|e| format!("{ns}: {e}"))?;
+        nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET)
+            .map_err(|e| format!("setns {ns}: {e}"))?;
+        f()
+    })
+}
+
+/// 60 UDP flows (3 datagrams each) from the client to the service, with
+/// receivers on every node; returns flow (source port) -> node.
+fn flows(lab: &Lab, nodes: &[usize]) -> HashMap<u16, usize> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let sinks: Vec<_> = nodes
+        .iter()
+        .map(|&i| {
+            let (stop, ready) = (stop.clone(), ready_tx.clone());
+            let h = in_ns(lab.node_ns(i), move || {
+                let at = SocketAddrV6::new(SERVICE.parse().unwrap(), UDP_PORT, 0, 0);
+                let s = UdpSocket::bind(at).map_err(|e| format!("bind {at}: {e}"))?;
+                s.set_read_timeout(Some(Duration::from_millis(100)))
+                    .map_err(|e| e.to_string())?;
+                let _ = ready.send(());
+                let mut seen: HashMap<u16, u32> = HashMap::new();
+                let mut buf = [0u8; 512];
+                while !stop.load(Ordering::Relaxed) {
+                    if let Ok((_, from)) = s.recv_from(&mut buf) {
+                        *seen.entry(from.port()).or_default() += 1;
+                    }
+                }
+                Ok(seen)
+            });
+            (i, h)
+        })
+        .collect();
+    for _ in nodes {
+        ready_rx
+            .recv_timeout(Duration::from_secs(5))
+            .expect("a node's receiver did not start");
+    }
+    in_ns(lab.client(), || {
+        let socks: Vec<UdpSocket> = (0..60u16)
+            .map(|k| {
+                let at = SocketAddrV6::new(CLIENT.parse().unwrap(), 40000 + k, 0, 0);
+                UdpSocket::bind(at).map_err(|e| format!("bind {at}: {e}"))
+            })
+            .collect::<Result<_, _>>()?;
+        let to = SocketAddrV6::new(SERVICE.parse().unwrap(), UDP_PORT, 0, 0);
+        for round in 0..3u8 {
+            for s in &socks {
+                s.send_to(&[round; 64], to).map_err(|e| e.to_string())?;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    })
+    .join()
+    .expect("sender panicked")
+    .expect("sending failed");
+    thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    let mut at = HashMap::new();
+    for (i, h) in sinks {
+        let seen = h
+            .join()
+            .expect("receiver panicked")
+            .expect("receiver failed");
+        for (port, n) in seen {
+            assert_eq!(n, 3, "flow {port} lost datagrams on node {i}");
+            assert!(
+                at.insert(port, i).is_none(),
+                "flow {port} reached two nodes"
+            );
+        }
+    }
+    assert_eq!(at.len(), 60, "not every flow arrived: {at:?}");
+    at
+}
+
+fn ping(lab: &Lab, to: &str) -> (bool, String) {
+    let out = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            lab.client(),
+            "ping",
+            "-6",
+            "-c",
+            "5",
+            "-i",
+            "0.2",
+            "-w",
+            "8",
+            to,
+        ])
+        .output()
+        .expect("run ping");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+fn fib(lab: &Lab, addr: &str) -> ctl::FibEntry {
+    match lab.ctl(Request::ShowFib {
+        address: addr.parse().unwrap(),
+    }) {
+        Response::Fib(f) => f,
+        other => panic!("show fib {addr}: {other:?}"),
+    }
+}
+
+/// Every node established, and each node's two prefixes accepted.
+fn all_established(lab: &Lab, nodes: usize) -> bool {
+    match lab.ctl(Request::ShowBgpSummary) {
+        Response::BgpSummary(s) => {
+            s.peers
+                .iter()
+                .filter(|p| p.state == PeerState::Established && p.prefixes_accepted == 2)
+                .count()
+                == nodes
+        }
+        other => panic!("show bgp summary: {other:?}"),
+    }
+}
+
+/// Pods and the service are reached through routes learned over BGP; the
+/// service's flows spread over the three nodes. Then node 2 dies
+/// silently (its link goes down inside its namespace, then gobgpd is
+/// SIGKILLed: no FIN, no NOTIFICATION reaches flatedge): its BGP session
+/// stays up until its hold timer and its routes stay (graceful restart),
+/// yet within 1 s flatedge's prober takes it out of every ECMP group, so
+/// the service's flows avoid it and only its own flows move.
+#[test]
+fn daemon_forwards_to_pods_and_services_learned_over_bgp() {
+    let mut lab = Lab::new_routed(3);
+    lab.start_daemon(&config());
+    for i in 1..=3 {
+        lab.start_gobgpd(i, &NodeOptions::default(), false);
+        lab.announce(i, &pod_prefix(i));
+        lab.announce(i, &format!("{SERVICE}/128"));
+        let ns = lab.node_ns(i).to_string();
+        run(&[
+            "ip",
+            "-n",
+            &ns,
+            "addr",
+            "add",
+            &format!("{}/128", pod_addr(i)),
+            "dev",
+            "lo",
+        ]);
+        run(&[
+            "ip",
+            "-n",
+            &ns,
+            "addr",
+            "add",
+            &format!("{SERVICE}/128"),
+            "dev",
+            "lo",
+        ]);
+    }
+    lab.poll(
+        "three nodes established with their routes",
+        SESSION_TIMEOUT,
+        || all_established(&lab, 3),
+    );
+    lab.poll(
+        "the service's three next hops up",
+        Duration::from_secs(10),
+        || {
+            let f = fib(&lab, SERVICE);
+            f.nexthops.len() == 3 && f.nexthops.iter().all(|n| n.state == NextHopState::Up)
+        },
+    );
+    for i in 1..=3 {
+        let f = fib(&lab, &pod_addr(i));
+        assert_eq!(f.prefix.map(|p| p.to_string()), Some(pod_prefix(i)));
+        assert_eq!(f.nexthops.len(), 1);
+        assert_eq!(f.nexthops[0].address, node_addr(i));
+        let (ok, out) = ping(&lab, &pod_addr(i));
+        assert!(
+            ok,
+            "ping to pod {i} through flatedge failed: {out}\n{}",
+            lab.daemon_log()
+        );
+    }
+    let first = flows(&lab, &[1, 2, 3]);
+    for i in 1..=3 {
+        assert!(
+            first.values().any(|&n| n == i),
+            "node {i} got no flow: {first:?}"
+        );
+    }
+
+    // Node 2 dies silently.
+    let ns2 = lab.node_ns(2).to_string();
+    run(&["ip", "-n", &ns2, "link", "set", "eth0", "down"]);
+    lab.kill_gobgpd(2);
+    let died = Instant::now();
+    thread::sleep(Duration::from_secs(1));
+    let after = flows(&lab, &[1, 2, 3]);
+    for (port, &n) in &after {
+        assert_ne!(
+            n, 2,
+            "flow {port} still reached the dead node 1 s after it died"
+        );
+        if first[port] != 2 {
+            assert_eq!(n, first[port], "flow {port} moved though its node is alive");
+        }
+    }
+    // BGP still believes in node 2 (hold timer, then graceful restart):
+    // its pod route stays, with its next hop down.
+    let f = fib(&lab, &pod_addr(2));
+    assert_eq!(
+        f.prefix.map(|p| p.to_string()),
+        Some(pod_prefix(2)),
+        "{f:?}"
+    );
+    assert_eq!(f.nexthops[0].state, NextHopState::Down, "{f:?}");
+    assert!(
+        died.elapsed() < Duration::from_secs(60),
+        "the checks took so long that BGP may have caught up"
+    );
+    let (ok, out) = ping(&lab, &pod_addr(1));
+    assert!(ok, "pod 1 unreachable after node 2 died: {out}");
+    let summary = lab.ctl(Request::ShowBgpSummary);
+    let Response::BgpSummary(s) = summary else {
+        panic!("show bgp summary: {summary:?}");
+    };
+    let p2 = s
+        .peers
+        .iter()
+        .find(|p| p.address == node_addr(2))
+        .expect("peer 2");
+    assert!(
+        p2.prefixes_accepted == 2,
+        "node 2's routes were not kept: {p2:?}"
+    );
+}
