@@ -1,8 +1,13 @@
+//! Always: compiles bpf/fwd_xdp.c (the XDP drop and sink programs of
+//! `bench forward`) with `clang -target bpf` into OUT_DIR/fwd_xdp.o, whose
+//! path the crate gets as `BENCH_FWD_XDP_OBJ`.
+//!
 //! With the `dpdk` feature: compiles csrc/lpm6_shim.c against DPDK 22.11
 //! (flags from `pkg-config libdpdk`) and links librte_lpm, librte_eal and
-//! their dependencies (shared libraries). Without the feature: nothing.
+//! their dependencies (shared libraries).
 
 use std::env;
+use std::path::PathBuf;
 use std::process::Command;
 
 const INSTALL_HINT: &str = "the `dpdk` feature needs DPDK's development files: \
@@ -10,6 +15,7 @@ const INSTALL_HINT: &str = "the `dpdk` feature needs DPDK's development files: \
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
+    build_xdp();
     if env::var_os("CARGO_FEATURE_DPDK").is_none() {
         return;
     }
@@ -54,6 +60,31 @@ fn main() {
             println!("cargo:rustc-link-lib={lib}");
         }
     }
+}
+
+/// Compiles the XDP programs of `bench forward` (clang is needed anyway:
+/// router, a dependency, builds its own XDP program the same way).
+fn build_xdp() {
+    let src = "bpf/fwd_xdp.c";
+    println!("cargo:rerun-if-changed={src}");
+    println!("cargo:rerun-if-env-changed=CLANG");
+    let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
+    let obj = out_dir.join("fwd_xdp.o");
+    let target = env::var("TARGET").expect("cargo sets TARGET");
+    let arch = target.split('-').next().unwrap_or("x86_64");
+    let multiarch = format!("/usr/include/{arch}-linux-gnu");
+    let clang = env::var("CLANG").unwrap_or_else(|_| "clang".to_owned());
+    let status = Command::new(&clang)
+        .args(["-target", "bpf", "-O2", "-Wall", "-Werror"])
+        .arg(format!("-idirafter{multiarch}"))
+        .args(["-c", src, "-o"])
+        .arg(&obj)
+        .status()
+        .unwrap_or_else(|e| {
+            panic!("cannot run {clang} (install Debian clang: scripts/setup.sh): {e}")
+        });
+    assert!(status.success(), "{clang} failed to compile {src}");
+    println!("cargo:rustc-env=BENCH_FWD_XDP_OBJ={}", obj.display());
 }
 
 /// Runs `pkg-config <args> libdpdk` and returns its trimmed stdout.

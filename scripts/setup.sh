@@ -31,6 +31,8 @@ PACKAGES=(
     ethtool         # the AF_XDP netns tests turn TX checksum offload off on
                     # the senders' veths (router/tests/xdp_port.rs)
     iputils-ping    # ping -6 through and to the router (router/tests/xdp_port.rs)
+    netsniff-ng     # trafgen: the packet generator of `bench forward` (bench
+                    # crate; AF_PACKET TX ring, qdisc bypass)
 )
 
 log() { printf 'setup: %s\n' "$*"; }

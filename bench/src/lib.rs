@@ -5,6 +5,7 @@ pub mod addrs;
 pub mod alloc_count;
 pub mod bgpconv;
 pub mod fibbench;
+pub mod forward;
 pub mod table;
 
 #[cfg(feature = "dpdk")]

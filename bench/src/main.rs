@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Result;
-use bench::{bgpconv, fibbench};
+use bench::{bgpconv, fibbench, forward};
 use clap::{Parser, Subcommand};
 
 #[global_allocator]
@@ -59,6 +59,31 @@ enum Command {
         #[arg(long)]
         timeout: Option<f64>,
         /// One JSON object per receiver and line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Forwarding in network namespaces (gen - router - sink): trafgen on
+    /// CPU 0 against XDP drop (the ceiling), Linux, a bare AF_XDP
+    /// forwarder and flatedge's worker on CPU 1, with the table and a
+    /// 3-way ECMP /128; then latency at half the ceiling. Needs root, two
+    /// CPUs and trafgen (netsniff-ng, scripts/setup.sh).
+    Forward {
+        /// Seconds measured per implementation and frame size (after 1 s of warm-up).
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+        /// Frame sizes in bytes without FCS (62..=1514), comma separated.
+        #[arg(long, value_delimiter = ',', default_values_t = [64usize, 1514])]
+        frame_sizes: Vec<usize>,
+        /// Implementations, comma separated (the ceiling is measured anyway).
+        #[arg(long, value_delimiter = ',', default_values_t = ["ceiling".to_string(), "linux".to_string(), "bare-xdp".to_string(), "flatedge".to_string()])]
+        r#impl: Vec<String>,
+        /// Route table (default: the bundled 2021 BGP table).
+        #[arg(long)]
+        table: Option<PathBuf>,
+        /// Skip the latency runs.
+        #[arg(long)]
+        no_latency: bool,
+        /// One JSON object per implementation and frame size and line.
         #[arg(long)]
         json: bool,
     },
@@ -129,6 +154,32 @@ fn main() -> Result<()> {
                 bgpconv::print_json(&rows)?;
             } else {
                 bgpconv::print_table(&rows, &o);
+            }
+        }
+        Command::Forward {
+            seconds,
+            frame_sizes,
+            r#impl,
+            table,
+            no_latency,
+            json,
+        } => {
+            anyhow::ensure!(seconds > 0.0, "--seconds must be positive");
+            let o = forward::Options {
+                seconds,
+                frame_sizes,
+                impls: r#impl
+                    .iter()
+                    .map(|s| forward::Impl::parse(s))
+                    .collect::<Result<Vec<_>>>()?,
+                table: table.unwrap_or_else(forward::default_table),
+                latency: !no_latency,
+            };
+            let rep = forward::run(&o)?;
+            if json {
+                forward::print_json(&rep)?;
+            } else {
+                forward::print_table(&rep, &o);
             }
         }
         Command::BgpConvergenceReceiver { prefixes } => bgpconv::receiver_main(prefixes)?,
