@@ -27,6 +27,7 @@ pub mod latency;
 pub mod xdpfwd;
 
 use std::collections::BTreeMap;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::Ordering;
@@ -240,6 +241,9 @@ impl Trafgen {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(err)
+            // Its own process group: trafgen forks its sender processes,
+            // which must all go when it is stopped.
+            .process_group(0)
             .spawn()
             .context("cannot start trafgen (apt-get install netsniff-ng)")?;
         Ok(Trafgen {
@@ -264,16 +268,20 @@ impl Trafgen {
         let Some(mut child) = self.child.take() else {
             return;
         };
-        // `ip netns exec` and taskset exec: the child is trafgen itself.
-        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT);
+        // `ip netns exec` and taskset exec: the child is trafgen itself,
+        // leader of a process group holding its forked senders too.
+        let pgid = nix::unistd::Pid::from_raw(child.id() as i32);
+        let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGINT);
         let deadline = Instant::now() + Duration::from_secs(3);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = child.try_wait() {
-                return;
+                break;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+        // Whatever is left of the group (a sender that outlived its
+        // parent) goes now.
+        let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
         let _ = child.kill();
         let _ = child.wait();
     }

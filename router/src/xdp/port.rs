@@ -81,7 +81,9 @@ pub struct FramePool {
     free: Vec<Frame>,
     id: u32,
     config: PoolConfig,
-    /// Scratch descriptors for ring operations (no allocation per batch).
+    /// Scratch descriptors for ring operations, at full length from the
+    /// start: ring calls take slices of it (no allocation, and no
+    /// re-initialisation of the whole buffer per call).
     scratch: Vec<FrameDesc>,
 }
 
@@ -118,7 +120,7 @@ impl FramePool {
             free,
             id,
             config,
-            scratch: Vec::with_capacity(batch),
+            scratch: vec![FrameDesc::default(); batch],
         })
     }
 
@@ -304,17 +306,17 @@ impl Port {
     /// takes; the rest stay in the pool. Wakes the kernel if the ring asks.
     pub fn refill(&mut self, pool: &mut FramePool) -> usize {
         let want = self.fill.nb_free(pool.free.len() as u32) as usize;
-        let n = want.min(pool.free.len());
+        let n = want.min(pool.free.len()).min(pool.scratch.len());
         if n == 0 {
             return 0;
         }
-        pool.scratch.clear();
         let start = pool.free.len() - n;
-        pool.scratch
-            .extend(pool.free[start..].iter().map(|f| f.desc));
+        for (d, f) in pool.scratch.iter_mut().zip(&pool.free[start..]) {
+            *d = f.desc;
+        }
         // SAFETY: the descriptors are free frames of this pool's UMEM, which
         // this port's socket is bound to; nobody else accesses them.
-        let done = unsafe { self.fill.produce(&pool.scratch) };
+        let done = unsafe { self.fill.produce(&pool.scratch[..n]) };
         // produce() is all or nothing; whatever it took leaves the pool.
         pool.free.truncate(pool.free.len() - done);
         if done > 0 && self.fill.needs_wakeup() {
@@ -329,12 +331,10 @@ impl Port {
 
     /// Receives up to `max` frames, appended to `out`.
     pub fn recv(&mut self, pool: &mut FramePool, out: &mut Vec<Frame>, max: usize) -> usize {
-        pool.scratch.clear();
-        pool.scratch
-            .resize(max.min(pool.scratch.capacity()), FrameDesc::default());
+        let m = max.min(pool.scratch.len());
         // SAFETY: the rx ring only carries frames of this pool's UMEM (the
         // fill ring was filled from it); they become ours here.
-        let n = unsafe { self.rx.consume(&mut pool.scratch) };
+        let n = unsafe { self.rx.consume(&mut pool.scratch[..m]) };
         let mut bytes = 0;
         out.extend(pool.scratch[..n].iter().map(|&desc| {
             bytes += desc.lengths().data() as u64;
@@ -353,17 +353,18 @@ impl Port {
     /// Kicks the kernel (sendto) when the ring asks, which in copy mode is
     /// when transmission happens.
     pub fn send(&mut self, pool: &mut FramePool, frames: &mut Vec<Frame>) -> usize {
-        let n = (self.tx.nb_free(frames.len() as u32) as usize).min(frames.len());
+        let n = (self.tx.nb_free(frames.len() as u32) as usize)
+            .min(frames.len())
+            .min(pool.scratch.len());
         let mut done = 0;
         if n > 0 {
-            pool.scratch.clear();
-            pool.scratch.extend(frames[..n].iter().map(|f| {
+            for (d, f) in pool.scratch.iter_mut().zip(&frames[..n]) {
                 assert_eq!(f.pool, pool.id, "frame of another pool");
-                f.desc
-            }));
+                *d = f.desc;
+            }
             // SAFETY: the frames belong to this pool's UMEM (checked), which
             // this socket is bound to, and we give up their ownership below.
-            done = unsafe { self.tx.produce(&pool.scratch) };
+            done = unsafe { self.tx.produce(&pool.scratch[..n]) };
             self.in_flight += done;
             self.stats.tx_bytes += frames[..done].iter().map(|f| f.len() as u64).sum::<u64>();
             frames.drain(..done);
@@ -403,9 +404,6 @@ impl Port {
 
     /// Gives transmitted frames back to the pool.
     pub fn reclaim(&mut self, pool: &mut FramePool) -> usize {
-        pool.scratch.clear();
-        let cap = pool.scratch.capacity();
-        pool.scratch.resize(cap, FrameDesc::default());
         // SAFETY: the completion ring only returns frames this port put in
         // its tx ring, all from this pool's UMEM.
         let n = unsafe { self.comp.consume(&mut pool.scratch) };
