@@ -32,10 +32,10 @@
 //! BGP joins the daemon in a later step.
 
 pub mod config;
+pub mod cpu;
 pub mod daemon;
 pub mod dataplane;
 pub mod neigh;
-pub mod tsc;
 pub mod worker;
 pub mod xdp;
 

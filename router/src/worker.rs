@@ -32,12 +32,12 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use fib::FibReader;
 
+use crate::cpu::{rdtsc, TscClock};
 use crate::dataplane::ip6_input::OFF_DST;
 use crate::dataplane::{
     process_batch, Adjacency, Counters, DropReason, Ingress, Packet, PortIndex, Verdict,
     WorkerState, MAX_BATCH,
 };
-use crate::tsc::{rdtsc, TscClock};
 use crate::xdp::{Frame, FramePool, Port, PortStats};
 
 /// How often a running worker publishes its counters ([`WorkerReport`]).

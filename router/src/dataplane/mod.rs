@@ -125,6 +125,12 @@ pub fn process_batch<C: StageClock>(
         let end = (start + MAX_BATCH).min(n);
         let (p, v) = (&mut pkts[start..end], &mut verdicts[start..end]);
         v.fill(Verdict::Continue);
+        // The frames were written by the kernel on another core: start
+        // loading every header of the batch before validating the first.
+        for pkt in p.iter() {
+            crate::cpu::prefetch(pkt.buf);
+            crate::cpu::prefetch(pkt.buf.get(64..).unwrap_or_default());
+        }
         let mut nexthops = [NextHopId(0); MAX_BATCH];
         let c = &mut state.counters;
 
