@@ -18,8 +18,8 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
 use fib::{Fib, NextHop, Prefix};
-use router::dataplane::{Adjacency, WorkerState, MAX_BATCH};
 use router::cpu::{rdtsc, TscClock};
+use router::dataplane::{Adjacency, WorkerState, MAX_BATCH};
 use router::worker::{adjacency_table, ReportHandle, Worker};
 use router::xdp::{self, Frame, FramePool, PoolConfig, Port, XdpProgram};
 
