@@ -25,6 +25,11 @@
 //! own. With two or more cores the sender runs on core 0 and the
 //! receivers on core 1 (`taskset`).
 //!
+//! With `BGPCONV_MEM=1` in the environment, bench also prints (on
+//! stderr) the flatedge receiver's memory at Established, learned and
+//! withdrawn: the Rust heap, live and peak since the previous line, from
+//! the counting allocator, and the process's RSS and VmHWM.
+//!
 //! Namespaces, processes and the temporary directory are removed by RAII
 //! guards, also on errors and panics.
 
@@ -651,12 +656,17 @@ fn settled_fib_routes(lab: &Lab, pid: u32) -> Result<u64> {
 
 /// `VmHWM` of a process, in bytes.
 fn peak_rss(pid: &str) -> Result<u64> {
+    status_bytes(pid, "VmHWM:")
+}
+
+/// A `kB` field of `/proc/PID/status`, in bytes.
+fn status_bytes(pid: &str, field: &str) -> Result<u64> {
     let path = format!("/proc/{pid}/status");
     let s = fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
     let line = s
         .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .ok_or_else(|| anyhow!("no VmHWM in {path}"))?;
+        .find(|l| l.starts_with(field))
+        .ok_or_else(|| anyhow!("no {field} in {path}"))?;
     let kib: u64 = line
         .split_whitespace()
         .nth(1)
@@ -843,6 +853,11 @@ fn run_flatedge(lab: &Lab, o: &Options) -> Result<Row> {
         sender.birdc(&["disable", BGP_PROTO])?;
         let (w1, _) = lines.expect("withdrawn", o.timeout)?;
         let (_, rss) = lines.expect("rss", Duration::from_secs(10))?;
+        if std::env::var_os("BGPCONV_MEM").is_some() {
+            for l in lines.seen.iter().filter(|l| l.starts_with("mem ")) {
+                eprintln!("flatedge receiver: {l}");
+            }
+        }
         let rss: u64 = rss
             .split_whitespace()
             .nth(1)
@@ -904,7 +919,10 @@ async fn receive(prefixes: usize) -> Result<()> {
     let mut learned = false;
     while let Some(ev) = events.recv().await {
         match ev {
-            Event::Established { .. } => writeln!(out, "established")?,
+            Event::Established { .. } => {
+                writeln!(out, "established")?;
+                mem_line(&mut out, "established")?;
+            }
             Event::Down { reason, .. } => writeln!(out, "down {reason:?}")?,
             Event::Changes(changes) => {
                 for c in &changes {
@@ -913,11 +931,13 @@ async fn receive(prefixes: usize) -> Result<()> {
                 if !learned && installed >= target {
                     learned = true;
                     writeln!(out, "learned")?;
+                    mem_line(&mut out, "learned")?;
                     let accepted: usize =
                         speaker.peers().await.iter().map(|p| p.stats.accepted).sum();
                     writeln!(out, "accepted {accepted}")?;
                 } else if learned && installed <= 0 {
                     writeln!(out, "withdrawn")?;
+                    mem_line(&mut out, "withdrawn")?;
                     break;
                 }
             }
@@ -927,6 +947,22 @@ async fn receive(prefixes: usize) -> Result<()> {
     ensure!(learned, "the speaker stopped before learning every prefix");
     writeln!(out, "rss {}", peak_rss("self")?)?;
     speaker.shutdown().await;
+    Ok(())
+}
+
+/// `mem PHASE ...`: the Rust heap (live and peak since the last line,
+/// from the counting allocator) and the process's RSS and VmHWM, in
+/// bytes; `bench` shows these lines with `BGPCONV_MEM=1`.
+fn mem_line(out: &mut impl Write, phase: &str) -> Result<()> {
+    writeln!(
+        out,
+        "mem {phase} heap_live {} heap_peak {} rss {} hwm {}",
+        crate::alloc_count::live_bytes(),
+        crate::alloc_count::peak_bytes(),
+        status_bytes("self", "VmRSS:")?,
+        status_bytes("self", "VmHWM:")?
+    )?;
+    crate::alloc_count::reset_peak();
     Ok(())
 }
 

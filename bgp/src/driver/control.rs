@@ -44,6 +44,9 @@ const SESSION_TIMERS: [Timer; 4] = [
     Timer::IdleHold,
 ];
 
+/// Most changes in one [`Event::Changes`].
+const CHANGES_PER_EVENT: usize = 1024;
+
 /// Capacity of the channel from the I/O tasks.
 const INTERNAL_CAPACITY: usize = 4096;
 
@@ -710,14 +713,25 @@ impl Control {
                 }
             }
         }
-        self.rib.drain_changes_into(&mut self.changes);
-        if !self.changes.is_empty() {
-            let changes = std::mem::take(&mut self.changes);
-            self.pending.push(Event::Changes(changes));
-        }
         for e in std::mem::take(&mut self.pending) {
             // A caller that dropped the receiver wants no events.
             let _ = self.events.send(e).await;
+        }
+        // A big change (a peer's million routes going down) leaves in
+        // batches, each decided just before it is sent: the bounded
+        // channel, not the RIB's churn, bounds what is queued.
+        loop {
+            let more = self
+                .rib
+                .drain_changes_upto(&mut self.changes, CHANGES_PER_EVENT);
+            if !self.changes.is_empty() {
+                // Exactly sized: the batch may wait in the channel.
+                let batch: Vec<RibChange> = self.changes.drain(..).collect();
+                let _ = self.events.send(Event::Changes(batch)).await;
+            }
+            if !more {
+                break;
+            }
         }
     }
 

@@ -33,8 +33,10 @@
 //!
 //! What the caller sees comes out of the [`Event`] channel: session state
 //! changes, sessions established and down, and the RIB's coalesced
-//! [`RibChange`]s (one batch per burst of input). The channel is bounded:
-//! a caller that stops reading stops the speaker, so read it promptly.
+//! [`RibChange`]s (one batch per burst of input, in events of at most
+//! 1024 changes: a peer's million routes going down are decided a batch
+//! at a time, as the caller reads them). The channel is bounded: a
+//! caller that stops reading stops the speaker, so read it promptly.
 //!
 //! Socket options (TCP MD5, GTSM) are in [`sockopt`], the crate's only
 //! `unsafe` module.
@@ -273,8 +275,9 @@ pub struct Speaker {
     local_addr: SocketAddr,
 }
 
-/// Capacity of the event channel, in events.
-const EVENT_CAPACITY: usize = 1024;
+/// Capacity of the event channel, in events. With at most 1024 changes
+/// an event, at most 64K changes (about 5 MiB) wait for the caller.
+const EVENT_CAPACITY: usize = 64;
 
 impl Speaker {
     /// Binds the listener, applies the socket options, starts the

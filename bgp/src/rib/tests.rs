@@ -1074,3 +1074,103 @@ fn table_slots_stay_small() {
         assert_eq!(super::short_key(&p), None);
     }
 }
+
+/// `n` prefixes: /48s, with every tenth a /64 or a /128 (the long table).
+fn mixed_prefixes(n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| match i % 10 {
+            3 => format!("2a00:{:x}:{:x}::/64", i >> 16, i & 0xffff),
+            7 => format!("2a01::{:x}:{:x}/128", i >> 16, i & 0xffff),
+            _ => format!("2a00:{:x}:{:x}::/48", i >> 16, i & 0xffff),
+        })
+        .collect()
+}
+
+/// Drains in batches of at most `max`; checks each batch's size.
+fn drain_in_batches(rib: &mut Rib, max: usize) -> Vec<RibChange> {
+    let mut all = Vec::new();
+    let mut batch = Vec::new();
+    loop {
+        let more = rib.drain_changes_upto(&mut batch, max);
+        assert!(batch.len() <= max);
+        assert!(more || rib.table.dirty.is_empty());
+        all.append(&mut batch);
+        if !more {
+            return all;
+        }
+    }
+}
+
+#[test]
+fn batched_drain_yields_the_same_changes_in_the_same_order() {
+    let prefixes = mixed_prefixes(5000);
+    let refs: Vec<&str> = prefixes.iter().map(String::as_str).collect();
+    let mut whole = Lab::new();
+    let mut batched = Lab::new();
+    let mut ids = Vec::new();
+    for lab in [&mut whole, &mut batched] {
+        let a = lab.peer("2001:db8:1::2", 65001, 2);
+        let b = lab.peer("2001:db8:2::2", 65002, 3);
+        for chunk in refs.chunks(700) {
+            lab.apply(a, &ann("2001:db8:1::2", &[65001]).of(chunk));
+        }
+        lab.apply(b, &ann("2001:db8:2::2", &[65002, 65003]).of(&refs[..1000]));
+        ids.push((a, b));
+    }
+    let all = whole.changes();
+    assert_eq!(all.len(), 5000);
+    let got = drain_in_batches(&mut batched.rib, 64);
+    assert_eq!(got, all);
+
+    // A peer going down: its prefixes are withdrawn, batch by batch,
+    // and an UPDATE between two batches is not lost.
+    let (a, _) = ids[1];
+    let (wa, _) = ids[0];
+    whole.rib.peer_down(wa, false);
+    batched.rib.peer_down(a, false);
+    let mut first = Vec::new();
+    assert!(batched.rib.drain_changes_upto(&mut first, 100));
+    assert_eq!(first.len(), 100);
+    let again = ann("2001:db8:1::2", &[65001]).of(&refs[4999..]);
+    batched.rib.peer_up(
+        a,
+        &negotiated(65001, Ipv4Addr::new(10, 0, 0, 2), Some((120, true))),
+    );
+    batched.apply(a, &again);
+    first.extend(drain_in_batches(&mut batched.rib, 100));
+    let gone = first.iter().filter(|c| c.nexthops.is_empty()).count();
+    // 4000 prefixes only `a` had, less the one it announced again; the
+    // 1000 that `b` has too change to `b` alone.
+    assert_eq!(gone, 3999);
+    assert_eq!(first.len() - gone, 1000 + 1);
+    assert_eq!(batched.rib.len(), 1001);
+    assert_eq!(whole.changes().len(), 5000);
+    assert_eq!(whole.rib.len(), 1000);
+}
+
+#[test]
+fn table_gives_memory_back_when_a_peer_goes() {
+    let prefixes = mixed_prefixes(100_000);
+    let refs: Vec<&str> = prefixes.iter().map(String::as_str).collect();
+    let mut lab = Lab::new();
+    let a = lab.peer("2001:db8:1::2", 65001, 2);
+    for chunk in refs.chunks(500) {
+        lab.apply(a, &ann("2001:db8:1::2", &[65001]).of(chunk));
+    }
+    assert_eq!(lab.changes().len(), 100_000);
+    let slots = |rib: &Rib| {
+        rib.table.short.iter().map(HashMap::capacity).sum::<usize>() + rib.table.long.capacity()
+    };
+    let full = slots(&lab.rib);
+    assert!(full >= 100_000);
+    lab.rib.peer_down(a, false);
+    assert_eq!(lab.changes().len(), 100_000);
+    assert!(lab.rib.is_empty());
+    // Shards of at most SHRINK_MIN slots stay.
+    assert!(
+        slots(&lab.rib) <= SHARDS * SHRINK_MIN,
+        "{} of {full} slots left",
+        slots(&lab.rib)
+    );
+    assert!(lab.rib.table.dirty.capacity() <= DIRTY_KEEP);
+}
