@@ -96,6 +96,8 @@ pub struct Options {
     pub impls: Vec<Impl>,
     pub table: PathBuf,
     pub latency: bool,
+    /// The latency probes' rate (default: half the ceiling).
+    pub latency_pps: Option<f64>,
 }
 
 /// One (implementation, frame size) result; one JSON line.
@@ -582,7 +584,7 @@ pub fn run(o: &Options) -> Result<Report> {
             .iter()
             .find(|r| r.implementation == Impl::Ceiling.name() && r.frame_bytes == smallest)
             .map_or(0.0, |r| r.delivered_pps);
-        let rate = ceiling / 2.0;
+        let rate = o.latency_pps.unwrap_or(ceiling / 2.0);
         for &i in &impls {
             if i == Impl::Ceiling {
                 continue;
@@ -698,7 +700,7 @@ pub fn print_table(rep: &Report, o: &Options) {
     };
     if let Some(first) = lat.first() {
         println!(
-            "latency: one-way, {}-byte frames, paced at {:.1} kpps (half the ceiling), send() to the sink's kernel receive timestamp",
+            "latency: one-way, {}-byte frames, paced at {:.1} kpps, send() to the sink's kernel receive timestamp",
             latency::PROBE_FRAME_BYTES,
             first.latency_target_pps.unwrap_or(0.0) / 1e3
         );

@@ -83,6 +83,10 @@ enum Command {
         /// Skip the latency runs.
         #[arg(long)]
         no_latency: bool,
+        /// Probe rate of the latency runs in packets per second (default:
+        /// half the ceiling of the smallest frame size).
+        #[arg(long)]
+        latency_pps: Option<f64>,
         /// One JSON object per implementation and frame size and line.
         #[arg(long)]
         json: bool,
@@ -162,9 +166,14 @@ fn main() -> Result<()> {
             r#impl,
             table,
             no_latency,
+            latency_pps,
             json,
         } => {
             anyhow::ensure!(seconds > 0.0, "--seconds must be positive");
+            anyhow::ensure!(
+                latency_pps.is_none_or(|r| r > 0.0),
+                "--latency-pps must be positive"
+            );
             let o = forward::Options {
                 seconds,
                 frame_sizes,
@@ -174,6 +183,7 @@ fn main() -> Result<()> {
                     .collect::<Result<Vec<_>>>()?,
                 table: table.unwrap_or_else(forward::default_table),
                 latency: !no_latency,
+                latency_pps,
             };
             let rep = forward::run(&o)?;
             if json {

@@ -15,13 +15,12 @@
 //! buffers are allocated once in [`Worker::new`]; the FIB and the
 //! adjacency table are `ArcSwap` loads (no lock) once per batch.
 //!
-//! Idle policy: busy-poll with a short backoff. After
-//! [`IDLE_SPINS`] rounds that moved nothing, the worker sleeps
-//! [`IDLE_SLEEP`] per round until traffic comes back. This costs up to
-//! that much latency on the first packet after a pause and a little CPU
-//! while idle; `poll()` on the ports' fds (need-wakeup makes it cheap)
-//! would remove both and is the planned replacement once the stage timing
-//! (`show runtime`) separates syscall time.
+//! Idle policy: busy-poll, then block. After [`IDLE_SPINS`] rounds that
+//! moved nothing (and with nothing left to transmit), the worker blocks in
+//! `poll()` on its ports' sockets for at most [`IDLE_WAIT`]; the first
+//! frame to arrive wakes it. A plain sleep instead held every packet that
+//! arrived meanwhile for the whole sleep (timer slack included), which
+//! under a paced stream meant milliseconds of queueing and a full ring.
 
 use std::net::Ipv6Addr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -43,10 +42,11 @@ use crate::xdp::{Frame, FramePool, Port, PortStats};
 /// How often a running worker publishes its counters ([`WorkerReport`]).
 pub const REPORT_INTERVAL: Duration = Duration::from_millis(100);
 
-/// Rounds without work before the worker starts sleeping.
-pub const IDLE_SPINS: u32 = 64;
-/// The sleep of an idle round.
-pub const IDLE_SLEEP: Duration = Duration::from_micros(50);
+/// Rounds without work before the worker blocks (a few hundred
+/// microseconds of spinning: a paced stream never waits for a wakeup).
+pub const IDLE_SPINS: u32 = 4096;
+/// The longest idle wait (the stop flag is checked after each).
+pub const IDLE_WAIT: Duration = Duration::from_millis(10);
 
 /// The adjacency table shared with the control side, indexed by next-hop
 /// id: the control side stores a whole new table
@@ -71,7 +71,7 @@ pub struct LoopStats {
     /// Frames dropped because a port's TX buffer was full (its ring had
     /// been full for a whole buffer's worth of frames).
     pub tx_overflow: u64,
-    /// Idle sleeps.
+    /// Idle waits (blocking `poll()`s).
     pub idle_sleeps: u64,
     /// TSC ticks spent in rounds that moved frames (syscalls included).
     pub busy_ticks: u64,
@@ -284,9 +284,9 @@ impl Worker {
         while !stop.load(Ordering::Relaxed) {
             if self.poll_once() == 0 {
                 idle = idle.saturating_add(1);
-                if idle >= IDLE_SPINS {
+                if idle >= IDLE_SPINS && self.ports.iter().all(|p| p.in_flight() == 0) {
                     self.stats.idle_sleeps += 1;
-                    std::thread::sleep(IDLE_SLEEP);
+                    crate::xdp::wait_readable(&self.ports, IDLE_WAIT);
                 }
             } else {
                 idle = 0;

@@ -286,6 +286,13 @@ impl Lab {
             ],
         )?;
         xdp_attach(s, &i.s0, "xdp_sink")?;
+        // The sink stands for another machine: its network stack (the
+        // latency probes it receives) must not run on the forwarder's
+        // core, where an AF_XDP transmit would otherwise queue it (RPS
+        // moves the receive processing to the generator's core).
+        let rps = format!("/sys/class/net/{}/queues/rx-0/rps_cpus", i.s0);
+        let mask = format!("{:x}", 1u32 << super::GEN_CORE);
+        ns_run(s, &["sh", "-c", &format!("echo {mask} > {rps}")])?;
         Ok(())
     }
 

@@ -11,7 +11,7 @@ pub mod bpf;
 pub mod port;
 
 pub use bpf::{XdpProgram, MAX_PORTS, MAX_QUEUES, PROG_NAME};
-pub use port::{Frame, FramePool, PoolConfig, Port, PortStats};
+pub use port::{wait_readable, Frame, FramePool, PoolConfig, Port, PortStats};
 
 use std::ffi::CString;
 use std::io;

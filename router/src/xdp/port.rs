@@ -416,3 +416,26 @@ impl Port {
         n
     }
 }
+
+/// Blocks until one of `ports` has frames to receive or `timeout` passes
+/// (`poll(2)` on their sockets; copy-mode AF_XDP wakes it when a frame
+/// lands in an RX ring). The worker's idle wait: it costs no CPU and
+/// adds only the wakeup to the first packet after a pause, where a sleep
+/// would hold packets for the whole sleep (and overflow the ring).
+pub fn wait_readable(ports: &[Port], timeout: std::time::Duration) {
+    const MAX: usize = 64;
+    let mut fds = [libc::pollfd {
+        fd: -1,
+        events: 0,
+        revents: 0,
+    }; MAX];
+    let n = ports.len().min(MAX);
+    for (pfd, port) in fds.iter_mut().zip(ports) {
+        pfd.fd = port.fd();
+        pfd.events = libc::POLLIN;
+    }
+    let ms = timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
+    // SAFETY: `fds[..n]` is a valid array of initialised pollfds that
+    // lives across the call; poll only writes their `revents`.
+    unsafe { libc::poll(fds.as_mut_ptr(), n as libc::nfds_t, ms) };
+}
