@@ -1,12 +1,12 @@
 //! `bench bgp-convergence`: how fast a receiver learns and forgets N IPv6
-//! prefixes announced by a BIRD 2 sender, BIRD itself against flatedge's
-//! speaker.
+//! prefixes announced by a BIRD 2 sender, BIRD itself against flatedge:
+//! its speaker alone (`flatedge-rib`) and the whole daemon (`flatedge`).
 //!
 //! Each receiver runs in fresh network namespaces, one after the other:
 //!
 //! ```text
 //!   sender ns: eth0 2001:db8:ff::1/64 ── veth ── eth0 2001:db8:ff::2/64  receiver ns
-//!   BIRD 2, AS 65001, static protocol        BIRD 2 (kernel FIB) or flatedge (RIB)
+//!   BIRD 2, AS 65001, static protocol        BIRD 2 (kernel FIB) or flatedge (RIB; daemon: FIB)
 //!   with N /48s under 2a00::/12              AS 65000, passive
 //! ```
 //!
@@ -15,14 +15,17 @@
 //! the sender's session comes up (the millisecond time stamp of its state
 //! change in the sender's log) until all N are installed
 //! (BIRD: in the namespace's kernel FIB, counted from `rt6_stats`;
-//! flatedge: accepted in its RIB, counted from its `RibChange`s, since
-//! the daemon has no FIB yet). Withdraw time: from `birdc disable` on the
+//! `flatedge-rib`: accepted in the speaker's RIB, counted from its
+//! `RibChange`s; `flatedge`: the `flatedge` daemon's FIB, `show fib
+//! summary` polled every 5 ms on its ctl socket, with its dataplane
+//! running). Withdraw time: from `birdc disable` on the
 //! sender (a Cease) until they are all gone again. Peak RSS: the
 //! receiver process's `VmHWM`.
 //!
-//! flatedge's receiver is this binary re-executed inside the namespace
-//! (the hidden `bgp-convergence-receiver` subcommand), so its RSS is its
-//! own. With two or more cores the sender runs on core 0 and the
+//! `flatedge-rib`'s receiver is this binary re-executed inside the
+//! namespace (the hidden `bgp-convergence-receiver` subcommand), so its RSS
+//! is its own; `flatedge` is the `flatedge` binary next to this one
+//! (`cargo build --release -p router`). With two or more cores the sender runs on core 0 and the
 //! receivers on core 1 (`taskset`).
 //!
 //! With `BGPCONV_MEM=1` in the environment, bench also prints (on
@@ -128,7 +131,10 @@ pub fn receiver_config(log: &Path) -> String {
 pub enum Receiver {
     /// BIRD 2 installing into the kernel FIB.
     Bird,
-    /// flatedge's speaker (RIB only).
+    /// flatedge's speaker alone (RIB only).
+    FlatedgeRib,
+    /// The `flatedge` daemon: RIB, then its FIB (counted through its ctl
+    /// socket), with its dataplane running.
     Flatedge,
 }
 
@@ -137,16 +143,18 @@ impl Receiver {
     pub fn name(self) -> &'static str {
         match self {
             Receiver::Bird => "bird",
+            Receiver::FlatedgeRib => "flatedge-rib",
             Receiver::Flatedge => "flatedge",
         }
     }
 
-    /// Parses `bird` or `flatedge`.
+    /// Parses `bird`, `flatedge-rib` or `flatedge`.
     pub fn parse(s: &str) -> Result<Receiver> {
         match s {
             "bird" => Ok(Receiver::Bird),
+            "flatedge-rib" => Ok(Receiver::FlatedgeRib),
             "flatedge" => Ok(Receiver::Flatedge),
-            _ => bail!("unknown receiver {s:?} (expected bird or flatedge)"),
+            _ => bail!("unknown receiver {s:?} (expected bird, flatedge-rib or flatedge)"),
         }
     }
 }
@@ -699,7 +707,8 @@ fn run_one(o: &Options, r: Receiver) -> Result<Row> {
     let lab = Lab::new()?;
     match r {
         Receiver::Bird => run_bird(&lab, o),
-        Receiver::Flatedge => run_flatedge(&lab, o),
+        Receiver::FlatedgeRib => run_flatedge(&lab, o),
+        Receiver::Flatedge => run_daemon(&lab, o),
     }
 }
 
@@ -800,6 +809,122 @@ impl Lines {
     }
 }
 
+/// Routes in the daemon's FIB (`show fib summary`).
+fn daemon_routes(socket: &Path) -> Result<u64> {
+    match ctl::request(
+        socket,
+        &ctl::Request::ShowFibSummary,
+        Duration::from_secs(5),
+    )? {
+        ctl::Response::FibSummary(s) => Ok(s.routes),
+        other => bail!("unexpected answer to show fib summary: {other:?}"),
+    }
+}
+
+/// The `flatedge` daemon as the receiver: a passive neighbour for the
+/// sender on its `eth0`, the dataplane running (worker on CPU 1); learn
+/// and withdraw times count until its FIB holds all N routes / none of
+/// them, polled every 5 ms through its ctl socket.
+fn run_daemon(lab: &Lab, o: &Options) -> Result<Row> {
+    let exe = std::env::current_exe().context("cannot find the bench binary")?;
+    let flatedge = exe.with_file_name("flatedge");
+    ensure!(
+        flatedge.exists(),
+        "{} is missing: cargo build --release -p router",
+        flatedge.display()
+    );
+    let socket = lab.dir.join("ctl.sock");
+    let config = lab.dir.join("flatedge.toml");
+    fs::write(
+        &config,
+        format!(
+            r#"[router]
+asn = {RECEIVER_ASN}
+router-id = "10.255.0.2"
+worker-cores = [1]
+[ctl]
+socket = "{}"
+[[interface]]
+name = "eth0"
+[[bgp.neighbor]]
+address = "{SENDER_ADDR}"
+peer-asn = {SENDER_ASN}
+passive = true
+graceful-restart = false
+"#,
+            socket.display()
+        ),
+    )
+    .context("cannot write the flatedge config")?;
+    let flatedge = flatedge
+        .to_str()
+        .ok_or_else(|| anyhow!("the flatedge binary's path is not UTF-8"))?;
+    let mut cmd = lab.command(&lab.receiver, 1, flatedge);
+    cmd.arg("--config")
+        .arg(&config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+    let stderr = lab.dir.join("flatedge-daemon.stderr");
+    let mut daemon = Proc::spawn(cmd, "the flatedge daemon", &stderr)?;
+    let result = (|| {
+        poll(
+            "flatedge's ctl socket",
+            Duration::from_secs(30),
+            Duration::from_millis(50),
+            || {
+                daemon.check_alive()?;
+                Ok(daemon_routes(&socket).is_ok())
+            },
+        )?;
+        // The connected subnet of eth0 (and nothing else) before the session.
+        let baseline = daemon_routes(&socket)?;
+        let target = baseline + o.prefixes as u64;
+        let sender = start_sender(lab, o)?;
+        sender.birdc(&["enable", BGP_PROTO])?;
+        let _kicker = Kicker::start(&sender);
+        wait_established(&sender)?;
+        let mut t1 = Instant::now();
+        poll(
+            "flatedge's FIB to hold every route",
+            o.timeout,
+            Duration::from_millis(5),
+            || {
+                t1 = Instant::now();
+                Ok(daemon_routes(&socket)? >= target)
+            },
+        )?;
+        let learn = since_established_at(lab, t1)?;
+        let w0 = Instant::now();
+        sender.birdc(&["disable", BGP_PROTO])?;
+        let mut w1 = Instant::now();
+        poll(
+            "flatedge's FIB to drop every route",
+            o.timeout,
+            Duration::from_millis(5),
+            || {
+                w1 = Instant::now();
+                Ok(daemon_routes(&socket)? <= baseline)
+            },
+        )?;
+        let rss = peak_rss(&daemon.pid().to_string())?;
+        Ok(Row {
+            name: Receiver::Flatedge.name(),
+            prefixes: o.prefixes,
+            learn_s: learn.as_secs_f64(),
+            withdraw_s: (w1 - w0).as_secs_f64(),
+            peak_rss_bytes: rss,
+        })
+    })();
+    result.map_err(|e: anyhow::Error| {
+        let err = fs::read_to_string(&stderr).unwrap_or_default();
+        if err.trim().is_empty() {
+            e
+        } else {
+            e.context(format!("flatedge stderr: {}", err.trim()))
+        }
+    })
+}
+
 fn run_flatedge(lab: &Lab, o: &Options) -> Result<Row> {
     let exe = std::env::current_exe().context("cannot find the bench binary")?;
     let exe = exe
@@ -864,7 +989,7 @@ fn run_flatedge(lab: &Lab, o: &Options) -> Result<Row> {
             .and_then(|v| v.parse().ok())
             .ok_or_else(|| anyhow!("unexpected line from the flatedge receiver: {rss}"))?;
         Ok(Row {
-            name: Receiver::Flatedge.name(),
+            name: Receiver::FlatedgeRib.name(),
             prefixes: o.prefixes,
             learn_s: learn.as_secs_f64(),
             withdraw_s: (w1 - w0).as_secs_f64(),
@@ -986,16 +1111,17 @@ pub fn print_table(rows: &[Row], o: &Options) {
     println!("  learn: Established -> all installed; withdraw: sender's Cease -> all gone");
     println!();
     println!(
-        "{:<10} {:>10} {:>10} {:>11} {:>14}  installed in",
+        "{:<12} {:>10} {:>10} {:>11} {:>14}  installed in",
         "impl", "prefixes", "learn_s", "withdraw_s", "peak_RSS_MiB"
     );
     for r in rows {
         let note = match r.name {
             "bird" => "kernel FIB",
-            _ => "RIB only (no FIB in the daemon yet)",
+            "flatedge" => "the daemon's FIB (dataplane running)",
+            _ => "the speaker's RIB only",
         };
         println!(
-            "{:<10} {:>10} {:>10.3} {:>11.3} {:>14.1}  {note}",
+            "{:<12} {:>10} {:>10.3} {:>11.3} {:>14.1}  {note}",
             r.name,
             r.prefixes,
             r.learn_s,

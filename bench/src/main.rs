@@ -53,7 +53,7 @@ enum Command {
         #[arg(long, default_value_t = 100_000)]
         prefixes: usize,
         /// Receivers, comma separated, run in this order.
-        #[arg(long, value_delimiter = ',', default_values_t = ["bird".to_string(), "flatedge".to_string()])]
+        #[arg(long, value_delimiter = ',', default_values_t = ["bird".to_string(), "flatedge-rib".to_string(), "flatedge".to_string()])]
         r#impl: Vec<String>,
         /// Bound on each phase in seconds (default: 120 + 200 per million prefixes).
         #[arg(long)]

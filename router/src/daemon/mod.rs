@@ -199,7 +199,7 @@ pub struct Daemon {
     _metrics: Option<metrics::Server>,
     pending_glean: BTreeSet<Ipv6Addr>,
     /// Host routes installed by glean.
-    hosts: usize,
+    hosts: BTreeSet<Prefix>,
     /// Glean requests refused because of [`MAX_HOSTS`].
     hosts_refused: u64,
 }
@@ -324,7 +324,7 @@ impl Daemon {
                 None => None,
             },
             pending_glean: BTreeSet::new(),
-            hosts: 0,
+            hosts: BTreeSet::new(),
             hosts_refused: 0,
             msgs,
             neigh,
@@ -404,11 +404,11 @@ impl Daemon {
         for &id in &nexthops {
             self.nexthops.retain(id);
         }
-        if source == Source::Host {
-            self.hosts += 1;
-        }
         if let Some(old) = self.routes.insert(prefix, Route { source, nexthops }) {
-            self.unref(&old);
+            self.unref(prefix, &old);
+        }
+        if source == Source::Host {
+            self.hosts.insert(prefix);
         }
         Ok(())
     }
@@ -416,15 +416,15 @@ impl Daemon {
     fn uninstall(&mut self, prefix: Prefix) {
         self.fib.remove(prefix);
         if let Some(old) = self.routes.remove(&prefix) {
-            self.unref(&old);
+            self.unref(prefix, &old);
         }
     }
 
     /// Drops a removed route's references; a gleaned neighbour nobody uses
     /// any more is released (its kernel entry deleted).
-    fn unref(&mut self, r: &Route) {
+    fn unref(&mut self, prefix: Prefix, r: &Route) {
         if r.source == Source::Host {
-            self.hosts -= 1;
+            self.hosts.remove(&prefix);
         }
         for &id in &r.nexthops {
             if self.nexthops.unref(id) > 0 {
@@ -531,16 +531,19 @@ impl Daemon {
         }
         // Host routes whose neighbour the kernel gave up on go, so that
         // the next packet gleans again.
+        // (Only the host routes are looked at: this runs on every batch of
+        // BGP changes, next to a million BGP routes.)
         let failed: Vec<Prefix> = self
-            .routes
+            .hosts
             .iter()
-            .filter(|(_, r)| {
-                r.source == Source::Host
-                    && r.nexthops
+            .filter(|p| {
+                self.routes.get(p).is_some_and(|r| {
+                    r.nexthops
                         .iter()
                         .all(|&id| self.nexthops.failed(id, &self.ports, &table))
+                })
             })
-            .map(|(p, _)| *p)
+            .copied()
             .collect();
         for p in failed {
             self.uninstall(p);
@@ -566,9 +569,9 @@ impl Daemon {
         if self.routes.contains_key(&host) {
             return;
         }
-        if self.hosts >= MAX_HOSTS {
+        if self.hosts.len() >= MAX_HOSTS {
             if (self.hosts_refused + 1).is_power_of_two() {
-                log!("{} host routes (the most glean installs): not resolving {dst} ({} refused so far)", self.hosts, self.hosts_refused + 1);
+                log!("{} host routes (the most glean installs): not resolving {dst} ({} refused so far)", self.hosts.len(), self.hosts_refused + 1);
             }
             self.hosts_refused += 1;
             return;
