@@ -203,11 +203,20 @@ pub fn serve_one(
         serde_json::from_slice::<Request>(&doc).map_err(|e| format!("not a ctl request: {e}"))
     };
 
+    let truncated = doc.len() > MAX_REQUEST_BYTES;
     let response = handler(req);
     let mut out = serde_json::to_vec(&response).map_err(io::Error::other)?;
     out.push(b'\n');
     stream.write_all(&out)?;
-    stream.flush()
+    stream.flush()?;
+    if truncated {
+        // Closing a UNIX socket with unread input resets the connection,
+        // and the client would lose the answer: read the rest first (up
+        // to 16 MiB more, within the read timeout).
+        stream.shutdown(std::net::Shutdown::Write)?;
+        let _ = io::copy(&mut (&mut stream).take(16 << 20), &mut io::sink());
+    }
+    Ok(())
     // Dropping the stream closes the connection: the client reads EOF.
 }
 

@@ -70,7 +70,12 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(240);
 
 /// The listening socket, with the MD5 keys of every neighbour and range
 /// that has one, and hop limit 255 if any peer uses GTSM (so that our
-/// SYN-ACKs pass its check).
+/// SYN-ACKs pass its check). When every neighbour and range uses GTSM,
+/// the listener itself enforces it (`IPV6_MINHOPCOUNT` for the most
+/// distant one): a SYN from too far never completes a handshake, where
+/// the option set on the accepted socket alone would let the peer's OPEN
+/// in before it applies. With peers that do not use GTSM next to ones that
+/// do, only the accepted sockets check.
 pub(super) fn listener(config: &SpeakerConfig) -> io::Result<TcpListener> {
     let socket = match config.listen {
         SocketAddr::V4(_) => TcpSocket::new_v4()?,
@@ -79,20 +84,32 @@ pub(super) fn listener(config: &SpeakerConfig) -> io::Result<TcpListener> {
     socket.set_reuseaddr(true)?;
     socket.bind(config.listen)?;
     let mut gtsm = false;
+    // The largest hop count any peer may be at, if every peer uses GTSM.
+    let mut all_hops: Option<u8> = Some(1);
+    let mut merge = |t: Option<u8>| {
+        gtsm |= t.is_some();
+        all_hops = match (all_hops, t) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            _ => None,
+        };
+    };
     for n in &config.neighbors {
         if let Some(key) = &n.settings.password {
             sockopt::set_md5_key(&socket, n.address, 128, key)?;
         }
-        gtsm |= n.settings.ttl_security.is_some();
+        merge(n.settings.ttl_security);
     }
     for r in &config.ranges {
         if let Some(key) = &r.settings.password {
             sockopt::set_md5_key(&socket, r.range.network(), r.range.prefix_len(), key)?;
         }
-        gtsm |= r.settings.ttl_security.is_some();
+        merge(r.settings.ttl_security);
     }
     if gtsm {
-        sockopt::set_unicast_hops(&socket, 255)?;
+        match all_hops {
+            Some(hops) => sockopt::set_gtsm(&socket, hops)?,
+            None => sockopt::set_unicast_hops(&socket, 255)?,
+        }
     }
     socket.listen(1024)
 }
