@@ -293,6 +293,12 @@ fn deal(n: usize, members: &[Member], prev: Option<Prev>) -> (Vec<u16>, Vec<u16>
 }
 
 impl Groups {
+    /// The member ids of group `g`, in member order.
+    pub fn member_ids(&self, g: u32) -> Option<Vec<NextHopId>> {
+        let group = self.groups.get(g as usize)?.as_ref()?;
+        Some(group.members.iter().map(|m| NextHopId(m.id)).collect())
+    }
+
     pub fn view(&self, g: u32) -> Option<Arc<GroupView>> {
         let group = self.groups.get(g as usize)?.as_ref()?;
         let active: Vec<bool> = group

@@ -342,6 +342,14 @@ impl Fib {
         self.builder.get(prefix).and_then(GroupId::from_leaf)
     }
 
+    /// The next hops of exactly `prefix`'s route (including unpublished
+    /// changes), in member order: what the control side needs to know
+    /// which next hops a route it replaces or removes was using, without
+    /// keeping its own copy of every route.
+    pub fn nexthops(&self, prefix: Prefix) -> Option<Vec<NextHopId>> {
+        self.groups.member_ids(self.get(prefix)?.get())
+    }
+
     /// Marks a next hop down (it gives its buckets to the other members of
     /// every group) or up again (it gets exactly those buckets back).
     pub fn set_nexthop_up(&mut self, nh: NextHopId, up: bool) {

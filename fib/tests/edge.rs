@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::net::Ipv6Addr;
 use std::path::PathBuf;
 
-use fib::{Fib, FibReader, NextHop, Prefix, Snapshot};
+use fib::{Fib, FibReader, NextHop, NextHopId, Prefix, Snapshot};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -792,4 +792,24 @@ fn k8s_table_agrees_with_model() {
 #[test]
 fn real_bgp_table_agrees_with_model() {
     table_agrees_with_model("ipv6-bgp-2021-as199524.tsv", 100_899);
+}
+
+#[test]
+fn nexthops_of_a_route_follow_inserts_replacements_and_removals() {
+    let mut fib = Fib::new();
+    let p = pfx("2001:db8:100::/48");
+    assert_eq!(fib.nexthops(p), None);
+    fib.insert(p, &[NextHop::new(3), NextHop::new(1)]).unwrap();
+    let mut got = fib.nexthops(p).unwrap();
+    got.sort();
+    assert_eq!(got, [NextHopId(1), NextHopId(3)]);
+    // Replaced: the new set, before and after publication.
+    fib.insert(p, &[NextHop::new(1), NextHop::new(7)]).unwrap();
+    let mut got = fib.nexthops(p).unwrap();
+    got.sort();
+    assert_eq!(got, [NextHopId(1), NextHopId(7)]);
+    fib.publish();
+    assert_eq!(fib.nexthops(pfx("2001:db8:100::/47")), None);
+    assert!(fib.remove(p));
+    assert_eq!(fib.nexthops(p), None);
 }

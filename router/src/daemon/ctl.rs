@@ -332,11 +332,15 @@ impl Daemon {
     /// The route `address` matches (longest prefix) and its next hops.
     fn fib_entry(&self, address: std::net::Ipv6Addr) -> FibEntry {
         let a = u128::from(address);
+        // Our own routes, else the FIB's (BGP routes live only there).
         let hit = (0..=128u8).rev().find_map(|len| {
             let p = Prefix::new(a & mask(len), len).ok()?;
-            self.routes.get(&p).map(|r| (p, r))
+            match self.routes.get(&p) {
+                Some(r) => Some((p, r.nexthops.clone())),
+                None => self.fib.nexthops(p).map(|n| (p, n)),
+            }
         });
-        let Some((prefix, route)) = hit else {
+        let Some((prefix, ids)) = hit else {
             return FibEntry {
                 address,
                 prefix: None,
@@ -344,8 +348,7 @@ impl Daemon {
             };
         };
         let table = self.table();
-        let nexthops = route
-            .nexthops
+        let nexthops = ids
             .iter()
             .filter_map(|&id| self.fib_nexthop(id, address, &table))
             .collect();

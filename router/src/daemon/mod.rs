@@ -148,7 +148,8 @@ pub enum Source {
     Bgp,
 }
 
-/// An installed route.
+/// An installed connected, static or host route (BGP routes are only in
+/// the FIB).
 #[derive(Debug, Clone)]
 pub struct Route {
     /// Its origin.
@@ -391,12 +392,20 @@ impl Daemon {
         Ok(id)
     }
 
+    /// Installs a connected, static or host route (kept in `routes`).
+    /// A BGP route for the same prefix is replaced.
     fn install(
         &mut self,
         prefix: Prefix,
         source: Source,
         nexthops: Vec<NextHopId>,
     ) -> Result<(), DaemonError> {
+        debug_assert!(source != Source::Bgp, "BGP routes live only in the FIB");
+        let replaced_bgp = if self.routes.contains_key(&prefix) {
+            None
+        } else {
+            self.fib.nexthops(prefix)
+        };
         let nhs: Vec<FibNextHop> = nexthops.iter().map(|id| FibNextHop::new(id.0)).collect();
         self.fib
             .insert(prefix, &nhs)
@@ -407,17 +416,44 @@ impl Daemon {
         if let Some(old) = self.routes.insert(prefix, Route { source, nexthops }) {
             self.unref(prefix, &old);
         }
+        for id in replaced_bgp.into_iter().flatten() {
+            self.unref_nexthop(id);
+        }
         if source == Source::Host {
             self.hosts.insert(prefix);
         }
         Ok(())
     }
 
+    /// Removes a connected, static or host route.
     fn uninstall(&mut self, prefix: Prefix) {
-        self.fib.remove(prefix);
         if let Some(old) = self.routes.remove(&prefix) {
+            self.fib.remove(prefix);
             self.unref(prefix, &old);
         }
+    }
+
+    /// Installs, replaces (`nexthops` not empty) or removes a BGP route.
+    /// BGP routes are kept only in the FIB: a million of them would cost
+    /// more in a map of our own than the RIB and the FIB together; the
+    /// FIB says which next hops a route it replaces was using.
+    fn set_bgp(&mut self, prefix: Prefix, nexthops: &[NextHopId]) -> Result<(), DaemonError> {
+        let old = self.fib.nexthops(prefix);
+        if nexthops.is_empty() {
+            self.fib.remove(prefix);
+        } else {
+            let nhs: Vec<FibNextHop> = nexthops.iter().map(|id| FibNextHop::new(id.0)).collect();
+            self.fib
+                .insert(prefix, &nhs)
+                .map_err(|source| DaemonError::Fib { prefix, source })?;
+            for &id in nexthops {
+                self.nexthops.retain(id);
+            }
+        }
+        for id in old.into_iter().flatten() {
+            self.unref_nexthop(id);
+        }
+        Ok(())
     }
 
     /// Drops a removed route's references; a gleaned neighbour nobody uses
@@ -427,19 +463,24 @@ impl Daemon {
             self.hosts.remove(&prefix);
         }
         for &id in &r.nexthops {
-            if self.nexthops.unref(id) > 0 {
-                continue;
+            self.unref_nexthop(id);
+        }
+    }
+
+    /// One route less uses `id`; the last one releases it: no longer
+    /// resolved or probed, its kernel entry deleted (static next hops never
+    /// get here: static routes stay).
+    fn unref_nexthop(&mut self, id: NextHopId) {
+        if self.nexthops.unref(id) > 0 {
+            return;
+        }
+        if let Some((addr, port)) = self.nexthops.release(id) {
+            let ifindex = self.ports[usize::from(port)].ifindex;
+            if let Some(p) = &self.prober {
+                p.remove((addr, ifindex));
             }
-            // No route uses it any more (static next hops never get
-            // here: static routes stay): stop resolving and probing it.
-            if let Some((addr, port)) = self.nexthops.release(id) {
-                let ifindex = self.ports[usize::from(port)].ifindex;
-                if let Some(p) = &self.prober {
-                    p.remove((addr, ifindex));
-                }
-                if let Err(e) = self.neigh.release(addr, ifindex) {
-                    log!("cannot release neighbour {addr}: {e}");
-                }
+            if let Err(e) = self.neigh.release(addr, ifindex) {
+                log!("cannot release neighbour {addr}: {e}");
             }
         }
     }
@@ -594,9 +635,11 @@ impl Daemon {
         let Ok(prefix) = Prefix::new(c.prefix.addr(), c.prefix.prefix_len()) else {
             return;
         };
-        let current = self.routes.get(&prefix).map(|r| r.source);
-        if matches!(current, Some(Source::Static | Source::Connected)) {
-            return;
+        match self.routes.get(&prefix).map(|r| r.source) {
+            Some(Source::Static | Source::Connected) => return,
+            // A gleaned host route gives way to BGP.
+            Some(_) => self.uninstall(prefix),
+            None => {}
         }
         let mut ids = Vec::new();
         for nh in &c.nexthops {
@@ -623,13 +666,7 @@ impl Daemon {
                 Err(e) => log!("cannot resolve BGP next hop {}: {e}", nh.addr),
             }
         }
-        if ids.is_empty() {
-            if current.is_some() {
-                self.uninstall(prefix);
-            }
-            return;
-        }
-        if let Err(e) = self.install(prefix, Source::Bgp, ids) {
+        if let Err(e) = self.set_bgp(prefix, &ids) {
             log!("BGP route {prefix}: {e}");
         }
     }
