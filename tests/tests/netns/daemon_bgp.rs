@@ -293,4 +293,18 @@ fn daemon_forwards_to_pods_and_services_learned_over_bgp() {
         p2.prefixes_accepted == 2,
         "node 2's routes were not kept: {p2:?}"
     );
+
+    // Node 1 withdraws its pod /64: the route leaves the FIB; the service
+    // keeps node 1 (and node 3).
+    lab.withdraw(1, &pod_prefix(1));
+    lab.poll(
+        "node 1's pod route withdrawn",
+        Duration::from_secs(10),
+        || fib(&lab, &pod_addr(1)).prefix.is_none(),
+    );
+    let f = fib(&lab, SERVICE);
+    assert!(
+        f.nexthops.iter().any(|n| n.address == node_addr(1)),
+        "{f:?}"
+    );
 }
