@@ -809,6 +809,19 @@ impl Lines {
     }
 }
 
+/// `result`, with a process's stderr (when it wrote any) as the context
+/// of an error.
+fn with_stderr<T>(result: Result<T>, what: &str, stderr: &Path) -> Result<T> {
+    result.map_err(|e| {
+        let err = fs::read_to_string(stderr).unwrap_or_default();
+        if err.trim().is_empty() {
+            e
+        } else {
+            e.context(format!("{what}: {}", err.trim()))
+        }
+    })
+}
+
 /// Routes in the daemon's FIB (`show fib summary`).
 fn daemon_routes(socket: &Path) -> Result<u64> {
     match ctl::request(
@@ -915,14 +928,7 @@ graceful-restart = false
             peak_rss_bytes: rss,
         })
     })();
-    result.map_err(|e: anyhow::Error| {
-        let err = fs::read_to_string(&stderr).unwrap_or_default();
-        if err.trim().is_empty() {
-            e
-        } else {
-            e.context(format!("flatedge stderr: {}", err.trim()))
-        }
-    })
+    with_stderr(result, "flatedge stderr", &stderr)
 }
 
 fn run_flatedge(lab: &Lab, o: &Options) -> Result<Row> {
@@ -996,14 +1002,7 @@ fn run_flatedge(lab: &Lab, o: &Options) -> Result<Row> {
             peak_rss_bytes: rss,
         })
     })();
-    result.map_err(|e: anyhow::Error| {
-        let err = fs::read_to_string(&stderr).unwrap_or_default();
-        if err.trim().is_empty() {
-            e
-        } else {
-            e.context(format!("flatedge receiver stderr: {}", err.trim()))
-        }
-    })
+    with_stderr(result, "flatedge receiver stderr", &stderr)
 }
 
 /// The hidden `bgp-convergence-receiver` subcommand, run inside the

@@ -11,8 +11,6 @@ use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Sender};
-use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use ::ctl::{
@@ -23,7 +21,7 @@ use ::ctl::{
 use fib::{NextHopId, Prefix};
 
 use super::nexthops::{HopState, Kind};
-use super::{io_err, log, Daemon, DaemonError, Msg};
+use super::{io_err, log, Daemon, DaemonError, Msg, StoppableThread};
 use crate::dataplane::{DropReason, Stage};
 use crate::worker::WorkerReport;
 
@@ -35,8 +33,7 @@ const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The running ctl server; removes its socket when dropped.
 pub(super) struct Server {
     path: PathBuf,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    _thread: StoppableThread,
 }
 
 impl Server {
@@ -73,26 +70,18 @@ impl Server {
         listener
             .set_nonblocking(true)
             .map_err(io_err("ctl socket non-blocking"))?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let thread = std::thread::Builder::new()
-            .name("flatedge-ctl".into())
-            .spawn(move || accept_loop(listener, tx, &flag))
-            .map_err(io_err("spawn the ctl thread"))?;
+        let thread =
+            StoppableThread::spawn("flatedge-ctl", move |stop| accept_loop(listener, tx, stop))?;
         Ok(Server {
             path: path.to_owned(),
-            stop,
-            thread: Some(thread),
+            _thread: thread,
         })
     }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        // The thread stops when `_thread` drops, right after this.
         let _ = std::fs::remove_file(&self.path);
     }
 }

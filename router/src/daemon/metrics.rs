@@ -6,23 +6,20 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Sender};
-use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use std::fmt::Write as _;
 
 use ctl::NextHopState;
 
-use super::{io_err, log, Daemon, DaemonError, Msg};
+use super::{io_err, log, Daemon, DaemonError, Msg, StoppableThread};
 use crate::dataplane::{DropReason, IcmpKind, Stage};
 
 /// The running endpoint; stopped when dropped.
 pub(super) struct Server {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    _thread: StoppableThread,
 }
 
 impl Server {
@@ -32,36 +29,19 @@ impl Server {
         listener
             .set_nonblocking(true)
             .map_err(io_err("metrics socket non-blocking"))?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let thread = std::thread::Builder::new()
-            .name("flatedge-metrics".into())
-            .spawn(move || {
-                while !flag.load(Ordering::Relaxed) {
-                    match listener.accept() {
-                        Ok((s, _)) => {
-                            if let Err(e) = serve(s, &tx) {
-                                log!("metrics client: {e}");
-                            }
+        let thread = StoppableThread::spawn("flatedge-metrics", move |stop| {
+            while !stop.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((s, _)) => {
+                        if let Err(e) = serve(s, &tx) {
+                            log!("metrics client: {e}");
                         }
-                        Err(_) => std::thread::sleep(Duration::from_millis(20)),
                     }
+                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
                 }
-            })
-            .map_err(io_err("spawn the metrics thread"))?;
-        Ok(Server {
-            stop,
-            thread: Some(thread),
-        })
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+            }
+        })?;
+        Ok(Server { _thread: thread })
     }
 }
 

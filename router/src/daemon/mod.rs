@@ -214,6 +214,41 @@ impl std::fmt::Debug for Daemon {
     }
 }
 
+/// A helper thread that runs until told to stop (a flag it checks), then
+/// is joined: the ctl and metrics servers.
+pub(crate) struct StoppableThread {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl StoppableThread {
+    /// Spawns `f`, which must return soon after its flag is set.
+    pub(crate) fn spawn(
+        name: &str,
+        f: impl FnOnce(&AtomicBool) + Send + 'static,
+    ) -> Result<StoppableThread, DaemonError> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || f(&flag))
+            .map_err(io_err(format!("spawn {name}")))?;
+        Ok(StoppableThread {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for StoppableThread {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 /// Forwards every item of `rx` into the control channel until either side
 /// goes away.
 fn forward<T: Send + 'static>(
