@@ -1158,6 +1158,17 @@ impl Rib {
         })
     }
 
+    /// Every path of up to `max` prefixes (unordered), for `show route`
+    /// without a prefix.
+    pub fn route_views(&self, max: usize) -> Vec<RouteView> {
+        self.table
+            .entries()
+            .filter(|(_, e)| !e.paths().is_empty())
+            .take(max)
+            .filter_map(|(p, _)| self.route(&p))
+            .collect()
+    }
+
     /// The peer's Adj-RIB-In: its prefixes and paths, unordered.
     pub fn routes_from(&self, id: PeerId) -> impl Iterator<Item = (Ipv6Net, &Arc<RouteAttrs>)> {
         self.table.entries().filter_map(move |(prefix, e)| {

@@ -156,6 +156,13 @@ pub(super) async fn run(
                 Some(Command::Peers(tx)) => {
                     let _ = tx.send(c.summaries());
                 }
+                Some(Command::Routes(prefix, max, tx)) => {
+                    let views = match prefix {
+                        Some(p) => c.rib.route(&p).into_iter().collect(),
+                        None => c.rib.route_views(max),
+                    };
+                    let _ = tx.send(views);
+                }
                 Some(Command::Shutdown(done)) => {
                     accept.abort();
                     c.shutdown().await;

@@ -54,7 +54,7 @@ use tokio::task::JoinHandle;
 
 use crate::fsm::{DownReason, GracefulRestartConfig, Negotiated, State};
 use crate::policy::{ImportPolicy, PrefixList};
-use crate::rib::{PeerId, PeerStats, RibChange, RibConfig};
+use crate::rib::{PeerId, PeerStats, RibChange, RibConfig, RouteView};
 use crate::wire::{Asn, HoldTime};
 
 /// The BGP port (RFC 4271 section 8.2.1).
@@ -264,6 +264,7 @@ pub struct PeerSummary {
 #[derive(Debug)]
 enum Command {
     Peers(oneshot::Sender<Vec<PeerSummary>>),
+    Routes(Option<Ipv6Net>, usize, oneshot::Sender<Vec<RouteView>>),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -310,6 +311,21 @@ impl Speaker {
     pub async fn peers(&self) -> Vec<PeerSummary> {
         let (tx, rx) = oneshot::channel();
         if self.commands.send(Command::Peers(tx)).await.is_err() {
+            return Vec::new();
+        }
+        rx.await.unwrap_or_default()
+    }
+
+    /// Every path of `prefix` (exactly), best first, with why the others
+    /// lost; without a prefix, those of up to `max` prefixes.
+    pub async fn routes(&self, prefix: Option<Ipv6Net>, max: usize) -> Vec<RouteView> {
+        let (tx, rx) = oneshot::channel();
+        if self
+            .commands
+            .send(Command::Routes(prefix, max, tx))
+            .await
+            .is_err()
+        {
             return Vec::new();
         }
         rx.await.unwrap_or_default()

@@ -16,6 +16,7 @@ use bgp::driver::{
 };
 use bgp::fsm::GracefulRestartConfig;
 use bgp::policy::ImportPolicy;
+use bgp::rib::RouteView;
 use ipnet::Ipv6Net;
 use tokio::sync::mpsc as tmpsc;
 
@@ -86,6 +87,7 @@ pub fn speaker_config(c: &Config) -> SpeakerConfig {
 
 enum Cmd {
     Peers(Sender<Vec<PeerSummary>>),
+    Routes(Option<Ipv6Net>, usize, Sender<Vec<RouteView>>),
 }
 
 /// The BGP thread; the speaker shuts its sessions down (Cease) when this
@@ -136,6 +138,9 @@ impl Bgp {
                                 Some(Cmd::Peers(reply)) => {
                                     let _ = reply.send(speaker.peers().await);
                                 }
+                                Some(Cmd::Routes(prefix, max, reply)) => {
+                                    let _ = reply.send(speaker.routes(prefix, max).await);
+                                }
                                 None => break,
                             },
                         }
@@ -165,6 +170,17 @@ impl Bgp {
             cmds: Some(cmds),
             thread: Some(thread),
         })
+    }
+
+    /// The RIB's paths of `prefix`, or of up to `max` prefixes (`None` if
+    /// the speaker does not answer).
+    pub(super) fn routes(&self, prefix: Option<Ipv6Net>, max: usize) -> Option<Vec<RouteView>> {
+        let (tx, rx) = mpsc::channel();
+        self.cmds
+            .as_ref()?
+            .blocking_send(Cmd::Routes(prefix, max, tx))
+            .ok()?;
+        rx.recv_timeout(Duration::from_secs(5)).ok()
     }
 
     /// Every peer's summary (`None` if the speaker does not answer).

@@ -8,15 +8,16 @@ use std::collections::BTreeMap;
 use std::io::ErrorKind;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixListener;
-use std::path::{Path, PathBuf};
+use std::path::{Path as FsPath, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Sender};
 use std::time::Duration;
 
+use ::bgp::rib::PathStatus as BgpStatus;
 use ::ctl::{
     BgpPeer, BgpSummary, Drops, ErrorCode, FibEntry, FibNextHop, FibSummary, Interface, Interfaces,
-    MacAddr, Neighbor, Neighbors, NextHopState, PeerState, Request, Response, Runtime,
-    StageRuntime,
+    MacAddr, Neighbor, Neighbors, NextHopState, Origin, Path, PathStatus, PeerState, Request,
+    Response, Route, RouteSource, Routes, Runtime, StageRuntime,
 };
 use fib::{NextHopId, Prefix};
 
@@ -40,7 +41,7 @@ impl Server {
     /// Binds the socket (its directory is created; a stale socket file
     /// that nobody answers on is replaced, a live one is an error) and
     /// starts the accept thread.
-    pub(super) fn start(path: &Path, tx: Sender<Msg>) -> Result<Server, DaemonError> {
+    pub(super) fn start(path: &FsPath, tx: Sender<Msg>) -> Result<Server, DaemonError> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(io_err(format!(
                 "create the ctl directory {}",
@@ -122,6 +123,25 @@ fn accept_loop(listener: UnixListener, tx: Sender<Msg>, stop: &AtomicBool) {
     }
 }
 
+/// Most BGP prefixes `show route` lists without a prefix.
+pub const SHOW_ROUTE_MAX: usize = 10_000;
+
+/// Why a path lost, in words.
+fn loss_reason(r: ::bgp::rib::LossReason) -> &'static str {
+    use ::bgp::rib::LossReason as L;
+    match r {
+        L::LocalPref => "lower local preference",
+        L::AsPathLength => "longer AS path",
+        L::Origin => "higher origin",
+        L::Med => "higher MED",
+        L::EbgpOverIbgp => "internal path, an external one exists",
+        L::RouterId => "higher router id",
+        L::PeerAddress => "higher peer address",
+        L::MultipathAsPathDiffers => "ties the best but its AS path differs (no as-path-relax)",
+        L::MultipathLimit => "ties the best but the ECMP set is full (max-paths)",
+    }
+}
+
 fn peer_state(s: ::bgp::fsm::State) -> PeerState {
     use ::bgp::fsm::State;
     match s {
@@ -168,14 +188,110 @@ impl Daemon {
                 })
             }
             Request::ShowBgpSummary => self.bgp_summary(),
-            Request::ShowRoute { .. } | Request::Neighbor { .. } | Request::Reload => {
-                Response::error(
-                    ErrorCode::Unsupported,
-                    "show route, neighbor and reload are not implemented in this flatedge yet",
-                )
-            }
+            Request::ShowRoute { prefix } => self.show_route(prefix),
+            Request::Neighbor { .. } | Request::Reload => Response::error(
+                ErrorCode::Unsupported,
+                "neighbor and reload are not implemented in this flatedge yet",
+            ),
             _ => Response::error(ErrorCode::Unsupported, "unknown command"),
         }
+    }
+
+    /// `show route [PREFIX]`: our own routes (connected, static, hosts)
+    /// and the RIB's paths, best first, with why the others lost. Without
+    /// a prefix, at most [`SHOW_ROUTE_MAX`] BGP prefixes.
+    fn show_route(&self, prefix: Option<ipnet::Ipv6Net>) -> Response {
+        let mut routes = Vec::new();
+        let own = self.routes.iter().filter(|(p, _)| {
+            prefix.is_none_or(|q| p.addr() == q.network() && p.len() == q.prefix_len())
+        });
+        for (p, r) in own {
+            let source = match r.source {
+                super::Source::Connected => RouteSource::Connected,
+                super::Source::Static => RouteSource::Static,
+                // A gleaned host is a connected neighbour.
+                super::Source::Host | super::Source::Bgp => RouteSource::Connected,
+            };
+            let paths = r
+                .nexthops
+                .iter()
+                .enumerate()
+                .map(|(i, &id)| Path {
+                    source,
+                    peer: None,
+                    next_hop: match self.nexthops.get(id).map(|e| e.kind) {
+                        Some(Kind::Neighbor { addr }) => Some(addr),
+                        _ => None,
+                    },
+                    as_path: Vec::new(),
+                    origin: None,
+                    local_pref: None,
+                    med: None,
+                    stale: false,
+                    status: if i == 0 {
+                        PathStatus::Best
+                    } else {
+                        PathStatus::Multipath
+                    },
+                    reason: None,
+                })
+                .collect();
+            if let Ok(net) = ipnet::Ipv6Net::new(p.addr(), p.len()) {
+                routes.push(Route { prefix: net, paths });
+            }
+        }
+        if let Some(bgp) = &self.bgp {
+            let Some(views) = bgp.routes(prefix, SHOW_ROUTE_MAX) else {
+                return Response::error(ErrorCode::Internal, "the BGP speaker did not answer");
+            };
+            for v in views {
+                let paths = v
+                    .paths
+                    .iter()
+                    .map(|p| {
+                        let (status, reason) = match p.status {
+                            BgpStatus::Best => (PathStatus::Best, None),
+                            BgpStatus::Multipath => (PathStatus::Multipath, None),
+                            BgpStatus::NotSelected(why) => {
+                                (PathStatus::Lost, Some(loss_reason(why).to_string()))
+                            }
+                        };
+                        Path {
+                            source: RouteSource::Bgp,
+                            peer: Some(p.attrs.peer_address),
+                            next_hop: Some(p.attrs.next_hop.addr),
+                            as_path: p
+                                .attrs
+                                .as_path
+                                .segments
+                                .iter()
+                                .flat_map(|s| s.asns.iter().map(|a| a.0))
+                                .collect(),
+                            origin: Some(match p.attrs.origin {
+                                ::bgp::wire::Origin::Igp => Origin::Igp,
+                                ::bgp::wire::Origin::Egp => Origin::Egp,
+                                ::bgp::wire::Origin::Incomplete => Origin::Incomplete,
+                            }),
+                            local_pref: Some(p.attrs.local_pref),
+                            med: p.attrs.med,
+                            stale: p.stale,
+                            status,
+                            reason,
+                        }
+                    })
+                    .collect();
+                // A prefix we also route ourselves lists both: ours wins.
+                match routes.iter_mut().find(|r| r.prefix == v.prefix) {
+                    Some(r) => r.paths.extend(paths),
+                    None => routes.push(Route {
+                        prefix: v.prefix,
+                        paths,
+                    }),
+                }
+            }
+        }
+        routes.sort_by_key(|r| r.prefix);
+        Response::Routes(Routes { routes })
     }
 
     fn bgp_summary(&self) -> Response {

@@ -12,7 +12,7 @@ use std::sync::{mpsc, Arc};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use ctl::{NextHopState, PeerState, Request, Response};
+use ctl::{NextHopState, PathStatus, PeerState, Request, Response};
 
 use crate::lab::{node_addr, run, Lab, NodeOptions, CLIENT, RANGE, SESSION_TIMEOUT};
 
@@ -229,6 +229,29 @@ fn daemon_forwards_to_pods_and_services_learned_over_bgp() {
             f.nexthops.len() == 3 && f.nexthops.iter().all(|n| n.state == NextHopState::Up)
         },
     );
+    // The RIB explains the service: three paths, one best, two multipath.
+    match lab.ctl(Request::ShowRoute {
+        prefix: Some(format!("{SERVICE}/128").parse().unwrap()),
+    }) {
+        Response::Routes(r) => {
+            assert_eq!(r.routes.len(), 1, "{r:?}");
+            let paths = &r.routes[0].paths;
+            let mut peers: Vec<_> = paths.iter().filter_map(|p| p.peer).collect();
+            peers.sort();
+            assert_eq!(peers, crate::lab::nodes(&[1, 2, 3]), "{r:?}");
+            let best = paths
+                .iter()
+                .filter(|p| p.status == PathStatus::Best)
+                .count();
+            let multi = paths
+                .iter()
+                .filter(|p| p.status == PathStatus::Multipath)
+                .count();
+            assert_eq!((best, multi), (1, 2), "{r:?}");
+            assert!(paths.iter().all(|p| p.as_path == [65001]), "{r:?}");
+        }
+        other => panic!("show route: {other:?}"),
+    }
     for i in 1..=3 {
         let f = fib(&lab, &pod_addr(i));
         assert_eq!(f.prefix.map(|p| p.to_string()), Some(pod_prefix(i)));
