@@ -193,6 +193,11 @@ name = "rb"
 [[route]]
 prefix = "{SERVICE}/128"
 via = ["2001:db8:1::2", "2001:db8:2::2", "2001:db8:3::2"]
+[[route]]
+prefix = "::/0"
+via = ["2001:db8:1::2"]
+[bgp]
+aggregates = ["2001:db8:dead::/48"]
 [icmp]
 rate = 1000
 burst = 100
@@ -544,7 +549,8 @@ fn daemon_forwards_and_answers() {
         "no Packet Too Big with mtu={S1_MTU}: {}",
         big.1
     );
-    // Destination Unreachable: r has no default route.
+    // Destination Unreachable: 2001:db8:dead::/48 is an aggregate (routed
+    // nowhere here), which wins over the default route via s1.
     let unreach = ping(&lab, &["-c", "1", "-W", "2", "2001:db8:dead::1"]);
     assert!(
         unreach.1.contains("Destination unreachable") && unreach.1.contains(R_CLIENT_SIDE),
@@ -662,7 +668,19 @@ fn daemon_forwards_and_answers() {
     match lab.ctl(Request::ShowFib {
         address: "2001:db8:dead::1".parse().unwrap(),
     }) {
-        Response::Fib(f) => assert_eq!(f.prefix, None, "{f:?}"),
+        Response::Fib(f) => {
+            assert_eq!(
+                f.prefix.map(|p| p.to_string()).as_deref(),
+                Some("2001:db8:dead::/48")
+            );
+            assert!(f.nexthops.is_empty(), "{f:?}");
+        }
+        other => panic!("show fib: {other:?}"),
+    }
+    match lab.ctl(Request::ShowFib {
+        address: "2001:db8:beef::1".parse().unwrap(),
+    }) {
+        Response::Fib(f) => assert_eq!(f.prefix.map(|p| p.to_string()).as_deref(), Some("::/0")),
         other => panic!("show fib: {other:?}"),
     }
     match lab.ctl(Request::ShowInterfaces) {
@@ -688,8 +706,9 @@ fn daemon_forwards_and_answers() {
         other => panic!("show runtime: {other:?}"),
     }
     match lab.ctl(Request::ShowFibSummary) {
-        // The static route, 4 connected subnets, and the gleaned hosts.
-        Response::FibSummary(s) => assert!(s.routes >= 5 && s.memory_bytes > 0, "{s:?}"),
+        // Two static routes, an aggregate, 4 connected subnets, and the
+        // gleaned hosts.
+        Response::FibSummary(s) => assert!(s.routes >= 7 && s.memory_bytes > 0, "{s:?}"),
         other => panic!("show fib summary: {other:?}"),
     }
     // The Prometheus endpoint, fetched from the client.

@@ -252,6 +252,7 @@ fn worker_thread(
             mtu: 1500,
             resolved: true,
             glean: false,
+            unreachable: false,
         }];
         for i in 1..=3u8 {
             adj.push(Adjacency {
@@ -261,6 +262,7 @@ fn worker_thread(
                 mtu: 1500,
                 resolved: true,
                 glean: false,
+                unreachable: false,
             });
         }
         let state = WorkerState::new(1000, 100, 0x5eed, 0);

@@ -285,6 +285,7 @@ impl Flatedge {
                 mtu: 1500,
                 resolved: true,
                 glean: false,
+                unreachable: false,
             }];
             for _ in SINK_NEXTHOPS {
                 adj.push(Adjacency {
@@ -294,6 +295,7 @@ impl Flatedge {
                     mtu: 1500,
                     resolved: true,
                     glean: false,
+                    unreachable: false,
                 });
             }
             let addrs: Vec<Option<Ipv6Addr>> = vec![Some(RG_ADDR), Some(RS_ADDR)];

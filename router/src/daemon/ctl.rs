@@ -209,6 +209,7 @@ impl Daemon {
             let source = match r.source {
                 super::Source::Connected => RouteSource::Connected,
                 super::Source::Static => RouteSource::Static,
+                super::Source::Aggregate => RouteSource::Aggregate,
                 // A gleaned host is a connected neighbour.
                 super::Source::Host | super::Source::Bgp => RouteSource::Connected,
             };
@@ -475,6 +476,8 @@ impl Daemon {
         Some(match e.kind {
             // A connected subnet: the destination is its own next hop, not
             // resolved yet (a resolved one has a host route).
+            // An aggregate: no next hop, the packet is answered unreachable.
+            Kind::Unreachable => return None,
             Kind::Glean => FibNextHop {
                 address: dst,
                 interface: p.name.clone(),

@@ -146,6 +146,9 @@ pub enum Source {
     Host,
     /// Learned over BGP.
     Bgp,
+    /// A `bgp.aggregates` prefix: announced, and unreachable here (more
+    /// specific routes inside it forward).
+    Aggregate,
 }
 
 /// An installed connected, static or host route (BGP routes are only in
@@ -370,6 +373,7 @@ impl Daemon {
         };
         d.sync_addrs(addrs);
         d.install_static()?;
+        d.install_aggregates()?;
         d.refresh();
         d.start_prober(tx.clone())?;
         d.start_workers(tx.clone())?;
@@ -409,6 +413,17 @@ impl Daemon {
                 ids.push(self.track(*via, port)?);
             }
             self.install(r.prefix, Source::Static, ids)?;
+        }
+        Ok(())
+    }
+
+    /// Aggregates: routes to nowhere (ICMPv6 Destination Unreachable), so
+    /// that a packet to an unused address inside one does not follow the
+    /// default route back upstream.
+    fn install_aggregates(&mut self) -> Result<(), DaemonError> {
+        for prefix in self.config.bgp.aggregates.clone() {
+            let id = self.nexthops.unreachable();
+            self.install(prefix, Source::Aggregate, vec![id])?;
         }
         Ok(())
     }
@@ -599,7 +614,7 @@ impl Daemon {
         let table = self.neigh.table();
         let adj = self.nexthops.adjacencies(&self.ports, &table);
         for (i, a) in adj.iter().enumerate() {
-            let up = a.resolved || a.glean;
+            let up = a.resolved || a.glean || a.unreachable;
             let id = NextHopId(i as u32);
             if self.fib.nexthop_is_up(id) != up {
                 self.fib.set_nexthop_up(id, up);
@@ -671,7 +686,7 @@ impl Daemon {
             return;
         };
         match self.routes.get(&prefix).map(|r| r.source) {
-            Some(Source::Static | Source::Connected) => return,
+            Some(Source::Static | Source::Connected | Source::Aggregate) => return,
             // A gleaned host route gives way to BGP.
             Some(_) => self.uninstall(prefix),
             None => {}

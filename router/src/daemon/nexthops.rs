@@ -44,6 +44,8 @@ pub enum Kind {
     },
     /// The connected subnets of port `port`.
     Glean,
+    /// Routes we own but do not forward (aggregates): ICMPv6 unreachable.
+    Unreachable,
 }
 
 /// One next hop.
@@ -67,6 +69,7 @@ pub struct NextHops {
     glean: BTreeMap<PortIndex, NextHopId>,
     /// Released ids and when, oldest first.
     free: VecDeque<(NextHopId, Instant)>,
+    unreachable: Option<NextHopId>,
 }
 
 /// The state `show neighbors` and `show fib` report for a next hop.
@@ -90,6 +93,16 @@ impl NextHops {
         let id = self.push(Kind::Neighbor { addr }, port);
         self.by_neighbor.insert((addr, port), id);
         (id, true)
+    }
+
+    /// The one unreachable id, allocated on first use.
+    pub fn unreachable(&mut self) -> NextHopId {
+        if let Some(id) = self.unreachable {
+            return id;
+        }
+        let id = self.push(Kind::Unreachable, 0);
+        self.unreachable = Some(id);
+        id
     }
 
     /// The glean id of `port`, allocated on first use.
@@ -199,11 +212,16 @@ impl NextHops {
         let link = t.link(p.ifindex);
         let mtu = p.mtu.or(link.map(|l| l.mtu)).unwrap_or(0);
         match e.kind {
+            Kind::Unreachable => Adjacency {
+                unreachable: true,
+                ..Adjacency::default()
+            },
             Kind::Glean => Adjacency {
                 port: e.port,
                 src_mac: link.and_then(|l| l.mac).unwrap_or_default(),
                 mtu,
                 glean: true,
+                unreachable: false,
                 ..Adjacency::default()
             },
             Kind::Neighbor { addr } => {

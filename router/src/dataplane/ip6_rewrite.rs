@@ -30,6 +30,11 @@ pub struct Adjacency {
     /// packet sent to it is dropped as [`DropReason::NeighborMiss`] and its
     /// destination handed to the control side for resolution.
     pub glean: bool,
+    /// A route we own but do not forward (an aggregate we announce):
+    /// the packet gets an ICMPv6 Destination Unreachable, as if there were
+    /// no route, instead of following a less specific route (the default
+    /// route back upstream, in a loop until its hop limit runs out).
+    pub unreachable: bool,
 }
 
 /// Rewrites one packet for its next hop.
@@ -38,6 +43,7 @@ pub fn rewrite(pkt: &mut Packet<'_>, nh: NextHopId, adjacencies: &[Adjacency]) -
     let adj = match adjacencies.get(nh.0 as usize) {
         Some(a) if a.resolved => a,
         Some(a) if a.glean => return Verdict::Drop(DropReason::NeighborMiss),
+        Some(a) if a.unreachable => return Verdict::IcmpError(IcmpKind::NoRoute),
         _ => return Verdict::Drop(DropReason::NexthopUnresolved),
     };
     let len = pkt.len.min(pkt.buf.len());
@@ -92,12 +98,14 @@ mod tests {
                 mtu: 1500,
                 resolved: true,
                 glean: false,
+                unreachable: false,
             },
             Adjacency {
                 port: 3,
                 mtu: 1500,
                 resolved: false,
                 glean: false,
+                unreachable: false,
                 ..Adjacency::default()
             },
         ]
@@ -142,6 +150,21 @@ mod tests {
     }
 
     #[test]
+    fn an_unreachable_route_answers_no_route() {
+        let mut f = FrameSpec::udp().build();
+        let len = f.len();
+        let mut p = Packet { buf: &mut f, len };
+        let t = vec![Adjacency {
+            unreachable: true,
+            ..Adjacency::default()
+        }];
+        assert_eq!(
+            rewrite(&mut p, NextHopId(0), &t),
+            Verdict::IcmpError(IcmpKind::NoRoute)
+        );
+    }
+
+    #[test]
     fn connected_subnet_without_neighbor_is_a_neighbor_miss() {
         let mut f = FrameSpec::udp().build();
         let before = f.clone();
@@ -152,6 +175,7 @@ mod tests {
             port: 1,
             mtu: 1500,
             glean: true,
+            unreachable: false,
             ..Adjacency::default()
         });
         assert_eq!(

@@ -40,6 +40,7 @@ impl Lab {
             mtu: 1500,
             resolved: true,
             glean: false,
+            unreachable: false,
         };
         let adj = vec![
             Adjacency::default(),
@@ -49,12 +50,14 @@ impl Lab {
             Adjacency {
                 resolved: false,
                 glean: false,
+                unreachable: false,
                 ..a
             },
             a,
             Adjacency {
                 resolved: false,
                 glean: true,
+                unreachable: false,
                 ..a
             },
         ];

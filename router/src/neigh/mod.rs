@@ -243,6 +243,7 @@ impl NeighborTable {
             mtu: link.map(|l| l.mtu).unwrap_or(0),
             resolved: usable && link.is_some_and(|l| l.mac.is_some()),
             glean: false,
+            unreachable: false,
         }
     }
 
