@@ -287,6 +287,10 @@ pub struct PeerOptions {
     /// GTSM (RFC 5082; BIRD only: `ttl security on`): send with hop
     /// limit 255 and accept only 255.
     pub ttl_security: bool,
+    /// BIRD only: wait for the speaker to connect (`passive on`) and
+    /// import what it announces (an uplink), instead of dialling it and
+    /// importing nothing (a Cilium node).
+    pub uplink: bool,
 }
 
 /// A lab (see the module docs).
@@ -775,6 +779,10 @@ impl Lab {
         if opts.ttl_security {
             password.push_str("    ttl security on;\n");
         }
+        if opts.uplink {
+            password.push_str("    passive on;\n");
+        }
+        let import = if opts.uplink { "all" } else { "none" };
         let config = format!(
             r#"log "{log}" all;
 router id 10.0.0.{i};
@@ -795,7 +803,7 @@ protocol bgp edge {{
     connect retry time 2;
     error wait time 1, 5;
     ipv6 {{
-        import none;
+        import {import};
         export where source = RTS_STATIC;
     }};
 }}

@@ -14,4 +14,5 @@ mod bgp_gtsm;
 mod bgp_max_prefix;
 mod bgp_md5;
 mod bgp_sessions;
+mod bgp_uplink;
 mod daemon_bgp;
