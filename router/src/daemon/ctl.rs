@@ -23,8 +23,25 @@ use fib::{NextHopId, Prefix};
 
 use super::nexthops::{HopState, Kind};
 use super::{io_err, log, Daemon, DaemonError, Msg, StoppableThread};
-use crate::dataplane::{DropReason, Stage};
+use crate::dataplane::{CountersSnapshot, Stage};
 use crate::worker::WorkerReport;
+
+/// The workers' counters added up.
+#[derive(Debug, Default)]
+pub(super) struct Totals {
+    /// Drops, ICMPv6 errors, forwarded packets, stage calls and packets.
+    pub counters: CountersSnapshot,
+    /// Nanoseconds per stage (each worker's ticks at its own rate).
+    pub stage_ns: [f64; Stage::COUNT],
+    /// Frames dropped because a TX buffer was full.
+    pub tx_overflow: u64,
+    /// Frames received.
+    pub rx_packets: u64,
+    /// Time in rounds that moved frames, syscalls included.
+    pub busy_ns: f64,
+    /// Time in kicks and wakeups.
+    pub syscall_ns: u64,
+}
 
 /// How long the ctl thread waits for the control thread's answer.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
@@ -359,60 +376,53 @@ impl Daemon {
         Interfaces { interfaces }
     }
 
-    fn drops(&self) -> Drops {
-        let mut drops: BTreeMap<String, u64> = DropReason::ALL
-            .iter()
-            .map(|r| (r.name().to_string(), 0))
-            .collect();
-        drops.insert("tx_overflow".into(), 0);
+    /// Every worker's last report, added up: what `show drops`, `show
+    /// runtime` and the metrics read.
+    pub(super) fn totals(&self) -> Totals {
+        let mut t = Totals::default();
         for r in self.reports() {
-            for &reason in DropReason::ALL {
-                *drops.entry(reason.name().into()).or_default() += r.counters.drops_of(reason);
+            t.counters += &r.counters.snapshot();
+            for (ns, st) in t.stage_ns.iter_mut().zip(r.counters.stages.iter()) {
+                *ns += st.ticks as f64 * r.ns_per_tick;
             }
-            *drops.entry("tx_overflow".into()).or_default() += r.stats.tx_overflow;
+            t.tx_overflow += r.stats.tx_overflow;
+            t.rx_packets += r.rx_packets();
+            t.busy_ns += r.busy_ns();
+            t.syscall_ns += r.syscall_ns();
         }
+        t
+    }
+
+    fn drops(&self) -> Drops {
+        let t = self.totals();
+        let mut drops: BTreeMap<String, u64> = t
+            .counters
+            .drops()
+            .map(|(name, n)| (name.to_string(), n))
+            .collect();
+        drops.insert("tx_overflow".into(), t.tx_overflow);
         Drops { drops }
     }
 
     fn runtime(&self) -> Runtime {
-        let reports = self.reports();
-        let stages = Stage::ALL
-            .iter()
-            .map(|&s| {
-                let (mut calls, mut packets, mut ns) = (0u64, 0u64, 0f64);
-                for r in &reports {
-                    let st = r.counters.stages[s as usize];
-                    calls += st.calls;
-                    packets += st.packets;
-                    ns += st.ticks as f64 * r.ns_per_tick;
-                }
-                StageRuntime {
-                    name: s.name().into(),
-                    calls,
-                    packets,
-                    ns_per_packet: if packets == 0 {
-                        0.0
-                    } else {
-                        ns / packets as f64
-                    },
-                }
+        let t = self.totals();
+        let per = |x: f64, n: u64| if n == 0 { 0.0 } else { x / n as f64 };
+        let stages = t
+            .counters
+            .stages()
+            .zip(t.stage_ns)
+            .map(|((name, st), ns)| StageRuntime {
+                name: name.into(),
+                calls: st.calls,
+                packets: st.packets,
+                ns_per_packet: per(ns, st.packets),
             })
             .collect();
-        let packets: u64 = reports.iter().map(WorkerReport::rx_packets).sum();
-        let busy: f64 = reports.iter().map(WorkerReport::busy_ns).sum();
-        let sys: u64 = reports.iter().map(WorkerReport::syscall_ns).sum();
-        let per = |x: f64| {
-            if packets == 0 {
-                0.0
-            } else {
-                x / packets as f64
-            }
-        };
         Runtime {
             stages,
-            packets,
-            busy_ns_per_packet: per(busy),
-            syscall_ns_per_packet: per(sys as f64),
+            packets: t.rx_packets,
+            busy_ns_per_packet: per(t.busy_ns, t.rx_packets),
+            syscall_ns_per_packet: per(t.syscall_ns as f64, t.rx_packets),
         }
     }
 
@@ -440,7 +450,7 @@ impl Daemon {
         let a = u128::from(address);
         // Our own routes, else the FIB's (BGP routes live only there).
         let hit = (0..=128u8).rev().find_map(|len| {
-            let p = Prefix::new(a & mask(len), len).ok()?;
+            let p = Prefix::new(a, len).ok()?;
             match self.routes.get(&p) {
                 Some(r) => Some((p, r.nexthops.clone())),
                 None => self.fib.nexthops(p).map(|n| (p, n)),
@@ -509,13 +519,5 @@ impl Daemon {
             .and_then(|n| n.mac)
             .map(MacAddr);
         (mac, hop_state(self.nexthops.state(id, &self.ports, table)))
-    }
-}
-
-fn mask(len: u8) -> u128 {
-    if len == 0 {
-        0
-    } else {
-        u128::MAX << (128 - u32::from(len))
     }
 }

@@ -35,7 +35,8 @@ pub fn global_addrs() -> std::io::Result<BTreeMap<String, Vec<IfAddr>>> {
             .and_then(|m| m.as_sockaddr_in6())
             .map(|m| u128::from(m.ip()).count_ones() as u8)
             .unwrap_or(128);
-        let Ok(subnet) = Prefix::new(u128::from(addr) & mask(len), len) else {
+        // Prefix::new clears the host bits.
+        let Ok(subnet) = Prefix::new(addr, len) else {
             continue;
         };
         out.entry(ifa.interface_name)
@@ -60,28 +61,25 @@ pub fn is_global(a: Ipv6Addr) -> bool {
         || a.to_ipv4_mapped().is_some())
 }
 
-fn mask(len: u8) -> u128 {
-    if len == 0 {
-        0
-    } else {
-        u128::MAX << (128 - u32::from(len))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn loopback_has_no_global_address_and_masks_are_right() {
+    fn loopback_has_no_global_address_and_subnets_clear_host_bits() {
         // `lo` carries ::1 only, which is not global.
         let addrs = global_addrs().unwrap();
         assert!(addrs
             .get("lo")
             .is_none_or(|v| v.iter().all(|a| a.addr != Ipv6Addr::LOCALHOST)));
-        assert_eq!(mask(0), 0);
-        assert_eq!(mask(64), u128::MAX << 64);
-        assert_eq!(mask(128), u128::MAX);
+        // The subnet of an address is its prefix with host bits cleared.
+        let a: Ipv6Addr = "2001:db8:1::42".parse().unwrap();
+        assert_eq!(Prefix::new(a, 64).unwrap().to_string(), "2001:db8:1::/64");
+        assert_eq!(Prefix::new(a, 0).unwrap().to_string(), "::/0");
+        assert_eq!(
+            Prefix::new(a, 128).unwrap().to_string(),
+            "2001:db8:1::42/128"
+        );
         assert!(is_global("2001:db8::1".parse().unwrap()));
         for a in ["fe80::1", "::1", "::", "ff02::1", "::ffff:192.0.2.1"] {
             assert!(!is_global(a.parse().unwrap()), "{a}");

@@ -15,7 +15,7 @@ use std::fmt::Write as _;
 use ctl::NextHopState;
 
 use super::{io_err, log, Daemon, DaemonError, Msg, StoppableThread};
-use crate::dataplane::{DropReason, IcmpKind, Stage};
+use crate::dataplane::IcmpKind;
 
 /// The running endpoint; stopped when dropped.
 pub(super) struct Server {
@@ -170,35 +170,32 @@ impl Daemon {
             );
         }
 
-        let reports = self.reports();
+        let t = self.totals();
+        let c = &t.counters.0;
         let mut fam = Family::new(
             &mut out,
             "drops_total",
             "counter",
             "Packets dropped by the dataplane, per reason (flatedgectl show drops).",
         );
-        for &r in DropReason::ALL {
-            let n: u64 = reports.iter().map(|w| w.counters.drops_of(r)).sum();
-            fam.sample("drops_total", &[("reason", r.name())], n);
+        for (reason, n) in t.counters.drops() {
+            fam.sample("drops_total", &[("reason", reason)], n);
         }
-        let n: u64 = reports.iter().map(|w| w.stats.tx_overflow).sum();
-        fam.sample("drops_total", &[("reason", "tx_overflow")], n);
+        fam.sample("drops_total", &[("reason", "tx_overflow")], t.tx_overflow);
         let mut fam = Family::new(
             &mut out,
             "forwarded_packets_total",
             "counter",
             "Packets forwarded by the dataplane.",
         );
-        let n: u64 = reports.iter().map(|w| w.counters.forwarded).sum();
-        fam.sample("forwarded_packets_total", &[], n);
+        fam.sample("forwarded_packets_total", &[], c.forwarded);
         let mut fam = Family::new(
             &mut out,
             "icmp_errors_sent_total",
             "counter",
             "ICMPv6 errors sent by the dataplane, per type.",
         );
-        for k in 0..IcmpKind::COUNT {
-            let n: u64 = reports.iter().map(|w| w.counters.icmp_sent[k]).sum();
+        for (k, n) in c.icmp_sent.iter().enumerate() {
             fam.sample(
                 "icmp_errors_sent_total",
                 &[("type", IcmpKind::name_of_index(k))],
@@ -211,12 +208,8 @@ impl Daemon {
             "counter",
             "Packets each dataplane stage handled.",
         );
-        for &s in &Stage::ALL {
-            let n: u64 = reports
-                .iter()
-                .map(|w| w.counters.stages[s as usize].packets)
-                .sum();
-            fam.sample("stage_packets_total", &[("stage", s.name())], n);
+        for (stage, st) in t.counters.stages() {
+            fam.sample("stage_packets_total", &[("stage", stage)], st.packets);
         }
         let mut fam = Family::new(
             &mut out,
@@ -224,12 +217,8 @@ impl Daemon {
             "counter",
             "Worker time spent in each dataplane stage.",
         );
-        for &s in &Stage::ALL {
-            let ns: f64 = reports
-                .iter()
-                .map(|w| w.counters.stages[s as usize].ticks as f64 * w.ns_per_tick)
-                .sum();
-            fam.sample("stage_seconds_total", &[("stage", s.name())], ns / 1e9);
+        for ((stage, _), ns) in t.counters.stages().zip(t.stage_ns) {
+            fam.sample("stage_seconds_total", &[("stage", stage)], ns / 1e9);
         }
 
         let snap = self.fib.reader().load_full();
