@@ -41,7 +41,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{in_ns, inject, ns, ns_try, run, udp_frame, udp_sink, wait_dad};
+use common::{in_ns, inject, ns, ns_try, run, udp_frame, udp_sink, wait_dad, Netns};
 use ctl::{NextHopState, Request, Response};
 
 const SERVICE: &str = "2001:db8:ff::1";
@@ -63,31 +63,34 @@ struct Lab {
     s: [String; 3],
     dir: PathBuf,
     daemon: Option<Child>,
+    /// Dropped after the daemon is stopped (`Drop` below).
+    _ns: Netns,
 }
 
 impl Lab {
     fn new(tag: &str) -> Lab {
-        let id = format!("{tag}{}", std::process::id());
+        let p = |x: &str| format!("{x}{tag}");
+        let ns = Netns::new(&[
+            &p("dc"),
+            &p("dr"),
+            &p("db"),
+            &p("ds1"),
+            &p("ds2"),
+            &p("ds3"),
+        ]);
+        let n = |i: usize| ns.names()[i].clone();
         let lab = Lab {
-            c: format!("dc{id}"),
-            r: format!("dr{id}"),
-            br: format!("db{id}"),
-            s: [1, 2, 3].map(|i| format!("ds{i}{id}")),
-            dir: std::env::temp_dir().join(format!("flatedge-test-{id}")),
+            c: n(0),
+            r: n(1),
+            br: n(2),
+            s: [n(3), n(4), n(5)],
+            dir: std::env::temp_dir().join(format!("flatedge-test-{}", n(1))),
             daemon: None,
+            _ns: ns,
         };
-        for n in lab.all() {
-            run(&["ip", "netns", "add", n]);
-        }
         std::fs::create_dir_all(&lab.dir).unwrap();
         lab.setup();
         lab
-    }
-
-    fn all(&self) -> Vec<&str> {
-        let mut v = vec![self.c.as_str(), self.r.as_str(), self.br.as_str()];
-        v.extend(self.s.iter().map(String::as_str));
-        v
     }
 
     fn veth(&self, a_ns: &str, a: &str, b_ns: &str, b: &str) {
@@ -320,9 +323,6 @@ impl Drop for Lab {
         if let Some(mut child) = self.daemon.take() {
             let _ = child.kill();
             let _ = child.wait();
-        }
-        for name in self.all() {
-            let _ = Command::new("ip").args(["netns", "del", name]).status();
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }

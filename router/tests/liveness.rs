@@ -5,15 +5,13 @@
 
 use std::fs::File;
 use std::net::Ipv6Addr;
-use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc::Receiver;
 use std::thread;
 use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{run, wait_dad};
+use common::{run, wait_dad, Netns};
 use router::neigh::{Liveness, LivenessEvent, ProbeConfig, Prober};
 
 const H_ADDR: &str = "2001:db8:4f::1/64";
@@ -25,25 +23,15 @@ struct Lab {
     h: String,
     b: String,
     p: String,
+    _ns: Netns,
 }
 
 impl Lab {
     fn new() -> Lab {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let id = format!(
-            "{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        );
-        let lab = Lab {
-            h: format!("fxlH{id}"),
-            b: format!("fxlB{id}"),
-            p: format!("fxlP{id}"),
-        };
-        // Registered in `lab` before they exist: a failure below still
-        // deletes what was made (deleting a missing one is ignored).
+        let ns = Netns::new(&["fxlH", "fxlB", "fxlP"]);
+        let [h, b, p] = [0, 1, 2].map(|i| ns.names()[i].clone());
+        let lab = Lab { h, b, p, _ns: ns };
         for ns in [&lab.h, &lab.b, &lab.p] {
-            run(&["ip", "netns", "add", ns]);
             run(&["ip", "-n", ns, "link", "set", "lo", "up"]);
         }
         run(&[
@@ -104,14 +92,6 @@ impl Lab {
         ])
         .trim()
             == "1"
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        for ns in [&self.h, &self.b, &self.p] {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-        }
     }
 }
 

@@ -4,15 +4,13 @@
 
 use std::fs::File;
 use std::net::Ipv6Addr;
-use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc::Receiver;
 use std::thread;
 use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{run, wait_dad};
+use common::{run, wait_dad, Netns};
 use router::neigh::{NeighClient, NeighEvent, NeighborTable};
 
 const OUR_ADDR: &str = "2001:db8:4e::1/64";
@@ -29,24 +27,18 @@ fn require_root() {
 struct Lab {
     ours: String,
     peer: String,
+    _ns: Netns,
 }
 
 impl Lab {
     fn new() -> Lab {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let id = format!(
-            "{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        );
+        let ns = Netns::new(&["fxnA", "fxnB"]);
+        let [ours, peer] = [0, 1].map(|i| ns.names()[i].clone());
         let lab = Lab {
-            ours: format!("fxnA{id}"),
-            peer: format!("fxnB{id}"),
+            ours,
+            peer,
+            _ns: ns,
         };
-        // Each namespace is registered in `lab` before it exists, so a
-        // failure below still deletes what was made.
-        run(&["ip", "netns", "add", &lab.ours]);
-        run(&["ip", "netns", "add", &lab.peer]);
         run(&[
             "ip", "link", "add", "n0", "netns", &lab.ours, "type", "veth", "peer", "name", "n1",
             "netns", &lab.peer,
@@ -88,14 +80,6 @@ impl Lab {
             mac[i] = u8::from_str_radix(h, 16).expect("hex MAC");
         }
         mac
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        for ns in [&self.ours, &self.peer] {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-        }
     }
 }
 

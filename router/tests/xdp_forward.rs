@@ -22,7 +22,6 @@
 
 use std::collections::HashMap;
 use std::net::{Ipv6Addr, SocketAddrV6};
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread;
@@ -30,7 +29,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{enter, inject, mac_str, ns, ns_try, run, spawn_ready, udp_frame, udp_sink};
+use common::{enter, inject, mac_str, ns, ns_try, run, spawn_ready, udp_frame, udp_sink, Netns};
 use fib::{Fib, NextHop, Prefix};
 use router::dataplane::{Adjacency, Counters, DropReason, IcmpKind, WorkerState};
 use router::worker::{adjacency_table, LoopStats, Worker};
@@ -55,28 +54,21 @@ struct Lab {
     c: String,
     r: String,
     s: [String; 3],
+    _ns: Netns,
 }
 
 impl Lab {
     fn new() -> Lab {
-        let tag = std::process::id();
+        let ns = Netns::new(&["fwc", "fwr", "fws1", "fws2", "fws3"]);
+        let n = |i: usize| ns.names()[i].clone();
         let lab = Lab {
-            c: format!("fwc{tag}"),
-            r: format!("fwr{tag}"),
-            s: [1, 2, 3].map(|i| format!("fws{i}{tag}")),
+            c: n(0),
+            r: n(1),
+            s: [n(2), n(3), n(4)],
+            _ns: ns,
         };
-        // Registered before the first command, so a failure still cleans up.
-        for name in lab.all() {
-            run(&["ip", "netns", "add", name]);
-        }
         lab.setup();
         lab
-    }
-
-    fn all(&self) -> Vec<&str> {
-        let mut v = vec![self.c.as_str(), self.r.as_str()];
-        v.extend(self.s.iter().map(String::as_str));
-        v
     }
 
     fn setup(&self) {
@@ -175,14 +167,6 @@ impl Lab {
                     "permanent",
                 ],
             );
-        }
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        for name in self.all() {
-            let _ = Command::new("ip").args(["netns", "del", name]).status();
         }
     }
 }

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{mac_str, ns, ns_try, run, spawn_ready};
+use common::{mac_str, ns, ns_try, run, spawn_ready, Netns};
 use router::xdp::{self, Frame, FramePool, PoolConfig, Port, XdpProgram};
 
 const MAC_A0: [u8; 6] = [0x02, 0, 0, 0, 0x0a, 0x02];
@@ -40,19 +40,19 @@ struct Lab {
     a: String,
     r: String,
     b: String,
+    _ns: Netns,
 }
 
 impl Lab {
     fn new() -> Lab {
-        let tag = std::process::id();
+        let netns = Netns::new(&["fxa", "fxr", "fxb"]);
+        let [a, r, b] = [0, 1, 2].map(|i| netns.names()[i].clone());
         let lab = Lab {
-            a: format!("fxa{tag}"),
-            r: format!("fxr{tag}"),
-            b: format!("fxb{tag}"),
+            a,
+            r,
+            b,
+            _ns: netns,
         };
-        for name in [&lab.a, &lab.r, &lab.b] {
-            run(&["ip", "netns", "add", name]);
-        }
         let (a, r, b) = (lab.a.as_str(), lab.r.as_str(), lab.b.as_str());
         run(&[
             "ip", "link", "add", "a0", "netns", a, "type", "veth", "peer", "name", "ra", "netns", r,
@@ -133,14 +133,6 @@ impl Lab {
             ],
         );
         lab
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        for name in [&self.a, &self.r, &self.b] {
-            let _ = Command::new("ip").args(["netns", "del", name]).status();
-        }
     }
 }
 

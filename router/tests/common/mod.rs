@@ -126,6 +126,42 @@ pub fn spawn_ready<T: Send + 'static>(
     handle
 }
 
+/// Network namespaces, one per prefix, named `PREFIX<pid>-<n>` (unique
+/// across the tests of a process), created now and deleted with their
+/// veths when dropped, also when a test panics half-way through a set-up.
+pub struct Netns(Vec<String>);
+
+impl Netns {
+    pub fn new(prefixes: &[&str]) -> Netns {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let id = format!(
+            "{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        );
+        // Named before they exist: a failure below still deletes what was
+        // made (deleting a missing one is ignored).
+        let ns = Netns(prefixes.iter().map(|p| format!("{p}{id}")).collect());
+        for name in &ns.0 {
+            run(&["ip", "netns", "add", name]);
+        }
+        ns
+    }
+
+    /// The namespaces' names, in the order of the prefixes.
+    pub fn names(&self) -> &[String] {
+        &self.0
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        for name in &self.0 {
+            let _ = Command::new("ip").args(["netns", "del", name]).status();
+        }
+    }
+}
+
 /// Runs `f` on a thread inside namespace `name`.
 pub fn in_ns<T: Send + 'static>(
     name: &str,
