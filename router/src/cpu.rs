@@ -49,6 +49,34 @@ pub fn rdtsc() -> u64 {
     }
 }
 
+/// Nanoseconds per TSC tick, calibrated once per process against
+/// `Instant` over 5 ms (the first call spins that long; open ports and
+/// build workers, which call it, before traffic). For the timing of
+/// syscalls and the worker's coarse clock, where `Instant::now()` costs
+/// more than the TSC read itself.
+pub fn tsc_ns_per_tick() -> f64 {
+    static RATE: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *RATE.get_or_init(|| {
+        let (t0, c0) = (Instant::now(), rdtsc());
+        while t0.elapsed() < std::time::Duration::from_millis(5) {
+            std::hint::spin_loop();
+        }
+        let ticks = rdtsc().wrapping_sub(c0) as f64;
+        let ns = t0.elapsed().as_nanos() as f64;
+        if ticks > 0.0 {
+            ns / ticks
+        } else {
+            1.0
+        }
+    })
+}
+
+/// Nanoseconds since `start` (a [`rdtsc`] reading), at the calibrated rate.
+#[inline]
+pub fn tsc_ns_since(start: u64, ns_per_tick: f64) -> u64 {
+    (rdtsc().wrapping_sub(start) as f64 * ns_per_tick) as u64
+}
+
 /// A [`StageClock`] over the TSC, with the reference point that converts
 /// its ticks into nanoseconds.
 #[derive(Debug, Clone, Copy)]
@@ -105,6 +133,15 @@ mod tests {
         assert!(b > a);
         let ns = (b - a) as f64 * c.ns_per_tick();
         // Slept at least 20 ms; scheduling may add some, never remove.
+        assert!((19e6..2e9).contains(&ns), "{ns} ns");
+    }
+
+    #[test]
+    fn calibrated_rate_agrees_with_sleeping() {
+        let rate = tsc_ns_per_tick();
+        let a = rdtsc();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let ns = tsc_ns_since(a, rate) as f64;
         assert!((19e6..2e9).contains(&ns), "{ns} ns");
     }
 }

@@ -143,7 +143,10 @@ pub struct Worker {
     rx: Vec<Frame>,
     tx: Vec<Vec<Frame>>,
     verdicts: [Verdict; MAX_BATCH],
-    epoch: Instant,
+    /// TSC reading when the worker was built, and the calibrated rate:
+    /// the rate limiter's clock without a `clock_gettime` per batch.
+    epoch: u64,
+    ns_per_tick: f64,
     clock: TscClock,
     report: ReportHandle,
     glean: Option<SyncSender<GleanRequest>>,
@@ -213,7 +216,8 @@ impl Worker {
             rx: Vec::with_capacity(MAX_BATCH),
             tx,
             verdicts: [Verdict::Continue; MAX_BATCH],
-            epoch: Instant::now(),
+            epoch: rdtsc(),
+            ns_per_tick: crate::cpu::tsc_ns_per_tick(),
             clock: TscClock::new(),
             report: Arc::new(Mutex::new(WorkerReport::default())),
             glean: None,
@@ -276,7 +280,7 @@ impl Worker {
 
     /// Nanoseconds since the worker was built (the rate limiter's clock).
     fn now_ns(&self) -> u64 {
-        self.epoch.elapsed().as_nanos() as u64
+        crate::cpu::tsc_ns_since(self.epoch, self.ns_per_tick)
     }
 
     /// Runs until `stop` is set (checked once per round), publishing its

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 mod common;
 
 use common::{mac_str, ns, ns_try, run, spawn_ready, Netns};
-use router::xdp::{self, Frame, FramePool, PoolConfig, Port, XdpProgram};
+use router::xdp::{self, Frame, FramePool, Port, XdpProgram};
 
 const MAC_A0: [u8; 6] = [0x02, 0, 0, 0, 0x0a, 0x02];
 const MAC_RA: [u8; 6] = [0x02, 0, 0, 0, 0x0a, 0x01];
@@ -174,7 +174,9 @@ fn forwarder(
             .map_err(|e| format!("stale: {e}"))?;
         std::mem::forget(stale);
         let mut prog = XdpProgram::load().map_err(|e| e.to_string())?;
-        let mut pool = FramePool::new(PoolConfig::default()).map_err(|e| e.to_string())?;
+        // Rings far smaller than the 1,000-packet flood: the fill rings
+        // must be refilled again and again.
+        let mut pool = common::small_pool(512, 64)?;
         let mut ports = Vec::new();
         for (slot, name) in ["ra", "rb"].into_iter().enumerate() {
             let slot = slot as u32;
@@ -424,13 +426,7 @@ fn tx_retries_when_the_ring_is_full() {
         let file = File::open(format!("/run/netns/{ns_name}")).map_err(|e| e.to_string())?;
         nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| e.to_string())?;
         // Small rings: bursts of 128 against a tx ring of 64.
-        let config = PoolConfig {
-            frames: 512,
-            frame_size: 2048,
-            fill_ring: 64,
-            rx_tx_ring: 64,
-        };
-        let mut pool = FramePool::new(config).map_err(|e| e.to_string())?;
+        let mut pool = common::small_pool(512, 64)?;
         let mut port = Port::open(&mut pool, "t0", 0).map_err(|e| e.to_string())?;
         let free_before = pool.free_frames();
         // A broadcast frame with the local experimental EtherType: t1's

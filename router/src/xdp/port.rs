@@ -8,7 +8,9 @@
 //! and [`FramePool::data_mut`] safe.
 //!
 //! Rings (copy mode on veth, need-wakeup):
-//! - fill: [`Port::refill`] moves free frames from the pool into it; what the
+//! - fill: [`Port::refill`] moves free frames from the pool into it, in
+//!   batches (counted from the frames received, so most rounds leave the
+//!   kernel-written consumer index alone); what the
 //!   ring refuses stays in the pool (the stash) for the next batch;
 //! - rx: [`Port::recv`] takes a batch;
 //! - tx: [`Port::send`] queues what fits and leaves the rest to the caller
@@ -20,7 +22,6 @@
 use std::num::NonZeroU32;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Instant;
 
 use xsk_rs::config::{
     BindFlags, FrameSize, Interface, LibxdpFlags, QueueSize, SocketConfig, UmemConfig,
@@ -230,6 +231,10 @@ pub struct PortStats {
     pub dropped: u64,
 }
 
+/// Free fill-ring slots a port waits for before it refills (a batch;
+/// a quarter of the ring when that is smaller).
+pub const REFILL_BATCH: usize = 64;
+
 /// One AF_XDP socket bound to (interface, queue), copy mode, need-wakeup.
 #[derive(Debug)]
 pub struct Port {
@@ -241,6 +246,14 @@ pub struct Port {
     comp: CompQueue,
     /// Frames in the tx ring not yet back through the completion ring.
     in_flight: usize,
+    /// Fill-ring slots known to be free: the kernel took that many
+    /// frames (they came back through the rx ring) since the last refill.
+    fill_deficit: usize,
+    /// Refill once this many slots are free: [`REFILL_BATCH`], or a
+    /// quarter of a smaller ring.
+    refill_at: usize,
+    /// See [`crate::cpu::tsc_ns_per_tick`].
+    ns_per_tick: f64,
     /// Counters.
     pub stats: PortStats,
 }
@@ -281,6 +294,9 @@ impl Port {
             fill,
             comp,
             in_flight: 0,
+            fill_deficit: pool.config.fill_ring as usize,
+            refill_at: (pool.config.fill_ring as usize / 4).clamp(1, REFILL_BATCH),
+            ns_per_tick: crate::cpu::tsc_ns_per_tick(),
             stats: PortStats::default(),
         };
         port.refill(pool);
@@ -302,10 +318,17 @@ impl Port {
         self.rx.fd().as_raw_fd()
     }
 
-    /// Moves free frames from the pool into the fill ring, as many as it
-    /// takes; the rest stay in the pool. Wakes the kernel if the ring asks.
+    /// Moves free frames from the pool into the fill ring once at least
+    /// [`REFILL_BATCH`] of its slots (a quarter of a smaller ring) are free,
+    /// counted from the frames received; as many as it takes; the rest stay in the pool. Wakes
+    /// the kernel if the ring asks. Refilling in batches spares most rounds
+    /// the read of the ring's consumer index, which the kernel writes on
+    /// another core (a cache miss each time).
     pub fn refill(&mut self, pool: &mut FramePool) -> usize {
-        let want = self.fill.nb_free(pool.free.len() as u32) as usize;
+        if self.fill_deficit < self.refill_at || pool.free.is_empty() {
+            return 0;
+        }
+        let want = self.fill.nb_free(self.fill_deficit as u32) as usize;
         let n = want.min(pool.free.len()).min(pool.scratch.len());
         if n == 0 {
             return 0;
@@ -319,12 +342,15 @@ impl Port {
         let done = unsafe { self.fill.produce(&pool.scratch[..n]) };
         // produce() is all or nothing; whatever it took leaves the pool.
         pool.free.truncate(pool.free.len() - done);
+        // The ring may have had fewer free slots than counted (frames still
+        // in the rx ring): what it did not take stays owed.
+        self.fill_deficit = self.fill_deficit.saturating_sub(done);
         if done > 0 && self.fill.needs_wakeup() {
             self.stats.fill_wakeups += 1;
-            let t = Instant::now();
+            let t = crate::cpu::rdtsc();
             // A failed poll only delays the wakeup to the next batch.
             let _ = self.fill.wakeup(self.rx.fd_mut(), 0);
-            self.stats.syscall_ns += t.elapsed().as_nanos() as u64;
+            self.stats.syscall_ns += crate::cpu::tsc_ns_since(t, self.ns_per_tick);
         }
         done
     }
@@ -343,6 +369,7 @@ impl Port {
                 pool: pool.id,
             }
         }));
+        self.fill_deficit += n;
         self.stats.rx += n as u64;
         self.stats.rx_bytes += bytes;
         n
@@ -396,10 +423,10 @@ impl Port {
     /// Wakes the kernel to transmit (sendto with MSG_DONTWAIT).
     pub fn kick(&mut self) {
         self.stats.tx_kicks += 1;
-        let t = Instant::now();
+        let t = crate::cpu::rdtsc();
         // EAGAIN/EBUSY/ENOBUFS are ignored by xsk-rs; others only delay tx.
         let _ = self.tx.wakeup();
-        self.stats.syscall_ns += t.elapsed().as_nanos() as u64;
+        self.stats.syscall_ns += crate::cpu::tsc_ns_since(t, self.ns_per_tick);
     }
 
     /// Gives transmitted frames back to the pool.

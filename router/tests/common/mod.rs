@@ -198,19 +198,27 @@ pub fn udp_sink(
     })
 }
 
+/// A pool of `frames` 2048-byte frames whose ports get rings of `ring`
+/// entries (far smaller than the defaults, so tests exercise refills and
+/// full rings).
+pub fn small_pool(frames: u32, ring: u32) -> Result<router::xdp::FramePool, String> {
+    use router::xdp::{FramePool, PoolConfig};
+    let config = PoolConfig {
+        frames,
+        frame_size: 2048,
+        fill_ring: ring,
+        rx_tx_ring: ring,
+    };
+    FramePool::new(config).map_err(|e| e.to_string())
+}
+
 /// Sends raw Ethernet `frames` out of `ifname` in namespace `ns` through
 /// an AF_XDP socket (no XDP program needed for TX); returns how many left.
 pub fn inject(ns: &str, ifname: &str, frames: Vec<Vec<u8>>) -> Result<usize, String> {
-    use router::xdp::{FramePool, PoolConfig, Port};
+    use router::xdp::Port;
     let ifname = ifname.to_owned();
     in_ns(ns, move || {
-        let config = PoolConfig {
-            frames: 64,
-            frame_size: 2048,
-            fill_ring: 32,
-            rx_tx_ring: 32,
-        };
-        let mut pool = FramePool::new(config).map_err(|e| e.to_string())?;
+        let mut pool = small_pool(64, 32)?;
         let mut port = Port::open(&mut pool, &ifname, 0).map_err(|e| e.to_string())?;
         let free = pool.free_frames();
         let mut pending = Vec::with_capacity(frames.len());
