@@ -154,16 +154,25 @@ fn reader_mlps(reader: &FibReader, addrs: &[u128], dur: Duration) -> f64 {
     done as f64 / t.elapsed().as_secs_f64() / 1e6
 }
 
+/// The cores this process may run on, read once before any thread is
+/// pinned (a pinned thread's own affinity mask, which is what
+/// `get_core_ids` reads, and its children's, name only its core).
+fn machine_cores() -> &'static [core_affinity::CoreId] {
+    static CORES: std::sync::OnceLock<Vec<core_affinity::CoreId>> = std::sync::OnceLock::new();
+    CORES.get_or_init(|| core_affinity::get_core_ids().unwrap_or_default())
+}
+
+/// Pins the calling thread to the `core`-th core of [`machine_cores`].
 fn pin(core: usize) {
-    if let Some(id) = core_affinity::get_core_ids().and_then(|ids| ids.get(core).copied()) {
+    if let Some(&id) = machine_cores().get(core) {
         core_affinity::set_for_current(id);
     }
 }
 
 /// The core the single-thread measurements run on, and the writer's.
 fn cores() -> (usize, usize) {
-    let n = core_affinity::get_core_ids().map_or(1, |c| c.len());
-    (n.saturating_sub(1), 0)
+    let n = machine_cores().len().max(1);
+    (n - 1, 0)
 }
 
 fn flatedge(name: &str, routes: &[Route], w: &Workload, o: &Options) -> Result<(Row, Vec<u32>)> {
