@@ -873,3 +873,40 @@ fn poll_drops(
     }
     None
 }
+
+/// A restarted daemon (SIGTERM, then started again at once, as a service
+/// manager does) takes its interfaces back and forwards again.
+#[test]
+fn daemon_restarts_on_its_interfaces() {
+    common::require_root_and_tools("tests/daemon.rs");
+    let mut lab = Lab::new("x");
+    lab.start_daemon();
+    lab.wait_sinks_up();
+    let p = ping(&lab, &["-c", "3", "-i", "0.2", "-w", "8", SERVICE]);
+    assert!(p.0, "ping through flatedge failed: {}\n{}", p.1, lab.log());
+    let first = flows_once(&lab, "first run");
+    // Under load: a flood through the router while it stops and restarts.
+    let mut flood = Command::new("ip")
+        .args([
+            "netns", "exec", &lab.c, "ping", "-6", "-f", "-q", "-w", "6", SERVICE,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("cannot start the flood ping");
+    thread::sleep(Duration::from_secs(1));
+    let (clean, log) = lab.stop_daemon();
+    assert!(clean, "flatedge did not stop cleanly on SIGTERM:\n{log}");
+
+    let t0 = Instant::now();
+    lab.start_daemon();
+    eprintln!("restarted in {:?}", t0.elapsed());
+    let _ = flood.wait();
+    lab.wait_sinks_up();
+    let p = ping(&lab, &["-c", "3", "-i", "0.2", "-w", "8", SERVICE]);
+    assert!(p.0, "ping after the restart failed: {}\n{}", p.1, lab.log());
+    let again = flows_once(&lab, "after the restart");
+    assert_eq!(again, first, "flows changed sinks across the restart");
+    let (clean, log) = lab.stop_daemon();
+    assert!(clean, "flatedge did not stop cleanly on SIGTERM:\n{log}");
+}
