@@ -6,10 +6,12 @@
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
-use bgp::driver::{Event, ListenRange, Neighbor, PeerSettings, Speaker, SpeakerConfig};
+use bgp::driver::{
+    AdminAction, AdminError, Event, ListenRange, Neighbor, PeerSettings, Speaker, SpeakerConfig,
+};
 use bgp::fsm::{DownReason, State};
 use bgp::policy::{PrefixList, RejectReason};
-use bgp::wire::Asn;
+use bgp::wire::{Asn, CeaseSubcode, NotificationRepr};
 use tokio::sync::mpsc::Receiver;
 
 const LOOPBACK: Ipv6Addr = Ipv6Addr::LOCALHOST;
@@ -51,6 +53,27 @@ async fn wait<T>(
     }
 }
 
+/// Speaker B (AS 65000) with a listen range for `::1`, and speaker A (AS
+/// 65001) dialling it as a neighbour with `settings`; `extra` completes
+/// A's config. Returns (A, B).
+async fn dialling_pair(
+    settings: PeerSettings,
+    extra: impl FnOnce(&mut SpeakerConfig),
+) -> ((Speaker, Receiver<Event>), (Speaker, Receiver<Event>)) {
+    let (pa, pb) = (free_port(), free_port());
+    let mut b = config(65000, 1, pb, pa);
+    b.ranges.push(ListenRange::new(
+        "::1/128".parse().unwrap(),
+        PeerSettings::new(Asn(65001)),
+    ));
+    let b = Speaker::start(b).await.unwrap();
+    let mut a = config(65001, 2, pa, pb);
+    a.neighbors.push(Neighbor::new(LOOPBACK, settings));
+    extra(&mut a);
+    let a = Speaker::start(a).await.unwrap();
+    (a, b)
+}
+
 /// A dials B (a listen range on B's side) and exports its aggregate; B
 /// receives it and, the next hop being A's loopback address, rejects and
 /// counts it (the only address two speakers share without root). A's
@@ -58,20 +81,12 @@ async fn wait<T>(
 /// B drops the peer's routes rather than keeping them stale.
 #[tokio::test]
 async fn updates_flow_and_a_shutdown_is_a_hard_reset() {
-    let (pa, pb) = (free_port(), free_port());
-    let mut b = config(65000, 1, pb, pa);
-    b.ranges.push(ListenRange::new(
-        "::1/128".parse().unwrap(),
-        PeerSettings::new(Asn(65001)),
-    ));
-    let (speaker_b, mut events_b) = Speaker::start(b).await.unwrap();
-
-    let mut a = config(65001, 2, pa, pb);
     let mut settings = PeerSettings::new(Asn(65000));
     settings.export = PrefixList::parse(&["2001:db8:100::/40"]).unwrap();
-    a.neighbors.push(Neighbor::new(LOOPBACK, settings));
-    a.originated.push("2001:db8:100::/40".parse().unwrap());
-    let (speaker_a, mut events_a) = Speaker::start(a).await.unwrap();
+    let ((speaker_a, mut events_a), (speaker_b, mut events_b)) = dialling_pair(settings, |a| {
+        a.originated.push("2001:db8:100::/40".parse().unwrap())
+    })
+    .await;
 
     wait(&mut events_a, "A established", |e| {
         matches!(e, Event::Established { .. }).then_some(())
@@ -147,6 +162,93 @@ async fn simultaneous_connects_resolve_to_one_session() {
             assert!(!matches!(e, Event::Down { .. }), "flapped: {e:?}");
         }
     }
+    speaker_a.shutdown().await;
+    speaker_b.shutdown().await;
+}
+
+/// The Cease subcode a session went down with (inside a Hard Reset, when
+/// it was wrapped in one); panics on another reason.
+fn cease_received(reason: &DownReason) -> CeaseSubcode {
+    match reason {
+        DownReason::NotificationReceived(n) => {
+            let inner: NotificationRepr = n.inner().unwrap_or_else(|| n.clone());
+            inner
+                .cease_subcode()
+                .unwrap_or_else(|| panic!("not a Cease: {n:?}"))
+        }
+        other => panic!("expected a NOTIFICATION, got {other:?}"),
+    }
+}
+
+/// `neighbor ADDR disable|enable|reset`. B (the listen range's side)
+/// disables A: A is told Administrative Shutdown and B refuses A's
+/// connections (A dials every second) until B enables A again. Then A
+/// resets the session: B is told Administrative Reset, and the session
+/// comes back by itself.
+#[tokio::test]
+async fn disable_refuses_the_peer_until_enable_and_reset_reconnects() {
+    let mut settings = PeerSettings::new(Asn(65000));
+    settings.connect_retry = Duration::from_secs(1);
+    let ((speaker_a, mut events_a), (speaker_b, mut events_b)) =
+        dialling_pair(settings, |_| {}).await;
+    let established = |e: &Event| matches!(e, Event::Established { .. }).then_some(());
+    wait(&mut events_a, "A established", established).await;
+
+    let stranger: Ipv6Addr = "2001:db8::1".parse().unwrap();
+    assert_eq!(
+        speaker_b.admin(stranger, AdminAction::Disable).await,
+        Err(AdminError::UnknownPeer(stranger))
+    );
+
+    let done = speaker_b.admin(LOOPBACK, AdminAction::Disable).await;
+    assert_eq!(done, Ok("neighbor ::1 disabled".to_string()));
+    let reason = wait(&mut events_a, "A sees the session down", |e| match e {
+        Event::Down { reason, .. } => Some(reason.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(
+        cease_received(&reason),
+        CeaseSubcode::AdministrativeShutdown
+    );
+    assert_eq!(
+        speaker_b.admin(LOOPBACK, AdminAction::Disable).await,
+        Ok("neighbor ::1 is already disabled".to_string())
+    );
+    assert_eq!(
+        speaker_b.admin(LOOPBACK, AdminAction::Reset).await,
+        Err(AdminError::Disabled(LOOPBACK))
+    );
+    // A dials every second; B refuses it for as long as it is disabled.
+    let refused = tokio::time::timeout(Duration::from_secs(3), async {
+        while let Some(e) = events_a.recv().await {
+            if matches!(e, Event::Established { .. }) {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(refused.is_err(), "A re-established with a disabled B peer");
+    let peers = speaker_b.peers().await;
+    assert!(peers[0].disabled, "{peers:?}");
+    assert_ne!(peers[0].state, State::Established, "{peers:?}");
+
+    let done = speaker_b.admin(LOOPBACK, AdminAction::Enable).await;
+    assert_eq!(done, Ok("neighbor ::1 enabled".to_string()));
+    wait(&mut events_a, "A established again", established).await;
+    assert!(!speaker_b.peers().await[0].disabled);
+
+    // Drain B's events so far, then A resets its side.
+    while events_b.try_recv().is_ok() {}
+    let done = speaker_a.admin(LOOPBACK, AdminAction::Reset).await;
+    assert_eq!(done, Ok("neighbor ::1 reset".to_string()));
+    let reason = wait(&mut events_b, "B sees the reset", |e| match e {
+        Event::Down { reason, .. } => Some(reason.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(cease_received(&reason), CeaseSubcode::AdministrativeReset);
+    wait(&mut events_b, "B established after the reset", established).await;
     speaker_a.shutdown().await;
     speaker_b.shutdown().await;
 }

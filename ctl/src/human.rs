@@ -297,6 +297,7 @@ fn error_code(c: ErrorCode) -> &'static str {
         ErrorCode::Unsupported => "unsupported",
         ErrorCode::UnknownNeighbor => "unknown_neighbor",
         ErrorCode::InvalidConfig => "invalid_config",
+        ErrorCode::InvalidState => "invalid_state",
         ErrorCode::Internal => "internal",
     }
 }

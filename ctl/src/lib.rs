@@ -466,6 +466,9 @@ pub enum ErrorCode {
     /// `reload` found problems in the config file; the running
     /// configuration is unchanged.
     InvalidConfig,
+    /// The request does not apply in the current state (resetting a
+    /// disabled BGP neighbour); nothing was changed.
+    InvalidState,
     /// The daemon failed to carry out a valid request.
     Internal,
 }

@@ -440,6 +440,7 @@ fn errors() {
         (ErrorCode::Unsupported, "unsupported"),
         (ErrorCode::UnknownNeighbor, "unknown_neighbor"),
         (ErrorCode::InvalidConfig, "invalid_config"),
+        (ErrorCode::InvalidState, "invalid_state"),
         (ErrorCode::Internal, "internal"),
     ] {
         golden(&code, json!(name));

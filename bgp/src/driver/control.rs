@@ -18,13 +18,14 @@ use tokio::task::{AbortHandle, JoinSet};
 
 use super::io::{self, ConnId, Internal, WriteCmd};
 use super::sockopt;
-use super::{Command, Event, PeerSettings, PeerSummary, SpeakerConfig};
+use super::{AdminAction, AdminError, Command, Event, PeerSettings, PeerSummary, SpeakerConfig};
 use crate::export::{advertisements, ExportSession};
 use crate::fsm::{
-    resolve_collision, Direction, Input, Output, Session, SessionConfig, State, Survivor, Timer,
+    resolve_collision, Direction, Input, Output, Session, SessionConfig, State, Survivor, Teardown,
+    Timer,
 };
 use crate::rib::{PeerConfig, PeerId, Rib, RibChange, RibOutput, RibTimer};
-use crate::wire::{Header, Message};
+use crate::wire::{CeaseSubcode, Header, Message, NotificationRepr};
 
 /// Identifies one `Session` (a peer has one or two).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -69,6 +70,8 @@ struct Peer {
     secondary: Option<Slot>,
     /// The connect attempt in flight: (attempt, its slot, its task).
     connecting: Option<(u64, SlotKey, AbortHandle)>,
+    /// Disabled by the operator: not dialled, its connections refused.
+    disabled: bool,
     /// The primary's state as last reported.
     reported: State,
     established_at: Option<Instant>,
@@ -163,6 +166,9 @@ pub(super) async fn run(
                     };
                     let _ = tx.send(views);
                 }
+                Some(Command::Admin(address, action, tx)) => {
+                    let _ = tx.send(c.admin(address, action));
+                }
                 Some(Command::Shutdown(done)) => {
                     accept.abort();
                     c.shutdown().await;
@@ -224,6 +230,7 @@ impl Control {
                 },
                 secondary: None,
                 connecting: None,
+                disabled: false,
                 reported: State::Idle,
                 established_at: None,
             },
@@ -316,6 +323,9 @@ impl Control {
         let Some(peer) = self.peers.get(&id) else {
             return;
         };
+        if peer.disabled {
+            return;
+        }
         if let Some(hops) = peer.settings.ttl_security {
             if sockopt::set_gtsm(&stream, hops).is_err() {
                 return;
@@ -742,6 +752,58 @@ impl Control {
         }
     }
 
+    /// `neighbor ADDR reset|disable|enable`.
+    fn admin(&mut self, address: Ipv6Addr, action: AdminAction) -> Result<String, AdminError> {
+        let id = *self
+            .by_addr
+            .get(&address)
+            .ok_or(AdminError::UnknownPeer(address))?;
+        let peer = self
+            .peers
+            .get_mut(&id)
+            .ok_or(AdminError::UnknownPeer(address))?;
+        let (primary, secondary) = (peer.primary.key, peer.secondary.as_ref().map(|s| s.key));
+        let input = match action {
+            AdminAction::Disable if peer.disabled => {
+                return Ok(format!("neighbor {address} is already disabled"));
+            }
+            AdminAction::Enable if !peer.disabled => {
+                return Ok(format!("neighbor {address} is already enabled"));
+            }
+            AdminAction::Reset if peer.disabled => return Err(AdminError::Disabled(address)),
+            AdminAction::Disable => {
+                peer.disabled = true;
+                Input::ManualStop
+            }
+            AdminAction::Enable => {
+                peer.disabled = false;
+                if peer.passive {
+                    Input::ManualStartPassive
+                } else {
+                    Input::ManualStart
+                }
+            }
+            AdminAction::Reset => Teardown {
+                notification: NotificationRepr::cease(CeaseSubcode::AdministrativeReset),
+                hard_reset: true,
+                refuse_for: Duration::ZERO,
+            }
+            .into_input(),
+        };
+        // A connection being opened goes with the session it would join.
+        if let Some(s) = secondary.filter(|_| action != AdminAction::Enable) {
+            self.drop_secondary(id, s);
+        }
+        self.queue.push_back((id, primary, input));
+        self.run_queue();
+        let done = match action {
+            AdminAction::Reset => "reset",
+            AdminAction::Disable => "disabled",
+            AdminAction::Enable => "enabled",
+        };
+        Ok(format!("neighbor {address} {done}"))
+    }
+
     fn summaries(&self) -> Vec<PeerSummary> {
         let mut out: Vec<PeerSummary> = self
             .peers
@@ -751,6 +813,7 @@ impl Control {
                 address: p.address,
                 asn: p.settings.peer_asn,
                 dynamic: p.dynamic,
+                disabled: p.disabled,
                 state: p.primary.session.state(),
                 uptime: p.established_at.map(|t| t.elapsed()),
                 stats: self.rib.peer_stats(p.id).unwrap_or_default(),

@@ -253,6 +253,8 @@ pub struct PeerSummary {
     pub asn: Asn,
     /// Accepted from a listen range.
     pub dynamic: bool,
+    /// Disabled by the operator ([`AdminAction::Disable`]).
+    pub disabled: bool,
     /// Its (primary) session's state.
     pub state: State,
     /// Time since Established, while it is.
@@ -261,10 +263,47 @@ pub struct PeerSummary {
     pub stats: PeerStats,
 }
 
+/// What [`Speaker::admin`] does to a peer (`neighbor ADDR ...`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminAction {
+    /// Close the session with Cease / Administrative Reset (a Hard Reset
+    /// where the N bit was negotiated: the routes go, the peer sends them
+    /// again) and let it establish again at once.
+    Reset,
+    /// Close the session with Cease / Administrative Shutdown, drop the
+    /// peer's routes, stop dialling it and refuse its connections until
+    /// [`AdminAction::Enable`].
+    Disable,
+    /// Start the session again (dial an active neighbour, accept the
+    /// peer's connections).
+    Enable,
+}
+
+/// Why [`Speaker::admin`] did nothing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AdminError {
+    /// The address is no peer: neither a configured neighbour nor a
+    /// listen-range peer that has connected.
+    #[error("{0} is not a BGP peer (configured neighbours, and listen-range peers once they have connected)")]
+    UnknownPeer(Ipv6Addr),
+    /// A disabled peer cannot be reset.
+    #[error("BGP peer {0} is disabled: enable it instead of resetting it")]
+    Disabled(Ipv6Addr),
+    /// The speaker has stopped.
+    #[error("the BGP speaker has stopped")]
+    Stopped,
+}
+
 #[derive(Debug)]
 enum Command {
     Peers(oneshot::Sender<Vec<PeerSummary>>),
     Routes(Option<Ipv6Net>, usize, oneshot::Sender<Vec<RouteView>>),
+    Admin(
+        Ipv6Addr,
+        AdminAction,
+        oneshot::Sender<Result<String, AdminError>>,
+    ),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -329,6 +368,26 @@ impl Speaker {
             return Vec::new();
         }
         rx.await.unwrap_or_default()
+    }
+
+    /// Resets, disables or enables the peer at `address`; returns what
+    /// was done, for humans ("already disabled" when there was nothing to
+    /// do).
+    pub async fn admin(
+        &self,
+        address: Ipv6Addr,
+        action: AdminAction,
+    ) -> Result<String, AdminError> {
+        let (tx, rx) = oneshot::channel();
+        if self
+            .commands
+            .send(Command::Admin(address, action, tx))
+            .await
+            .is_err()
+        {
+            return Err(AdminError::Stopped);
+        }
+        rx.await.unwrap_or(Err(AdminError::Stopped))
     }
 
     /// Stops every session (Cease / Administrative Shutdown, as a Hard

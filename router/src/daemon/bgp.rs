@@ -1,6 +1,7 @@
 //! BGP in the daemon: the `bgp` crate's tokio [`Speaker`] on its own
 //! thread (a current-thread runtime), its events forwarded to the control
-//! thread as [`Msg::Bgp`], and queries (`show bgp summary`) answered
+//! thread as [`Msg::Bgp`], and queries (`show bgp summary`) and
+//! operator actions (`neighbor ADDR reset|disable|enable`) answered
 //! through a command channel.
 //!
 //! [`speaker_config`] maps the router configuration (DESIGN.md section 6)
@@ -12,7 +13,8 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use bgp::driver::{
-    Event, ListenRange, Neighbor, PeerSettings, PeerSummary, Speaker, SpeakerConfig,
+    AdminAction, AdminError, Event, ListenRange, Neighbor, PeerSettings, PeerSummary, Speaker,
+    SpeakerConfig,
 };
 use bgp::fsm::GracefulRestartConfig;
 use bgp::policy::ImportPolicy;
@@ -88,6 +90,7 @@ pub fn speaker_config(c: &Config) -> SpeakerConfig {
 enum Cmd {
     Peers(Sender<Vec<PeerSummary>>),
     Routes(Option<Ipv6Net>, usize, Sender<Vec<RouteView>>),
+    Admin(Ipv6Addr, AdminAction, Sender<Result<String, AdminError>>),
 }
 
 /// The BGP thread; the speaker shuts its sessions down (Cease) when this
@@ -141,6 +144,9 @@ impl Bgp {
                                 Some(Cmd::Routes(prefix, max, reply)) => {
                                     let _ = reply.send(speaker.routes(prefix, max).await);
                                 }
+                                Some(Cmd::Admin(address, action, reply)) => {
+                                    let _ = reply.send(speaker.admin(address, action).await);
+                                }
                                 None => break,
                             },
                         }
@@ -179,6 +185,21 @@ impl Bgp {
         self.cmds
             .as_ref()?
             .blocking_send(Cmd::Routes(prefix, max, tx))
+            .ok()?;
+        rx.recv_timeout(Duration::from_secs(5)).ok()
+    }
+
+    /// `neighbor ADDR reset|disable|enable` (`None` if the speaker does
+    /// not answer).
+    pub(super) fn admin(
+        &self,
+        address: Ipv6Addr,
+        action: AdminAction,
+    ) -> Option<Result<String, AdminError>> {
+        let (tx, rx) = mpsc::channel();
+        self.cmds
+            .as_ref()?
+            .blocking_send(Cmd::Admin(address, action, tx))
             .ok()?;
         rx.recv_timeout(Duration::from_secs(5)).ok()
     }

@@ -13,11 +13,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Sender};
 use std::time::Duration;
 
+use ::bgp::driver::{AdminAction, AdminError};
 use ::bgp::rib::PathStatus as BgpStatus;
 use ::ctl::{
-    BgpPeer, BgpSummary, Drops, ErrorCode, FibEntry, FibNextHop, FibSummary, Interface, Interfaces,
-    MacAddr, Neighbor, Neighbors, NextHopState, Origin, Path, PathStatus, PeerState, Request,
-    Response, Route, RouteSource, Routes, Runtime, StageRuntime,
+    BgpPeer, BgpSummary, Done, Drops, ErrorCode, FibEntry, FibNextHop, FibSummary, Interface,
+    Interfaces, MacAddr, Neighbor, NeighborAction, Neighbors, NextHopState, Origin, Path,
+    PathStatus, PeerState, Request, Response, Route, RouteSource, Routes, Runtime, StageRuntime,
 };
 use fib::{NextHopId, Prefix};
 
@@ -206,9 +207,10 @@ impl Daemon {
             }
             Request::ShowBgpSummary => self.bgp_summary(),
             Request::ShowRoute { prefix } => self.show_route(prefix),
-            Request::Neighbor { .. } | Request::Reload => Response::error(
+            Request::Neighbor { address, action } => self.neighbor(address, action),
+            Request::Reload => Response::error(
                 ErrorCode::Unsupported,
-                "neighbor and reload are not implemented in this flatedge yet",
+                "reload is not implemented in this flatedge yet: restart it (flows keep their next hops)",
             ),
             _ => Response::error(ErrorCode::Unsupported, "unknown command"),
         }
@@ -312,6 +314,36 @@ impl Daemon {
         Response::Routes(Routes { routes })
     }
 
+    /// `neighbor ADDR reset|disable|enable`.
+    fn neighbor(&self, address: std::net::Ipv6Addr, action: NeighborAction) -> Response {
+        let Some(bgp) = &self.bgp else {
+            return Response::error(
+                ErrorCode::Unsupported,
+                "BGP is not configured (no [[bgp.listen]] or [[bgp.neighbor]])",
+            );
+        };
+        let action = match action {
+            NeighborAction::Reset => AdminAction::Reset,
+            NeighborAction::Disable => AdminAction::Disable,
+            NeighborAction::Enable => AdminAction::Enable,
+            _ => return Response::error(ErrorCode::Unsupported, "unknown neighbor action"),
+        };
+        match bgp.admin(address, action) {
+            Some(Ok(message)) => {
+                log!("ctl: {message}");
+                Response::Done(Done { message })
+            }
+            Some(Err(e @ AdminError::UnknownPeer(_))) => {
+                Response::error(ErrorCode::UnknownNeighbor, e.to_string())
+            }
+            Some(Err(e @ AdminError::Disabled(_))) => {
+                Response::error(ErrorCode::InvalidState, e.to_string())
+            }
+            Some(Err(e)) => Response::error(ErrorCode::Internal, e.to_string()),
+            None => Response::error(ErrorCode::Internal, "the BGP speaker did not answer"),
+        }
+    }
+
     fn bgp_summary(&self) -> Response {
         let Some(bgp) = &self.bgp else {
             return Response::error(
@@ -327,7 +359,11 @@ impl Daemon {
             .map(|p| BgpPeer {
                 address: p.address,
                 asn: p.asn.0,
-                state: peer_state(p.state),
+                state: if p.disabled {
+                    PeerState::Disabled
+                } else {
+                    peer_state(p.state)
+                },
                 uptime_s: p.uptime.map_or(0, |d| d.as_secs()),
                 prefixes_received: p.stats.accepted as u64
                     + p.stats.rejected.iter().map(|(_, n)| n).sum::<u64>(),

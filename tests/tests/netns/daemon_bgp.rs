@@ -331,3 +331,98 @@ fn daemon_forwards_to_pods_and_services_learned_over_bgp() {
         "{f:?}"
     );
 }
+
+/// `flatedgectl neighbor ADDR ...` and what it prints; panics when it
+/// does not exit with `code`.
+fn flatedgectl(lab: &Lab, args: &[&str], code: i32) -> String {
+    let out = std::process::Command::new(crate::lab::workspace_bin("flatedgectl"))
+        .arg("--socket")
+        .arg(lab.ctl_socket())
+        .args(args)
+        .output()
+        .expect("run flatedgectl");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "flatedgectl {args:?}: {text}\n{}",
+        lab.daemon_log()
+    );
+    text
+}
+
+/// Node 1's entry in `show bgp summary`.
+fn peer(lab: &Lab, i: usize) -> ctl::BgpPeer {
+    match lab.ctl(Request::ShowBgpSummary) {
+        Response::BgpSummary(s) => s
+            .peers
+            .into_iter()
+            .find(|p| p.address == crate::lab::node_addr(i))
+            .unwrap_or_else(|| panic!("no peer {i}")),
+        other => panic!("show bgp summary: {other:?}"),
+    }
+}
+
+/// The operator's `neighbor ADDR disable|enable|reset` against a real
+/// gobgpd node: disabling node 1 closes its session, withdraws its pod
+/// route and refuses the node's reconnects until `enable`; a reset
+/// re-establishes the session by itself. Node 2 is never touched.
+#[test]
+fn daemon_neighbor_disable_enable_and_reset() {
+    let mut lab = Lab::new_routed(2);
+    lab.start_daemon(&config());
+    for i in 1..=2 {
+        lab.start_gobgpd(i, &NodeOptions::default(), false);
+        lab.announce(i, &pod_prefix(i));
+        lab.announce(i, &format!("{SERVICE}/128"));
+    }
+    lab.poll("two nodes established", SESSION_TIMEOUT, || {
+        all_established(&lab, 2)
+    });
+    let node1 = node_addr(1).to_string();
+
+    let out = flatedgectl(&lab, &["neighbor", &node1, "disable"], 0);
+    assert!(out.contains("disabled"), "{out}");
+    lab.poll(
+        "node 1's pod route withdrawn",
+        Duration::from_secs(10),
+        || fib(&lab, &pod_addr(1)).prefix.is_none(),
+    );
+    let f = fib(&lab, SERVICE);
+    assert_eq!(f.nexthops.len(), 1, "{f:?}");
+    assert_eq!(f.nexthops[0].address, node_addr(2), "{f:?}");
+    let out = flatedgectl(&lab, &["neighbor", &node1, "reset"], 1);
+    assert!(out.contains("disabled"), "{out}");
+    // gobgpd dials again every 5 s; flatedge refuses it.
+    thread::sleep(Duration::from_secs(8));
+    let p1 = peer(&lab, 1);
+    assert_eq!(p1.state, PeerState::Disabled, "{p1:?}");
+    assert_eq!(peer(&lab, 2).state, PeerState::Established);
+    let summary = flatedgectl(&lab, &["show", "bgp", "summary"], 0);
+    assert!(summary.contains("disabled"), "{summary}");
+
+    let out = flatedgectl(&lab, &["neighbor", &node1, "enable"], 0);
+    assert!(out.contains("enabled"), "{out}");
+    lab.poll("node 1 back after enable", SESSION_TIMEOUT, || {
+        all_established(&lab, 2)
+    });
+    assert_eq!(fib(&lab, SERVICE).nexthops.len(), 2);
+
+    thread::sleep(Duration::from_secs(3));
+    let before = peer(&lab, 1).uptime_s;
+    assert!(before >= 3, "uptime {before}");
+    let out = flatedgectl(&lab, &["neighbor", &node1, "reset"], 0);
+    assert!(out.contains("reset"), "{out}");
+    lab.poll("node 1 back after the reset", SESSION_TIMEOUT, || {
+        let p = peer(&lab, 1);
+        p.state == PeerState::Established && p.uptime_s < before && p.prefixes_accepted == 2
+    });
+    assert_eq!(peer(&lab, 2).state, PeerState::Established);
+
+    let out = flatedgectl(&lab, &["neighbor", "2001:db8:1::99", "disable"], 1);
+    assert!(out.contains("not a BGP peer"), "{out}");
+}
