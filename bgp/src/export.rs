@@ -17,8 +17,8 @@ use ipnet::Ipv6Net;
 
 use crate::policy::PrefixList;
 use crate::wire::{
-    AsPath, Asn, Context, Ipv6NextHop, Message, MessageType, MpReach, Origin, PathAttributes,
-    UpdateRepr,
+    AsPath, Asn, Context, Ipv6NextHop, Message, MessageType, MpReach, MpUnreach, Origin,
+    PathAttributes, UpdateRepr,
 };
 
 /// The session a peer's announcements are built for.
@@ -76,46 +76,77 @@ pub fn advertisements(
     export: &PrefixList,
     session: &ExportSession,
 ) -> Vec<UpdateRepr> {
-    let mut prefixes: Vec<Ipv6Net> = originated
+    let base = UpdateRepr {
+        attributes: session.attributes(),
+        ..UpdateRepr::default()
+    };
+    pack(originated, export, &session.context, base, |u, prefixes| {
+        if let Some(MpReach::Ipv6Unicast { nlri, .. }) = &mut u.attributes.mp_reach {
+            *nlri = prefixes;
+        }
+    })
+}
+
+/// The UPDATEs withdrawing from a peer the `prefixes` (no longer
+/// originated) its `export` list matches, packed like
+/// [`advertisements`]. Empty when nothing matches.
+pub fn withdrawals(
+    prefixes: &[Ipv6Net],
+    export: &PrefixList,
+    context: &Context,
+) -> Vec<UpdateRepr> {
+    let mut base = UpdateRepr::default();
+    base.attributes.mp_unreach = Some(MpUnreach::Ipv6Unicast {
+        withdrawn: Vec::new(),
+    });
+    pack(prefixes, export, context, base, |u, prefixes| {
+        if let Some(MpUnreach::Ipv6Unicast { withdrawn }) = &mut u.attributes.mp_unreach {
+            *withdrawn = prefixes;
+        }
+    })
+}
+
+/// The prefixes of `prefixes` that `export` matches, sorted, put into
+/// copies of `base` by `put`, as few as the maximum message size allows.
+fn pack(
+    prefixes: &[Ipv6Net],
+    export: &PrefixList,
+    context: &Context,
+    base: UpdateRepr,
+    put: impl Fn(&mut UpdateRepr, Vec<Ipv6Net>),
+) -> Vec<UpdateRepr> {
+    let mut prefixes: Vec<Ipv6Net> = prefixes
         .iter()
         .copied()
         .filter(|p| export.matches(p))
         .collect();
     prefixes.sort();
     prefixes.dedup();
-
-    let base = UpdateRepr {
-        attributes: session.attributes(),
-        ..UpdateRepr::default()
-    };
-    // The header, the attributes without NLRI, and one octet of slack for
-    // MP_REACH_NLRI switching to an extended length.
-    let max = session.context.max_message_len(MessageType::Update);
-    let empty_len = Message::Update(base.clone().into()).buffer_len(&session.context) + 1;
+    // The header, the attributes without prefixes, and one octet of slack
+    // for the MP attribute switching to an extended length.
+    let max = context.max_message_len(MessageType::Update);
+    let empty_len = Message::Update(base.clone().into()).buffer_len(context) + 1;
     let mut out = Vec::new();
     let mut current: Vec<Ipv6Net> = Vec::new();
     let mut len = empty_len;
+    let emit = |current: Vec<Ipv6Net>| {
+        let mut u = base.clone();
+        put(&mut u, current);
+        u
+    };
     for p in prefixes {
         let plen = 1 + usize::from(p.prefix_len()).div_ceil(8);
         if len + plen > max && !current.is_empty() {
-            out.push(with_nlri(&base, std::mem::take(&mut current)));
+            out.push(emit(std::mem::take(&mut current)));
             len = empty_len;
         }
         current.push(p);
         len += plen;
     }
     if !current.is_empty() {
-        out.push(with_nlri(&base, current));
+        out.push(emit(current));
     }
     out
-}
-
-fn with_nlri(base: &UpdateRepr, prefixes: Vec<Ipv6Net>) -> UpdateRepr {
-    let mut u = base.clone();
-    if let Some(MpReach::Ipv6Unicast { nlri, .. }) = &mut u.attributes.mp_reach {
-        *nlri = prefixes;
-    }
-    u
 }
 
 #[cfg(test)]
@@ -169,6 +200,32 @@ mod tests {
         let ups = advertisements(&[net("::/0")], &export, &s);
         assert_eq!(ups[0].attributes.as_path, Some(AsPath::default()));
         assert_eq!(ups[0].attributes.local_pref, Some(100));
+    }
+
+    #[test]
+    fn withdrawals_are_exported_prefixes_only_and_fit() {
+        let gone: Vec<Ipv6Net> = (0..2000u32)
+            .map(|i| net(&format!("2001:db8:{:x}:{:x}::/64", i >> 8, i & 0xff)))
+            .chain([net("2001:db9::/32")])
+            .collect();
+        let export = PrefixList::parse(&["2001:db8::/32 le 64"]).unwrap();
+        let ups = withdrawals(&gone, &export, &CTX);
+        assert!(ups.len() > 1);
+        let mut seen = Vec::new();
+        for u in &ups {
+            assert!(u.attributes.mp_reach.is_none() && u.attributes.as_path.is_none());
+            let bytes = Message::Update(u.clone().into())
+                .to_bytes(&CTX)
+                .expect("fits in 4096");
+            let Ok(Message::Update(back)) = Message::parse(&bytes, &CTX) else {
+                panic!()
+            };
+            assert!(back.ipv6_announced().is_empty());
+            seen.extend(back.ipv6_withdrawn());
+        }
+        assert_eq!(seen.len(), 2000);
+        assert!(!seen.contains(&net("2001:db9::/32")));
+        assert!(withdrawals(&[net("2001:db9::/32")], &export, &CTX).is_empty());
     }
 
     #[test]

@@ -7,7 +7,8 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use bgp::driver::{
-    AdminAction, AdminError, Event, ListenRange, Neighbor, PeerSettings, Speaker, SpeakerConfig,
+    AdminAction, AdminError, Event, ListenRange, Neighbor, PeerSettings, ReconfigureError, Speaker,
+    SpeakerConfig,
 };
 use bgp::fsm::{DownReason, State};
 use bgp::policy::{PrefixList, RejectReason};
@@ -53,25 +54,28 @@ async fn wait<T>(
     }
 }
 
+/// A speaker and its events, with the configuration it started with.
+type Started = (Speaker, Receiver<Event>, SpeakerConfig);
+
 /// Speaker B (AS 65000) with a listen range for `::1`, and speaker A (AS
 /// 65001) dialling it as a neighbour with `settings`; `extra` completes
 /// A's config. Returns (A, B).
 async fn dialling_pair(
     settings: PeerSettings,
     extra: impl FnOnce(&mut SpeakerConfig),
-) -> ((Speaker, Receiver<Event>), (Speaker, Receiver<Event>)) {
+) -> (Started, Started) {
     let (pa, pb) = (free_port(), free_port());
     let mut b = config(65000, 1, pb, pa);
     b.ranges.push(ListenRange::new(
         "::1/128".parse().unwrap(),
         PeerSettings::new(Asn(65001)),
     ));
-    let b = Speaker::start(b).await.unwrap();
+    let (speaker_b, events_b) = Speaker::start(b.clone()).await.unwrap();
     let mut a = config(65001, 2, pa, pb);
     a.neighbors.push(Neighbor::new(LOOPBACK, settings));
     extra(&mut a);
-    let a = Speaker::start(a).await.unwrap();
-    (a, b)
+    let (speaker_a, events_a) = Speaker::start(a.clone()).await.unwrap();
+    ((speaker_a, events_a, a), (speaker_b, events_b, b))
 }
 
 /// A dials B (a listen range on B's side) and exports its aggregate; B
@@ -83,10 +87,11 @@ async fn dialling_pair(
 async fn updates_flow_and_a_shutdown_is_a_hard_reset() {
     let mut settings = PeerSettings::new(Asn(65000));
     settings.export = PrefixList::parse(&["2001:db8:100::/40"]).unwrap();
-    let ((speaker_a, mut events_a), (speaker_b, mut events_b)) = dialling_pair(settings, |a| {
-        a.originated.push("2001:db8:100::/40".parse().unwrap())
-    })
-    .await;
+    let ((speaker_a, mut events_a, _), (speaker_b, mut events_b, _)) =
+        dialling_pair(settings, |a| {
+            a.originated.push("2001:db8:100::/40".parse().unwrap())
+        })
+        .await;
 
     wait(&mut events_a, "A established", |e| {
         matches!(e, Event::Established { .. }).then_some(())
@@ -189,7 +194,7 @@ fn cease_received(reason: &DownReason) -> CeaseSubcode {
 async fn disable_refuses_the_peer_until_enable_and_reset_reconnects() {
     let mut settings = PeerSettings::new(Asn(65000));
     settings.connect_retry = Duration::from_secs(1);
-    let ((speaker_a, mut events_a), (speaker_b, mut events_b)) =
+    let ((speaker_a, mut events_a, _), (speaker_b, mut events_b, _)) =
         dialling_pair(settings, |_| {}).await;
     let established = |e: &Event| matches!(e, Event::Established { .. }).then_some(());
     wait(&mut events_a, "A established", established).await;
@@ -249,6 +254,115 @@ async fn disable_refuses_the_peer_until_enable_and_reset_reconnects() {
     .await;
     assert_eq!(cease_received(&reason), CeaseSubcode::AdministrativeReset);
     wait(&mut events_b, "B established after the reset", established).await;
+    speaker_a.shutdown().await;
+    speaker_b.shutdown().await;
+}
+
+/// B's count of A's routes rejected for their (loopback) next hop.
+async fn next_hop_rejections(b: &Speaker) -> u64 {
+    b.peers().await.first().map_or(0, |p| {
+        p.stats
+            .rejected
+            .iter()
+            .find(|(r, _)| *r == RejectReason::NextHopInvalid)
+            .map_or(0, |(_, n)| *n)
+    })
+}
+
+/// Waits (at most 20 s) until `f` holds.
+async fn until<F: std::future::Future<Output = bool>>(what: &str, mut f: impl FnMut() -> F) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !f().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `reload` at the speaker's level: B's listen range goes (A's session
+/// is stopped, the dynamic peer forgotten, A refused) and comes back; A
+/// originates one more prefix (B receives it on the running session);
+/// A's neighbour settings change (the session restarts); a change of
+/// our AS is refused.
+#[tokio::test]
+async fn reconfigure_applies_ranges_neighbours_and_originated_prefixes() {
+    let mut settings = PeerSettings::new(Asn(65000));
+    settings.connect_retry = Duration::from_secs(1);
+    settings.export = PrefixList::parse(&["2001:db8::/32 le 48"]).unwrap();
+    let ((speaker_a, mut events_a, mut a_config), (speaker_b, mut events_b, mut b)) =
+        dialling_pair(settings, |a| {
+            a.originated.push("2001:db8:100::/40".parse().unwrap());
+        })
+        .await;
+    let established = |e: &Event| matches!(e, Event::Established { .. }).then_some(());
+    wait(&mut events_a, "A established", established).await;
+    until("B rejects A's first prefix", || async {
+        next_hop_rejections(&speaker_b).await == 1
+    })
+    .await;
+
+    // A originates one more prefix: B gets it on the running session.
+    a_config
+        .originated
+        .push("2001:db8:200::/40".parse().unwrap());
+    let done = speaker_a.reconfigure(a_config.clone()).await.unwrap();
+    assert!(done.contains("1 prefixes originated"), "{done}");
+    until("B gets A's second prefix", || async {
+        next_hop_rejections(&speaker_b).await == 2
+    })
+    .await;
+
+    // B's listen range goes: A is stopped and refused, then let back in.
+    let peers = speaker_b.peers().await;
+    assert_eq!(peers.len(), 1);
+    let range = b.ranges.remove(0);
+    let done = speaker_b.reconfigure(b.clone()).await.unwrap();
+    assert!(done.contains("1 dynamic peers dropped"), "{done}");
+    let reason = wait(&mut events_a, "A sees the session down", |e| match e {
+        Event::Down { reason, .. } => Some(reason.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(
+        cease_received(&reason),
+        CeaseSubcode::AdministrativeShutdown
+    );
+    assert!(speaker_b.peers().await.is_empty());
+    let refused = tokio::time::timeout(Duration::from_secs(3), async {
+        while let Some(e) = events_a.recv().await {
+            if matches!(e, Event::Established { .. }) {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(
+        refused.is_err(),
+        "A re-established without a listen range on B"
+    );
+    b.ranges.push(range);
+    speaker_b.reconfigure(b.clone()).await.unwrap();
+    wait(&mut events_a, "A established again", established).await;
+
+    // A's neighbour settings change: its session restarts.
+    while events_b.try_recv().is_ok() {}
+    a_config.neighbors[0].settings.hold_time = bgp::wire::HoldTime::new(30).unwrap();
+    let done = speaker_a.reconfigure(a_config.clone()).await.unwrap();
+    assert!(done.contains("1 changed"), "{done}");
+    wait(&mut events_b, "B sees A's session go", |e| {
+        matches!(e, Event::Down { .. }).then_some(())
+    })
+    .await;
+    wait(&mut events_b, "B established with the new A", established).await;
+
+    let mut other = a_config.clone();
+    other.local_asn = Asn(65009);
+    assert_eq!(
+        speaker_a.reconfigure(other).await,
+        Err(ReconfigureError::NeedsRestart("the local AS".into()))
+    );
     speaker_a.shutdown().await;
     speaker_b.shutdown().await;
 }

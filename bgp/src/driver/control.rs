@@ -11,6 +11,8 @@ use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use ipnet::Ipv6Net;
+
 use bytes::Bytes;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -18,8 +20,11 @@ use tokio::task::{AbortHandle, JoinSet};
 
 use super::io::{self, ConnId, Internal, WriteCmd};
 use super::sockopt;
-use super::{AdminAction, AdminError, Command, Event, PeerSettings, PeerSummary, SpeakerConfig};
-use crate::export::{advertisements, ExportSession};
+use super::{
+    AdminAction, AdminError, Command, Event, PeerSettings, PeerSummary, ReconfigureError,
+    SpeakerConfig,
+};
+use crate::export::{advertisements, withdrawals, ExportSession};
 use crate::fsm::{
     resolve_collision, Direction, Input, Output, Session, SessionConfig, State, Survivor, Teardown,
     Timer,
@@ -168,6 +173,9 @@ pub(super) async fn run(
                 }
                 Some(Command::Admin(address, action, tx)) => {
                     let _ = tx.send(c.admin(address, action));
+                }
+                Some(Command::Reconfigure(config, tx)) => {
+                    let _ = tx.send(c.reconfigure(*config));
                 }
                 Some(Command::Shutdown(done)) => {
                     accept.abort();
@@ -549,25 +557,10 @@ impl Control {
         }
     }
 
+    /// Announces every originated prefix the peer's export list names.
     fn send_exports(&mut self, id: PeerId, key: SlotKey) {
-        let Some(peer) = self.peers.get(&id) else {
-            return;
-        };
-        let Some(slot) = peer.slot(key) else {
-            return;
-        };
-        let (Some(conn), Some(neg)) = (slot.conn, slot.session.negotiated()) else {
-            return;
-        };
-        let Some(local) = self.conns.get(&conn).map(|c| c.local) else {
-            return;
-        };
-        let mut session = ExportSession::new(self.config.local_asn, local, neg.context);
-        session.ibgp = neg.ibgp;
-        let updates = advertisements(&self.config.originated, &peer.settings.export, &session);
-        for u in updates {
-            self.send(id, key, &Message::Update(u.into()));
-        }
+        let all = self.config.originated.clone();
+        self.send_originated(id, key, &all, &[]);
     }
 
     fn send(&mut self, id: PeerId, key: SlotKey, m: &Message) {
@@ -802,6 +795,157 @@ impl Control {
             AdminAction::Enable => "enabled",
         };
         Ok(format!("neighbor {address} {done}"))
+    }
+
+    /// See [`Speaker::reconfigure`](super::Speaker::reconfigure).
+    fn reconfigure(&mut self, new: SpeakerConfig) -> Result<String, ReconfigureError> {
+        let old = &self.config;
+        let fixed = [
+            ("the local AS", old.local_asn != new.local_asn),
+            ("the router id", old.router_id != new.router_id),
+            ("the listening socket", old.listen != new.listen),
+            ("the remote port", old.remote_port != new.remote_port),
+            ("the RIB configuration", old.rib != new.rib),
+        ];
+        let changed: Vec<&str> = fixed.iter().filter(|f| f.1).map(|f| f.0).collect();
+        if !changed.is_empty() {
+            return Err(ReconfigureError::NeedsRestart(changed.join(", ")));
+        }
+        let (mut added, mut removed, mut changed) = (0, 0, 0);
+        // Neighbours, by address.
+        let old_neighbors = std::mem::take(&mut self.config.neighbors);
+        for n in &old_neighbors {
+            let keep = new.neighbors.iter().any(|m| m == n);
+            if !keep {
+                if let Some(&id) = self.by_addr.get(&n.address) {
+                    self.forget_peer(id);
+                }
+                if new.neighbors.iter().any(|m| m.address == n.address) {
+                    changed += 1;
+                } else {
+                    removed += 1;
+                }
+            }
+        }
+        for n in &new.neighbors {
+            if !old_neighbors.iter().any(|m| m == n) {
+                if !old_neighbors.iter().any(|m| m.address == n.address) {
+                    added += 1;
+                }
+                if let Some(&id) = self.by_addr.get(&n.address) {
+                    // A dynamic peer that is now a configured neighbour.
+                    self.forget_peer(id);
+                }
+                self.add_peer(n.address, Arc::new(n.settings.clone()), false, n.passive);
+            }
+        }
+        self.config.neighbors = new.neighbors;
+        // Dynamic peers follow their range.
+        self.config.ranges = new.ranges;
+        let stale: Vec<PeerId> = self
+            .peers
+            .values()
+            .filter(|p| p.dynamic)
+            .filter(|p| {
+                !self
+                    .config
+                    .ranges
+                    .iter()
+                    .any(|r| r.range.contains(&p.address) && r.settings == *p.settings)
+            })
+            .map(|p| p.id)
+            .collect();
+        let dynamic_gone = stale.len();
+        for id in stale {
+            self.forget_peer(id);
+        }
+        // Originated prefixes: tell the established sessions.
+        let gone: Vec<Ipv6Net> = self
+            .config
+            .originated
+            .iter()
+            .filter(|p| !new.originated.contains(p))
+            .copied()
+            .collect();
+        let fresh: Vec<Ipv6Net> = new
+            .originated
+            .iter()
+            .filter(|p| !self.config.originated.contains(p))
+            .copied()
+            .collect();
+        self.config.originated = new.originated;
+        if !gone.is_empty() || !fresh.is_empty() {
+            let established: Vec<(PeerId, SlotKey)> = self
+                .peers
+                .values()
+                .filter(|p| p.primary.session.state() == State::Established)
+                .map(|p| (p.id, p.primary.key))
+                .collect();
+            for (id, key) in established {
+                self.send_originated(id, key, &fresh, &gone);
+            }
+        }
+        self.run_queue();
+        Ok(format!(
+            "BGP: {added} neighbours added, {removed} removed, {changed} changed; \
+             {dynamic_gone} dynamic peers dropped; {} prefixes originated, {} withdrawn",
+            fresh.len(),
+            gone.len()
+        ))
+    }
+
+    /// Stops a peer's sessions (Cease / Administrative Shutdown), drops
+    /// its routes and forgets it.
+    fn forget_peer(&mut self, id: PeerId) {
+        let Some(peer) = self.peers.get(&id) else {
+            return;
+        };
+        let primary = peer.primary.key;
+        if let Some(s) = peer.secondary.as_ref().map(|s| s.key) {
+            self.drop_secondary(id, s);
+        }
+        self.queue.push_back((id, primary, Input::ManualStop));
+        self.run_queue();
+        for t in SESSION_TIMERS {
+            self.cancel(TimerKey::Session(id, primary, t));
+        }
+        if let Some(peer) = self.peers.remove(&id) {
+            if let Some((_, _, h)) = peer.connecting {
+                h.abort();
+            }
+            if let Some(c) = peer.primary.conn.and_then(|c| self.conns.remove(&c)) {
+                let _ = c.writer.send(WriteCmd::Close);
+            }
+            if self.by_addr.get(&peer.address) == Some(&id) {
+                self.by_addr.remove(&peer.address);
+            }
+        }
+        let out = self.rib.remove_peer(id);
+        self.rib_outputs(out);
+    }
+
+    /// Announces `fresh` and withdraws `gone` (both filtered by the peer's
+    /// export list) on an established session.
+    fn send_originated(&mut self, id: PeerId, key: SlotKey, fresh: &[Ipv6Net], gone: &[Ipv6Net]) {
+        let Some(peer) = self.peers.get(&id) else {
+            return;
+        };
+        let Some(slot) = peer.slot(key) else {
+            return;
+        };
+        let (Some(conn), Some(neg)) = (slot.conn, slot.session.negotiated()) else {
+            return;
+        };
+        let Some(local) = self.conns.get(&conn).map(|c| c.local) else {
+            return;
+        };
+        let mut session = ExportSession::new(self.config.local_asn, local, neg.context);
+        session.ibgp = neg.ibgp;
+        let mut updates = withdrawals(gone, &peer.settings.export, &neg.context);
+        updates.extend(advertisements(fresh, &peer.settings.export, &session));
+        for u in updates {
+            self.send(id, key, &Message::Update(u.into()));
+        }
     }
 
     fn summaries(&self) -> Vec<PeerSummary> {

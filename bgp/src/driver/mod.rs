@@ -295,6 +295,19 @@ pub enum AdminError {
     Stopped,
 }
 
+/// Why [`Speaker::reconfigure`] changed nothing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReconfigureError {
+    /// Settings a running speaker cannot change: our AS, router id,
+    /// listening socket, remote port or RIB configuration.
+    #[error("{0} changed: a running speaker cannot change it")]
+    NeedsRestart(String),
+    /// The speaker has stopped.
+    #[error("the BGP speaker has stopped")]
+    Stopped,
+}
+
 #[derive(Debug)]
 enum Command {
     Peers(oneshot::Sender<Vec<PeerSummary>>),
@@ -303,6 +316,10 @@ enum Command {
         Ipv6Addr,
         AdminAction,
         oneshot::Sender<Result<String, AdminError>>,
+    ),
+    Reconfigure(
+        Box<SpeakerConfig>,
+        oneshot::Sender<Result<String, ReconfigureError>>,
     ),
     Shutdown(oneshot::Sender<()>),
 }
@@ -388,6 +405,28 @@ impl Speaker {
             return Err(AdminError::Stopped);
         }
         rx.await.unwrap_or(Err(AdminError::Stopped))
+    }
+
+    /// Applies a new configuration's neighbours, listen ranges and
+    /// originated prefixes: a neighbour that is gone, or whose settings
+    /// changed, is stopped (Cease / Administrative Shutdown, its routes
+    /// withdrawn) and forgotten, then a changed or new one starts; a
+    /// dynamic peer whose listen range is gone or changed is stopped and
+    /// forgotten (it may connect again, under the new range's settings);
+    /// established sessions are sent the originated prefixes added and
+    /// withdrawn. Returns what changed, for humans. The other settings
+    /// cannot change: [`ReconfigureError::NeedsRestart`], nothing applied.
+    pub async fn reconfigure(&self, config: SpeakerConfig) -> Result<String, ReconfigureError> {
+        let (tx, rx) = oneshot::channel();
+        if self
+            .commands
+            .send(Command::Reconfigure(Box::new(config), tx))
+            .await
+            .is_err()
+        {
+            return Err(ReconfigureError::Stopped);
+        }
+        rx.await.unwrap_or(Err(ReconfigureError::Stopped))
     }
 
     /// Stops every session (Cease / Administrative Shutdown, as a Hard
