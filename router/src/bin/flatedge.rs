@@ -54,7 +54,7 @@ fn main() -> ExitCode {
         }
     }
     let daemon = match Daemon::start(config) {
-        Ok(d) => d,
+        Ok(d) => d.with_config_file(cli.config.clone()),
         Err(e) => {
             eprintln!("flatedge: {e}");
             return ExitCode::FAILURE;

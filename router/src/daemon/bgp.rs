@@ -1,7 +1,7 @@
 //! BGP in the daemon: the `bgp` crate's tokio [`Speaker`] on its own
 //! thread (a current-thread runtime), its events forwarded to the control
-//! thread as [`Msg::Bgp`], and queries (`show bgp summary`) and
-//! operator actions (`neighbor ADDR reset|disable|enable`) answered
+//! thread as [`Msg::Bgp`], and queries (`show bgp summary`), operator
+//! actions (`neighbor ADDR reset|disable|enable`) and `reload` answered
 //! through a command channel.
 //!
 //! [`speaker_config`] maps the router configuration (DESIGN.md section 6)
@@ -13,8 +13,8 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use bgp::driver::{
-    AdminAction, AdminError, Event, ListenRange, Neighbor, PeerSettings, PeerSummary, Speaker,
-    SpeakerConfig,
+    AdminAction, AdminError, Event, ListenRange, Neighbor, PeerSettings, PeerSummary,
+    ReconfigureError, Speaker, SpeakerConfig,
 };
 use bgp::fsm::GracefulRestartConfig;
 use bgp::policy::ImportPolicy;
@@ -91,6 +91,7 @@ enum Cmd {
     Peers(Sender<Vec<PeerSummary>>),
     Routes(Option<Ipv6Net>, usize, Sender<Vec<RouteView>>),
     Admin(Ipv6Addr, AdminAction, Sender<Result<String, AdminError>>),
+    Reconfigure(Box<SpeakerConfig>, Sender<Result<String, ReconfigureError>>),
 }
 
 /// The BGP thread; the speaker shuts its sessions down (Cease) when this
@@ -147,6 +148,9 @@ impl Bgp {
                                 Some(Cmd::Admin(address, action, reply)) => {
                                     let _ = reply.send(speaker.admin(address, action).await);
                                 }
+                                Some(Cmd::Reconfigure(config, reply)) => {
+                                    let _ = reply.send(speaker.reconfigure(*config).await);
+                                }
                                 None => break,
                             },
                         }
@@ -202,6 +206,20 @@ impl Bgp {
             .blocking_send(Cmd::Admin(address, action, tx))
             .ok()?;
         rx.recv_timeout(Duration::from_secs(5)).ok()
+    }
+
+    /// Applies a new configuration's BGP peers and originated prefixes
+    /// (`None` if the speaker does not answer).
+    pub(super) fn reconfigure(
+        &self,
+        config: SpeakerConfig,
+    ) -> Option<Result<String, ReconfigureError>> {
+        let (tx, rx) = mpsc::channel();
+        self.cmds
+            .as_ref()?
+            .blocking_send(Cmd::Reconfigure(Box::new(config), tx))
+            .ok()?;
+        rx.recv_timeout(Duration::from_secs(10)).ok()
     }
 
     /// Every peer's summary (`None` if the speaker does not answer).

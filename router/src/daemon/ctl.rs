@@ -208,10 +208,10 @@ impl Daemon {
             Request::ShowBgpSummary => self.bgp_summary(),
             Request::ShowRoute { prefix } => self.show_route(prefix),
             Request::Neighbor { address, action } => self.neighbor(address, action),
-            Request::Reload => Response::error(
-                ErrorCode::Unsupported,
-                "reload is not implemented in this flatedge yet: restart it (flows keep their next hops)",
-            ),
+            // The control loop answers it: it changes the daemon.
+            Request::Reload => {
+                Response::error(ErrorCode::Internal, "reload reached the wrong handler")
+            }
             _ => Response::error(ErrorCode::Unsupported, "unknown command"),
         }
     }

@@ -40,6 +40,7 @@ mod ctl;
 pub mod ifaddr;
 mod metrics;
 pub mod nexthops;
+mod reload;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv6Addr;
@@ -182,6 +183,8 @@ struct WorkerHandle {
 /// The running daemon (see the module docs).
 pub struct Daemon {
     config: Config,
+    /// The file `config` came from, which `reload` reads again.
+    config_file: Option<PathBuf>,
     carrier: Vec<bool>,
     ports: Vec<PortInfo>,
     fib: Fib,
@@ -363,6 +366,7 @@ impl Daemon {
                 None => None,
             },
             pending_glean: BTreeSet::new(),
+            config_file: None,
             hosts: BTreeSet::new(),
             hosts_refused: 0,
             msgs,
@@ -381,6 +385,13 @@ impl Daemon {
             d.bgp = Some(bgp::Bgp::start(bgp::speaker_config(&d.config), tx)?);
         }
         Ok(d)
+    }
+
+    /// Names the file the configuration came from: `flatedgectl reload`
+    /// reads it again (without one, `reload` is refused).
+    pub fn with_config_file(mut self, path: PathBuf) -> Daemon {
+        self.config_file = Some(path);
+        self
     }
 
     /// The ctl socket's path.
@@ -891,6 +902,10 @@ impl Daemon {
             Msg::Glean(dst) => {
                 self.glean(dst);
                 false
+            }
+            Msg::Ctl(::ctl::Request::Reload, reply) => {
+                let _ = reply.send(self.reload());
+                true
             }
             Msg::Ctl(req, reply) => {
                 let _ = reply.send(self.answer(req));

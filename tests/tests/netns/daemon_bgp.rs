@@ -27,9 +27,8 @@ fn pod_addr(i: usize) -> String {
     format!("2001:db8:100:{i}::1")
 }
 
-fn config() -> String {
-    format!(
-        r#"[router]
+/// The daemon's `[router]` and interfaces.
+const ROUTER: &str = r#"[router]
 asn = 65000
 router-id = "192.0.2.1"
 
@@ -37,7 +36,11 @@ router-id = "192.0.2.1"
 name = "up0"
 [[interface]]
 name = "k8s0"
+"#;
 
+fn config() -> String {
+    format!(
+        r#"{ROUTER}
 [[bgp.listen]]
 range = "{RANGE}"
 peer-asn = 65001
@@ -355,24 +358,25 @@ fn flatedgectl(lab: &Lab, args: &[&str], code: i32) -> String {
     text
 }
 
-/// Node 1's entry in `show bgp summary`.
-fn peer(lab: &Lab, i: usize) -> ctl::BgpPeer {
+/// Node `i`'s entry in `show bgp summary`, if it has one.
+fn try_peer(lab: &Lab, i: usize) -> Option<ctl::BgpPeer> {
     match lab.ctl(Request::ShowBgpSummary) {
         Response::BgpSummary(s) => s
             .peers
             .into_iter()
-            .find(|p| p.address == crate::lab::node_addr(i))
-            .unwrap_or_else(|| panic!("no peer {i}")),
+            .find(|p| p.address == crate::lab::node_addr(i)),
         other => panic!("show bgp summary: {other:?}"),
     }
 }
 
-/// The operator's `neighbor ADDR disable|enable|reset` against a real
-/// gobgpd node: disabling node 1 closes its session, withdraws its pod
-/// route and refuses the node's reconnects until `enable`; a reset
-/// re-establishes the session by itself. Node 2 is never touched.
-#[test]
-fn daemon_neighbor_disable_enable_and_reset() {
+/// Node `i`'s entry in `show bgp summary`.
+fn peer(lab: &Lab, i: usize) -> ctl::BgpPeer {
+    try_peer(lab, i).unwrap_or_else(|| panic!("no peer {i}"))
+}
+
+/// The daemon with `config()` and two gobgpd nodes established, each
+/// announcing its pod and the service.
+fn two_nodes() -> Lab {
     let mut lab = Lab::new_routed(2);
     lab.start_daemon(&config());
     for i in 1..=2 {
@@ -383,6 +387,16 @@ fn daemon_neighbor_disable_enable_and_reset() {
     lab.poll("two nodes established", SESSION_TIMEOUT, || {
         all_established(&lab, 2)
     });
+    lab
+}
+
+/// The operator's `neighbor ADDR disable|enable|reset` against a real
+/// gobgpd node: disabling node 1 closes its session, withdraws its pod
+/// route and refuses the node's reconnects until `enable`; a reset
+/// re-establishes the session by itself. Node 2 is never touched.
+#[test]
+fn daemon_neighbor_disable_enable_and_reset() {
+    let lab = two_nodes();
     let node1 = node_addr(1).to_string();
 
     let out = flatedgectl(&lab, &["neighbor", &node1, "disable"], 0);
@@ -425,4 +439,139 @@ fn daemon_neighbor_disable_enable_and_reset() {
 
     let out = flatedgectl(&lab, &["neighbor", "2001:db8:1::99", "disable"], 1);
     assert!(out.contains("not a BGP peer"), "{out}");
+}
+
+/// `config()` with a static route, aggregates exported to the nodes, and
+/// the listen range's import list reduced to `import`.
+fn reloaded_config(import: &str, aggregates: &[&str], static_route: bool) -> String {
+    let aggregates: Vec<String> = aggregates.iter().map(|a| format!("\"{a}\"")).collect();
+    let route = if static_route {
+        format!(
+            "[[route]]\nprefix = \"2001:db8:77::/48\"\nvia = [\"{}\"]\n",
+            node_addr(1)
+        )
+    } else {
+        String::new()
+    };
+    format!(
+        r#"{ROUTER}
+[bgp]
+aggregates = [{aggregates}]
+
+[[bgp.listen]]
+range = "{RANGE}"
+peer-asn = 65001
+import = [{import}, "2001:db8:96::/112 le 128"]
+export = ["2001:db8::/32 le 48"]
+graceful-restart = true
+
+{route}"#,
+        aggregates = aggregates.join(", ")
+    )
+}
+
+/// Whether node `i`'s gobgpd has `prefix` from flatedge.
+fn node_has(lab: &Lab, i: usize, prefix: &str) -> bool {
+    lab.gobgp(i, "global rib -a ipv6").contains(prefix)
+}
+
+/// `flatedgectl reload` against gobgpd nodes: a new static route and
+/// aggregates are installed, the listen range's new import list applies
+/// (its peers reconnect under it: node 2's pod is refused), an aggregate
+/// added or removed later is announced or withdrawn on the running
+/// sessions, and a removed static route goes. A file that changes an
+/// interface, or an invalid one, is refused and changes nothing.
+#[test]
+fn daemon_reload_applies_routes_and_bgp_changes() {
+    let lab = two_nodes();
+    assert!(fib(&lab, &pod_addr(2)).prefix.is_some());
+
+    // An interface more: needs a restart, nothing changes.
+    let mut bad = reloaded_config("\"2001:db8:100:1::/64\"", &[], true);
+    bad = bad.replace(
+        "name = \"k8s0\"",
+        "name = \"k8s0\"\n[[interface]]\nname = \"lo\"",
+    );
+    lab.write_daemon_config(&bad);
+    let out = flatedgectl(&lab, &["reload"], 1);
+    assert!(
+        out.contains("[[interface]]") && out.contains("restart"),
+        "{out}"
+    );
+    lab.write_daemon_config("[router]\nasn = 0\n");
+    let out = flatedgectl(&lab, &["reload"], 1);
+    assert!(
+        out.contains("flatedge.toml:") && out.contains("nothing was changed"),
+        "{out}"
+    );
+    assert!(fib(&lab, "2001:db8:77::1").prefix.is_none());
+
+    lab.write_daemon_config(&reloaded_config(
+        "\"2001:db8:100:1::/64\"",
+        &["2001:db8:dead::/48"],
+        true,
+    ));
+    let out = flatedgectl(&lab, &["reload"], 0);
+    assert!(out.contains("reloaded"), "{out}");
+    let f = fib(&lab, "2001:db8:77::1");
+    assert_eq!(
+        f.prefix.map(|p| p.to_string()).as_deref(),
+        Some("2001:db8:77::/48"),
+        "{f:?}"
+    );
+    assert_eq!(f.nexthops[0].address, node_addr(1), "{f:?}");
+    // The range's settings changed: its peers were dropped and dial again.
+    lab.poll(
+        "the nodes back under the new import list",
+        SESSION_TIMEOUT,
+        || {
+            let (Some(p1), Some(p2)) = (try_peer(&lab, 1), try_peer(&lab, 2)) else {
+                return false;
+            };
+            p1.state == PeerState::Established
+                && p2.state == PeerState::Established
+                && p1.prefixes_accepted == 2
+                && p2.prefixes_accepted == 1
+        },
+    );
+    assert!(fib(&lab, &pod_addr(1)).prefix.is_some());
+    assert!(fib(&lab, &pod_addr(2)).prefix.is_none());
+    lab.poll(
+        "node 1 learns the aggregate",
+        Duration::from_secs(10),
+        || node_has(&lab, 1, "2001:db8:dead::/48"),
+    );
+
+    // One aggregate more, then the static route and that aggregate go:
+    // the running sessions get the UPDATEs (no session restarts).
+    let up = peer(&lab, 1).uptime_s;
+    lab.write_daemon_config(&reloaded_config(
+        "\"2001:db8:100:1::/64\"",
+        &["2001:db8:dead::/48", "2001:db8:beef::/48"],
+        true,
+    ));
+    flatedgectl(&lab, &["reload"], 0);
+    lab.poll(
+        "node 1 learns the new aggregate",
+        Duration::from_secs(10),
+        || node_has(&lab, 1, "2001:db8:beef::/48"),
+    );
+    lab.write_daemon_config(&reloaded_config(
+        "\"2001:db8:100:1::/64\"",
+        &["2001:db8:dead::/48"],
+        false,
+    ));
+    flatedgectl(&lab, &["reload"], 0);
+    lab.poll(
+        "node 1 loses the aggregate",
+        Duration::from_secs(10),
+        || !node_has(&lab, 1, "2001:db8:beef::/48"),
+    );
+    assert!(node_has(&lab, 1, "2001:db8:dead::/48"));
+    assert!(fib(&lab, "2001:db8:77::1").prefix.is_none());
+    let p1 = peer(&lab, 1);
+    assert!(
+        p1.state == PeerState::Established && p1.uptime_s >= up,
+        "node 1's session restarted: {p1:?}"
+    );
 }

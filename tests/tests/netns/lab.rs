@@ -463,12 +463,7 @@ impl Lab {
     /// (its `[ctl]` is added here) and waits until its ctl socket answers.
     pub fn start_daemon(&mut self, config: &str) {
         let bin = workspace_bin("flatedge");
-        let path = self.dir.join("flatedge.toml");
-        let config = format!(
-            "{config}\n[ctl]\nsocket = \"{}\"\n",
-            self.ctl_socket().display()
-        );
-        fs::write(&path, config).expect("write flatedge config");
+        let path = self.write_daemon_config(config);
         let log = fs::File::create(self.dir.join("flatedge.log")).expect("log file");
         let child = Command::new("ip")
             .args(["netns", "exec", &self.edge])
@@ -496,6 +491,18 @@ impl Lab {
             )
             .is_ok()
         });
+    }
+
+    /// Writes the daemon's config file (its `[ctl]` added), the one
+    /// `start_daemon` starts it with and `reload` reads again.
+    pub fn write_daemon_config(&self, config: &str) -> PathBuf {
+        let path = self.dir.join("flatedge.toml");
+        let config = format!(
+            "{config}\n[ctl]\nsocket = \"{}\"\n",
+            self.ctl_socket().display()
+        );
+        fs::write(&path, config).expect("write flatedge config");
+        path
     }
 
     /// The daemon's log so far.

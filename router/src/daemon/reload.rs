@@ -1,0 +1,180 @@
+//! `flatedgectl reload`: re-read the configuration file and apply what a
+//! running daemon can change without dropping traffic.
+//!
+//! Applied: static routes (`[[route]]`), aggregates, and BGP's
+//! neighbours, listen ranges (with their import and export lists,
+//! max-prefixes, timers, keys) and originated prefixes, through
+//! [`Speaker::reconfigure`](::bgp::driver::Speaker::reconfigure). A
+//! route that goes gives its prefix back to BGP when the RIB has a path
+//! for it. Everything else (`[router]`, `[ctl]`, the interfaces,
+//! `[icmp]`, `[metrics]`, BGP's port and multipath, turning BGP on or
+//! off) needs a restart: such a file is refused as a whole, as is an
+//! invalid one, and the running configuration stays.
+
+use std::collections::BTreeMap;
+use std::net::Ipv6Addr;
+
+use ::bgp::rib::{NextHop as RibNextHop, PathStatus as BgpStatus, RibChange};
+use ::ctl::{Done, ErrorCode, Response};
+use fib::{NextHopId, Prefix};
+
+use super::{bgp, log, Daemon, Source};
+use crate::Config;
+
+/// The sections of `new` that differ from `old` and need a restart.
+pub(super) fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
+    [
+        ("[router]", old.router != new.router),
+        ("[ctl]", old.ctl != new.ctl),
+        ("[[interface]]", old.interfaces != new.interfaces),
+        ("[icmp]", old.icmp != new.icmp),
+        ("[metrics]", old.metrics != new.metrics),
+        ("[bgp] port", old.bgp.port != new.bgp.port),
+        ("[bgp.multipath]", old.bgp.multipath != new.bgp.multipath),
+        ("BGP turned on or off", bgp::wanted(old) != bgp::wanted(new)),
+    ]
+    .into_iter()
+    .filter(|(_, changed)| *changed)
+    .map(|(what, _)| what)
+    .collect()
+}
+
+/// Prefix -> next hops of a configuration's static routes; aggregates
+/// map to no next hop.
+fn own_routes(c: &Config) -> BTreeMap<Prefix, Vec<Ipv6Addr>> {
+    let mut out: BTreeMap<Prefix, Vec<Ipv6Addr>> =
+        c.bgp.aggregates.iter().map(|&p| (p, Vec::new())).collect();
+    for r in &c.routes {
+        out.insert(r.prefix, r.via.clone());
+    }
+    out
+}
+
+impl Daemon {
+    /// Re-reads the configuration file and applies it (see the module
+    /// docs).
+    pub(super) fn reload(&mut self) -> Response {
+        let Some(path) = self.config_file.clone() else {
+            return Response::error(
+                ErrorCode::Unsupported,
+                "this daemon was not started from a configuration file",
+            );
+        };
+        let new = match Config::from_file(&path) {
+            Ok(c) => c,
+            Err(e) => {
+                return Response::error(
+                    ErrorCode::InvalidConfig,
+                    format!("{e}\nnothing was changed"),
+                )
+            }
+        };
+        let fixed = needs_restart(&self.config, &new);
+        if !fixed.is_empty() {
+            return Response::error(
+                ErrorCode::InvalidState,
+                format!(
+                    "{} changed in {}: restart flatedge to apply; nothing was changed",
+                    fixed.join(", "),
+                    path.display()
+                ),
+            );
+        }
+        for r in &new.routes {
+            if let Some(via) = r.via.iter().find(|v| self.port_of(**v).is_none()) {
+                return Response::error(
+                    ErrorCode::InvalidConfig,
+                    format!(
+                        "route {}: next hop {via} is on no subnet of an [[interface]]; nothing was changed",
+                        r.prefix
+                    ),
+                );
+            }
+        }
+        let mut notes = Vec::new();
+        if let Some(b) = &self.bgp {
+            match b.reconfigure(bgp::speaker_config(&new)) {
+                Some(Ok(m)) => notes.push(m),
+                Some(Err(e)) => {
+                    return Response::error(
+                        ErrorCode::InvalidState,
+                        format!("{e}; nothing was changed"),
+                    )
+                }
+                None => {
+                    return Response::error(ErrorCode::Internal, "the BGP speaker did not answer")
+                }
+            }
+        }
+        let (old, wanted) = (own_routes(&self.config), own_routes(&new));
+        let (mut added, mut removed, mut changed) = (0, 0, 0);
+        for prefix in old.keys().filter(|p| !wanted.contains_key(p)) {
+            self.uninstall(*prefix);
+            self.restore_bgp(*prefix);
+            removed += 1;
+        }
+        for (prefix, via) in &wanted {
+            match old.get(prefix) {
+                Some(v) if v == via => continue,
+                Some(_) => changed += 1,
+                None => added += 1,
+            }
+            if let Err(e) = self.install_own(*prefix, via) {
+                log!("reload: route {prefix}: {e}");
+            }
+        }
+        notes.push(format!(
+            "static routes and aggregates: {added} added, {removed} removed, {changed} changed"
+        ));
+        self.config = new;
+        let message = format!("reloaded {}: {}", path.display(), notes.join("; "));
+        log!("{message}");
+        Response::Done(Done { message })
+    }
+
+    /// Installs a static route (`via` not empty) or an aggregate.
+    fn install_own(&mut self, prefix: Prefix, via: &[Ipv6Addr]) -> Result<(), super::DaemonError> {
+        if via.is_empty() {
+            let id = self.nexthops.unreachable();
+            return self.install(prefix, Source::Aggregate, vec![id]);
+        }
+        let mut ids: Vec<NextHopId> = Vec::new();
+        for &v in via {
+            // Checked by the caller: every next hop is on a subnet.
+            if let Some(port) = self.port_of(v) {
+                ids.push(self.track(v, port)?);
+            }
+        }
+        self.install(prefix, Source::Static, ids)
+    }
+
+    /// Puts the RIB's best path and ECMP set for `prefix` back into the
+    /// FIB (after a route of our own that hid it went away).
+    fn restore_bgp(&mut self, prefix: Prefix) {
+        let Some(b) = &self.bgp else { return };
+        let Ok(net) = ipnet::Ipv6Net::new(prefix.addr(), prefix.len()) else {
+            return;
+        };
+        let Some(views) = b.routes(Some(net), 1) else {
+            return;
+        };
+        for v in views {
+            let nexthops: Vec<RibNextHop> = v
+                .paths
+                .iter()
+                .filter(|p| matches!(p.status, BgpStatus::Best | BgpStatus::Multipath))
+                .map(|p| RibNextHop {
+                    addr: p.attrs.next_hop.addr,
+                    ifindex: p.attrs.next_hop.ifindex,
+                    peer: p.attrs.peer,
+                })
+                .collect();
+            if !nexthops.is_empty() {
+                self.apply_bgp(RibChange {
+                    prefix: v.prefix,
+                    nexthops,
+                });
+            }
+        }
+    }
+}
