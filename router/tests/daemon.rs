@@ -728,6 +728,31 @@ fn daemon_forwards_and_answers() {
     );
     assert!(http_get(&lab.c, "/").starts_with("HTTP/1.1 404"));
 
+    // The client is a gleaned host (a route of its own, on a connected
+    // subnet): the prober leaves it alone, unlike the static next hops.
+    match lab.ctl(Request::ShowFib {
+        address: CLIENT.parse().unwrap(),
+    }) {
+        Response::Fib(f) => assert_eq!(
+            f.prefix.map(|p| p.to_string()),
+            Some(format!("{CLIENT}/128")),
+            "{f:?}"
+        ),
+        other => panic!("show fib {CLIENT}: {other:?}"),
+    }
+    let echos = |ns: &str| -> u64 {
+        run(&["ip", "netns", "exec", ns, "cat", "/proc/net/snmp6"])
+            .lines()
+            .find_map(|l| l.strip_prefix("Icmp6InEchos"))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("Icmp6InEchos")
+    };
+    let (c0, s0) = (echos(&lab.c), echos(&lab.s[0]));
+    thread::sleep(Duration::from_secs(2));
+    let (c1, s1) = (echos(&lab.c), echos(&lab.s[0]));
+    assert!(s1 - s0 >= 5, "the prober stopped probing s1: {s0} -> {s1}");
+    assert_eq!(c1, c0, "the gleaned client got echo requests (probes)");
+
     // The real CLI, human output.
     let out = Command::new(flatedgectl())
         .arg("--socket")

@@ -195,6 +195,8 @@ pub struct Daemon {
     own_addrs: BTreeSet<Ipv6Addr>,
     neigh: NeighClient,
     prober: Option<Prober>,
+    /// The next hops the prober follows (static and BGP ones).
+    probed: BTreeSet<NextHopId>,
     bgp: Option<bgp::Bgp>,
     /// BGP next hops on no connected subnet, already logged.
     unreachable_logged: BTreeSet<Ipv6Addr>,
@@ -356,6 +358,7 @@ impl Daemon {
             addrs: BTreeMap::new(),
             own_addrs: BTreeSet::new(),
             prober: None,
+            probed: BTreeSet::new(),
             bgp: None,
             unreachable_logged: BTreeSet::new(),
             workers: Vec::new(),
@@ -421,7 +424,7 @@ impl Daemon {
                         },
                     }
                 })?;
-                ids.push(self.track(*via, port)?);
+                ids.push(self.track(*via, port, true)?);
             }
             self.install(r.prefix, Source::Static, ids)?;
         }
@@ -440,12 +443,23 @@ impl Daemon {
     }
 
     /// The id of neighbour `addr` behind `port`, asking the kernel to keep
-    /// it resolved when it is new.
-    fn track(&mut self, addr: Ipv6Addr, port: PortIndex) -> Result<NextHopId, DaemonError> {
+    /// it resolved when it is new. `probe`: a static or BGP next hop, whose
+    /// liveness the prober follows (ECMP takes a silent one out within a
+    /// second). Gleaned hosts are not probed: up to [`MAX_HOSTS`] of them
+    /// at one echo each per probe interval would flood their subnets, and
+    /// the kernel's neighbour state already releases a host that is gone.
+    fn track(
+        &mut self,
+        addr: Ipv6Addr,
+        port: PortIndex,
+        probe: bool,
+    ) -> Result<NextHopId, DaemonError> {
         let (id, new) = self.nexthops.neighbor(addr, port);
+        let ifindex = self.ports[usize::from(port)].ifindex;
         if new {
-            let ifindex = self.ports[usize::from(port)].ifindex;
             self.neigh.resolve(addr, ifindex)?;
+        }
+        if probe && self.probed.insert(id) {
             if let Some(p) = &self.prober {
                 p.add((addr, ifindex));
             }
@@ -529,16 +543,17 @@ impl Daemon {
     }
 
     /// One route less uses `id`; the last one releases it: no longer
-    /// resolved or probed, its kernel entry deleted (static next hops never
-    /// get here: static routes stay).
+    /// resolved or probed, its kernel entry deleted.
     fn unref_nexthop(&mut self, id: NextHopId) {
         if self.nexthops.unref(id) > 0 {
             return;
         }
         if let Some((addr, port)) = self.nexthops.release(id) {
             let ifindex = self.ports[usize::from(port)].ifindex;
-            if let Some(p) = &self.prober {
-                p.remove((addr, ifindex));
+            if self.probed.remove(&id) {
+                if let Some(p) = &self.prober {
+                    p.remove((addr, ifindex));
+                }
             }
             if let Err(e) = self.neigh.release(addr, ifindex) {
                 log!("cannot release neighbour {addr}: {e}");
@@ -678,7 +693,7 @@ impl Daemon {
             self.hosts_refused += 1;
             return;
         }
-        match self.track(dst, port) {
+        match self.track(dst, port, false) {
             Ok(id) => {
                 if let Err(e) = self.install(host, Source::Host, vec![id]) {
                     log!("host route {host}: {e}");
@@ -721,7 +736,7 @@ impl Daemon {
                 }
                 continue;
             };
-            match self.track(nh.addr, port) {
+            match self.track(nh.addr, port, true) {
                 Ok(id) if !ids.contains(&id) => ids.push(id),
                 Ok(_) => {}
                 Err(e) => log!("cannot resolve BGP next hop {}: {e}", nh.addr),
@@ -736,6 +751,7 @@ impl Daemon {
         let hops: Vec<(Ipv6Addr, u32)> = self
             .nexthops
             .neighbors()
+            .filter(|(id, _, _)| self.probed.contains(id))
             .map(|(_, addr, port)| (addr, self.ports[usize::from(port)].ifindex))
             .collect();
         let (prober, rx) =

@@ -142,7 +142,7 @@ impl Daemon {
         for &v in via {
             // Checked by the caller: every next hop is on a subnet.
             if let Some(port) = self.port_of(v) {
-                ids.push(self.track(v, port)?);
+                ids.push(self.track(v, port, true)?);
             }
         }
         self.install(prefix, Source::Static, ids)
