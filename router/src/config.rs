@@ -28,7 +28,7 @@
 //! `bgp.port`, `bgp.aggregates` (originated prefixes, installed as
 //! unreachable), `[bgp.multipath]` (`max-paths`, `as-path-relax`), per
 //! listen range and neighbour `export`/`import`, `max-prefixes-idle-time`,
-//! `graceful-restart`, `hold-time`, `password` (TCP MD5), `ttl-security`
+//! `graceful-restart`, `hold-time`, `connect-retry`, `password` (TCP MD5), `ttl-security`
 //! (GTSM), and `passive` (neighbours only), `[icmp]` (`rate`, `burst`) and
 //! `[metrics]` (`listen`).
 //!
@@ -76,6 +76,8 @@ pub const DEFAULT_BGP_PORT: u16 = 179;
 pub const DEFAULT_HOLD_TIME: u16 = 90;
 /// Default `max-prefixes-idle-time`, seconds.
 pub const DEFAULT_MAX_PREFIXES_IDLE_TIME: u64 = 30;
+/// Default `connect-retry`, seconds.
+pub const DEFAULT_CONNECT_RETRY: u16 = 30;
 /// Default `bgp.multipath.max-paths`.
 pub const DEFAULT_MAX_PATHS: usize = 16;
 /// Default `icmp.rate`: ICMPv6 errors per second, per worker (Linux's
@@ -238,6 +240,10 @@ pub struct Session {
     pub graceful_restart: bool,
     /// The hold time we propose (`hold-time`).
     pub hold_time: HoldTime,
+    /// Time between two attempts to dial the peer (`connect-retry`,
+    /// RFC 4271's ConnectRetryTimer), for neighbours flatedge dials;
+    /// listen ranges and passive neighbours only accept connections.
+    pub connect_retry: Duration,
     /// TCP MD5 signature key (`password`, RFC 2385).
     pub password: Option<Password>,
     /// GTSM (`ttl-security`, RFC 5082): the peer is at most this many
@@ -417,6 +423,12 @@ pub enum ConfigError {
         at: Location,
         /// The value.
         seconds: u16,
+    },
+    /// `connect-retry = 0`.
+    #[error("{at}: a connect-retry time of 0 s would dial the peer in a loop; use 1 s or more")]
+    ConnectRetryZero {
+        /// Where.
+        at: Location,
     },
     /// `max-prefixes = 0`.
     #[error("{at}: 0 would refuse every route; omit max-prefixes for no limit")]
@@ -635,6 +647,7 @@ impl ConfigError {
             | AsnZero { at }
             | AsTrans { at }
             | HoldTime { at, .. }
+            | ConnectRetryZero { at }
             | MaxPrefixesZero { at }
             | PrefixRule { at, .. }
             | PasswordLength { at, .. }
@@ -858,6 +871,7 @@ macro_rules! raw_peer {
             max_prefixes_idle_time: Option<u64>,
             graceful_restart: Option<bool>,
             hold_time: Option<Spanned<u16>>,
+            connect_retry: Option<Spanned<u16>>,
             password: Option<Spanned<String>>,
             ttl_security: Option<Spanned<u32>>,
         }
@@ -872,6 +886,7 @@ macro_rules! raw_peer {
                     max_prefixes_idle_time: self.max_prefixes_idle_time,
                     graceful_restart: self.graceful_restart,
                     hold_time: self.hold_time.as_ref(),
+                    connect_retry: self.connect_retry.as_ref(),
                     password: self.password.as_ref(),
                     ttl_security: self.ttl_security.as_ref(),
                 }
@@ -901,6 +916,7 @@ struct RawSession<'a> {
     max_prefixes_idle_time: Option<u64>,
     graceful_restart: Option<bool>,
     hold_time: Option<&'a Spanned<u16>>,
+    connect_retry: Option<&'a Spanned<u16>>,
     password: Option<&'a Spanned<String>>,
     ttl_security: Option<&'a Spanned<u32>>,
 }
@@ -1249,6 +1265,16 @@ impl Check<'_> {
                 t
             }
         };
+        let connect_retry = match raw.connect_retry {
+            None => DEFAULT_CONNECT_RETRY,
+            Some(c) => {
+                if *c.get_ref() == 0 {
+                    let at = self.at(format!("{base}.connect-retry"), c.span());
+                    self.push(ConfigError::ConnectRetryZero { at });
+                }
+                *c.get_ref()
+            }
+        };
         let password = raw.password.and_then(|p| {
             let len = p.get_ref().len();
             if (1..=MAX_PASSWORD_LEN).contains(&len) {
@@ -1287,6 +1313,7 @@ impl Check<'_> {
             ),
             graceful_restart: raw.graceful_restart.unwrap_or(true),
             hold_time: hold_time?,
+            connect_retry: Duration::from_secs(u64::from(connect_retry)),
             password,
             ttl_security,
         })

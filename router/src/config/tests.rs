@@ -158,6 +158,7 @@ fn defaults() {
     assert_eq!(s.max_prefixes_idle_time, Duration::from_secs(30));
     assert!(s.graceful_restart);
     assert_eq!(s.hold_time.seconds(), 90);
+    assert_eq!(s.connect_retry, Duration::from_secs(30));
     assert_eq!(s.password, None);
     assert_eq!(s.ttl_security, None);
     assert!(!c.bgp.neighbors[0].passive);
@@ -198,6 +199,7 @@ address = "2001:db8:2::1"
 peer-asn = 4200000000
 passive = true
 hold-time = 3
+connect-retry = 5
 [[route]]
 prefix = "2001:db8:100::/40"
 via = ["2001:db8:1::10", "2001:db8:1::11"]
@@ -237,6 +239,7 @@ listen = "[::1]:9100"
     assert!(n.passive);
     assert_eq!(n.session.peer_asn, c.router.asn, "an internal peer is fine");
     assert_eq!(n.session.hold_time.seconds(), 3);
+    assert_eq!(n.session.connect_retry, Duration::from_secs(5));
     assert_eq!(c.routes[0].via.len(), 2);
     assert_eq!(c.icmp, Icmp { rate: 0, burst: 0 });
     assert_eq!(c.metrics.listen, Some("[::1]:9100".parse().unwrap()));
@@ -432,6 +435,15 @@ fn as_trans() {
     let e = error_with("[[bgp.listen]]\nrange = \"2001:db8::/64\"\npeer-asn = 23456\n");
     assert!(matches!(e, ConfigError::AsTrans { .. }));
     assert_eq!(at(&e), ("bgp.listen[0].peer-asn", Some(9)));
+}
+
+#[test]
+fn connect_retry_zero() {
+    let e = error_with(
+        "[[bgp.neighbor]]\naddress = \"2001:db8::1\"\npeer-asn = 1\nconnect-retry = 0\n",
+    );
+    assert!(matches!(e, ConfigError::ConnectRetryZero { .. }));
+    assert_eq!(at(&e), ("bgp.neighbor[0].connect-retry", Some(10)));
 }
 
 #[test]

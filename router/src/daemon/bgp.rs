@@ -39,6 +39,7 @@ fn net(p: &fib::Prefix) -> Ipv6Net {
 fn settings(s: &Session) -> PeerSettings {
     let mut out = PeerSettings::new(s.peer_asn);
     out.hold_time = s.hold_time;
+    out.connect_retry = s.connect_retry;
     out.graceful_restart = s.graceful_restart.then(GracefulRestartConfig::default);
     let mut import = ImportPolicy::default();
     import.allow = s.import.clone();
@@ -259,5 +260,45 @@ pub(super) fn describe(ev: &Event) -> Option<String> {
             }
         )),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sessions_settings_reach_the_speaker() {
+        let c: Config = r#"
+[router]
+asn = 65000
+router-id = "192.0.2.1"
+[[interface]]
+name = "k8s0"
+[bgp]
+aggregates = ["2001:db8:100::/40"]
+[[bgp.listen]]
+range = "2001:db8:1::/64"
+peer-asn = 65001
+hold-time = 9
+[[bgp.neighbor]]
+address = "2001:db8:ffff::1"
+peer-asn = 65100
+connect-retry = 7
+ttl-security = 1
+[[route]]
+prefix = "::/0"
+via = ["2001:db8:ffff::1"]
+"#
+        .parse()
+        .unwrap();
+        let s = speaker_config(&c);
+        assert_eq!(s.ranges[0].settings.hold_time.seconds(), 9);
+        assert_eq!(s.ranges[0].settings.connect_retry, Duration::from_secs(30));
+        let n = &s.neighbors[0].settings;
+        assert_eq!(n.connect_retry, Duration::from_secs(7));
+        assert_eq!(n.ttl_security, Some(1));
+        let originated: Vec<String> = s.originated.iter().map(|p| p.to_string()).collect();
+        assert_eq!(originated, ["2001:db8:100::/40", "::/0"]);
     }
 }
