@@ -194,7 +194,7 @@ fn cease_received(reason: &DownReason) -> CeaseSubcode {
 async fn disable_refuses_the_peer_until_enable_and_reset_reconnects() {
     let mut settings = PeerSettings::new(Asn(65000));
     settings.connect_retry = Duration::from_secs(1);
-    let ((speaker_a, mut events_a, _), (speaker_b, mut events_b, _)) =
+    let ((speaker_a, mut events_a, _), (speaker_b, mut events_b, mut b)) =
         dialling_pair(settings, |_| {}).await;
     let established = |e: &Event| matches!(e, Event::Established { .. }).then_some(());
     wait(&mut events_a, "A established", established).await;
@@ -224,6 +224,10 @@ async fn disable_refuses_the_peer_until_enable_and_reset_reconnects() {
         speaker_b.admin(LOOPBACK, AdminAction::Reset).await,
         Err(AdminError::Disabled(LOOPBACK))
     );
+    // A reload that changes the range forgets the dynamic peer; the
+    // address stays disabled.
+    b.ranges[0].settings.hold_time = bgp::wire::HoldTime::new(30).unwrap();
+    speaker_b.reconfigure(b).await.unwrap();
     // A dials every second; B refuses it for as long as it is disabled.
     let refused = tokio::time::timeout(Duration::from_secs(3), async {
         while let Some(e) = events_a.recv().await {
@@ -363,6 +367,34 @@ async fn reconfigure_applies_ranges_neighbours_and_originated_prefixes() {
         speaker_a.reconfigure(other).await,
         Err(ReconfigureError::NeedsRestart("the local AS".into()))
     );
+    speaker_a.shutdown().await;
+    speaker_b.shutdown().await;
+}
+
+/// A reload that gives a listen range an MD5 key puts it on the listening
+/// socket: A signs its SYNs, which B's kernel drops until then.
+#[tokio::test]
+async fn reconfigure_installs_md5_keys_on_the_listener() {
+    let mut settings = PeerSettings::new(Asn(65000));
+    settings.connect_retry = Duration::from_secs(1);
+    settings.password = Some(b"flatedge-secret".to_vec());
+    let ((speaker_a, mut events_a, _), (speaker_b, _events_b, mut b)) =
+        dialling_pair(settings, |_| {}).await;
+    let unsigned = tokio::time::timeout(Duration::from_secs(3), async {
+        while let Some(e) = events_a.recv().await {
+            if matches!(e, Event::Established { .. }) {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(unsigned.is_err(), "established although B has no key");
+    b.ranges[0].settings.password = Some(b"flatedge-secret".to_vec());
+    speaker_b.reconfigure(b).await.unwrap();
+    wait(&mut events_a, "A established with the key", |e| {
+        matches!(e, Event::Established { .. }).then_some(())
+    })
+    .await;
     speaker_a.shutdown().await;
     speaker_b.shutdown().await;
 }

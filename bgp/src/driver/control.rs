@@ -8,6 +8,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6};
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -110,6 +111,13 @@ struct Conn {
 
 struct Control {
     config: SpeakerConfig,
+    /// The listening socket (a duplicate descriptor), for its MD5 keys
+    /// and GTSM when the configuration changes.
+    listener: Option<OwnedFd>,
+    /// Addresses the operator disabled: kept across the peer's
+    /// re-creation (a reload that changes its settings, a dynamic peer
+    /// forgotten with its range).
+    disabled: HashSet<Ipv6Addr>,
     rib: Rib,
     peers: HashMap<PeerId, Peer>,
     by_addr: HashMap<Ipv6Addr, PeerId>,
@@ -134,8 +142,11 @@ pub(super) async fn run(
     mut commands: mpsc::Receiver<Command>,
 ) {
     let (internal, mut internal_rx) = mpsc::channel(INTERNAL_CAPACITY);
+    let listener_fd = listener.as_fd().try_clone_to_owned().ok();
     let accept = tokio::spawn(io::accept_loop(listener, internal.clone()));
     let mut c = Control {
+        listener: listener_fd,
+        disabled: HashSet::new(),
         rib: Rib::new(config.rib.clone()),
         config,
         peers: HashMap::new(),
@@ -223,6 +234,7 @@ impl Control {
         let id = self.rib.add_peer(pc);
         let key = SlotKey(self.next());
         let session = Session::new(self.session_config(&settings));
+        let disabled = self.disabled.contains(&address);
         self.peers.insert(
             id,
             Peer {
@@ -238,18 +250,20 @@ impl Control {
                 },
                 secondary: None,
                 connecting: None,
-                disabled: false,
+                disabled,
                 reported: State::Idle,
                 established_at: None,
             },
         );
         self.by_addr.insert(address, id);
-        let start = if passive {
-            Input::ManualStartPassive
-        } else {
-            Input::ManualStart
-        };
-        self.queue.push_back((id, key, start));
+        if !disabled {
+            let start = if passive {
+                Input::ManualStartPassive
+            } else {
+                Input::ManualStart
+            };
+            self.queue.push_back((id, key, start));
+        }
         id
     }
 
@@ -766,10 +780,12 @@ impl Control {
             AdminAction::Reset if peer.disabled => return Err(AdminError::Disabled(address)),
             AdminAction::Disable => {
                 peer.disabled = true;
+                self.disabled.insert(address);
                 Input::ManualStop
             }
             AdminAction::Enable => {
                 peer.disabled = false;
+                self.disabled.remove(&address);
                 if peer.passive {
                     Input::ManualStartPassive
                 } else {
@@ -789,6 +805,12 @@ impl Control {
         }
         self.queue.push_back((id, primary, input));
         self.run_queue();
+        if action == AdminAction::Disable {
+            // A session that was not up (a peer in graceful restart) sent
+            // no Down: its stale routes go now, not at its restart time.
+            let out = self.rib.peer_down(id, false);
+            self.rib_outputs(out);
+        }
         let done = match action {
             AdminAction::Reset => "reset",
             AdminAction::Disable => "disabled",
@@ -811,6 +833,15 @@ impl Control {
         if !changed.is_empty() {
             return Err(ReconfigureError::NeedsRestart(changed.join(", ")));
         }
+        // The listener first: new peers' MD5 keys must be there before
+        // they connect, and a failure leaves everything else as it was.
+        let Some(fd) = &self.listener else {
+            return Err(ReconfigureError::Listener(
+                "no descriptor of the listening socket".into(),
+            ));
+        };
+        io::configure_listener(fd, Some(&self.config), &new)
+            .map_err(|e| ReconfigureError::Listener(e.to_string()))?;
         let (mut added, mut removed, mut changed) = (0, 0, 0);
         // Neighbours, by address.
         let old_neighbors = std::mem::take(&mut self.config.neighbors);

@@ -3,7 +3,8 @@
 //! task; no protocol state lives here.
 
 use std::io;
-use std::net::{SocketAddr, SocketAddrV6};
+use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6};
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -68,14 +69,8 @@ const FRAMING: Context = Context {
 /// that reads nothing for this long is past any hold time).
 const WRITE_TIMEOUT: Duration = Duration::from_secs(240);
 
-/// The listening socket, with the MD5 keys of every neighbour and range
-/// that has one, and hop limit 255 if any peer uses GTSM (so that our
-/// SYN-ACKs pass its check). When every neighbour and range uses GTSM,
-/// the listener itself enforces it (`IPV6_MINHOPCOUNT` for the most
-/// distant one): a SYN from too far never completes a handshake, where
-/// the option set on the accepted socket alone would let the peer's OPEN
-/// in before it applies. With peers that do not use GTSM next to ones that
-/// do, only the accepted sockets check.
+/// The listening socket, with the MD5 keys and GTSM of the peers of
+/// `config` ([`configure_listener`]).
 pub(super) fn listener(config: &SpeakerConfig) -> io::Result<TcpListener> {
     let socket = match config.listen {
         SocketAddr::V4(_) => TcpSocket::new_v4()?,
@@ -83,35 +78,85 @@ pub(super) fn listener(config: &SpeakerConfig) -> io::Result<TcpListener> {
     };
     socket.set_reuseaddr(true)?;
     socket.bind(config.listen)?;
-    let mut gtsm = false;
-    // The largest hop count any peer may be at, if every peer uses GTSM.
-    let mut all_hops: Option<u8> = Some(1);
-    let mut merge = |t: Option<u8>| {
-        gtsm |= t.is_some();
-        all_hops = match (all_hops, t) {
+    configure_listener(&socket, None, config)?;
+    socket.listen(1024)
+}
+
+/// Every (address, prefix length) with an MD5 key in `config`, and the key.
+fn md5_keys(config: &SpeakerConfig) -> Vec<((Ipv6Addr, u8), Vec<u8>)> {
+    let neighbors = config
+        .neighbors
+        .iter()
+        .filter_map(|n| Some(((n.address, 128), n.settings.password.clone()?)));
+    let ranges = config.ranges.iter().filter_map(|r| {
+        Some((
+            (r.range.network(), r.range.prefix_len()),
+            r.settings.password.clone()?,
+        ))
+    });
+    neighbors.chain(ranges).collect()
+}
+
+/// The listener's GTSM: `None` when no peer uses it; else `Some(hops)`
+/// with the largest hop count of any peer when every peer uses it (the
+/// listener enforces it), `Some(None)` when some do and some do not.
+fn listener_gtsm(config: &SpeakerConfig) -> Option<Option<u8>> {
+    let hops = config
+        .neighbors
+        .iter()
+        .map(|n| n.settings.ttl_security)
+        .chain(config.ranges.iter().map(|r| r.settings.ttl_security));
+    let mut any = false;
+    let mut all: Option<u8> = Some(1);
+    for t in hops {
+        any |= t.is_some();
+        all = match (all, t) {
             (Some(a), Some(b)) => Some(a.max(b)),
             _ => None,
         };
-    };
-    for n in &config.neighbors {
-        if let Some(key) = &n.settings.password {
-            sockopt::set_md5_key(&socket, n.address, 128, key)?;
-        }
-        merge(n.settings.ttl_security);
     }
-    for r in &config.ranges {
-        if let Some(key) = &r.settings.password {
-            sockopt::set_md5_key(&socket, r.range.network(), r.range.prefix_len(), key)?;
+    any.then_some(all)
+}
+
+/// Gives the listening socket the MD5 keys of every neighbour and range
+/// of `new` that has one (removing the keys of `old` that `new` lacks)
+/// and hop limit 255 if any peer uses GTSM (so that our SYN-ACKs pass its
+/// check). When every neighbour and range uses GTSM, the listener itself
+/// enforces it (`IPV6_MINHOPCOUNT` for the most distant one): a SYN from
+/// too far never completes a handshake, where the option set on the
+/// accepted socket alone would let the peer's OPEN in before it applies.
+/// With peers that do not use GTSM next to ones that do, only the
+/// accepted sockets check.
+pub(super) fn configure_listener(
+    socket: &impl AsRawFd,
+    old: Option<&SpeakerConfig>,
+    new: &SpeakerConfig,
+) -> io::Result<()> {
+    let keys = md5_keys(new);
+    for (at, _) in old.map(md5_keys).unwrap_or_default() {
+        if !keys.iter().any(|(a, _)| *a == at) {
+            sockopt::set_md5_key(socket, at.0, at.1, &[])?;
         }
-        merge(r.settings.ttl_security);
     }
-    if gtsm {
-        match all_hops {
-            Some(hops) => sockopt::set_gtsm(&socket, hops)?,
-            None => sockopt::set_unicast_hops(&socket, 255)?,
+    for ((addr, len), key) in &keys {
+        sockopt::set_md5_key(socket, *addr, *len, key)?;
+    }
+    let gtsm = listener_gtsm(new);
+    if old.map(listener_gtsm) == Some(gtsm) {
+        return Ok(());
+    }
+    match gtsm {
+        Some(Some(hops)) => sockopt::set_gtsm(socket, hops),
+        Some(None) => {
+            sockopt::set_min_hops(socket, 0)?;
+            sockopt::set_unicast_hops(socket, 255)
+        }
+        None => {
+            sockopt::set_min_hops(socket, 0)?;
+            // -1: the route's default hop limit again.
+            sockopt::set_unicast_hops_default(socket)
         }
     }
-    socket.listen(1024)
 }
 
 /// Accepts forever, handing each connection to the control task.

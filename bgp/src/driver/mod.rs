@@ -303,6 +303,9 @@ pub enum ReconfigureError {
     /// listening socket, remote port or RIB configuration.
     #[error("{0} changed: a running speaker cannot change it")]
     NeedsRestart(String),
+    /// The listening socket refused the new MD5 keys or GTSM settings.
+    #[error("cannot set the listening socket's MD5 keys or GTSM: {0}")]
+    Listener(String),
     /// The speaker has stopped.
     #[error("the BGP speaker has stopped")]
     Stopped,

@@ -125,12 +125,23 @@ pub fn set_unicast_hops(socket: &impl AsRawFd, hops: u8) -> io::Result<()> {
     setsockopt(socket, libc::IPPROTO_IPV6, libc::IPV6_UNICAST_HOPS, &v)
 }
 
+/// Our packets leave with the route's default hop limit again.
+pub fn set_unicast_hops_default(socket: &impl AsRawFd) -> io::Result<()> {
+    let v: libc::c_int = -1;
+    setsockopt(socket, libc::IPPROTO_IPV6, libc::IPV6_UNICAST_HOPS, &v)
+}
+
+/// Drops what arrives with a hop limit below `min` (0: accept all).
+pub fn set_min_hops(socket: &impl AsRawFd, min: u8) -> io::Result<()> {
+    let v: libc::c_int = min.into();
+    setsockopt(socket, libc::IPPROTO_IPV6, libc::IPV6_MINHOPCOUNT, &v)
+}
+
 /// GTSM for a peer at most `hops` hops away (1 = directly connected):
 /// send with hop limit 255 and drop what arrives below `256 - hops`.
 pub fn set_gtsm(socket: &impl AsRawFd, hops: u8) -> io::Result<()> {
     set_unicast_hops(socket, 255)?;
-    let min: libc::c_int = 256 - libc::c_int::from(hops.max(1));
-    setsockopt(socket, libc::IPPROTO_IPV6, libc::IPV6_MINHOPCOUNT, &min)
+    set_min_hops(socket, (256 - u16::from(hops.max(1))) as u8)
 }
 
 #[cfg(test)]
@@ -149,6 +160,10 @@ mod tests {
         set_md5_key(&s, "2001:db8::1".parse().unwrap(), 128, b"secret").unwrap();
         set_md5_key(&s, "2001:db8:1::".parse().unwrap(), 64, b"secret").unwrap();
         set_gtsm(&s, 1).unwrap();
+        set_min_hops(&s, 0).unwrap();
+        set_unicast_hops_default(&s).unwrap();
+        // Removing a key that is there, and one that is not.
+        set_md5_key(&s, "2001:db8::1".parse().unwrap(), 128, b"").unwrap();
         assert!(set_md5_key(&s, Ipv6Addr::LOCALHOST, 128, &[0; 81]).is_err());
     }
 }

@@ -9,6 +9,7 @@
 
 use std::net::{Ipv6Addr, SocketAddr};
 use std::sync::mpsc::{self, Sender};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -21,6 +22,7 @@ use bgp::policy::ImportPolicy;
 use bgp::rib::RouteView;
 use ipnet::Ipv6Net;
 use tokio::sync::mpsc as tmpsc;
+use tokio::task::JoinSet;
 
 use super::{io_err, log, DaemonError, Msg};
 use crate::config::Session;
@@ -95,6 +97,24 @@ enum Cmd {
     Reconfigure(Box<SpeakerConfig>, Sender<Result<String, ReconfigureError>>),
 }
 
+/// Runs one command against the speaker and sends the answer.
+async fn command(speaker: Arc<Speaker>, cmd: Cmd) {
+    match cmd {
+        Cmd::Peers(reply) => {
+            let _ = reply.send(speaker.peers().await);
+        }
+        Cmd::Routes(prefix, max, reply) => {
+            let _ = reply.send(speaker.routes(prefix, max).await);
+        }
+        Cmd::Admin(address, action, reply) => {
+            let _ = reply.send(speaker.admin(address, action).await);
+        }
+        Cmd::Reconfigure(config, reply) => {
+            let _ = reply.send(speaker.reconfigure(*config).await);
+        }
+    }
+}
+
 /// The BGP thread; the speaker shuts its sessions down (Cease) when this
 /// drops.
 pub(super) struct Bgp {
@@ -129,6 +149,13 @@ impl Bgp {
                         }
                     };
                     let _ = ready_tx.send(Ok(speaker.local_addr()));
+                    // Commands run as tasks of their own, so that this
+                    // loop keeps forwarding events while one waits for the
+                    // speaker: the speaker may itself be waiting for room
+                    // in the event channel (a peer's routes going away)
+                    // before it reads the command.
+                    let speaker = Arc::new(speaker);
+                    let mut tasks = JoinSet::new();
                     loop {
                         tokio::select! {
                             ev = events.recv() => match ev {
@@ -140,23 +167,18 @@ impl Bgp {
                                 None => break,
                             },
                             cmd = cmd_rx.recv() => match cmd {
-                                Some(Cmd::Peers(reply)) => {
-                                    let _ = reply.send(speaker.peers().await);
-                                }
-                                Some(Cmd::Routes(prefix, max, reply)) => {
-                                    let _ = reply.send(speaker.routes(prefix, max).await);
-                                }
-                                Some(Cmd::Admin(address, action, reply)) => {
-                                    let _ = reply.send(speaker.admin(address, action).await);
-                                }
-                                Some(Cmd::Reconfigure(config, reply)) => {
-                                    let _ = reply.send(speaker.reconfigure(*config).await);
+                                Some(cmd) => {
+                                    tasks.spawn(command(Arc::clone(&speaker), cmd));
                                 }
                                 None => break,
                             },
+                            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
                         }
                     }
-                    speaker.shutdown().await;
+                    tasks.shutdown().await;
+                    if let Ok(speaker) = Arc::try_unwrap(speaker) {
+                        speaker.shutdown().await;
+                    }
                 });
             })
             .map_err(io_err("spawn the BGP thread"))?;
@@ -220,7 +242,8 @@ impl Bgp {
             .as_ref()?
             .blocking_send(Cmd::Reconfigure(Box::new(config), tx))
             .ok()?;
-        rx.recv_timeout(Duration::from_secs(10)).ok()
+        // Within the ctl server's own wait for the answer.
+        rx.recv_timeout(Duration::from_secs(4)).ok()
     }
 
     /// Every peer's summary (`None` if the speaker does not answer).

@@ -920,8 +920,9 @@ impl Daemon {
                 false
             }
             Msg::Ctl(::ctl::Request::Reload, reply) => {
+                // reload publishes its changes before it answers.
                 let _ = reply.send(self.reload());
-                true
+                false
             }
             Msg::Ctl(req, reply) => {
                 let _ = reply.send(self.answer(req));

@@ -5,8 +5,10 @@
 //! neighbours, listen ranges (with their import and export lists,
 //! max-prefixes, timers, keys) and originated prefixes, through
 //! [`Speaker::reconfigure`](::bgp::driver::Speaker::reconfigure). A
-//! route that goes gives its prefix back to BGP when the RIB has a path
-//! for it. Everything else (`[router]`, `[ctl]`, the interfaces,
+//! route that goes gives its prefix back to its connected subnet, or to
+//! BGP when the RIB has a path for it. BGP is reconfigured first (its
+//! only failures leave everything unchanged), so a new prefix is
+//! announced a few milliseconds before the FIB has it. Everything else (`[router]`, `[ctl]`, the interfaces,
 //! `[icmp]`, `[metrics]`, BGP's port and multipath, turning BGP on or
 //! off) needs a restart: such a file is refused as a whole, as is an
 //! invalid one, and the running configuration stays.
@@ -108,10 +110,26 @@ impl Daemon {
         }
         let (old, wanted) = (own_routes(&self.config), own_routes(&new));
         let (mut added, mut removed, mut changed) = (0, 0, 0);
+        let mut failed = Vec::new();
         for prefix in old.keys().filter(|p| !wanted.contains_key(p)) {
-            self.uninstall(*prefix);
-            self.restore_bgp(*prefix);
             removed += 1;
+            // Only our own route goes (a connected subnet may have taken
+            // an aggregate's place); the prefix returns to its connected
+            // route or to BGP.
+            let source = self.routes.get(prefix).map(|r| r.source);
+            if !matches!(source, Some(Source::Static | Source::Aggregate)) {
+                continue;
+            }
+            self.uninstall(*prefix);
+            match self.connected_port(*prefix) {
+                Some(port) => {
+                    let g = self.nexthops.glean(port);
+                    if let Err(e) = self.install(*prefix, Source::Connected, vec![g]) {
+                        failed.push(format!("connected route {prefix}: {e}"));
+                    }
+                }
+                None => self.restore_bgp(*prefix),
+            }
         }
         for (prefix, via) in &wanted {
             match old.get(prefix) {
@@ -119,17 +137,38 @@ impl Daemon {
                 Some(_) => changed += 1,
                 None => added += 1,
             }
+            // A connected subnet wins over an aggregate, as at start.
+            if via.is_empty() && self.connected_port(*prefix).is_some() {
+                continue;
+            }
             if let Err(e) = self.install_own(*prefix, via) {
-                log!("reload: route {prefix}: {e}");
+                failed.push(format!("route {prefix}: {e}"));
             }
         }
         notes.push(format!(
             "static routes and aggregates: {added} added, {removed} removed, {changed} changed"
         ));
         self.config = new;
-        let message = format!("reloaded {}: {}", path.display(), notes.join("; "));
+        self.refresh();
+        let mut message = format!("reloaded {}: {}", path.display(), notes.join("; "));
         log!("{message}");
+        if !failed.is_empty() {
+            message = format!("{message}; not installed: {}", failed.join("; "));
+            log!("reload: not installed: {}", failed.join("; "));
+            return Response::error(ErrorCode::Internal, message);
+        }
         Response::Done(Done { message })
+    }
+
+    /// The port whose connected subnet is exactly `prefix`.
+    fn connected_port(&self, prefix: Prefix) -> Option<super::PortIndex> {
+        self.ports.iter().enumerate().find_map(|(i, p)| {
+            self.addrs
+                .get(&p.name)?
+                .iter()
+                .any(|a| a.subnet == prefix)
+                .then_some(i as super::PortIndex)
+        })
     }
 
     /// Installs a static route (`via` not empty) or an aggregate.

@@ -342,8 +342,7 @@ impl Port {
         let done = unsafe { self.fill.produce(&pool.scratch[..n]) };
         // produce() is all or nothing; whatever it took leaves the pool.
         pool.free.truncate(pool.free.len() - done);
-        // The ring may have had fewer free slots than counted (frames still
-        // in the rx ring): what it did not take stays owed.
+        // What the pool could not give stays owed to the next refill.
         self.fill_deficit = self.fill_deficit.saturating_sub(done);
         if done > 0 && self.fill.needs_wakeup() {
             self.stats.fill_wakeups += 1;
