@@ -171,6 +171,30 @@ async fn simultaneous_connects_resolve_to_one_session() {
     speaker_b.shutdown().await;
 }
 
+/// Waits for a session to go down (`what`) and returns the Cease
+/// subcode it received.
+async fn cease_down(events: &mut Receiver<Event>, what: &str) -> CeaseSubcode {
+    let reason = wait(events, what, |e| match e {
+        Event::Down { reason, .. } => Some(reason.clone()),
+        _ => None,
+    })
+    .await;
+    cease_received(&reason)
+}
+
+/// Panics with `why` if a session comes up within 3 s.
+async fn stays_down(events: &mut Receiver<Event>, why: &str) {
+    let up = tokio::time::timeout(Duration::from_secs(3), async {
+        while let Some(e) = events.recv().await {
+            if matches!(e, Event::Established { .. }) {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(up.is_err(), "{why}");
+}
+
 /// The Cease subcode a session went down with (inside a Hard Reset, when
 /// it was wrapped in one); panics on another reason.
 fn cease_received(reason: &DownReason) -> CeaseSubcode {
@@ -207,13 +231,8 @@ async fn disable_refuses_the_peer_until_enable_and_reset_reconnects() {
 
     let done = speaker_b.admin(LOOPBACK, AdminAction::Disable).await;
     assert_eq!(done, Ok("neighbor ::1 disabled".to_string()));
-    let reason = wait(&mut events_a, "A sees the session down", |e| match e {
-        Event::Down { reason, .. } => Some(reason.clone()),
-        _ => None,
-    })
-    .await;
     assert_eq!(
-        cease_received(&reason),
+        cease_down(&mut events_a, "A sees the session down").await,
         CeaseSubcode::AdministrativeShutdown
     );
     assert_eq!(
@@ -229,15 +248,7 @@ async fn disable_refuses_the_peer_until_enable_and_reset_reconnects() {
     b.ranges[0].settings.hold_time = bgp::wire::HoldTime::new(30).unwrap();
     speaker_b.reconfigure(b).await.unwrap();
     // A dials every second; B refuses it for as long as it is disabled.
-    let refused = tokio::time::timeout(Duration::from_secs(3), async {
-        while let Some(e) = events_a.recv().await {
-            if matches!(e, Event::Established { .. }) {
-                return;
-            }
-        }
-    })
-    .await;
-    assert!(refused.is_err(), "A re-established with a disabled B peer");
+    stays_down(&mut events_a, "A re-established with a disabled B peer").await;
     let peers = speaker_b.peers().await;
     assert!(peers[0].disabled, "{peers:?}");
     assert_ne!(peers[0].state, State::Established, "{peers:?}");
@@ -251,12 +262,10 @@ async fn disable_refuses_the_peer_until_enable_and_reset_reconnects() {
     while events_b.try_recv().is_ok() {}
     let done = speaker_a.admin(LOOPBACK, AdminAction::Reset).await;
     assert_eq!(done, Ok("neighbor ::1 reset".to_string()));
-    let reason = wait(&mut events_b, "B sees the reset", |e| match e {
-        Event::Down { reason, .. } => Some(reason.clone()),
-        _ => None,
-    })
-    .await;
-    assert_eq!(cease_received(&reason), CeaseSubcode::AdministrativeReset);
+    assert_eq!(
+        cease_down(&mut events_b, "B sees the reset").await,
+        CeaseSubcode::AdministrativeReset
+    );
     wait(&mut events_b, "B established after the reset", established).await;
     speaker_a.shutdown().await;
     speaker_b.shutdown().await;
@@ -324,28 +333,16 @@ async fn reconfigure_applies_ranges_neighbours_and_originated_prefixes() {
     let range = b.ranges.remove(0);
     let done = speaker_b.reconfigure(b.clone()).await.unwrap();
     assert!(done.contains("1 dynamic peers dropped"), "{done}");
-    let reason = wait(&mut events_a, "A sees the session down", |e| match e {
-        Event::Down { reason, .. } => Some(reason.clone()),
-        _ => None,
-    })
-    .await;
     assert_eq!(
-        cease_received(&reason),
+        cease_down(&mut events_a, "A sees the session down").await,
         CeaseSubcode::AdministrativeShutdown
     );
     assert!(speaker_b.peers().await.is_empty());
-    let refused = tokio::time::timeout(Duration::from_secs(3), async {
-        while let Some(e) = events_a.recv().await {
-            if matches!(e, Event::Established { .. }) {
-                return;
-            }
-        }
-    })
+    stays_down(
+        &mut events_a,
+        "A re-established without a listen range on B",
+    )
     .await;
-    assert!(
-        refused.is_err(),
-        "A re-established without a listen range on B"
-    );
     b.ranges.push(range);
     speaker_b.reconfigure(b.clone()).await.unwrap();
     wait(&mut events_a, "A established again", established).await;
@@ -380,15 +377,7 @@ async fn reconfigure_installs_md5_keys_on_the_listener() {
     settings.password = Some(b"flatedge-secret".to_vec());
     let ((speaker_a, mut events_a, _), (speaker_b, _events_b, mut b)) =
         dialling_pair(settings, |_| {}).await;
-    let unsigned = tokio::time::timeout(Duration::from_secs(3), async {
-        while let Some(e) = events_a.recv().await {
-            if matches!(e, Event::Established { .. }) {
-                return;
-            }
-        }
-    })
-    .await;
-    assert!(unsigned.is_err(), "established although B has no key");
+    stays_down(&mut events_a, "established although B has no key").await;
     b.ranges[0].settings.password = Some(b"flatedge-secret".to_vec());
     speaker_b.reconfigure(b).await.unwrap();
     wait(&mut events_a, "A established with the key", |e| {
