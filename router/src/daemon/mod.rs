@@ -614,6 +614,8 @@ impl Daemon {
             .collect();
         for p in old {
             self.uninstall(p);
+            // A BGP path the connected route hid takes over.
+            self.restore_bgp(p);
         }
         for (prefix, port) in want {
             // A static route for the same prefix wins.

@@ -189,7 +189,7 @@ impl Daemon {
 
     /// Puts the RIB's best path and ECMP set for `prefix` back into the
     /// FIB (after a route of our own that hid it went away).
-    fn restore_bgp(&mut self, prefix: Prefix) {
+    pub(super) fn restore_bgp(&mut self, prefix: Prefix) {
         let Some(b) = &self.bgp else { return };
         let Ok(net) = ipnet::Ipv6Net::new(prefix.addr(), prefix.len()) else {
             return;

@@ -575,3 +575,51 @@ fn daemon_reload_applies_routes_and_bgp_changes() {
         "node 1's session restarted: {p1:?}"
     );
 }
+
+/// A connected subnet hides a BGP route for the same prefix; when the
+/// subnet's address goes, the RIB's path takes over in the FIB.
+#[test]
+fn bgp_route_returns_when_a_connected_subnet_goes() {
+    const SUBNET: &str = "2001:db8:5::/64";
+    let mut lab = Lab::new_routed(1);
+    lab.start_daemon(&config().replace("import = [", &format!("import = [\"{SUBNET}\", ")));
+    lab.start_gobgpd(1, &NodeOptions::default(), false);
+    lab.announce(1, SUBNET);
+    lab.poll("node 1 established with its route", SESSION_TIMEOUT, || {
+        try_peer(&lab, 1).is_some_and(|p| p.prefixes_accepted == 1)
+    });
+    let edge = lab.edge().to_string();
+    run(&[
+        "ip",
+        "-n",
+        &edge,
+        "addr",
+        "add",
+        "2001:db8:5::1/64",
+        "dev",
+        "k8s0",
+        "nodad",
+    ]);
+    let via = |lab: &Lab| {
+        fib(lab, "2001:db8:5::9")
+            .nexthops
+            .first()
+            .map(|n| n.address)
+    };
+    lab.poll("the connected route wins", Duration::from_secs(10), || {
+        via(&lab) == Some("2001:db8:5::9".parse().unwrap())
+    });
+    run(&[
+        "ip",
+        "-n",
+        &edge,
+        "addr",
+        "del",
+        "2001:db8:5::1/64",
+        "dev",
+        "k8s0",
+    ]);
+    lab.poll("the BGP route is back", Duration::from_secs(10), || {
+        via(&lab) == Some(node_addr(1))
+    });
+}
