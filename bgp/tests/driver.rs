@@ -335,7 +335,7 @@ async fn reconfigure_applies_ranges_neighbours_and_originated_prefixes() {
     assert!(done.contains("1 dynamic peers dropped"), "{done}");
     assert_eq!(
         cease_down(&mut events_a, "A sees the session down").await,
-        CeaseSubcode::AdministrativeShutdown
+        CeaseSubcode::PeerDeconfigured
     );
     assert!(speaker_b.peers().await.is_empty());
     stays_down(

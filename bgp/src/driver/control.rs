@@ -848,13 +848,15 @@ impl Control {
         for n in &old_neighbors {
             let keep = new.neighbors.iter().any(|m| m == n);
             if !keep {
-                if let Some(&id) = self.by_addr.get(&n.address) {
-                    self.forget_peer(id);
-                }
-                if new.neighbors.iter().any(|m| m.address == n.address) {
+                let why = if new.neighbors.iter().any(|m| m.address == n.address) {
                     changed += 1;
+                    CeaseSubcode::OtherConfigurationChange
                 } else {
                     removed += 1;
+                    CeaseSubcode::PeerDeconfigured
+                };
+                if let Some(&id) = self.by_addr.get(&n.address) {
+                    self.forget_peer(id, why);
                 }
             }
         }
@@ -865,7 +867,7 @@ impl Control {
                 }
                 if let Some(&id) = self.by_addr.get(&n.address) {
                     // A dynamic peer that is now a configured neighbour.
-                    self.forget_peer(id);
+                    self.forget_peer(id, CeaseSubcode::OtherConfigurationChange);
                 }
                 self.add_peer(n.address, Arc::new(n.settings.clone()), false, n.passive);
             }
@@ -873,22 +875,30 @@ impl Control {
         self.config.neighbors = new.neighbors;
         // Dynamic peers follow their range.
         self.config.ranges = new.ranges;
-        let stale: Vec<PeerId> = self
+        // A dynamic peer whose range is gone is de-configured; one whose
+        // range changed restarts under the new settings.
+        let stale: Vec<(PeerId, CeaseSubcode)> = self
             .peers
             .values()
             .filter(|p| p.dynamic)
-            .filter(|p| {
-                !self
+            .filter_map(|p| {
+                let range = self
                     .config
                     .ranges
                     .iter()
-                    .any(|r| r.range.contains(&p.address) && r.settings == *p.settings)
+                    .find(|r| r.range.contains(&p.address));
+                match range {
+                    None => Some((p.id, CeaseSubcode::PeerDeconfigured)),
+                    Some(r) if r.settings != *p.settings => {
+                        Some((p.id, CeaseSubcode::OtherConfigurationChange))
+                    }
+                    Some(_) => None,
+                }
             })
-            .map(|p| p.id)
             .collect();
         let dynamic_gone = stale.len();
-        for id in stale {
-            self.forget_peer(id);
+        for (id, why) in stale {
+            self.forget_peer(id, why);
         }
         // Originated prefixes: tell the established sessions.
         let gone: Vec<Ipv6Net> = self
@@ -925,9 +935,10 @@ impl Control {
         ))
     }
 
-    /// Stops a peer's sessions (Cease / Administrative Shutdown), drops
-    /// its routes and forgets it.
-    fn forget_peer(&mut self, id: PeerId) {
+    /// Stops a peer's sessions with this Cease (RFC 4486: Peer
+    /// De-configured, or Other Configuration Change; as a Hard Reset where
+    /// the N bit was negotiated), drops its routes and forgets it.
+    fn forget_peer(&mut self, id: PeerId, why: CeaseSubcode) {
         let Some(peer) = self.peers.get(&id) else {
             return;
         };
@@ -935,7 +946,13 @@ impl Control {
         if let Some(s) = peer.secondary.as_ref().map(|s| s.key) {
             self.drop_secondary(id, s);
         }
-        self.queue.push_back((id, primary, Input::ManualStop));
+        let stop = Teardown {
+            notification: NotificationRepr::cease(why),
+            hard_reset: true,
+            // Never restarted: the peer is forgotten below.
+            refuse_for: Duration::from_secs(3600),
+        };
+        self.queue.push_back((id, primary, stop.into_input()));
         self.run_queue();
         for t in SESSION_TIMERS {
             self.cancel(TimerKey::Session(id, primary, t));

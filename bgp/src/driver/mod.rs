@@ -412,10 +412,12 @@ impl Speaker {
 
     /// Applies a new configuration's neighbours, listen ranges and
     /// originated prefixes: a neighbour that is gone, or whose settings
-    /// changed, is stopped (Cease / Administrative Shutdown, its routes
-    /// withdrawn) and forgotten, then a changed or new one starts; a
-    /// dynamic peer whose listen range is gone or changed is stopped and
-    /// forgotten (it may connect again, under the new range's settings);
+    /// changed, is stopped (Cease / Peer De-configured or Other
+    /// Configuration Change, RFC 4486; its routes withdrawn) and
+    /// forgotten, then a changed or new one starts; a dynamic peer whose
+    /// listen range is gone or changed is stopped and forgotten (it may
+    /// connect again, under the new range's settings); the listening
+    /// socket gets the new MD5 keys and GTSM;
     /// established sessions are sent the originated prefixes added and
     /// withdrawn. Returns what changed, for humans. The other settings
     /// cannot change: [`ReconfigureError::NeedsRestart`], nothing applied.
