@@ -263,6 +263,9 @@ impl TrieBuilder {
                 Some(old)
             }
             Err(i) => {
+                // Exactly sized: most nodes hold one to three routes, and
+                // doubling would leave a third of these vectors empty.
+                node.routes.reserve_exact(1);
                 node.routes.insert(i, Local { rel, bits, value });
                 self.routes += 1;
                 None
@@ -461,6 +464,10 @@ impl TrieBuilder {
             self.bnodes[id as usize] = node;
             id
         } else {
+            if self.bnodes.len() == self.bnodes.capacity() {
+                // Grow by an eighth, not by doubling (see `grow_to`).
+                self.bnodes.reserve_exact(self.bnodes.len() / 8 + 16);
+            }
             self.bnodes.push(node);
             (self.bnodes.len() - 1) as u32
         }
@@ -513,6 +520,7 @@ impl TrieBuilder {
                     };
                     let routes = &mut self.bnodes[n as usize].routes;
                     let i = routes.partition_point(|l| (l.rel, l.bits) < (8, slot as u8));
+                    routes.reserve_exact(1);
                     routes.insert(i, local);
                 }
             }
@@ -524,6 +532,7 @@ impl TrieBuilder {
         let r = rank(&self.bnodes[n as usize].childmap, slot);
         let node = &mut self.bnodes[n as usize];
         node.childmap[slot >> 6] |= 1 << (slot & 63);
+        node.children.reserve_exact(1);
         node.children.insert(r, c);
         let count = node.children.len() as u32;
         if count > node.child_cap {
