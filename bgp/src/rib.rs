@@ -573,6 +573,14 @@ impl Table {
         (self.hasher.hash_one(k) >> 32) as usize & (SHARDS - 1)
     }
 
+    /// The shard of a key (long keys have their own map: 0, unused).
+    fn shard_of(&self, key: Key) -> usize {
+        match key {
+            Key::Short(k) => self.shard(k),
+            Key::Long(_) => 0,
+        }
+    }
+
     fn len(&self) -> usize {
         self.short.iter().map(HashMap::len).sum::<usize>() + self.long.len()
     }
@@ -645,10 +653,7 @@ impl Table {
 
     /// The entry of `key` and the queue, borrowed together.
     fn entry_and_queue(&mut self, key: Key) -> Option<(&mut Entry, Queue<'_>)> {
-        let shard = match key {
-            Key::Short(k) => self.shard(k),
-            Key::Long(_) => 0,
-        };
+        let shard = self.shard_of(key);
         let Table {
             short,
             long,
@@ -685,10 +690,7 @@ impl Table {
             entry_flags: DIRTY,
         };
         let key = Key::of(&prefix);
-        let shard = match key {
-            Key::Short(k) => self.shard(k),
-            Key::Long(_) => 0,
-        };
+        let shard = self.shard_of(key);
         let Table {
             short,
             long,

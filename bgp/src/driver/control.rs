@@ -76,8 +76,6 @@ struct Peer {
     secondary: Option<Slot>,
     /// The connect attempt in flight: (attempt, its slot, its task).
     connecting: Option<(u64, SlotKey, AbortHandle)>,
-    /// Disabled by the operator: not dialled, its connections refused.
-    disabled: bool,
     /// The primary's state as last reported.
     reported: State,
     established_at: Option<Instant>,
@@ -114,9 +112,10 @@ struct Control {
     /// The listening socket (a duplicate descriptor), for its MD5 keys
     /// and GTSM when the configuration changes.
     listener: Option<OwnedFd>,
-    /// Addresses the operator disabled: kept across the peer's
-    /// re-creation (a reload that changes its settings, a dynamic peer
-    /// forgotten with its range).
+    /// Addresses the operator disabled (not dialled, connections
+    /// refused): by address, so it outlives the peer's re-creation (a
+    /// reload that changes its settings, a dynamic peer forgotten with
+    /// its range).
     disabled: HashSet<Ipv6Addr>,
     rib: Rib,
     peers: HashMap<PeerId, Peer>,
@@ -250,7 +249,6 @@ impl Control {
                 },
                 secondary: None,
                 connecting: None,
-                disabled,
                 reported: State::Idle,
                 established_at: None,
             },
@@ -345,7 +343,7 @@ impl Control {
         let Some(peer) = self.peers.get(&id) else {
             return;
         };
-        if peer.disabled {
+        if self.disabled.contains(&addr) {
             return;
         }
         if let Some(hops) = peer.settings.ttl_security {
@@ -770,21 +768,20 @@ impl Control {
             .get_mut(&id)
             .ok_or(AdminError::UnknownPeer(address))?;
         let (primary, secondary) = (peer.primary.key, peer.secondary.as_ref().map(|s| s.key));
+        let disabled = self.disabled.contains(&address);
         let input = match action {
-            AdminAction::Disable if peer.disabled => {
+            AdminAction::Disable if disabled => {
                 return Ok(format!("neighbor {address} is already disabled"));
             }
-            AdminAction::Enable if !peer.disabled => {
+            AdminAction::Enable if !disabled => {
                 return Ok(format!("neighbor {address} is already enabled"));
             }
-            AdminAction::Reset if peer.disabled => return Err(AdminError::Disabled(address)),
+            AdminAction::Reset if disabled => return Err(AdminError::Disabled(address)),
             AdminAction::Disable => {
-                peer.disabled = true;
                 self.disabled.insert(address);
                 Input::ManualStop
             }
             AdminAction::Enable => {
-                peer.disabled = false;
                 self.disabled.remove(&address);
                 if peer.passive {
                     Input::ManualStartPassive
@@ -1005,7 +1002,7 @@ impl Control {
                 address: p.address,
                 asn: p.settings.peer_asn,
                 dynamic: p.dynamic,
-                disabled: p.disabled,
+                disabled: self.disabled.contains(&p.address),
                 state: p.primary.session.state(),
                 uptime: p.established_at.map(|t| t.elapsed()),
                 stats: self.rib.peer_stats(p.id).unwrap_or_default(),

@@ -368,26 +368,15 @@ impl Speaker {
     /// Every peer with its state and counters, in [`PeerId`] order. Empty
     /// if the speaker has stopped.
     pub async fn peers(&self) -> Vec<PeerSummary> {
-        let (tx, rx) = oneshot::channel();
-        if self.commands.send(Command::Peers(tx)).await.is_err() {
-            return Vec::new();
-        }
-        rx.await.unwrap_or_default()
+        self.ask(Command::Peers).await.unwrap_or_default()
     }
 
     /// Every path of `prefix` (exactly), best first, with why the others
     /// lost; without a prefix, those of up to `max` prefixes.
     pub async fn routes(&self, prefix: Option<Ipv6Net>, max: usize) -> Vec<RouteView> {
-        let (tx, rx) = oneshot::channel();
-        if self
-            .commands
-            .send(Command::Routes(prefix, max, tx))
+        self.ask(|tx| Command::Routes(prefix, max, tx))
             .await
-            .is_err()
-        {
-            return Vec::new();
-        }
-        rx.await.unwrap_or_default()
+            .unwrap_or_default()
     }
 
     /// Resets, disables or enables the peer at `address`; returns what
@@ -398,16 +387,9 @@ impl Speaker {
         address: Ipv6Addr,
         action: AdminAction,
     ) -> Result<String, AdminError> {
-        let (tx, rx) = oneshot::channel();
-        if self
-            .commands
-            .send(Command::Admin(address, action, tx))
+        self.ask(|tx| Command::Admin(address, action, tx))
             .await
-            .is_err()
-        {
-            return Err(AdminError::Stopped);
-        }
-        rx.await.unwrap_or(Err(AdminError::Stopped))
+            .unwrap_or(Err(AdminError::Stopped))
     }
 
     /// Applies a new configuration's neighbours, listen ranges and
@@ -422,16 +404,17 @@ impl Speaker {
     /// withdrawn. Returns what changed, for humans. The other settings
     /// cannot change: [`ReconfigureError::NeedsRestart`], nothing applied.
     pub async fn reconfigure(&self, config: SpeakerConfig) -> Result<String, ReconfigureError> {
-        let (tx, rx) = oneshot::channel();
-        if self
-            .commands
-            .send(Command::Reconfigure(Box::new(config), tx))
+        self.ask(|tx| Command::Reconfigure(Box::new(config), tx))
             .await
-            .is_err()
-        {
-            return Err(ReconfigureError::Stopped);
-        }
-        rx.await.unwrap_or(Err(ReconfigureError::Stopped))
+            .unwrap_or(Err(ReconfigureError::Stopped))
+    }
+
+    /// Sends the control task the command `cmd` makes of a reply channel
+    /// and waits for the answer; `None` if the task has stopped.
+    async fn ask<T>(&self, cmd: impl FnOnce(oneshot::Sender<T>) -> Command) -> Option<T> {
+        let (tx, rx) = oneshot::channel();
+        self.commands.send(cmd(tx)).await.ok()?;
+        rx.await.ok()
     }
 
     /// Stops every session (Cease / Administrative Shutdown, as a Hard
