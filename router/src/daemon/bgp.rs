@@ -208,12 +208,7 @@ impl Bgp {
     /// The RIB's paths of `prefix`, or of up to `max` prefixes (`None` if
     /// the speaker does not answer).
     pub(super) fn routes(&self, prefix: Option<Ipv6Net>, max: usize) -> Option<Vec<RouteView>> {
-        let (tx, rx) = mpsc::channel();
-        self.cmds
-            .as_ref()?
-            .blocking_send(Cmd::Routes(prefix, max, tx))
-            .ok()?;
-        rx.recv_timeout(Duration::from_secs(5)).ok()
+        self.ask(|tx| Cmd::Routes(prefix, max, tx), Duration::from_secs(5))
     }
 
     /// `neighbor ADDR reset|disable|enable` (`None` if the speaker does
@@ -223,12 +218,7 @@ impl Bgp {
         address: Ipv6Addr,
         action: AdminAction,
     ) -> Option<Result<String, AdminError>> {
-        let (tx, rx) = mpsc::channel();
-        self.cmds
-            .as_ref()?
-            .blocking_send(Cmd::Admin(address, action, tx))
-            .ok()?;
-        rx.recv_timeout(Duration::from_secs(5)).ok()
+        self.ask(|tx| Cmd::Admin(address, action, tx), Duration::from_secs(5))
     }
 
     /// Applies a new configuration's BGP peers and originated prefixes
@@ -237,20 +227,24 @@ impl Bgp {
         &self,
         config: SpeakerConfig,
     ) -> Option<Result<String, ReconfigureError>> {
-        let (tx, rx) = mpsc::channel();
-        self.cmds
-            .as_ref()?
-            .blocking_send(Cmd::Reconfigure(Box::new(config), tx))
-            .ok()?;
         // Within the ctl server's own wait for the answer.
-        rx.recv_timeout(Duration::from_secs(4)).ok()
+        self.ask(
+            |tx| Cmd::Reconfigure(Box::new(config), tx),
+            Duration::from_secs(4),
+        )
     }
 
     /// Every peer's summary (`None` if the speaker does not answer).
     pub(super) fn peers(&self) -> Option<Vec<PeerSummary>> {
+        self.ask(Cmd::Peers, Duration::from_secs(5))
+    }
+
+    /// Hands the BGP thread the command `cmd` makes of a reply channel and
+    /// waits up to `wait` for the answer.
+    fn ask<T>(&self, cmd: impl FnOnce(Sender<T>) -> Cmd, wait: Duration) -> Option<T> {
         let (tx, rx) = mpsc::channel();
-        self.cmds.as_ref()?.blocking_send(Cmd::Peers(tx)).ok()?;
-        rx.recv_timeout(Duration::from_secs(5)).ok()
+        self.cmds.as_ref()?.blocking_send(cmd(tx)).ok()?;
+        rx.recv_timeout(wait).ok()
     }
 }
 

@@ -406,27 +406,7 @@ impl Daemon {
     /// the kernel and probed.
     fn install_static(&mut self) -> Result<(), DaemonError> {
         for r in self.config.routes.clone() {
-            let mut ids = Vec::new();
-            for via in &r.via {
-                let port = self.port_of(*via).ok_or_else(|| {
-                    let known: Vec<String> = self
-                        .addrs
-                        .iter()
-                        .flat_map(|(n, v)| v.iter().map(move |a| format!("{} on {n}", a.subnet)))
-                        .collect();
-                    DaemonError::NextHopNotConnected {
-                        prefix: r.prefix,
-                        via: *via,
-                        known: if known.is_empty() {
-                            "none".into()
-                        } else {
-                            known.join(", ")
-                        },
-                    }
-                })?;
-                ids.push(self.track(*via, port, true)?);
-            }
-            self.install(r.prefix, Source::Static, ids)?;
+            self.install_own(r.prefix, &r.via)?;
         }
         Ok(())
     }
@@ -436,10 +416,47 @@ impl Daemon {
     /// default route back upstream.
     fn install_aggregates(&mut self) -> Result<(), DaemonError> {
         for prefix in self.config.bgp.aggregates.clone() {
-            let id = self.nexthops.unreachable();
-            self.install(prefix, Source::Aggregate, vec![id])?;
+            self.install_own(prefix, &[])?;
         }
         Ok(())
+    }
+
+    /// Installs the connected route of a subnet of `port`: its hosts are
+    /// gleaned.
+    fn install_connected(&mut self, prefix: Prefix, port: PortIndex) -> Result<(), DaemonError> {
+        let g = self.nexthops.glean(port);
+        self.install(prefix, Source::Connected, vec![g])
+    }
+
+    /// Installs a static route to `prefix` via `via` (each on a connected
+    /// subnet, resolved through the kernel and probed), or an aggregate
+    /// when `via` is empty.
+    fn install_own(&mut self, prefix: Prefix, via: &[Ipv6Addr]) -> Result<(), DaemonError> {
+        if via.is_empty() {
+            let id = self.nexthops.unreachable();
+            return self.install(prefix, Source::Aggregate, vec![id]);
+        }
+        let mut ids = Vec::new();
+        for &v in via {
+            let port = self.port_of(v).ok_or_else(|| {
+                let known: Vec<String> = self
+                    .addrs
+                    .iter()
+                    .flat_map(|(n, v)| v.iter().map(move |a| format!("{} on {n}", a.subnet)))
+                    .collect();
+                DaemonError::NextHopNotConnected {
+                    prefix,
+                    via: v,
+                    known: if known.is_empty() {
+                        "none".into()
+                    } else {
+                        known.join(", ")
+                    },
+                }
+            })?;
+            ids.push(self.track(v, port, true)?);
+        }
+        self.install(prefix, Source::Static, ids)
     }
 
     /// The id of neighbour `addr` behind `port`, asking the kernel to keep
@@ -626,8 +643,7 @@ impl Daemon {
             {
                 continue;
             }
-            let g = self.nexthops.glean(port);
-            if let Err(e) = self.install(prefix, Source::Connected, vec![g]) {
+            if let Err(e) = self.install_connected(prefix, port) {
                 log!("connected route {prefix}: {e}");
             }
         }

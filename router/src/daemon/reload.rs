@@ -18,7 +18,7 @@ use std::net::Ipv6Addr;
 
 use ::bgp::rib::{NextHop as RibNextHop, PathStatus as BgpStatus, RibChange};
 use ::ctl::{Done, ErrorCode, Response};
-use fib::{NextHopId, Prefix};
+use fib::Prefix;
 
 use super::{bgp, log, Daemon, Source};
 use crate::Config;
@@ -123,8 +123,7 @@ impl Daemon {
             self.uninstall(*prefix);
             match self.connected_port(*prefix) {
                 Some(port) => {
-                    let g = self.nexthops.glean(port);
-                    if let Err(e) = self.install(*prefix, Source::Connected, vec![g]) {
+                    if let Err(e) = self.install_connected(*prefix, port) {
                         failed.push(format!("connected route {prefix}: {e}"));
                     }
                 }
@@ -169,22 +168,6 @@ impl Daemon {
                 .any(|a| a.subnet == prefix)
                 .then_some(i as super::PortIndex)
         })
-    }
-
-    /// Installs a static route (`via` not empty) or an aggregate.
-    fn install_own(&mut self, prefix: Prefix, via: &[Ipv6Addr]) -> Result<(), super::DaemonError> {
-        if via.is_empty() {
-            let id = self.nexthops.unreachable();
-            return self.install(prefix, Source::Aggregate, vec![id]);
-        }
-        let mut ids: Vec<NextHopId> = Vec::new();
-        for &v in via {
-            // Checked by the caller: every next hop is on a subnet.
-            if let Some(port) = self.port_of(v) {
-                ids.push(self.track(v, port, true)?);
-            }
-        }
-        self.install(prefix, Source::Static, ids)
     }
 
     /// Puts the RIB's best path and ECMP set for `prefix` back into the
