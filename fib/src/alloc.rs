@@ -5,8 +5,13 @@
 //! (1-8, then 10, 12, 14, 16, 20, 24, ...), so rounding wastes at most a
 //! fifth, a block that grows or shrinks within its class stays put, and a
 //! freed block is reused by the next request of its class (exact sizes
-//! fragment under churn: the arrays keep growing). Both copies of the
-//! double-buffered trie share one allocator, so their layouts are identical.
+//! fragment under churn: the arrays keep growing).
+//!
+//! The arrays are shared by every snapshot (`arena.rs`), so a block a
+//! published snapshot reaches is never written: the builder writes a fresh
+//! block instead and *retires* the old one. A retired block is reused only
+//! after the publish that stops reaching it and the grace period after
+//! that (`reclaim`: no reader holds the snapshot before).
 
 pub(crate) const NIL: u32 = u32::MAX;
 
@@ -28,35 +33,126 @@ pub(crate) struct BlockAlloc {
     pub top: u32,
     /// Elements currently in use (for statistics).
     pub used: u32,
+    /// Blocks replaced since the last publish: the published snapshot
+    /// still reaches them.
+    retired: Vec<(u32, u32)>,
+    /// Blocks only the snapshot before the published one reaches.
+    waiting: Vec<(u32, u32)>,
+    /// Blocks held back while a snapshot abandoned to a slow reader lives.
+    deferred: Vec<(u32, u32)>,
+    /// Debug builds: the epoch (publish count) each element's block was
+    /// allocated in, `NIL` while free: `check_fresh` catches a write into
+    /// a block a snapshot may reach.
+    #[cfg(debug_assertions)]
+    born: Vec<u32>,
 }
 
 impl BlockAlloc {
-    /// A block for `n` elements; returns its offset and size (the class).
-    pub fn alloc(&mut self, n: u32) -> (u32, u32) {
+    /// A block for `n` elements, allocated in `epoch`; returns its offset
+    /// and size (the class).
+    pub fn alloc(&mut self, n: u32, epoch: u32) -> (u32, u32) {
         let n = class_of(n);
         self.used += n;
-        if let Some(off) = self.free.get_mut(n as usize).and_then(Vec::pop) {
-            return (off, n);
-        }
-        let off = self.top;
-        self.top += n;
+        let off = match self.free.get_mut(n as usize).and_then(Vec::pop) {
+            Some(off) => off,
+            None => {
+                self.top += n;
+                self.top - n
+            }
+        };
+        self.mark(off, n, epoch);
         (off, n)
     }
 
-    pub fn free(&mut self, off: u32, n: u32) {
+    #[cfg(debug_assertions)]
+    fn mark(&mut self, off: u32, n: u32, epoch: u32) {
+        let end = (off + n) as usize;
+        if self.born.len() < end {
+            self.born.resize(end, NIL);
+        }
+        self.born[off as usize..end].fill(epoch);
+    }
+
+    #[cfg(not(debug_assertions))]
+    #[inline(always)]
+    fn mark(&mut self, _off: u32, _n: u32, _epoch: u32) {}
+
+    /// Debug builds: panics unless elements `off .. off + n` belong to a
+    /// block allocated in `epoch` (since the last publish).
+    #[inline(always)]
+    pub fn check_fresh(&self, off: u32, n: u32, epoch: u32) {
+        #[cfg(debug_assertions)]
+        for i in off..off + n {
+            assert_eq!(
+                self.born.get(i as usize).copied(),
+                Some(epoch),
+                "write at {i} into a block a snapshot may reach"
+            );
+        }
+        #[cfg(not(debug_assertions))]
+        let _ = (off, n, epoch);
+    }
+
+    /// Debug builds: every allocated element counts as born in epoch 0
+    /// (the epoch count starts again, see `TrieBuilder::published`).
+    pub fn rebase(&mut self) {
+        #[cfg(debug_assertions)]
+        for b in &mut self.born {
+            if *b != NIL {
+                *b = 0;
+            }
+        }
+    }
+
+    /// Returns a block: at once if it was allocated since the last publish
+    /// (`fresh`: no snapshot reaches it), after the grace period otherwise.
+    pub fn release(&mut self, off: u32, n: u32, fresh: bool) {
         if off == NIL || n == 0 {
             return;
         }
+        if fresh {
+            self.free(off, n);
+        } else {
+            self.retired.push((off, n));
+        }
+    }
+
+    fn free(&mut self, off: u32, n: u32) {
         if self.free.len() <= n as usize {
             self.free.resize_with(n as usize + 1, Vec::new);
         }
         self.used -= n;
         self.free[n as usize].push(off);
+        self.mark(off, n, NIL);
+    }
+
+    /// A publish: the blocks retired since the last one are reached only
+    /// by the snapshot it replaced.
+    pub fn published(&mut self) {
+        self.waiting.append(&mut self.retired);
+    }
+
+    /// The grace period after a publish is over: no reader holds the
+    /// snapshot it replaced. Its blocks are reused, unless an older
+    /// snapshot is still alive (`older_alive`: one was abandoned to a
+    /// reader that held it too long), which may reach any of them.
+    pub fn reclaim(&mut self, older_alive: bool) {
+        if older_alive {
+            self.deferred.append(&mut self.waiting);
+            return;
+        }
+        let mut blocks = std::mem::take(&mut self.waiting);
+        blocks.append(&mut self.deferred);
+        for &(off, n) in &blocks {
+            self.free(off, n);
+        }
+        blocks.clear();
+        self.waiting = blocks;
     }
 }
 
 /// Grows `v` to `len` elements, reserving an eighth more rather than
-/// doubling, so the arrays of a snapshot stay close to their used size.
+/// doubling, so the arrays stay close to their used size.
 pub(crate) fn grow_to<T: Clone + Default>(v: &mut Vec<T>, len: usize) {
     if v.len() >= len {
         return;
@@ -74,15 +170,44 @@ mod tests {
     #[test]
     fn reuses_freed_blocks_of_the_same_class() {
         let mut a = BlockAlloc::default();
-        let (x, cx) = a.alloc(9);
+        let (x, cx) = a.alloc(9, 0);
         assert_eq!((x, cx), (0, 10));
-        let (y, cy) = a.alloc(1);
+        let (y, cy) = a.alloc(1, 0);
         assert_eq!((y, cy), (10, 1));
-        a.free(x, cx);
-        assert_eq!(a.alloc(3), (11, 3));
-        assert_eq!(a.alloc(10), (0, 10));
+        a.release(x, cx, true);
+        assert_eq!(a.alloc(3, 0), (11, 3));
+        assert_eq!(a.alloc(10, 0), (0, 10));
         assert_eq!(a.top, 14);
         assert_eq!(a.used, 14);
+    }
+
+    #[test]
+    fn retired_blocks_wait_for_the_grace_period() {
+        let mut a = BlockAlloc::default();
+        let (x, cx) = a.alloc(4, 0);
+        a.published();
+        // Replaced after publish 1: the published snapshot reaches it.
+        a.release(x, cx, false);
+        assert_eq!(a.alloc(4, 1), (4, 4));
+        a.reclaim(false);
+        assert_eq!(a.alloc(4, 1), (8, 4), "not before the next publish");
+        a.published();
+        // Publish 2 is out, but a reader still holds snapshot 1.
+        a.reclaim(true);
+        assert_eq!(a.alloc(4, 2), (12, 4), "not while an older snapshot lives");
+        a.published();
+        a.reclaim(false);
+        assert_eq!(a.alloc(4, 3), (0, 4), "reused once no snapshot reaches it");
+    }
+
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "a snapshot may reach")]
+    fn writes_into_published_blocks_are_caught() {
+        let mut a = BlockAlloc::default();
+        let (x, cx) = a.alloc(2, 0);
+        a.check_fresh(x, cx, 0);
+        a.check_fresh(x, cx, 1);
     }
 
     #[test]

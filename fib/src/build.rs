@@ -7,12 +7,22 @@
 //! so a batch of updates costs one recomputation per touched node. A
 //! recomputation repaints the node's 256 slots, re-compresses its leaves and
 //! pushes changed inherited values to the children, which are queued in turn.
-//! Every array write goes to the standby copy and is logged, so the other
-//! copy catches up by copying just those entries.
+//!
+//! Nodes and leaves are one copy shared by every snapshot, written
+//! copy-on-write: a node whose content changes is written in place only if
+//! its block was allocated since the last publish (`epoch`); otherwise its
+//! whole block (the node and its siblings) moves to a new one first, which
+//! changes the parent's child base, so the parent's block moves too if
+//! needed, up to the direct table (`make_writable`). Leaf runs likewise go
+//! to a new block unless theirs is fresh. Replaced blocks are retired until
+//! no reader can reach them (`alloc.rs`). The direct table and the
+//! exact-match tables are per snapshot copy: their writes go to the standby
+//! copy and are logged, so the other copy catches up by copying just those
+//! entries.
 
 use crate::alloc::{class_of, grow_to, BlockAlloc, NIL};
 use crate::prefix::{mask, Prefix};
-use crate::trie::{Chunk, DirtyLog, Node, Trie, EXACT_FLAGS, EXACT_LENS, HAS128, NODE};
+use crate::trie::{Chunk, DirtyLog, Node, Trie, EXACT_FLAGS, EXACT_LENS, HAS128, NODE, TOP_LEVEL};
 use std::collections::{BTreeMap, HashMap};
 
 /// Depth of the deepest node level (120 = 16 + 8 * 13).
@@ -35,7 +45,7 @@ impl Local {
 }
 
 #[derive(Debug)]
-struct BNode {
+pub(crate) struct BNode {
     alive: bool,
     queued: bool,
     level: u8,
@@ -43,13 +53,19 @@ struct BNode {
     x: u32,
     parent: u32,
     inherited: u32,
-    /// Routes of length level+1 ..= level+8, sorted by (rel, bits).
-    routes: Vec<Local>,
+    /// Routes of length level+1 ..= level+8, sorted by (rel, bits);
+    /// exactly sized (most nodes hold one to three).
+    routes: Box<[Local]>,
     childmap: [u64; 4],
-    /// Builder ids of the children, in slot order.
-    children: Vec<u32>,
-    /// Index in `Trie::nodes`.
-    pos: u32,
+    /// A root's index in `Trie::top` (other nodes' places follow from
+    /// their parent's: `pos_of`).
+    root_pos: u32,
+    /// The slot of this node in its parent.
+    slot: u8,
+    /// The epoch the child block was allocated in.
+    child_epoch: u32,
+    /// The epoch the leaf block was allocated in.
+    leaf_epoch: u32,
     leaf_off: u32,
     leaf_cap: u32,
     child_off: u32,
@@ -61,6 +77,28 @@ fn has_bit(map: &[u64; 4], slot: usize) -> bool {
     map[slot >> 6] & (1 << (slot & 63)) != 0
 }
 
+/// Inserts into an exactly sized route list.
+fn insert_route(routes: &mut Box<[Local]>, i: usize, l: Local) {
+    let mut v = std::mem::take(routes).into_vec();
+    v.reserve_exact(1);
+    v.insert(i, l);
+    *routes = v.into_boxed_slice();
+}
+
+/// Removes from an exactly sized route list.
+fn remove_route(routes: &mut Box<[Local]>, i: usize) -> Local {
+    let mut v = std::mem::take(routes).into_vec();
+    let l = v.remove(i);
+    *routes = v.into_boxed_slice();
+    l
+}
+
+/// Children in a child map.
+#[inline]
+fn child_count(map: &[u64; 4]) -> u32 {
+    map.iter().map(|m| m.count_ones()).sum()
+}
+
 #[inline]
 fn rank(map: &[u64; 4], slot: usize) -> usize {
     let w = slot >> 6;
@@ -68,7 +106,15 @@ fn rank(map: &[u64; 4], slot: usize) -> usize {
     (below + (map[w] & ((1u64 << (slot & 63)) - 1)).count_ones()) as usize
 }
 
-/// The trie's control-side state; one per FIB, shared by both copies.
+/// How a child block maps onto its replacement (`move_children`).
+#[derive(Debug, Clone, Copy)]
+enum Gap {
+    None,
+    Insert(u32),
+    Remove(u32),
+}
+
+/// The trie's control-side state; one per FIB.
 #[derive(Debug)]
 pub(crate) struct TrieBuilder {
     bnodes: Vec<BNode>,
@@ -86,26 +132,27 @@ pub(crate) struct TrieBuilder {
     n128: HashMap<usize, u32>,
     /// Per /16: entries in each exact-match table.
     n_exact: [HashMap<usize, u32>; EXACT_LENS.len()],
+    /// Blocks of top nodes (levels 16 and 24) in each copy's `Trie::top`.
+    top_alloc: BlockAlloc,
+    /// Blocks of deeper nodes in the store.
     node_alloc: BlockAlloc,
+    /// The builder id of the node at each position of `Trie::top` and of
+    /// the store (a node's children are found through these).
+    top_ids: Vec<u32>,
+    store_ids: Vec<u32>,
     leaf_alloc: BlockAlloc,
     queue: [Vec<u32>; DEPTHS],
     routes: usize,
+    /// Publishes so far: blocks allocated in the current epoch are fresh
+    /// (no snapshot reaches them) and may be written in place.
+    epoch: u32,
 }
 
-/// Where writes go: the standby copy and the log of what changed in it.
+/// Where writes go: the standby copy (its direct and exact-match tables,
+/// and the shared store) and the log of what changed in it.
 pub(crate) struct Out<'a> {
     pub t: &'a mut Trie,
     pub log: &'a mut DirtyLog,
-}
-
-impl Out<'_> {
-    fn node(&mut self, pos: u32, node: Node) {
-        let slot = &mut self.t.nodes[pos as usize];
-        if *slot != node {
-            *slot = node;
-            self.log.nodes.push(pos);
-        }
-    }
 }
 
 impl Default for TrieBuilder {
@@ -120,10 +167,14 @@ impl Default for TrieBuilder {
             direct_leaf: vec![0; 1 << 16],
             n128: HashMap::new(),
             n_exact: [HashMap::new()],
+            top_alloc: BlockAlloc::default(),
             node_alloc: BlockAlloc::default(),
+            top_ids: Vec::new(),
+            store_ids: Vec::new(),
             leaf_alloc: BlockAlloc::default(),
             queue: Default::default(),
             routes: 0,
+            epoch: 0,
         }
     }
 }
@@ -163,11 +214,7 @@ impl TrieBuilder {
 
     /// Heap bytes of the control-side mirror (not part of a snapshot).
     pub fn memory_bytes(&self) -> usize {
-        let per_node: usize = self
-            .bnodes
-            .iter()
-            .map(|n| n.routes.capacity() * 8 + n.children.capacity() * 4)
-            .sum();
+        let per_node: usize = self.bnodes.iter().map(|n| n.routes.len() * 8).sum();
         self.bnodes.capacity() * std::mem::size_of::<BNode>()
             + per_node
             + (self.roots.len()
@@ -178,6 +225,7 @@ impl TrieBuilder {
             + self.short.len() * 48
             + self.host.capacity() * 24
             + self.leaf64.capacity() * 16
+            + (self.top_ids.capacity() + self.store_ids.capacity()) * 4
     }
 
     /// The value stored for exactly `p`.
@@ -221,7 +269,7 @@ impl TrieBuilder {
             if !has_bit(&node.childmap, slot) {
                 return None;
             }
-            n = node.children[rank(&node.childmap, slot)];
+            n = self.child(n, rank(&node.childmap, slot));
         }
         None
     }
@@ -263,10 +311,7 @@ impl TrieBuilder {
                 Some(old)
             }
             Err(i) => {
-                // Exactly sized: most nodes hold one to three routes, and
-                // doubling would leave a third of these vectors empty.
-                node.routes.reserve_exact(1);
-                node.routes.insert(i, Local { rel, bits, value });
+                insert_route(&mut node.routes, i, Local { rel, bits, value });
                 self.routes += 1;
                 None
             }
@@ -306,7 +351,7 @@ impl TrieBuilder {
             .routes
             .binary_search_by_key(&(rel, bits), |l| (l.rel, l.bits))
             .ok()?;
-        let old = node.routes.remove(i).value;
+        let old = remove_route(&mut node.routes, i).value;
         self.routes -= 1;
         self.enqueue(n);
         self.prune(out, n);
@@ -378,7 +423,7 @@ impl TrieBuilder {
     fn write_direct(&mut self, out: &mut Out, x: usize) {
         let root = self.roots[x];
         let mut d = if root != NIL {
-            NODE | self.bnodes[root as usize].pos
+            NODE | self.bnodes[root as usize].root_pos
         } else {
             self.direct_leaf[x]
         };
@@ -451,10 +496,12 @@ impl TrieBuilder {
             x,
             parent,
             inherited: 0,
-            routes: Vec::new(),
+            routes: Box::default(),
             childmap: [0; 4],
-            children: Vec::new(),
-            pos: NIL,
+            root_pos: NIL,
+            slot: 0,
+            child_epoch: self.epoch,
+            leaf_epoch: self.epoch,
             leaf_off: NIL,
             leaf_cap: 0,
             child_off: NIL,
@@ -465,7 +512,8 @@ impl TrieBuilder {
             id
         } else {
             if self.bnodes.len() == self.bnodes.capacity() {
-                // Grow by an eighth, not by doubling (see `grow_to`).
+                // Grow by an eighth, not by doubling: the mirror stays close
+                // to its used size.
                 self.bnodes.reserve_exact(self.bnodes.len() / 8 + 16);
             }
             self.bnodes.push(node);
@@ -473,10 +521,167 @@ impl TrieBuilder {
         }
     }
 
-    fn alloc_nodes(&mut self, out: &mut Out, n: u32) -> (u32, u32) {
-        let (off, cap) = self.node_alloc.alloc(n);
-        grow_to(&mut out.t.nodes, self.node_alloc.top as usize);
+    /// The allocator of the nodes of `level`.
+    fn alloc_of(&mut self, level: u8) -> &mut BlockAlloc {
+        if level <= TOP_LEVEL {
+            &mut self.top_alloc
+        } else {
+            &mut self.node_alloc
+        }
+    }
+
+    /// The builder ids of the nodes of `level`, by position.
+    fn ids_mut(&mut self, level: u8) -> &mut [u32] {
+        if level <= TOP_LEVEL {
+            &mut self.top_ids
+        } else {
+            &mut self.store_ids
+        }
+    }
+
+    /// The builder id of `n`'s child of rank `k`.
+    fn child(&self, n: u32, k: usize) -> u32 {
+        let node = &self.bnodes[n as usize];
+        let ids = if node.level + 8 <= TOP_LEVEL {
+            &self.top_ids
+        } else {
+            &self.store_ids
+        };
+        ids[node.child_off as usize + k]
+    }
+
+    /// A block for `n` nodes of `level`.
+    fn alloc_nodes(&mut self, out: &mut Out, level: u8, n: u32) -> (u32, u32) {
+        let epoch = self.epoch;
+        let (off, cap) = self.alloc_of(level).alloc(n, epoch);
+        if level <= TOP_LEVEL {
+            grow_to(&mut out.t.top, self.top_alloc.top as usize);
+            grow_to(&mut self.top_ids, self.top_alloc.top as usize);
+        } else {
+            out.t.store.nodes.grow_to(self.node_alloc.top);
+            grow_to(&mut self.store_ids, self.node_alloc.top as usize);
+        }
         (off, cap)
+    }
+
+    /// Node `pos` of `level`, as last written.
+    fn get_node(out: &Out, level: u8, pos: u32) -> Node {
+        if level <= TOP_LEVEL {
+            out.t.top[pos as usize]
+        } else {
+            *out.t.store.nodes.get(pos)
+        }
+    }
+
+    /// Writes node `pos` of `level`: a top node into the standby copy (and
+    /// the log), a deeper one into the store, where its block must have
+    /// been allocated this epoch.
+    #[allow(unsafe_code)]
+    fn put_node(&self, out: &mut Out, level: u8, pos: u32, node: Node) {
+        if level <= TOP_LEVEL {
+            let slot = &mut out.t.top[pos as usize];
+            if *slot != node {
+                *slot = node;
+                out.log.nodes.push(pos);
+            }
+            return;
+        }
+        self.node_alloc.check_fresh(pos, 1, self.epoch);
+        // SAFETY: `pos` lies in a block allocated since the last publish
+        // (checked in debug builds): no snapshot reaches it.
+        unsafe { out.t.store.nodes.write(pos, &[node]) };
+    }
+
+    /// Writes leaf runs at `off`, in a block allocated this epoch.
+    #[allow(unsafe_code)]
+    fn put_leaves(&self, out: &Out, off: u32, runs: &[u32]) {
+        self.leaf_alloc
+            .check_fresh(off, runs.len() as u32, self.epoch);
+        // SAFETY: as in `put_node`.
+        unsafe { out.t.store.leaves.write(off, runs) };
+    }
+
+    /// Whether `n`'s own slot may be written in place: a top node always
+    /// (the standby copy is ours), a deeper one if its block (its parent's
+    /// child block) was allocated this epoch.
+    fn is_fresh(&self, n: u32) -> bool {
+        let node = &self.bnodes[n as usize];
+        node.level <= TOP_LEVEL || self.children_fresh(node.parent)
+    }
+
+    /// Whether `n`'s child block may be written in place (see `is_fresh`).
+    fn children_fresh(&self, n: u32) -> bool {
+        let node = &self.bnodes[n as usize];
+        node.level + 8 <= TOP_LEVEL || node.child_epoch == self.epoch
+    }
+
+    /// Where node `n` is: a root where it was placed, any other node at its
+    /// rank among its parent's children in the parent's child block.
+    fn pos_of(&self, n: u32) -> u32 {
+        let node = &self.bnodes[n as usize];
+        if node.parent == NIL {
+            return node.root_pos;
+        }
+        let p = &self.bnodes[node.parent as usize];
+        p.child_off + rank(&p.childmap, usize::from(node.slot)) as u32
+    }
+
+    /// Moves `n`'s children into a new block and releases the old one.
+    /// `gap` tells how the old block maps to the new one: unchanged, with
+    /// a child inserted at a rank (left unwritten), or with the child at a
+    /// rank removed. `n`'s child list and map are already the new ones.
+    fn move_children(&mut self, out: &mut Out, n: u32, gap: Gap) {
+        let node = &self.bnodes[n as usize];
+        let (old_off, old_cap, level) = (node.child_off, node.child_cap, node.level + 8);
+        let old_fresh = self.children_fresh(n);
+        let len = child_count(&node.childmap);
+        let (off, cap) = if len == 0 {
+            (NIL, 0)
+        } else {
+            self.alloc_nodes(out, level, len)
+        };
+        for i in 0..len {
+            let from = match gap {
+                Gap::None => Some(i),
+                Gap::Insert(r) if i == r => None,
+                Gap::Insert(r) => Some(if i < r { i } else { i - 1 }),
+                Gap::Remove(r) => Some(if i < r { i } else { i + 1 }),
+            };
+            if let Some(from) = from {
+                let moved = Self::get_node(out, level, old_off + from);
+                self.put_node(out, level, off + i, moved);
+                let ids = self.ids_mut(level);
+                ids[(off + i) as usize] = ids[(old_off + from) as usize];
+            }
+        }
+        let node = &mut self.bnodes[n as usize];
+        node.child_off = off;
+        node.child_cap = cap;
+        node.child_epoch = self.epoch;
+        self.alloc_of(level).release(old_off, old_cap, old_fresh);
+    }
+
+    /// Makes `n`'s own slot writable. If a snapshot may reach its block,
+    /// the block (`n` and its siblings) moves to a new one; that changes
+    /// the parent's child base, so the parent is made writable and patched
+    /// in turn, up to a top node, which is written in place.
+    fn make_writable(&mut self, out: &mut Out, n: u32) {
+        if self.is_fresh(n) {
+            return;
+        }
+        let parent = self.bnodes[n as usize].parent;
+        self.move_children(out, parent, Gap::None);
+        self.make_writable(out, parent);
+        let pos = self.pos_of(parent);
+        let p = &self.bnodes[parent as usize];
+        let level = p.level;
+        let mut node = Self::get_node(out, level, pos);
+        let mut base = p.child_off;
+        for (chunk, m) in node.chunks.iter_mut().zip(p.childmap) {
+            chunk.base1 = base;
+            base += m.count_ones();
+        }
+        self.put_node(out, level, pos, node);
     }
 
     /// The node at `level` on the path of `addr`, created with its ancestors.
@@ -485,9 +690,9 @@ impl TrieBuilder {
         let mut n = self.roots[x];
         if n == NIL {
             n = self.new_bnode(16, x as u32, NIL);
-            let (pos, _) = self.alloc_nodes(out, 1);
+            let (pos, _) = self.alloc_nodes(out, 16, 1);
             let node = &mut self.bnodes[n as usize];
-            node.pos = pos;
+            node.root_pos = pos;
             node.inherited = self.direct_leaf[x];
             self.roots[x] = n;
             self.write_direct(out, x);
@@ -500,7 +705,7 @@ impl TrieBuilder {
             }
             let slot = slot_of(addr, node.level);
             if has_bit(&node.childmap, slot) {
-                n = node.children[rank(&node.childmap, slot)];
+                n = self.child(n, rank(&node.childmap, slot));
                 continue;
             }
             let (plevel, x) = (node.level, node.x);
@@ -520,8 +725,7 @@ impl TrieBuilder {
                     };
                     let routes = &mut self.bnodes[n as usize].routes;
                     let i = routes.partition_point(|l| (l.rel, l.bits) < (8, slot as u8));
-                    routes.reserve_exact(1);
-                    routes.insert(i, local);
+                    insert_route(routes, i, local);
                 }
             }
             n = c;
@@ -529,98 +733,70 @@ impl TrieBuilder {
     }
 
     fn insert_child(&mut self, out: &mut Out, n: u32, slot: usize, c: u32) {
-        let r = rank(&self.bnodes[n as usize].childmap, slot);
+        self.bnodes[c as usize].slot = slot as u8;
         let node = &mut self.bnodes[n as usize];
+        let r = rank(&node.childmap, slot) as u32;
         node.childmap[slot >> 6] |= 1 << (slot & 63);
-        node.children.reserve_exact(1);
-        node.children.insert(r, c);
-        let count = node.children.len() as u32;
-        if count > node.child_cap {
-            let (old_off, old_cap) = (node.child_off, node.child_cap);
-            let (off, cap) = self.alloc_nodes(out, count);
-            let children = std::mem::take(&mut self.bnodes[n as usize].children);
-            for (i, &ch) in children.iter().enumerate() {
-                let new_pos = off + i as u32;
-                if ch != c {
-                    let old_pos = self.bnodes[ch as usize].pos;
-                    let moved = out.t.nodes[old_pos as usize];
-                    out.node(new_pos, moved);
-                }
-                self.bnodes[ch as usize].pos = new_pos;
-            }
-            let node = &mut self.bnodes[n as usize];
-            node.children = children;
-            node.child_off = off;
-            node.child_cap = cap;
-            self.node_alloc.free(old_off, old_cap);
+        let (count, cap, level) = (child_count(&node.childmap), node.child_cap, node.level + 8);
+        // The block may be shifted in place only if no snapshot reaches it.
+        if count > cap || !self.children_fresh(n) {
+            self.move_children(out, n, Gap::Insert(r));
         } else {
-            let off = node.child_off;
-            let children = std::mem::take(&mut node.children);
-            for i in (r + 1..children.len()).rev() {
-                let moved = out.t.nodes[(off + i as u32 - 1) as usize];
-                out.node(off + i as u32, moved);
-                self.bnodes[children[i] as usize].pos = off + i as u32;
+            let off = self.bnodes[n as usize].child_off;
+            for i in (r + 1..count).rev() {
+                let moved = Self::get_node(out, level, off + i - 1);
+                self.put_node(out, level, off + i, moved);
+                let ids = self.ids_mut(level);
+                ids[(off + i) as usize] = ids[(off + i - 1) as usize];
             }
-            self.bnodes[c as usize].pos = off + r as u32;
-            self.bnodes[n as usize].children = children;
         }
+        let off = self.bnodes[n as usize].child_off;
+        self.ids_mut(level)[(off + r) as usize] = c;
     }
 
     /// Deletes `n` and its empty ancestors once they hold nothing.
     fn prune(&mut self, out: &mut Out, mut n: u32) {
         loop {
             let node = &self.bnodes[n as usize];
-            if !node.routes.is_empty() || !node.children.is_empty() {
+            if !node.routes.is_empty() || node.childmap != [0; 4] {
                 return;
             }
-            let (parent, x, pos) = (node.parent, node.x as usize, node.pos);
+            let (parent, x, level) = (node.parent, node.x as usize, node.level);
+            let pos = self.pos_of(n);
             let (leaf_off, leaf_cap) = (node.leaf_off, node.leaf_cap);
-            self.leaf_alloc.free(leaf_off, leaf_cap);
+            let leaf_fresh = node.leaf_epoch == self.epoch;
+            let home_fresh = self.is_fresh(n);
+            self.leaf_alloc.release(leaf_off, leaf_cap, leaf_fresh);
             let node = &mut self.bnodes[n as usize];
             node.alive = false;
             node.queued = false;
             self.free_bnodes.push(n);
             if parent == NIL {
-                self.node_alloc.free(pos, 1);
+                self.top_alloc.release(pos, 1, home_fresh);
                 self.roots[x] = NIL;
                 self.write_direct(out, x);
                 return;
             }
+            let slot = usize::from(self.bnodes[n as usize].slot);
             let p = &mut self.bnodes[parent as usize];
-            let r = p.children.iter().position(|&c| c == n).unwrap_or_default();
-            let slot = {
-                // The slot of the r-th set bit.
-                let mut left = r;
-                let mut found = 0;
-                for (w, &m) in p.childmap.iter().enumerate() {
-                    let ones = m.count_ones() as usize;
-                    if left < ones {
-                        let mut m = m;
-                        for _ in 0..left {
-                            m &= m - 1;
-                        }
-                        found = w * 64 + m.trailing_zeros() as usize;
-                        break;
-                    }
-                    left -= ones;
-                }
-                found
-            };
+            let r = rank(&p.childmap, slot);
             p.childmap[slot >> 6] &= !(1 << (slot & 63));
-            p.children.remove(r);
-            let off = p.child_off;
-            let children = std::mem::take(&mut p.children);
-            for (i, &ch) in children.iter().enumerate().skip(r) {
-                let moved = out.t.nodes[(off + i as u32 + 1) as usize];
-                out.node(off + i as u32, moved);
-                self.bnodes[ch as usize].pos = off + i as u32;
-            }
-            let p = &mut self.bnodes[parent as usize];
-            p.children = children;
-            if p.children.is_empty() {
-                self.node_alloc.free(p.child_off, p.child_cap);
+            if p.childmap == [0; 4] {
+                let (off, cap) = (p.child_off, p.child_cap);
                 p.child_off = NIL;
                 p.child_cap = 0;
+                self.alloc_of(level).release(off, cap, home_fresh);
+            } else if !home_fresh {
+                // A snapshot may reach the siblings' block: the rest move.
+                self.move_children(out, parent, Gap::Remove(r as u32));
+            } else {
+                let (off, len) = (p.child_off, child_count(&p.childmap));
+                for i in r as u32..len {
+                    let moved = Self::get_node(out, level, off + i + 1);
+                    self.put_node(out, level, off + i, moved);
+                    let ids = self.ids_mut(level);
+                    ids[(off + i) as usize] = ids[(off + i + 1) as usize];
+                }
             }
             let plevel = self.bnodes[parent as usize].level;
             self.enqueue(parent);
@@ -633,7 +809,7 @@ impl TrieBuilder {
                     .binary_search_by_key(&(8, slot as u8), |l| (l.rel, l.bits))
                 {
                     let addr = self.node_prefix(parent) | ((slot as u128) << 64);
-                    let value = self.bnodes[parent as usize].routes.remove(i).value;
+                    let value = remove_route(&mut self.bnodes[parent as usize].routes, i).value;
                     self.leaf64.insert((addr >> 64) as u64, value);
                     self.exact_insert(out, 0, x, addr, value);
                 }
@@ -651,23 +827,37 @@ impl TrieBuilder {
                 return addr | (u128::from(node.x) << 112);
             }
             let p = &self.bnodes[node.parent as usize];
-            let r = p.children.iter().position(|&c| c == n).unwrap_or_default();
-            let mut left = r;
-            for (w, &m) in p.childmap.iter().enumerate() {
-                let ones = m.count_ones() as usize;
-                if left < ones {
-                    let mut m = m;
-                    for _ in 0..left {
-                        m &= m - 1;
-                    }
-                    let slot = (w * 64 + m.trailing_zeros() as usize) as u128;
-                    addr |= slot << (120 - u32::from(p.level));
-                    break;
-                }
-                left -= ones;
-            }
+            addr |= u128::from(node.slot) << (120 - u32::from(p.level));
             n = node.parent;
         }
+    }
+
+    /// A publish: every block allocated so far may now be reached by a
+    /// reader, and the blocks retired since the last publish are reached
+    /// only by the snapshot it replaced.
+    pub fn published(&mut self) {
+        self.node_alloc.published();
+        self.leaf_alloc.published();
+        if self.epoch + 1 == NIL {
+            // Four billion publishes: start the count again with no block
+            // taken for fresh.
+            for b in &mut self.bnodes {
+                b.child_epoch = 0;
+                b.leaf_epoch = 0;
+            }
+            self.node_alloc.rebase();
+            self.leaf_alloc.rebase();
+            self.epoch = 0;
+        }
+        self.epoch += 1;
+    }
+
+    /// No reader holds the snapshot before the published one: the blocks
+    /// only it reached are reused (`older_alive`: an even older snapshot,
+    /// abandoned to a slow reader, is still alive; wait for it).
+    pub fn reclaim(&mut self, older_alive: bool) {
+        self.node_alloc.reclaim(older_alive);
+        self.leaf_alloc.reclaim(older_alive);
     }
 
     /// Recomputes every queued node, parents first.
@@ -703,7 +893,7 @@ impl TrieBuilder {
             while m != 0 {
                 let slot = w * 64 + m.trailing_zeros() as usize;
                 m &= m - 1;
-                let c = self.bnodes[n as usize].children[k];
+                let c = self.child(n, k);
                 k += 1;
                 let child = &mut self.bnodes[c as usize];
                 if child.inherited != paint[slot] {
@@ -763,29 +953,39 @@ impl TrieBuilder {
             chunks[w].leafvec = lv;
         }
         let (mut leaf_off, mut leaf_cap) = (node.leaf_off, node.leaf_cap);
-        let pos = node.pos;
+        let leaf_fresh = node.leaf_epoch == self.epoch;
+        let pos = self.pos_of(n);
         let nruns32 = nruns as u32;
         let want = if nruns == 0 { 0 } else { class_of(nruns32) };
-        if want != leaf_cap {
-            self.leaf_alloc.free(leaf_off, leaf_cap);
-            (leaf_off, leaf_cap) = (NIL, 0);
-            if want > 0 {
-                (leaf_off, leaf_cap) = self.leaf_alloc.alloc(nruns32);
-                grow_to(&mut out.t.leaves, self.leaf_alloc.top as usize);
+        let runs = &runs[..nruns];
+        let same =
+            want == leaf_cap && (nruns == 0 || out.t.store.leaves.slice(leaf_off, nruns) == runs);
+        if !same {
+            if want != leaf_cap || !leaf_fresh {
+                self.leaf_alloc.release(leaf_off, leaf_cap, leaf_fresh);
+                (leaf_off, leaf_cap) = (NIL, 0);
+                if want > 0 {
+                    (leaf_off, leaf_cap) = self.leaf_alloc.alloc(nruns32, self.epoch);
+                    out.t.store.leaves.grow_to(self.leaf_alloc.top);
+                }
+                let node = &mut self.bnodes[n as usize];
+                node.leaf_off = leaf_off;
+                node.leaf_cap = leaf_cap;
+                node.leaf_epoch = self.epoch;
             }
-        }
-        let node = &mut self.bnodes[n as usize];
-        node.leaf_off = leaf_off;
-        node.leaf_cap = leaf_cap;
-        if nruns > 0 {
-            out.t.leaves[leaf_off as usize..leaf_off as usize + nruns]
-                .copy_from_slice(&runs[..nruns]);
-            out.log.leaves.push((leaf_off, nruns32));
+            if nruns > 0 {
+                self.put_leaves(out, leaf_off, runs);
+            }
         }
         let base = if leaf_off == NIL { 0 } else { leaf_off };
         for (w, chunk) in chunks.iter_mut().enumerate() {
             chunk.base0 = (base + run_base[w]).wrapping_sub(1);
         }
-        out.node(pos, Node { chunks });
+        let node = Node { chunks };
+        let level = self.bnodes[n as usize].level;
+        if Self::get_node(out, level, pos) != node {
+            self.make_writable(out, n);
+            self.put_node(out, level, self.pos_of(n), node);
+        }
     }
 }

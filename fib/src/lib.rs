@@ -8,14 +8,20 @@
 //!   current [`Snapshot`] once per batch of packets, never block, and never
 //!   see half a batch of updates.
 //!
-//! Publication is double-buffered, RCU style: there are two copies of the
-//! lookup structure. Updates are written into the standby copy, which is then
-//! swapped in with one atomic pointer store (`arc-swap`); the copy it replaces
-//! becomes the standby once the last reader has dropped it (the grace period:
-//! readers hold a snapshot for one batch), and catches up by copying only the
-//! entries the previous round wrote. Updates are incremental: a route change
-//! recomputes the one trie node it lives in (and its descendants when leaf
-//! values pushed into them change).
+//! Publication is RCU style. The trie's nodes and leaves (most of its
+//! memory) are one copy shared by every snapshot and changed copy-on-write:
+//! a changed node is written into a block no published snapshot reaches,
+//! and so are its ancestors up to the direct table; replaced blocks are
+//! reused once no reader can hold a snapshot that reaches them. The small
+//! top of the structure (the direct table, the exact-match tables, the
+//! group table) is double-buffered: updates are written into the standby
+//! copy, which is then swapped in with one atomic pointer store
+//! (`arc-swap`); the copy it replaces becomes the standby once the last
+//! reader has dropped it (the grace period: readers hold a snapshot for one
+//! batch), and catches up by copying only the entries the previous round
+//! wrote. Updates are incremental: a route change recomputes the one trie
+//! node it lives in (and its descendants when leaf values pushed into them
+//! change).
 //!
 //! The lookup structure is described in the `trie` module: a 16-bit direct
 //! table, 8-bit-stride popcount-compressed nodes with leaf compression, and
@@ -26,6 +32,7 @@ use std::sync::Arc;
 use arc_swap::{ArcSwap, Guard};
 
 mod alloc;
+mod arena;
 mod build;
 mod group;
 mod prefix;
@@ -35,6 +42,7 @@ pub use group::{GroupId, GroupView, NextHop, NextHopId, MAX_MEMBERS, MAX_WEIGHT,
 pub use prefix::{Prefix, PrefixError};
 pub use trie::LOOKUP_GROUP;
 
+use arena::Store;
 use build::{Out, TrieBuilder};
 use group::Groups;
 use trie::{DirtyLog, Trie};
@@ -65,9 +73,9 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    fn new() -> Self {
+    fn new(store: Arc<Store>) -> Self {
         Snapshot {
-            trie: Trie::new(),
+            trie: Trie::new(store),
             groups: Vec::new(),
             routes: 0,
             generation: 0,
@@ -117,9 +125,15 @@ impl Snapshot {
     }
 
     /// Bytes of the lookup structure and group tables of this one snapshot
-    /// (what lookups touch). The FIB keeps two snapshots plus its control
+    /// (what lookups touch), the shared nodes and leaves included. The FIB
+    /// keeps a second copy of the top of the structure plus its control
     /// state: see [`Fib::memory`].
     pub fn memory_bytes(&self) -> usize {
+        self.own_bytes() + self.trie.store.bytes()
+    }
+
+    /// Bytes of this copy's own arrays (without the shared store).
+    fn own_bytes(&self) -> usize {
         let groups: usize = self
             .groups
             .iter()
@@ -138,8 +152,10 @@ pub struct FibReader {
 
 impl FibReader {
     /// The current snapshot. Hold it for one batch of lookups and drop it:
-    /// the writer reuses a snapshot's memory once no reader holds it, and
-    /// copies a whole snapshot when one is held past [`GRACE`].
+    /// the writer reuses a snapshot's memory once no reader holds it; when
+    /// one is held past [`GRACE`], it copies the top of the structure
+    /// instead, and reuses no replaced node or leaf block until the holder
+    /// lets go.
     #[inline]
     pub fn load(&self) -> SnapshotGuard {
         SnapshotGuard(self.shared.load())
@@ -147,8 +163,9 @@ impl FibReader {
 
     /// The current snapshot as an `Arc`, for holders outside the dataplane
     /// (the ctl server, tests). Holding a snapshot across two publishes
-    /// makes the writer copy a whole snapshot instead of reusing this one's
-    /// memory (see [`GRACE`]); drop it promptly.
+    /// makes the writer copy the top of the structure instead of reusing
+    /// this one's, and keep every node and leaf block replaced meanwhile
+    /// (see [`GRACE`]); drop it promptly.
     pub fn load_full(&self) -> Arc<Snapshot> {
         self.shared.load_full()
     }
@@ -173,8 +190,12 @@ impl std::ops::Deref for SnapshotGuard {
 pub struct Memory {
     /// One snapshot: what lookups touch.
     pub snapshot: usize,
-    /// Both copies plus the control-side mirror and group tables.
+    /// Everything: the shared store, both copies of the top of the
+    /// structure, the control-side mirror and group tables.
     pub total: usize,
+    /// Of `total`, the shared nodes and leaves: mapped memory (written
+    /// pages), not heap allocations.
+    pub store: usize,
 }
 
 /// The control side: applies updates and publishes snapshots.
@@ -190,6 +211,9 @@ pub struct Fib {
     groups: Groups,
     generation: u64,
     copies: u64,
+    /// Standby copies given up to readers that held them past [`GRACE`],
+    /// while they live: they may reach retired blocks of the store.
+    abandoned: Vec<std::sync::Weak<Snapshot>>,
 }
 
 /// How long the writer waits for readers to leave the standby snapshot
@@ -204,15 +228,17 @@ impl Default for Fib {
 
 impl Fib {
     pub fn new() -> Self {
+        let store = Arc::new(Store::new());
         Fib {
-            shared: Arc::new(ArcSwap::from_pointee(Snapshot::new())),
-            standby: Arc::new(Snapshot::new()),
+            shared: Arc::new(ArcSwap::from_pointee(Snapshot::new(Arc::clone(&store)))),
+            standby: Arc::new(Snapshot::new(store)),
             log: DirtyLog::default(),
             ready: true,
             builder: TrieBuilder::default(),
             groups: Groups::default(),
             generation: 0,
             copies: 0,
+            abandoned: Vec::new(),
         }
     }
 
@@ -228,7 +254,8 @@ impl Fib {
     /// one batch of packets); if one holds it longer than [`GRACE`] (a
     /// thread keeping a snapshot, or a preempted reader), the writer stops
     /// waiting and copies the published snapshot instead, so it never
-    /// blocks on a reader.
+    /// blocks on a reader. Once no older snapshot can be read, the node
+    /// and leaf blocks replaced before the last publish are reused.
     fn standby(&mut self) -> &mut Snapshot {
         if !self.ready {
             let start = std::time::Instant::now();
@@ -257,11 +284,15 @@ impl Fib {
                     dst.routes = src.routes;
                 }
                 None => {
-                    // The old copy is freed when its last holder drops it.
+                    // The old copy is freed when its last holder drops it;
+                    // until then, blocks it reaches are not reused.
+                    self.abandoned.push(Arc::downgrade(&self.standby));
                     self.standby = Arc::new(Snapshot::clone(&src));
                     self.copies += 1;
                 }
             }
+            self.abandoned.retain(|w| w.strong_count() > 0);
+            self.builder.reclaim(!self.abandoned.is_empty());
             self.log.clear();
             self.ready = true;
         }
@@ -271,8 +302,8 @@ impl Fib {
         }
     }
 
-    /// How often the writer copied a whole snapshot because a reader held
-    /// the standby past the grace period.
+    /// How often the writer copied the top of a snapshot because a reader
+    /// held the standby past the grace period.
     pub fn standby_copies(&self) -> u64 {
         self.copies
     }
@@ -389,6 +420,7 @@ impl Fib {
         let old = self.shared.swap(Arc::clone(&self.standby));
         self.standby = old;
         self.ready = false;
+        self.builder.published();
     }
 
     /// Memory of one snapshot and of everything the FIB holds.
@@ -397,7 +429,8 @@ impl Fib {
         let snapshot = published.memory_bytes();
         Memory {
             snapshot,
-            total: snapshot + self.standby.memory_bytes() + self.builder.memory_bytes(),
+            total: snapshot + self.standby.own_bytes() + self.builder.memory_bytes(),
+            store: published.trie.store.bytes(),
         }
     }
 

@@ -1,7 +1,10 @@
 //! The lookup structure readers walk: a poptrie-family multibit trie.
 //!
 //! Layout (all plain arrays, so a snapshot is a handful of allocations that
-//! stay in the CPU caches: about 3 MiB for a 100k-prefix Internet table):
+//! stay in the CPU caches: about 5 MiB for a 100k-prefix Internet table).
+//! `nodes` and `leaves` live in the FIB's `Store` (`arena.rs`), one copy
+//! shared by every snapshot and changed copy-on-write; `direct` and the
+//! exact-match tables belong to each of the two snapshot copies:
 //!
 //! ```text
 //! direct[addr >> 112]            65,536 entries (the first 16 bits), u32 each:
@@ -36,13 +39,21 @@
 //! Panics: lookups index arrays the builder wrote consistently; they never
 //! panic for any address.
 
+use std::sync::Arc;
+
 use crate::alloc::grow_to;
+use crate::arena::{Region, Store};
 use crate::group::GroupId;
 
 pub(crate) const NODE: u32 = 1 << 31;
 pub(crate) const HAS128: u32 = 1 << 30;
 pub(crate) const HAS64: u32 = 1 << 29;
 pub(crate) const VALUE_MASK: u32 = (1 << 29) - 1;
+/// Nodes of levels 16 and 24 are the top of the trie, kept in each
+/// snapshot copy (`Trie::top`); deeper ones live in the shared store.
+pub(crate) const TOP_LEVEL: u8 = 16;
+/// The shift of the address bits a top node indexes by is at least this.
+const TOP_SHIFT: u32 = 120 - TOP_LEVEL as u32;
 /// The lengths with an exact-match shortcut besides /128, and their flags.
 pub(crate) const EXACT_LENS: [u8; 1] = [64];
 pub(crate) const EXACT_FLAGS: [u32; 1] = [HAS64];
@@ -86,10 +97,45 @@ fn prefetch<T>(x: &T) {
     let _ = x;
 }
 
+/// An array of nodes: a copy's top nodes or the shared store's.
+pub(crate) trait Nodes {
+    fn node(&self, i: u32) -> &Node;
+    fn try_node(&self, i: u32) -> Option<&Node>;
+}
+
+impl Nodes for [Node] {
+    #[inline(always)]
+    fn node(&self, i: u32) -> &Node {
+        &self[i as usize]
+    }
+
+    #[inline(always)]
+    fn try_node(&self, i: u32) -> Option<&Node> {
+        self.get(i as usize)
+    }
+}
+
+impl Nodes for Region<Node> {
+    #[inline(always)]
+    fn node(&self, i: u32) -> &Node {
+        self.get(i)
+    }
+
+    #[inline(always)]
+    fn try_node(&self, i: u32) -> Option<&Node> {
+        self.try_get(i)
+    }
+}
+
 /// One step of a walk: the child node index, or the leaf value.
 #[inline(always)]
-fn step(nodes: &[Node], leaves: &[u32], node: u32, slot: u32) -> Result<u32, u32> {
-    let c = &nodes[node as usize].chunks[(slot >> 6) as usize];
+fn step<N: Nodes + ?Sized>(
+    nodes: &N,
+    leaves: &Region<u32>,
+    node: u32,
+    slot: u32,
+) -> Result<u32, u32> {
+    let c = &nodes.node(node).chunks[(slot >> 6) as usize];
     let bit = 1u64 << (slot & 63);
     if c.vec & bit != 0 {
         Ok(c.base1 + (c.vec & (bit - 1)).count_ones())
@@ -97,7 +143,7 @@ fn step(nodes: &[Node], leaves: &[u32], node: u32, slot: u32) -> Result<u32, u32
         let i = c
             .base0
             .wrapping_add((c.leafvec & (bit | (bit - 1))).count_ones());
-        Err(leaves[i as usize])
+        Err(*leaves.get(i))
     }
 }
 
@@ -180,7 +226,10 @@ impl<K: Key, const W: usize> ExactTable<K, W> {
             // which mispredict and wait for the cache miss.
             v |= b.vals[j] & u32::from(b.keys[j] == key).wrapping_neg();
         }
-        if v == 0 && b.spill != 0 {
+        // `spill` first: it is almost always 0, so this branch predicts
+        // well; branching on `v` first (a hit or not: a coin toss in a
+        // mixed batch) mispredicts and stalls on the bucket's cache miss.
+        if b.spill != 0 && v == 0 {
             return self.get_spilled(key, h);
         }
         v
@@ -301,19 +350,22 @@ impl<K: Key, const W: usize> ExactTable<K, W> {
 #[derive(Clone, Debug)]
 pub(crate) struct Trie {
     pub direct: Vec<u32>,
-    pub nodes: Vec<Node>,
-    pub leaves: Vec<u32>,
+    /// This copy's nodes of levels 16 and 24 (the ones most updates
+    /// change: copying them on write would copy most of them every batch).
+    pub top: Vec<Node>,
+    /// Deeper nodes and all leaves, shared with the other copy.
+    pub store: Arc<Store>,
     pub h128: ExactTable<u128, 3>,
     /// Leaf /48 and /64 routes, keyed by their upper 48 or 64 bits.
     pub exact: [ExactTable<u64, 4>; 1],
 }
 
 impl Trie {
-    pub fn new() -> Self {
+    pub fn new(store: Arc<Store>) -> Self {
         Trie {
             direct: vec![0; 1 << 16],
-            nodes: Vec::new(),
-            leaves: Vec::new(),
+            top: Vec::new(),
+            store,
             h128: ExactTable::new(),
             exact: [ExactTable::new()],
         }
@@ -340,8 +392,15 @@ impl Trie {
         }
         let mut node = d & VALUE_MASK;
         let mut shift = 104u32;
+        let (nodes, leaves) = (&self.store.nodes, &self.store.leaves);
         loop {
-            match step(&self.nodes, &self.leaves, node, (a >> shift) as u32 & 0xff) {
+            let slot = (a >> shift) as u32 & 0xff;
+            let next = if shift >= TOP_SHIFT {
+                step(&self.top[..], leaves, node, slot)
+            } else {
+                step(nodes, leaves, node, slot)
+            };
+            match next {
                 Ok(child) => {
                     node = child;
                     // A level-120 node never has children (shift would be 0).
@@ -415,38 +474,52 @@ impl Trie {
         }
         let direct_only = flags & (NODE | HAS64 | HAS128) == 0;
         let mut shift = 104u32;
+        let (top, store, leaves) = (&self.top[..], &self.store.nodes, &self.store.leaves);
         while np > 0 {
-            let mut next = 0;
-            for k in 0..np {
-                let i = pending[k] as usize;
-                match step(
-                    &self.nodes,
-                    &self.leaves,
-                    node[i],
-                    (a[i] >> shift) as u32 & 0xff,
-                ) {
-                    Ok(child) => {
-                        node[i] = child;
-                        pending[next] = i as u8;
-                        next += 1;
-                        let s = (a[i] >> shift.saturating_sub(8)) as usize & 0xff;
-                        if let Some(c) = self.nodes.get(child as usize) {
-                            prefetch(&c.chunks[s >> 6]);
-                        }
-                    }
-                    Err(leaf) => out[i] = GroupId::from_leaf(leaf),
-                }
-            }
-            np = next;
+            // All pending walks are at the same level: its array is known.
+            np = if shift > TOP_SHIFT {
+                level(
+                    top,
+                    top,
+                    leaves,
+                    a,
+                    &mut node,
+                    &mut pending[..np],
+                    shift,
+                    out,
+                )
+            } else if shift == TOP_SHIFT {
+                level(
+                    top,
+                    store,
+                    leaves,
+                    a,
+                    &mut node,
+                    &mut pending[..np],
+                    shift,
+                    out,
+                )
+            } else {
+                level(
+                    store,
+                    store,
+                    leaves,
+                    a,
+                    &mut node,
+                    &mut pending[..np],
+                    shift,
+                    out,
+                )
+            };
             shift = shift.saturating_sub(8);
         }
         direct_only
     }
 
+    /// Bytes of this copy's own arrays (not the shared store).
     pub fn memory_bytes(&self) -> usize {
         self.direct.capacity() * 4
-            + self.nodes.capacity() * std::mem::size_of::<Node>()
-            + self.leaves.capacity() * 4
+            + self.top.capacity() * std::mem::size_of::<Node>()
             + self.h128.memory_bytes()
             + self.exact[0].memory_bytes()
     }
@@ -461,14 +534,9 @@ impl Trie {
         for &i in &log.direct {
             self.direct[i as usize] = src.direct[i as usize];
         }
-        grow_to(&mut self.nodes, src.nodes.len());
+        grow_to(&mut self.top, src.top.len());
         for &i in &log.nodes {
-            self.nodes[i as usize] = src.nodes[i as usize];
-        }
-        grow_to(&mut self.leaves, src.leaves.len());
-        for &(off, len) in &log.leaves {
-            let r = off as usize..(off + len) as usize;
-            self.leaves[r.clone()].copy_from_slice(&src.leaves[r]);
+            self.top[i as usize] = src.top[i as usize];
         }
         catch_up_table(&mut self.h128, &src.h128, log.h128_full, &log.h128);
         for k in 0..EXACT_LENS.len() {
@@ -480,6 +548,40 @@ impl Trie {
             );
         }
     }
+}
+
+/// One level of the lock-step walks: every pending walk takes a step in
+/// `nodes`; those that continue prefetch their child in `next` (the array
+/// of the level below). Returns how many continue (compacted in `pending`).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn level<N: Nodes + ?Sized, M: Nodes + ?Sized>(
+    nodes: &N,
+    next: &M,
+    leaves: &Region<u32>,
+    a: &[u128],
+    node: &mut [u32; LOOKUP_GROUP],
+    pending: &mut [u8],
+    shift: u32,
+    out: &mut [Option<GroupId>],
+) -> usize {
+    let mut n = 0;
+    for k in 0..pending.len() {
+        let i = pending[k] as usize;
+        match step(nodes, leaves, node[i], (a[i] >> shift) as u32 & 0xff) {
+            Ok(child) => {
+                node[i] = child;
+                pending[n] = i as u8;
+                n += 1;
+                let s = (a[i] >> shift.saturating_sub(8)) as usize & 0xff;
+                if let Some(c) = next.try_node(child) {
+                    prefetch(&c.chunks[s >> 6]);
+                }
+            }
+            Err(leaf) => out[i] = GroupId::from_leaf(leaf),
+        }
+    }
+    n
 }
 
 fn catch_up_table<K: Key, const W: usize>(
@@ -503,8 +605,8 @@ fn catch_up_table<K: Key, const W: usize>(
 pub(crate) struct DirtyLog {
     pub full: bool,
     pub direct: Vec<u32>,
+    /// Top nodes.
     pub nodes: Vec<u32>,
-    pub leaves: Vec<(u32, u32)>,
     pub h128: Vec<u32>,
     pub h128_full: bool,
     pub exact: [Vec<u32>; EXACT_LENS.len()],
@@ -517,7 +619,6 @@ impl DirtyLog {
         self.full = false;
         self.direct.clear();
         self.nodes.clear();
-        self.leaves.clear();
         self.h128.clear();
         self.h128_full = false;
         for k in 0..EXACT_LENS.len() {

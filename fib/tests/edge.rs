@@ -813,3 +813,59 @@ fn nexthops_of_a_route_follow_inserts_replacements_and_removals() {
     assert!(fib.remove(p));
     assert_eq!(fib.nexthops(p), None);
 }
+
+/// The nodes and leaves are one copy shared by every snapshot, changed
+/// copy-on-write: a snapshot a reader keeps must answer the same through
+/// any number of later publishes, and the blocks replaced meanwhile must be
+/// reused once no snapshot reaches them, not pile up.
+#[test]
+fn held_snapshots_keep_their_answers_and_replaced_memory_is_reused() {
+    let table = parse_table("ipv6-bgp-2021-as199524.tsv");
+    let mut rng = StdRng::seed_from_u64(7);
+    let mut fib = Fib::new();
+    for &(p, nh) in &table {
+        fib.insert(p, &[NextHop::new(nh)]).unwrap();
+    }
+    fib.publish();
+    let reader = fib.reader();
+    let addrs: Vec<u128> = (0..20_000)
+        .map(|_| inside(table.choose(&mut rng).unwrap().0, &mut rng))
+        .collect();
+    let answers =
+        |s: &Snapshot| -> Vec<Option<u32>> { addrs.iter().map(|&a| resolve(s, a)).collect() };
+    let held = reader.load_full();
+    let before = answers(&held);
+    // Churn: every batch moves 1,000 routes to other next hops and back.
+    let mut churn = |fib: &mut Fib, batches: usize| {
+        for b in 0..batches {
+            for _ in 0..500 {
+                let &(p, nh) = table.choose(&mut rng).unwrap();
+                fib.remove(p);
+                fib.insert(p, &[NextHop::new(nh + 1 + (b % 3) as u32)])
+                    .unwrap();
+            }
+            fib.publish();
+        }
+    };
+    churn(&mut fib, 20);
+    assert_eq!(
+        answers(&held),
+        before,
+        "a held snapshot changed under its reader"
+    );
+    assert_ne!(answers(&reader.load()), before, "the churn changed nothing");
+    drop(held);
+    churn(&mut fib, 50);
+    let settled = fib.memory();
+    churn(&mut fib, 300);
+    let after = fib.memory();
+    for (what, settled, after) in [
+        ("the store", settled.store, after.store),
+        ("the FIB", settled.total, after.total),
+    ] {
+        assert!(
+            after <= settled + settled / 10,
+            "{what} grew from {settled} to {after} bytes under steady churn"
+        );
+    }
+}

@@ -235,7 +235,7 @@ impl Daemon {
             &mut out,
             "fib_memory_bytes",
             "gauge",
-            "Memory of the FIB (both copies and control state).",
+            "Memory of the FIB (shared nodes and leaves, both copies of the top, control state).",
         );
         fam.sample("fib_memory_bytes", &[], self.fib.memory().total);
         let mut fam = Family::new(

@@ -1,0 +1,194 @@
+//! The trie's nodes and leaves: one copy, shared by every snapshot.
+//!
+//! Each array lives in a region of address space reserved once (an
+//! anonymous `MAP_NORESERVE` mapping), so it never moves while readers walk
+//! it and costs memory only where it has been written. Readers index it
+//! like a slice; the writer writes elements through `Region::write`.
+//!
+//! What makes that sound is the copy-on-write discipline of the builder
+//! (`build.rs`): it writes only into blocks that no snapshot a reader can
+//! hold reaches, namely blocks allocated since the last publish (nothing
+//! published points into them yet) or blocks freed two publishes ago and
+//! released once no reader holds the snapshot that last reached them
+//! (`BlockAlloc::reclaim`). A published snapshot's nodes and leaves are
+//! therefore never written while it can be read.
+
+#![allow(unsafe_code)]
+
+use std::cell::UnsafeCell;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::trie::Node;
+
+/// Trie nodes one FIB can hold: 4 GiB of address space, far beyond any
+/// table (a 100k-prefix Internet table needs about 30,000).
+pub(crate) const MAX_NODES: usize = 1 << 25;
+/// Leaf runs one FIB can hold (1 GiB of address space).
+pub(crate) const MAX_LEAVES: usize = 1 << 28;
+
+/// A fixed-capacity array at a stable address whose elements start zeroed.
+pub(crate) struct Region<T> {
+    ptr: NonNull<UnsafeCell<T>>,
+    cap: usize,
+    /// Elements handed out so far (the high-water mark), for memory figures:
+    /// on a cache line of its own, away from `ptr` and `cap`, which every
+    /// lookup reads (the writer's stores would otherwise evict them).
+    used: Padded,
+}
+
+#[derive(Default)]
+#[repr(align(128))]
+struct Padded(AtomicUsize);
+
+// SAFETY: a `Region` is a block of plain data; concurrent access follows
+// the copy-on-write discipline described in the module documentation:
+// readers read elements no one writes, the single writer writes elements no
+// reader reaches.
+unsafe impl<T: Send> Send for Region<T> {}
+// SAFETY: as above.
+unsafe impl<T: Sync> Sync for Region<T> {}
+
+impl<T: Copy> Region<T> {
+    /// Reserves room for `cap` elements. `T` must be valid all-zero (fresh
+    /// anonymous pages are zero).
+    fn reserve(cap: usize) -> Self {
+        let bytes = cap * std::mem::size_of::<T>();
+        // SAFETY: an anonymous private mapping at an address of the
+        // kernel's choosing touches no existing memory.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                bytes,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        assert!(
+            p != libc::MAP_FAILED,
+            "cannot reserve {bytes} bytes of address space for the FIB: {}",
+            std::io::Error::last_os_error()
+        );
+        Region {
+            ptr: NonNull::new(p.cast()).unwrap_or(NonNull::dangling()),
+            cap,
+            used: Padded::default(),
+        }
+    }
+
+    #[inline(always)]
+    fn cells(&self) -> &[UnsafeCell<T>] {
+        // SAFETY: the mapping holds `cap` elements for the region's life;
+        // `UnsafeCell` allows the writer's writes beside readers' shared
+        // references to other elements.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.cap) }
+    }
+
+    /// Element `i`. Panics if `i` is beyond the reservation (never for
+    /// indices the builder wrote).
+    #[inline(always)]
+    pub fn get(&self, i: u32) -> &T {
+        let cell = &self.cells()[i as usize];
+        // SAFETY: no one writes an element a reader can reach (module
+        // documentation), so this shared reference sees no concurrent write.
+        unsafe { &*cell.get() }
+    }
+
+    /// Element `i` if within the reservation.
+    #[inline(always)]
+    pub fn try_get(&self, i: u32) -> Option<&T> {
+        let cell = self.cells().get(i as usize)?;
+        // SAFETY: as in `get`.
+        Some(unsafe { &*cell.get() })
+    }
+
+    /// Elements `off .. off + len`.
+    pub fn slice(&self, off: u32, len: usize) -> &[T] {
+        let cells = &self.cells()[off as usize..off as usize + len];
+        // SAFETY: `UnsafeCell<T>` has `T`'s layout; as in `get`, no one
+        // writes these elements while they can be read.
+        unsafe { std::slice::from_raw_parts(cells.as_ptr().cast::<T>(), len) }
+    }
+
+    /// Writes `vs` at `off`.
+    ///
+    /// # Safety
+    /// Only the builder writes (it holds the FIB mutably), and only into
+    /// blocks no reader reaches: the module's discipline, checked in debug
+    /// builds by `BlockAlloc::check_fresh`.
+    #[inline]
+    pub unsafe fn write(&self, off: u32, vs: &[T]) {
+        let cells = &self.cells()[off as usize..off as usize + vs.len()];
+        for (cell, &v) in cells.iter().zip(vs) {
+            // SAFETY: the caller's contract: nothing reads this element.
+            unsafe { *cell.get() = v };
+        }
+    }
+
+    /// Panics (a capacity far beyond any table; see `MAX_NODES`) if `top`
+    /// elements do not fit; records the high-water mark.
+    pub fn grow_to(&self, top: u32) {
+        let top = top as usize;
+        assert!(
+            top <= self.cap,
+            "FIB arena full: {top} of {} elements",
+            self.cap
+        );
+        // One writer: a plain load and store, no read-modify-write (a
+        // locked instruction per allocation showed in the update profile).
+        if top > self.used.0.load(Ordering::Relaxed) {
+            self.used.0.store(top, Ordering::Relaxed);
+        }
+    }
+
+    /// Bytes written so far, rounded up to whole pages: what the region
+    /// occupies in memory.
+    pub fn bytes(&self) -> usize {
+        (self.used.0.load(Ordering::Relaxed) * std::mem::size_of::<T>()).next_multiple_of(4096)
+    }
+}
+
+impl<T> Drop for Region<T> {
+    fn drop(&mut self) {
+        // SAFETY: the mapping was created by `reserve` with this size and
+        // nothing refers to it any more (the region is being dropped, and
+        // every snapshot holds the store through an `Arc`).
+        unsafe {
+            libc::munmap(
+                self.ptr.as_ptr().cast(),
+                self.cap * std::mem::size_of::<T>(),
+            );
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for Region<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Region")
+            .field("cap", &self.cap)
+            .field("used", &self.used.0.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+/// The nodes and leaves of every snapshot of one FIB.
+#[derive(Debug)]
+pub(crate) struct Store {
+    pub nodes: Region<Node>,
+    pub leaves: Region<u32>,
+}
+
+impl Store {
+    pub fn new() -> Self {
+        Store {
+            nodes: Region::reserve(MAX_NODES),
+            leaves: Region::reserve(MAX_LEAVES),
+        }
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.nodes.bytes() + self.leaves.bytes()
+    }
+}
