@@ -26,6 +26,14 @@ pub(crate) fn class_of(n: u32) -> u32 {
     n.div_ceil(step) * step
 }
 
+/// A replaced block and the epoch it was allocated in.
+#[derive(Debug, Clone, Copy)]
+struct Retired {
+    off: u32,
+    n: u32,
+    born: u32,
+}
+
 #[derive(Debug, Default, Clone)]
 pub(crate) struct BlockAlloc {
     free: Vec<Vec<u32>>,
@@ -35,11 +43,11 @@ pub(crate) struct BlockAlloc {
     pub used: u32,
     /// Blocks replaced since the last publish: the published snapshot
     /// still reaches them.
-    retired: Vec<(u32, u32)>,
+    retired: Vec<Retired>,
     /// Blocks only the snapshot before the published one reaches.
-    waiting: Vec<(u32, u32)>,
+    waiting: Vec<Retired>,
     /// Blocks held back while a snapshot abandoned to a slow reader lives.
-    deferred: Vec<(u32, u32)>,
+    deferred: Vec<Retired>,
     /// Debug builds: the epoch (publish count) each element's block was
     /// allocated in, `NIL` while free: `check_fresh` catches a write into
     /// a block a snapshot may reach.
@@ -93,9 +101,18 @@ impl BlockAlloc {
         let _ = (off, n, epoch);
     }
 
-    /// Debug builds: every allocated element counts as born in epoch 0
-    /// (the epoch count starts again, see `TrieBuilder::published`).
+    /// The epoch count starts again (see `TrieBuilder::published`): every
+    /// block counts as born in epoch 0, which keeps a retired one waiting
+    /// for any abandoned snapshot (the safe side).
     pub fn rebase(&mut self) {
+        for r in self
+            .retired
+            .iter_mut()
+            .chain(&mut self.waiting)
+            .chain(&mut self.deferred)
+        {
+            r.born = 0;
+        }
         #[cfg(debug_assertions)]
         for b in &mut self.born {
             if *b != NIL {
@@ -104,16 +121,17 @@ impl BlockAlloc {
         }
     }
 
-    /// Returns a block: at once if it was allocated since the last publish
-    /// (`fresh`: no snapshot reaches it), after the grace period otherwise.
-    pub fn release(&mut self, off: u32, n: u32, fresh: bool) {
+    /// Returns a block allocated in epoch `born`: at once if no snapshot
+    /// reaches it (`fresh`: allocated since the last publish), after the
+    /// grace period otherwise.
+    pub fn release(&mut self, off: u32, n: u32, fresh: bool, born: u32) {
         if off == NIL || n == 0 {
             return;
         }
         if fresh {
             self.free(off, n);
         } else {
-            self.retired.push((off, n));
+            self.retired.push(Retired { off, n, born });
         }
     }
 
@@ -133,18 +151,23 @@ impl BlockAlloc {
     }
 
     /// The grace period after a publish is over: no reader holds the
-    /// snapshot it replaced. Its blocks are reused, unless an older
-    /// snapshot is still alive (`older_alive`: one was abandoned to a
-    /// reader that held it too long), which may reach any of them.
-    pub fn reclaim(&mut self, older_alive: bool) {
-        if older_alive {
-            self.deferred.append(&mut self.waiting);
-            return;
-        }
+    /// snapshot it replaced. Its blocks are reused, except those a snapshot
+    /// abandoned to a slow reader may still reach (`abandoned`: the
+    /// generations of those alive). Generation `g` was built in epoch
+    /// `g - 1`: it may reach a block born before epoch `g` (it does if the
+    /// block was replaced after it was published; a block held back for
+    /// an older snapshot may wait for a younger one that never reached it,
+    /// the safe side).
+    pub fn reclaim(&mut self, abandoned: &[u64]) {
         let mut blocks = std::mem::take(&mut self.waiting);
         blocks.append(&mut self.deferred);
-        for &(off, n) in &blocks {
-            self.free(off, n);
+        for &r in &blocks {
+            let reached = abandoned.iter().any(|&g| u64::from(r.born) < g);
+            if reached {
+                self.deferred.push(r);
+            } else {
+                self.free(r.off, r.n);
+            }
         }
         blocks.clear();
         self.waiting = blocks;
@@ -174,7 +197,7 @@ mod tests {
         assert_eq!((x, cx), (0, 10));
         let (y, cy) = a.alloc(1, 0);
         assert_eq!((y, cy), (10, 1));
-        a.release(x, cx, true);
+        a.release(x, cx, true, 0);
         assert_eq!(a.alloc(3, 0), (11, 3));
         assert_eq!(a.alloc(10, 0), (0, 10));
         assert_eq!(a.top, 14);
@@ -187,17 +210,47 @@ mod tests {
         let (x, cx) = a.alloc(4, 0);
         a.published();
         // Replaced after publish 1: the published snapshot reaches it.
-        a.release(x, cx, false);
+        a.release(x, cx, false, 0);
         assert_eq!(a.alloc(4, 1), (4, 4));
-        a.reclaim(false);
+        a.reclaim(&[]);
         assert_eq!(a.alloc(4, 1), (8, 4), "not before the next publish");
         a.published();
-        // Publish 2 is out, but a reader still holds snapshot 1.
-        a.reclaim(true);
+        // Publish 2 is out, but snapshot 1 was abandoned to a reader.
+        a.reclaim(&[1]);
         assert_eq!(a.alloc(4, 2), (12, 4), "not while an older snapshot lives");
         a.published();
-        a.reclaim(false);
+        a.reclaim(&[]);
         assert_eq!(a.alloc(4, 3), (0, 4), "reused once no snapshot reaches it");
+    }
+
+    #[test]
+    fn abandoned_snapshots_hold_back_only_what_they_can_reach() {
+        let mut a = BlockAlloc::default();
+        let (old, _) = a.alloc(1, 0); // in snapshots 1 and 2
+        a.published();
+        let (mid, _) = a.alloc(2, 1); // in snapshot 2 only
+        let (early, _) = a.alloc(3, 1);
+        a.release(early, 3, true, 1); // replaced before snapshot 2: fresh
+        a.published();
+        let (new, _) = a.alloc(4, 2); // in neither
+        a.published();
+        a.release(old, 1, false, 0);
+        a.release(mid, 2, false, 1);
+        a.release(new, 4, false, 2);
+        a.published();
+        // Snapshots 1 and 2 are both held by slow readers.
+        a.reclaim(&[1, 2]);
+        assert_eq!(a.alloc(4, 4), (new, 4), "no held snapshot reaches it");
+        assert_ne!(a.alloc(2, 4).0, mid, "snapshot 2 reaches it");
+        assert_ne!(a.alloc(1, 4).0, old, "snapshots 1 and 2 reach it");
+        a.published();
+        // Snapshot 2 is dropped; snapshot 1 does not reach `mid`.
+        a.reclaim(&[1]);
+        assert_eq!(a.alloc(2, 5), (mid, 2));
+        assert_ne!(a.alloc(1, 5).0, old, "snapshot 1 reaches it");
+        a.published();
+        a.reclaim(&[]);
+        assert_eq!(a.alloc(1, 6), (old, 1), "free once no snapshot is held");
     }
 
     #[test]

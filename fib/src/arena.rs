@@ -8,8 +8,9 @@
 //! What makes that sound is the copy-on-write discipline of the builder
 //! (`build.rs`): it writes only into blocks that no snapshot a reader can
 //! hold reaches, namely blocks allocated since the last publish (nothing
-//! published points into them yet) or blocks freed two publishes ago and
-//! released once no reader holds the snapshot that last reached them
+//! published points into them yet). A block it replaces is reused only
+//! after the next publish, once no reader holds the snapshot before it, and
+//! later still while a snapshot abandoned to a slow reader may reach it
 //! (`BlockAlloc::reclaim`). A published snapshot's nodes and leaves are
 //! therefore never written while it can be read.
 
@@ -47,7 +48,7 @@ struct Padded(AtomicUsize);
 // reader reaches.
 unsafe impl<T: Send> Send for Region<T> {}
 // SAFETY: as above.
-unsafe impl<T: Sync> Sync for Region<T> {}
+unsafe impl<T: Send + Sync> Sync for Region<T> {}
 
 impl<T: Copy> Region<T> {
     /// Reserves room for `cap` elements. `T` must be valid all-zero (fresh

@@ -13,9 +13,9 @@
 //! its block was allocated since the last publish (`epoch`); otherwise its
 //! whole block (the node and its siblings) moves to a new one first, which
 //! changes the parent's child base, so the parent's block moves too if
-//! needed, up to the direct table (`make_writable`). Leaf runs likewise go
-//! to a new block unless theirs is fresh. Replaced blocks are retired until
-//! no reader can reach them (`alloc.rs`). The direct table and the
+//! needed, up to the /16 root (`make_writable`). Leaf runs likewise go to a
+//! new block unless theirs is fresh. Replaced blocks are retired until no
+//! reader can reach them (`alloc.rs`). The roots, the direct table and the
 //! exact-match tables are per snapshot copy: their writes go to the standby
 //! copy and are logged, so the other copy catches up by copying just those
 //! entries.
@@ -132,7 +132,7 @@ pub(crate) struct TrieBuilder {
     n128: HashMap<usize, u32>,
     /// Per /16: entries in each exact-match table.
     n_exact: [HashMap<usize, u32>; EXACT_LENS.len()],
-    /// Blocks of top nodes (levels 16 and 24) in each copy's `Trie::top`.
+    /// Blocks of top nodes (the /16 roots) in each copy's `Trie::top`.
     top_alloc: BlockAlloc,
     /// Blocks of deeper nodes in the store.
     node_alloc: BlockAlloc,
@@ -633,7 +633,7 @@ impl TrieBuilder {
     fn move_children(&mut self, out: &mut Out, n: u32, gap: Gap) {
         let node = &self.bnodes[n as usize];
         let (old_off, old_cap, level) = (node.child_off, node.child_cap, node.level + 8);
-        let old_fresh = self.children_fresh(n);
+        let (old_fresh, old_born) = (self.children_fresh(n), node.child_epoch);
         let len = child_count(&node.childmap);
         let (off, cap) = if len == 0 {
             (NIL, 0)
@@ -658,7 +658,8 @@ impl TrieBuilder {
         node.child_off = off;
         node.child_cap = cap;
         node.child_epoch = self.epoch;
-        self.alloc_of(level).release(old_off, old_cap, old_fresh);
+        self.alloc_of(level)
+            .release(old_off, old_cap, old_fresh, old_born);
     }
 
     /// Makes `n`'s own slot writable. If a snapshot may reach its block,
@@ -764,15 +765,17 @@ impl TrieBuilder {
             let (parent, x, level) = (node.parent, node.x as usize, node.level);
             let pos = self.pos_of(n);
             let (leaf_off, leaf_cap) = (node.leaf_off, node.leaf_cap);
-            let leaf_fresh = node.leaf_epoch == self.epoch;
+            let leaf_born = node.leaf_epoch;
             let home_fresh = self.is_fresh(n);
-            self.leaf_alloc.release(leaf_off, leaf_cap, leaf_fresh);
+            self.leaf_alloc
+                .release(leaf_off, leaf_cap, leaf_born == self.epoch, leaf_born);
             let node = &mut self.bnodes[n as usize];
             node.alive = false;
             node.queued = false;
             self.free_bnodes.push(n);
             if parent == NIL {
-                self.top_alloc.release(pos, 1, home_fresh);
+                // A root is in the standby copy's top: never reached.
+                self.top_alloc.release(pos, 1, true, 0);
                 self.roots[x] = NIL;
                 self.write_direct(out, x);
                 return;
@@ -785,7 +788,8 @@ impl TrieBuilder {
                 let (off, cap) = (p.child_off, p.child_cap);
                 p.child_off = NIL;
                 p.child_cap = 0;
-                self.alloc_of(level).release(off, cap, home_fresh);
+                let born = p.child_epoch;
+                self.alloc_of(level).release(off, cap, home_fresh, born);
             } else if !home_fresh {
                 // A snapshot may reach the siblings' block: the rest move.
                 self.move_children(out, parent, Gap::Remove(r as u32));
@@ -853,11 +857,11 @@ impl TrieBuilder {
     }
 
     /// No reader holds the snapshot before the published one: the blocks
-    /// only it reached are reused (`older_alive`: an even older snapshot,
-    /// abandoned to a slow reader, is still alive; wait for it).
-    pub fn reclaim(&mut self, older_alive: bool) {
-        self.node_alloc.reclaim(older_alive);
-        self.leaf_alloc.reclaim(older_alive);
+    /// only it reached are reused, but those a snapshot abandoned to a slow
+    /// reader may reach wait for it (`BlockAlloc::reclaim`).
+    pub fn reclaim(&mut self, abandoned: &[u64]) {
+        self.node_alloc.reclaim(abandoned);
+        self.leaf_alloc.reclaim(abandoned);
     }
 
     /// Recomputes every queued node, parents first.
@@ -953,7 +957,8 @@ impl TrieBuilder {
             chunks[w].leafvec = lv;
         }
         let (mut leaf_off, mut leaf_cap) = (node.leaf_off, node.leaf_cap);
-        let leaf_fresh = node.leaf_epoch == self.epoch;
+        let leaf_born = node.leaf_epoch;
+        let leaf_fresh = leaf_born == self.epoch;
         let pos = self.pos_of(n);
         let nruns32 = nruns as u32;
         let want = if nruns == 0 { 0 } else { class_of(nruns32) };
@@ -962,7 +967,8 @@ impl TrieBuilder {
             want == leaf_cap && (nruns == 0 || out.t.store.leaves.slice(leaf_off, nruns) == runs);
         if !same {
             if want != leaf_cap || !leaf_fresh {
-                self.leaf_alloc.release(leaf_off, leaf_cap, leaf_fresh);
+                self.leaf_alloc
+                    .release(leaf_off, leaf_cap, leaf_fresh, leaf_born);
                 (leaf_off, leaf_cap) = (NIL, 0);
                 if want > 0 {
                     (leaf_off, leaf_cap) = self.leaf_alloc.alloc(nruns32, self.epoch);

@@ -11,10 +11,10 @@
 //! Publication is RCU style. The trie's nodes and leaves (most of its
 //! memory) are one copy shared by every snapshot and changed copy-on-write:
 //! a changed node is written into a block no published snapshot reaches,
-//! and so are its ancestors up to the direct table; replaced blocks are
-//! reused once no reader can hold a snapshot that reaches them. The small
-//! top of the structure (the direct table, the exact-match tables, the
-//! group table) is double-buffered: updates are written into the standby
+//! and so are its ancestors up to its /16 root; replaced blocks are reused
+//! once no reader can hold a snapshot that reaches them. The small top of
+//! the structure (the direct table, the /16 roots, the exact-match tables,
+//! the group table) is double-buffered: updates are written into the standby
 //! copy, which is then swapped in with one atomic pointer store
 //! (`arc-swap`); the copy it replaces becomes the standby once the last
 //! reader has dropped it (the grace period: readers hold a snapshot for one
@@ -63,8 +63,10 @@ pub enum FibError {
     TooManyGroups,
 }
 
-/// One published, immutable state of the FIB.
-#[derive(Debug, Clone)]
+/// One published, immutable state of the FIB. Not `Clone`: a copy would
+/// reach the shared store without the writer knowing it is alive (see
+/// [`FibReader::load_full`] for a snapshot kept longer).
+#[derive(Debug)]
 pub struct Snapshot {
     trie: Trie,
     groups: Vec<Option<Arc<GroupView>>>,
@@ -130,6 +132,17 @@ impl Snapshot {
     /// state: see [`Fib::memory`].
     pub fn memory_bytes(&self) -> usize {
         self.own_bytes() + self.trie.store.bytes()
+    }
+
+    /// A copy of the top (the shared store is shared, not copied): the
+    /// writer's new standby when a reader keeps the old one too long.
+    fn copy_top(&self) -> Snapshot {
+        Snapshot {
+            trie: self.trie.clone(),
+            groups: self.groups.clone(),
+            routes: self.routes,
+            generation: self.generation,
+        }
     }
 
     /// Bytes of this copy's own arrays (without the shared store).
@@ -212,8 +225,9 @@ pub struct Fib {
     generation: u64,
     copies: u64,
     /// Standby copies given up to readers that held them past [`GRACE`],
-    /// while they live: they may reach retired blocks of the store.
-    abandoned: Vec<std::sync::Weak<Snapshot>>,
+    /// with their generations, while they live: they may reach retired
+    /// blocks of the store.
+    abandoned: Vec<(std::sync::Weak<Snapshot>, u64)>,
 }
 
 /// How long the writer waits for readers to leave the standby snapshot
@@ -286,13 +300,20 @@ impl Fib {
                 None => {
                     // The old copy is freed when its last holder drops it;
                     // until then, blocks it reaches are not reused.
-                    self.abandoned.push(Arc::downgrade(&self.standby));
-                    self.standby = Arc::new(Snapshot::clone(&src));
+                    let generation = self.standby.generation;
+                    self.abandoned
+                        .push((Arc::downgrade(&self.standby), generation));
+                    self.standby = Arc::new(src.copy_top());
                     self.copies += 1;
                 }
             }
-            self.abandoned.retain(|w| w.strong_count() > 0);
-            self.builder.reclaim(!self.abandoned.is_empty());
+            self.abandoned.retain(|(w, _)| w.strong_count() > 0);
+            // `strong_count` reads relaxed: order the reuse of what a
+            // dropped snapshot reached after its holder's last reads (the
+            // release of its drop).
+            std::sync::atomic::fence(std::sync::atomic::Ordering::Acquire);
+            let held: Vec<u64> = self.abandoned.iter().map(|&(_, g)| g).collect();
+            self.builder.reclaim(&held);
             self.log.clear();
             self.ready = true;
         }

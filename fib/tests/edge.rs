@@ -817,7 +817,8 @@ fn nexthops_of_a_route_follow_inserts_replacements_and_removals() {
 /// The nodes and leaves are one copy shared by every snapshot, changed
 /// copy-on-write: a snapshot a reader keeps must answer the same through
 /// any number of later publishes, and the blocks replaced meanwhile must be
-/// reused once no snapshot reaches them, not pile up.
+/// reused once no snapshot reaches them, not pile up (while it is held,
+/// only what it reaches may wait).
 #[test]
 fn held_snapshots_keep_their_answers_and_replaced_memory_is_reused() {
     let table = parse_table("ipv6-bgp-2021-as199524.tsv");
@@ -848,6 +849,21 @@ fn held_snapshots_keep_their_answers_and_replaced_memory_is_reused() {
         }
     };
     churn(&mut fib, 20);
+    assert_eq!(
+        answers(&held),
+        before,
+        "a held snapshot changed under its reader"
+    );
+    // While it is held, what it reaches waits, but nothing else: once the
+    // blocks it reaches have all been replaced, the store stops growing.
+    churn(&mut fib, 100);
+    let held_settled = fib.memory().store;
+    churn(&mut fib, 200);
+    let held_after = fib.memory().store;
+    assert!(
+        held_after <= held_settled + held_settled / 10,
+        "with a snapshot held, the store grew from {held_settled} to {held_after} bytes"
+    );
     assert_eq!(
         answers(&held),
         before,
