@@ -22,11 +22,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::trie::Node;
 
-/// Trie nodes one FIB can hold: 4 GiB of address space, far beyond any
-/// table (a 100k-prefix Internet table needs about 30,000).
-pub(crate) const MAX_NODES: usize = 1 << 25;
-/// Leaf runs one FIB can hold (1 GiB of address space).
-pub(crate) const MAX_LEAVES: usize = 1 << 28;
+/// Trie nodes a FIB's store has room for: 1 GiB of address space. A
+/// 100k-prefix Internet table has about 30,000; the FIB refuses new routes
+/// once a quarter of the room is in use (`Fib::insert`), since the copies a
+/// batch makes and the blocks waiting for readers can need the rest.
+pub(crate) const MAX_NODES: usize = 1 << 23;
+/// Leaf runs a FIB's store has room for (256 MiB of address space).
+pub(crate) const MAX_LEAVES: usize = 1 << 26;
 
 /// A fixed-capacity array at a stable address whose elements start zeroed.
 pub(crate) struct Region<T> {
@@ -128,8 +130,8 @@ impl<T: Copy> Region<T> {
         }
     }
 
-    /// Panics (a capacity far beyond any table; see `MAX_NODES`) if `top`
-    /// elements do not fit; records the high-water mark.
+    /// Panics if `top` elements do not fit (the FIB refuses routes long
+    /// before: see `Store::has_room`); records the high-water mark.
     pub fn grow_to(&self, top: u32) {
         let top = top as usize;
         assert!(
@@ -182,11 +184,18 @@ pub(crate) struct Store {
 }
 
 impl Store {
-    pub fn new() -> Self {
+    /// Room for `nodes` trie nodes and `leaves` leaf runs.
+    pub fn with_capacity(nodes: usize, leaves: usize) -> Self {
         Store {
-            nodes: Region::reserve(MAX_NODES),
-            leaves: Region::reserve(MAX_LEAVES),
+            nodes: Region::reserve(nodes),
+            leaves: Region::reserve(leaves),
         }
+    }
+
+    /// Whether `nodes` nodes and `leaves` leaf runs in use leave the
+    /// three quarters of the room that copy-on-write may need.
+    pub fn has_room(&self, nodes: usize, leaves: usize) -> bool {
+        nodes <= self.nodes.cap / 4 && leaves <= self.leaves.cap / 4
     }
 
     pub fn bytes(&self) -> usize {

@@ -208,6 +208,12 @@ impl TrieBuilder {
         self.routes
     }
 
+    /// Nodes and leaf runs in use in the store (blocks waiting for
+    /// readers included).
+    pub fn in_use(&self) -> (usize, usize) {
+        (self.node_alloc.used as usize, self.leaf_alloc.used as usize)
+    }
+
     pub fn nodes(&self) -> usize {
         self.bnodes.len() - self.free_bnodes.len()
     }

@@ -61,6 +61,11 @@ pub enum FibError {
     Weight(u32),
     #[error("too many next-hop groups")]
     TooManyGroups,
+    #[error(
+        "the FIB is full: {nodes} trie nodes and {leaves} leaf runs in use, \
+         a quarter of its store (the rest is kept for copy-on-write)"
+    )]
+    Full { nodes: usize, leaves: usize },
 }
 
 /// One published, immutable state of the FIB. Not `Clone`: a copy would
@@ -241,8 +246,17 @@ impl Default for Fib {
 }
 
 impl Fib {
+    /// A FIB with room for millions of routes. Reserves (does not use)
+    /// 1.25 GiB of address space; panics if even that is refused.
     pub fn new() -> Self {
-        let store = Arc::new(Store::new());
+        Self::with_capacity(arena::MAX_NODES, arena::MAX_LEAVES)
+    }
+
+    /// A FIB whose store has room for `nodes` trie nodes and `leaf_runs`
+    /// leaf runs; it refuses new routes ([`FibError::Full`]) once a
+    /// quarter of either is in use.
+    pub fn with_capacity(nodes: usize, leaf_runs: usize) -> Self {
+        let store = Arc::new(Store::with_capacity(nodes, leaf_runs));
         Fib {
             shared: Arc::new(ArcSwap::from_pointee(Snapshot::new(Arc::clone(&store)))),
             standby: Arc::new(Snapshot::new(store)),
@@ -349,6 +363,10 @@ impl Fib {
     pub fn insert(&mut self, prefix: Prefix, nexthops: &[NextHop]) -> Result<(), FibError> {
         // One walk for the common case (a new route, or the same next hops
         // again): store the fresh group, then fix up if the route existed.
+        let (nodes, leaves) = self.builder.in_use();
+        if !self.standby.trie.store.has_room(nodes, leaves) && self.builder.get(prefix).is_none() {
+            return Err(FibError::Full { nodes, leaves });
+        }
         let fresh = self.groups.fresh(nexthops)?;
         self.groups.retain(fresh);
         let (builder, mut out) = self.out();

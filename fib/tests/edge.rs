@@ -885,3 +885,51 @@ fn held_snapshots_keep_their_answers_and_replaced_memory_is_reused() {
         );
     }
 }
+
+/// A full FIB refuses new routes with an error, never panics, keeps
+/// answering for the routes it has, still takes changes to them and
+/// removals, and takes new routes again once removals made room.
+#[test]
+fn a_full_fib_refuses_new_routes_and_keeps_the_rest() {
+    let mut fib = Fib::with_capacity(4096, 1 << 16);
+    let reader = fib.reader();
+    // Each /48 in its own /32 needs a node at levels 24, 32 and 40.
+    let route = |i: u32| Prefix::new((0x2a00u128 << 112) | (u128::from(i) << 96), 48).unwrap();
+    let mut added = Vec::new();
+    let err = loop {
+        let i = added.len() as u32;
+        assert!(i < 10_000, "4,096 nodes of room never filled");
+        match fib.insert(route(i), &[NextHop::new(i + 1)]) {
+            Ok(()) => added.push(i),
+            Err(e) => break e,
+        }
+        if i % 100 == 0 {
+            fib.publish();
+        }
+    };
+    assert!(matches!(err, fib::FibError::Full { .. }), "{err}");
+    assert!(err.to_string().starts_with("the FIB is full"), "{err}");
+    assert!(added.len() > 100, "refused after {} routes", added.len());
+    fib.publish();
+    let last = *added.last().unwrap();
+    // An existing route still changes its next hop.
+    fib.insert(route(last), &[NextHop::new(99_999)]).unwrap();
+    fib.publish();
+    let s = reader.load();
+    for &i in &added {
+        let want = if i == last { 99_999 } else { i + 1 };
+        let a = route(i).bits() | 1;
+        assert_eq!(resolve(&s, a), Some(want), "{}", Ipv6Addr::from(a));
+    }
+    drop(s);
+    // Removals make room again (once no snapshot reaches the blocks).
+    for &i in &added[..added.len() / 2] {
+        assert!(fib.remove(route(i)));
+    }
+    fib.publish();
+    fib.publish();
+    let next = added.len() as u32;
+    fib.insert(route(next), &[NextHop::new(7)]).unwrap();
+    fib.publish();
+    assert_eq!(resolve(&reader.load(), route(next).bits()), Some(7));
+}

@@ -211,6 +211,9 @@ pub struct Daemon {
     hosts: BTreeSet<Prefix>,
     /// Glean requests refused because of [`MAX_HOSTS`].
     hosts_refused: u64,
+    /// BGP routes the FIB refused (logged at powers of two: a full FIB
+    /// refuses every new route of a table).
+    bgp_refused: u64,
 }
 
 impl std::fmt::Debug for Daemon {
@@ -372,6 +375,7 @@ impl Daemon {
             config_file: None,
             hosts: BTreeSet::new(),
             hosts_refused: 0,
+            bgp_refused: 0,
             msgs,
             neigh,
             prog,
@@ -761,7 +765,13 @@ impl Daemon {
             }
         }
         if let Err(e) = self.set_bgp(prefix, &ids) {
-            log!("BGP route {prefix}: {e}");
+            self.bgp_refused += 1;
+            if self.bgp_refused.is_power_of_two() {
+                log!(
+                    "BGP route {prefix}: {e} ({} refused so far)",
+                    self.bgp_refused
+                );
+            }
         }
     }
 
