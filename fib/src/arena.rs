@@ -130,6 +130,21 @@ impl<T: Copy> Region<T> {
         }
     }
 
+    /// Copies `count` elements from `from` to `to` (the ranges may
+    /// overlap).
+    ///
+    /// # Safety
+    /// As for `write`, for the elements at `to`.
+    pub unsafe fn copy(&self, from: u32, to: u32, count: usize) {
+        let cells = self.cells();
+        let src = cells[from as usize..from as usize + count].as_ptr();
+        let dst = cells[to as usize..to as usize + count].as_ptr();
+        // SAFETY: both ranges lie in the mapping (the slicing checked it);
+        // the caller's contract: nothing reads the elements at `to`, and
+        // the ones at `from` are not written meanwhile (one writer).
+        unsafe { std::ptr::copy(UnsafeCell::raw_get(src), UnsafeCell::raw_get(dst), count) };
+    }
+
     /// Panics if `top` elements do not fit (the FIB refuses routes long
     /// before: see `Store::has_room`); records the high-water mark.
     pub fn grow_to(&self, top: u32) {

@@ -598,6 +598,28 @@ impl TrieBuilder {
         unsafe { out.t.store.nodes.write(pos, &[node]) };
     }
 
+    /// Copies `count` nodes of `level` and their ids from `from` to `to`
+    /// (the ranges may overlap: shifts within a block); `to` lies in a
+    /// block allocated this epoch if the nodes are in the store.
+    #[allow(unsafe_code)]
+    fn copy_nodes(&mut self, out: &mut Out, level: u8, from: u32, to: u32, count: u32) {
+        if count == 0 {
+            return;
+        }
+        let (f, t, c) = (from as usize, to as usize, count as usize);
+        if level <= TOP_LEVEL {
+            out.t.top.copy_within(f..f + c, t);
+            out.log.nodes.extend(to..to + count);
+            self.top_ids.copy_within(f..f + c, t);
+        } else {
+            self.node_alloc.check_fresh(to, count, self.epoch);
+            // SAFETY: as in `put_node`: `to..to + count` lies in a block
+            // allocated since the last publish.
+            unsafe { out.t.store.nodes.copy(from, to, c) };
+            self.store_ids.copy_within(f..f + c, t);
+        }
+    }
+
     /// Writes leaf runs at `off`, in a block allocated this epoch.
     #[allow(unsafe_code)]
     fn put_leaves(&self, out: &Out, off: u32, runs: &[u32]) {
@@ -646,18 +668,16 @@ impl TrieBuilder {
         } else {
             self.alloc_nodes(out, level, len)
         };
-        for i in 0..len {
-            let from = match gap {
-                Gap::None => Some(i),
-                Gap::Insert(r) if i == r => None,
-                Gap::Insert(r) => Some(if i < r { i } else { i - 1 }),
-                Gap::Remove(r) => Some(if i < r { i } else { i + 1 }),
-            };
-            if let Some(from) = from {
-                let moved = Self::get_node(out, level, old_off + from);
-                self.put_node(out, level, off + i, moved);
-                let ids = self.ids_mut(level);
-                ids[(off + i) as usize] = ids[(old_off + from) as usize];
+        // Whole runs at a time: a block is contiguous in both places.
+        match gap {
+            Gap::None => self.copy_nodes(out, level, old_off, off, len),
+            Gap::Insert(r) => {
+                self.copy_nodes(out, level, old_off, off, r);
+                self.copy_nodes(out, level, old_off + r, off + r + 1, len - r - 1);
+            }
+            Gap::Remove(r) => {
+                self.copy_nodes(out, level, old_off, off, r);
+                self.copy_nodes(out, level, old_off + r + 1, off + r, len - r);
             }
         }
         let node = &mut self.bnodes[n as usize];
@@ -750,12 +770,7 @@ impl TrieBuilder {
             self.move_children(out, n, Gap::Insert(r));
         } else {
             let off = self.bnodes[n as usize].child_off;
-            for i in (r + 1..count).rev() {
-                let moved = Self::get_node(out, level, off + i - 1);
-                self.put_node(out, level, off + i, moved);
-                let ids = self.ids_mut(level);
-                ids[(off + i) as usize] = ids[(off + i - 1) as usize];
-            }
+            self.copy_nodes(out, level, off + r, off + r + 1, count - r - 1);
         }
         let off = self.bnodes[n as usize].child_off;
         self.ids_mut(level)[(off + r) as usize] = c;
@@ -801,12 +816,8 @@ impl TrieBuilder {
                 self.move_children(out, parent, Gap::Remove(r as u32));
             } else {
                 let (off, len) = (p.child_off, child_count(&p.childmap));
-                for i in r as u32..len {
-                    let moved = Self::get_node(out, level, off + i + 1);
-                    self.put_node(out, level, off + i, moved);
-                    let ids = self.ids_mut(level);
-                    ids[(off + i) as usize] = ids[(off + i + 1) as usize];
-                }
+                let r = r as u32;
+                self.copy_nodes(out, level, off + r + 1, off + r, len - r);
             }
             let plevel = self.bnodes[parent as usize].level;
             self.enqueue(parent);
@@ -892,8 +903,16 @@ impl TrieBuilder {
     fn recompute(&mut self, out: &mut Out, n: u32) {
         let node = &self.bnodes[n as usize];
         let mut paint = [node.inherited; 256];
+        // The slots where a route's range starts or ends, for the leaf
+        // runs below (one pass over the routes).
+        let mut ends = [0u64; 4];
         for r in &node.routes {
-            paint[r.slots()].fill(r.value);
+            let range = r.slots();
+            ends[range.start >> 6] |= 1 << (range.start & 63);
+            if range.end < 256 {
+                ends[range.end >> 6] |= 1 << (range.end & 63);
+            }
+            paint[range].fill(r.value);
         }
         let childmap = node.childmap;
         // Push inherited values down.
@@ -939,12 +958,8 @@ impl TrieBuilder {
             let carry = if w > 0 { childmap[w - 1] >> 63 } else { 0 };
             bnd[w] |= (childmap[w] << 1) | carry;
         }
-        for r in &self.bnodes[n as usize].routes {
-            let range = r.slots();
-            bnd[range.start >> 6] |= 1 << (range.start & 63);
-            if range.end < 256 {
-                bnd[range.end >> 6] |= 1 << (range.end & 63);
-            }
+        for (b, e) in bnd.iter_mut().zip(ends) {
+            *b |= e;
         }
         for w in 0..4 {
             run_base[w] = nruns as u32;
