@@ -233,6 +233,8 @@ pub struct Fib {
     /// with their generations, while they live: they may reach retired
     /// blocks of the store.
     abandoned: Vec<(std::sync::Weak<Snapshot>, u64)>,
+    /// Their generations (kept to avoid an allocation per publish).
+    held: Vec<u64>,
 }
 
 /// How long the writer waits for readers to leave the standby snapshot
@@ -267,6 +269,7 @@ impl Fib {
             generation: 0,
             copies: 0,
             abandoned: Vec::new(),
+            held: Vec::new(),
         }
     }
 
@@ -326,8 +329,9 @@ impl Fib {
             // dropped snapshot reached after its holder's last reads (the
             // release of its drop).
             std::sync::atomic::fence(std::sync::atomic::Ordering::Acquire);
-            let held: Vec<u64> = self.abandoned.iter().map(|&(_, g)| g).collect();
-            self.builder.reclaim(&held);
+            self.held.clear();
+            self.held.extend(self.abandoned.iter().map(|&(_, g)| g));
+            self.builder.reclaim(&self.held);
             self.log.clear();
             self.ready = true;
         }
