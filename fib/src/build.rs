@@ -13,16 +13,18 @@
 //! its block was allocated since the last publish (`epoch`); otherwise its
 //! whole block (the node and its siblings) moves to a new one first, which
 //! changes the parent's child base, so the parent's block moves too if
-//! needed, up to the /16 root (`make_writable`). Leaf runs likewise go to a
-//! new block unless theirs is fresh. Replaced blocks are retired until no
-//! reader can reach them (`alloc.rs`). The roots, the direct table and the
-//! exact-match tables are per snapshot copy: their writes go to the standby
+//! needed, up to a /24's node (`make_writable`). A /16 root is a page of
+//! 256 entries, not a node: each of its /24 children has a block of its
+//! own, so one moves alone and its new place goes into the page. Leaf runs
+//! go to a new block unless theirs is fresh. Replaced blocks are retired
+//! until no reader can reach them (`alloc.rs`). The root pages, the direct
+//! table and the exact-match tables are per snapshot copy: their writes go to the standby
 //! copy and are logged, so the other copy catches up by copying just those
 //! entries.
 
 use crate::alloc::{class_of, grow_to, BlockAlloc, NIL};
 use crate::prefix::{mask, Prefix};
-use crate::trie::{Chunk, DirtyLog, Node, Trie, EXACT_FLAGS, EXACT_LENS, HAS128, NODE, TOP_LEVEL};
+use crate::trie::{Chunk, DirtyLog, Node, Trie, EXACT_FLAGS, EXACT_LENS, HAS128, NODE, PAGE};
 use std::collections::{BTreeMap, HashMap};
 
 /// Depth of the deepest node level (120 = 16 + 8 * 13).
@@ -57,9 +59,12 @@ pub(crate) struct BNode {
     /// exactly sized (most nodes hold one to three).
     routes: Box<[Local]>,
     childmap: [u64; 4],
-    /// A root's index in `Trie::top` (other nodes' places follow from
-    /// their parent's: `pos_of`).
-    root_pos: u32,
+    /// A root's page in `Trie::top`; a root's child's own one-node block
+    /// in the store (other nodes' places follow from their parent's
+    /// child block: `pos_of`).
+    pos: u32,
+    /// The epoch a root's child's own block was allocated in.
+    home_epoch: u32,
     /// The slot of this node in its parent.
     slot: u8,
     /// The epoch the child block was allocated in.
@@ -132,13 +137,15 @@ pub(crate) struct TrieBuilder {
     n128: HashMap<usize, u32>,
     /// Per /16: entries in each exact-match table.
     n_exact: [HashMap<usize, u32>; EXACT_LENS.len()],
-    /// Blocks of top nodes (the /16 roots) in each copy's `Trie::top`.
+    /// Root pages in each copy's `Trie::top` (one unit per page).
     top_alloc: BlockAlloc,
+    /// The builder id of the child in each slot of each root page (`NIL`
+    /// where there is none).
+    root_kids: Vec<u32>,
     /// Blocks of deeper nodes in the store.
     node_alloc: BlockAlloc,
-    /// The builder id of the node at each position of `Trie::top` and of
-    /// the store (a node's children are found through these).
-    top_ids: Vec<u32>,
+    /// The builder id of the node at each position of the store (a
+    /// node's children are found through these).
     store_ids: Vec<u32>,
     leaf_alloc: BlockAlloc,
     queue: [Vec<u32>; DEPTHS],
@@ -169,7 +176,7 @@ impl Default for TrieBuilder {
             n_exact: [HashMap::new()],
             top_alloc: BlockAlloc::default(),
             node_alloc: BlockAlloc::default(),
-            top_ids: Vec::new(),
+            root_kids: Vec::new(),
             store_ids: Vec::new(),
             leaf_alloc: BlockAlloc::default(),
             queue: Default::default(),
@@ -231,7 +238,7 @@ impl TrieBuilder {
             + self.short.len() * 48
             + self.host.capacity() * 24
             + self.leaf64.capacity() * 16
-            + (self.top_ids.capacity() + self.store_ids.capacity()) * 4
+            + (self.root_kids.capacity() + self.store_ids.capacity()) * 4
     }
 
     /// The value stored for exactly `p`.
@@ -275,7 +282,7 @@ impl TrieBuilder {
             if !has_bit(&node.childmap, slot) {
                 return None;
             }
-            n = self.child(n, rank(&node.childmap, slot));
+            n = self.child_at(n, slot);
         }
         None
     }
@@ -429,7 +436,7 @@ impl TrieBuilder {
     fn write_direct(&mut self, out: &mut Out, x: usize) {
         let root = self.roots[x];
         let mut d = if root != NIL {
-            NODE | self.bnodes[root as usize].root_pos
+            NODE | self.bnodes[root as usize].pos
         } else {
             self.direct_leaf[x]
         };
@@ -504,7 +511,8 @@ impl TrieBuilder {
             inherited: 0,
             routes: Box::default(),
             childmap: [0; 4],
-            root_pos: NIL,
+            pos: NIL,
+            home_epoch: self.epoch,
             slot: 0,
             child_epoch: self.epoch,
             leaf_epoch: self.epoch,
@@ -527,97 +535,60 @@ impl TrieBuilder {
         }
     }
 
-    /// The allocator of the nodes of `level`.
-    fn alloc_of(&mut self, level: u8) -> &mut BlockAlloc {
-        if level <= TOP_LEVEL {
-            &mut self.top_alloc
-        } else {
-            &mut self.node_alloc
-        }
-    }
-
-    /// The builder ids of the nodes of `level`, by position.
-    fn ids_mut(&mut self, level: u8) -> &mut [u32] {
-        if level <= TOP_LEVEL {
-            &mut self.top_ids
-        } else {
-            &mut self.store_ids
-        }
-    }
-
-    /// The builder id of `n`'s child of rank `k`.
-    fn child(&self, n: u32, k: usize) -> u32 {
+    /// The builder id of `n`'s child in `slot`.
+    fn child_at(&self, n: u32, slot: usize) -> u32 {
         let node = &self.bnodes[n as usize];
-        let ids = if node.level + 8 <= TOP_LEVEL {
-            &self.top_ids
-        } else {
-            &self.store_ids
-        };
-        ids[node.child_off as usize + k]
+        if node.parent == NIL {
+            return self.root_kids[node.pos as usize * PAGE + slot];
+        }
+        self.store_ids[node.child_off as usize + rank(&node.childmap, slot)]
     }
 
-    /// A block for `n` nodes of `level`.
-    fn alloc_nodes(&mut self, out: &mut Out, level: u8, n: u32) -> (u32, u32) {
-        let epoch = self.epoch;
-        let (off, cap) = self.alloc_of(level).alloc(n, epoch);
-        if level <= TOP_LEVEL {
-            grow_to(&mut out.t.top, self.top_alloc.top as usize);
-            grow_to(&mut self.top_ids, self.top_alloc.top as usize);
-        } else {
-            out.t.store.nodes.grow_to(self.node_alloc.top);
-            grow_to(&mut self.store_ids, self.node_alloc.top as usize);
-        }
+    /// A block for `n` nodes in the store.
+    fn alloc_nodes(&mut self, out: &mut Out, n: u32) -> (u32, u32) {
+        let (off, cap) = self.node_alloc.alloc(n, self.epoch);
+        out.t.store.nodes.grow_to(self.node_alloc.top);
+        grow_to(&mut self.store_ids, self.node_alloc.top as usize);
         (off, cap)
     }
 
-    /// Node `pos` of `level`, as last written.
-    fn get_node(out: &Out, level: u8, pos: u32) -> Node {
-        if level <= TOP_LEVEL {
-            out.t.top[pos as usize]
-        } else {
-            *out.t.store.nodes.get(pos)
-        }
+    /// Node `pos`, as last written.
+    fn get_node(out: &Out, pos: u32) -> Node {
+        *out.t.store.nodes.get(pos)
     }
 
-    /// Writes node `pos` of `level`: a top node into the standby copy (and
-    /// the log), a deeper one into the store, where its block must have
-    /// been allocated this epoch.
+    /// Writes node `pos`, which lies in a block allocated this epoch.
     #[allow(unsafe_code)]
-    fn put_node(&self, out: &mut Out, level: u8, pos: u32, node: Node) {
-        if level <= TOP_LEVEL {
-            let slot = &mut out.t.top[pos as usize];
-            if *slot != node {
-                *slot = node;
-                out.log.nodes.push(pos);
-            }
-            return;
-        }
+    fn put_node(&self, out: &mut Out, pos: u32, node: Node) {
         self.node_alloc.check_fresh(pos, 1, self.epoch);
         // SAFETY: `pos` lies in a block allocated since the last publish
         // (checked in debug builds): no snapshot reaches it.
         unsafe { out.t.store.nodes.write(pos, &[node]) };
     }
 
-    /// Copies `count` nodes of `level` and their ids from `from` to `to`
-    /// (the ranges may overlap: shifts within a block); `to` lies in a
-    /// block allocated this epoch if the nodes are in the store.
+    /// Writes entry `slot` of root `n`'s page (in the standby copy, logged).
+    fn put_page(&self, out: &mut Out, n: u32, slot: usize, v: u32) {
+        let i = self.bnodes[n as usize].pos as usize * PAGE + slot;
+        if out.t.top[i] != v {
+            out.t.top[i] = v;
+            out.log.nodes.push(i as u32);
+        }
+    }
+
+    /// Copies `count` nodes and their ids from `from` to `to` (the ranges
+    /// may overlap: shifts within a block); `to` lies in a block allocated
+    /// this epoch.
     #[allow(unsafe_code)]
-    fn copy_nodes(&mut self, out: &mut Out, level: u8, from: u32, to: u32, count: u32) {
+    fn copy_nodes(&mut self, out: &mut Out, from: u32, to: u32, count: u32) {
         if count == 0 {
             return;
         }
+        self.node_alloc.check_fresh(to, count, self.epoch);
+        // SAFETY: as in `put_node`: `to..to + count` lies in a block
+        // allocated since the last publish.
+        unsafe { out.t.store.nodes.copy(from, to, count as usize) };
         let (f, t, c) = (from as usize, to as usize, count as usize);
-        if level <= TOP_LEVEL {
-            out.t.top.copy_within(f..f + c, t);
-            out.log.nodes.extend(to..to + count);
-            self.top_ids.copy_within(f..f + c, t);
-        } else {
-            self.node_alloc.check_fresh(to, count, self.epoch);
-            // SAFETY: as in `put_node`: `to..to + count` lies in a block
-            // allocated since the last publish.
-            unsafe { out.t.store.nodes.copy(from, to, c) };
-            self.store_ids.copy_within(f..f + c, t);
-        }
+        self.store_ids.copy_within(f..f + c, t);
     }
 
     /// Writes leaf runs at `off`, in a block allocated this epoch.
@@ -629,28 +600,37 @@ impl TrieBuilder {
         unsafe { out.t.store.leaves.write(off, runs) };
     }
 
-    /// Whether `n`'s own slot may be written in place: a top node always
-    /// (the standby copy is ours), a deeper one if its block (its parent's
-    /// child block) was allocated this epoch.
+    /// Whether `n`'s own slot may be written in place: a root's page
+    /// always (the standby copy is ours), a root's child if its own block,
+    /// any other node if its parent's child block, was allocated this
+    /// epoch.
     fn is_fresh(&self, n: u32) -> bool {
         let node = &self.bnodes[n as usize];
-        node.level <= TOP_LEVEL || self.children_fresh(node.parent)
+        if node.parent == NIL {
+            return true;
+        }
+        if self.bnodes[node.parent as usize].parent == NIL {
+            return node.home_epoch == self.epoch;
+        }
+        self.children_fresh(node.parent)
     }
 
-    /// Whether `n`'s child block may be written in place (see `is_fresh`).
+    /// Whether `n`'s child block (not a root's) may be written in place.
     fn children_fresh(&self, n: u32) -> bool {
-        let node = &self.bnodes[n as usize];
-        node.level + 8 <= TOP_LEVEL || node.child_epoch == self.epoch
+        self.bnodes[n as usize].child_epoch == self.epoch
     }
 
-    /// Where node `n` is: a root where it was placed, any other node at its
-    /// rank among its parent's children in the parent's child block.
+    /// Where node `n` is: a root's page, a root's child's own block, any
+    /// other node at its rank in its parent's child block.
     fn pos_of(&self, n: u32) -> u32 {
         let node = &self.bnodes[n as usize];
         if node.parent == NIL {
-            return node.root_pos;
+            return node.pos;
         }
         let p = &self.bnodes[node.parent as usize];
+        if p.parent == NIL {
+            return node.pos;
+        }
         p.child_off + rank(&p.childmap, usize::from(node.slot)) as u32
     }
 
@@ -660,55 +640,66 @@ impl TrieBuilder {
     /// rank removed. `n`'s child list and map are already the new ones.
     fn move_children(&mut self, out: &mut Out, n: u32, gap: Gap) {
         let node = &self.bnodes[n as usize];
-        let (old_off, old_cap, level) = (node.child_off, node.child_cap, node.level + 8);
+        let (old_off, old_cap) = (node.child_off, node.child_cap);
         let (old_fresh, old_born) = (self.children_fresh(n), node.child_epoch);
         let len = child_count(&node.childmap);
         let (off, cap) = if len == 0 {
             (NIL, 0)
         } else {
-            self.alloc_nodes(out, level, len)
+            self.alloc_nodes(out, len)
         };
         // Whole runs at a time: a block is contiguous in both places.
         match gap {
-            Gap::None => self.copy_nodes(out, level, old_off, off, len),
+            Gap::None => self.copy_nodes(out, old_off, off, len),
             Gap::Insert(r) => {
-                self.copy_nodes(out, level, old_off, off, r);
-                self.copy_nodes(out, level, old_off + r, off + r + 1, len - r - 1);
+                self.copy_nodes(out, old_off, off, r);
+                self.copy_nodes(out, old_off + r, off + r + 1, len - r - 1);
             }
             Gap::Remove(r) => {
-                self.copy_nodes(out, level, old_off, off, r);
-                self.copy_nodes(out, level, old_off + r + 1, off + r, len - r);
+                self.copy_nodes(out, old_off, off, r);
+                self.copy_nodes(out, old_off + r + 1, off + r, len - r);
             }
         }
         let node = &mut self.bnodes[n as usize];
         node.child_off = off;
         node.child_cap = cap;
         node.child_epoch = self.epoch;
-        self.alloc_of(level)
+        self.node_alloc
             .release(old_off, old_cap, old_fresh, old_born);
     }
 
     /// Makes `n`'s own slot writable. If a snapshot may reach its block,
-    /// the block (`n` and its siblings) moves to a new one; that changes
-    /// the parent's child base, so the parent is made writable and patched
-    /// in turn, up to a top node, which is written in place.
+    /// the block moves to a new one: a root's child alone (its own block),
+    /// whose new place goes into the root's page; any deeper node with its
+    /// siblings (its parent's child block), which changes the parent's
+    /// child base, so the parent is made writable and patched in turn.
     fn make_writable(&mut self, out: &mut Out, n: u32) {
         if self.is_fresh(n) {
             return;
         }
-        let parent = self.bnodes[n as usize].parent;
+        let node = &self.bnodes[n as usize];
+        let (parent, old, born, slot) = (node.parent, node.pos, node.home_epoch, node.slot);
+        if self.bnodes[parent as usize].parent == NIL {
+            let (pos, _) = self.alloc_nodes(out, 1);
+            self.copy_nodes(out, old, pos, 1);
+            self.node_alloc.release(old, 1, false, born);
+            let node = &mut self.bnodes[n as usize];
+            node.pos = pos;
+            node.home_epoch = self.epoch;
+            self.put_page(out, parent, usize::from(slot), NODE | pos);
+            return;
+        }
         self.move_children(out, parent, Gap::None);
         self.make_writable(out, parent);
         let pos = self.pos_of(parent);
         let p = &self.bnodes[parent as usize];
-        let level = p.level;
-        let mut node = Self::get_node(out, level, pos);
+        let mut node = Self::get_node(out, pos);
         let mut base = p.child_off;
         for (chunk, m) in node.chunks.iter_mut().zip(p.childmap) {
             chunk.base1 = base;
             base += m.count_ones();
         }
-        self.put_node(out, level, pos, node);
+        self.put_node(out, pos, node);
     }
 
     /// The node at `level` on the path of `addr`, created with its ancestors.
@@ -717,9 +708,14 @@ impl TrieBuilder {
         let mut n = self.roots[x];
         if n == NIL {
             n = self.new_bnode(16, x as u32, NIL);
-            let (pos, _) = self.alloc_nodes(out, 16, 1);
+            let (pos, _) = self.top_alloc.alloc(1, self.epoch);
+            let end = (pos as usize + 1) * PAGE;
+            grow_to(&mut out.t.top, end);
+            if self.root_kids.len() < end {
+                self.root_kids.resize(end, NIL);
+            }
             let node = &mut self.bnodes[n as usize];
-            node.root_pos = pos;
+            node.pos = pos;
             node.inherited = self.direct_leaf[x];
             self.roots[x] = n;
             self.write_direct(out, x);
@@ -732,7 +728,7 @@ impl TrieBuilder {
             }
             let slot = slot_of(addr, node.level);
             if has_bit(&node.childmap, slot) {
-                n = self.child(n, rank(&node.childmap, slot));
+                n = self.child_at(n, slot);
                 continue;
             }
             let (plevel, x) = (node.level, node.x);
@@ -764,16 +760,28 @@ impl TrieBuilder {
         let node = &mut self.bnodes[n as usize];
         let r = rank(&node.childmap, slot) as u32;
         node.childmap[slot >> 6] |= 1 << (slot & 63);
-        let (count, cap, level) = (child_count(&node.childmap), node.child_cap, node.level + 8);
+        if node.parent == NIL {
+            // A root's child has a block of its own; the root's page gets
+            // its place when the root is recomputed.
+            let page = node.pos as usize;
+            let (pos, _) = self.alloc_nodes(out, 1);
+            self.store_ids[pos as usize] = c;
+            self.root_kids[page * PAGE + slot] = c;
+            let child = &mut self.bnodes[c as usize];
+            child.pos = pos;
+            child.home_epoch = self.epoch;
+            return;
+        }
+        let (count, cap) = (child_count(&node.childmap), node.child_cap);
         // The block may be shifted in place only if no snapshot reaches it.
         if count > cap || !self.children_fresh(n) {
             self.move_children(out, n, Gap::Insert(r));
         } else {
             let off = self.bnodes[n as usize].child_off;
-            self.copy_nodes(out, level, off + r, off + r + 1, count - r - 1);
+            self.copy_nodes(out, off + r, off + r + 1, count - r - 1);
         }
         let off = self.bnodes[n as usize].child_off;
-        self.ids_mut(level)[(off + r) as usize] = c;
+        self.store_ids[(off + r) as usize] = c;
     }
 
     /// Deletes `n` and its empty ancestors once they hold nothing.
@@ -783,8 +791,8 @@ impl TrieBuilder {
             if !node.routes.is_empty() || node.childmap != [0; 4] {
                 return;
             }
-            let (parent, x, level) = (node.parent, node.x as usize, node.level);
-            let pos = self.pos_of(n);
+            let (parent, x) = (node.parent, node.x as usize);
+            let (pos, home_born) = (self.pos_of(n), node.home_epoch);
             let (leaf_off, leaf_cap) = (node.leaf_off, node.leaf_cap);
             let leaf_born = node.leaf_epoch;
             let home_fresh = self.is_fresh(n);
@@ -805,19 +813,25 @@ impl TrieBuilder {
             let p = &mut self.bnodes[parent as usize];
             let r = rank(&p.childmap, slot);
             p.childmap[slot >> 6] &= !(1 << (slot & 63));
-            if p.childmap == [0; 4] {
+            if p.parent == NIL {
+                // A root's child: its own block goes; the page entry is
+                // rewritten when the root is recomputed.
+                let page = p.pos as usize;
+                self.root_kids[page * PAGE + slot] = NIL;
+                self.node_alloc.release(pos, 1, home_fresh, home_born);
+            } else if p.childmap == [0; 4] {
                 let (off, cap) = (p.child_off, p.child_cap);
                 p.child_off = NIL;
                 p.child_cap = 0;
                 let born = p.child_epoch;
-                self.alloc_of(level).release(off, cap, home_fresh, born);
+                self.node_alloc.release(off, cap, home_fresh, born);
             } else if !home_fresh {
                 // A snapshot may reach the siblings' block: the rest move.
                 self.move_children(out, parent, Gap::Remove(r as u32));
             } else {
                 let (off, len) = (p.child_off, child_count(&p.childmap));
                 let r = r as u32;
-                self.copy_nodes(out, level, off + r + 1, off + r, len - r);
+                self.copy_nodes(out, off + r + 1, off + r, len - r);
             }
             let plevel = self.bnodes[parent as usize].level;
             self.enqueue(parent);
@@ -864,6 +878,7 @@ impl TrieBuilder {
             // taken for fresh.
             for b in &mut self.bnodes {
                 b.child_epoch = 0;
+                b.home_epoch = 0;
                 b.leaf_epoch = 0;
             }
             self.node_alloc.rebase();
@@ -916,20 +931,30 @@ impl TrieBuilder {
         }
         let childmap = node.childmap;
         // Push inherited values down.
-        let mut k = 0;
         for (w, &m) in childmap.iter().enumerate() {
             let mut m = m;
             while m != 0 {
                 let slot = w * 64 + m.trailing_zeros() as usize;
                 m &= m - 1;
-                let c = self.child(n, k);
-                k += 1;
+                let c = self.child_at(n, slot);
                 let child = &mut self.bnodes[c as usize];
                 if child.inherited != paint[slot] {
                     child.inherited = paint[slot];
                     self.enqueue(c);
                 }
             }
+        }
+        if self.bnodes[n as usize].parent == NIL {
+            // A root is a page: each slot its child's place or its value.
+            for (slot, &v) in paint.iter().enumerate() {
+                let v = if has_bit(&childmap, slot) {
+                    NODE | self.bnodes[self.child_at(n, slot) as usize].pos
+                } else {
+                    v
+                };
+                self.put_page(out, n, slot, v);
+            }
+            return;
         }
         // Compress leaves into runs.
         let mut runs = [0u32; 256];
@@ -1009,10 +1034,9 @@ impl TrieBuilder {
             chunk.base0 = (base + run_base[w]).wrapping_sub(1);
         }
         let node = Node { chunks };
-        let level = self.bnodes[n as usize].level;
-        if Self::get_node(out, level, pos) != node {
+        if Self::get_node(out, pos) != node {
             self.make_writable(out, n);
-            self.put_node(out, level, self.pos_of(n), node);
+            self.put_node(out, self.pos_of(n), node);
         }
     }
 }

@@ -11,10 +11,11 @@
 //! Publication is RCU style. The trie's nodes and leaves (most of its
 //! memory) are one copy shared by every snapshot and changed copy-on-write:
 //! a changed node is written into a block no published snapshot reaches,
-//! and so are its ancestors up to its /16 root; replaced blocks are reused
-//! once no reader can hold a snapshot that reaches them. The small top of
-//! the structure (the direct table, the /16 roots, the exact-match tables,
-//! the group table) is double-buffered: updates are written into the standby
+//! and so are its ancestors up to its /24's node, whose place goes into its
+//! /16's root page; replaced blocks are reused once no reader can hold a
+//! snapshot that reaches them. The small top of the structure (the direct
+//! table, the /16 root pages, the exact-match tables, the group table) is
+//! double-buffered: updates are written into the standby
 //! copy, which is then swapped in with one atomic pointer store
 //! (`arc-swap`); the copy it replaces becomes the standby once the last
 //! reader has dropped it (the grace period: readers hold a snapshot for one

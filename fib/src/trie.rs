@@ -3,15 +3,21 @@
 //! Layout (all plain arrays, so a snapshot is a handful of allocations that
 //! stay in the CPU caches: about 5 MiB for a 100k-prefix Internet table).
 //! `nodes` and `leaves` live in the FIB's `Store` (`arena.rs`), one copy
-//! shared by every snapshot and changed copy-on-write; `direct` and the
-//! exact-match tables belong to each of the two snapshot copies:
+//! shared by every snapshot and changed copy-on-write; `direct`, the root
+//! pages (`top`) and the exact-match tables belong to each of the two
+//! snapshot copies:
 //!
 //! ```text
 //! direct[addr >> 112]            65,536 entries (the first 16 bits), u32 each:
-//!   bit 31 NODE   low 29 bits = index of the /16's root node in `top`
+//!   bit 31 NODE   low 29 bits = index of the /16's root page in `top`
 //!   bit 30 HAS128 some /128 route lies under this /16: probe `h128` first
 //!   bit 29 HAS64  some leaf /64 route lies under this /16: probe `exact[0]`
 //!   otherwise     low 29 bits = leaf value (next-hop group id, 0 = no route)
+//!
+//! top[page * 256 + (addr >> 104 & 0xff)]  a /16's root page: 256 entries,
+//!   one per /24, u32 each: NODE and the index of the /24's node in
+//!   `nodes`, or a leaf value. A root's children need not be contiguous,
+//!   so a change below a /24 moves that /24's node alone.
 //!
 //! nodes[i]: 8-bit stride (256 slots) = 4 chunks of 64 slots, 128 bytes,
 //! cache-line aligned so that one step of a lookup reads one 32-byte chunk:
@@ -23,8 +29,8 @@
 //! leaf   = leaves[base0 + popcount(leafvec & through(s))]
 //! ```
 //!
-//! Node levels are 16, 24, ..., 120; a route of length `l` lives in the node
-//! whose level `L` satisfies `L < l <= L + 8`, with leaf pushing (every slot
+//! Node levels are 16 (the root pages), 24, ..., 120; a route of length `l`
+//! lives in the node whose level `L` satisfies `L < l <= L + 8`, with leaf pushing (every slot
 //! holds the longest match for it). Every length 0..=128 works through the
 //! trie for lengths 17..=127. Exact-match tables are shortcuts for the long
 //! prefixes a Kubernetes edge carries, so those do not walk seven to
@@ -49,15 +55,8 @@ pub(crate) const NODE: u32 = 1 << 31;
 pub(crate) const HAS128: u32 = 1 << 30;
 pub(crate) const HAS64: u32 = 1 << 29;
 pub(crate) const VALUE_MASK: u32 = (1 << 29) - 1;
-/// Nodes of level 16 (the roots) are the top of the trie, kept in each
-/// snapshot copy (`Trie::top`); deeper ones live in the shared store.
-/// (Keeping level 24 in the top as well was measured: fewer copies per
-/// update, 1.3 MiB more on the real table.) The batch walk below assumes
-/// one top level.
-pub(crate) const TOP_LEVEL: u8 = 16;
-/// The shift of the address bits a top node indexes by is at least this.
-const TOP_SHIFT: u32 = 120 - TOP_LEVEL as u32;
-const _: () = assert!(TOP_LEVEL == 16, "the batch walk reads one top level");
+/// Entries in a root page: the 256 /24s of a /16.
+pub(crate) const PAGE: usize = 256;
 /// The lengths with an exact-match shortcut besides /128, and their flags.
 pub(crate) const EXACT_LENS: [u8; 1] = [64];
 pub(crate) const EXACT_FLAGS: [u32; 1] = [HAS64];
@@ -101,45 +100,10 @@ fn prefetch<T>(x: &T) {
     let _ = x;
 }
 
-/// An array of nodes: a copy's top nodes or the shared store's.
-pub(crate) trait Nodes {
-    fn node(&self, i: u32) -> &Node;
-    fn try_node(&self, i: u32) -> Option<&Node>;
-}
-
-impl Nodes for [Node] {
-    #[inline(always)]
-    fn node(&self, i: u32) -> &Node {
-        &self[i as usize]
-    }
-
-    #[inline(always)]
-    fn try_node(&self, i: u32) -> Option<&Node> {
-        self.get(i as usize)
-    }
-}
-
-impl Nodes for Region<Node> {
-    #[inline(always)]
-    fn node(&self, i: u32) -> &Node {
-        self.get(i)
-    }
-
-    #[inline(always)]
-    fn try_node(&self, i: u32) -> Option<&Node> {
-        self.try_get(i)
-    }
-}
-
 /// One step of a walk: the child node index, or the leaf value.
 #[inline(always)]
-fn step<N: Nodes + ?Sized>(
-    nodes: &N,
-    leaves: &Region<u32>,
-    node: u32,
-    slot: u32,
-) -> Result<u32, u32> {
-    let c = &nodes.node(node).chunks[(slot >> 6) as usize];
+fn step(nodes: &Region<Node>, leaves: &Region<u32>, node: u32, slot: u32) -> Result<u32, u32> {
+    let c = &nodes.get(node).chunks[(slot >> 6) as usize];
     let bit = 1u64 << (slot & 63);
     if c.vec & bit != 0 {
         Ok(c.base1 + (c.vec & (bit - 1)).count_ones())
@@ -354,9 +318,11 @@ impl<K: Key, const W: usize> ExactTable<K, W> {
 #[derive(Clone, Debug)]
 pub(crate) struct Trie {
     pub direct: Vec<u32>,
-    /// This copy's /16 root nodes (nearly every batch of updates changes
-    /// all of them: copying them on write would gain nothing).
-    pub top: Vec<Node>,
+    /// This copy's /16 root pages, `PAGE` entries each, in the format of
+    /// `direct` (a node in the store, or a leaf value): a root's children
+    /// need not be contiguous, so a change below one of its /24s moves
+    /// only that /24's node, never its siblings.
+    pub top: Vec<u32>,
     /// Deeper nodes and all leaves, shared with the other copy.
     pub store: Arc<Store>,
     pub h128: ExactTable<u128, 3>,
@@ -394,17 +360,15 @@ impl Trie {
         if d & NODE == 0 {
             return d & VALUE_MASK;
         }
-        let mut node = d & VALUE_MASK;
-        let mut shift = 104u32;
+        let e = self.top[(d & VALUE_MASK) as usize * PAGE + ((a >> 104) as usize & 0xff)];
+        if e & NODE == 0 {
+            return e & VALUE_MASK;
+        }
+        let mut node = e & VALUE_MASK;
+        let mut shift = 96u32;
         let (nodes, leaves) = (&self.store.nodes, &self.store.leaves);
         loop {
-            let slot = (a >> shift) as u32 & 0xff;
-            let next = if shift >= TOP_SHIFT {
-                step(&self.top[..], leaves, node, slot)
-            } else {
-                step(nodes, leaves, node, slot)
-            };
-            match next {
+            match step(nodes, leaves, node, (a >> shift) as u32 & 0xff) {
                 Ok(child) => {
                     node = child;
                     // A level-120 node never has children (shift would be 0).
@@ -477,33 +441,29 @@ impl Trie {
             flags |= d;
         }
         let direct_only = flags & (NODE | HAS64 | HAS128) == 0;
-        let mut shift = 104u32;
-        let (top, store, leaves) = (&self.top[..], &self.store.nodes, &self.store.leaves);
-        while np > 0 {
-            // All pending walks are at the same level: its array is known.
-            np = if shift >= TOP_SHIFT {
-                level(
-                    top,
-                    store,
-                    leaves,
-                    a,
-                    &mut node,
-                    &mut pending[..np],
-                    shift,
-                    out,
-                )
+        let (store, leaves) = (&self.store.nodes, &self.store.leaves);
+        // The root pages: one direct load each, in the copy's top.
+        let mut next = 0;
+        for k in 0..np {
+            let i = pending[k] as usize;
+            let slot = (a[i] >> 104) as usize & 0xff;
+            let e = self.top[node[i] as usize * PAGE + slot];
+            if e & NODE != 0 {
+                node[i] = e & VALUE_MASK;
+                pending[next] = i as u8;
+                next += 1;
+                let s = (a[i] >> 96) as usize & 0xff;
+                if let Some(c) = store.try_get(node[i]) {
+                    prefetch(&c.chunks[s >> 6]);
+                }
             } else {
-                level(
-                    store,
-                    store,
-                    leaves,
-                    a,
-                    &mut node,
-                    &mut pending[..np],
-                    shift,
-                    out,
-                )
-            };
+                out[i] = GroupId::from_leaf(e & VALUE_MASK);
+            }
+        }
+        np = next;
+        let mut shift = 96u32;
+        while np > 0 {
+            np = level(store, leaves, a, &mut node, &mut pending[..np], shift, out);
             shift = shift.saturating_sub(8);
         }
         direct_only
@@ -512,7 +472,7 @@ impl Trie {
     /// Bytes of this copy's own arrays (not the shared store).
     pub fn memory_bytes(&self) -> usize {
         self.direct.capacity() * 4
-            + self.top.capacity() * std::mem::size_of::<Node>()
+            + self.top.capacity() * 4
             + self.h128.memory_bytes()
             + self.exact[0].memory_bytes()
     }
@@ -539,14 +499,12 @@ impl Trie {
     }
 }
 
-/// One level of the lock-step walks: every pending walk takes a step in
-/// `nodes`; those that continue prefetch their child in `next` (the array
-/// of the level below). Returns how many continue (compacted in `pending`).
-#[allow(clippy::too_many_arguments)]
+/// One level of the lock-step walks: every pending walk takes a step;
+/// those that continue prefetch their child. Returns how many continue
+/// (compacted in `pending`).
 #[inline(always)]
-fn level<N: Nodes + ?Sized, M: Nodes + ?Sized>(
-    nodes: &N,
-    next: &M,
+fn level(
+    nodes: &Region<Node>,
     leaves: &Region<u32>,
     a: &[u128],
     node: &mut [u32; LOOKUP_GROUP],
@@ -563,7 +521,7 @@ fn level<N: Nodes + ?Sized, M: Nodes + ?Sized>(
                 pending[n] = i as u8;
                 n += 1;
                 let s = (a[i] >> shift.saturating_sub(8)) as usize & 0xff;
-                if let Some(c) = next.try_node(child) {
+                if let Some(c) = nodes.try_get(child) {
                     prefetch(&c.chunks[s >> 6]);
                 }
             }
