@@ -18,9 +18,9 @@
 //! own, so one moves alone and its new place goes into the page. Leaf runs
 //! go to a new block unless theirs is fresh. Replaced blocks are retired
 //! until no reader can reach them (`alloc.rs`). The root pages, the direct
-//! table and the exact-match tables are per snapshot copy: their writes go to the standby
-//! copy and are logged, so the other copy catches up by copying just those
-//! entries.
+//! table and the exact-match tables are per snapshot copy: their writes go
+//! to the standby copy and are logged, so the other copy catches up by
+//! copying just those entries.
 
 use crate::alloc::{class_of, grow_to, BlockAlloc, NIL};
 use crate::prefix::{mask, Prefix};
@@ -47,7 +47,7 @@ impl Local {
 }
 
 #[derive(Debug)]
-pub(crate) struct BNode {
+struct BNode {
     alive: bool,
     queued: bool,
     level: u8,
@@ -571,7 +571,7 @@ impl TrieBuilder {
         let i = self.bnodes[n as usize].pos as usize * PAGE + slot;
         if out.t.top[i] != v {
             out.t.top[i] = v;
-            out.log.nodes.push(i as u32);
+            out.log.top.push(i as u32);
         }
     }
 
@@ -618,6 +618,22 @@ impl TrieBuilder {
     /// Whether `n`'s child block (not a root's) may be written in place.
     fn children_fresh(&self, n: u32) -> bool {
         self.bnodes[n as usize].child_epoch == self.epoch
+    }
+
+    /// The child base of each of `n`'s chunks: where its first child is
+    /// (what a lookup adds the rank to).
+    fn child_bases(&self, n: u32) -> [u32; 4] {
+        let node = &self.bnodes[n as usize];
+        let mut base = if node.child_off == NIL {
+            0
+        } else {
+            node.child_off
+        };
+        node.childmap.map(|m| {
+            let b = base;
+            base += m.count_ones();
+            b
+        })
     }
 
     /// Where node `n` is: a root's page, a root's child's own block, any
@@ -692,12 +708,9 @@ impl TrieBuilder {
         self.move_children(out, parent, Gap::None);
         self.make_writable(out, parent);
         let pos = self.pos_of(parent);
-        let p = &self.bnodes[parent as usize];
         let mut node = Self::get_node(out, pos);
-        let mut base = p.child_off;
-        for (chunk, m) in node.chunks.iter_mut().zip(p.childmap) {
+        for (chunk, base) in node.chunks.iter_mut().zip(self.child_bases(parent)) {
             chunk.base1 = base;
-            base += m.count_ones();
         }
         self.put_node(out, pos, node);
     }
@@ -962,16 +975,9 @@ impl TrieBuilder {
         let mut chunks = [Chunk::default(); 4];
         let mut run_base = [0u32; 4];
         let node = &self.bnodes[n as usize];
-        let child_off = if node.child_off == NIL {
-            0
-        } else {
-            node.child_off
-        };
-        let mut nchild = 0;
-        for (w, chunk) in chunks.iter_mut().enumerate() {
-            chunk.vec = childmap[w];
-            chunk.base1 = child_off + nchild;
-            nchild += childmap[w].count_ones();
+        for ((chunk, vec), base) in chunks.iter_mut().zip(childmap).zip(self.child_bases(n)) {
+            chunk.vec = vec;
+            chunk.base1 = base;
         }
         // The painted value is constant between boundaries: slot 0, the
         // ends of every route's range and both sides of every child slot.

@@ -15,12 +15,11 @@
 //! /16's root page; replaced blocks are reused once no reader can hold a
 //! snapshot that reaches them. The small top of the structure (the direct
 //! table, the /16 root pages, the exact-match tables, the group table) is
-//! double-buffered: updates are written into the standby
-//! copy, which is then swapped in with one atomic pointer store
-//! (`arc-swap`); the copy it replaces becomes the standby once the last
-//! reader has dropped it (the grace period: readers hold a snapshot for one
-//! batch), and catches up by copying only the entries the previous round
-//! wrote. Updates are incremental: a route change recomputes the one trie
+//! double-buffered: updates are written into the standby copy, which is
+//! then swapped in with one atomic pointer store (`arc-swap`); the copy it
+//! replaces becomes the standby once the last reader has dropped it (the
+//! grace period: readers hold a snapshot for one batch), and catches up by
+//! copying only the entries the previous round wrote. Updates are incremental: a route change recomputes the one trie
 //! node it lives in (and its descendants when leaf values pushed into them
 //! change).
 //!

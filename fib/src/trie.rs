@@ -30,8 +30,8 @@
 //! ```
 //!
 //! Node levels are 16 (the root pages), 24, ..., 120; a route of length `l`
-//! lives in the node whose level `L` satisfies `L < l <= L + 8`, with leaf pushing (every slot
-//! holds the longest match for it). Every length 0..=128 works through the
+//! lives in the node whose level `L` satisfies `L < l <= L + 8`, with leaf
+//! pushing (every slot holds the longest match for it). Every length 0..=128 works through the
 //! trie for lengths 17..=127. Exact-match tables are shortcuts for the long
 //! prefixes a Kubernetes edge carries, so those do not walk seven to
 //! fourteen levels: `h128` holds every /128 route (and the trie none: a /128
@@ -484,7 +484,7 @@ impl Trie {
             self.direct[i as usize] = src.direct[i as usize];
         }
         grow_to(&mut self.top, src.top.len());
-        for &i in &log.nodes {
+        for &i in &log.top {
             self.top[i as usize] = src.top[i as usize];
         }
         catch_up_table(&mut self.h128, &src.h128, log.h128_full, &log.h128);
@@ -551,8 +551,8 @@ fn catch_up_table<K: Key, const W: usize>(
 #[derive(Debug, Default)]
 pub(crate) struct DirtyLog {
     pub direct: Vec<u32>,
-    /// Top nodes.
-    pub nodes: Vec<u32>,
+    /// Entries of the root pages (`Trie::top`).
+    pub top: Vec<u32>,
     pub h128: Vec<u32>,
     pub h128_full: bool,
     pub exact: [Vec<u32>; EXACT_LENS.len()],
@@ -563,7 +563,7 @@ pub(crate) struct DirtyLog {
 impl DirtyLog {
     pub fn clear(&mut self) {
         self.direct.clear();
-        self.nodes.clear();
+        self.top.clear();
         self.h128.clear();
         self.h128_full = false;
         for k in 0..EXACT_LENS.len() {

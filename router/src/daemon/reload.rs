@@ -8,9 +8,9 @@
 //! route that goes gives its prefix back to its connected subnet, or to
 //! BGP when the RIB has a path for it. BGP is reconfigured first (its
 //! only failures leave everything unchanged), so a new prefix is
-//! announced a few milliseconds before the FIB has it. Everything else (`[router]`, `[ctl]`, the interfaces,
-//! `[icmp]`, `[metrics]`, BGP's port and multipath, turning BGP on or
-//! off) needs a restart: such a file is refused as a whole, as is an
+//! announced a few milliseconds before the FIB has it. Everything else
+//! (`[router]`, `[ctl]`, the interfaces, `[icmp]`, `[metrics]`, BGP's port
+//! and multipath, turning BGP on or off) needs a restart: such a file is refused as a whole, as is an
 //! invalid one, and the running configuration stays.
 
 use std::collections::BTreeMap;
