@@ -233,13 +233,21 @@ fn flatedge(name: &str, routes: &[Route], w: &Workload, o: &Options) -> Result<(
     }));
     // What the FIB grew (or shrank) by during the update run; the lookup
     // buffers above are the benchmark's, not the FIB's.
-    let store_growth = fib.memory().store as isize - m.store as isize;
-    let after_updates =
-        (memory as isize + live_bytes() - before_updates + store_growth).max(0) as f64 / 1048576.0;
+    let now = |fib: &Fib| {
+        let store_growth = fib.memory().store as isize - m.store as isize;
+        (memory as isize + live_bytes() - before_updates + store_growth).max(0) as f64 / 1048576.0
+    };
+    let after_updates = now(&fib);
+    // Once the changes stop, compaction gives back what the copies left.
+    let t = Instant::now();
+    let c = fib.compact();
+    let compact_ms = t.elapsed().as_secs_f64() * 1e3;
+    let after_compaction = now(&fib);
     row.notes.push(format!(
-        "one snapshot {:.2} MiB (what lookups touch); everything (shared store, both copies of the top, control state) {:.2} MiB, {after_updates:.2} MiB after the update run; {nodes} trie nodes, {groups} groups",
+        "one snapshot {:.2} MiB (what lookups touch); everything (shared store, both copies of the top, control state) {:.2} MiB, {after_updates:.2} MiB after the update run, {after_compaction:.2} MiB after compaction ({} blocks moved in {compact_ms:.1} ms); {nodes} trie nodes, {groups} groups",
         m.snapshot as f64 / 1048576.0,
         memory as f64 / 1048576.0,
+        c.moved,
     ));
 
     // One reader alone, then the same reader while a writer churns.

@@ -15,6 +15,9 @@
 
 pub(crate) const NIL: u32 = u32::MAX;
 
+/// The largest block: a node's 256 children or leaf runs.
+pub(crate) const MAX_CLASS: u32 = 256;
+
 /// The block size that holds `n` (>= 1) elements.
 #[inline]
 pub(crate) fn class_of(n: u32) -> u32 {
@@ -48,6 +51,9 @@ pub(crate) struct BlockAlloc {
     waiting: Vec<Retired>,
     /// Blocks held back while a snapshot abandoned to a slow reader lives.
     deferred: Vec<Retired>,
+    /// Compaction mode (`set_compacting`): the free extents (offset,
+    /// length), merged and in order.
+    compacting: Option<Vec<(u32, u32)>>,
     /// Debug builds: the epoch (publish count) each element's block was
     /// allocated in, `NIL` while free: `check_fresh` catches a write into
     /// a block a snapshot may reach.
@@ -61,13 +67,15 @@ impl BlockAlloc {
     pub fn alloc(&mut self, n: u32, epoch: u32) -> (u32, u32) {
         let n = class_of(n);
         self.used += n;
-        let off = match self.free.get_mut(n as usize).and_then(Vec::pop) {
-            Some(off) => off,
-            None => {
-                self.top += n;
-                self.top - n
-            }
+        let off = if self.compacting.is_some() {
+            self.alloc_low(n)
+        } else {
+            self.free.get_mut(n as usize).and_then(Vec::pop)
         };
+        let off = off.unwrap_or_else(|| {
+            self.top += n;
+            self.top - n
+        });
         self.mark(off, n, epoch);
         (off, n)
     }
@@ -136,12 +144,142 @@ impl BlockAlloc {
     }
 
     fn free(&mut self, off: u32, n: u32) {
+        self.used -= n;
+        if let Some(extents) = self.compacting.as_mut() {
+            Self::free_extent(extents, off, n);
+        } else {
+            self.push_free(off, n);
+        }
+        self.mark(off, n, NIL);
+    }
+
+    /// Compaction mode on or off. While on, the free blocks are merged
+    /// into extents and an allocation takes the lowest extent it fits in
+    /// (first fit), so live blocks move down; when it ends, the extents
+    /// go back to the free lists in class-sized pieces.
+    pub fn set_compacting(&mut self, on: bool) {
+        if on == self.compacting.is_some() {
+            return;
+        }
+        if on {
+            let mut blocks: Vec<(u32, u32)> = self
+                .free
+                .iter_mut()
+                .enumerate()
+                .flat_map(|(n, l)| l.drain(..).map(move |off| (off, n as u32)))
+                .collect();
+            blocks.sort_unstable();
+            let mut extents: Vec<(u32, u32)> = Vec::with_capacity(blocks.len());
+            for (off, n) in blocks {
+                match extents.last_mut() {
+                    Some((o, len)) if *o + *len == off => *len += n,
+                    _ => extents.push((off, n)),
+                }
+            }
+            self.compacting = Some(extents);
+        } else if let Some(extents) = self.compacting.take() {
+            for (mut off, mut len) in extents {
+                while len > 0 {
+                    let piece = (1..=len.min(MAX_CLASS))
+                        .rev()
+                        .find(|&k| class_of(k) == k)
+                        .unwrap_or(1);
+                    self.push_free(off, piece);
+                    (off, len) = (off + piece, len - piece);
+                }
+            }
+        }
+    }
+
+    fn push_free(&mut self, off: u32, n: u32) {
         if self.free.len() <= n as usize {
             self.free.resize_with(n as usize + 1, Vec::new);
         }
-        self.used -= n;
         self.free[n as usize].push(off);
-        self.mark(off, n, NIL);
+    }
+
+    /// In compaction mode, the lowest free extent that holds `n` elements:
+    /// its index in the extent list.
+    fn first_fit(&self, n: u32) -> Option<usize> {
+        self.compacting
+            .as_ref()?
+            .iter()
+            .position(|&(_, len)| len >= n)
+    }
+
+    /// Whether a free place lower than `off` could take a block of class
+    /// `n` (in compaction mode).
+    pub fn has_lower(&self, n: u32, off: u32) -> bool {
+        let extents = self.compacting.as_deref().unwrap_or_default();
+        self.first_fit(n).is_some_and(|i| extents[i].0 < off)
+    }
+
+    /// Takes the lowest place that fits class `n` (compaction mode).
+    fn alloc_low(&mut self, n: u32) -> Option<u32> {
+        let i = self.first_fit(n)?;
+        let extents = self.compacting.as_mut()?;
+        let (off, len) = extents[i];
+        if len == n {
+            extents.remove(i);
+        } else {
+            extents[i] = (off + n, len - n);
+        }
+        Some(off)
+    }
+
+    /// Returns a block to the extents, merged with its neighbours
+    /// (compaction mode).
+    fn free_extent(extents: &mut Vec<(u32, u32)>, off: u32, n: u32) {
+        let i = extents.partition_point(|&(o, _)| o < off);
+        let merge_prev = i > 0 && extents[i - 1].0 + extents[i - 1].1 == off;
+        let merge_next = i < extents.len() && off + n == extents[i].0;
+        match (merge_prev, merge_next) {
+            (true, true) => {
+                extents[i - 1].1 += n + extents[i].1;
+                extents.remove(i);
+            }
+            (true, false) => extents[i - 1].1 += n,
+            (false, true) => extents[i] = (off, n + extents[i].1),
+            (false, false) => extents.insert(i, (off, n)),
+        }
+    }
+
+    /// Gives up the free blocks at the end of the array: lowers `top` to
+    /// the end of the last block in use (allocated, retired or waiting)
+    /// and returns it. Shrinks the bookkeeping to match.
+    pub fn trim(&mut self) -> u32 {
+        let mut blocks: Vec<(u32, u32)> = self
+            .free
+            .iter()
+            .enumerate()
+            .flat_map(|(n, l)| l.iter().map(move |&off| (off, n as u32)))
+            .collect();
+        blocks.sort_unstable();
+        while let Some(&(off, n)) = blocks.last() {
+            if off + n != self.top {
+                break;
+            }
+            self.top = off;
+            blocks.pop();
+        }
+        let top = self.top;
+        for list in &mut self.free {
+            list.retain(|&off| off < top);
+            list.shrink_to_fit();
+        }
+        while self.free.last().is_some_and(Vec::is_empty) {
+            self.free.pop();
+        }
+        self.free.shrink_to_fit();
+        for v in [&mut self.retired, &mut self.waiting, &mut self.deferred] {
+            v.shrink_to_fit();
+        }
+        #[cfg(debug_assertions)]
+        {
+            self.born.truncate(top as usize);
+            self.born.shrink_to_fit();
+        }
+        top
     }
 
     /// A publish: the blocks retired since the last one are reached only
@@ -261,6 +399,42 @@ mod tests {
         let (x, cx) = a.alloc(2, 0);
         a.check_fresh(x, cx, 0);
         a.check_fresh(x, cx, 1);
+    }
+
+    #[test]
+    fn compaction_fills_the_lowest_holes_and_trim_gives_back_the_end() {
+        let mut a = BlockAlloc::default();
+        // 0..4 4..8 8..12 12..22 22..23 23..33
+        let blocks: Vec<(u32, u32)> = [4, 4, 4, 10, 1, 10]
+            .iter()
+            .map(|&n| a.alloc(n, 0))
+            .collect();
+        assert_eq!(a.top, 33);
+        // Holes of 4 at 4 and of 10 at 12.
+        for &(off, n) in &[blocks[1], blocks[3]] {
+            a.release(off, n, true, 0);
+        }
+        a.set_compacting(true);
+        assert!(a.has_lower(4, 23), "the hole at 4 holds 4");
+        assert!(a.has_lower(10, 23), "the hole at 12 holds 10");
+        assert!(!a.has_lower(12, 23), "no hole holds 12");
+        assert!(!a.has_lower(1, 4), "nothing free below 4");
+        // A 3 takes the lowest place it fits in, splitting the hole.
+        assert_eq!(a.alloc(3, 1), (4, 3));
+        // The last 10 moves down (its old place frees at once: fresh).
+        assert_eq!(a.alloc(10, 1), (12, 10));
+        a.release(23, 10, true, 0);
+        // A freed neighbour merges: 22..33 is one hole now.
+        a.release(22, 1, true, 0);
+        assert!(a.has_lower(11, 34), "22..33 merged");
+        a.set_compacting(false);
+        // Back in class lists (7..8, then 22..33 as 10 and 1); the free
+        // end goes.
+        assert_eq!(a.trim(), 22);
+        assert_eq!(a.used, 21);
+        // What stays free below the end is still handed out.
+        assert_eq!(a.alloc(1, 2), (7, 1));
+        assert_eq!(a.alloc(2, 2), (22, 2), "nothing free: from the end");
     }
 
     #[test]

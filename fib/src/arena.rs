@@ -161,6 +161,39 @@ impl<T: Copy> Region<T> {
         }
     }
 
+    /// Lowers the high-water mark to `top` elements and gives the pages
+    /// wholly above it back to the kernel (they read as zero if written
+    /// again).
+    ///
+    /// # Safety
+    /// No block at or above `top` may be reachable by any snapshot or in
+    /// use by the builder: the allocator has no block there any more
+    /// (`BlockAlloc::trim`).
+    pub unsafe fn shrink_to(&self, top: u32) {
+        let sz = std::mem::size_of::<T>();
+        let old = self.used.0.load(Ordering::Relaxed);
+        let top = top as usize;
+        if top >= old {
+            return;
+        }
+        self.used.0.store(top, Ordering::Relaxed);
+        let from = (top * sz).next_multiple_of(4096);
+        let to = (old * sz).next_multiple_of(4096);
+        if to > from {
+            // SAFETY: `from..to` lies inside the mapping (`old <= cap`) and
+            // holds no element anyone reads (the caller's contract);
+            // MADV_DONTNEED on a private anonymous mapping only drops pages.
+            let r = unsafe {
+                libc::madvise(
+                    self.ptr.as_ptr().cast::<u8>().add(from).cast(),
+                    to - from,
+                    libc::MADV_DONTNEED,
+                )
+            };
+            debug_assert_eq!(r, 0, "madvise: {}", std::io::Error::last_os_error());
+        }
+    }
+
     /// Bytes written so far, rounded up to whole pages: what the region
     /// occupies in memory.
     pub fn bytes(&self) -> usize {

@@ -221,6 +221,11 @@ impl TrieBuilder {
         (self.node_alloc.used as usize, self.leaf_alloc.used as usize)
     }
 
+    /// Nodes and leaf runs the store spans (free blocks included).
+    pub fn tops(&self) -> (usize, usize) {
+        (self.node_alloc.top as usize, self.leaf_alloc.top as usize)
+    }
+
     pub fn nodes(&self) -> usize {
         self.bnodes.len() - self.free_bnodes.len()
     }
@@ -693,26 +698,122 @@ impl TrieBuilder {
         if self.is_fresh(n) {
             return;
         }
-        let node = &self.bnodes[n as usize];
-        let (parent, old, born, slot) = (node.parent, node.pos, node.home_epoch, node.slot);
+        let parent = self.bnodes[n as usize].parent;
         if self.bnodes[parent as usize].parent == NIL {
-            let (pos, _) = self.alloc_nodes(out, 1);
-            self.copy_nodes(out, old, pos, 1);
-            self.node_alloc.release(old, 1, false, born);
-            let node = &mut self.bnodes[n as usize];
-            node.pos = pos;
-            node.home_epoch = self.epoch;
-            self.put_page(out, parent, usize::from(slot), NODE | pos);
+            self.relocate_home(out, n);
             return;
         }
-        self.move_children(out, parent, Gap::None);
-        self.make_writable(out, parent);
-        let pos = self.pos_of(parent);
+        self.relocate_children(out, parent);
+    }
+
+    /// Moves `n`'s child block to a new one (`n` is not a root) and
+    /// points `n` at it, making `n` writable first.
+    fn relocate_children(&mut self, out: &mut Out, n: u32) {
+        self.move_children(out, n, Gap::None);
+        self.make_writable(out, n);
+        let pos = self.pos_of(n);
         let mut node = Self::get_node(out, pos);
-        for (chunk, base) in node.chunks.iter_mut().zip(self.child_bases(parent)) {
+        for (chunk, base) in node.chunks.iter_mut().zip(self.child_bases(n)) {
             chunk.base1 = base;
         }
         self.put_node(out, pos, node);
+    }
+
+    /// Moves a root's child `n` to a new block of its own and points the
+    /// root's page at it.
+    fn relocate_home(&mut self, out: &mut Out, n: u32) {
+        let node = &self.bnodes[n as usize];
+        let (parent, old, born, slot) = (node.parent, node.pos, node.home_epoch, node.slot);
+        let fresh = born == self.epoch;
+        let (pos, _) = self.alloc_nodes(out, 1);
+        self.copy_nodes(out, old, pos, 1);
+        self.node_alloc.release(old, 1, fresh, born);
+        let node = &mut self.bnodes[n as usize];
+        node.pos = pos;
+        node.home_epoch = self.epoch;
+        self.put_page(out, parent, usize::from(slot), NODE | pos);
+    }
+
+    /// Moves `n`'s leaf runs to a new block and points `n` at it.
+    #[allow(unsafe_code)]
+    fn relocate_leaves(&mut self, out: &mut Out, n: u32) {
+        let node = &self.bnodes[n as usize];
+        let (old, cap, born) = (node.leaf_off, node.leaf_cap, node.leaf_epoch);
+        let (off, _) = self.leaf_alloc.alloc(cap, self.epoch);
+        out.t.store.leaves.grow_to(self.leaf_alloc.top);
+        self.leaf_alloc.check_fresh(off, cap, self.epoch);
+        // SAFETY: as in `put_node`: `off .. off + cap` was just allocated.
+        unsafe { out.t.store.leaves.copy(old, off, cap as usize) };
+        self.leaf_alloc.release(old, cap, born == self.epoch, born);
+        let node = &mut self.bnodes[n as usize];
+        node.leaf_off = off;
+        node.leaf_epoch = self.epoch;
+        self.make_writable(out, n);
+        let pos = self.pos_of(n);
+        let mut v = Self::get_node(out, pos);
+        for chunk in &mut v.chunks {
+            chunk.base0 = chunk.base0.wrapping_sub(old).wrapping_add(off);
+        }
+        self.put_node(out, pos, v);
+    }
+
+    /// Moves blocks that lie above the store's live size into free blocks
+    /// of their class lower down (copy-on-write, like any change: readers
+    /// see the moves at the next publish), so that once the old places are
+    /// reclaimed the end of the store is free and `trim` can give it back.
+    /// A block moves only if a lower free block of its class exists.
+    /// Returns the blocks moved.
+    pub fn compact(&mut self, out: &mut Out) -> usize {
+        self.flush(out);
+        self.node_alloc.set_compacting(true);
+        self.leaf_alloc.set_compacting(true);
+        let (node_live, leaf_live) = (self.node_alloc.used, self.leaf_alloc.used);
+        let high = |alloc: &BlockAlloc, off: u32, n: u32, live: u32| {
+            off != NIL && n > 0 && off + n > live && alloc.has_lower(n, off)
+        };
+        let mut moved = 0;
+        for n in 0..self.bnodes.len() as u32 {
+            let b = &self.bnodes[n as usize];
+            if !b.alive || b.parent == NIL {
+                continue;
+            }
+            let root_child = self.bnodes[b.parent as usize].parent == NIL;
+            if root_child && high(&self.node_alloc, b.pos, 1, node_live) {
+                self.relocate_home(out, n);
+                moved += 1;
+            }
+            let b = &self.bnodes[n as usize];
+            if high(&self.node_alloc, b.child_off, b.child_cap, node_live) {
+                self.relocate_children(out, n);
+                moved += 1;
+            }
+            let b = &self.bnodes[n as usize];
+            if high(&self.leaf_alloc, b.leaf_off, b.leaf_cap, leaf_live) {
+                self.relocate_leaves(out, n);
+                moved += 1;
+            }
+        }
+        self.node_alloc.set_compacting(false);
+        self.leaf_alloc.set_compacting(false);
+        moved
+    }
+
+    /// Gives the free end of the store back (after `compact`, a publish
+    /// and the reclaim of the blocks it replaced). Returns the nodes and
+    /// leaf runs the store now spans.
+    #[allow(unsafe_code)]
+    pub fn trim(&mut self, store: &crate::arena::Store) -> (u32, u32) {
+        let nodes = self.node_alloc.trim();
+        let leaves = self.leaf_alloc.trim();
+        // SAFETY: the allocators hold no block at or above their new tops
+        // (free ones were reclaimed: no snapshot reaches them).
+        unsafe {
+            store.nodes.shrink_to(nodes);
+            store.leaves.shrink_to(leaves);
+        }
+        self.store_ids.truncate(nodes as usize);
+        self.store_ids.shrink_to_fit();
+        (nodes, leaves)
     }
 
     /// The node at `level` on the path of `addr`, created with its ancestors.

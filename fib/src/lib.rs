@@ -216,6 +216,16 @@ pub struct Memory {
     pub store: usize,
 }
 
+/// What [`Fib::compact`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Compaction {
+    /// Blocks (of nodes or leaf runs) moved down.
+    pub moved: usize,
+    /// Bytes of the shared store before and after.
+    pub store_before: usize,
+    pub store_after: usize,
+}
+
 /// The control side: applies updates and publishes snapshots.
 #[derive(Debug)]
 pub struct Fib {
@@ -240,6 +250,9 @@ pub struct Fib {
 /// How long the writer waits for readers to leave the standby snapshot
 /// before it copies the published one instead.
 pub const GRACE: std::time::Duration = std::time::Duration::from_millis(2);
+
+/// The most passes [`Fib::compact`] makes (each a publish).
+const COMPACT_PASSES: usize = 8;
 
 impl Default for Fib {
     fn default() -> Self {
@@ -324,14 +337,7 @@ impl Fib {
                     self.copies += 1;
                 }
             }
-            self.abandoned.retain(|(w, _)| w.strong_count() > 0);
-            // `strong_count` reads relaxed: order the reuse of what a
-            // dropped snapshot reached after its holder's last reads (the
-            // release of its drop).
-            std::sync::atomic::fence(std::sync::atomic::Ordering::Acquire);
-            self.held.clear();
-            self.held.extend(self.abandoned.iter().map(|&(_, g)| g));
-            self.builder.reclaim(&self.held);
+            self.reclaim();
             self.log.clear();
             self.ready = true;
         }
@@ -339,6 +345,20 @@ impl Fib {
             Some(s) => s,
             None => unreachable!("the standby snapshot is never shared once caught up"),
         }
+    }
+
+    /// Reuses the blocks no snapshot reaches any more: those replaced
+    /// before the last publish (once the standby is ours) and those held
+    /// back for abandoned snapshots that are gone now.
+    fn reclaim(&mut self) {
+        self.abandoned.retain(|(w, _)| w.strong_count() > 0);
+        // `strong_count` reads relaxed: order the reuse of what a dropped
+        // snapshot reached after its holder's last reads (the release of
+        // its drop).
+        std::sync::atomic::fence(std::sync::atomic::Ordering::Acquire);
+        self.held.clear();
+        self.held.extend(self.abandoned.iter().map(|&(_, g)| g));
+        self.builder.reclaim(&self.held);
     }
 
     /// How often the writer copied the top of a snapshot because a reader
@@ -464,6 +484,56 @@ impl Fib {
         self.standby = old;
         self.ready = false;
         self.builder.published();
+    }
+
+    /// Whether the store spans more than `slack` times the nodes and leaf
+    /// runs in use: after a burst of changes, the blocks that carried the
+    /// copies it made lie free above the live ones (see [`Fib::compact`]).
+    pub fn fragmented(&self, slack: f64) -> bool {
+        let (nodes, leaves) = self.builder.in_use();
+        let (top_nodes, top_leaves) = self.builder.tops();
+        top_nodes as f64 > nodes as f64 * slack || top_leaves as f64 > leaves as f64 * slack
+    }
+
+    /// Gives back the memory a burst of changes left behind: moves the
+    /// trie's blocks that lie above its live size into free ones lower
+    /// down, publishes (with any pending changes), waits for the grace
+    /// period as any change does, then returns the free end of the store
+    /// to the kernel. Lookups go on meanwhile, as for any publish. Meant
+    /// for quiet times (the daemon calls it once changes have stopped);
+    /// costs about as much as a batch of updates of the same size.
+    pub fn compact(&mut self) -> Compaction {
+        let before = self.shared.load().trie.store.bytes();
+        // With the standby ready (nothing published since), no block waits
+        // for it: this frees only what abandoned snapshots gone since held.
+        self.standby();
+        self.reclaim();
+        let mut moved = 0;
+        // A pass moves blocks into the lowest free places, which may still
+        // lie above the live size until the places the pass freed come
+        // back: a few passes settle it.
+        for _ in 0..COMPACT_PASSES {
+            let n = {
+                let (builder, mut out) = self.out();
+                builder.compact(&mut out)
+            };
+            self.publish();
+            // The blocks the moves replaced are reclaimed once no reader
+            // holds the snapshot before (what preparing the standby waits
+            // for); then the free end of the store goes back.
+            self.standby();
+            let store = Arc::clone(&self.standby.trie.store);
+            self.builder.trim(&store);
+            moved += n;
+            if n == 0 {
+                break;
+            }
+        }
+        Compaction {
+            moved,
+            store_before: before,
+            store_after: self.shared.load().trie.store.bytes(),
+        }
     }
 
     /// Memory of one snapshot and of everything the FIB holds.

@@ -488,3 +488,178 @@ fn a_held_snapshot_does_not_block_the_writer() {
         "no copy when nobody holds the standby"
     );
 }
+
+/// Prefixes that never change, spread over the trie (lengths 17 to 64
+/// under 2000::/4, never under 2a0f::/16, where the changing ones live).
+fn compaction_base() -> Vec<(Prefix, u32)> {
+    let mut x = 0x2545_f491_4f6c_dd1d_u64;
+    let mut out = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    while out.len() < 6_000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let len = 17 + (x % 48) as u8;
+        let hi = (0x2000u128 << 112) | (u128::from(x) << 48 & ((1u128 << 124) - 1));
+        let p = Prefix::new(hi, len).unwrap();
+        if (p.bits() >> 112) as u16 == 0x2a0f || !seen.insert(p) {
+            continue;
+        }
+        out.push((p, 1 + (x >> 50) as u32 % 7));
+    }
+    out
+}
+
+/// Route `i` of the set all of whose next hops change every batch: /48s.
+fn flip(i: usize) -> Prefix {
+    Prefix::new((0x2a0f_0000_u128 << 96) | ((i as u128) << 80), 48).unwrap()
+}
+
+/// Route `i` of the set present only in odd batches: /56s in other /40s.
+fn toggle(i: usize) -> Prefix {
+    Prefix::new(
+        (0x2a0f_8000_u128 << 96) | ((i as u128) << 88) | (7 << 72),
+        56,
+    )
+    .unwrap()
+}
+
+const FLIPS: usize = 1_000;
+const TOGGLES: usize = 300;
+
+/// What a compaction-test reader sees in one snapshot: the batch number
+/// (from the flip routes, which must all agree) and every answer.
+fn compaction_view(
+    s: &Snapshot,
+    base: &[(u128, Option<Vec<u32>>)],
+) -> (u32, Vec<Option<Vec<u32>>>) {
+    let mut answers = Vec::new();
+    for (a, want) in base {
+        let got = members(s, *a);
+        assert_eq!(
+            &got,
+            want,
+            "a route that never changes, at {}",
+            Ipv6Addr::from(*a)
+        );
+        answers.push(got);
+    }
+    let v = members(s, flip(0).bits()).expect("flip routes present")[0];
+    for i in 0..FLIPS {
+        let got = members(s, flip(i).bits() | 0xffff);
+        assert_eq!(got, Some(vec![v]), "flip route {i}: half a batch");
+        answers.push(got);
+    }
+    for i in 0..TOGGLES {
+        let got = members(s, toggle(i).bits() | 1);
+        let want = (v % 2 == 1).then(|| vec![9]);
+        assert_eq!(got, want, "toggle route {i} in batch {v}");
+        answers.push(got);
+    }
+    let addrs: Vec<u128> = base.iter().map(|(a, _)| *a).collect();
+    let mut out = vec![None; addrs.len()];
+    s.lookup_batch(&addrs, &mut out);
+    for (i, &a) in addrs.iter().enumerate() {
+        assert_eq!(out[i], s.lookup(a), "batch lookup of {}", Ipv6Addr::from(a));
+    }
+    (v, answers)
+}
+
+/// Compaction moves blocks of the shared store under running readers:
+/// they must see the same answers through it (in a held snapshot too),
+/// whole batches only, and the moves must give memory back.
+#[test]
+fn compaction_under_readers_changes_no_answer() {
+    let mut fib = Fib::new();
+    let base = compaction_base();
+    // Load the fixed routes in chunks with churn between, so their blocks
+    // end up all over the store, then check them in a single snapshot.
+    for (c, chunk) in base.chunks(600).enumerate() {
+        for &(p, nh) in chunk {
+            fib.insert(p, &[NextHop::new(nh)]).unwrap();
+        }
+        for (j, &(p, nh)) in base.iter().take(c * 600).step_by(3).enumerate() {
+            fib.remove(p);
+            fib.insert(p, &[NextHop::new(nh)]).unwrap();
+            if j % 20 == 0 {
+                fib.publish();
+            }
+        }
+    }
+    let batch = |fib: &mut Fib, v: u32| {
+        for i in 0..FLIPS {
+            fib.insert(flip(i), &[NextHop::new(v)]).unwrap();
+        }
+        for i in 0..TOGGLES {
+            if v % 2 == 1 {
+                fib.insert(toggle(i), &[NextHop::new(9)]).unwrap();
+            } else {
+                fib.remove(toggle(i));
+            }
+        }
+        fib.publish();
+    };
+    batch(&mut fib, 100);
+    let probes: Vec<(u128, Option<Vec<u32>>)> = {
+        let s = fib.reader().load_full();
+        base.iter()
+            .flat_map(|&(p, _)| {
+                let last = p.bits() | !(u128::MAX << (128 - u32::from(p.len())));
+                [p.bits(), last, p.bits() ^ (last >> 1 & !p.bits())]
+            })
+            .map(|a| (a, members(&s, a)))
+            .collect()
+    };
+    let probes = Arc::new(probes);
+    let stop = Arc::new(AtomicBool::new(false));
+    let readers: Vec<_> = (0..2)
+        .map(|r| {
+            let reader = fib.reader();
+            let stop = Arc::clone(&stop);
+            let probes = Arc::clone(&probes);
+            thread::spawn(move || {
+                let (mut last, mut views) = (0, 0u64);
+                loop {
+                    let done = stop.load(Ordering::Acquire);
+                    let s = reader.load_full();
+                    let (v, answers) = compaction_view(&s, &probes);
+                    if r == 1 {
+                        thread::sleep(Duration::from_micros(300));
+                        assert_eq!(
+                            compaction_view(&s, &probes),
+                            (v, answers),
+                            "a held snapshot changed"
+                        );
+                    }
+                    assert!(v >= last, "batch went back from {last} to {v}");
+                    (last, views) = (v, views + 1);
+                    if done {
+                        return (last, views);
+                    }
+                }
+            })
+        })
+        .collect();
+    let (mut v, mut compactions, mut gave_back) = (100u32, 0, 0usize);
+    while v < 100 + 48 {
+        v += 1;
+        batch(&mut fib, v);
+        if v % 8 == 0 {
+            let c = fib.compact();
+            assert!(c.store_after <= c.store_before, "{c:?}");
+            gave_back += c.store_before - c.store_after;
+            compactions += 1;
+        }
+        if v % 4 == 0 {
+            thread::yield_now();
+        }
+    }
+    stop.store(true, Ordering::Release);
+    for h in readers {
+        let (last, views) = h.join().unwrap();
+        assert_eq!(last, v, "a reader did not end on the last batch");
+        assert!(views >= 2, "a reader saw {views} snapshots");
+    }
+    eprintln!("{v} batches, {compactions} compactions gave back {gave_back} bytes");
+    assert!(gave_back > 0, "compaction gave nothing back");
+}

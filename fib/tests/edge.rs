@@ -886,6 +886,93 @@ fn held_snapshots_keep_their_answers_and_replaced_memory_is_reused() {
     }
 }
 
+/// After a burst of changes the store spans the copies they made; compaction
+/// moves the live blocks down and gives the end back: the store returns to
+/// about its size once built, no answer changes (for the published snapshot
+/// nor for one a reader holds through it), and the FIB takes changes
+/// normally afterwards.
+#[test]
+fn compaction_gives_back_what_churn_left_and_changes_no_answer() {
+    let table = parse_table("ipv6-bgp-2021-as199524.tsv");
+    let mut rng = StdRng::seed_from_u64(11);
+    let mut lab = Lab::new();
+    for &(p, nh) in &table {
+        lab.add_prefix(p, nh);
+    }
+    lab.fib.publish();
+    lab.fib.publish();
+    let built = lab.fib.memory().store;
+    let addrs: Vec<u128> = (0..20_000)
+        .map(|_| inside(table.choose(&mut rng).unwrap().0, &mut rng))
+        .collect();
+    let check = |lab: &Lab, s: &Snapshot, what: &str| {
+        let mut batch = vec![None; addrs.len()];
+        s.lookup_batch(&addrs, &mut batch);
+        for (i, &a) in addrs.iter().enumerate() {
+            let want = lab.model.lookup(a);
+            assert_eq!(resolve(s, a), want, "{what}: {}", Ipv6Addr::from(a));
+            assert_eq!(
+                batch[i].map(|g| s.group(g).unwrap().members[0].id.0),
+                want,
+                "{what}: batch lookup of {}",
+                Ipv6Addr::from(a)
+            );
+        }
+    };
+    let mut churn = |lab: &mut Lab, batches: usize| {
+        for b in 0..batches {
+            for _ in 0..500 {
+                let &(p, nh) = table.choose(&mut rng).unwrap();
+                lab.del_prefix(p);
+                lab.add_prefix(p, nh + 1 + (b % 3) as u32);
+            }
+            lab.fib.publish();
+        }
+    };
+    churn(&mut lab, 30);
+    let churned = lab.fib.memory().store;
+    assert!(
+        churned > built + built / 5,
+        "the churn left no slack to give back ({built} -> {churned} bytes)"
+    );
+    assert!(lab.fib.fragmented(1.2), "a churned store is not fragmented");
+    // A reader holds the snapshot from before: compaction must not change
+    // what it reads (the blocks it reaches wait for it).
+    let held = lab.reader.load_full();
+    check(&lab, &held, "held, before compaction");
+    let c = lab.fib.compact();
+    assert!(c.moved > 0, "{c:?}");
+    check(&lab, &held, "held, through compaction");
+    check(
+        &lab,
+        &lab.reader.load(),
+        "after compaction with a snapshot held",
+    );
+    drop(held);
+    let c = lab.fib.compact();
+    let after = lab.fib.memory().store;
+    assert!(
+        after <= built + built / 20,
+        "after compaction the store is {after} bytes, built it was {built} ({c:?})"
+    );
+    assert_eq!(c.store_after, after);
+    assert!(!lab.fib.fragmented(1.2), "compacted store still fragmented");
+    check(&lab, &lab.reader.load(), "after compaction");
+    // Changes go on as before, into the room compaction left.
+    churn(&mut lab, 10);
+    check(&lab, &lab.reader.load(), "churn after compaction");
+    for &(p, _) in table.iter().take(5_000) {
+        lab.del_prefix(p);
+    }
+    lab.fib.publish();
+    lab.fib.compact();
+    check(&lab, &lab.reader.load(), "removals and compaction");
+    assert!(
+        lab.fib.memory().store < after,
+        "removing routes gave nothing back"
+    );
+}
+
 /// A full FIB refuses new routes with an error, never panics, keeps
 /// answering for the routes it has, still takes changes to them and
 /// removals, and takes new routes again once removals made room.

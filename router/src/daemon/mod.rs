@@ -77,6 +77,12 @@ pub(crate) use log;
 
 /// How often the interfaces' addresses are re-read.
 const ADDR_SYNC: Duration = Duration::from_secs(1);
+/// Quiet time (no FIB change) after which the FIB is compacted if a burst
+/// of changes left its store fragmented ([`FRAGMENTED`]).
+const COMPACT_AFTER: Duration = Duration::from_secs(5);
+/// How much larger than its live blocks the FIB's store may span before
+/// a quiet time compacts it.
+const FRAGMENTED: f64 = 1.25;
 /// Destinations waiting for the control thread (glean), per worker.
 const GLEAN_QUEUE: usize = 1024;
 /// Most host routes glean may create: a scan of a connected /64 must
@@ -895,6 +901,7 @@ impl Daemon {
     /// and detaches the XDP program.
     pub fn run(mut self, stop: &AtomicBool) {
         let mut next_sync = Instant::now() + ADDR_SYNC;
+        let mut compact_at = None;
         while !stop.load(Ordering::Relaxed) {
             let mut dirty = false;
             match self.msgs.recv_timeout(Duration::from_millis(100)) {
@@ -908,6 +915,20 @@ impl Daemon {
             }
             if dirty {
                 self.refresh();
+                compact_at = Some(Instant::now() + COMPACT_AFTER);
+            } else if compact_at.is_some_and(|t| Instant::now() >= t) {
+                // Once per quiet time, whether or not it reaches the mark.
+                compact_at = None;
+                if self.fib.fragmented(FRAGMENTED) {
+                    let c = self.fib.compact();
+                    log!(
+                        "FIB compacted after {} s without changes: {} blocks moved, store {} -> {} KiB",
+                        COMPACT_AFTER.as_secs(),
+                        c.moved,
+                        c.store_before / 1024,
+                        c.store_after / 1024
+                    );
+                }
             }
             if Instant::now() >= next_sync {
                 next_sync = Instant::now() + ADDR_SYNC;
