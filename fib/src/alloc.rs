@@ -438,6 +438,20 @@ mod tests {
     }
 
     #[test]
+    fn freed_blocks_merge_with_both_neighbours() {
+        let mut e = vec![(0, 4), (10, 2)];
+        BlockAlloc::free_extent(&mut e, 4, 3); // after 0..4 only
+        assert_eq!(e, [(0, 7), (10, 2)]);
+        BlockAlloc::free_extent(&mut e, 7, 3); // between: all one
+        assert_eq!(e, [(0, 12)]);
+        BlockAlloc::free_extent(&mut e, 20, 2); // alone, at the end
+        BlockAlloc::free_extent(&mut e, 14, 1); // alone, in the middle
+        assert_eq!(e, [(0, 12), (14, 1), (20, 2)]);
+        BlockAlloc::free_extent(&mut e, 18, 2); // before 20..22 only
+        assert_eq!(e, [(0, 12), (14, 1), (18, 4)]);
+    }
+
+    #[test]
     fn classes_waste_at_most_a_fifth() {
         let mut last = 0;
         for n in 1..=256 {

@@ -54,8 +54,9 @@ unsafe impl<T: Send + Sync> Sync for Region<T> {}
 
 impl<T: Copy> Region<T> {
     /// Reserves room for `cap` elements. `T` must be valid all-zero (fresh
-    /// anonymous pages are zero).
-    fn reserve(cap: usize) -> Self {
+    /// anonymous pages are zero). Fails if the kernel refuses the address
+    /// space (a limit on it, or strict overcommit accounting).
+    fn reserve(cap: usize) -> std::io::Result<Self> {
         let bytes = cap * std::mem::size_of::<T>();
         // SAFETY: an anonymous private mapping at an address of the
         // kernel's choosing touches no existing memory.
@@ -69,16 +70,14 @@ impl<T: Copy> Region<T> {
                 0,
             )
         };
-        assert!(
-            p != libc::MAP_FAILED,
-            "cannot reserve {bytes} bytes of address space for the FIB: {}",
-            std::io::Error::last_os_error()
-        );
-        Region {
+        if p == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(Region {
             ptr: NonNull::new(p.cast()).unwrap_or(NonNull::dangling()),
             cap,
             used: Padded::default(),
-        }
+        })
     }
 
     #[inline(always)]
@@ -232,12 +231,18 @@ pub(crate) struct Store {
 }
 
 impl Store {
-    /// Room for `nodes` trie nodes and `leaves` leaf runs.
-    pub fn with_capacity(nodes: usize, leaves: usize) -> Self {
-        Store {
-            nodes: Region::reserve(nodes),
-            leaves: Region::reserve(leaves),
-        }
+    /// Room for `nodes` trie nodes and `leaves` leaf runs; fails if the
+    /// address space is refused.
+    pub fn with_capacity(nodes: usize, leaves: usize) -> std::io::Result<Self> {
+        Ok(Store {
+            nodes: Region::reserve(nodes)?,
+            leaves: Region::reserve(leaves)?,
+        })
+    }
+
+    /// The nodes and leaf runs it has room for.
+    pub fn capacity(&self) -> (usize, usize) {
+        (self.nodes.cap, self.leaves.cap)
     }
 
     /// Whether `nodes` nodes and `leaves` leaf runs in use leave the
@@ -248,5 +253,48 @@ impl Store {
 
     pub fn bytes(&self) -> usize {
         self.nodes.bytes() + self.leaves.bytes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Pages of `r`'s first `pages` pages the kernel holds in memory.
+    fn resident(r: &Region<u32>, pages: usize) -> usize {
+        let mut vec = vec![0u8; pages];
+        // SAFETY: the range lies in the region's mapping; mincore writes
+        // one byte per page into `vec`, which has room for them.
+        let rc = unsafe { libc::mincore(r.ptr.as_ptr().cast(), pages * 4096, vec.as_mut_ptr()) };
+        assert_eq!(rc, 0, "mincore: {}", std::io::Error::last_os_error());
+        vec.iter().filter(|&&b| b & 1 != 0).count()
+    }
+
+    #[test]
+    fn shrinking_gives_whole_pages_above_the_mark_back() {
+        let r: Region<u32> = Region::reserve(1 << 20).unwrap();
+        let per_page = 1024u32;
+        r.grow_to(16 * per_page);
+        for page in 0..16 {
+            // SAFETY: nothing reads the region in this test.
+            unsafe { r.write(page * per_page, &[page + 1]) };
+        }
+        assert_eq!(resident(&r, 16), 16);
+        assert_eq!(r.bytes(), 16 * 4096);
+        // A mark inside page 5: pages 0..=5 stay, 6..16 go.
+        // SAFETY: no block lies above the mark.
+        unsafe { r.shrink_to(5 * per_page + 1) };
+        assert_eq!(r.bytes(), 6 * 4096);
+        assert_eq!(resident(&r, 16), 6, "pages above the mark still in memory");
+        assert_eq!(
+            *r.get(5 * per_page),
+            6,
+            "the page holding the mark was dropped"
+        );
+        assert_eq!(*r.get(6 * per_page), 0, "a given-back page reads as zero");
+        // Shrinking never grows.
+        // SAFETY: as above.
+        unsafe { r.shrink_to(9 * per_page) };
+        assert_eq!(r.bytes(), 6 * 4096);
     }
 }

@@ -66,6 +66,8 @@ pub enum FibError {
          a quarter of its store (the rest is kept for copy-on-write)"
     )]
     Full { nodes: usize, leaves: usize },
+    #[error("cannot reserve {bytes} bytes of address space for the FIB's store: {reason}")]
+    Reserve { bytes: usize, reason: String },
 }
 
 /// One published, immutable state of the FIB. Not `Clone`: a copy would
@@ -245,11 +247,24 @@ pub struct Fib {
     abandoned: Vec<(std::sync::Weak<Snapshot>, u64)>,
     /// Their generations (kept to avoid an allocation per publish).
     held: Vec<u64>,
+    /// Inserts and removals so far.
+    changes: u64,
 }
 
 /// How long the writer waits for readers to leave the standby snapshot
 /// before it copies the published one instead.
 pub const GRACE: std::time::Duration = std::time::Duration::from_millis(2);
+
+/// Trie nodes the store of [`Fib::new`] has room for, when the address
+/// space is not refused.
+pub const MAX_NODES: usize = arena::MAX_NODES;
+
+/// Free room at the end of the store below which [`Fib::fragmented`] says
+/// no: compaction would give back a few pages at most.
+pub const MIN_SLACK_BYTES: usize = 256 << 10;
+
+/// [`Fib::try_new`] halves its store at most this many times.
+const MIN_STORE_SHIFT: usize = 6;
 
 /// The most passes [`Fib::compact`] makes (each a publish).
 const COMPACT_PASSES: usize = 8;
@@ -261,18 +276,48 @@ impl Default for Fib {
 }
 
 impl Fib {
-    /// A FIB with room for millions of routes. Reserves (does not use)
-    /// 1.25 GiB of address space; panics if even that is refused.
+    /// A FIB with room for millions of routes: [`Fib::try_new`], which
+    /// panics if even its smallest store's address space is refused.
     pub fn new() -> Self {
-        Self::with_capacity(arena::MAX_NODES, arena::MAX_LEAVES)
+        Self::try_new().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// A FIB with room for millions of routes. Reserves (does not use)
+    /// 1.25 GiB of address space; if the kernel refuses that (a limit on
+    /// address space, or strict overcommit accounting, where a reservation
+    /// counts in full), halves it until it fits, down to a 64th (20 MiB,
+    /// room for a few Internet tables). See [`Fib::capacity`].
+    pub fn try_new() -> Result<Self, FibError> {
+        let mut err = None;
+        for shift in 0..=MIN_STORE_SHIFT {
+            match Self::try_with_capacity(arena::MAX_NODES >> shift, arena::MAX_LEAVES >> shift) {
+                Ok(fib) => return Ok(fib),
+                Err(e) => err = Some(e),
+            }
+        }
+        Err(err.unwrap_or(FibError::Reserve {
+            bytes: 0,
+            reason: String::new(),
+        }))
     }
 
     /// A FIB whose store has room for `nodes` trie nodes and `leaf_runs`
     /// leaf runs; it refuses new routes ([`FibError::Full`]) once a
-    /// quarter of either is in use.
+    /// quarter of either is in use. Panics if the address space is refused
+    /// ([`Fib::try_with_capacity`] does not).
     pub fn with_capacity(nodes: usize, leaf_runs: usize) -> Self {
-        let store = Arc::new(Store::with_capacity(nodes, leaf_runs));
-        Fib {
+        Self::try_with_capacity(nodes, leaf_runs).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`Fib::with_capacity`], or [`FibError::Reserve`] if the kernel
+    /// refuses the address space.
+    pub fn try_with_capacity(nodes: usize, leaf_runs: usize) -> Result<Self, FibError> {
+        let store = Store::with_capacity(nodes, leaf_runs).map_err(|e| FibError::Reserve {
+            bytes: nodes * std::mem::size_of::<trie::Node>() + leaf_runs * 4,
+            reason: e.to_string(),
+        })?;
+        let store = Arc::new(store);
+        Ok(Fib {
             shared: Arc::new(ArcSwap::from_pointee(Snapshot::new(Arc::clone(&store)))),
             standby: Arc::new(Snapshot::new(store)),
             log: DirtyLog::default(),
@@ -283,7 +328,14 @@ impl Fib {
             copies: 0,
             abandoned: Vec::new(),
             held: Vec::new(),
-        }
+            changes: 0,
+        })
+    }
+
+    /// The trie nodes and leaf runs the store has room for (it takes new
+    /// routes until a quarter of either is in use).
+    pub fn capacity(&self) -> (usize, usize) {
+        self.standby.trie.store.capacity()
     }
 
     /// A handle for lookups.
@@ -392,6 +444,7 @@ impl Fib {
             return Err(FibError::Full { nodes, leaves });
         }
         let fresh = self.groups.fresh(nexthops)?;
+        self.changes += 1;
         self.groups.retain(fresh);
         let (builder, mut out) = self.out();
         let Some(old) = builder.set(&mut out, prefix, fresh) else {
@@ -425,6 +478,7 @@ impl Fib {
         match builder.remove(&mut out, prefix) {
             Some(g) => {
                 self.groups.release(g);
+                self.changes += 1;
                 true
             }
             None => false,
@@ -486,13 +540,24 @@ impl Fib {
         self.builder.published();
     }
 
-    /// Whether the store spans more than `slack` times the nodes and leaf
-    /// runs in use: after a burst of changes, the blocks that carried the
-    /// copies it made lie free above the live ones (see [`Fib::compact`]).
+    /// Whether the store spans more than `slack` times the nodes or leaf
+    /// runs in use, by at least [`MIN_SLACK_BYTES`]: after a burst of
+    /// changes, the blocks that carried the copies it made lie free above
+    /// the live ones (see [`Fib::compact`]).
     pub fn fragmented(&self, slack: f64) -> bool {
         let (nodes, leaves) = self.builder.in_use();
         let (top_nodes, top_leaves) = self.builder.tops();
-        top_nodes as f64 > nodes as f64 * slack || top_leaves as f64 > leaves as f64 * slack
+        let node_bytes = std::mem::size_of::<trie::Node>();
+        let over = |top: usize, used: usize, size: usize| {
+            top as f64 > used as f64 * slack && (top - used) * size >= MIN_SLACK_BYTES
+        };
+        over(top_nodes, nodes, node_bytes) || over(top_leaves, leaves, 4)
+    }
+
+    /// Route changes (inserts and removals) since the FIB was made: a
+    /// caller that compacts after quiet times watches it.
+    pub fn changes(&self) -> u64 {
+        self.changes
     }
 
     /// Gives back the memory a burst of changes left behind: moves the

@@ -127,6 +127,9 @@ pub enum DaemonError {
         /// Why it failed.
         source: std::io::Error,
     },
+    /// The FIB could not be set up.
+    #[error("FIB: {0}")]
+    FibSetup(fib::FibError),
     /// The FIB refused a route.
     #[error("route {prefix}: {source}")]
     Fib {
@@ -318,6 +321,11 @@ impl Daemon {
     /// interface, the workers, the routes, the prober and the ctl socket.
     /// Returns once the dataplane forwards.
     pub fn start(config: Config) -> Result<Daemon, DaemonError> {
+        let fib = Fib::try_new().map_err(DaemonError::FibSetup)?;
+        let (nodes, _) = fib.capacity();
+        if nodes < fib::MAX_NODES {
+            log!("FIB store reduced to room for {nodes} trie nodes (address space refused)");
+        }
         let neigh = NeighClient::start()?;
         let table = neigh.table();
         let mut ports = Vec::new();
@@ -360,7 +368,7 @@ impl Daemon {
             .collect();
         let mut d = Daemon {
             carrier,
-            fib: Fib::new(),
+            fib,
             adjacencies: adjacency_table(Vec::new()),
             nexthops: NextHops::default(),
             routes: BTreeMap::new(),
@@ -902,6 +910,7 @@ impl Daemon {
     pub fn run(mut self, stop: &AtomicBool) {
         let mut next_sync = Instant::now() + ADDR_SYNC;
         let mut compact_at = None;
+        let mut changes = self.fib.changes();
         while !stop.load(Ordering::Relaxed) {
             let mut dirty = false;
             match self.msgs.recv_timeout(Duration::from_millis(100)) {
@@ -915,6 +924,11 @@ impl Daemon {
             }
             if dirty {
                 self.refresh();
+            }
+            // Any route change (BGP, reload, glean, addresses) restarts
+            // the quiet time.
+            if self.fib.changes() != changes {
+                changes = self.fib.changes();
                 compact_at = Some(Instant::now() + COMPACT_AFTER);
             } else if compact_at.is_some_and(|t| Instant::now() >= t) {
                 // Once per quiet time, whether or not it reaches the mark.
