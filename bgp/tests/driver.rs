@@ -368,6 +368,49 @@ async fn reconfigure_applies_ranges_neighbours_and_originated_prefixes() {
     speaker_b.shutdown().await;
 }
 
+/// A reload whose keys the kernel refuses part way (here an 81-byte key,
+/// after the range's key was already taken off) fails and leaves the
+/// listener's keys as they were: an unsigned SYN from the range is still
+/// dropped.
+#[tokio::test]
+async fn a_failed_reconfigure_leaves_the_listeners_keys_as_they_were() {
+    let mut settings = PeerSettings::new(Asn(65000));
+    settings.connect_retry = Duration::from_secs(1);
+    settings.password = Some(b"flatedge-secret".to_vec());
+    let ((speaker_a, mut events_a, _), (speaker_b, _events_b, mut b)) =
+        dialling_pair(settings, |_| {}).await;
+    b.ranges[0].settings.password = Some(b"flatedge-secret".to_vec());
+    speaker_b.reconfigure(b.clone()).await.unwrap();
+    wait(&mut events_a, "A established with the key", |e| {
+        matches!(e, Event::Established { .. }).then_some(())
+    })
+    .await;
+    let listen = b.listen;
+    let mut bad = b.clone();
+    bad.ranges[0].settings.password = None;
+    let mut other = PeerSettings::new(Asn(65002));
+    other.password = Some(vec![b'k'; 81]);
+    bad.neighbors
+        .push(Neighbor::new("2001:db8::9".parse().unwrap(), other));
+    match speaker_b.reconfigure(bad).await {
+        Err(ReconfigureError::Listener(e)) => assert!(e.contains("80 bytes"), "{e}"),
+        other => panic!("reconfigure with an 81-byte key: {other:?}"),
+    }
+    // The range's key is still on the listener: B's kernel drops an
+    // unsigned SYN from ::1 (without the key the handshake completes).
+    let plain = tokio::time::timeout(
+        Duration::from_secs(2),
+        tokio::net::TcpStream::connect(listen),
+    )
+    .await;
+    assert!(
+        !matches!(plain, Ok(Ok(_))),
+        "an unsigned connection got in after the failed reconfigure"
+    );
+    speaker_a.shutdown().await;
+    speaker_b.shutdown().await;
+}
+
 /// A reload that gives a listen range an MD5 key puts it on the listening
 /// socket: A signs its SYNs, which B's kernel drops until then.
 #[tokio::test]

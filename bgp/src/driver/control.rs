@@ -837,8 +837,12 @@ impl Control {
                 "no descriptor of the listening socket".into(),
             ));
         };
-        io::configure_listener(fd, Some(&self.config), &new)
-            .map_err(|e| ReconfigureError::Listener(e.to_string()))?;
+        if let Err(e) = io::configure_listener(fd, Some(&self.config), &new) {
+            // Some keys may be gone and others set: put the old ones back,
+            // so that a failed reload changes nothing, as it says.
+            io::restore_listener(fd, &new, &self.config);
+            return Err(ReconfigureError::Listener(e.to_string()));
+        }
         let (mut added, mut removed, mut changed) = (0, 0, 0);
         // Neighbours, by address.
         let old_neighbors = std::mem::take(&mut self.config.neighbors);

@@ -145,6 +145,10 @@ pub(super) fn configure_listener(
     if old.map(listener_gtsm) == Some(gtsm) {
         return Ok(());
     }
+    apply_gtsm(socket, gtsm)
+}
+
+fn apply_gtsm(socket: &impl AsRawFd, gtsm: Option<Option<u8>>) -> io::Result<()> {
     match gtsm {
         Some(Some(hops)) => sockopt::set_gtsm(socket, hops),
         Some(None) => {
@@ -157,6 +161,22 @@ pub(super) fn configure_listener(
             sockopt::set_unicast_hops_default(socket)
         }
     }
+}
+
+/// After `configure_listener(socket, Some(old), failed)` failed part way:
+/// puts the listener back as `old` had it, every step tried whatever the
+/// others do (a key `failed` never got cannot be removed, which is fine).
+pub(super) fn restore_listener(socket: &impl AsRawFd, failed: &SpeakerConfig, old: &SpeakerConfig) {
+    let keys = md5_keys(old);
+    for (at, _) in md5_keys(failed) {
+        if !keys.iter().any(|(a, _)| *a == at) {
+            let _ = sockopt::set_md5_key(socket, at.0, at.1, &[]);
+        }
+    }
+    for ((addr, len), key) in &keys {
+        let _ = sockopt::set_md5_key(socket, *addr, *len, key);
+    }
+    let _ = apply_gtsm(socket, listener_gtsm(old));
 }
 
 /// Accepts forever, handing each connection to the control task.
