@@ -456,25 +456,43 @@ impl Daemon {
         }
         let mut ids = Vec::new();
         for &v in via {
-            let port = self.port_of(v).ok_or_else(|| {
-                let known: Vec<String> = self
-                    .addrs
-                    .iter()
-                    .flat_map(|(n, v)| v.iter().map(move |a| format!("{} on {n}", a.subnet)))
-                    .collect();
-                DaemonError::NextHopNotConnected {
-                    prefix,
-                    via: v,
-                    known: if known.is_empty() {
-                        "none".into()
-                    } else {
-                        known.join(", ")
-                    },
+            let tracked = match self.port_of(v) {
+                Some(port) => self.track(v, port, true),
+                None => Err(self.not_connected(prefix, v)),
+            };
+            match tracked {
+                Ok(id) => ids.push(id),
+                Err(e) => {
+                    self.release_unused(&ids);
+                    return Err(e);
                 }
-            })?;
-            ids.push(self.track(v, port, true)?);
+            }
         }
-        self.install(prefix, Source::Static, ids)
+        let installed = self.install(prefix, Source::Static, ids.clone());
+        if installed.is_err() {
+            // Not installed: next hops no route uses stop being resolved
+            // and probed.
+            self.release_unused(&ids);
+        }
+        installed
+    }
+
+    /// The error for a static route whose next hop is on no subnet.
+    fn not_connected(&self, prefix: Prefix, via: Ipv6Addr) -> DaemonError {
+        let known: Vec<String> = self
+            .addrs
+            .iter()
+            .flat_map(|(n, v)| v.iter().map(move |a| format!("{} on {n}", a.subnet)))
+            .collect();
+        DaemonError::NextHopNotConnected {
+            prefix,
+            via,
+            known: if known.is_empty() {
+                "none".into()
+            } else {
+                known.join(", ")
+            },
+        }
     }
 
     /// The id of neighbour `addr` behind `port`, asking the kernel to keep
@@ -583,6 +601,20 @@ impl Daemon {
         if self.nexthops.unref(id) > 0 {
             return;
         }
+        self.release_nexthop(id);
+    }
+
+    /// Releases the next hops tracked for a route that was not installed,
+    /// those no other route uses.
+    fn release_unused(&mut self, ids: &[NextHopId]) {
+        for &id in ids {
+            self.release_nexthop(id);
+        }
+    }
+
+    /// Releases `id` if no route uses it: no longer resolved or probed,
+    /// its kernel entry deleted.
+    fn release_nexthop(&mut self, id: NextHopId) {
         if let Some((addr, port)) = self.nexthops.release(id) {
             let ifindex = self.ports[usize::from(port)].ifindex;
             if self.probed.remove(&id) {
@@ -779,6 +811,7 @@ impl Daemon {
             }
         }
         if let Err(e) = self.set_bgp(prefix, &ids) {
+            self.release_unused(&ids);
             self.bgp_refused += 1;
             if self.bgp_refused.is_power_of_two() {
                 log!(
