@@ -46,6 +46,9 @@ enum Op {
     Add(Prefix, u32),
     Remove(Prefix),
     Publish,
+    /// Compaction (which publishes pending changes too), with or without
+    /// a snapshot held through it.
+    Compact(bool),
 }
 
 /// Prefixes that overlap a lot: few bases, lengths around every stride
@@ -88,6 +91,7 @@ fn op() -> impl Strategy<Value = Op> {
         6 => (prefix(), 1u32..6).prop_map(|(p, nh)| Op::Add(p, nh)),
         3 => prefix().prop_map(Op::Remove),
         1 => Just(Op::Publish),
+        1 => any::<bool>().prop_map(Op::Compact),
     ]
 }
 
@@ -134,6 +138,15 @@ proptest! {
                     check(&before, &published, &probes(&published, &randoms))?;
                     drop(before);
                     fib.publish();
+                    published = model.clone();
+                    check(&reader.load(), &published, &probes(&published, &randoms))?;
+                }
+                Op::Compact(hold) => {
+                    let held = hold.then(|| reader.load_full());
+                    fib.compact();
+                    if let Some(held) = held {
+                        check(&held, &published, &probes(&published, &randoms))?;
+                    }
                     published = model.clone();
                     check(&reader.load(), &published, &probes(&published, &randoms))?;
                 }
