@@ -20,8 +20,9 @@
 //! replaced catches up, by copying only the entries the round wrote, once
 //! the last reader has dropped it (the grace period: readers hold a
 //! snapshot for one batch), and is swapped back in at once, with the same
-//! generation: readers spend nearly all their time in one copy, which
-//! stays warm in their caches, instead of switching copies every publish.
+//! generation: a reader spends about one batch per publish in the new
+//! copy and the rest in the one its caches hold, instead of switching
+//! copies every publish.
 //! Updates are incremental: a route change recomputes the one trie
 //! node it lives in (and its descendants when leaf values pushed into them
 //! change).
@@ -131,7 +132,9 @@ impl Snapshot {
         self.groups.iter().filter(|g| g.is_some()).count()
     }
 
-    /// Counts publications: each snapshot has the next number.
+    /// Counts publications: the snapshot a publish makes has the next
+    /// number, and so has the copy `publish` swaps back in after it (same
+    /// state). Never goes back.
     pub fn generation(&self) -> u64 {
         self.generation
     }
@@ -185,10 +188,10 @@ impl FibReader {
     }
 
     /// The current snapshot as an `Arc`, for holders outside the dataplane
-    /// (the ctl server, tests). Holding a snapshot across two publishes
-    /// makes the writer copy the top of the structure instead of reusing
-    /// this one's, and keep every node and leaf block replaced meanwhile
-    /// (see [`GRACE`]); drop it promptly.
+    /// (the ctl server, tests). Holding a snapshot across a publish makes
+    /// the writer wait [`GRACE`], then copy the top of the structure
+    /// instead of reusing this one's, and keep every node and leaf block
+    /// replaced meanwhile; drop it promptly.
     pub fn load_full(&self) -> Arc<Snapshot> {
         self.shared.load_full()
     }
@@ -543,9 +546,11 @@ impl Fib {
         self.standby = old;
         self.ready = false;
         self.builder.published();
-        // Readers go back to the copy they were reading, caught up: each
-        // reads one copy nearly all the time instead of switching copies
-        // every publish, which kept both in its caches, half as well.
+        // Readers go back to the copy they were reading, caught up: a
+        // reader spends about one batch in the new copy per publish and
+        // the rest in the one its caches hold, instead of switching
+        // copies every publish (which kept both in its caches, half as
+        // well).
         let st = self.standby();
         st.generation = generation;
         let old = self.shared.swap(Arc::clone(&self.standby));
@@ -582,8 +587,9 @@ impl Fib {
     /// costs about as much as a batch of updates of the same size.
     pub fn compact(&mut self) -> Compaction {
         let before = self.shared.load().trie.store.bytes();
-        // With the standby ready (nothing published since), no block waits
-        // for it: this frees only what abandoned snapshots gone since held.
+        // Once the standby is ours no block waits for it (`publish` already
+        // reclaimed what the last batch replaced): this frees only what
+        // abandoned snapshots that are gone since held.
         self.standby();
         self.reclaim();
         let mut moved = 0;
@@ -595,10 +601,10 @@ impl Fib {
                 let (builder, mut out) = self.out();
                 builder.compact(&mut out)
             };
+            // `publish` reclaims the blocks the moves replaced once no
+            // reader holds the snapshot before; then the free end of the
+            // store goes back.
             self.publish();
-            // The blocks the moves replaced are reclaimed once no reader
-            // holds the snapshot before (what preparing the standby waits
-            // for); then the free end of the store goes back.
             self.standby();
             let store = Arc::clone(&self.standby.trie.store);
             self.builder.trim(&store);

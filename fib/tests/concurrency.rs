@@ -455,8 +455,9 @@ fn a_held_snapshot_does_not_block_the_writer() {
     fib.insert(p, &[NextHop::new(1)]).unwrap();
     fib.publish();
     let held = reader.load_full();
+    // `publish` waits for `held` to leave the copy it swaps back in: this
+    // would spin forever without the grace period.
     fib.publish();
-    // The standby is `held`: this would spin forever without the grace period.
     fib.insert(p, &[NextHop::new(2)]).unwrap();
     fib.publish();
     assert_eq!(fib.standby_copies(), 1);
