@@ -6,9 +6,11 @@
 //! max-prefixes, timers, keys) and originated prefixes, through
 //! [`Speaker::reconfigure`](::bgp::driver::Speaker::reconfigure). A
 //! route that goes gives its prefix back to its connected subnet, or to
-//! BGP when the RIB has a path for it. BGP is reconfigured first (its
-//! only failures leave everything unchanged), so a new prefix is
-//! announced a few milliseconds before the FIB has it. Everything else
+//! BGP when the RIB has a path for it. Make before break: new and changed
+//! routes are in the FIB before BGP is reconfigured (and announces them),
+//! removed ones leave it after BGP withdrew them; if BGP refuses the new
+//! configuration (which leaves it unchanged), the routes it replaced are
+//! put back, so a refused file changes nothing. Everything else
 //! (`[router]`, `[ctl]`, the interfaces, `[icmp]`, `[metrics]`, BGP's port
 //! and multipath, turning BGP on or off) needs a restart: such a file is refused as a whole, as is an
 //! invalid one, and the running configuration stays.
@@ -93,43 +95,13 @@ impl Daemon {
                 );
             }
         }
-        let mut notes = Vec::new();
-        if let Some(b) = &self.bgp {
-            match b.reconfigure(bgp::speaker_config(&new)) {
-                Some(Ok(m)) => notes.push(m),
-                Some(Err(e)) => {
-                    return Response::error(
-                        ErrorCode::InvalidState,
-                        format!("{e}; nothing was changed"),
-                    )
-                }
-                None => {
-                    return Response::error(ErrorCode::Internal, "the BGP speaker did not answer")
-                }
-            }
-        }
         let (old, wanted) = (own_routes(&self.config), own_routes(&new));
         let (mut added, mut removed, mut changed) = (0, 0, 0);
         let mut failed = Vec::new();
-        for prefix in old.keys().filter(|p| !wanted.contains_key(p)) {
-            removed += 1;
-            // Only our own route goes (a connected subnet may have taken
-            // an aggregate's place); the prefix returns to its connected
-            // route or to BGP.
-            let source = self.routes.get(prefix).map(|r| r.source);
-            if !matches!(source, Some(Source::Static | Source::Aggregate)) {
-                continue;
-            }
-            self.uninstall(*prefix);
-            match self.connected_port(*prefix) {
-                Some(port) => {
-                    if let Err(e) = self.install_connected(*prefix, port) {
-                        failed.push(format!("connected route {prefix}: {e}"));
-                    }
-                }
-                None => self.restore_bgp(*prefix),
-            }
-        }
+        // Make before break: new and changed routes go into the FIB before
+        // BGP announces them, removed ones leave it after BGP withdrew
+        // them.
+        let mut installed = Vec::new();
         for (prefix, via) in &wanted {
             match old.get(prefix) {
                 Some(v) if v == via => continue,
@@ -140,9 +112,49 @@ impl Daemon {
             if via.is_empty() && self.connected_port(*prefix).is_some() {
                 continue;
             }
-            if let Err(e) = self.install_own(*prefix, via) {
-                failed.push(format!("route {prefix}: {e}"));
+            match self.install_own(*prefix, via) {
+                Ok(()) => installed.push(*prefix),
+                Err(e) => failed.push(format!("route {prefix}: {e}")),
             }
+        }
+        if !installed.is_empty() {
+            self.refresh();
+        }
+        let mut notes = Vec::new();
+        if let Some(b) = &self.bgp {
+            let answer = b.reconfigure(bgp::speaker_config(&new));
+            let error = match answer {
+                Some(Ok(m)) => {
+                    notes.push(m);
+                    None
+                }
+                Some(Err(e)) => {
+                    Some((ErrorCode::InvalidState, format!("{e}; nothing was changed")))
+                }
+                None => Some((
+                    ErrorCode::Internal,
+                    "the BGP speaker did not answer".to_string(),
+                )),
+            };
+            if let Some((code, message)) = error {
+                // Put back what the new routes replaced.
+                for prefix in installed {
+                    match old.get(&prefix) {
+                        Some(via) => {
+                            if let Err(e) = self.install_own(prefix, via) {
+                                log!("reload: cannot put back route {prefix}: {e}");
+                            }
+                        }
+                        None => self.give_back(prefix, &mut Vec::new()),
+                    }
+                }
+                self.refresh();
+                return Response::error(code, message);
+            }
+        }
+        for prefix in old.keys().filter(|p| !wanted.contains_key(p)) {
+            removed += 1;
+            self.give_back(*prefix, &mut failed);
         }
         notes.push(format!(
             "static routes and aggregates: {added} added, {removed} removed, {changed} changed"
@@ -157,6 +169,25 @@ impl Daemon {
             return Response::error(ErrorCode::Internal, message);
         }
         Response::Done(Done { message })
+    }
+
+    /// Removes our own route for `prefix` (only a static route or an
+    /// aggregate: a connected subnet may have taken an aggregate's place)
+    /// and hands the prefix back to its connected subnet or to BGP.
+    fn give_back(&mut self, prefix: Prefix, failed: &mut Vec<String>) {
+        let source = self.routes.get(&prefix).map(|r| r.source);
+        if !matches!(source, Some(Source::Static | Source::Aggregate)) {
+            return;
+        }
+        self.uninstall(prefix);
+        match self.connected_port(prefix) {
+            Some(port) => {
+                if let Err(e) = self.install_connected(prefix, port) {
+                    failed.push(format!("connected route {prefix}: {e}"));
+                }
+            }
+            None => self.restore_bgp(prefix),
+        }
     }
 
     /// The port whose connected subnet is exactly `prefix`.
