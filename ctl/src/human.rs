@@ -66,8 +66,11 @@ fn bgp_summary(s: &BgpSummary) -> String {
 }
 
 fn routes(r: &Routes) -> String {
+    let more = r.truncated_at.map_or(String::new(), |n| {
+        format!("only the first {n} BGP prefixes are listed; `show route PREFIX` shows any other\n")
+    });
     if r.routes.is_empty() {
-        return "no routes\n".to_string();
+        return format!("no routes\n{more}");
     }
     let mut t = Table::new(&[
         ("Prefix", Left),
@@ -94,7 +97,7 @@ fn routes(r: &Routes) -> String {
             t.row(vec![route.prefix.to_string(), "no paths".to_string()]);
         }
     }
-    t.render()
+    t.render() + &more
 }
 
 fn path_row(prefix: String, p: &Path) -> Vec<String> {

@@ -219,6 +219,11 @@ pub enum PeerState {
 pub struct Routes {
     /// Matching prefixes in prefix order; empty when none matches.
     pub routes: Vec<Route>,
+    /// When the listing stopped early: the most BGP prefixes it lists
+    /// (the RIB has more; `show route PREFIX` shows any one). `null` for a
+    /// complete listing.
+    #[serde(default)]
+    pub truncated_at: Option<usize>,
 }
 
 /// One prefix of [`Routes`].

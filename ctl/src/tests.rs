@@ -226,6 +226,7 @@ fn routes() {
                     }],
                 },
             ],
+            truncated_at: None,
         }),
         json!({
             "type": "routes",
@@ -246,12 +247,16 @@ fn routes() {
                      "origin": null, "local_pref": null, "med": null, "stale": false,
                      "status": "best", "reason": null}
                 ]}
-            ]
+            ],
+            "truncated_at": null
         }),
     );
     golden(
-        &Response::Routes(Routes { routes: vec![] }),
-        json!({"type": "routes", "routes": []}),
+        &Response::Routes(Routes {
+            routes: vec![],
+            truncated_at: Some(10_000),
+        }),
+        json!({"type": "routes", "routes": [], "truncated_at": 10000}),
     );
 }
 

@@ -116,6 +116,7 @@ fn routes() {
                     paths: vec![aggregate],
                 },
             ],
+            truncated_at: None,
         }),
         "\
 Prefix               Status     Source     Peer            Next hop        AS path      Origin      LocPref  MED  Note
@@ -129,7 +130,31 @@ Prefix               Status     Source     Peer            Next hop        AS pa
 
 #[test]
 fn no_routes() {
-    check(Response::Routes(Routes { routes: vec![] }), "no routes\n");
+    check(
+        Response::Routes(Routes {
+            routes: vec![],
+            truncated_at: None,
+        }),
+        "no routes\n",
+    );
+}
+
+#[test]
+fn a_cut_listing_says_so() {
+    check(
+        Response::Routes(Routes {
+            routes: vec![Route {
+                prefix: "2001:db8:96::10/128".parse().unwrap(),
+                paths: vec![bgp_path("2001:db8:1::11", PathStatus::Best)],
+            }],
+            truncated_at: Some(10_000),
+        }),
+        "\
+Prefix               Status  Source  Peer            Next hop        AS path  Origin  LocPref  MED  Note
+2001:db8:96::10/128  best    bgp     2001:db8:1::11  2001:db8:1::11  65001    igp         100    -
+only the first 10000 BGP prefixes are listed; `show route PREFIX` shows any other
+",
+    );
 }
 
 #[test]

@@ -221,6 +221,7 @@ impl Daemon {
     /// a prefix, at most [`SHOW_ROUTE_MAX`] BGP prefixes.
     fn show_route(&self, prefix: Option<ipnet::Ipv6Net>) -> Response {
         let mut routes = Vec::new();
+        let mut truncated_at = None;
         let own = self.routes.iter().filter(|(p, _)| {
             prefix.is_none_or(|q| p.addr() == q.network() && p.len() == q.prefix_len())
         });
@@ -261,9 +262,14 @@ impl Daemon {
             }
         }
         if let Some(bgp) = &self.bgp {
-            let Some(views) = bgp.routes(prefix, SHOW_ROUTE_MAX) else {
+            // One more than listed, to tell whether the listing is whole.
+            let Some(mut views) = bgp.routes(prefix, SHOW_ROUTE_MAX + 1) else {
                 return Response::error(ErrorCode::Internal, "the BGP speaker did not answer");
             };
+            if views.len() > SHOW_ROUTE_MAX {
+                views.truncate(SHOW_ROUTE_MAX);
+                truncated_at = Some(SHOW_ROUTE_MAX);
+            }
             for v in views {
                 let paths = v
                     .paths
@@ -311,7 +317,10 @@ impl Daemon {
             }
         }
         routes.sort_by_key(|r| r.prefix);
-        Response::Routes(Routes { routes })
+        Response::Routes(Routes {
+            routes,
+            truncated_at,
+        })
     }
 
     /// `neighbor ADDR reset|disable|enable`.
