@@ -37,6 +37,7 @@
 
 pub mod bgp;
 mod ctl;
+pub use ctl::SHOW_ROUTE_MAX;
 pub mod ifaddr;
 mod metrics;
 pub mod nexthops;

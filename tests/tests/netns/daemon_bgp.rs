@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use ctl::{NextHopState, PathStatus, PeerState, Request, Response};
 
-use crate::lab::{node_addr, run, Lab, NodeOptions, CLIENT, RANGE, SESSION_TIMEOUT};
+use crate::lab::{node_addr, run, Lab, NodeOptions, PeerOptions, CLIENT, RANGE, SESSION_TIMEOUT};
 
 const SERVICE: &str = "2001:db8:96::10";
 const UDP_PORT: u16 = 9999;
@@ -622,4 +622,56 @@ fn bgp_route_returns_when_a_connected_subnet_goes() {
     lab.poll("the BGP route is back", Duration::from_secs(10), || {
         via(&lab) == Some(node_addr(1))
     });
+}
+
+/// `show route` without a prefix lists at most 10,000 BGP prefixes and
+/// says when it stops there (JSON and human output); one prefix past the
+/// cut is still shown when asked for.
+#[test]
+fn show_route_says_when_it_stops() {
+    const N: usize = router::daemon::SHOW_ROUTE_MAX + 1;
+    let mut lab = Lab::new_routed(1);
+    lab.start_daemon(&config());
+    let routes: Vec<String> = (0..N).map(|i| format!("2001:db8:100:{i:x}::/64")).collect();
+    let last = routes[N - 1].clone();
+    lab.start_bird(
+        1,
+        &PeerOptions {
+            routes,
+            ..PeerOptions::default()
+        },
+    );
+    lab.poll("BIRD's routes accepted", Duration::from_secs(60), || {
+        try_peer(&lab, 1).is_some_and(|p| p.prefixes_accepted == N as u64)
+    });
+    let Response::Routes(r) = lab.ctl(Request::ShowRoute { prefix: None }) else {
+        panic!("show route");
+    };
+    assert_eq!(
+        r.truncated_at,
+        Some(router::daemon::SHOW_ROUTE_MAX),
+        "a cut listing must say so"
+    );
+    let bgp = r
+        .routes
+        .iter()
+        .filter(|r| r.paths.iter().any(|p| p.source == ctl::RouteSource::Bgp))
+        .count();
+    assert_eq!(bgp, router::daemon::SHOW_ROUTE_MAX, "BGP prefixes listed");
+    let human = flatedgectl(&lab, &["show", "route"], 0);
+    assert!(
+        human.ends_with(&format!(
+            "only the first {} BGP prefixes are listed; `show route PREFIX` shows any other\n",
+            router::daemon::SHOW_ROUTE_MAX
+        )),
+        "{}",
+        &human[human.len().saturating_sub(300)..]
+    );
+    let Response::Routes(one) = lab.ctl(Request::ShowRoute {
+        prefix: Some(last.parse().unwrap()),
+    }) else {
+        panic!("show route {last}");
+    };
+    assert_eq!(one.truncated_at, None);
+    assert_eq!(one.routes.len(), 1, "{last}: {one:?}");
 }
