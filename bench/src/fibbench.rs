@@ -222,6 +222,8 @@ fn flatedge(name: &str, routes: &[Route], w: &Workload, o: &Options) -> Result<(
     let groups = reader.load().groups();
 
     let before_updates = live_bytes();
+    let writes_before = fib.store_writes();
+    let mut publishes = 0u64;
     row.updates_per_s = Some(update_rate(routes, w, |u| match u {
         Update::Insert(r) => {
             let _ = fib.insert(prefix(r), &[NextHop::new(r.nexthop)]);
@@ -229,8 +231,20 @@ fn flatedge(name: &str, routes: &[Route], w: &Workload, o: &Options) -> Result<(
         Update::Delete(r) => {
             fib.remove(prefix(r));
         }
-        Update::Publish => fib.publish(),
+        Update::Publish => {
+            publishes += 1;
+            fib.publish();
+        }
     }));
+    let writes = {
+        let (a, b) = (writes_before, fib.store_writes());
+        let per = |x: u64, y: u64| (y - x) as f64 / publishes.max(1) as f64;
+        (
+            per(a.nodes_copied, b.nodes_copied),
+            per(a.nodes_written, b.nodes_written),
+            per(a.leaf_runs_written, b.leaf_runs_written),
+        )
+    };
     // What the FIB grew (or shrank) by during the update run; the lookup
     // buffers above are the benchmark's, not the FIB's.
     let now = |fib: &Fib| {
@@ -248,6 +262,13 @@ fn flatedge(name: &str, routes: &[Route], w: &Workload, o: &Options) -> Result<(
         m.snapshot as f64 / 1048576.0,
         memory as f64 / 1048576.0,
         c.moved,
+    ));
+    row.notes.push(format!(
+        "per batch of {UPDATE_BATCH} updates the writer copied {:.0} nodes to new blocks (with their siblings), rewrote {:.0} and wrote {:.0} leaf runs: {:.0} KiB of the shared store readers find moved",
+        writes.0,
+        writes.1,
+        writes.2,
+        (writes.0 * 128.0 + writes.1 * 128.0 + writes.2 * 4.0) / 1024.0
     ));
 
     // One reader alone, then the same reader while a writer churns.

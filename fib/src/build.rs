@@ -153,6 +153,20 @@ pub(crate) struct TrieBuilder {
     /// Publishes so far: blocks allocated in the current epoch are fresh
     /// (no snapshot reaches them) and may be written in place.
     epoch: u32,
+    /// What the builder wrote into the shared store, for statistics.
+    writes: std::cell::Cell<StoreWrites>,
+}
+
+/// Elements the builder wrote into the shared store since the FIB was
+/// made: what readers find moved or rewritten after publishes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreWrites {
+    /// Nodes copied to a new block (moved with their siblings).
+    pub nodes_copied: u64,
+    /// Nodes written with new content.
+    pub nodes_written: u64,
+    /// Leaf runs written (a changed node's runs go to a new block).
+    pub leaf_runs_written: u64,
 }
 
 /// Where writes go: the standby copy (its direct and exact-match tables,
@@ -182,6 +196,7 @@ impl Default for TrieBuilder {
             queue: Default::default(),
             routes: 0,
             epoch: 0,
+            writes: std::cell::Cell::default(),
         }
     }
 }
@@ -219,6 +234,17 @@ impl TrieBuilder {
     /// readers included).
     pub fn in_use(&self) -> (usize, usize) {
         (self.node_alloc.used as usize, self.leaf_alloc.used as usize)
+    }
+
+    fn count(&self, f: impl FnOnce(&mut StoreWrites)) {
+        let mut w = self.writes.get();
+        f(&mut w);
+        self.writes.set(w);
+    }
+
+    /// What the builder wrote into the shared store so far.
+    pub fn writes(&self) -> StoreWrites {
+        self.writes.get()
     }
 
     /// Nodes and leaf runs the store spans (free blocks included).
@@ -569,6 +595,7 @@ impl TrieBuilder {
         // SAFETY: `pos` lies in a block allocated since the last publish
         // (checked in debug builds): no snapshot reaches it.
         unsafe { out.t.store.nodes.write(pos, &[node]) };
+        self.count(|w| w.nodes_written += 1);
     }
 
     /// Writes entry `slot` of root `n`'s page (in the standby copy, logged).
@@ -592,6 +619,7 @@ impl TrieBuilder {
         // SAFETY: as in `put_node`: `to..to + count` lies in a block
         // allocated since the last publish.
         unsafe { out.t.store.nodes.copy(from, to, count as usize) };
+        self.count(|w| w.nodes_copied += u64::from(count));
         let (f, t, c) = (from as usize, to as usize, count as usize);
         self.store_ids.copy_within(f..f + c, t);
     }
@@ -603,6 +631,7 @@ impl TrieBuilder {
             .check_fresh(off, runs.len() as u32, self.epoch);
         // SAFETY: as in `put_node`.
         unsafe { out.t.store.leaves.write(off, runs) };
+        self.count(|w| w.leaf_runs_written += runs.len() as u64);
     }
 
     /// Whether `n`'s own slot may be written in place: a root's page
@@ -744,6 +773,7 @@ impl TrieBuilder {
         self.leaf_alloc.check_fresh(off, cap, self.epoch);
         // SAFETY: as in `put_node`: `off .. off + cap` was just allocated.
         unsafe { out.t.store.leaves.copy(old, off, cap as usize) };
+        self.count(|w| w.leaf_runs_written += u64::from(cap));
         self.leaf_alloc.release(old, cap, born == self.epoch, born);
         let node = &mut self.bnodes[n as usize];
         node.leaf_off = off;

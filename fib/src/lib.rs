@@ -47,6 +47,7 @@ pub use prefix::{Prefix, PrefixError};
 pub use trie::LOOKUP_GROUP;
 
 use arena::Store;
+pub use build::StoreWrites;
 use build::{Out, TrieBuilder};
 use group::Groups;
 use trie::{DirtyLog, Trie};
@@ -629,6 +630,13 @@ impl Fib {
             total: snapshot + self.standby.own_bytes() + self.builder.memory_bytes(),
             store: published.trie.store.bytes(),
         }
+    }
+
+    /// What the writer wrote into the shared node and leaf store so far
+    /// (cumulative): the nodes it moved or rewrote and the leaf runs it
+    /// wrote are what readers find outside their caches after a publish.
+    pub fn store_writes(&self) -> StoreWrites {
+        self.builder.writes()
     }
 
     /// Trie nodes (for statistics).
