@@ -162,13 +162,8 @@ impl BlockAlloc {
             return;
         }
         if on {
-            let mut blocks: Vec<(u32, u32)> = self
-                .free
-                .iter_mut()
-                .enumerate()
-                .flat_map(|(n, l)| l.drain(..).map(move |off| (off, n as u32)))
-                .collect();
-            blocks.sort_unstable();
+            let blocks = self.sorted_free();
+            self.free.iter_mut().for_each(Vec::clear);
             let mut extents: Vec<(u32, u32)> = Vec::with_capacity(blocks.len());
             for (off, n) in blocks {
                 match extents.last_mut() {
@@ -189,6 +184,18 @@ impl BlockAlloc {
                 }
             }
         }
+    }
+
+    /// Every free block (offset, size), by offset.
+    fn sorted_free(&self) -> Vec<(u32, u32)> {
+        let mut blocks: Vec<(u32, u32)> = self
+            .free
+            .iter()
+            .enumerate()
+            .flat_map(|(n, l)| l.iter().map(move |&off| (off, n as u32)))
+            .collect();
+        blocks.sort_unstable();
+        blocks
     }
 
     fn push_free(&mut self, off: u32, n: u32) {
@@ -248,13 +255,7 @@ impl BlockAlloc {
     /// the end of the last block in use (allocated, retired or waiting)
     /// and returns it. Shrinks the bookkeeping to match.
     pub fn trim(&mut self) -> u32 {
-        let mut blocks: Vec<(u32, u32)> = self
-            .free
-            .iter()
-            .enumerate()
-            .flat_map(|(n, l)| l.iter().map(move |&off| (off, n as u32)))
-            .collect();
-        blocks.sort_unstable();
+        let mut blocks = self.sorted_free();
         while let Some(&(off, n)) = blocks.last() {
             if off + n != self.top {
                 break;

@@ -583,6 +583,13 @@ impl TrieBuilder {
         (off, cap)
     }
 
+    /// A block for `n` leaf runs in the store.
+    fn alloc_leaves(&mut self, out: &mut Out, n: u32) -> (u32, u32) {
+        let (off, cap) = self.leaf_alloc.alloc(n, self.epoch);
+        out.t.store.leaves.grow_to(self.leaf_alloc.top);
+        (off, cap)
+    }
+
     /// Node `pos`, as last written.
     fn get_node(out: &Out, pos: u32) -> Node {
         *out.t.store.nodes.get(pos)
@@ -632,6 +639,16 @@ impl TrieBuilder {
         // SAFETY: as in `put_node`.
         unsafe { out.t.store.leaves.write(off, runs) };
         self.count(|w| w.leaf_runs_written += runs.len() as u64);
+    }
+
+    /// Copies `count` leaf runs from `from` to `to`, a block allocated
+    /// this epoch.
+    #[allow(unsafe_code)]
+    fn copy_leaves(&self, out: &Out, from: u32, to: u32, count: u32) {
+        self.leaf_alloc.check_fresh(to, count, self.epoch);
+        // SAFETY: as in `put_node`.
+        unsafe { out.t.store.leaves.copy(from, to, count as usize) };
+        self.count(|w| w.leaf_runs_written += u64::from(count));
     }
 
     /// Whether `n`'s own slot may be written in place: a root's page
@@ -764,16 +781,11 @@ impl TrieBuilder {
     }
 
     /// Moves `n`'s leaf runs to a new block and points `n` at it.
-    #[allow(unsafe_code)]
     fn relocate_leaves(&mut self, out: &mut Out, n: u32) {
         let node = &self.bnodes[n as usize];
         let (old, cap, born) = (node.leaf_off, node.leaf_cap, node.leaf_epoch);
-        let (off, _) = self.leaf_alloc.alloc(cap, self.epoch);
-        out.t.store.leaves.grow_to(self.leaf_alloc.top);
-        self.leaf_alloc.check_fresh(off, cap, self.epoch);
-        // SAFETY: as in `put_node`: `off .. off + cap` was just allocated.
-        unsafe { out.t.store.leaves.copy(old, off, cap as usize) };
-        self.count(|w| w.leaf_runs_written += u64::from(cap));
+        let (off, _) = self.alloc_leaves(out, cap);
+        self.copy_leaves(out, old, off, cap);
         self.leaf_alloc.release(old, cap, born == self.epoch, born);
         let node = &mut self.bnodes[n as usize];
         node.leaf_off = off;
@@ -787,12 +799,12 @@ impl TrieBuilder {
         self.put_node(out, pos, v);
     }
 
-    /// Moves blocks that lie above the store's live size into free blocks
-    /// of their class lower down (copy-on-write, like any change: readers
+    /// Moves blocks that lie above the store's live size into the lowest
+    /// free places that hold them (copy-on-write, like any change: readers
     /// see the moves at the next publish), so that once the old places are
     /// reclaimed the end of the store is free and `trim` can give it back.
-    /// A block moves only if a lower free block of its class exists.
-    /// Returns the blocks moved.
+    /// A block moves only if such a place lies lower than it. Returns the
+    /// blocks moved.
     pub fn compact(&mut self, out: &mut Out) -> usize {
         self.flush(out);
         self.node_alloc.set_compacting(true);
@@ -1154,8 +1166,7 @@ impl TrieBuilder {
                     .release(leaf_off, leaf_cap, leaf_fresh, leaf_born);
                 (leaf_off, leaf_cap) = (NIL, 0);
                 if want > 0 {
-                    (leaf_off, leaf_cap) = self.leaf_alloc.alloc(nruns32, self.epoch);
-                    out.t.store.leaves.grow_to(self.leaf_alloc.top);
+                    (leaf_off, leaf_cap) = self.alloc_leaves(out, nruns32);
                 }
                 let node = &mut self.bnodes[n as usize];
                 node.leaf_off = leaf_off;

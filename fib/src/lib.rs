@@ -295,17 +295,13 @@ impl Fib {
     /// counts in full), halves it until it fits, down to a 64th (20 MiB,
     /// room for a few Internet tables). See [`Fib::capacity`].
     pub fn try_new() -> Result<Self, FibError> {
-        let mut err = None;
-        for shift in 0..=MIN_STORE_SHIFT {
+        let mut shift = 0;
+        loop {
             match Self::try_with_capacity(arena::MAX_NODES >> shift, arena::MAX_LEAVES >> shift) {
-                Ok(fib) => return Ok(fib),
-                Err(e) => err = Some(e),
+                Err(_) if shift < MIN_STORE_SHIFT => shift += 1,
+                done => return done,
             }
         }
-        Err(err.unwrap_or(FibError::Reserve {
-            bytes: 0,
-            reason: String::new(),
-        }))
     }
 
     /// A FIB whose store has room for `nodes` trie nodes and `leaf_runs`
@@ -543,17 +539,20 @@ impl Fib {
         standby.routes = routes;
         standby.generation = generation;
         self.log.groups = dirty;
-        let old = self.shared.swap(Arc::clone(&self.standby));
-        self.standby = old;
-        self.ready = false;
+        self.swap_in_standby();
         self.builder.published();
         // Readers go back to the copy they were reading, caught up: a
         // reader spends about one batch in the new copy per publish and
         // the rest in the one its caches hold, instead of switching
         // copies every publish (which kept both in its caches, half as
         // well).
-        let st = self.standby();
-        st.generation = generation;
+        self.standby().generation = generation;
+        self.swap_in_standby();
+    }
+
+    /// Publishes the standby copy; the copy it replaces becomes the
+    /// standby, not ours until its readers leave.
+    fn swap_in_standby(&mut self) {
         let old = self.shared.swap(Arc::clone(&self.standby));
         self.standby = old;
         self.ready = false;
@@ -606,7 +605,6 @@ impl Fib {
             // reader holds the snapshot before; then the free end of the
             // store goes back.
             self.publish();
-            self.standby();
             let store = Arc::clone(&self.standby.trie.store);
             self.builder.trim(&store);
             moved += n;
