@@ -132,20 +132,33 @@ pub(super) fn configure_listener(
     old: Option<&SpeakerConfig>,
     new: &SpeakerConfig,
 ) -> io::Result<()> {
+    sync_listener(socket, old, new, false)
+}
+
+/// Takes the listener from `old`'s keys and GTSM to `new`'s. The first
+/// failure ends it, unless `keep_going`: then every step is tried and
+/// failures are ignored.
+fn sync_listener(
+    socket: &impl AsRawFd,
+    old: Option<&SpeakerConfig>,
+    new: &SpeakerConfig,
+    keep_going: bool,
+) -> io::Result<()> {
+    let step = |r: io::Result<()>| if keep_going { Ok(()) } else { r };
     let keys = md5_keys(new);
     for (at, _) in old.map(md5_keys).unwrap_or_default() {
         if !keys.iter().any(|(a, _)| *a == at) {
-            sockopt::set_md5_key(socket, at.0, at.1, &[])?;
+            step(sockopt::set_md5_key(socket, at.0, at.1, &[]))?;
         }
     }
     for ((addr, len), key) in &keys {
-        sockopt::set_md5_key(socket, *addr, *len, key)?;
+        step(sockopt::set_md5_key(socket, *addr, *len, key))?;
     }
     let gtsm = listener_gtsm(new);
     if old.map(listener_gtsm) == Some(gtsm) {
         return Ok(());
     }
-    apply_gtsm(socket, gtsm)
+    step(apply_gtsm(socket, gtsm))
 }
 
 fn apply_gtsm(socket: &impl AsRawFd, gtsm: Option<Option<u8>>) -> io::Result<()> {
@@ -165,18 +178,10 @@ fn apply_gtsm(socket: &impl AsRawFd, gtsm: Option<Option<u8>>) -> io::Result<()>
 
 /// After `configure_listener(socket, Some(old), failed)` failed part way:
 /// puts the listener back as `old` had it, every step tried whatever the
-/// others do (a key `failed` never got cannot be removed, which is fine).
+/// others do (a key `failed` never got cannot be removed, which is fine;
+/// GTSM was touched only if the two differ).
 pub(super) fn restore_listener(socket: &impl AsRawFd, failed: &SpeakerConfig, old: &SpeakerConfig) {
-    let keys = md5_keys(old);
-    for (at, _) in md5_keys(failed) {
-        if !keys.iter().any(|(a, _)| *a == at) {
-            let _ = sockopt::set_md5_key(socket, at.0, at.1, &[]);
-        }
-    }
-    for ((addr, len), key) in &keys {
-        let _ = sockopt::set_md5_key(socket, *addr, *len, key);
-    }
-    let _ = apply_gtsm(socket, listener_gtsm(old));
+    let _ = sync_listener(socket, Some(failed), old, true);
 }
 
 /// Accepts forever, handing each connection to the control task.
