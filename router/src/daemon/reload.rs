@@ -138,15 +138,19 @@ impl Daemon {
             };
             if let Some((code, message)) = error {
                 // Put back what the new routes replaced.
+                let mut lost = Vec::new();
                 for prefix in installed {
                     match old.get(&prefix) {
                         Some(via) => {
                             if let Err(e) = self.install_own(prefix, via) {
-                                log!("reload: cannot put back route {prefix}: {e}");
+                                lost.push(format!("route {prefix}: {e}"));
                             }
                         }
-                        None => self.give_back(prefix, &mut Vec::new()),
+                        None => self.give_back(prefix, &mut lost),
                     }
+                }
+                if !lost.is_empty() {
+                    log!("reload: cannot put back {}", lost.join("; "));
                 }
                 self.refresh();
                 return Response::error(code, message);
