@@ -98,6 +98,8 @@ pub struct Options {
     pub latency: bool,
     /// The latency probes' rate (default: half the ceiling).
     pub latency_pps: Option<f64>,
+    /// flatedge's receive coalescing.
+    pub coalesce: router::worker::Coalesce,
 }
 
 /// One (implementation, frame size) result; one JSON line.
@@ -321,7 +323,12 @@ enum Running {
     Flatedge(xdpfwd::Flatedge),
 }
 
-fn start_impl(lab: &mut Lab, i: Impl, routes: &Arc<Vec<table::Route>>) -> Result<Running> {
+fn start_impl(
+    lab: &mut Lab,
+    i: Impl,
+    routes: &Arc<Vec<table::Route>>,
+    coalesce: router::worker::Coalesce,
+) -> Result<Running> {
     if matches!(i, Impl::BareXdp | Impl::Flatedge) {
         lab.rewire().context("fresh veths")?;
     }
@@ -353,6 +360,7 @@ fn start_impl(lab: &mut Lab, i: Impl, routes: &Arc<Vec<table::Route>>) -> Result
             &lab.ifs.rs,
             FWD_CORE,
             routes.clone(),
+            coalesce,
         )?),
     })
 }
@@ -465,8 +473,10 @@ fn throughput(
     frame: usize,
     seconds: f64,
     routes: &Arc<Vec<table::Route>>,
+    coalesce: router::worker::Coalesce,
 ) -> Result<Row> {
-    let running = start_impl(lab, i, routes).with_context(|| format!("starting {}", i.name()))?;
+    let running =
+        start_impl(lab, i, routes, coalesce).with_context(|| format!("starting {}", i.name()))?;
     let result = (|| -> Result<Row> {
         let (dst_ns, dst_dev) = match i {
             Impl::Ceiling => (lab.rtr.clone(), lab.ifs.rg.clone()),
@@ -504,8 +514,10 @@ fn latency_of(
     rate: f64,
     seconds: f64,
     routes: &Arc<Vec<table::Route>>,
+    coalesce: router::worker::Coalesce,
 ) -> Result<Latency> {
-    let running = start_impl(lab, i, routes).with_context(|| format!("starting {}", i.name()))?;
+    let running =
+        start_impl(lab, i, routes, coalesce).with_context(|| format!("starting {}", i.name()))?;
     let l = latency::measure(
         &lab.gen,
         &lab.sink,
@@ -570,7 +582,7 @@ pub fn run(o: &Options) -> Result<Report> {
     for &frame in &o.frame_sizes {
         let mut ceiling = None;
         for &i in &impls {
-            let mut row = throughput(&mut lab, i, frame, o.seconds, &routes)?;
+            let mut row = throughput(&mut lab, i, frame, o.seconds, &routes, o.coalesce)?;
             if i == Impl::Ceiling {
                 ceiling = Some(row.delivered_pps);
             }
@@ -589,7 +601,7 @@ pub fn run(o: &Options) -> Result<Report> {
             if i == Impl::Ceiling {
                 continue;
             }
-            let l = latency_of(&mut lab, i, rate, o.seconds, &routes)?;
+            let l = latency_of(&mut lab, i, rate, o.seconds, &routes, o.coalesce)?;
             for r in rows.iter_mut().filter(|r| r.implementation == i.name()) {
                 r.set_latency(&l);
             }
@@ -614,6 +626,14 @@ pub fn print_table(rep: &Report, o: &Options) {
         o.seconds,
         WARMUP.as_secs()
     );
+    if o.coalesce.usecs == 0 {
+        println!("flatedge: receive coalescing off (rx-usecs 0)");
+    } else {
+        println!(
+            "flatedge: receive coalescing rx-usecs {} rx-frames {} (frames wait while a port's rate fills a batch within rx-usecs)",
+            o.coalesce.usecs, o.coalesce.frames
+        );
+    }
     println!(
         "{:<10} {:>6} {:>9} {:>10} {:>9} {:>9} {:>11} {:>9} {:>9}",
         "impl",

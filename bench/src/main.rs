@@ -87,6 +87,15 @@ enum Command {
         /// half the ceiling of the smallest frame size).
         #[arg(long)]
         latency_pps: Option<f64>,
+        /// flatedge's receive coalescing: the longest a frame waits for a
+        /// fuller batch under load, in microseconds (the daemon's
+        /// `router.rx-usecs`; 0 takes frames as they come).
+        #[arg(long, default_value_t = router::config::DEFAULT_RX_USECS)]
+        rx_usecs: u32,
+        /// flatedge's receive coalescing: the batch a loaded port waits
+        /// for (the daemon's `router.rx-frames`, 1..=64).
+        #[arg(long, default_value_t = router::config::DEFAULT_RX_FRAMES)]
+        rx_frames: u32,
         /// One JSON object per implementation and frame size and line.
         #[arg(long)]
         json: bool,
@@ -167,8 +176,20 @@ fn main() -> Result<()> {
             table,
             no_latency,
             latency_pps,
+            rx_usecs,
+            rx_frames,
             json,
         } => {
+            anyhow::ensure!(
+                rx_usecs <= router::config::MAX_RX_USECS,
+                "--rx-usecs must be at most {}",
+                router::config::MAX_RX_USECS
+            );
+            anyhow::ensure!(
+                (1..=router::dataplane::MAX_BATCH as u32).contains(&rx_frames),
+                "--rx-frames must be 1 to {}",
+                router::dataplane::MAX_BATCH
+            );
             anyhow::ensure!(seconds > 0.0, "--seconds must be positive");
             anyhow::ensure!(
                 latency_pps.is_none_or(|r| r > 0.0),
@@ -184,6 +205,10 @@ fn main() -> Result<()> {
                 table: table.unwrap_or_else(forward::default_table),
                 latency: !no_latency,
                 latency_pps,
+                coalesce: router::worker::Coalesce {
+                    usecs: rx_usecs,
+                    frames: rx_frames,
+                },
             };
             let rep = forward::run(&o)?;
             if json {

@@ -24,7 +24,8 @@
 //! ```
 //!
 //! `configs/edge.toml` documents every key with its default and unit.
-//! Beyond the example above: `router.worker-cores`, `interface.mtu`,
+//! Beyond the example above: `router.worker-cores`, `router.rx-usecs` and
+//! `router.rx-frames` (receive coalescing), `interface.mtu`,
 //! `bgp.port`, `bgp.aggregates` (originated prefixes, installed as
 //! unreachable), `[bgp.multipath]` (`max-paths`, `as-path-relax`), per
 //! listen range and neighbour `export`/`import`, `max-prefixes-idle-time`,
@@ -86,6 +87,13 @@ pub const DEFAULT_ICMP_RATE: u32 = 1000;
 /// Default `icmp.burst`: token bucket depth, per worker (Linux's
 /// `icmp_msgs_burst`).
 pub const DEFAULT_ICMP_BURST: u32 = 50;
+/// Default `router.rx-usecs`: the longest a frame waits in its rx ring
+/// for a fuller batch, under load (see [`crate::worker::Coalesce`]).
+pub const DEFAULT_RX_USECS: u32 = 30;
+/// Default `router.rx-frames`: the batch a loaded port waits for.
+pub const DEFAULT_RX_FRAMES: u32 = 32;
+/// Largest `router.rx-usecs`.
+pub const MAX_RX_USECS: u32 = 1000;
 /// The IPv6 minimum link MTU (RFC 8200 section 5).
 pub const MIN_MTU: u32 = 1280;
 /// Longest TCP MD5 key Linux takes (`TCP_MD5SIG_MAXKEYLEN`).
@@ -125,6 +133,11 @@ pub struct Router {
     /// lets the daemon choose: every CPU but CPU 0, which is left to the
     /// control thread (CPU 0 alone on a one-CPU machine).
     pub worker_cores: Option<Vec<usize>>,
+    /// Receive coalescing (`rx-usecs`, `rx-frames`): while a port's frames
+    /// arrive fast enough to fill a batch of `rx-frames` within
+    /// `rx-usecs`, they wait until that many are there or the first has
+    /// waited `rx-usecs`; `rx-usecs = 0` takes every frame as it comes.
+    pub coalesce: crate::worker::Coalesce,
 }
 
 /// `[ctl]`.
@@ -605,6 +618,18 @@ pub enum ConfigError {
         /// The CPU.
         core: usize,
     },
+    /// A number outside the range its key allows.
+    #[error("{at}: {value} is out of range; use {min} to {max}")]
+    OutOfRange {
+        /// Where.
+        at: Location,
+        /// The value given.
+        value: u32,
+        /// The smallest allowed.
+        min: u32,
+        /// The largest allowed.
+        max: u32,
+    },
     /// `burst = 0` with a non-zero rate.
     #[error("{at}: a burst of 0 lets no ICMPv6 error through; use 1 or more, or set rate = 0 to send none")]
     IcmpBurstZero {
@@ -667,6 +692,7 @@ impl ConfigError {
             | DuplicateRoute { at, .. }
             | NoWorkerCores { at }
             | DuplicateWorkerCore { at, .. }
+            | OutOfRange { at, .. }
             | IcmpBurstZero { at }
             | RelativeSocket { at, .. }
             | SocketAddr { at, .. } => Some(at),
@@ -818,6 +844,8 @@ struct RawRouter {
     asn: Spanned<u32>,
     router_id: Spanned<String>,
     worker_cores: Option<Spanned<Vec<Spanned<usize>>>>,
+    rx_usecs: Option<Spanned<u32>>,
+    rx_frames: Option<Spanned<u32>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -1029,11 +1057,51 @@ impl Check<'_> {
                 (self.errors.len() == before).then_some(Some(cores))
             }
         };
+        let rx_usecs = self.bounded(
+            "router.rx-usecs",
+            raw.rx_usecs.as_ref(),
+            DEFAULT_RX_USECS,
+            0..=MAX_RX_USECS,
+        );
+        let rx_frames = self.bounded(
+            "router.rx-frames",
+            raw.rx_frames.as_ref(),
+            DEFAULT_RX_FRAMES,
+            1..=crate::dataplane::MAX_BATCH as u32,
+        );
         Some(Router {
             asn: asn?,
             router_id: router_id?,
             worker_cores: worker_cores?,
+            coalesce: crate::worker::Coalesce {
+                usecs: rx_usecs?,
+                frames: rx_frames?,
+            },
         })
+    }
+
+    /// A number that must lie in `range` (`default` when absent).
+    fn bounded(
+        &mut self,
+        path: &str,
+        raw: Option<&Spanned<u32>>,
+        default: u32,
+        range: std::ops::RangeInclusive<u32>,
+    ) -> Option<u32> {
+        let Some(v) = raw else {
+            return Some(default);
+        };
+        if range.contains(v.get_ref()) {
+            return Some(*v.get_ref());
+        }
+        let at = self.at(path, v.span());
+        self.push(ConfigError::OutOfRange {
+            at,
+            value: *v.get_ref(),
+            min: *range.start(),
+            max: *range.end(),
+        });
+        None
     }
 
     fn asn(&mut self, path: &str, raw: &Spanned<u32>) -> Option<Asn> {

@@ -270,6 +270,7 @@ impl Flatedge {
         rs: &str,
         core: usize,
         routes: Arc<Vec<Route>>,
+        coalesce: router::worker::Coalesce,
     ) -> Result<Flatedge> {
         let (rg, rs) = (rg.to_owned(), rs.to_owned());
         let stop = Arc::new(AtomicBool::new(false));
@@ -300,7 +301,7 @@ impl Flatedge {
             }
             let addrs: Vec<Option<Ipv6Addr>> = vec![Some(RG_ADDR), Some(RS_ADDR)];
             let state = WorkerState::new(1000, 100, 0x5eed, 0);
-            let worker = Worker::new(
+            let mut worker = Worker::new(
                 pool,
                 ports,
                 addrs,
@@ -310,6 +311,7 @@ impl Flatedge {
                 1024,
             )
             .context("building the worker")?;
+            worker.set_coalesce(coalesce);
             let _ = rtx.send(worker.report_handle());
             Ok((prog, worker, fib))
         };

@@ -127,6 +127,13 @@ fn design_example_parses_to_its_values() {
 fn defaults() {
     let c = parse(MINIMAL).unwrap();
     assert_eq!(c.router.worker_cores, None);
+    assert_eq!(
+        c.router.coalesce,
+        crate::worker::Coalesce {
+            usecs: DEFAULT_RX_USECS,
+            frames: DEFAULT_RX_FRAMES
+        }
+    );
     assert_eq!(c.ctl.socket, PathBuf::from(DEFAULT_CTL_SOCKET));
     assert_eq!(c.interfaces[0].mtu, None);
     assert_eq!(c.bgp.port, 179);
@@ -703,6 +710,47 @@ fn worker_cores_empty_or_repeated() {
         ConfigError::DuplicateWorkerCore { core: 1, .. }
     ));
     assert_eq!(at(&e).0, "router.worker-cores[2]");
+}
+
+#[test]
+fn rx_coalescing_values_and_ranges() {
+    let base = "[router]\nasn = 1\nrouter-id = \"192.0.2.1\"\n";
+    let iface = "[[interface]]\nname = \"up0\"\n";
+    let c = parse(&format!("{base}rx-usecs = 0\nrx-frames = 64\n{iface}")).unwrap();
+    assert_eq!(
+        c.router.coalesce,
+        crate::worker::Coalesce {
+            usecs: 0,
+            frames: 64
+        }
+    );
+    let e = only_error(&format!("{base}rx-usecs = 1001\n{iface}"));
+    assert!(matches!(
+        e,
+        ConfigError::OutOfRange {
+            value: 1001,
+            min: 0,
+            max: 1000,
+            ..
+        }
+    ));
+    assert_eq!(at(&e), ("router.rx-usecs", Some(4)));
+    assert_eq!(
+        e.to_string(),
+        "router.rx-usecs: 1001 is out of range; use 0 to 1000"
+    );
+    for bad in [0, 65] {
+        let e = only_error(&format!("{base}rx-frames = {bad}\n{iface}"));
+        assert!(matches!(
+            e,
+            ConfigError::OutOfRange {
+                min: 1,
+                max: 64,
+                ..
+            }
+        ));
+        assert_eq!(at(&e), ("router.rx-frames", Some(4)));
+    }
 }
 
 #[test]

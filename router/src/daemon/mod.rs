@@ -918,6 +918,7 @@ impl Daemon {
                 source: std::io::Error::other(e.to_string()),
             })?;
             worker.set_glean(gtx.clone());
+            worker.set_coalesce(self.config.router.coalesce);
             let report = worker.report_handle();
             let stop = self.worker_stop.clone();
             let thread = std::thread::Builder::new()

@@ -460,10 +460,13 @@ impl Port {
     /// asks for a wakeup. In copy mode one `sendto()` transmits at most 32
     /// frames (the kernel's TX_BATCH_SIZE), so without this the tail of a
     /// burst would wait in the ring until the next packet for this port.
-    pub fn flush(&mut self) {
-        if self.in_flight > 0 && self.tx.needs_wakeup() {
+    /// Returns whether it kicked.
+    pub fn flush(&mut self) -> bool {
+        let kick = self.in_flight > 0 && self.tx.needs_wakeup();
+        if kick {
             self.kick();
         }
+        kick
     }
 
     /// Wakes the kernel to transmit (sendto with MSG_DONTWAIT).

@@ -198,6 +198,47 @@ pub fn udp_sink(
     })
 }
 
+/// `flows` UDP sockets bound to `src`, source ports 40000 and up.
+fn flow_sockets(src: std::net::Ipv6Addr, flows: u16) -> Result<Vec<std::net::UdpSocket>, String> {
+    (0..flows)
+        .map(|i| {
+            let at = std::net::SocketAddrV6::new(src, 40000 + i, 0, 0);
+            std::net::UdpSocket::bind(at).map_err(|e| format!("bind {at}: {e}"))
+        })
+        .collect()
+}
+
+/// Sends `rounds` datagrams on each of `flows` UDP sockets (source ports
+/// 40000 and up) to `to` from namespace `ns`, round-robin, pausing 1 ms
+/// after every `per_pause` datagrams (a steady rate a little under
+/// `per_pause` per millisecond).
+pub fn send_udp_paced(
+    ns: &str,
+    src: std::net::Ipv6Addr,
+    to: std::net::SocketAddrV6,
+    flows: u16,
+    rounds: u32,
+    per_pause: u32,
+) -> Result<(), String> {
+    in_ns(ns, move || {
+        let socks = flow_sockets(src, flows)?;
+        let mut sent = 0u32;
+        for round in 0..rounds {
+            for s in &socks {
+                s.send_to(&round.to_be_bytes(), to)
+                    .map_err(|e| format!("send: {e}"))?;
+                sent += 1;
+                if sent % per_pause.max(1) == 0 {
+                    thread::sleep(Duration::from_millis(1));
+                }
+            }
+        }
+        Ok(())
+    })
+    .join()
+    .expect("udp sender panicked")
+}
+
 /// A pool of `frames` 2048-byte frames whose ports get rings of `ring`
 /// entries (far smaller than the defaults, so tests exercise refills and
 /// full rings).
@@ -278,12 +319,7 @@ pub fn send_udp_flows(
     rounds: u8,
 ) -> Result<(), String> {
     in_ns(ns, move || {
-        let mut socks = Vec::new();
-        for i in 0..flows {
-            let at = std::net::SocketAddrV6::new(src, 40000 + i, 0, 0);
-            let s = std::net::UdpSocket::bind(at).map_err(|e| format!("bind {at}: {e}"))?;
-            socks.push(s);
-        }
+        let socks = flow_sockets(src, flows)?;
         for round in 0..rounds {
             for s in &socks {
                 s.send_to(&[round; 100], to)
