@@ -270,6 +270,26 @@ fn runtime(r: &Runtime) -> String {
         "Syscalls".into(),
         format!("{} ns/packet", ns(r.syscall_ns_per_packet)),
     ]);
+    let per_batch = if r.batches == 0 {
+        0.0
+    } else {
+        r.packets as f64 / r.batches as f64
+    };
+    totals.row(vec![
+        "Batches".into(),
+        format!("{} ({per_batch:.1} packets/batch)", r.batches),
+    ]);
+    totals.row(vec![
+        "Coalescing".into(),
+        if r.rx_usecs == 0 {
+            "off (rx-usecs 0)".into()
+        } else {
+            format!(
+                "rx-usecs {} rx-frames {}: {} batches waited",
+                r.rx_usecs, r.rx_frames, r.waited_batches
+            )
+        },
+    ]);
     totals.render_into(&mut out, "");
     out
 }

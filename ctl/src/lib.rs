@@ -26,7 +26,7 @@
 //! | `show neighbors` | [`Request::ShowNeighbors`] | the next hops the dataplane resolves |
 //! | `show interfaces` | [`Request::ShowInterfaces`] | per port: carrier, MTU, RX/TX packets and bytes, drops |
 //! | `show drops` | [`Request::ShowDrops`] | the non-zero drop reasons (`--json`: all) |
-//! | `show runtime` | [`Request::ShowRuntime`] | per stage: calls, packets, ns/packet; then packets, busy and syscall ns/packet |
+//! | `show runtime` | [`Request::ShowRuntime`] | per stage: calls, packets, ns/packet; then packets, batches, busy and syscall ns/packet, receive coalescing |
 //! | `neighbor ADDR reset\|disable\|enable` | [`Request::Neighbor`] | the daemon's confirmation |
 //! | `reload` | [`Request::Reload`] | the daemon's confirmation |
 //!
@@ -426,6 +426,21 @@ pub struct Runtime {
     pub syscall_ns_per_packet: f64,
     /// One entry per stage, in pipeline order.
     pub stages: Vec<StageRuntime>,
+    /// Batches the workers received (VPP's vectors per call is
+    /// `packets / batches`).
+    #[serde(default)]
+    pub batches: u64,
+    /// Of those, batches whose frames receive coalescing left waiting in
+    /// the rx ring for a fuller batch.
+    #[serde(default)]
+    pub waited_batches: u64,
+    /// The configured coalescing: the longest wait in microseconds (0:
+    /// off) and the batch waited for.
+    #[serde(default)]
+    pub rx_usecs: u32,
+    /// See `rx_usecs`.
+    #[serde(default)]
+    pub rx_frames: u32,
 }
 
 /// One stage of [`Runtime`].

@@ -403,6 +403,10 @@ fn runtime() {
                     ns_per_packet: 7.0,
                 },
             ],
+            batches: 1000,
+            waited_batches: 900,
+            rx_usecs: 30,
+            rx_frames: 32,
         }),
         json!({
             "type": "runtime",
@@ -412,7 +416,11 @@ fn runtime() {
             "stages": [
                 {"name": "ip6_input", "calls": 1000, "packets": 32000, "ns_per_packet": 2.5},
                 {"name": "ip6_lookup", "calls": 1000, "packets": 32000, "ns_per_packet": 7.0}
-            ]
+            ],
+            "batches": 1000,
+            "waited_batches": 900,
+            "rx_usecs": 30,
+            "rx_frames": 32
         }),
     );
 }

@@ -702,6 +702,15 @@ fn daemon_forwards_and_answers() {
             assert!(r.packets > 0 && r.busy_ns_per_packet > 0.0, "{r:?}");
             let lookup = r.stages.iter().find(|s| s.name == "ip6_lookup").unwrap();
             assert!(lookup.packets > 0 && lookup.ns_per_packet > 0.0, "{r:?}");
+            assert!(r.batches > 0 && r.batches <= r.packets, "{r:?}");
+            assert_eq!(
+                (r.rx_usecs, r.rx_frames),
+                (
+                    router::config::DEFAULT_RX_USECS,
+                    router::config::DEFAULT_RX_FRAMES
+                ),
+                "the configured coalescing: {r:?}"
+            );
         }
         other => panic!("show runtime: {other:?}"),
     }

@@ -355,15 +355,21 @@ fn runtime() {
                 stage("ip6_lookup", 1000, 32_000, 17.04),
                 stage("icmp6_error", 0, 0, 0.0),
             ],
+            batches: 1000,
+            waited_batches: 900,
+            rx_usecs: 30,
+            rx_frames: 32,
         }),
         "\
 Name         Calls  Packets  ns/pkt
 ip6_input     1000    32000     2.5
 ip6_lookup    1000    32000    17.0
 icmp6_error      0        0     0.0
-Packets   32000
-Busy      41.2 ns/packet (syscalls included)
-Syscalls  12.0 ns/packet
+Packets     32000
+Busy        41.2 ns/packet (syscalls included)
+Syscalls    12.0 ns/packet
+Batches     1000 (32.0 packets/batch)
+Coalescing  rx-usecs 30 rx-frames 32: 900 batches waited
 ",
     );
 }
@@ -376,12 +382,18 @@ fn runtime_before_any_packet() {
             busy_ns_per_packet: f64::NAN,
             syscall_ns_per_packet: 0.0,
             stages: vec![],
+            batches: 0,
+            waited_batches: 0,
+            rx_usecs: 0,
+            rx_frames: 32,
         }),
         "\
 no stages
-Packets   0
-Busy      - ns/packet (syscalls included)
-Syscalls  0.0 ns/packet
+Packets     0
+Busy        - ns/packet (syscalls included)
+Syscalls    0.0 ns/packet
+Batches     0 (0.0 packets/batch)
+Coalescing  off (rx-usecs 0)
 ",
     );
 }

@@ -42,6 +42,10 @@ pub(super) struct Totals {
     pub busy_ns: f64,
     /// Time in kicks and wakeups.
     pub syscall_ns: u64,
+    /// Batches received, and those coalescing made wait.
+    pub batches: u64,
+    /// See `batches`.
+    pub waited_batches: u64,
 }
 
 /// How long the ctl thread waits for the control thread's answer.
@@ -434,6 +438,8 @@ impl Daemon {
             t.rx_packets += r.rx_packets();
             t.busy_ns += r.busy_ns();
             t.syscall_ns += r.syscall_ns();
+            t.batches += r.stats.batches;
+            t.waited_batches += r.stats.waited_batches;
         }
         t
     }
@@ -468,6 +474,10 @@ impl Daemon {
             packets: t.rx_packets,
             busy_ns_per_packet: per(t.busy_ns, t.rx_packets),
             syscall_ns_per_packet: per(t.syscall_ns as f64, t.rx_packets),
+            batches: t.batches,
+            waited_batches: t.waited_batches,
+            rx_usecs: self.config.router.coalesce.usecs,
+            rx_frames: self.config.router.coalesce.frames,
         }
     }
 
