@@ -529,7 +529,9 @@ impl Worker {
                 &mut self.clock,
             );
             let mut dropped = 0;
-            for (i, (len, pkt)) in lens.iter_mut().zip(pkts.iter()).enumerate() {
+            // This batch's packets only: the verdicts past n are an
+            // earlier batch's.
+            for (i, (len, pkt)) in lens.iter_mut().zip(&pkts[..n]).enumerate() {
                 *len = pkt.len;
                 if let Verdict::Drop(r) = self.verdicts[i] {
                     dropped += 1;

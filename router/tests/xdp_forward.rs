@@ -446,6 +446,13 @@ fn worker_forwards_spreads_flows_and_answers_errors() {
         report.counters.drops_of(DropReason::BadVersion) >= 2,
         "wrong versions not counted: {report:?}"
     );
+    // Each drop counted once on the port it arrived on, and nowhere else.
+    let port_drops: u64 = report.ports.iter().map(|p| p.dropped).sum();
+    let stage_drops: u64 = report.counters.drops.iter().sum();
+    assert_eq!(
+        port_drops, stage_drops,
+        "ports and stages disagree on the drops: {report:?}"
+    );
     assert!(
         ping_after.0,
         "ping after the malformed frames failed: {}",
