@@ -630,7 +630,7 @@ pub fn print_table(rep: &Report, o: &Options) {
         println!("flatedge: receive coalescing off (rx-usecs 0)");
     } else {
         println!(
-            "flatedge: receive coalescing rx-usecs {} rx-frames {} (frames wait while a port's rate fills a batch within rx-usecs)",
+            "flatedge: receive coalescing rx-usecs {} rx-frames {} (frames wait while a port's rate fills half a batch within rx-usecs)",
             o.coalesce.usecs, o.coalesce.frames
         );
     }

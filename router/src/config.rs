@@ -134,7 +134,7 @@ pub struct Router {
     /// control thread (CPU 0 alone on a one-CPU machine).
     pub worker_cores: Option<Vec<usize>>,
     /// Receive coalescing (`rx-usecs`, `rx-frames`): while a port's frames
-    /// arrive fast enough to fill a batch of `rx-frames` within
+    /// arrive fast enough to fill half a batch of `rx-frames` within
     /// `rx-usecs`, they wait until that many are there or the first has
     /// waited `rx-usecs`; `rx-usecs = 0` takes every frame as it comes.
     pub coalesce: crate::worker::Coalesce,

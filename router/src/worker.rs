@@ -17,13 +17,18 @@
 //!
 //! Receive coalescing ([`Coalesce`], the config's `rx-usecs` and
 //! `rx-frames`, named after `ethtool -C`): while a port's frames arrive
-//! fast enough to fill a batch of `rx-frames` within `rx-usecs`, they wait
-//! in its rx ring until that many are there or the first has waited
-//! `rx-usecs`, so that a round's fixed costs (ring indexes the kernel
-//! writes on another core, the `sendto` kick, the snapshot loads) are
-//! shared by a whole batch instead of the two or three frames that arrive
-//! between two rounds of a fast poll loop. Below that rate (checked every
-//! millisecond) frames are taken as they come and wait for nothing.
+//! fast enough to fill half a batch of `rx-frames` within `rx-usecs`, they
+//! wait in its rx ring until that many are there or the first seen has
+//! waited `rx-usecs` (plus the round in progress), so that a round's fixed
+//! costs (ring indexes the kernel writes on another core, the `sendto`
+//! kick, the snapshot loads) are shared by a whole batch instead of the
+//! two or three frames that arrive between two rounds of a fast poll loop.
+//! The rate is decided again every millisecond of traffic, and before the
+//! first wait after a pause. Hysteresis: a waiting port stops waiting only
+//! below a quarter of a batch per `rx-usecs`, so between a quarter and a
+//! half, a port that was waiting keeps waiting (each batch then waits the
+//! whole `rx-usecs`); a port that was not waiting starts only at half a
+//! batch. Below that, frames are taken as they come.
 //!
 //! Idle policy: busy-poll, then block. After [`IDLE_SPINS`] rounds that
 //! moved nothing (and with nothing left to transmit; tens of milliseconds
@@ -86,7 +91,7 @@ const RATE_WINDOW: Duration = Duration::from_millis(1);
 /// One port's coalescing state.
 #[derive(Debug, Clone, Copy, Default)]
 struct PortCoalesce {
-    /// The arrival rate fills a batch within the wait: frames wait.
+    /// The arrival rate fills half a batch within the wait: frames wait.
     on: bool,
     /// When a partial batch was first seen waiting (TSC).
     since: Option<u64>,
@@ -108,9 +113,11 @@ struct Coalescer {
 impl Coalescer {
     fn new(c: Coalesce, ports: usize, ns_per_tick: f64) -> Self {
         let ticks = |ns: f64| (ns / ns_per_tick).max(1.0) as u64;
+        let frames = c.frames.clamp(1, MAX_BATCH as u32);
         Coalescer {
-            frames: c.frames.clamp(1, MAX_BATCH as u32),
-            wait: if c.usecs == 0 {
+            frames,
+            // Waiting for a batch of one is not waiting.
+            wait: if c.usecs == 0 || frames == 1 {
                 0
             } else {
                 ticks(f64::from(c.usecs) * 1e3)
@@ -133,10 +140,18 @@ impl Coalescer {
     /// receive, `waited` telling whether the frames were left waiting in
     /// an earlier round.
     fn ready(&mut self, p: usize, pending: u32, now: u64) -> Option<bool> {
-        let s = &mut self.ports[p];
         if pending == 0 {
             return None;
         }
+        let s = self.ports[p];
+        let elapsed = now.wrapping_sub(s.window_start);
+        if s.on && s.since.is_none() && elapsed >= self.window {
+            // No window has closed for a while: the traffic paused. Decide
+            // again (counting the frames now waiting) before a first wait.
+            self.ports[p].on =
+                self.waiting_pays(true, s.window_frames + u64::from(pending), elapsed);
+        }
+        let s = &mut self.ports[p];
         if !s.on || pending >= self.frames {
             return Some(s.since.take().is_some());
         }
@@ -154,26 +169,32 @@ impl Coalescer {
     }
 
     /// `n` frames were received from port `p` at `now`: once a window has
-    /// passed, whether frames wait is decided again from the rate seen
-    /// (with hysteresis: on from half a batch per wait, off below a quarter).
+    /// passed, whether frames wait is decided again from the rate seen.
     fn received(&mut self, p: usize, n: usize, now: u64) {
         if self.wait == 0 {
             return;
         }
-        let s = &mut self.ports[p];
+        let mut s = self.ports[p];
         s.window_frames += n as u64;
         let elapsed = now.wrapping_sub(s.window_start);
         if elapsed >= self.window {
-            let per_wait =
-                (u128::from(s.window_frames) * u128::from(self.wait) / u128::from(elapsed)) as u64;
-            let need = u64::from(self.frames);
-            s.on = if s.on {
-                per_wait * 4 >= need
-            } else {
-                per_wait * 2 >= need
-            };
+            s.on = self.waiting_pays(s.on, s.window_frames, elapsed);
             s.window_start = now;
             s.window_frames = 0;
+        }
+        self.ports[p] = s;
+    }
+
+    /// Whether frames should wait, given that `frames` arrived over
+    /// `elapsed` ticks and whether they waited so far: from half a batch
+    /// per wait on, and until below a quarter (hysteresis).
+    fn waiting_pays(&self, on: bool, frames: u64, elapsed: u64) -> bool {
+        let per_wait = u128::from(frames) * u128::from(self.wait) / u128::from(elapsed.max(1));
+        let need = u128::from(self.frames);
+        if on {
+            per_wait * 4 >= need
+        } else {
+            per_wait * 2 >= need
         }
     }
 }
@@ -466,7 +487,7 @@ impl Worker {
         let mut work = 0;
         for p in 0..self.ports.len() {
             work += self.ports[p].reclaim(&mut self.pool);
-            self.ports[p].refill(&mut self.pool);
+            work += self.ports[p].refill(&mut self.pool);
             work += self.batch(p);
         }
         for (port, tx) in self.ports.iter_mut().zip(self.tx.iter_mut()) {
@@ -673,16 +694,48 @@ mod tests {
     }
 
     #[test]
-    fn a_pause_turns_waiting_off_after_one_wait() {
+    fn a_pause_turns_waiting_off_before_the_first_wait() {
         let mut c = coalescer(30, 32);
         let t = feed(&mut c, 0, 1, 3000, 1);
         assert!(c.waits(0));
-        // A second of silence, then one frame: it waits once, and the
-        // window seen then turns waiting off.
+        // A second of silence, then one frame: no window closed meanwhile,
+        // so the rate is decided again first, and the frame is taken.
         let t = t + 1_000_000_000;
-        assert_eq!(c.ready(0, 1, t), None);
-        assert_eq!(c.ready(0, 1, t + 30_000), Some(true));
-        c.received(0, 1, t + 30_000);
+        assert_eq!(c.ready(0, 1, t), Some(false));
         assert!(!c.waits(0));
+        // A short gap inside a window changes nothing.
+        let mut c = coalescer(30, 32);
+        let t = feed(&mut c, 0, 1, 3000, 1);
+        assert_eq!(c.ready(0, 1, t + 100_000), None);
+    }
+
+    #[test]
+    fn waits_are_measured_in_ticks_of_the_real_rate() {
+        // 0.25 ns per tick (a 4 GHz counter): 30 us are 120,000 ticks.
+        let mut c = Coalescer::new(
+            Coalesce {
+                usecs: 30,
+                frames: 32,
+            },
+            1,
+            0.25,
+        );
+        let mut t = 1;
+        for _ in 0..3000 {
+            t += 4000; // 1 us
+            c.received(0, 1, t);
+        }
+        assert!(c.waits(0), "1 Mpps fills half a batch in 30 us");
+        assert_eq!(c.ready(0, 5, t), None);
+        assert_eq!(c.ready(0, 5, t + 119_999), None);
+        assert_eq!(c.ready(0, 5, t + 120_000), Some(true));
+    }
+
+    #[test]
+    fn a_batch_of_one_never_waits() {
+        let mut c = coalescer(30, 1);
+        let t = feed(&mut c, 0, 10, 3000, 1);
+        assert!(!c.waits(0));
+        assert_eq!(c.ready(0, 1, t), Some(false));
     }
 }

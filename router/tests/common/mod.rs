@@ -210,8 +210,8 @@ fn flow_sockets(src: std::net::Ipv6Addr, flows: u16) -> Result<Vec<std::net::Udp
 
 /// Sends `rounds` datagrams on each of `flows` UDP sockets (source ports
 /// 40000 and up) to `to` from namespace `ns`, round-robin, pausing 1 ms
-/// after every `per_pause` datagrams (a steady rate a little under
-/// `per_pause` per millisecond).
+/// after every `per_pause` datagrams (bursts of `per_pause`, a little
+/// under `per_pause` per millisecond on average).
 pub fn send_udp_paced(
     ns: &str,
     src: std::net::Ipv6Addr,
