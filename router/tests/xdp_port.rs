@@ -406,6 +406,22 @@ impl Drop for Pair {
     }
 }
 
+/// Moves the calling thread into network namespace `ns`.
+fn enter_ns(ns: &str) -> Result<(), String> {
+    let file = File::open(format!("/run/netns/{ns}")).map_err(|e| e.to_string())?;
+    nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| e.to_string())
+}
+
+/// A broadcast frame with the local experimental EtherType: t1's kernel
+/// counts it and drops it.
+fn broadcast_frame() -> Vec<u8> {
+    let mut packet = vec![0u8; 60];
+    packet[0..6].copy_from_slice(&[0xff; 6]);
+    packet[6..12].copy_from_slice(&[0x02, 0, 0, 0, 0, 0x01]);
+    packet[12..14].copy_from_slice(&[0x88, 0xb5]);
+    packet
+}
+
 /// What the sender thread of `tx_retries_when_the_ring_is_full` saw.
 #[derive(Debug)]
 struct Sent {
@@ -423,18 +439,12 @@ fn tx_retries_when_the_ring_is_full() {
     let before = pair.rx_packets("t1");
     let ns_name = pair.ns.clone();
     let sender = thread::spawn(move || -> Result<Sent, String> {
-        let file = File::open(format!("/run/netns/{ns_name}")).map_err(|e| e.to_string())?;
-        nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| e.to_string())?;
+        enter_ns(&ns_name)?;
         // Small rings: bursts of 128 against a tx ring of 64.
         let mut pool = common::small_pool(512, 64)?;
         let mut port = Port::open(&mut pool, "t0", 0).map_err(|e| e.to_string())?;
         let free_before = pool.free_frames();
-        // A broadcast frame with the local experimental EtherType: t1's
-        // kernel counts it and drops it.
-        let mut packet = vec![0u8; 60];
-        packet[0..6].copy_from_slice(&[0xff; 6]);
-        packet[6..12].copy_from_slice(&[0x02, 0, 0, 0, 0, 0x01]);
-        packet[12..14].copy_from_slice(&[0x88, 0xb5]);
+        let packet = broadcast_frame();
         let mut pending: Vec<Frame> = Vec::with_capacity(128);
         let mut sent = 0u64;
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -476,5 +486,80 @@ fn tx_retries_when_the_ring_is_full() {
     assert!(
         received >= TOTAL,
         "t1 received {received} of {TOTAL} frames"
+    );
+}
+
+/// A burst larger than one kick moves (copy mode: 32 frames a `sendto`):
+/// `flush` kicks while frames wait in the tx ring, and stops once the
+/// kernel has taken them all, even before their completions are reclaimed
+/// (a NIC completes them later; kicking for them would be a `sendto` per
+/// round for nothing).
+#[test]
+fn flush_kicks_until_the_tx_ring_is_drained_and_no_longer() {
+    const BURST: usize = 100;
+    common::require_root_and_tools("tests/xdp_port.rs");
+    let pair = Pair::new();
+    let before = pair.rx_packets("t1");
+    let ns_name = pair.ns.clone();
+    let sender = thread::spawn(
+        move || -> Result<(u64, usize, bool, usize, usize), String> {
+            enter_ns(&ns_name)?;
+            let mut pool = common::small_pool(512, 128)?;
+            let mut port = Port::open(&mut pool, "t0", 0).map_err(|e| e.to_string())?;
+            let free_before = pool.free_frames();
+            let packet = broadcast_frame();
+            let mut burst: Vec<Frame> = Vec::with_capacity(BURST);
+            for _ in 0..BURST {
+                let mut frame = pool.alloc().ok_or("the pool ran out")?;
+                assert!(pool.write(&mut frame, &packet));
+                burst.push(frame);
+            }
+            let queued = port.send(&mut pool, &mut burst);
+            // Flush without reclaiming, at most 20 times.
+            let mut flushes = 0;
+            while flushes < 20 && port.flush() {
+                flushes += 1;
+            }
+            let stopped = !port.flush();
+            let in_flight = port.in_flight();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while pool.free_frames() < free_before && Instant::now() < deadline {
+                port.reclaim(&mut pool);
+            }
+            Ok((
+                port.stats.tx_kicks,
+                queued,
+                stopped,
+                in_flight,
+                free_before - pool.free_frames(),
+            ))
+        },
+    );
+    let (kicks, queued, stopped, in_flight, missing) = sender
+        .join()
+        .expect("sender thread panicked")
+        .expect("sender setup failed");
+    eprintln!("kicks {kicks}, queued {queued}, in flight before reclaim {in_flight}");
+    assert_eq!(queued, BURST, "the tx ring took only {queued} frames");
+    assert!(
+        stopped,
+        "flush still kicked after {kicks} kicks with the ring drained"
+    );
+    assert!(
+        kicks >= 4,
+        "{kicks} kicks for {BURST} frames at 32 a kick at most"
+    );
+    assert!(
+        in_flight > 0,
+        "nothing was left to reclaim: the test proved nothing"
+    );
+    assert_eq!(
+        missing, 0,
+        "frames did not come back from the completion ring"
+    );
+    let received = pair.rx_packets("t1") - before;
+    assert!(
+        received >= BURST as u64,
+        "t1 received {received} of {BURST}"
     );
 }

@@ -290,6 +290,8 @@ pub struct Port {
     comp: CompQueue,
     /// Frames in the tx ring not yet back through the completion ring.
     in_flight: usize,
+    /// Entries of the tx ring.
+    tx_ring: u32,
     /// Fill-ring slots known to be free, counted from the frames received.
     fill: FillDeficit,
     /// See [`crate::cpu::tsc_ns_per_tick`].
@@ -334,6 +336,7 @@ impl Port {
             fillq: fill,
             comp,
             in_flight: 0,
+            tx_ring: pool.config.rx_tx_ring,
             fill: FillDeficit::new(pool.config.fill_ring as usize),
             ns_per_tick: crate::cpu::tsc_ns_per_tick(),
             stats: PortStats::default(),
@@ -461,8 +464,14 @@ impl Port {
     /// frames (the kernel's TX_BATCH_SIZE), so without this the tail of a
     /// burst would wait in the ring until the next packet for this port.
     /// Returns whether it kicked.
+    ///
+    /// Only while the tx ring still holds frames the kernel has not
+    /// taken: frames it took but has not completed yet (a NIC completes
+    /// them when their transmission ends) need no kick, and kicking for
+    /// them would make a `sendto` per round until they complete.
     pub fn flush(&mut self) -> bool {
-        let kick = self.in_flight > 0 && self.tx.needs_wakeup();
+        let kick =
+            self.in_flight > 0 && self.tx.needs_wakeup() && self.tx.nb_free_exact() < self.tx_ring;
         if kick {
             self.kick();
         }
