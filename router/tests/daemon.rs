@@ -735,6 +735,18 @@ fn daemon_forwards_and_answers() {
         metrics.contains("flatedge_nexthop_up{address=\"2001:db8:1::2\",interface=\"rs1\"} 1"),
         "{metrics}"
     );
+    let batches = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("flatedge_rx_batches_total "))
+        .and_then(|v| v.parse::<u64>().ok());
+    assert!(
+        batches > Some(0),
+        "no rx batches in the metrics:\n{metrics}"
+    );
+    assert!(
+        metrics.contains("\nflatedge_rx_batches_waited_total "),
+        "{metrics}"
+    );
     assert!(http_get(&lab.c, "/").starts_with("HTTP/1.1 404"));
 
     // The client is a gleaned host (a route of its own, on a connected

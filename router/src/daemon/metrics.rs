@@ -220,6 +220,20 @@ impl Daemon {
         for ((stage, _), ns) in t.counters.stages().zip(t.stage_ns) {
             fam.sample("stage_seconds_total", &[("stage", stage)], ns / 1e9);
         }
+        let mut fam = Family::new(
+            &mut out,
+            "rx_batches_total",
+            "counter",
+            "Batches the workers received (packets per batch: rx packets / batches).",
+        );
+        fam.sample("rx_batches_total", &[], t.batches);
+        let mut fam = Family::new(
+            &mut out,
+            "rx_batches_waited_total",
+            "counter",
+            "Batches whose frames receive coalescing (router.rx-usecs) left waiting for a fuller batch.",
+        );
+        fam.sample("rx_batches_waited_total", &[], t.waited_batches);
 
         let snap = self.fib.reader().load_full();
         let mut fam = Family::new(&mut out, "fib_routes", "gauge", "Routes in the FIB.");
