@@ -487,8 +487,10 @@ impl Worker {
         let mut work = 0;
         for p in 0..self.ports.len() {
             work += self.ports[p].reclaim(&mut self.pool);
-            work += self.ports[p].refill(&mut self.pool);
             work += self.batch(p);
+            // After the batch, which is what makes a refill due: in the
+            // same busy round rather than in a waiting one of its own.
+            work += self.ports[p].refill(&mut self.pool);
         }
         for (port, tx) in self.ports.iter_mut().zip(self.tx.iter_mut()) {
             if !tx.is_empty() {
