@@ -270,26 +270,32 @@ fn runtime(r: &Runtime) -> String {
         "Syscalls".into(),
         format!("{} ns/packet", ns(r.syscall_ns_per_packet)),
     ]);
-    let per_batch = if r.batches == 0 {
-        0.0
-    } else {
-        r.packets as f64 / r.batches as f64
-    };
-    totals.row(vec![
-        "Batches".into(),
-        format!("{} ({per_batch:.1} packets/batch)", r.batches),
-    ]);
-    totals.row(vec![
-        "Coalescing".into(),
-        if r.rx_usecs == 0 {
-            "off (rx-usecs 0)".into()
+    if let Some(batches) = r.batches {
+        let per_batch = if batches == 0 {
+            0.0
         } else {
-            format!(
-                "rx-usecs {} rx-frames {}: {} batches waited",
-                r.rx_usecs, r.rx_frames, r.waited_batches
-            )
-        },
-    ]);
+            r.packets as f64 / batches as f64
+        };
+        totals.row(vec![
+            "Batches".into(),
+            format!("{batches} ({per_batch:.1} packets/batch)"),
+        ]);
+    }
+    if let Some(c) = &r.coalescing {
+        totals.row(vec![
+            "Coalescing".into(),
+            if c.rx_usecs == 0 {
+                "off (rx-usecs 0)".into()
+            } else if c.rx_frames <= 1 {
+                format!("off (rx-frames {})", c.rx_frames)
+            } else {
+                format!(
+                    "rx-usecs {} rx-frames {}: {} batches waited",
+                    c.rx_usecs, c.rx_frames, c.waited_batches
+                )
+            },
+        ]);
+    }
     totals.render_into(&mut out, "");
     out
 }

@@ -427,20 +427,24 @@ pub struct Runtime {
     /// One entry per stage, in pipeline order.
     pub stages: Vec<StageRuntime>,
     /// Batches the workers received (VPP's vectors per call is
-    /// `packets / batches`).
-    #[serde(default)]
-    pub batches: u64,
-    /// Of those, batches whose frames receive coalescing left waiting in
-    /// the rx ring for a fuller batch.
-    #[serde(default)]
-    pub waited_batches: u64,
-    /// The configured coalescing: the longest wait in microseconds (0:
-    /// off) and the batch waited for.
-    #[serde(default)]
+    /// `packets / batches`); absent from daemons older than the field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batches: Option<u64>,
+    /// Receive coalescing; absent from daemons older than the field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coalescing: Option<Coalescing>,
+}
+
+/// Receive coalescing as [`Runtime`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Coalescing {
+    /// The longest a frame waits for a fuller batch, microseconds
+    /// (`router.rx-usecs`); 0: off.
     pub rx_usecs: u32,
-    /// See `rx_usecs`.
-    #[serde(default)]
+    /// The batch waited for (`router.rx-frames`); 1: off.
     pub rx_frames: u32,
+    /// Batches whose frames were left waiting in the rx ring.
+    pub waited_batches: u64,
 }
 
 /// One stage of [`Runtime`].

@@ -403,10 +403,12 @@ fn runtime() {
                     ns_per_packet: 7.0,
                 },
             ],
-            batches: 1000,
-            waited_batches: 900,
-            rx_usecs: 30,
-            rx_frames: 32,
+            batches: Some(1000),
+            coalescing: Some(Coalescing {
+                rx_usecs: 30,
+                rx_frames: 32,
+                waited_batches: 900,
+            }),
         }),
         json!({
             "type": "runtime",
@@ -418,11 +420,31 @@ fn runtime() {
                 {"name": "ip6_lookup", "calls": 1000, "packets": 32000, "ns_per_packet": 7.0}
             ],
             "batches": 1000,
-            "waited_batches": 900,
-            "rx_usecs": 30,
-            "rx_frames": 32
+            "coalescing": {"rx_usecs": 30, "rx_frames": 32, "waited_batches": 900}
         }),
     );
+}
+
+/// A daemon from before `batches` and `coalescing`: the document still
+/// reads, with both absent (not zero), and is written back the same.
+#[test]
+fn runtime_from_an_older_daemon() {
+    let old = json!({
+        "type": "runtime",
+        "packets": 32000,
+        "busy_ns_per_packet": 41.25,
+        "syscall_ns_per_packet": 12.0,
+        "stages": []
+    });
+    let r: Response = serde_json::from_value(old.clone()).unwrap();
+    match &r {
+        Response::Runtime(rt) => {
+            assert_eq!(rt.batches, None);
+            assert_eq!(rt.coalescing, None);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(serde_json::to_value(&r).unwrap(), old);
 }
 
 #[test]

@@ -23,8 +23,9 @@
 //! costs (ring indexes the kernel writes on another core, the `sendto`
 //! kick, the snapshot loads) are shared by a whole batch instead of the
 //! two or three frames that arrive between two rounds of a fast poll loop.
-//! The rate is decided again every millisecond of traffic, and before the
-//! first wait after a pause. Hysteresis: a waiting port stops waiting only
+//! The rate is decided again every millisecond of traffic; a frame that
+//! comes after `rx-usecs` without any is taken at once, and frames stop
+//! waiting until the next window's rate says otherwise. Hysteresis: a waiting port stops waiting only
 //! below a quarter of a batch per `rx-usecs`, so between a quarter and a
 //! half, a port that was waiting keeps waiting (each batch then waits the
 //! whole `rx-usecs`); a port that was not waiting starts only at half a
@@ -98,6 +99,8 @@ struct PortCoalesce {
     /// Start of the rate window (TSC) and frames received in it.
     window_start: u64,
     window_frames: u64,
+    /// When frames were last received (TSC).
+    last_rx: u64,
 }
 
 /// Decides, per port, whether to receive now or let the frames wait for
@@ -143,13 +146,12 @@ impl Coalescer {
         if pending == 0 {
             return None;
         }
-        let s = self.ports[p];
-        let elapsed = now.wrapping_sub(s.window_start);
-        if s.on && s.since.is_none() && elapsed >= self.window {
-            // No window has closed for a while: the traffic paused. Decide
-            // again (counting the frames now waiting) before a first wait.
-            self.ports[p].on =
-                self.waiting_pays(true, s.window_frames + u64::from(pending), elapsed);
+        let s = &mut self.ports[p];
+        if s.on && s.since.is_none() && now.wrapping_sub(s.last_rx) >= self.wait {
+            // Nothing came for a whole wait: the traffic paused or slowed,
+            // and a batch would not fill. Take these frames now and stop
+            // waiting until a window's rate says otherwise.
+            s.on = false;
         }
         let s = &mut self.ports[p];
         if !s.on || pending >= self.frames {
@@ -175,6 +177,7 @@ impl Coalescer {
             return;
         }
         let mut s = self.ports[p];
+        s.last_rx = now;
         s.window_frames += n as u64;
         let elapsed = now.wrapping_sub(s.window_start);
         if elapsed >= self.window {
@@ -666,8 +669,11 @@ mod tests {
         assert_eq!(c.ready(0, 5, t), None, "a partial batch starts waiting");
         assert_eq!(c.ready(0, 20, t + 29_999), None);
         assert_eq!(c.ready(0, 20, t + 30_000), Some(true), "the timeout");
+        // The worker takes the batch (as after every ready).
+        c.received(0, 20, t + 30_000);
         assert_eq!(c.ready(0, 3, t + 30_001), None, "a new wait starts");
         assert_eq!(c.ready(0, 32, t + 30_002), Some(true), "a full batch");
+        c.received(0, 32, t + 30_002);
         assert_eq!(c.ready(0, 40, t + 30_003), Some(false), "no wait at all");
     }
 
@@ -697,18 +703,20 @@ mod tests {
 
     #[test]
     fn a_pause_turns_waiting_off_before_the_first_wait() {
+        for pause in [30_000, 1_500_000, 1_000_000_000] {
+            let mut c = coalescer(30, 32);
+            let t = feed(&mut c, 0, 1, 3000, 1);
+            assert!(c.waits(0));
+            // Nothing for a whole wait or more, then one frame: a batch
+            // would not fill, so it is taken at once.
+            assert_eq!(c.ready(0, 1, t + pause), Some(false), "pause {pause}");
+            assert!(!c.waits(0), "pause {pause}");
+        }
+        // A gap shorter than a wait changes nothing.
         let mut c = coalescer(30, 32);
         let t = feed(&mut c, 0, 1, 3000, 1);
+        assert_eq!(c.ready(0, 1, t + 29_999), None);
         assert!(c.waits(0));
-        // A second of silence, then one frame: no window closed meanwhile,
-        // so the rate is decided again first, and the frame is taken.
-        let t = t + 1_000_000_000;
-        assert_eq!(c.ready(0, 1, t), Some(false));
-        assert!(!c.waits(0));
-        // A short gap inside a window changes nothing.
-        let mut c = coalescer(30, 32);
-        let t = feed(&mut c, 0, 1, 3000, 1);
-        assert_eq!(c.ready(0, 1, t + 100_000), None);
     }
 
     #[test]

@@ -702,9 +702,11 @@ fn daemon_forwards_and_answers() {
             assert!(r.packets > 0 && r.busy_ns_per_packet > 0.0, "{r:?}");
             let lookup = r.stages.iter().find(|s| s.name == "ip6_lookup").unwrap();
             assert!(lookup.packets > 0 && lookup.ns_per_packet > 0.0, "{r:?}");
-            assert!(r.batches > 0 && r.batches <= r.packets, "{r:?}");
+            let batches = r.batches.unwrap_or(0);
+            assert!(batches > 0 && batches <= r.packets, "{r:?}");
+            let c = r.coalescing.as_ref().expect("coalescing in show runtime");
             assert_eq!(
-                (r.rx_usecs, r.rx_frames),
+                (c.rx_usecs, c.rx_frames),
                 (
                     router::config::DEFAULT_RX_USECS,
                     router::config::DEFAULT_RX_FRAMES

@@ -35,7 +35,7 @@ mod common;
 use common::{enter, inject, mac_str, ns, ns_try, run, spawn_ready, udp_frame, udp_sink, Netns};
 use fib::{Fib, NextHop, Prefix};
 use router::dataplane::{Adjacency, Counters, DropReason, IcmpKind, WorkerState};
-use router::worker::{adjacency_table, Coalesce, LoopStats, Worker};
+use router::worker::{adjacency_table, Coalesce, LoopStats, ReportHandle, Worker};
 use router::xdp::{self, FramePool, PoolConfig, Port, PortStats, XdpProgram};
 
 const MAC_C0: [u8; 6] = [0x02, 0, 0, 0, 0x0c, 0x02];
@@ -196,6 +196,7 @@ const R_IFS: [&str; 4] = ["rc", "rs1", "rs2", "rs3"];
 fn worker_thread(
     r_ns: String,
     coalesce: Coalesce,
+    report_to: Option<mpsc::Sender<ReportHandle>>,
     stop: Arc<AtomicBool>,
     ready: mpsc::Sender<Result<(), String>>,
 ) -> Option<Report> {
@@ -271,6 +272,9 @@ fn worker_thread(
         )
         .map_err(|e| e.to_string())?;
         worker.set_coalesce(coalesce);
+        if let Some(tx) = report_to {
+            let _ = tx.send(worker.report_handle());
+        }
         Ok((prog, worker, fib))
     };
     let (prog, mut worker, fib) = match setup() {
@@ -313,7 +317,7 @@ fn worker_forwards_spreads_flows_and_answers_errors() {
     let worker = {
         let (r, stop2) = (lab.r.clone(), stop.clone());
         spawn_ready("worker in r", &stop, move |ready| {
-            worker_thread(r, DAEMON_COALESCE, stop2, ready)
+            worker_thread(r, DAEMON_COALESCE, None, stop2, ready)
         })
     };
 
@@ -481,20 +485,38 @@ fn worker_coalescing_waits_under_a_burst_and_forwards_every_frame() {
         usecs: 1000,
         frames: 64,
     };
+    let (handle_tx, handle_rx) = mpsc::channel();
     let worker = {
         let (r, stop2) = (lab.r.clone(), stop.clone());
         spawn_ready("worker in r", &stop, move |ready| {
-            worker_thread(r, coalesce, stop2, ready)
+            worker_thread(r, coalesce, Some(handle_tx), stop2, ready)
         })
     };
+    let handle = handle_rx
+        .recv_timeout(Duration::from_secs(5))
+        .expect("no report handle from the worker");
     const FLOWS: u16 = 60;
     const ROUNDS: u32 = 200;
     let to = SocketAddrV6::new(SERVICE.parse().unwrap(), UDP_PORT, 0, 0);
     let started = Instant::now();
     let sent = common::send_udp_paced(&lab.c, CLIENT.parse().unwrap(), to, FLOWS, ROUNDS, 200);
     let send_time = started.elapsed();
-    // 50 times the longest wait.
-    thread::sleep(Duration::from_millis(50));
+    // The tail, which never fills a batch, leaves when its wait runs out:
+    // wait (at most 3 s) until the worker's published counters show every
+    // datagram in and out.
+    let total = u64::from(FLOWS) * u64::from(ROUNDS);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < deadline {
+        let done = handle.lock().is_ok_and(|r| {
+            r.ports.len() == 4
+                && r.ports[0].rx == total
+                && r.ports[1..].iter().map(|p| p.tx).sum::<u64>() == total
+        });
+        if done {
+            break;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
     stop.store(true, Ordering::Relaxed);
     let report = worker
         .join()
@@ -502,7 +524,6 @@ fn worker_coalescing_waits_under_a_burst_and_forwards_every_frame() {
         .expect("no report");
     eprintln!("burst sent in {send_time:?}; worker: {:?}", report.stats);
     sent.expect("udp sender failed");
-    let total = u64::from(FLOWS) * u64::from(ROUNDS);
     // The client's port took the burst in; the sinks' ports sent it out
     // (what comes back, the sinks' Port Unreachables, is on top).
     let to_sinks: u64 = report.ports[1..].iter().map(|p| p.tx).sum();

@@ -2,7 +2,10 @@ use std::collections::BTreeMap;
 use std::net::Ipv6Addr;
 
 use super::*;
-use crate::{BgpPeer, Done, FibNextHop, Interface, MacAddr, Neighbor, Origin, Route, StageRuntime};
+use crate::{
+    BgpPeer, Coalescing, Done, FibNextHop, Interface, MacAddr, Neighbor, Origin, Route,
+    StageRuntime,
+};
 
 fn a(s: &str) -> Ipv6Addr {
     s.parse().unwrap()
@@ -355,10 +358,12 @@ fn runtime() {
                 stage("ip6_lookup", 1000, 32_000, 17.04),
                 stage("icmp6_error", 0, 0, 0.0),
             ],
-            batches: 1000,
-            waited_batches: 900,
-            rx_usecs: 30,
-            rx_frames: 32,
+            batches: Some(1000),
+            coalescing: Some(Coalescing {
+                rx_usecs: 30,
+                rx_frames: 32,
+                waited_batches: 900,
+            }),
         }),
         "\
 Name         Calls  Packets  ns/pkt
@@ -382,10 +387,12 @@ fn runtime_before_any_packet() {
             busy_ns_per_packet: f64::NAN,
             syscall_ns_per_packet: 0.0,
             stages: vec![],
-            batches: 0,
-            waited_batches: 0,
-            rx_usecs: 0,
-            rx_frames: 32,
+            batches: Some(0),
+            coalescing: Some(Coalescing {
+                rx_usecs: 0,
+                rx_frames: 32,
+                waited_batches: 0,
+            }),
         }),
         "\
 no stages
@@ -394,6 +401,47 @@ Busy        - ns/packet (syscalls included)
 Syscalls    0.0 ns/packet
 Batches     0 (0.0 packets/batch)
 Coalescing  off (rx-usecs 0)
+",
+    );
+}
+
+#[test]
+fn runtime_of_an_older_daemon_and_a_batch_of_one() {
+    let runtime = |batches, coalescing| {
+        Response::Runtime(Runtime {
+            packets: 10,
+            busy_ns_per_packet: 50.0,
+            syscall_ns_per_packet: 20.0,
+            stages: vec![],
+            batches,
+            coalescing,
+        })
+    };
+    // An older daemon: no batch or coalescing rows, rather than zeros.
+    check(
+        runtime(None, None),
+        "\
+no stages
+Packets   10
+Busy      50.0 ns/packet (syscalls included)
+Syscalls  20.0 ns/packet
+",
+    );
+    // rx-frames 1: the worker never waits.
+    let one = Coalescing {
+        rx_usecs: 30,
+        rx_frames: 1,
+        waited_batches: 0,
+    };
+    check(
+        runtime(Some(10), Some(one)),
+        "\
+no stages
+Packets     10
+Busy        50.0 ns/packet (syscalls included)
+Syscalls    20.0 ns/packet
+Batches     10 (1.0 packets/batch)
+Coalescing  off (rx-frames 1)
 ",
     );
 }

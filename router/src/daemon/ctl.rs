@@ -16,9 +16,10 @@ use std::time::Duration;
 use ::bgp::driver::{AdminAction, AdminError};
 use ::bgp::rib::PathStatus as BgpStatus;
 use ::ctl::{
-    BgpPeer, BgpSummary, Done, Drops, ErrorCode, FibEntry, FibNextHop, FibSummary, Interface,
-    Interfaces, MacAddr, Neighbor, NeighborAction, Neighbors, NextHopState, Origin, Path,
-    PathStatus, PeerState, Request, Response, Route, RouteSource, Routes, Runtime, StageRuntime,
+    BgpPeer, BgpSummary, Coalescing, Done, Drops, ErrorCode, FibEntry, FibNextHop, FibSummary,
+    Interface, Interfaces, MacAddr, Neighbor, NeighborAction, Neighbors, NextHopState, Origin,
+    Path, PathStatus, PeerState, Request, Response, Route, RouteSource, Routes, Runtime,
+    StageRuntime,
 };
 use fib::{NextHopId, Prefix};
 
@@ -474,10 +475,12 @@ impl Daemon {
             packets: t.rx_packets,
             busy_ns_per_packet: per(t.busy_ns, t.rx_packets),
             syscall_ns_per_packet: per(t.syscall_ns as f64, t.rx_packets),
-            batches: t.batches,
-            waited_batches: t.waited_batches,
-            rx_usecs: self.config.router.coalesce.usecs,
-            rx_frames: self.config.router.coalesce.frames,
+            batches: Some(t.batches),
+            coalescing: Some(Coalescing {
+                rx_usecs: self.config.router.coalesce.usecs,
+                rx_frames: self.config.router.coalesce.frames,
+                waited_batches: t.waited_batches,
+            }),
         }
     }
 

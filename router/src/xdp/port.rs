@@ -336,11 +336,13 @@ impl Port {
             fillq: fill,
             comp,
             in_flight: 0,
-            tx_ring: pool.config.rx_tx_ring,
+            tx_ring: 0,
             fill: FillDeficit::new(pool.config.fill_ring as usize),
             ns_per_tick: crate::cpu::tsc_ns_per_tick(),
             stats: PortStats::default(),
         };
+        // The ring's real size: all of it is free before anything is queued.
+        port.tx_ring = port.tx.nb_free_exact();
         port.refill(pool);
         Ok(port)
     }
