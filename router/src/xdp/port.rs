@@ -290,8 +290,6 @@ pub struct Port {
     comp: CompQueue,
     /// Frames in the tx ring not yet back through the completion ring.
     in_flight: usize,
-    /// Entries of the tx ring.
-    tx_ring: u32,
     /// Fill-ring slots known to be free, counted from the frames received.
     fill: FillDeficit,
     /// See [`crate::cpu::tsc_ns_per_tick`].
@@ -336,13 +334,10 @@ impl Port {
             fillq: fill,
             comp,
             in_flight: 0,
-            tx_ring: 0,
             fill: FillDeficit::new(pool.config.fill_ring as usize),
             ns_per_tick: crate::cpu::tsc_ns_per_tick(),
             stats: PortStats::default(),
         };
-        // The ring's real size: all of it is free before anything is queued.
-        port.tx_ring = port.tx.nb_free_exact();
         port.refill(pool);
         Ok(port)
     }
@@ -461,19 +456,20 @@ impl Port {
         self.in_flight
     }
 
-    /// Kicks the kernel again when frames are still in the tx ring and it
-    /// asks for a wakeup. In copy mode one `sendto()` transmits at most 32
-    /// frames (the kernel's TX_BATCH_SIZE), so without this the tail of a
-    /// burst would wait in the ring until the next packet for this port.
-    /// Returns whether it kicked.
+    /// Kicks the kernel again while frames it has not completed are out
+    /// and it asks for a wakeup. In copy mode one `sendto()` transmits at
+    /// most 32 frames (the kernel's TX_BATCH_SIZE), so without this the
+    /// tail of a burst would wait in the ring until the next packet for
+    /// this port. Returns whether it kicked.
     ///
-    /// Only while the tx ring still holds frames the kernel has not
-    /// taken: frames it took but has not completed yet (a NIC completes
-    /// them when their transmission ends) need no kick, and kicking for
-    /// them would make a `sendto` per round until they complete.
+    /// It also kicks when the ring is empty but completions are still
+    /// due. Kicking only while the ring held frames the kernel had not
+    /// taken (tried) moved the p99 latency of `bench forward` at 100 kpps
+    /// from 20-40 us to 0.1-5 ms on veth: those kicks are how the worker's
+    /// core gets into the kernel, where the transmit's pending work on
+    /// that core runs.
     pub fn flush(&mut self) -> bool {
-        let kick =
-            self.in_flight > 0 && self.tx.needs_wakeup() && self.tx.nb_free_exact() < self.tx_ring;
+        let kick = self.in_flight > 0 && self.tx.needs_wakeup();
         if kick {
             self.kick();
         }
