@@ -546,3 +546,106 @@ fn flush_sends_the_tail_of_a_burst_larger_than_a_kick() {
         "t1 received {received} of {BURST}"
     );
 }
+
+/// What the sender thread of `a_down_link_holds_kicks_back` saw.
+#[derive(Debug)]
+struct DownLink {
+    kicks_while_down: u64,
+    link_down: u64,
+    flushes_while_down: u64,
+    in_flight_after: usize,
+    missing: usize,
+}
+
+/// Frames queued on a port whose link is down (`ENETDOWN`): the port
+/// kicks once, then holds kicks back for 1 ms at a time instead of a
+/// failed `sendto` per round, and the frames leave once the link is up.
+#[test]
+fn a_down_link_holds_kicks_back() {
+    const BURST: usize = 10;
+    const DOWN_FOR: Duration = Duration::from_millis(200);
+    common::require_root_and_tools("tests/xdp_port.rs");
+    let pair = Pair::new();
+    let ns_name = pair.ns.clone();
+    let (opened_tx, opened_rx) = mpsc::channel();
+    let (down_tx, down_rx) = mpsc::channel();
+    let (up_tx, up_rx) = mpsc::channel();
+    let (went_up_tx, went_up_rx) = mpsc::channel();
+    let sender = thread::spawn(move || -> Result<DownLink, String> {
+        enter_ns(&ns_name)?;
+        let mut pool = common::small_pool(512, 128)?;
+        let mut port = Port::open(&mut pool, "t0", 0).map_err(|e| e.to_string())?;
+        let free_before = pool.free_frames();
+        let _ = opened_tx.send(());
+        down_rx
+            .recv_timeout(Duration::from_secs(10))
+            .map_err(|_| "t0 never went down")?;
+        let packet = broadcast_frame();
+        let mut burst: Vec<Frame> = Vec::with_capacity(BURST);
+        for _ in 0..BURST {
+            let mut frame = pool.alloc().ok_or("the pool ran out")?;
+            assert!(pool.write(&mut frame, &packet));
+            burst.push(frame);
+        }
+        port.send(&mut pool, &mut burst);
+        // The worker's rounds while the link is down.
+        let start = Instant::now();
+        let mut flushes_while_down = 0;
+        while start.elapsed() < DOWN_FOR {
+            port.reclaim(&mut pool);
+            port.flush();
+            flushes_while_down += 1;
+        }
+        let kicks_while_down = port.stats.tx_kicks;
+        let _ = up_tx.send(());
+        went_up_rx
+            .recv_timeout(Duration::from_secs(10))
+            .map_err(|_| "t0 never came back up")?;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while port.in_flight() > 0 && Instant::now() < deadline {
+            port.reclaim(&mut pool);
+            port.flush();
+        }
+        Ok(DownLink {
+            kicks_while_down,
+            link_down: port.stats.tx_link_down,
+            flushes_while_down,
+            in_flight_after: port.in_flight(),
+            missing: free_before - pool.free_frames(),
+        })
+    });
+    opened_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the port did not open");
+    ns(&pair.ns, &["ip", "link", "set", "t0", "down"]);
+    let _ = down_tx.send(());
+    up_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the sender did not finish its rounds");
+    let before = pair.rx_packets("t1");
+    ns(&pair.ns, &["ip", "link", "set", "t0", "up"]);
+    // Carrier comes back on both ends before the frames can leave.
+    thread::sleep(Duration::from_millis(200));
+    let _ = went_up_tx.send(());
+    let r = sender
+        .join()
+        .expect("sender thread panicked")
+        .expect("sender setup failed");
+    eprintln!("{r:?}");
+    assert!(r.link_down >= 1, "no kick saw the link down: {r:?}");
+    assert!(
+        r.flushes_while_down > 10 * r.kicks_while_down,
+        "a kick per round while the link was down: {r:?}"
+    );
+    assert!(
+        r.kicks_while_down <= 2 * DOWN_FOR.as_millis() as u64,
+        "kicks were not held back 1 ms at a time: {r:?}"
+    );
+    assert_eq!(r.in_flight_after, 0, "the frames never left: {r:?}");
+    assert_eq!(r.missing, 0, "frames did not come back: {r:?}");
+    let received = pair.rx_packets("t1") - before;
+    assert!(
+        received >= BURST as u64,
+        "t1 received {received} of {BURST} once the link was up"
+    );
+}

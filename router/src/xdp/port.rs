@@ -229,7 +229,15 @@ pub struct PortStats {
     pub syscall_ns: u64,
     /// Frames received here that the pipeline dropped (set by the worker).
     pub dropped: u64,
+    /// Kicks the kernel refused because the link was down (`ENETDOWN`);
+    /// each holds the next kick back for [`DOWN_BACKOFF`].
+    pub tx_link_down: u64,
 }
+
+/// How long a port whose kick found its link down (`ENETDOWN`) waits
+/// before it kicks again: the frames in its tx ring wait for the link, and
+/// a failed `sendto` per round would slow every other port of the worker.
+pub const DOWN_BACKOFF: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// Free fill-ring slots a port waits for before it refills (a batch;
 /// a quarter of the ring when that is smaller).
@@ -294,6 +302,9 @@ pub struct Port {
     fill: FillDeficit,
     /// See [`crate::cpu::tsc_ns_per_tick`].
     ns_per_tick: f64,
+    /// TSC reading before which no kick is made (the link was down at the
+    /// last one); 0: none pending.
+    kick_after: u64,
     /// Counters.
     pub stats: PortStats,
 }
@@ -336,6 +347,7 @@ impl Port {
             in_flight: 0,
             fill: FillDeficit::new(pool.config.fill_ring as usize),
             ns_per_tick: crate::cpu::tsc_ns_per_tick(),
+            kick_after: 0,
             stats: PortStats::default(),
         };
         port.refill(pool);
@@ -469,20 +481,42 @@ impl Port {
     /// core gets into the kernel, where the transmit's pending work on
     /// that core runs.
     pub fn flush(&mut self) -> bool {
-        let kick = self.in_flight > 0 && self.tx.needs_wakeup();
-        if kick {
-            self.kick();
-        }
-        kick
+        self.in_flight > 0 && self.tx.needs_wakeup() && self.kick()
     }
 
-    /// Wakes the kernel to transmit (sendto with MSG_DONTWAIT).
-    pub fn kick(&mut self) {
-        self.stats.tx_kicks += 1;
+    /// Wakes the kernel to transmit (sendto with MSG_DONTWAIT). After a
+    /// kick that found the link down, kicks are skipped for
+    /// [`DOWN_BACKOFF`]. Returns whether it kicked.
+    pub fn kick(&mut self) -> bool {
         let t = crate::cpu::rdtsc();
-        // EAGAIN/EBUSY/ENOBUFS are ignored by xsk-rs; others only delay tx.
-        let _ = self.tx.wakeup();
+        if self.kick_after != 0 {
+            if t < self.kick_after {
+                return false;
+            }
+            self.kick_after = 0;
+        }
+        self.stats.tx_kicks += 1;
+        // Our own sendto rather than xsk-rs's wakeup, which hides ENETDOWN.
+        // SAFETY: a zero-length send on our own socket with no buffers.
+        let ret = unsafe {
+            libc::sendto(
+                self.fd(),
+                std::ptr::null(),
+                0,
+                libc::MSG_DONTWAIT,
+                std::ptr::null(),
+                0,
+            )
+        };
+        // EAGAIN, EBUSY and ENOBUFS only delay the transmission: the next
+        // kick retries.
+        if ret < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ENETDOWN) {
+            self.stats.tx_link_down += 1;
+            let backoff = DOWN_BACKOFF.as_nanos() as f64 / self.ns_per_tick;
+            self.kick_after = t.wrapping_add(backoff as u64).max(1);
+        }
         self.stats.syscall_ns += crate::cpu::tsc_ns_since(t, self.ns_per_tick);
+        true
     }
 
     /// Gives transmitted frames back to the pool.
