@@ -422,6 +422,18 @@ fn broadcast_frame() -> Vec<u8> {
     packet
 }
 
+/// `n` frames of [`broadcast_frame`] from `pool`.
+fn broadcast_burst(pool: &mut FramePool, n: usize) -> Result<Vec<Frame>, String> {
+    let packet = broadcast_frame();
+    (0..n)
+        .map(|_| {
+            let mut frame = pool.alloc().ok_or("the pool ran out")?;
+            assert!(pool.write(&mut frame, &packet));
+            Ok(frame)
+        })
+        .collect()
+}
+
 /// What the sender thread of `tx_retries_when_the_ring_is_full` saw.
 #[derive(Debug)]
 struct Sent {
@@ -504,13 +516,7 @@ fn flush_sends_the_tail_of_a_burst_larger_than_a_kick() {
         let mut pool = common::small_pool(512, 128)?;
         let mut port = Port::open(&mut pool, "t0", 0).map_err(|e| e.to_string())?;
         let free_before = pool.free_frames();
-        let packet = broadcast_frame();
-        let mut burst: Vec<Frame> = Vec::with_capacity(BURST);
-        for _ in 0..BURST {
-            let mut frame = pool.alloc().ok_or("the pool ran out")?;
-            assert!(pool.write(&mut frame, &packet));
-            burst.push(frame);
-        }
+        let mut burst = broadcast_burst(&mut pool, BURST)?;
         let queued = port.send(&mut pool, &mut burst);
         // The worker's rounds with nothing new to send: reclaim and flush.
         let deadline = Instant::now() + Duration::from_secs(5);
@@ -580,13 +586,7 @@ fn a_down_link_holds_kicks_back() {
         down_rx
             .recv_timeout(Duration::from_secs(10))
             .map_err(|_| "t0 never went down")?;
-        let packet = broadcast_frame();
-        let mut burst: Vec<Frame> = Vec::with_capacity(BURST);
-        for _ in 0..BURST {
-            let mut frame = pool.alloc().ok_or("the pool ran out")?;
-            assert!(pool.write(&mut frame, &packet));
-            burst.push(frame);
-        }
+        let mut burst = broadcast_burst(&mut pool, BURST)?;
         port.send(&mut pool, &mut burst);
         // The worker's rounds while the link is down.
         let start = Instant::now();
