@@ -154,7 +154,6 @@ impl Coalescer {
             // are common in a loaded stream: a bursty sender, softirqs.)
             s.on = false;
         }
-        let s = &mut self.ports[p];
         if !s.on || pending >= self.frames {
             return Some(s.since.take().is_some());
         }
