@@ -6,6 +6,7 @@ pub mod alloc_count;
 pub mod bgpconv;
 pub mod fibbench;
 pub mod forward;
+pub mod pipeline;
 pub mod table;
 
 #[cfg(feature = "dpdk")]

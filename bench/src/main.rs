@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Result;
-use bench::{bgpconv, fibbench, forward};
+use bench::{bgpconv, fibbench, forward, pipeline};
 use clap::{Parser, Subcommand};
 
 #[global_allocator]
@@ -97,6 +97,27 @@ enum Command {
         #[arg(long, default_value_t = router::config::DEFAULT_RX_FRAMES)]
         rx_frames: u32,
         /// One JSON object per implementation and frame size and line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The dataplane stages alone with warm caches: flatedge's
+    /// process_batch over batches of the forwarding benchmark's frames,
+    /// against the same FIB, on one thread (no rings, no syscalls, no
+    /// namespaces).
+    Pipeline {
+        /// Route table (default: the bundled 2021 BGP table).
+        #[arg(long)]
+        table: Option<PathBuf>,
+        /// Batch sizes, comma separated (1..=64).
+        #[arg(long, value_delimiter = ',', default_values_t = [8usize, 32, 64])]
+        batch_sizes: Vec<usize>,
+        /// Batches per pass.
+        #[arg(long, default_value_t = 200_000)]
+        batches: usize,
+        /// Passes per batch size; the best counts.
+        #[arg(long, default_value_t = 3)]
+        passes: usize,
+        /// One JSON object per batch size and line.
         #[arg(long)]
         json: bool,
     },
@@ -215,6 +236,25 @@ fn main() -> Result<()> {
                 forward::print_json(&rep)?;
             } else {
                 forward::print_table(&rep, &o);
+            }
+        }
+        Command::Pipeline {
+            table,
+            batch_sizes,
+            batches,
+            passes,
+            json,
+        } => {
+            anyhow::ensure!(
+                batches > 0 && passes > 0,
+                "--batches and --passes must be positive"
+            );
+            let table = table.unwrap_or_else(forward::default_table);
+            let rows = pipeline::run(&table, &batch_sizes, batches, passes)?;
+            if json {
+                pipeline::print_json(&rows)?;
+            } else {
+                pipeline::print_table(&rows, &table);
             }
         }
         Command::BgpConvergenceReceiver { prefixes } => bgpconv::receiver_main(prefixes)?,

@@ -242,6 +242,24 @@ pub struct Flatedge {
 /// The FIB of the benchmark: the table (next-hop ids mapped onto the
 /// sink's three next hops, ids 1..=3), the ECMP /128 over all three, and
 /// the generator's subnet via next hop 0.
+/// The router's adjacencies in the lab: next hop 0 is the generator
+/// (port 0), next hops 1..=3 the sink's three addresses (port 1), as
+/// [`build_fib`] numbers them.
+pub fn adjacencies() -> Vec<Adjacency> {
+    let adj = |port, src_mac, dst_mac| Adjacency {
+        port,
+        src_mac,
+        dst_mac,
+        mtu: 1500,
+        resolved: true,
+        glean: false,
+        unreachable: false,
+    };
+    let mut v = vec![adj(0, MAC_RG, MAC_G0)];
+    v.extend(SINK_NEXTHOPS.iter().map(|_| adj(1, MAC_RS, MAC_S0)));
+    v
+}
+
 pub fn build_fib(routes: &[Route]) -> Result<Fib> {
     let mut fib = Fib::new();
     for r in routes {
@@ -279,26 +297,7 @@ impl Flatedge {
         let setup = move || -> Result<(XdpProgram, Worker, Fib)> {
             let fib = build_fib(&routes)?;
             let (prog, pool, ports) = open_ports(&rg, &rs)?;
-            let mut adj = vec![Adjacency {
-                port: 0,
-                src_mac: MAC_RG,
-                dst_mac: MAC_G0,
-                mtu: 1500,
-                resolved: true,
-                glean: false,
-                unreachable: false,
-            }];
-            for _ in SINK_NEXTHOPS {
-                adj.push(Adjacency {
-                    port: 1,
-                    src_mac: MAC_RS,
-                    dst_mac: MAC_S0,
-                    mtu: 1500,
-                    resolved: true,
-                    glean: false,
-                    unreachable: false,
-                });
-            }
+            let adj = adjacencies();
             let addrs: Vec<Option<Ipv6Addr>> = vec![Some(RG_ADDR), Some(RS_ADDR)];
             let state = WorkerState::new(1000, 100, 0x5eed, 0);
             let mut worker = Worker::new(
