@@ -74,7 +74,18 @@ pub fn tsc_ns_per_tick() -> f64 {
 /// Nanoseconds since `start` (a [`rdtsc`] reading), at the calibrated rate.
 #[inline]
 pub fn tsc_ns_since(start: u64, ns_per_tick: f64) -> u64 {
-    (rdtsc().wrapping_sub(start) as f64 * ns_per_tick) as u64
+    tsc_ns_between(start, rdtsc(), ns_per_tick)
+}
+
+/// Nanoseconds from TSC reading `start` to TSC reading `end`.
+#[inline]
+pub fn tsc_ns_between(start: u64, end: u64, ns_per_tick: f64) -> u64 {
+    (end.wrapping_sub(start) as f64 * ns_per_tick) as u64
+}
+
+/// TSC ticks in `d` at the calibrated rate, at least 1.
+pub fn tsc_ticks(d: std::time::Duration, ns_per_tick: f64) -> u64 {
+    (d.as_nanos() as f64 / ns_per_tick).max(1.0) as u64
 }
 
 /// A [`StageClock`] over the TSC, with the reference point that converts

@@ -25,11 +25,12 @@
 //! two or three frames that arrive between two rounds of a fast poll loop.
 //! The rate is decided again every millisecond of traffic; a frame that
 //! comes after a millisecond without any is taken at once, and frames stop
-//! waiting until the next window's rate says otherwise. Hysteresis: a waiting port stops waiting only
-//! below a quarter of a batch per `rx-usecs`, so between a quarter and a
-//! half, a port that was waiting keeps waiting (each batch then waits the
-//! whole `rx-usecs`); a port that was not waiting starts only at half a
-//! batch. Below that, frames are taken as they come.
+//! waiting until the next window's rate says otherwise. Hysteresis: a
+//! waiting port stops waiting only below a quarter of a batch per
+//! `rx-usecs`, so between a quarter and a half, a port that was waiting
+//! keeps waiting (each batch then waits the whole `rx-usecs`); a port that
+//! was not waiting starts only at half a batch. Below that, frames are
+//! taken as they come.
 //!
 //! Idle policy: busy-poll, then block. After [`IDLE_SPINS`] rounds that
 //! moved nothing (and with nothing left to transmit; tens of milliseconds
@@ -47,7 +48,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use fib::FibReader;
 
-use crate::cpu::{rdtsc, TscClock};
+use crate::cpu::{rdtsc, tsc_ns_between, tsc_ticks, TscClock};
 use crate::dataplane::ip6_input::OFF_DST;
 use crate::dataplane::{
     process_batch, Adjacency, Counters, DropReason, Ingress, Packet, PortIndex, Verdict,
@@ -115,7 +116,6 @@ struct Coalescer {
 
 impl Coalescer {
     fn new(c: Coalesce, ports: usize, ns_per_tick: f64) -> Self {
-        let ticks = |ns: f64| (ns / ns_per_tick).max(1.0) as u64;
         let frames = c.frames.clamp(1, MAX_BATCH as u32);
         Coalescer {
             frames,
@@ -123,9 +123,9 @@ impl Coalescer {
             wait: if c.usecs == 0 || frames == 1 {
                 0
             } else {
-                ticks(f64::from(c.usecs) * 1e3)
+                tsc_ticks(Duration::from_micros(c.usecs.into()), ns_per_tick)
             },
-            window: ticks(RATE_WINDOW.as_nanos() as f64),
+            window: tsc_ticks(RATE_WINDOW, ns_per_tick),
             ports: vec![PortCoalesce::default(); ports],
         }
     }
@@ -355,10 +355,10 @@ impl Worker {
                 addr,
             })
             .collect();
-        // Room for one more batch than the buffer so a full buffer still
-        // takes a whole batch without growing.
         let ns_per_tick = crate::cpu::tsc_ns_per_tick();
         let coalesce = Coalescer::new(Coalesce::OFF, ports.len(), ns_per_tick);
+        // Room for one more batch than the buffer so a full buffer still
+        // takes a whole batch without growing.
         let tx = (0..ports.len())
             .map(|_| Vec::with_capacity(tx_buffer.max(MAX_BATCH) + MAX_BATCH))
             .collect();
@@ -441,12 +441,6 @@ impl Worker {
         self.adjacencies.clone()
     }
 
-    /// Nanoseconds from the worker's start to TSC reading `tsc` (the
-    /// rate limiter's clock).
-    fn ns_at(&self, tsc: u64) -> u64 {
-        (tsc.wrapping_sub(self.epoch) as f64 * self.ns_per_tick) as u64
-    }
-
     /// Runs until `stop` is set (checked once per round), publishing its
     /// report every [`REPORT_INTERVAL`] and once more when it stops.
     pub fn run(&mut self, stop: &AtomicBool) {
@@ -527,7 +521,8 @@ impl Worker {
         self.stats.batches += 1;
         let tsc = rdtsc();
         self.coalesce.received(p, n, tsc);
-        let now = self.ns_at(tsc);
+        // The rate limiter's clock: nanoseconds since the worker started.
+        let now = tsc_ns_between(self.epoch, tsc, self.ns_per_tick);
         let mut lens = [0usize; MAX_BATCH];
         {
             let snap = self.fib.load();
@@ -626,13 +621,13 @@ mod tests {
         Coalescer::new(Coalesce { usecs, frames }, 2, 1.0)
     }
 
-    /// Port `p` receives `per_us` frames every microsecond for `us`
-    /// microseconds from `t`; returns the time reached.
-    fn feed(c: &mut Coalescer, p: usize, per_us: u64, us: u64, t: u64) -> u64 {
+    /// Port `p` receives `n` frames every `every` ticks, `times` times,
+    /// from `t`; returns the time reached.
+    fn feed(c: &mut Coalescer, p: usize, n: usize, every: u64, times: usize, t: u64) -> u64 {
         let mut t = t;
-        for _ in 0..us {
-            t += 1000;
-            c.received(p, per_us as usize, t);
+        for _ in 0..times {
+            t += every;
+            c.received(p, n, t);
         }
         t
     }
@@ -640,7 +635,7 @@ mod tests {
     #[test]
     fn off_takes_every_frame_at_once() {
         let mut c = coalescer(0, 32);
-        let t = feed(&mut c, 0, 10, 5000, 1);
+        let t = feed(&mut c, 0, 10, 1000, 5000, 1);
         assert!(!c.waits(0));
         assert_eq!(c.ready(0, 1, t), Some(false));
     }
@@ -649,11 +644,7 @@ mod tests {
     fn a_slow_port_waits_for_nothing() {
         let mut c = coalescer(30, 32);
         // 100 kpps: 3 frames per 30 us, below half a batch.
-        let mut t = 1;
-        for _ in 0..5000 {
-            t += 10_000;
-            c.received(0, 1, t);
-        }
+        let t = feed(&mut c, 0, 1, 10_000, 5000, 1);
         assert!(!c.waits(0));
         assert_eq!(c.ready(0, 1, t), Some(false));
     }
@@ -662,7 +653,7 @@ mod tests {
     fn a_busy_port_waits_for_a_batch_or_the_timeout() {
         let mut c = coalescer(30, 32);
         // 1 Mpps: 30 frames per 30 us.
-        let t = feed(&mut c, 0, 1, 3000, 1);
+        let t = feed(&mut c, 0, 1, 1000, 3000, 1);
         assert!(c.waits(0));
         assert!(!c.waits(1), "the other port has its own rate");
         assert_eq!(c.ready(0, 0, t), None, "nothing to take");
@@ -681,23 +672,13 @@ mod tests {
     fn the_rate_turns_waiting_on_and_off_with_hysteresis() {
         let mut c = coalescer(30, 32);
         // 0.6 frames per us: 18 per wait, over half a batch: on.
-        let mut t = 1;
-        for _ in 0..3000 {
-            t += 5000;
-            c.received(0, 3, t);
-        }
+        let t = feed(&mut c, 0, 3, 5000, 3000, 1);
         assert!(c.waits(0));
         // 0.3 per us: 9 per wait, above a quarter: stays on.
-        for _ in 0..3000 {
-            t += 10_000;
-            c.received(0, 3, t);
-        }
+        let t = feed(&mut c, 0, 3, 10_000, 3000, t);
         assert!(c.waits(0));
         // 0.2 per us: 6 per wait, under a quarter: off.
-        for _ in 0..3000 {
-            t += 15_000;
-            c.received(0, 3, t);
-        }
+        feed(&mut c, 0, 3, 15_000, 3000, t);
         assert!(!c.waits(0));
     }
 
@@ -705,7 +686,7 @@ mod tests {
     fn a_pause_turns_waiting_off_before_the_first_wait() {
         for pause in [1_000_000, 1_500_000, 1_000_000_000] {
             let mut c = coalescer(30, 32);
-            let t = feed(&mut c, 0, 1, 3000, 1);
+            let t = feed(&mut c, 0, 1, 1000, 3000, 1);
             assert!(c.waits(0));
             // Nothing for a millisecond or more, then one frame: a batch
             // would not fill, so it is taken at once.
@@ -714,7 +695,7 @@ mod tests {
         }
         // Shorter gaps change nothing (the frame waits as usual).
         let mut c = coalescer(30, 32);
-        let t = feed(&mut c, 0, 1, 3000, 1);
+        let t = feed(&mut c, 0, 1, 1000, 3000, 1);
         assert_eq!(c.ready(0, 1, t + 999_999), None);
         assert!(c.waits(0));
     }
@@ -730,11 +711,8 @@ mod tests {
             1,
             0.25,
         );
-        let mut t = 1;
-        for _ in 0..3000 {
-            t += 4000; // 1 us
-            c.received(0, 1, t);
-        }
+        // 1 Mpps: a frame every 4,000 ticks (1 us).
+        let t = feed(&mut c, 0, 1, 4000, 3000, 1);
         assert!(c.waits(0), "1 Mpps fills half a batch in 30 us");
         assert_eq!(c.ready(0, 5, t), None);
         assert_eq!(c.ready(0, 5, t + 119_999), None);
@@ -744,7 +722,7 @@ mod tests {
     #[test]
     fn a_batch_of_one_never_waits() {
         let mut c = coalescer(30, 1);
-        let t = feed(&mut c, 0, 10, 3000, 1);
+        let t = feed(&mut c, 0, 10, 1000, 3000, 1);
         assert!(!c.waits(0));
         assert_eq!(c.ready(0, 1, t), Some(false));
     }

@@ -512,8 +512,8 @@ impl Port {
         // kick retries.
         if ret < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ENETDOWN) {
             self.stats.tx_link_down += 1;
-            let backoff = DOWN_BACKOFF.as_nanos() as f64 / self.ns_per_tick;
-            self.kick_after = t.wrapping_add(backoff as u64).max(1);
+            let backoff = crate::cpu::tsc_ticks(DOWN_BACKOFF, self.ns_per_tick);
+            self.kick_after = t.wrapping_add(backoff).max(1);
         }
         self.stats.syscall_ns += crate::cpu::tsc_ns_since(t, self.ns_per_tick);
         true
