@@ -88,16 +88,23 @@ fn serve(stream: TcpStream, tx: &Sender<Msg>) -> std::io::Result<()> {
 /// One metric family: its HELP, TYPE and samples.
 struct Family<'a> {
     out: &'a mut String,
+    name: &'a str,
 }
 
 impl<'a> Family<'a> {
-    fn new(out: &'a mut String, name: &str, kind: &str, help: &str) -> Self {
+    fn new(out: &'a mut String, name: &'a str, kind: &str, help: &str) -> Self {
         let _ = writeln!(out, "# HELP flatedge_{name} {help}");
         let _ = writeln!(out, "# TYPE flatedge_{name} {kind}");
-        Family { out }
+        Family { out, name }
     }
 
-    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
+    /// A family of one sample without labels.
+    fn single(out: &mut String, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
+        Family::new(out, name, kind, help).sample(&[], value);
+    }
+
+    fn sample(&mut self, labels: &[(&str, &str)], value: impl std::fmt::Display) {
+        let name = self.name;
         let _ = write!(self.out, "flatedge_{name}");
         if !labels.is_empty() {
             let l: Vec<String> = labels
@@ -153,7 +160,7 @@ impl Daemon {
         for (name, help, f) in per_if {
             let mut fam = Family::new(&mut out, name, "counter", help);
             for i in &ifs {
-                fam.sample(name, &[("interface", &i.name)], f(i));
+                fam.sample(&[("interface", &i.name)], f(i));
             }
         }
         let mut fam = Family::new(
@@ -163,11 +170,7 @@ impl Daemon {
             "1 when the interface is up with carrier.",
         );
         for i in &ifs {
-            fam.sample(
-                "interface_up",
-                &[("interface", &i.name)],
-                u8::from(i.carrier),
-            );
+            fam.sample(&[("interface", &i.name)], u8::from(i.carrier));
         }
 
         let t = self.totals();
@@ -179,16 +182,16 @@ impl Daemon {
             "Packets dropped by the dataplane, per reason (flatedgectl show drops).",
         );
         for (reason, n) in t.counters.drops() {
-            fam.sample("drops_total", &[("reason", reason)], n);
+            fam.sample(&[("reason", reason)], n);
         }
-        fam.sample("drops_total", &[("reason", "tx_overflow")], t.tx_overflow);
-        let mut fam = Family::new(
+        fam.sample(&[("reason", "tx_overflow")], t.tx_overflow);
+        Family::single(
             &mut out,
             "forwarded_packets_total",
             "counter",
             "Packets forwarded by the dataplane.",
+            c.forwarded,
         );
-        fam.sample("forwarded_packets_total", &[], c.forwarded);
         let mut fam = Family::new(
             &mut out,
             "icmp_errors_sent_total",
@@ -196,11 +199,7 @@ impl Daemon {
             "ICMPv6 errors sent by the dataplane, per type.",
         );
         for (k, n) in c.icmp_sent.iter().enumerate() {
-            fam.sample(
-                "icmp_errors_sent_total",
-                &[("type", IcmpKind::name_of_index(k))],
-                n,
-            );
+            fam.sample(&[("type", IcmpKind::name_of_index(k))], n);
         }
         let mut fam = Family::new(
             &mut out,
@@ -209,7 +208,7 @@ impl Daemon {
             "Packets each dataplane stage handled.",
         );
         for (stage, st) in t.counters.stages() {
-            fam.sample("stage_packets_total", &[("stage", stage)], st.packets);
+            fam.sample(&[("stage", stage)], st.packets);
         }
         let mut fam = Family::new(
             &mut out,
@@ -218,40 +217,45 @@ impl Daemon {
             "Worker time spent in each dataplane stage.",
         );
         for ((stage, _), ns) in t.counters.stages().zip(t.stage_ns) {
-            fam.sample("stage_seconds_total", &[("stage", stage)], ns / 1e9);
+            fam.sample(&[("stage", stage)], ns / 1e9);
         }
-        let mut fam = Family::new(
+        Family::single(
             &mut out,
             "rx_batches_total",
             "counter",
             "Batches the workers received (packets per batch: rx packets / batches).",
+            t.batches,
         );
-        fam.sample("rx_batches_total", &[], t.batches);
-        let mut fam = Family::new(
+        Family::single(
             &mut out,
             "rx_batches_waited_total",
             "counter",
             "Batches whose frames receive coalescing (router.rx-usecs) left waiting for a fuller batch.",
+            t.waited_batches,
         );
-        fam.sample("rx_batches_waited_total", &[], t.waited_batches);
 
         let snap = self.fib.reader().load_full();
-        let mut fam = Family::new(&mut out, "fib_routes", "gauge", "Routes in the FIB.");
-        fam.sample("fib_routes", &[], snap.routes());
-        let mut fam = Family::new(
+        Family::single(
+            &mut out,
+            "fib_routes",
+            "gauge",
+            "Routes in the FIB.",
+            snap.routes(),
+        );
+        Family::single(
             &mut out,
             "fib_groups",
             "gauge",
             "Next-hop groups in the FIB.",
+            snap.groups(),
         );
-        fam.sample("fib_groups", &[], snap.groups());
-        let mut fam = Family::new(
+        Family::single(
             &mut out,
             "fib_memory_bytes",
             "gauge",
             "Memory of the FIB (shared nodes and leaves, both copies of the top, control state).",
+            self.fib.memory().total,
         );
-        fam.sample("fib_memory_bytes", &[], self.fib.memory().total);
         let mut fam = Family::new(
             &mut out,
             "nexthop_up",
@@ -261,11 +265,7 @@ impl Daemon {
         for n in self.neighbors().neighbors {
             let addr = n.address.to_string();
             let up = u8::from(n.state == NextHopState::Up);
-            fam.sample(
-                "nexthop_up",
-                &[("address", &addr), ("interface", &n.interface)],
-                up,
-            );
+            fam.sample(&[("address", &addr), ("interface", &n.interface)], up);
         }
         out
     }
@@ -279,8 +279,8 @@ mod tests {
     fn families_and_escaping() {
         let mut out = String::new();
         let mut f = Family::new(&mut out, "x_total", "counter", "An x.");
-        f.sample("x_total", &[("interface", "a\"b")], 3);
-        f.sample("x_total", &[], 4);
+        f.sample(&[("interface", "a\"b")], 3);
+        f.sample(&[], 4);
         assert_eq!(
             out,
             "# HELP flatedge_x_total An x.\n# TYPE flatedge_x_total counter\n\
