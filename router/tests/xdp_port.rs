@@ -370,6 +370,18 @@ struct Pair {
 }
 
 impl Pair {
+    /// Runs `f` on a thread inside the pair's namespace.
+    fn spawn<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> Result<T, String> + Send + 'static,
+    ) -> thread::JoinHandle<Result<T, String>> {
+        let ns = self.ns.clone();
+        thread::spawn(move || {
+            enter_ns(&ns)?;
+            f()
+        })
+    }
+
     fn new() -> Pair {
         let pair = Pair {
             ns: format!("fxt{}", std::process::id()),
@@ -449,9 +461,7 @@ fn tx_retries_when_the_ring_is_full() {
     common::require_root_and_tools("tests/xdp_port.rs");
     let pair = Pair::new();
     let before = pair.rx_packets("t1");
-    let ns_name = pair.ns.clone();
-    let sender = thread::spawn(move || -> Result<Sent, String> {
-        enter_ns(&ns_name)?;
+    let sender = pair.spawn(move || -> Result<Sent, String> {
         // Small rings: bursts of 128 against a tx ring of 64.
         let mut pool = common::small_pool(512, 64)?;
         let mut port = Port::open(&mut pool, "t0", 0).map_err(|e| e.to_string())?;
@@ -510,9 +520,7 @@ fn flush_sends_the_tail_of_a_burst_larger_than_a_kick() {
     common::require_root_and_tools("tests/xdp_port.rs");
     let pair = Pair::new();
     let before = pair.rx_packets("t1");
-    let ns_name = pair.ns.clone();
-    let sender = thread::spawn(move || -> Result<(u64, usize, usize, usize), String> {
-        enter_ns(&ns_name)?;
+    let sender = pair.spawn(move || -> Result<(u64, usize, usize, usize), String> {
         let mut pool = common::small_pool(512, 128)?;
         let mut port = Port::open(&mut pool, "t0", 0).map_err(|e| e.to_string())?;
         let free_before = pool.free_frames();
@@ -572,13 +580,11 @@ fn a_down_link_holds_kicks_back() {
     const DOWN_FOR: Duration = Duration::from_millis(200);
     common::require_root_and_tools("tests/xdp_port.rs");
     let pair = Pair::new();
-    let ns_name = pair.ns.clone();
     let (opened_tx, opened_rx) = mpsc::channel();
     let (down_tx, down_rx) = mpsc::channel();
     let (up_tx, up_rx) = mpsc::channel();
     let (went_up_tx, went_up_rx) = mpsc::channel();
-    let sender = thread::spawn(move || -> Result<DownLink, String> {
-        enter_ns(&ns_name)?;
+    let sender = pair.spawn(move || -> Result<DownLink, String> {
         let mut pool = common::small_pool(512, 128)?;
         let mut port = Port::open(&mut pool, "t0", 0).map_err(|e| e.to_string())?;
         let free_before = pool.free_frames();
