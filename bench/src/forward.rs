@@ -454,9 +454,15 @@ fn fwd_columns(row: &mut Row, a: &FwdSnap, b: &FwdSnap) {
                     stages.insert(s.name().to_string(), ns / pkts as f64);
                 }
             }
+            let prefetch = b
+                .stats
+                .prefetch_ticks
+                .saturating_sub(a.stats.prefetch_ticks) as f64
+                * b.ns_per_tick;
+            stages.insert("prefetch".to_string(), prefetch / rx);
             stages.insert(
                 "loop".to_string(),
-                (busy - sys - stage_ns_total).max(0.0) / rx,
+                (busy - sys - stage_ns_total - prefetch).max(0.0) / rx,
             );
             row.stage_ns_per_pkt = Some(stages);
             let batches = b.stats.batches.saturating_sub(a.stats.batches).max(1) as f64;
@@ -672,8 +678,10 @@ pub fn print_table(rep: &Report, o: &Options) {
                 .iter()
                 .filter_map(|s| m.get(s.name()).map(|ns| format!("{} {ns:.1}", s.name())))
                 .collect();
-            if let Some(l) = m.get("loop") {
-                v.push(format!("loop {l:.1}"));
+            for k in ["prefetch", "loop"] {
+                if let Some(ns) = m.get(k) {
+                    v.push(format!("{k} {ns:.1}"));
+                }
             }
             v.join(", ")
         });

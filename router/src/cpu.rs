@@ -33,6 +33,16 @@ pub fn prefetch(p: &[u8]) {
     }
 }
 
+/// [`prefetch`] of a raw address (a packet in the UMEM).
+#[inline(always)]
+pub fn prefetch_addr(at: usize) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: PREFETCHT0 never faults, whatever the address.
+    unsafe {
+        core::arch::x86_64::_mm_prefetch(at as *const i8, core::arch::x86_64::_MM_HINT_T0)
+    };
+}
+
 /// Reads the time-stamp counter.
 #[inline]
 pub fn rdtsc() -> u64 {

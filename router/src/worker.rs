@@ -32,6 +32,13 @@
 //! was not waiting starts only at half a batch. Below that, frames are
 //! taken as they come.
 //!
+//! While frames wait, the headers of those whose rx descriptors the kernel
+//! has finished writing (whole cache lines of them) are prefetched
+//! ([`Port::prefetch_pending`]): the kernel's copy wrote them on another
+//! core, and the batch then finds them in this one's cache (in `bench
+//! forward`, `ip6_input` 10 -> 6.5 ns and the loop 42 -> 35 ns per packet,
+//! for 4 ns of prefetching, which counts as busy time).
+//!
 //! Idle policy: busy-poll, then block. After [`IDLE_SPINS`] rounds that
 //! moved nothing (and with nothing left to transmit; tens of milliseconds
 //! without traffic), the worker blocks in `poll()` on its ports' sockets
@@ -230,8 +237,12 @@ pub struct LoopStats {
     /// Batches whose frames receive coalescing left waiting in the rx
     /// ring for at least one round ([`Coalesce`]).
     pub waited_batches: u64,
-    /// TSC ticks spent in rounds that moved frames (syscalls included).
+    /// TSC ticks spent in rounds that moved frames (syscalls included),
+    /// and prefetching the headers of frames left waiting.
     pub busy_ticks: u64,
+    /// Of those, the ticks spent prefetching the headers of frames
+    /// receive coalescing left waiting ([`Port::prefetch_pending`]).
+    pub prefetch_ticks: u64,
     /// Destinations on a connected subnet handed to the control side for
     /// resolution ([`DropReason::NeighborMiss`]).
     pub glean_sent: u64,
@@ -509,7 +520,15 @@ impl Worker {
         if self.coalesce.waits(p) {
             let pending = self.ports[p].rx_pending();
             match self.coalesce.ready(p, pending, rdtsc()) {
-                None => return 0,
+                None => {
+                    // The frames' headers, while they wait: work, so in
+                    // the busy time (a round that only waits is not).
+                    if let Some(t) = self.ports[p].prefetch_pending(&self.pool, pending) {
+                        self.stats.busy_ticks += t;
+                        self.stats.prefetch_ticks += t;
+                    }
+                    return 0;
+                }
                 Some(waited) => self.stats.waited_batches += u64::from(waited),
             }
         }

@@ -655,3 +655,84 @@ fn a_down_link_holds_kicks_back() {
         "t1 received {received} of {BURST} once the link was up"
     );
 }
+
+/// Per call, the headers prefetched; all their addresses; the addresses
+/// of the frames then received.
+type Prefetched = (Vec<usize>, Vec<usize>, Vec<usize>);
+
+/// While frames wait in the rx ring, `prefetch_pending` reads their
+/// descriptors through its own mapping of the ring: whole lines of four
+/// descriptors only (the kernel may still be writing the last line), each
+/// frame once, and the addresses it prefetches are those of the frames
+/// `recv` then returns, in order.
+#[test]
+fn prefetching_waiting_frames_reads_their_descriptors() {
+    common::require_root_and_tools("tests/xdp_port.rs");
+    let pair = Pair::new();
+    let frame = common::udp_frame(
+        [0x02, 0, 0, 0, 0, 0x01],
+        [0x02, 0, 0, 0, 0, 0x02],
+        "2001:db8::2".parse().unwrap(),
+        "2001:db8:1::1".parse().unwrap(),
+        0x60,
+        8,
+    );
+    let receiver = pair.spawn(move || -> Result<Prefetched, String> {
+        let mut prog = XdpProgram::load().map_err(|e| e.to_string())?;
+        let ifindex = xdp::ifindex("t1").map_err(|e| e.to_string())?;
+        prog.attach(ifindex).map_err(|e| e.to_string())?;
+        prog.set_port_slot(ifindex, 0).map_err(|e| e.to_string())?;
+        let mut pool = common::small_pool(512, 64)?;
+        let mut rx = Port::open(&mut pool, "t1", 0).map_err(|e| e.to_string())?;
+        prog.insert_xsk(0, 0, rx.fd()).map_err(|e| e.to_string())?;
+        let mut tx = Port::open(&mut pool, "t0", 0).map_err(|e| e.to_string())?;
+        let mut prefetched = Vec::new();
+        let mut counts = Vec::new();
+        for (n, total) in [(10, 10), (2, 12)] {
+            let mut burst = (0..n)
+                .map(|_| {
+                    let mut f = pool.alloc().ok_or("the pool ran out")?;
+                    assert!(pool.write(&mut f, &frame));
+                    Ok(f)
+                })
+                .collect::<Result<Vec<_>, String>>()?;
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while rx.rx_pending() < total {
+                if Instant::now() > deadline {
+                    return Err(format!("{} of {total} frames arrived", rx.rx_pending()));
+                }
+                tx.send(&mut pool, &mut burst);
+                tx.flush();
+                tx.reclaim(&mut pool);
+                thread::sleep(Duration::from_millis(1));
+            }
+            let got = rx.prefetch_pending_addrs(&pool, total);
+            counts.push(got.len());
+            prefetched.extend(got);
+            // Asked again with nothing new: nothing more.
+            counts.push(rx.prefetch_pending_addrs(&pool, total).len());
+        }
+        let mut frames = Vec::new();
+        rx.recv(&mut pool, &mut frames, 64);
+        let received = frames
+            .iter()
+            .map(|f| pool.data(f).as_ptr() as usize)
+            .collect();
+        for f in frames {
+            pool.free(f);
+        }
+        Ok((counts, prefetched, received))
+    });
+    let (counts, prefetched, received) = receiver
+        .join()
+        .expect("receiver panicked")
+        .expect("receiver failed");
+    // 10 waiting: the two whole lines (8); then none; 12 waiting: the
+    // third line (4); then none.
+    assert_eq!(counts, vec![8, 0, 4, 0], "headers prefetched per call");
+    assert_eq!(received.len(), 12, "frames received");
+    assert_eq!(
+        prefetched, received,
+        "the prefetched headers are not the frames received, in order"
+    );
+}

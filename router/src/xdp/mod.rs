@@ -9,6 +9,7 @@
 
 pub mod bpf;
 pub mod port;
+mod ringview;
 
 pub use bpf::{XdpProgram, MAX_PORTS, MAX_QUEUES, PROG_NAME};
 pub use port::{wait_readable, Frame, FramePool, PoolConfig, Port, PortStats};

@@ -28,6 +28,7 @@ use xsk_rs::config::{
 };
 use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, Socket, TxQueue, Umem};
 
+use super::ringview::RxView;
 use super::XdpError;
 
 static NEXT_POOL_ID: AtomicU32 = AtomicU32::new(0);
@@ -86,6 +87,9 @@ pub struct FramePool {
     /// start: ring calls take slices of it (no allocation, and no
     /// re-initialisation of the whole buffer per call).
     scratch: Vec<FrameDesc>,
+    /// Address of the UMEM's first byte (a frame's data is at `base +
+    /// addr`), for prefetching.
+    base: usize,
 }
 
 fn ring_size(size: u32) -> Result<QueueSize, XdpError> {
@@ -111,6 +115,12 @@ impl FramePool {
             detail: e.to_string(),
         })?;
         let id = NEXT_POOL_ID.fetch_add(1, Ordering::Relaxed);
+        let base = descs.first().map_or(0, |d| {
+            // SAFETY: the descriptor is one of this UMEM's; only the
+            // address of its data is taken, nothing is read.
+            let data = unsafe { umem.data(d) };
+            (data.contents().as_ptr() as usize).wrapping_sub(d.addr())
+        });
         let free = descs
             .into_iter()
             .map(|desc| Frame { desc, pool: id })
@@ -122,6 +132,7 @@ impl FramePool {
             id,
             config,
             scratch: vec![FrameDesc::default(); batch],
+            base,
         })
     }
 
@@ -300,6 +311,9 @@ pub struct Port {
     in_flight: usize,
     /// Fill-ring slots known to be free, counted from the frames received.
     fill: FillDeficit,
+    /// A read-only view of the rx ring, for prefetching (`None` where the
+    /// second mapping was refused).
+    rx_view: Option<RxView>,
     /// See [`crate::cpu::tsc_ns_per_tick`].
     ns_per_tick: f64,
     /// TSC reading before which no kick is made (the link was down at the
@@ -346,11 +360,13 @@ impl Port {
             comp,
             in_flight: 0,
             fill: FillDeficit::new(pool.config.fill_ring as usize),
+            rx_view: None,
             ns_per_tick: crate::cpu::tsc_ns_per_tick(),
             kick_after: 0,
             stats: PortStats::default(),
         };
         port.refill(pool);
+        port.rx_view = RxView::map(port.fd(), pool.config.rx_tx_ring).ok();
         Ok(port)
     }
 
@@ -411,6 +427,30 @@ impl Port {
     /// Frames waiting in the rx ring.
     pub fn rx_pending(&mut self) -> u32 {
         self.rx.nb_avail_exact()
+    }
+
+    /// While `pending` frames wait in the rx ring (receive coalescing),
+    /// prefetches the headers of those the kernel has finished a whole
+    /// line of descriptors for and that were not prefetched yet (see
+    /// [`RxView`]). Returns the TSC ticks it took, `None` when there was
+    /// nothing to do (the view was not mapped, or no new line).
+    pub fn prefetch_pending(&mut self, pool: &FramePool, pending: u32) -> Option<u64> {
+        let v = self.rx_view.as_mut().filter(|v| v.due(pending))?;
+        let t = crate::cpu::rdtsc();
+        v.prefetch(pool.base, pending, |_| {});
+        Some(crate::cpu::rdtsc().wrapping_sub(t))
+    }
+
+    /// [`Port::prefetch_pending`], returning the addresses of the headers
+    /// it prefetched (for tests: they must be those of the frames
+    /// received next).
+    #[doc(hidden)]
+    pub fn prefetch_pending_addrs(&mut self, pool: &FramePool, pending: u32) -> Vec<usize> {
+        let mut out = Vec::new();
+        if let Some(v) = self.rx_view.as_mut() {
+            v.prefetch(pool.base, pending, |a| out.push(a));
+        }
+        out
     }
 
     /// Receives up to `max` frames, appended to `out`.
