@@ -210,6 +210,8 @@ fn interfaces(i: &Interfaces) -> String {
         ("TX packets", Right),
         ("TX bytes", Right),
         ("Drops", Right),
+        ("TX drops", Right),
+        ("TX link down", Right),
     ]);
     for itf in &i.interfaces {
         t.row(vec![
@@ -221,6 +223,8 @@ fn interfaces(i: &Interfaces) -> String {
             itf.tx_packets.to_string(),
             itf.tx_bytes.to_string(),
             itf.drops.to_string(),
+            itf.tx_drops.map_or("-".into(), |n| n.to_string()),
+            itf.tx_link_down.map_or("-".into(), |n| n.to_string()),
         ]);
     }
     t.render()

@@ -399,6 +399,15 @@ pub struct Interface {
     pub tx_bytes: u64,
     /// Frames received on this port and dropped (any reason).
     pub drops: u64,
+    /// Frames to be sent on this port and dropped because its transmit
+    /// queue was full (absent from an older daemon).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tx_drops: Option<u64>,
+    /// Transmit kicks the kernel refused because the link was down
+    /// (`ENETDOWN`; the frames wait, and kicks are held back 1 ms; absent
+    /// from an older daemon).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tx_link_down: Option<u64>,
 }
 
 /// `show drops`: packets dropped, per named reason (the reasons are the

@@ -357,13 +357,16 @@ fn interfaces() {
                 tx_packets: 9,
                 tx_bytes: 576,
                 drops: 1,
+                tx_drops: Some(2),
+                tx_link_down: Some(3),
             }],
         }),
         json!({
             "type": "interfaces",
             "interfaces": [
                 {"name": "up0", "carrier": true, "mtu": 1500, "rx_packets": 10,
-                 "rx_bytes": 640, "tx_packets": 9, "tx_bytes": 576, "drops": 1}
+                 "rx_bytes": 640, "tx_packets": 9, "tx_bytes": 576, "drops": 1,
+                 "tx_drops": 2, "tx_link_down": 3}
             ]
         }),
     );
@@ -423,6 +426,28 @@ fn runtime() {
             "coalescing": {"rx_usecs": 30, "rx_frames": 32, "waited_batches": 900}
         }),
     );
+}
+
+/// A daemon from before `tx_drops` and `tx_link_down`: the document
+/// still reads, with both absent (not zero), and is written back the same.
+#[test]
+fn interfaces_from_an_older_daemon() {
+    let old = json!({
+        "type": "interfaces",
+        "interfaces": [
+            {"name": "up0", "carrier": true, "mtu": 1500, "rx_packets": 10,
+             "rx_bytes": 640, "tx_packets": 9, "tx_bytes": 576, "drops": 1}
+        ]
+    });
+    let r: Response = serde_json::from_value(old.clone()).unwrap();
+    match &r {
+        Response::Interfaces(i) => {
+            assert_eq!(i.interfaces[0].tx_drops, None);
+            assert_eq!(i.interfaces[0].tx_link_down, None);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(serde_json::to_value(&r).unwrap(), old);
 }
 
 /// A daemon from before `batches` and `coalescing`: the document still

@@ -602,8 +602,9 @@ impl Worker {
                     }
                     self.tx[q].push(frame);
                 }
-                Some(_) => {
+                Some(q) => {
                     self.stats.tx_overflow += 1;
+                    self.ports[q].stats.tx_dropped += 1;
                     self.pool.free(frame);
                 }
                 None => self.pool.free(frame),

@@ -693,6 +693,9 @@ fn daemon_forwards_and_answers() {
                 "{rc:?}"
             );
             assert!(rc.drops >= 5, "{rc:?}");
+            // The transmit side's counters are reported (nothing dropped
+            // on a link that stayed up).
+            assert_eq!((rc.tx_drops, rc.tx_link_down), (Some(0), Some(0)), "{rc:?}");
             assert_eq!(i.interfaces[1].mtu, S1_MTU);
         }
         other => panic!("show interfaces: {other:?}"),
@@ -737,6 +740,13 @@ fn daemon_forwards_and_answers() {
         metrics.contains("flatedge_nexthop_up{address=\"2001:db8:1::2\",interface=\"rs1\"} 1"),
         "{metrics}"
     );
+    for family in ["tx_drops", "tx_link_down"] {
+        let sample = format!("\nflatedge_interface_{family}_total{{interface=\"rc\"}} 0\n");
+        assert!(
+            metrics.contains(&sample),
+            "no {sample:?} in the metrics:\n{metrics}"
+        );
+    }
     let batches = metrics
         .lines()
         .find_map(|l| l.strip_prefix("flatedge_rx_batches_total "))

@@ -281,6 +281,8 @@ fn interfaces() {
                     tx_packets: 9,
                     tx_bytes: 576,
                     drops: 1,
+                    tx_drops: Some(4),
+                    tx_link_down: Some(250),
                 },
                 Interface {
                     name: "k8s0".into(),
@@ -291,13 +293,15 @@ fn interfaces() {
                     tx_packets: 0,
                     tx_bytes: 0,
                     drops: 0,
+                    tx_drops: None,
+                    tx_link_down: None,
                 },
             ],
         }),
         "\
-Name  Carrier   MTU  RX packets     RX bytes  TX packets  TX bytes  Drops
-up0   up       1500          10          640           9       576      1
-k8s0  down     9000   123456789  98765432100           0         0      0
+Name  Carrier   MTU  RX packets     RX bytes  TX packets  TX bytes  Drops  TX drops  TX link down
+up0   up       1500          10          640           9       576      1         4           250
+k8s0  down     9000   123456789  98765432100           0         0      0         -             -
 ",
     );
     check(

@@ -407,6 +407,8 @@ impl Daemon {
                     tx_packets: 0,
                     tx_bytes: 0,
                     drops: 0,
+                    tx_drops: Some(0),
+                    tx_link_down: Some(0),
                 }
             })
             .collect();
@@ -421,6 +423,8 @@ impl Daemon {
                 out.tx_packets += s.tx;
                 out.tx_bytes += s.tx_bytes;
                 out.drops += s.dropped;
+                *out.tx_drops.get_or_insert(0) += s.tx_dropped;
+                *out.tx_link_down.get_or_insert(0) += s.tx_link_down;
             }
         }
         Interfaces { interfaces }

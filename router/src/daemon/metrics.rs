@@ -130,7 +130,7 @@ impl Daemon {
         let mut out = String::new();
         let ifs = self.interfaces().interfaces;
         type Field = fn(&ctl::Interface) -> u64;
-        let per_if: [(&str, &str, Field); 5] = [
+        let per_if: [(&str, &str, Field); 7] = [
             (
                 "interface_rx_packets_total",
                 "Frames the dataplane received on the interface.",
@@ -155,6 +155,16 @@ impl Daemon {
                 "interface_drops_total",
                 "Frames received on the interface that the dataplane dropped.",
                 |i| i.drops,
+            ),
+            (
+                "interface_tx_drops_total",
+                "Frames to be sent on the interface that were dropped because its transmit queue was full.",
+                |i| i.tx_drops.unwrap_or(0),
+            ),
+            (
+                "interface_tx_link_down_total",
+                "Transmit kicks the kernel refused because the interface's link was down.",
+                |i| i.tx_link_down.unwrap_or(0),
             ),
         ];
         for (name, help, f) in per_if {

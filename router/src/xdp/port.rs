@@ -240,6 +240,9 @@ pub struct PortStats {
     pub syscall_ns: u64,
     /// Frames received here that the pipeline dropped (set by the worker).
     pub dropped: u64,
+    /// Frames to be sent here that were dropped before the tx ring: the
+    /// worker's tx buffer for this port was full (set by the worker).
+    pub tx_dropped: u64,
     /// Kicks the kernel refused because the link was down (`ENETDOWN`);
     /// each holds the next kick back for [`DOWN_BACKOFF`].
     pub tx_link_down: u64,
