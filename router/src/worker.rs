@@ -40,8 +40,8 @@
 //! for 4 ns of prefetching, which counts as busy time).
 //!
 //! Idle policy: busy-poll, then block. After [`IDLE_SPINS`] rounds that
-//! moved nothing (and with nothing left to transmit; tens of milliseconds
-//! without traffic), the worker blocks in `poll()` on its ports' sockets
+//! moved nothing (and with nothing left to transmit but frames waiting for
+//! a down link; tens of milliseconds without traffic), the worker blocks in `poll()` on its ports' sockets
 //! for at most [`IDLE_WAIT`]; the first frame to arrive wakes it. A plain sleep instead held every packet that
 //! arrived meanwhile for the whole sleep (timer slack included), which
 //! under a paced stream meant milliseconds of queueing and a full ring.
@@ -460,7 +460,14 @@ impl Worker {
         while !stop.load(Ordering::Relaxed) {
             if self.poll_once() == 0 {
                 idle = idle.saturating_add(1);
-                if idle >= IDLE_SPINS && self.ports.iter().all(|p| p.in_flight() == 0) {
+                // Frames waiting for a down link do not keep the worker
+                // spinning: it blocks, and kicks again after each wait.
+                if idle >= IDLE_SPINS
+                    && self
+                        .ports
+                        .iter()
+                        .all(|p| p.in_flight() == 0 || p.link_down())
+                {
                     self.stats.idle_sleeps += 1;
                     crate::xdp::wait_readable(&self.ports, IDLE_WAIT);
                 }

@@ -18,7 +18,9 @@
 //! and malformed frames injected from the client counted as drops.
 //! A second test sends a burst with receive coalescing on: the worker
 //! lets frames wait for fuller batches and still forwards every one, the
-//! last partial batch included.
+//! last partial batch included. A third takes a sink's link down with
+//! frames queued for it: the worker still goes idle, and the frames reach
+//! the sink once the link is back.
 //!
 //! Fails (never skips) when not root or when `ip`, `ping` or `ethtool` is
 //! missing: install them with scripts/setup.sh.
@@ -540,6 +542,79 @@ fn worker_coalescing_waits_under_a_burst_and_forwards_every_frame() {
         report.stats.batches < total / 4,
         "{} batches for {total} frames: coalescing did not fill them: {report:?}",
         report.stats.batches
+    );
+    drop(lab);
+}
+
+/// Frames forwarded to a port whose link is down wait in its tx ring
+/// (the kernel refuses the kicks with `ENETDOWN`); once the traffic stops,
+/// the worker must still go idle (block in `poll()`) rather than spin
+/// for as long as the link stays down, and the frames must leave once
+/// it is back up.
+#[test]
+fn worker_goes_idle_with_frames_waiting_for_a_down_link() {
+    common::require_root_and_tools("tests/xdp_forward.rs");
+    let lab = Lab::new();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (handle_tx, handle_rx) = mpsc::channel();
+    let worker = {
+        let (r, stop2) = (lab.r.clone(), stop.clone());
+        spawn_ready("worker in r", &stop, move |ready| {
+            worker_thread(r, Coalesce::OFF, Some(handle_tx), stop2, ready)
+        })
+    };
+    let handle = handle_rx
+        .recv_timeout(Duration::from_secs(5))
+        .expect("no report handle from the worker");
+    let read = |f: fn(&router::worker::WorkerReport) -> u64| f(&handle.lock().unwrap());
+    let to = SocketAddrV6::new(SERVICE.parse().unwrap(), UDP_PORT, 0, 0);
+    let sink_stop = Arc::new(AtomicBool::new(false));
+    let (sready_tx, sready_rx) = mpsc::channel();
+    let sink = udp_sink(&lab.s[0], to, sink_stop.clone(), sready_tx);
+    sready_rx
+        .recv_timeout(Duration::from_secs(5))
+        .expect("the sink in s1 did not bind");
+    ns(&lab.r, &["ip", "link", "set", "rs1", "down"]);
+    // 60 flows over the three sinks: about 20 of them go to rs1 and wait.
+    common::send_udp_flows(&lab.c, CLIENT.parse().unwrap(), to, 60, 1).expect("udp sender");
+    // The worker publishes its report every 100 ms.
+    thread::sleep(Duration::from_millis(300));
+    let refused = read(|r| r.ports[1].tx_link_down);
+    let queued = read(|r| r.ports[1].tx);
+    let idle_before = read(|r| r.stats.idle_sleeps);
+    thread::sleep(Duration::from_millis(500));
+    let idle_after = read(|r| r.stats.idle_sleeps);
+    // Back up: the next kick after an idle wait sends the frames.
+    ns(&lab.r, &["ip", "link", "set", "rs1", "up"]);
+    thread::sleep(Duration::from_secs(1));
+    sink_stop.store(true, Ordering::Relaxed);
+    let delivered: u32 = sink
+        .join()
+        .expect("sink panicked")
+        .expect("sink failed")
+        .values()
+        .sum();
+    stop.store(true, Ordering::Relaxed);
+    let report = worker
+        .join()
+        .expect("worker thread panicked")
+        .expect("no report");
+    eprintln!(
+        "rs1: {queued} frames queued, {refused} kicks refused; idle waits {idle_before} -> \
+         {idle_after}; s1 received {delivered}; {:?}",
+        report.stats
+    );
+    assert!(queued > 0, "no flow went to rs1: {report:?}");
+    assert!(refused > 0, "no kick found rs1 down: {report:?}");
+    assert!(
+        idle_after >= idle_before + 10,
+        "the worker kept spinning with frames waiting for a down link: \
+         {idle_before} -> {idle_after} idle waits in 500 ms: {report:?}"
+    );
+    assert_eq!(
+        u64::from(delivered),
+        queued,
+        "s1 did not receive the datagrams that waited for rs1: {report:?}"
     );
     drop(lab);
 }

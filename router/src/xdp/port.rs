@@ -515,7 +515,7 @@ impl Port {
     /// and it asks for a wakeup. In copy mode one `sendto()` transmits at
     /// most 32 frames (the kernel's TX_BATCH_SIZE), so without this the
     /// tail of a burst would wait in the ring until the next packet for
-    /// this port. Returns whether it kicked.
+    /// this port. Returns whether it kicked (see [`Port::kick`]).
     ///
     /// It also kicks when the ring is empty but completions are still
     /// due. Kicking only while the ring held frames the kernel had not
@@ -529,7 +529,10 @@ impl Port {
 
     /// Wakes the kernel to transmit (sendto with MSG_DONTWAIT). After a
     /// kick that found the link down, kicks are skipped for
-    /// [`DOWN_BACKOFF`]. Returns whether it kicked.
+    /// [`DOWN_BACKOFF`]. Returns whether it kicked and the kernel did not
+    /// refuse for a down link: a refused kick moved nothing, so the worker
+    /// does not count it as work (and may go idle with the frames waiting
+    /// for the link).
     pub fn kick(&mut self) -> bool {
         let t = crate::cpu::rdtsc();
         if self.kick_after != 0 {
@@ -553,13 +556,22 @@ impl Port {
         };
         // EAGAIN, EBUSY and ENOBUFS only delay the transmission: the next
         // kick retries.
-        if ret < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ENETDOWN) {
+        let down =
+            ret < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ENETDOWN);
+        if down {
             self.stats.tx_link_down += 1;
             let backoff = crate::cpu::tsc_ticks(DOWN_BACKOFF, self.ns_per_tick);
             self.kick_after = t.wrapping_add(backoff).max(1);
         }
         self.stats.syscall_ns += crate::cpu::tsc_ns_since(t, self.ns_per_tick);
-        true
+        !down
+    }
+
+    /// Whether this port's kicks are held back because the link was down
+    /// at the last one: the frames in flight wait for the link, not for
+    /// the worker.
+    pub fn link_down(&self) -> bool {
+        self.kick_after != 0
     }
 
     /// Gives transmitted frames back to the pool.
