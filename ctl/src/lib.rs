@@ -399,8 +399,9 @@ pub struct Interface {
     pub tx_bytes: u64,
     /// Frames received on this port and dropped (any reason).
     pub drops: u64,
-    /// Frames to be sent on this port and dropped because its transmit
-    /// queue was full (absent from an older daemon).
+    /// Frames to be sent on this port and dropped because the worker's
+    /// buffer of frames waiting for room in its tx ring was full (absent
+    /// from an older daemon).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tx_drops: Option<u64>,
     /// Transmit kicks the kernel refused because the link was down

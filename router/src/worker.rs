@@ -316,6 +316,8 @@ pub struct Worker {
     report: ReportHandle,
     glean: Option<SyncSender<GleanRequest>>,
     coalesce: Coalescer,
+    /// TSC ticks spent prefetching in the round in progress.
+    round_prefetch: u64,
 }
 
 /// Why a worker cannot be built.
@@ -390,6 +392,7 @@ impl Worker {
             report: Arc::new(Mutex::new(WorkerReport::default())),
             glean: None,
             coalesce,
+            round_prefetch: 0,
         })
     }
 
@@ -490,9 +493,13 @@ impl Worker {
     /// sent or reclaimed).
     pub fn poll_once(&mut self) -> usize {
         let t0 = rdtsc();
+        self.round_prefetch = 0;
         let work = self.round();
         if work > 0 {
+            // The whole round, its prefetching included.
             self.stats.busy_ticks += rdtsc().wrapping_sub(t0);
+        } else {
+            self.stats.busy_ticks += self.round_prefetch;
         }
         work
     }
@@ -529,9 +536,9 @@ impl Worker {
             match self.coalesce.ready(p, pending, rdtsc()) {
                 None => {
                     // The frames' headers, while they wait: work, so in
-                    // the busy time (a round that only waits is not).
-                    if let Some(t) = self.ports[p].prefetch_pending(&self.pool, pending) {
-                        self.stats.busy_ticks += t;
+                    // the busy time even when the round moved no frame.
+                    if let Some(t) = self.ports[p].prefetch_pending(&self.pool) {
+                        self.round_prefetch += t;
                         self.stats.prefetch_ticks += t;
                     }
                     return 0;

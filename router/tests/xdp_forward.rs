@@ -577,8 +577,16 @@ fn worker_goes_idle_with_frames_waiting_for_a_down_link() {
     ns(&lab.r, &["ip", "link", "set", "rs1", "down"]);
     // 60 flows over the three sinks: about 20 of them go to rs1 and wait.
     common::send_udp_flows(&lab.c, CLIENT.parse().unwrap(), to, 60, 1).expect("udp sender");
-    // The worker publishes its report every 100 ms.
+    // The worker blocks after 2^20 empty rounds (longer in a debug
+    // build): wait up to 5 s for the idle waits to start (they never do
+    // if it keeps spinning), then count them over half a second. The
+    // worker publishes its report every 100 ms.
     thread::sleep(Duration::from_millis(300));
+    let start = read(|r| r.stats.idle_sleeps);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while read(|r| r.stats.idle_sleeps) == start && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(50));
+    }
     let refused = read(|r| r.ports[1].tx_link_down);
     let queued = read(|r| r.ports[1].tx);
     let idle_before = read(|r| r.stats.idle_sleeps);

@@ -686,6 +686,9 @@ fn prefetching_waiting_frames_reads_their_descriptors() {
         let mut rx = Port::open(&mut pool, "t1", 0).map_err(|e| e.to_string())?;
         prog.insert_xsk(0, 0, rx.fd()).map_err(|e| e.to_string())?;
         let mut tx = Port::open(&mut pool, "t0", 0).map_err(|e| e.to_string())?;
+        if !rx.prefetches() {
+            return Err("the rx ring's second mapping was refused".into());
+        }
         let mut prefetched = Vec::new();
         let mut counts = Vec::new();
         for (n, total) in [(10, 10), (2, 12)] {
@@ -706,11 +709,17 @@ fn prefetching_waiting_frames_reads_their_descriptors() {
                 tx.reclaim(&mut pool);
                 thread::sleep(Duration::from_millis(1));
             }
-            let got = rx.prefetch_pending_addrs(&pool, total);
+            // The count prefetching works from.
+            assert_eq!(rx.rx_pending(), total);
+            let got = rx.prefetch_pending_addrs(&pool);
             counts.push(got.len());
             prefetched.extend(got);
-            // Asked again with nothing new: nothing more.
-            counts.push(rx.prefetch_pending_addrs(&pool, total).len());
+            // Asked again with nothing new: nothing more, and the timed
+            // call the worker makes says so.
+            counts.push(rx.prefetch_pending_addrs(&pool).len());
+            if rx.prefetch_pending(&pool).is_some() {
+                return Err("prefetch_pending found work after everything was prefetched".into());
+            }
         }
         let mut frames = Vec::new();
         rx.recv(&mut pool, &mut frames, 64);

@@ -158,7 +158,7 @@ impl Daemon {
             ),
             (
                 "interface_tx_drops_total",
-                "Frames to be sent on the interface that were dropped because its transmit queue was full.",
+                "Frames to be sent on the interface that were dropped because the worker's buffer of frames waiting for its tx ring was full.",
                 |i| i.tx_drops.unwrap_or(0),
             ),
             (

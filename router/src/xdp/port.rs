@@ -317,6 +317,9 @@ pub struct Port {
     /// A read-only view of the rx ring, for prefetching (`None` where the
     /// second mapping was refused).
     rx_view: Option<RxView>,
+    /// Frames the last [`Port::rx_pending`] counted, since the last
+    /// receive (0 after it): published descriptors the view may read.
+    pending: u32,
     /// See [`crate::cpu::tsc_ns_per_tick`].
     ns_per_tick: f64,
     /// TSC reading before which no kick is made (the link was down at the
@@ -364,6 +367,7 @@ impl Port {
             in_flight: 0,
             fill: FillDeficit::new(pool.config.fill_ring as usize),
             rx_view: None,
+            pending: 0,
             ns_per_tick: crate::cpu::tsc_ns_per_tick(),
             kick_after: 0,
             stats: PortStats::default(),
@@ -427,33 +431,49 @@ impl Port {
         done
     }
 
-    /// Frames waiting in the rx ring.
+    /// Frames waiting in the rx ring (the count [`Port::prefetch_pending`]
+    /// works from until the next receive).
     pub fn rx_pending(&mut self) -> u32 {
-        self.rx.nb_avail_exact()
+        self.pending = self.rx.nb_avail_exact();
+        self.pending
     }
 
-    /// While `pending` frames wait in the rx ring (receive coalescing),
-    /// prefetches the headers of those the kernel has finished a whole
-    /// line of descriptors for and that were not prefetched yet (see
-    /// [`RxView`]). Returns the TSC ticks it took, `None` when there was
-    /// nothing to do (the view was not mapped, or no new line).
-    pub fn prefetch_pending(&mut self, pool: &FramePool, pending: u32) -> Option<u64> {
-        let v = self.rx_view.as_mut().filter(|v| v.due(pending))?;
+    /// While frames wait in the rx ring (receive coalescing): prefetches
+    /// the headers of those [`Port::rx_pending`] last counted whose whole
+    /// line of descriptors the kernel has finished and that were not
+    /// prefetched yet (see [`RxView`]). Returns the TSC ticks it took,
+    /// `None` when there was nothing to do (no view, or no new line).
+    pub fn prefetch_pending(&mut self, pool: &FramePool) -> Option<u64> {
         let t = crate::cpu::rdtsc();
-        v.prefetch(pool.base, pending, |_| {});
-        Some(crate::cpu::rdtsc().wrapping_sub(t))
+        self.prefetch_with(pool, |_| {})
+            .then(|| crate::cpu::rdtsc().wrapping_sub(t))
     }
 
     /// [`Port::prefetch_pending`], returning the addresses of the headers
     /// it prefetched (for tests: they must be those of the frames
     /// received next).
     #[doc(hidden)]
-    pub fn prefetch_pending_addrs(&mut self, pool: &FramePool, pending: u32) -> Vec<usize> {
+    pub fn prefetch_pending_addrs(&mut self, pool: &FramePool) -> Vec<usize> {
         let mut out = Vec::new();
-        if let Some(v) = self.rx_view.as_mut() {
-            v.prefetch(pool.base, pending, |a| out.push(a));
-        }
+        self.prefetch_with(pool, |a| out.push(a));
         out
+    }
+
+    /// Whether frames' headers are prefetched while they wait: false where
+    /// the kernel refused the second mapping of the rx ring.
+    pub fn prefetches(&self) -> bool {
+        self.rx_view.is_some()
+    }
+
+    fn prefetch_with(&mut self, pool: &FramePool, seen: impl FnMut(usize)) -> bool {
+        let pending = self.pending;
+        match self.rx_view.as_mut() {
+            Some(v) if v.due(pending) => {
+                v.prefetch(pool.base, pending, seen);
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Receives up to `max` frames, appended to `out`.
@@ -462,6 +482,7 @@ impl Port {
         // SAFETY: the rx ring only carries frames of this pool's UMEM (the
         // fill ring was filled from it); they become ours here.
         let n = unsafe { self.rx.consume(&mut pool.scratch[..m]) };
+        self.pending = 0;
         let mut bytes = 0;
         out.extend(pool.scratch[..n].iter().map(|&desc| {
             bytes += desc.lengths().data() as u64;

@@ -92,52 +92,62 @@ impl RxView {
         unsafe { &*self.consumer }.load(Ordering::Relaxed)
     }
 
-    /// Where the descriptors [`RxView::prefetch`] may read with `pending`
-    /// frames waiting end: whole lines only, as the kernel may still be
-    /// writing the line of the last ones, and reading it would take the
-    /// line from under it (which slowed the kernel's receive measurably).
-    fn end(&self, pending: u32) -> u32 {
-        self.consumer().wrapping_add(pending) & !(LINE_RX_DESCS - 1)
-    }
-
     /// Whether [`RxView::prefetch`] has anything to do with `pending`
     /// frames waiting.
     #[inline]
     pub(super) fn due(&self, pending: u32) -> bool {
-        ahead(self.end(pending), self.seen)
+        let (from, end) = span(self.seen, self.consumer(), pending);
+        from != end
     }
 
-    /// With `pending` frames waiting in the rx ring (a count the caller
-    /// read from the ring, so the kernel has published their
+    /// With `pending` frames waiting in the rx ring (a count read from
+    /// the ring since the last receive, so the kernel has published their
     /// descriptors): prefetches the headers of those not prefetched yet,
     /// `base` being the address of the UMEM's first byte, and passes each
     /// header's address to `seen`.
     pub(super) fn prefetch(&mut self, base: usize, pending: u32, mut seen: impl FnMut(usize)) {
-        let cons = self.consumer();
-        let end = self.end(pending);
-        let mut i = if ahead(self.seen, cons) {
-            self.seen
-        } else {
-            cons
-        };
-        while ahead(end, i) {
+        let (mut i, end) = span(self.seen, self.consumer(), pending);
+        while i != end {
             let desc = self
                 .desc
                 .wrapping_add((i & self.mask) as usize * RX_DESC)
                 .cast::<u64>();
-            // SAFETY: descriptors in [consumer, consumer + pending) are
-            // published, inside the mapping, and stay unchanged until we
-            // consume them; `addr` is their first field.
+            // SAFETY: inside the mapping (the index is masked); the
+            // descriptors in [consumer, consumer + pending) are published
+            // and stay unchanged until we consume them; `addr` is their
+            // first field.
             let addr = unsafe { std::ptr::read_unaligned(desc) };
             let at = base.wrapping_add(addr as usize);
             crate::cpu::prefetch_addr(at);
             seen(at);
             i = i.wrapping_add(1);
         }
-        if ahead(end, self.seen) {
-            self.seen = end;
-        }
+        self.seen = end;
     }
+}
+
+/// The ring indexes `[from, end)` to prefetch, given the index up to which
+/// headers were prefetched (`seen`), the consumer index and the frames
+/// pending. `end` stops at a whole line: the kernel may still be writing
+/// the line of the last descriptors, and reading it would take the line
+/// from under it (which slowed the kernel's receive measurably). `seen`
+/// counts only while it lies in `[cons, cons + pending]`: one left behind
+/// (2^31 frames received without a prefetch, indexes wrapping at 2^32)
+/// must not look ahead.
+fn span(seen: u32, cons: u32, pending: u32) -> (u32, u32) {
+    let end = cons.wrapping_add(pending) & !(LINE_RX_DESCS - 1);
+    let end = if end.wrapping_sub(cons) <= pending {
+        end
+    } else {
+        // Fewer than a line past a consumer in mid-line: nothing.
+        cons
+    };
+    let from = if seen.wrapping_sub(cons) <= end.wrapping_sub(cons) {
+        seen
+    } else {
+        cons
+    };
+    (from, end)
 }
 
 impl Drop for RxView {
@@ -147,7 +157,37 @@ impl Drop for RxView {
     }
 }
 
-/// Whether ring index `a` is past `b` (indexes wrap at 2^32).
-fn ahead(a: u32, b: u32) -> bool {
-    (a.wrapping_sub(b) as i32) > 0
+#[cfg(test)]
+mod tests {
+    use super::span;
+
+    #[test]
+    fn whole_lines_from_where_the_last_prefetch_stopped() {
+        assert_eq!(span(0, 0, 10), (0, 8));
+        assert_eq!(span(8, 0, 10), (8, 8), "nothing new");
+        assert_eq!(span(8, 0, 12), (8, 12));
+        // The consumer moved past what was prefetched.
+        assert_eq!(span(8, 12, 9), (12, 20));
+        // A consumer in mid-line (a batch of 6 taken): whole lines of the
+        // ring, not of the pending frames.
+        assert_eq!(span(6, 6, 5), (6, 8));
+        assert_eq!(span(6, 6, 1), (6, 6));
+    }
+
+    #[test]
+    fn indexes_wrap_and_a_stale_mark_does_not_look_ahead() {
+        assert_eq!(span(u32::MAX - 3, u32::MAX - 3, 8), (u32::MAX - 3, 4));
+        assert_eq!(
+            span((u32::MAX - 3).wrapping_add(4), u32::MAX - 3, 12),
+            (0, 8)
+        );
+        // `seen` left 2^31 + 5 frames behind the consumer (no prefetch in
+        // that time): wrapping, it looks ahead, but lies outside the
+        // pending frames, so prefetching starts at the consumer.
+        let cons = 1u32 << 31;
+        let seen = cons.wrapping_add(cons).wrapping_add(5);
+        assert_eq!(span(seen, cons, 16), (cons, cons + 16));
+        // Nothing pending: nothing, whatever `seen`.
+        assert_eq!(span(7, 100, 0), (100, 100));
+    }
 }
