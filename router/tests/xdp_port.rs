@@ -717,7 +717,7 @@ fn prefetching_waiting_frames_reads_their_descriptors() {
             // Asked again with nothing new: nothing more, and the timed
             // call the worker makes says so.
             counts.push(rx.prefetch_pending_addrs(&pool).len());
-            if rx.prefetch_pending(&pool).is_some() {
+            if rx.prefetch_due() || rx.prefetch_pending(&pool) {
                 return Err("prefetch_pending found work after everything was prefetched".into());
             }
         }

@@ -441,12 +441,17 @@ impl Port {
     /// While frames wait in the rx ring (receive coalescing): prefetches
     /// the headers of those [`Port::rx_pending`] last counted whose whole
     /// line of descriptors the kernel has finished and that were not
-    /// prefetched yet (see [`RxView`]). Returns the TSC ticks it took,
-    /// `None` when there was nothing to do (no view, or no new line).
-    pub fn prefetch_pending(&mut self, pool: &FramePool) -> Option<u64> {
-        let t = crate::cpu::rdtsc();
+    /// prefetched yet (see [`RxView`]). Returns whether there was
+    /// anything to do ([`Port::prefetch_due`]).
+    pub fn prefetch_pending(&mut self, pool: &FramePool) -> bool {
         self.prefetch_with(pool, |_| {})
-            .then(|| crate::cpu::rdtsc().wrapping_sub(t))
+    }
+
+    /// Whether [`Port::prefetch_pending`] has anything to do: a view, and
+    /// a whole new line of descriptors among those last counted.
+    #[inline]
+    pub fn prefetch_due(&self) -> bool {
+        self.rx_view.as_ref().is_some_and(|v| v.due(self.pending))
     }
 
     /// [`Port::prefetch_pending`], returning the addresses of the headers
