@@ -908,7 +908,11 @@ impl Daemon {
             let state = WorkerState::new(
                 u64::from(self.config.icmp.rate),
                 u64::from(self.config.icmp.burst),
-                0x9e37_79b9_7f4a_7c15 ^ w as u64,
+                // The same for every worker: a flow picks the same member
+                // whichever port (and worker) it comes in on.
+                crate::dataplane::ip6_lookup::flow_hash_seed(u32::from(
+                    self.config.router.router_id,
+                )),
                 now,
             );
             let mut worker = Worker::new(

@@ -10,9 +10,11 @@
 //! would re-emit it and lose its traffic class and flow label).
 //!
 //! Never sent (a counted drop instead), RFC 4443 section 2.4 (e): in reply
-//! to an ICMPv6 error, to a multicast or unspecified source, or to a
-//! packet sent to a multicast address or as a link-layer multicast (except
-//! Packet Too Big, which path MTU discovery for multicast needs); when the
+//! to an ICMPv6 error or a Redirect (or to a packet whose upper-layer
+//! header cannot be found behind its extension headers), to a multicast or
+//! unspecified source, or to a packet sent to a multicast address or as a
+//! link-layer multicast (except Packet Too Big, which path MTU discovery
+//! for multicast needs; `ip6_input` drops link-layer multicast anyway); when the
 //! ingress port has no router address to send from; when the per-worker
 //! [`TokenBucket`] is empty.
 
@@ -32,6 +34,8 @@ const ICMP_HLEN: usize = 8;
 /// Hop limit of the errors we send.
 pub const ERROR_HOP_LIMIT: u8 = 64;
 const NH_ICMPV6: u8 = 58;
+/// ICMPv6 Redirect (RFC 4861): informational, but never answered (RFC 4443 2.4 e.2).
+const ICMP_REDIRECT: u8 = 137;
 
 /// A token bucket: `rate` tokens a second, at most `burst` saved. The
 /// caller passes the time (any monotonic nanosecond clock); there is no
@@ -89,18 +93,18 @@ fn suppressed(b: &[u8], kind: IcmpKind) -> Option<DropReason> {
         return Some(DropReason::IcmpErrorForMulticast);
     }
     let l4 = find_l4(b, b.len());
-    if l4.proto == NH_ICMPV6 {
-        match l4.off {
-            // Informational messages are types 128-255.
-            Some(o) if o < b.len() && b[o] >= 128 => {}
-            // An error, or an ICMPv6 header we cannot see: stay quiet.
-            Some(_) => return Some(DropReason::IcmpErrorForIcmpError),
-            // A non-first fragment: unknown type, answer.
-            None if l4.fragment => {}
-            None => return Some(DropReason::IcmpErrorForIcmpError),
-        }
+    match (l4.proto, l4.off) {
+        // Informational messages are types 128-255, but a Redirect (e.2).
+        (NH_ICMPV6, Some(o)) if o < b.len() && b[o] >= 128 && b[o] != ICMP_REDIRECT => None,
+        // An error or a Redirect, or an ICMPv6 header we cannot see.
+        (NH_ICMPV6, Some(_)) => Some(DropReason::IcmpErrorForIcmpError),
+        // A non-first fragment: unknown type, answer.
+        (_, None) if l4.fragment => None,
+        // The walk gave up (truncated, too many extension headers): the
+        // upper layer may be an ICMPv6 error, so stay quiet.
+        (_, None) => Some(DropReason::IcmpErrorForIcmpError),
+        _ => None,
     }
-    None
 }
 
 /// Replaces the packet in `pkt` (checked by `ip6_input`) with the ICMPv6

@@ -65,6 +65,10 @@ pub fn check(pkt: &mut Packet<'_>) -> Verdict {
     if len < ETH_HLEN + IP6_HLEN {
         return Verdict::Drop(DropReason::TruncatedIpv6);
     }
+    // The group bit of the destination MAC: broadcast or multicast.
+    if b[0] & 1 == 1 {
+        return Verdict::Drop(DropReason::LinkLayerMulticast);
+    }
     if b[IP6_OFF] >> 4 != 6 {
         return Verdict::Drop(DropReason::BadVersion);
     }

@@ -23,6 +23,7 @@ const NH_HOP_BY_HOP: u8 = 0;
 const NH_TCP: u8 = 6;
 const NH_UDP: u8 = 17;
 const NH_ROUTING: u8 = 43;
+const NH_AUTH: u8 = 51;
 const NH_FRAGMENT: u8 = 44;
 const NH_DEST_OPTS: u8 = 60;
 
@@ -41,7 +42,7 @@ pub struct L4 {
 }
 
 /// Walks at most [`MAX_EXT_HEADERS`] extension headers (hop-by-hop,
-/// routing, destination options, fragment) of the IPv6 packet in
+/// routing, destination options, authentication, fragment) of the IPv6 packet in
 /// `frame[..len]` (already checked by `ip6_input`: `len >= 54`).
 #[inline]
 pub fn find_l4(frame: &[u8], len: usize) -> L4 {
@@ -58,7 +59,7 @@ pub fn find_l4(frame: &[u8], len: usize) -> L4 {
     let mut fragment = false;
     for _ in 0..MAX_EXT_HEADERS {
         match proto {
-            NH_HOP_BY_HOP | NH_ROUTING | NH_DEST_OPTS => {
+            NH_HOP_BY_HOP | NH_ROUTING | NH_DEST_OPTS | NH_AUTH => {
                 if off + 2 > b.len() {
                     return L4 {
                         proto,
@@ -66,8 +67,16 @@ pub fn find_l4(frame: &[u8], len: usize) -> L4 {
                         fragment,
                     };
                 }
+                let units = b[off + 1] as usize;
+                // AH counts 4-byte units minus 2 (RFC 4302), the others
+                // 8-byte units minus 1 (RFC 8200).
+                let skip = if proto == NH_AUTH {
+                    (units + 2) * 4
+                } else {
+                    (units + 1) * 8
+                };
                 proto = b[off];
-                off += (b[off + 1] as usize + 1) * 8;
+                off += skip;
             }
             NH_FRAGMENT => {
                 if off + 8 > b.len() {
@@ -147,6 +156,17 @@ pub fn flow_hash(frame: &[u8], len: usize, seed: u64) -> u32 {
     (h ^ (h >> 32)) as u32
 }
 
+/// The [`flow_hash`] seed of the router whose BGP identifier is
+/// `router_id`: stable across restarts (a flow keeps its member when the
+/// daemon comes back with the same routes) and different between routers
+/// (two in a row do not polarise). A splitmix64 step of the identifier.
+pub fn flow_hash_seed(router_id: u32) -> u64 {
+    let mut z = u64::from(router_id).wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
 /// The protocol and ports word of [`flow_hash`] for the IPv6 frame `b`
 /// (at least 54 bytes): TCP or UDP right after the IPv6 header (the
 /// common case) read in place, anything else through [`flow_tail`].
@@ -207,7 +227,7 @@ pub fn run(
                     verdicts[i] = Verdict::Drop(DropReason::TruncatedIpv6);
                     continue;
                 }
-                addrs[k] = addr_at(&p.buf[..p.len], OFF_DST);
+                addrs[k] = addr_at(&p.buf[..p.len.min(p.buf.len())], OFF_DST);
                 which[k] = (i - start) as u8;
                 k += 1;
             }
@@ -277,6 +297,25 @@ mod tests {
         // And the plain frames: protocol and ports.
         let f = FrameSpec::tcp(1000, 80).build();
         assert_eq!(l4_tail(&f), (u64::from(NH_TCP) << 32) | (1000 << 16) | 80);
+    }
+
+    #[test]
+    fn finds_l4_through_an_authentication_header() {
+        // TCP behind a 16-byte AH (payload length 2: (2 + 2) * 4 bytes).
+        let plain = FrameSpec::tcp(1000, 80).build();
+        let at = ETH_HLEN + IP6_HLEN;
+        let mut f = plain[..at].to_vec();
+        f.extend_from_slice(&[
+            NH_TCP, 2, 0, 0, 0, 0, 0, 1, 0, 0, 0, 7, 0xaa, 0xbb, 0xcc, 0xdd,
+        ]);
+        f.extend_from_slice(&plain[at..]);
+        f[OFF_NEXT_HEADER] = NH_AUTH;
+        let payload = (f.len() - at) as u16;
+        f[ETH_HLEN + 4..ETH_HLEN + 6].copy_from_slice(&payload.to_be_bytes());
+        let l4 = find_l4(&f, f.len());
+        assert_eq!((l4.proto, l4.off), (NH_TCP, Some(at + 16)));
+        // The flow hash sees the ports behind it.
+        assert_eq!(flow_tail(&f), (u64::from(NH_TCP) << 32) | (1000 << 16) | 80);
     }
 
     #[test]
@@ -353,6 +392,53 @@ mod tests {
             .unwrap();
         fib.publish();
         fib
+    }
+
+    /// Two routers (router ids) pick different members for the same flows;
+    /// the same router after a restart picks the same ones.
+    #[test]
+    fn the_seed_is_per_router_and_stable() {
+        let fib = ecmp_fib();
+        let snap = fib.reader().load_full();
+        let member = |seed: u64, port: u16| {
+            let mut f = FrameSpec {
+                dst: "2001:db8:100::1".parse().unwrap(),
+                ..FrameSpec::udp_ports(port, 80)
+            }
+            .build();
+            let len = f.len();
+            let pkts = [Packet { buf: &mut f, len }];
+            let (mut v, mut nh) = ([Verdict::Continue], [NextHopId(0)]);
+            run(&pkts, &mut v, &mut nh, &snap, seed);
+            nh[0]
+        };
+        let (a, b) = (flow_hash_seed(0xc000_0201), flow_hash_seed(0xc000_0202));
+        assert_eq!(a, flow_hash_seed(0xc000_0201));
+        let differ = (0..300u16)
+            .filter(|&p| member(a, 40000 + p) != member(b, 40000 + p))
+            .count();
+        // Independent choices among 3 members differ for about 2/3 of them.
+        assert!((150..250).contains(&differ), "{differ} of 300 flows differ");
+    }
+
+    /// Called without `ip6_input` first, on a packet whose length says
+    /// more than its buffer holds: looked up on the bytes there are, no
+    /// panic.
+    #[test]
+    fn a_length_past_the_buffer_does_not_panic() {
+        let fib = ecmp_fib();
+        let snap = fib.reader().load_full();
+        let mut f = FrameSpec {
+            dst: "2001:db8:100::1".parse().unwrap(),
+            ..FrameSpec::udp()
+        }
+        .build();
+        let len = f.len() + 100;
+        let pkts = [Packet { buf: &mut f, len }];
+        let mut v = [Verdict::Continue];
+        let mut nh = [NextHopId(0)];
+        assert_eq!(run(&pkts, &mut v, &mut nh, &snap, 42), 1);
+        assert_eq!(v[0], Verdict::Continue);
     }
 
     fn select(snap: &Snapshot, spec: &FrameSpec) -> Verdict {

@@ -118,6 +118,10 @@ drop_reasons! {
     NotIpv6 => "not_ipv6",
     /// Shorter than Ethernet + IPv6 headers.
     TruncatedIpv6 => "truncated_ipv6",
+    /// Sent to a link-layer broadcast or multicast address: not for this
+    /// router to forward (Linux drops these too; the XDP program passes
+    /// IPv6 multicast to the kernel before they get here).
+    LinkLayerMulticast => "link_layer_multicast",
     /// IP version field is not 6.
     BadVersion => "bad_version",
     /// The payload length says more bytes than the frame carries.
@@ -152,12 +156,14 @@ drop_reasons! {
     MtuExceeded => "mtu_exceeded",
     /// Hop limit <= 1, and the Time Exceeded was rate-limited.
     HopLimitExceeded => "hop_limit_exceeded",
-    /// An ICMPv6 error is owed to an ICMPv6 error: never sent (RFC 4443 2.4 e.1).
+    /// An ICMPv6 error is owed to an ICMPv6 error or a Redirect, or to a
+    /// packet whose upper-layer header cannot be found (it may be an
+    /// error): never sent (RFC 4443 2.4 e.1, e.2).
     IcmpErrorForIcmpError => "icmp_error_for_icmp_error",
     /// An ICMPv6 error is owed to a multicast packet (destination address,
     /// link-layer destination) or a multicast/unspecified source: never sent
-    /// (RFC 4443 2.4 e.2-e.3 and e.5; Packet Too Big to a multicast
-    /// destination is allowed).
+    /// (RFC 4443 2.4 e.3-e.6; Packet Too Big to a multicast destination is
+    /// allowed).
     IcmpErrorForMulticast => "icmp_error_for_multicast",
     /// An ICMPv6 error is owed but the ingress port has no router address
     /// to send it from.
