@@ -201,3 +201,81 @@ fn resolves_next_hop_and_follows_carrier() {
         std::panic::resume_unwind(e);
     }
 }
+
+/// A next hop with an operator's permanent neighbour entry: resolving
+/// it leaves the entry as it is (asking for a managed entry replaced it
+/// with an unresolved one), and releasing it keeps it; releasing a next
+/// hop deletes only the managed entry resolving made (the kernel never
+/// ages those out).
+#[test]
+fn release_keeps_a_permanent_entry() {
+    require_root();
+    let lab = Lab::new();
+    const STATIC: &str = "2001:db8:4e::9";
+    run(&[
+        "ip",
+        "-n",
+        &lab.ours,
+        "-6",
+        "neigh",
+        "replace",
+        STATIC,
+        "lladdr",
+        "02:00:00:00:4e:09",
+        "dev",
+        "n0",
+        "nud",
+        "permanent",
+    ]);
+    let ours = lab.ours.clone();
+    let body = thread::spawn(move || {
+        let file = File::open(format!("/run/netns/{ours}")).expect("open netns");
+        nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+        let client = NeighClient::start().expect("start the neighbour client");
+        let ifindex = client.table().link_by_name("n0").expect("n0").ifindex;
+        let (stat, peer): (Ipv6Addr, Ipv6Addr) =
+            (STATIC.parse().unwrap(), PEER_ADDR.parse().unwrap());
+        client
+            .resolve(stat, ifindex)
+            .expect("resolve the static next hop");
+        let mode = client.resolve(peer, ifindex).expect("resolve the peer");
+        wait_table(&client, Duration::from_secs(3), "both resolved", |t| {
+            [stat, peer]
+                .iter()
+                .all(|a| t.nexthop(*a, ifindex).is_some_and(|n| n.is_usable()))
+        });
+        client
+            .release(stat, ifindex)
+            .expect("release the static next hop");
+        client.release(peer, ifindex).expect("release the peer");
+        // The client handles commands in order: a resolve after the
+        // releases answers once they are done.
+        let other: Ipv6Addr = "2001:db8:4e::77".parse().unwrap();
+        client
+            .resolve(other, ifindex)
+            .expect("resolve after the releases");
+        let kernel = run(&["ip", "-6", "neigh", "show", "dev", "n0"]);
+        (mode, kernel)
+    });
+    let r = body.join();
+    drop(lab);
+    let (mode, kernel) = match r {
+        Ok(v) => v,
+        Err(e) => std::panic::resume_unwind(e),
+    };
+    eprintln!("peer resolved as {mode:?}; kernel after the releases:\n{kernel}");
+    assert!(
+        kernel
+            .lines()
+            .any(|l| l.starts_with(&format!("{STATIC} ")) && l.contains("PERMANENT")),
+        "the operator's permanent entry was deleted:\n{kernel}"
+    );
+    if mode == router::neigh::ResolveMode::Managed {
+        assert!(
+            !kernel
+                .lines()
+                .any(|l| l.starts_with(&format!("{PEER_ADDR} "))),
+            "the managed entry made for the peer was left behind:\n{kernel}"
+        );
+    }
+}

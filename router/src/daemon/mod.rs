@@ -511,7 +511,13 @@ impl Daemon {
         let (id, new) = self.nexthops.neighbor(addr, port);
         let ifindex = self.ports[usize::from(port)].ifindex;
         if new {
-            self.neigh.resolve(addr, ifindex)?;
+            if let Err(e) = self.neigh.resolve(addr, ifindex) {
+                // Untracked: forget the id, so that the next route through
+                // this neighbour asks again instead of finding it known
+                // and never resolved.
+                self.nexthops.release(id);
+                return Err(e.into());
+            }
         }
         if probe && self.probed.insert(id) {
             if let Some(p) = &self.prober {

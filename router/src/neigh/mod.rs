@@ -32,18 +32,15 @@
 //! [`NeighborTable::adjacency`] turns a next hop into the dataplane's
 //! [`Adjacency`].
 //!
-//! # Liveness (next step, API only)
+//! # Liveness
 //!
 //! Kernel timers call a silent neighbour failed after 20 s or more, so
-//! flatedge will probe its next hops itself (DESIGN.md section 1). The
-//! plan: a `ProbeConfig { interval, misses }` given to `start`; the
-//! worker thread sends a unicast neighbour solicitation (raw ICMPv6
-//! socket bound to the port, `SO_BINDTODEVICE`) to each tracked next hop
-//! every `interval`, and a next hop that misses `misses` answers in a row
-//! gets [`Liveness::Down`] in [`NextHop::liveness`] (and a
-//! [`NeighEvent::NextHop`]), up again on the first answer. Until then
-//! `liveness` is [`Liveness::Unknown`] and [`NextHop::is_usable`] relies
-//! on carrier and the kernel's state.
+//! flatedge probes its next hops itself ([`probe`]: echo requests from a
+//! raw ICMPv6 socket bound to the port, a few misses in a row = down, up
+//! again on the first answer). The daemon keeps those verdicts in its
+//! next-hop table and ANDs them with carrier; the [`NextHop::liveness`]
+//! field of this table stays [`Liveness::Unknown`], and
+//! [`NextHop::is_usable`] relies on carrier and the kernel's state.
 
 mod msg;
 pub mod probe;
@@ -168,7 +165,8 @@ pub enum ResolveMode {
     Use,
 }
 
-/// flatedge's own verdict on a next hop (probing: not implemented yet).
+/// A liveness verdict on a next hop (the prober's, `probe.rs`; the
+/// daemon keeps the verdicts in its next-hop table).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Liveness {
     /// Not probed.
@@ -402,9 +400,9 @@ impl NeighClient {
         self.send(Cmd::Forget((addr, ifindex)))
     }
 
-    /// Stops tracking a next hop and deletes its kernel entry (a managed
-    /// entry is never garbage-collected by the kernel): for hosts found by
-    /// glean that turned out not to exist.
+    /// Stops tracking a next hop and deletes its kernel entry when it is
+    /// the managed one resolving made (the kernel never garbage-collects
+    /// those); a permanent entry, or an ordinary one, stays.
     pub fn release(&self, addr: Ipv6Addr, ifindex: u32) -> Result<(), NeighError> {
         self.send(Cmd::Release((addr, ifindex)))
     }
@@ -492,16 +490,26 @@ impl Worker {
             }
             Cmd::Release(key) => {
                 self.tracked.remove(&key);
-                let seq = self.next_seq();
-                let m = msg::delete_neigh(seq, key.0, key.1);
-                // ENOENT: already gone, which is what we want.
-                match self.transact("RTM_DELNEIGH", &m, |_| {}) {
-                    Ok(())
-                    | Err(NeighError::Kernel {
-                        errno: libc::ENOENT,
-                        ..
-                    }) => {}
-                    Err(e) => eprintln!("flatedge: neighbour {}: {e}", key.0),
+                // Only a managed entry, which resolve made and the kernel
+                // never ages out; an operator's permanent entry, or an
+                // ordinary one (aged out by the kernel), stays.
+                let ours = self
+                    .state
+                    .neighbors
+                    .get(&key)
+                    .is_some_and(|n| n.managed && n.state != NeighState::Permanent);
+                if ours {
+                    let seq = self.next_seq();
+                    let m = msg::delete_neigh(seq, key.0, key.1);
+                    // ENOENT: already gone, which is what we want.
+                    match self.transact("RTM_DELNEIGH", &m, |_| {}) {
+                        Ok(())
+                        | Err(NeighError::Kernel {
+                            errno: libc::ENOENT,
+                            ..
+                        }) => {}
+                        Err(e) => eprintln!("flatedge: neighbour {}: {e}", key.0),
+                    }
                 }
                 self.publish();
             }
@@ -525,6 +533,17 @@ impl Worker {
 
     /// Managed first (unless refused before), then `NTF_USE`.
     fn request_resolve(&mut self, (addr, ifindex): NextHopKey) -> Result<ResolveMode, NeighError> {
+        // An operator's permanent entry (or one on a link without
+        // resolution) is left as it is: asking for a managed entry
+        // replaced it with an unresolved one, MAC gone.
+        let fixed = self
+            .state
+            .neighbors
+            .get(&(addr, ifindex))
+            .is_some_and(|n| matches!(n.state, NeighState::Permanent | NeighState::Noarp));
+        if fixed {
+            return Ok(ResolveMode::Use);
+        }
         if !self.managed_refused {
             let seq = self.next_seq();
             let m = msg::resolve_neigh(seq, addr, ifindex, true);

@@ -226,7 +226,10 @@ pub(crate) struct LinkMsg {
 }
 
 pub(crate) fn parse_link(p: &[u8]) -> Option<LinkMsg> {
-    if p.len() < 16 {
+    // `ifi_family`: AF_UNSPEC for the link itself. The bridge sends
+    // AF_BRIDGE messages about its ports (an RTM_DELLINK when a port
+    // leaves it) that are not about the link existing.
+    if p.len() < 16 || p[0] != libc::AF_UNSPEC as u8 {
         return None;
     }
     let ifindex = u32_at(p, 4);
@@ -292,4 +295,28 @@ pub(crate) fn parse_neigh(p: &[u8]) -> Option<NeighMsg> {
         mac,
         managed,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_link;
+
+    /// An `ifinfomsg` of `family` for ifindex 7, up with carrier.
+    fn ifinfomsg(family: u8) -> Vec<u8> {
+        let mut p = vec![0u8; 16];
+        p[0] = family;
+        p[4..8].copy_from_slice(&7u32.to_ne_bytes());
+        let flags = (libc::IFF_UP | libc::IFF_LOWER_UP) as u32;
+        p[8..12].copy_from_slice(&flags.to_ne_bytes());
+        p
+    }
+
+    #[test]
+    fn bridge_family_link_messages_are_not_about_the_link() {
+        let l = parse_link(&ifinfomsg(libc::AF_UNSPEC as u8)).expect("a link message");
+        assert_eq!(l.ifindex, 7);
+        assert!(l.admin_up && l.carrier);
+        // What the bridge sends when a port leaves it (RTM_DELLINK).
+        assert!(parse_link(&ifinfomsg(libc::AF_BRIDGE as u8)).is_none());
+    }
 }

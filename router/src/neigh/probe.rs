@@ -26,6 +26,17 @@ use super::{Liveness, NextHopKey};
 
 const ICMP6_ECHO_REQUEST: u8 = 128;
 const ICMP6_ECHO_REPLY: u8 = 129;
+/// `ICMPV6_FILTER` (linux/icmpv6.h): which ICMPv6 types a raw socket gets.
+const ICMPV6_FILTER: libc::c_int = 1;
+
+/// The `struct icmp6_filter` that passes echo replies only (Linux: a set
+/// bit blocks its type).
+fn echo_reply_filter() -> [u32; 8] {
+    let mut f = [u32::MAX; 8];
+    let t = usize::from(ICMP6_ECHO_REPLY);
+    f[t >> 5] &= !(1 << (t & 31));
+    f
+}
 
 /// How often to probe and how many misses make a next hop down.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -282,6 +293,12 @@ impl Worker {
         if u16::from_be_bytes([pkt[4], pkt[5]]) != self.ident {
             return;
         }
+        // A reply to one of the last `misses` probes only: a late answer
+        // to an old probe says nothing about the node now.
+        let seq = u16::from_be_bytes([pkt[6], pkt[7]]);
+        if u32::from(self.seq.wrapping_sub(seq)) >= self.config.misses {
+            return;
+        }
         let Some(hop) = self.state.get_mut(&(from, ifindex)) else {
             return;
         };
@@ -331,6 +348,23 @@ impl IcmpSocket {
                 libc::SO_BINDTODEVICE,
                 bytes.as_ptr().cast(),
                 bytes.len() as libc::socklen_t,
+            )
+        };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // Echo replies only: the neighbour discovery, MLD and echo
+        // requests the port receives would fill the socket's buffer and
+        // crowd out the replies (every hop then missed).
+        let filter = echo_reply_filter();
+        // SAFETY: `filter` is a valid 32-byte icmp6_filter across the call.
+        let r = unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::IPPROTO_ICMPV6,
+                ICMPV6_FILTER,
+                filter.as_ptr().cast(),
+                std::mem::size_of_val(&filter) as libc::socklen_t,
             )
         };
         if r < 0 {
@@ -390,5 +424,71 @@ impl IcmpSocket {
             return None;
         }
         Some((r as usize, Ipv6Addr::from(sa.sin6_addr.s6_addr)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A prober with one hop and no sockets, at probe `seq`.
+    fn worker(seq: u16, liveness: Liveness) -> (Worker, Receiver<LivenessEvent>, NextHopKey) {
+        let (tx, rx) = mpsc::channel();
+        let (_cmd_tx, cmds) = mpsc::channel();
+        let key: NextHopKey = ("2001:db8::2".parse().unwrap(), 3);
+        let mut state = BTreeMap::new();
+        state.insert(
+            key,
+            HopState {
+                liveness,
+                misses: 5,
+                answered: false,
+            },
+        );
+        let w = Worker {
+            config: ProbeConfig::default(),
+            socks: BTreeMap::new(),
+            state,
+            ident: 0x1234,
+            seq,
+            tx,
+            cmds,
+        };
+        (w, rx, key)
+    }
+
+    fn reply(ident: u16, seq: u16) -> [u8; 8] {
+        let [i0, i1] = ident.to_be_bytes();
+        let [s0, s1] = seq.to_be_bytes();
+        [ICMP6_ECHO_REPLY, 0, 0, 0, i0, i1, s0, s1]
+    }
+
+    #[test]
+    fn only_replies_to_recent_probes_bring_a_hop_up() {
+        let misses = ProbeConfig::default().misses as u16;
+        // Probe 1 answered `misses` rounds late (seq wrapping): ignored.
+        let (mut w, rx, key) = worker(misses, Liveness::Down);
+        w.on_packet(&reply(0x1234, 0), key.0, key.1);
+        assert_eq!(w.state[&key].liveness, Liveness::Down);
+        // Another prober's identifier: ignored.
+        w.on_packet(&reply(0x4321, w.seq), key.0, key.1);
+        assert_eq!(w.state[&key].liveness, Liveness::Down);
+        assert!(rx.try_recv().is_err());
+        // The last probe's answer: up.
+        w.on_packet(&reply(0x1234, w.seq.wrapping_sub(misses - 1)), key.0, key.1);
+        assert_eq!(w.state[&key].liveness, Liveness::Up);
+        assert_eq!(rx.try_recv().ok(), Some((key, Liveness::Up)));
+        // Across the wrap of the sequence number.
+        let (mut w, _rx, key) = worker(1, Liveness::Down);
+        w.on_packet(&reply(0x1234, u16::MAX), key.0, key.1);
+        assert_eq!(w.state[&key].liveness, Liveness::Up);
+    }
+
+    #[test]
+    fn the_filter_passes_echo_replies_only() {
+        let f = echo_reply_filter();
+        let blocked = |t: usize| f[t >> 5] & (1 << (t & 31)) != 0;
+        assert!(!blocked(129));
+        assert!((0..=255).filter(|&t| t != 129).all(blocked));
     }
 }

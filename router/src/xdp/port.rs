@@ -441,7 +441,7 @@ impl Port {
     /// While frames wait in the rx ring (receive coalescing): prefetches
     /// the headers of those [`Port::rx_pending`] last counted whose whole
     /// line of descriptors the kernel has finished and that were not
-    /// prefetched yet (see [`RxView`]). Returns whether there was
+    /// prefetched yet (see `RxView`). Returns whether there was
     /// anything to do ([`Port::prefetch_due`]).
     pub fn prefetch_pending(&mut self, pool: &FramePool) -> bool {
         self.prefetch_with(pool, |_| {})
