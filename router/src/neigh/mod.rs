@@ -426,6 +426,9 @@ impl Drop for NeighClient {
     }
 }
 
+/// How long after a failed re-dump the client tries again.
+const RESYNC_RETRY: Duration = Duration::from_millis(100);
+
 /// A tracked next hop's resolution bookkeeping.
 #[derive(Debug)]
 struct Tracked {
@@ -452,6 +455,9 @@ struct Worker {
 impl Worker {
     fn run(mut self, rx: Receiver<Cmd>) {
         let mut ebuf = vec![0u8; 1 << 16];
+        // When to re-dump the tables (events were lost; retried until a
+        // dump works).
+        let mut resync_due: Option<Instant> = None;
         loop {
             loop {
                 match rx.try_recv() {
@@ -468,11 +474,22 @@ impl Worker {
                     }
                 }
                 Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
-                    if self.resync().is_ok() {
-                        events.push(NeighEvent::Resync);
-                    }
+                    // Events were lost: re-dump, now and until it works.
+                    resync_due = Some(Instant::now());
                 }
                 Err(_) => {} // timeout
+            }
+            if resync_due.is_some_and(|t| Instant::now() >= t) {
+                match self.resync() {
+                    Ok(()) => {
+                        resync_due = None;
+                        events.push(NeighEvent::Resync);
+                    }
+                    Err(e) => {
+                        eprintln!("flatedge: neighbour table re-dump: {e}; retrying");
+                        resync_due = Some(Instant::now() + RESYNC_RETRY);
+                    }
+                }
             }
             self.kick_unresolved();
             if !events.is_empty() {
@@ -619,6 +636,7 @@ impl Worker {
         self.req
             .send(req)
             .map_err(|source| NeighError::Io { op, source })?;
+        let mut interrupted = false;
         loop {
             let n = self
                 .req
@@ -628,8 +646,25 @@ impl Worker {
                 if m.seq != seq {
                     continue;
                 }
+                interrupted |= m.flags & msg::NLM_F_DUMP_INTR != 0;
                 match m.ty {
-                    msg::NLMSG_DONE => return Ok(()),
+                    // A dump that failed part way, or changed while it
+                    // ran: the caller must not take it for the whole.
+                    msg::NLMSG_DONE => {
+                        let errno = match msg::done_errno(&m) {
+                            0 if interrupted => libc::EINTR,
+                            e => e,
+                        };
+                        return if errno == 0 {
+                            Ok(())
+                        } else {
+                            Err(NeighError::Kernel {
+                                op,
+                                errno,
+                                message: interrupted.then(|| "dump interrupted".to_string()),
+                            })
+                        };
+                    }
                     msg::NLMSG_ERROR => {
                         let (err, message) = msg::error(&m);
                         return if err == 0 {

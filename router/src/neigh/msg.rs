@@ -16,6 +16,8 @@ pub(crate) const RTM_GETNEIGH: u16 = 30;
 pub(crate) const NLM_F_REQUEST: u16 = 0x1;
 pub(crate) const NLM_F_ACK: u16 = 0x4;
 pub(crate) const NLM_F_DUMP: u16 = 0x300;
+/// The dump was interrupted by a change: its content may be inconsistent.
+pub(crate) const NLM_F_DUMP_INTR: u16 = 0x10;
 pub(crate) const NLM_F_REPLACE: u16 = 0x100;
 pub(crate) const NLM_F_CREATE: u16 = 0x400;
 const NLM_F_CAPPED: u16 = 0x100;
@@ -187,6 +189,16 @@ fn attrs(mut b: &[u8]) -> Vec<(u16, &[u8])> {
 }
 
 /// An `NLMSG_ERROR` payload: errno (0 = ack) and the extack message.
+/// The errno an `NLMSG_DONE` carries (0: the dump is complete). A dump
+/// that failed part way ends with a DONE whose payload is the negative
+/// errno.
+pub(crate) fn done_errno(m: &Msg<'_>) -> i32 {
+    match m.payload.get(..4) {
+        Some(p) => -i32::from_ne_bytes([p[0], p[1], p[2], p[3]]).min(0),
+        None => 0,
+    }
+}
+
 pub(crate) fn error(m: &Msg<'_>) -> (i32, Option<String>) {
     let p = m.payload;
     if p.len() < 4 {
@@ -309,6 +321,21 @@ mod tests {
         let flags = (libc::IFF_UP | libc::IFF_LOWER_UP) as u32;
         p[8..12].copy_from_slice(&flags.to_ne_bytes());
         p
+    }
+
+    #[test]
+    fn a_done_carries_the_dump_errno() {
+        let zero = 0i32.to_ne_bytes();
+        let nobufs = (-libc::ENOBUFS).to_ne_bytes();
+        for (payload, want) in [(&[][..], 0), (&zero[..], 0), (&nobufs[..], libc::ENOBUFS)] {
+            let done = super::Msg {
+                ty: super::NLMSG_DONE,
+                flags: 0,
+                seq: 1,
+                payload,
+            };
+            assert_eq!(super::done_errno(&done), want, "{payload:?}");
+        }
     }
 
     #[test]

@@ -48,7 +48,13 @@ impl NlSocket {
         if r < 0 {
             return Err(io::Error::last_os_error());
         }
-        s.setsockopt_int(libc::SOL_SOCKET, libc::SO_RCVBUF, 4 << 20)?;
+        // Past net.core.rmem_max when privileged (SO_RCVBUF is capped
+        // there, 208 KiB by default): a burst of events must not be lost.
+        if s.setsockopt_int(libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, 4 << 20)
+            .is_err()
+        {
+            s.setsockopt_int(libc::SOL_SOCKET, libc::SO_RCVBUF, 4 << 20)?;
+        }
         // Error messages (extack) in NLMSG_ERROR; best effort.
         let _ = s.setsockopt_int(SOL_NETLINK, NETLINK_EXT_ACK, 1);
         Ok(s)
