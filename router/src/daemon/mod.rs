@@ -43,7 +43,7 @@ mod metrics;
 pub mod nexthops;
 mod reload;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::Ipv6Addr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -89,6 +89,11 @@ const GLEAN_QUEUE: usize = 1024;
 /// Most host routes glean may create: a scan of a connected /64 must
 /// not fill the FIB and the kernel's neighbour table (RFC 6583).
 const MAX_HOSTS: usize = 16384;
+/// The longest the control loop spends resolving gleaned hosts before it
+/// looks at its other messages again (each waits for the neighbour
+/// client): a scan of a connected subnet must not hold back a liveness
+/// verdict or a carrier change.
+const GLEAN_BUDGET: Duration = Duration::from_millis(20);
 /// Ring sizes of every port.
 const RING: u32 = 1024;
 
@@ -747,35 +752,36 @@ impl Daemon {
     }
 
     /// A destination on a connected subnet without a host route: have the
-    /// kernel resolve it and route it as a host.
-    fn glean(&mut self, dst: Ipv6Addr) {
-        if !self.pending_glean.insert(dst) {
-            return;
-        }
+    /// kernel resolve it and route it as a host. Returns whether it
+    /// installed one (the adjacencies need a refresh).
+    fn glean(&mut self, dst: Ipv6Addr) -> bool {
         let Some(port) = self.port_of(dst) else {
-            return;
+            return false;
         };
         let Ok(host) = Prefix::new(dst, 128) else {
-            return;
+            return false;
         };
         if self.routes.contains_key(&host) {
-            return;
+            return false;
         }
         if self.hosts.len() >= MAX_HOSTS {
             if (self.hosts_refused + 1).is_power_of_two() {
                 log!("{} host routes (the most glean installs): not resolving {dst} ({} refused so far)", self.hosts.len(), self.hosts_refused + 1);
             }
             self.hosts_refused += 1;
-            return;
+            return false;
         }
         match self.track(dst, port, false) {
             Ok(id) => {
                 if let Err(e) = self.install(host, Source::Host, vec![id]) {
                     log!("host route {host}: {e}");
                 }
-                self.refresh();
+                true
             }
-            Err(e) => log!("cannot resolve {dst}: {e}"),
+            Err(e) => {
+                log!("cannot resolve {dst}: {e}");
+                false
+            }
         }
     }
 
@@ -963,16 +969,29 @@ impl Daemon {
         let mut next_sync = Instant::now() + ADDR_SYNC;
         let mut compact_at = None;
         let mut changes = self.fib.changes();
+        // Destinations to glean, each once until the next address sync;
+        // taken after every other message, GLEAN_BUDGET at a time.
+        let mut gleans: VecDeque<Ipv6Addr> = VecDeque::new();
         while !stop.load(Ordering::Relaxed) {
             let mut dirty = false;
-            match self.msgs.recv_timeout(Duration::from_millis(100)) {
-                Ok(m) => dirty |= self.handle(m),
+            let wait = if gleans.is_empty() {
+                Duration::from_millis(100)
+            } else {
+                Duration::ZERO
+            };
+            match self.msgs.recv_timeout(wait) {
+                Ok(m) => dirty |= self.handle(m, &mut gleans),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
             // Take whatever else is queued before republishing once.
             while let Ok(m) = self.msgs.try_recv() {
-                dirty |= self.handle(m);
+                dirty |= self.handle(m, &mut gleans);
+            }
+            let t0 = Instant::now();
+            while t0.elapsed() < GLEAN_BUDGET {
+                let Some(dst) = gleans.pop_front() else { break };
+                dirty |= self.glean(dst);
             }
             if dirty {
                 self.refresh();
@@ -1002,17 +1021,23 @@ impl Daemon {
                     Ok(a) => self.sync_addrs(a),
                     Err(e) => log!("cannot read interface addresses: {e}"),
                 }
-                // A host that failed may be gleaned again.
+                // A host that failed may be gleaned again (those still
+                // queued stay queued once).
                 self.pending_glean.clear();
+                self.pending_glean.extend(gleans.iter().copied());
             }
         }
         self.shutdown();
     }
 
-    /// Handles one message; `true` when the adjacencies need a refresh.
-    fn handle(&mut self, m: Msg) -> bool {
+    /// Handles one message (a glean is queued on `gleans`, once per
+    /// destination); `true` when the adjacencies need a refresh.
+    fn handle(&mut self, m: Msg, gleans: &mut VecDeque<Ipv6Addr>) -> bool {
         match m {
-            // Any link or neighbour change may change an adjacency.
+            // A kernel entry no next hop uses changes no adjacency (a
+            // tracked one's change comes as a NextHop event).
+            Msg::Neigh(NeighEvent::Neighbor(..)) => false,
+            // Any other link or next-hop change may change an adjacency.
             Msg::Neigh(ev) => {
                 if let NeighEvent::Link(l) = &ev {
                     self.log_carrier(l);
@@ -1031,7 +1056,9 @@ impl Daemon {
                 true
             }
             Msg::Glean(dst) => {
-                self.glean(dst);
+                if gleans.len() < MAX_HOSTS && self.pending_glean.insert(dst) {
+                    gleans.push_back(dst);
+                }
                 false
             }
             Msg::Ctl(::ctl::Request::Reload, reply) => {
