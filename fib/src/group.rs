@@ -116,9 +116,12 @@ struct Group {
     members: Vec<Member>,
     owner: Vec<u16>,
     /// Per bucket, who owned it before its owner took it (when that member
-    /// is still in the group): an inactive owner's bucket goes back there,
-    /// so adding a member that is down, or draining one just added, moves
-    /// no flow.
+    /// is still in the group): an inactive owner's bucket goes back there
+    /// while that member is below its share of the active weight (else to
+    /// the active member that ranks it highest), so adding a member that
+    /// is down, or draining one just added, moves no flow, and a member
+    /// that took all its buckets from one other does not hand them all
+    /// back to it when down.
     fallback: Vec<u16>,
     refs: u32,
     key: Vec<u32>,
@@ -308,35 +311,60 @@ impl Groups {
             .collect();
         let mut buckets = Vec::new();
         if active.iter().any(|&a| a) {
+            let n = group.owner.len();
             let live = |o: u16| o != NONE && active[o as usize];
-            // Each bucket's owner if active, else its fallback if active.
-            let first: Vec<u16> = group
+            // Each active member's share of the buckets by weight, rounded
+            // up: an inactive owner's buckets go to its fallback only
+            // while that one is below its share, so a member that took
+            // its buckets from one other (a group grown from one member
+            // at once) does not hand them all back to it when down.
+            let total: u64 = (0..group.members.len())
+                .filter(|&j| active[j])
+                .map(|j| u64::from(group.members[j].weight))
+                .sum::<u64>()
+                .max(1);
+            let cap: Vec<usize> = (0..group.members.len())
+                .map(|j| {
+                    let w = if active[j] {
+                        u64::from(group.members[j].weight)
+                    } else {
+                        0
+                    };
+                    (n as u64 * w).div_ceil(total) as usize
+                })
+                .collect();
+            let mut count = vec![0usize; group.members.len()];
+            // Active owners keep every bucket they own.
+            let mut chosen: Vec<u16> = group
                 .owner
                 .iter()
-                .zip(&group.fallback)
-                .map(|(&o, &f)| {
+                .map(|&o| {
                     if live(o) {
+                        count[o as usize] += 1;
                         o
-                    } else if live(f) {
-                        f
                     } else {
                         NONE
                     }
                 })
                 .collect();
-            buckets = first
+            for (b, slot) in chosen.iter_mut().enumerate() {
+                if *slot != NONE {
+                    continue;
+                }
+                let f = group.fallback[b];
+                let j = if live(f) && count[f as usize] < cap[f as usize] {
+                    f as usize
+                } else {
+                    // The active member that ranks the bucket highest: a
+                    // choice that depends on nothing but the active set.
+                    rendezvous(b, &group.members, |j| active[j]).unwrap_or_default()
+                };
+                count[j] += 1;
+                *slot = j as u16;
+            }
+            buckets = chosen
                 .iter()
-                .enumerate()
-                .map(|(b, &o)| {
-                    let j = if o != NONE {
-                        o as usize
-                    } else {
-                        // Neither owner nor fallback is active: the active
-                        // member that ranks the bucket highest.
-                        rendezvous(b, &group.members, |j| active[j]).unwrap_or_default()
-                    };
-                    group.members[j].id
-                })
+                .map(|&j| group.members[j as usize].id)
                 .collect();
         }
         Some(Arc::new(GroupView {

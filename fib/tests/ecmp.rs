@@ -153,6 +153,44 @@ fn adding_a_member_moves_only_flows_to_it() {
     }
 }
 
+/// A group that grew from one member to three at once: the two new
+/// members took their buckets from the first, which is their fallback. A
+/// new member marked down still spreads its flows over both others (not
+/// all back to the first, which would carry twice its share), and gets
+/// exactly its flows back when up.
+#[test]
+fn a_down_member_of_a_grown_group_spreads_its_flows() {
+    let mut fib = Fib::new();
+    let reader = fib.reader();
+    let h = hashes(4);
+    let a = pfx("2001:db8:a::/48");
+    fib.insert(a, &nhs(&[3])).unwrap();
+    fib.publish();
+    fib.insert(a, &nhs(&[1, 2, 3])).unwrap();
+    fib.publish();
+    let before = flows(&reader, a, &h);
+    fib.set_nexthop_up(NextHopId(2), false);
+    fib.publish();
+    let down = flows(&reader, a, &h);
+    let m = assert_moves(&before, &down, &[2], &[], "2 down");
+    assert_eq!(m, counts(&before)[&Some(2)]);
+    let moved = counts(
+        &before
+            .iter()
+            .zip(&down)
+            .filter(|(b, _)| **b == Some(2))
+            .map(|(_, a)| *a)
+            .collect::<Vec<_>>(),
+    );
+    for o in [1u32, 3] {
+        let n = moved.get(&Some(o)).copied().unwrap_or(0);
+        assert!(n * 4 > m, "{o} got {n} of 2's {m} flows: {moved:?}");
+    }
+    fib.set_nexthop_up(NextHopId(2), true);
+    fib.publish();
+    assert_eq!(flows(&reader, a, &h), before, "up restores every flow");
+}
+
 #[test]
 fn a_down_next_hop_moves_only_its_flows_in_every_group() {
     let mut fib = Fib::new();
