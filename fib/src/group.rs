@@ -165,6 +165,16 @@ fn normalize(nhs: &[NextHop]) -> Result<Vec<NextHop>, FibError> {
     Ok(v)
 }
 
+/// One splitmix64 step: `x` mixed so that every input bit reaches every
+/// output bit (the ranks of rendezvous hashing; the dataplane's flow-hash
+/// seed from the router id).
+pub fn splitmix64(x: u64) -> u64 {
+    let mut x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
 /// Weighted rendezvous hashing: the member (among those `eligible`) that
 /// ranks bucket `b` highest. A bucket's choice depends only on the eligible
 /// set, so when a member leaves it only its own buckets change hands, and
@@ -173,12 +183,7 @@ fn normalize(nhs: &[NextHop]) -> Result<Vec<NextHop>, FibError> {
 fn rendezvous(b: usize, members: &[Member], eligible: impl Fn(usize) -> bool) -> Option<usize> {
     let mut best: Option<(f64, usize)> = None;
     for (j, m) in members.iter().enumerate().filter(|&(j, _)| eligible(j)) {
-        let mut x = (b as u64) << 32 | u64::from(m.id);
-        // splitmix64
-        x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        x ^= x >> 31;
+        let x = splitmix64((b as u64) << 32 | u64::from(m.id));
         // u in (0, 1]; a larger weight gives a larger score.
         let u = ((x >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
         let w = f64::from(m.weight.max(m.owner_weight).max(1));

@@ -42,7 +42,9 @@ mod group;
 mod prefix;
 mod trie;
 
-pub use group::{GroupId, GroupView, NextHop, NextHopId, MAX_MEMBERS, MAX_WEIGHT, MIN_BUCKETS};
+pub use group::{
+    splitmix64, GroupId, GroupView, NextHop, NextHopId, MAX_MEMBERS, MAX_WEIGHT, MIN_BUCKETS,
+};
 pub use prefix::{Prefix, PrefixError};
 pub use trie::LOOKUP_GROUP;
 

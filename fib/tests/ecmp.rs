@@ -44,6 +44,22 @@ fn counts(f: &[Option<u32>]) -> BTreeMap<Option<u32>, usize> {
     c
 }
 
+/// Where the flows that were on `from` in `before` are in `after`: member
+/// (None: no route) -> flows.
+fn moved_from(
+    before: &[Option<u32>],
+    after: &[Option<u32>],
+    from: u32,
+) -> BTreeMap<Option<u32>, usize> {
+    let moved: Vec<Option<u32>> = before
+        .iter()
+        .zip(after)
+        .filter(|(b, _)| **b == Some(from))
+        .map(|(_, a)| *a)
+        .collect();
+    counts(&moved)
+}
+
 /// Asserts that every flow that moved was on a member of `gone` or moved to
 /// one of `to`; returns how many moved.
 fn assert_moves(
@@ -174,14 +190,7 @@ fn a_down_member_of_a_grown_group_spreads_its_flows() {
     let down = flows(&reader, a, &h);
     let m = assert_moves(&before, &down, &[2], &[], "2 down");
     assert_eq!(m, counts(&before)[&Some(2)]);
-    let moved = counts(
-        &before
-            .iter()
-            .zip(&down)
-            .filter(|(b, _)| **b == Some(2))
-            .map(|(_, a)| *a)
-            .collect::<Vec<_>>(),
-    );
+    let moved = moved_from(&before, &down, 2);
     for o in [1u32, 3] {
         let n = moved.get(&Some(o)).copied().unwrap_or(0);
         assert!(n * 4 > m, "{o} got {n} of 2's {m} flows: {moved:?}");
@@ -227,14 +236,7 @@ fn a_down_next_hop_moves_only_its_flows_in_every_group() {
     // 3's flows are spread over the other members (each gets at least half
     // its fair share).
     for (r, others) in [(0, &[1u32, 2][..]), (1, &[4, 5, 6][..])] {
-        let moved = counts(
-            &before[r]
-                .iter()
-                .zip(&down[r])
-                .filter(|(b, _)| **b == Some(3))
-                .map(|(_, a)| *a)
-                .collect::<Vec<_>>(),
-        );
+        let moved = moved_from(&before[r], &down[r], 3);
         let total: usize = moved.values().sum();
         for &o in others {
             let n = moved.get(&Some(o)).copied().unwrap_or(0);

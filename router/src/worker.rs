@@ -229,9 +229,6 @@ pub struct LoopStats {
     pub batches: u64,
     /// Forward verdicts naming a port this worker does not have.
     pub bad_egress: u64,
-    /// Frames dropped because a port's TX buffer was full (its ring had
-    /// been full for a whole buffer's worth of frames).
-    pub tx_overflow: u64,
     /// Idle waits (blocking `poll()`s).
     pub idle_sleeps: u64,
     /// Batches whose frames receive coalescing left waiting in the rx
@@ -622,7 +619,6 @@ impl Worker {
                     self.tx[q].push(frame);
                 }
                 Some(q) => {
-                    self.stats.tx_overflow += 1;
                     self.ports[q].stats.tx_dropped += 1;
                     self.pool.free(frame);
                 }

@@ -198,7 +198,7 @@ const R_IFS: [&str; 4] = ["rc", "rs1", "rs2", "rs3"];
 fn worker_thread(
     r_ns: String,
     coalesce: Coalesce,
-    report_to: Option<mpsc::Sender<ReportHandle>>,
+    report_to: mpsc::Sender<ReportHandle>,
     stop: Arc<AtomicBool>,
     ready: mpsc::Sender<Result<(), String>>,
 ) -> Option<Report> {
@@ -274,9 +274,7 @@ fn worker_thread(
         )
         .map_err(|e| e.to_string())?;
         worker.set_coalesce(coalesce);
-        if let Some(tx) = report_to {
-            let _ = tx.send(worker.report_handle());
-        }
+        let _ = report_to.send(worker.report_handle());
         Ok((prog, worker, fib))
     };
     let (prog, mut worker, fib) = match setup() {
@@ -302,6 +300,31 @@ fn worker_thread(
     Some(report)
 }
 
+/// A worker running in r with `coalesce`: its stop flag, its thread
+/// (which returns the final report) and the handle of the counters it
+/// publishes while it runs.
+fn start_worker(
+    lab: &Lab,
+    coalesce: Coalesce,
+) -> (
+    Arc<AtomicBool>,
+    thread::JoinHandle<Option<Report>>,
+    ReportHandle,
+) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let (handle_tx, handle_rx) = mpsc::channel();
+    let worker = {
+        let (r, stop2) = (lab.r.clone(), stop.clone());
+        spawn_ready("worker in r", &stop, move |ready| {
+            worker_thread(r, coalesce, handle_tx, stop2, ready)
+        })
+    };
+    let handle = handle_rx
+        .recv_timeout(Duration::from_secs(5))
+        .expect("no report handle from the worker");
+    (stop, worker, handle)
+}
+
 #[test]
 fn worker_forwards_spreads_flows_and_answers_errors() {
     common::require_root_and_tools("tests/xdp_forward.rs");
@@ -315,13 +338,7 @@ fn worker_forwards_spreads_flows_and_answers_errors() {
         "the client reaches the service through r's kernel: the test would prove nothing"
     );
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let worker = {
-        let (r, stop2) = (lab.r.clone(), stop.clone());
-        spawn_ready("worker in r", &stop, move |ready| {
-            worker_thread(r, DAEMON_COALESCE, None, stop2, ready)
-        })
-    };
+    let (stop, worker, _) = start_worker(&lab, DAEMON_COALESCE);
 
     // Sinks' UDP receivers.
     let sink_stop = Arc::new(AtomicBool::new(false));
@@ -482,21 +499,11 @@ fn worker_forwards_spreads_flows_and_answers_errors() {
 fn worker_coalescing_waits_under_a_burst_and_forwards_every_frame() {
     common::require_root_and_tools("tests/xdp_forward.rs");
     let lab = Lab::new();
-    let stop = Arc::new(AtomicBool::new(false));
     let coalesce = Coalesce {
         usecs: 1000,
         frames: 64,
     };
-    let (handle_tx, handle_rx) = mpsc::channel();
-    let worker = {
-        let (r, stop2) = (lab.r.clone(), stop.clone());
-        spawn_ready("worker in r", &stop, move |ready| {
-            worker_thread(r, coalesce, Some(handle_tx), stop2, ready)
-        })
-    };
-    let handle = handle_rx
-        .recv_timeout(Duration::from_secs(5))
-        .expect("no report handle from the worker");
+    let (stop, worker, handle) = start_worker(&lab, coalesce);
     const FLOWS: u16 = 60;
     const ROUNDS: u32 = 200;
     let to = SocketAddrV6::new(SERVICE.parse().unwrap(), UDP_PORT, 0, 0);
@@ -555,17 +562,7 @@ fn worker_coalescing_waits_under_a_burst_and_forwards_every_frame() {
 fn worker_goes_idle_with_frames_waiting_for_a_down_link() {
     common::require_root_and_tools("tests/xdp_forward.rs");
     let lab = Lab::new();
-    let stop = Arc::new(AtomicBool::new(false));
-    let (handle_tx, handle_rx) = mpsc::channel();
-    let worker = {
-        let (r, stop2) = (lab.r.clone(), stop.clone());
-        spawn_ready("worker in r", &stop, move |ready| {
-            worker_thread(r, Coalesce::OFF, Some(handle_tx), stop2, ready)
-        })
-    };
-    let handle = handle_rx
-        .recv_timeout(Duration::from_secs(5))
-        .expect("no report handle from the worker");
+    let (stop, worker, handle) = start_worker(&lab, Coalesce::OFF);
     let read = |f: fn(&router::worker::WorkerReport) -> u64| f(&handle.lock().unwrap());
     let to = SocketAddrV6::new(SERVICE.parse().unwrap(), UDP_PORT, 0, 0);
     let sink_stop = Arc::new(AtomicBool::new(false));

@@ -439,7 +439,7 @@ impl Daemon {
             for (ns, st) in t.stage_ns.iter_mut().zip(r.counters.stages.iter()) {
                 *ns += st.ticks as f64 * r.ns_per_tick;
             }
-            t.tx_overflow += r.stats.tx_overflow;
+            t.tx_overflow += r.ports.iter().map(|p| p.tx_dropped).sum::<u64>();
             t.rx_packets += r.rx_packets();
             t.busy_ns += r.busy_ns();
             t.syscall_ns += r.syscall_ns();

@@ -161,10 +161,7 @@ pub fn flow_hash(frame: &[u8], len: usize, seed: u64) -> u32 {
 /// daemon comes back with the same routes) and different between routers
 /// (two in a row do not polarise). A splitmix64 step of the identifier.
 pub fn flow_hash_seed(router_id: u32) -> u64 {
-    let mut z = u64::from(router_id).wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
+    fib::splitmix64(u64::from(router_id))
 }
 
 /// The protocol and ports word of [`flow_hash`] for the IPv6 frame `b`

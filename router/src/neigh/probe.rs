@@ -466,7 +466,7 @@ mod tests {
     #[test]
     fn only_replies_to_recent_probes_bring_a_hop_up() {
         let misses = ProbeConfig::default().misses as u16;
-        // Probe 1 answered `misses` rounds late (seq wrapping): ignored.
+        // The probe `misses` rounds back, answered only now: ignored.
         let (mut w, rx, key) = worker(misses, Liveness::Down);
         w.on_packet(&reply(0x1234, 0), key.0, key.1);
         assert_eq!(w.state[&key].liveness, Liveness::Down);

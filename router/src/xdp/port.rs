@@ -241,7 +241,9 @@ pub struct PortStats {
     /// Frames received here that the pipeline dropped (set by the worker).
     pub dropped: u64,
     /// Frames to be sent here that were dropped before the tx ring: the
-    /// worker's tx buffer for this port was full (set by the worker).
+    /// worker's tx buffer for this port was full, its ring having been
+    /// full for a whole buffer's worth of frames (set by the worker;
+    /// `show drops` sums them as `tx_overflow`).
     pub tx_dropped: u64,
     /// Kicks the kernel refused because the link was down (`ENETDOWN`);
     /// each holds the next kick back for [`DOWN_BACKOFF`].
@@ -472,13 +474,9 @@ impl Port {
 
     fn prefetch_with(&mut self, pool: &FramePool, seen: impl FnMut(usize)) -> bool {
         let pending = self.pending;
-        match self.rx_view.as_mut() {
-            Some(v) if v.due(pending) => {
-                v.prefetch(pool.base, pending, seen);
-                true
-            }
-            _ => false,
-        }
+        self.rx_view
+            .as_mut()
+            .is_some_and(|v| v.prefetch(pool.base, pending, seen))
     }
 
     /// Receives up to `max` frames, appended to `out`.

@@ -104,9 +104,16 @@ impl RxView {
     /// the ring since the last receive, so the kernel has published their
     /// descriptors): prefetches the headers of those not prefetched yet,
     /// `base` being the address of the UMEM's first byte, and passes each
-    /// header's address to `seen`.
-    pub(super) fn prefetch(&mut self, base: usize, pending: u32, mut seen: impl FnMut(usize)) {
-        let (mut i, end) = span(self.seen, self.consumer(), pending);
+    /// header's address to `seen`. Returns whether there were any
+    /// ([`RxView::due`]).
+    pub(super) fn prefetch(
+        &mut self,
+        base: usize,
+        pending: u32,
+        mut seen: impl FnMut(usize),
+    ) -> bool {
+        let (from, end) = span(self.seen, self.consumer(), pending);
+        let mut i = from;
         while i != end {
             let desc = self
                 .desc
@@ -123,6 +130,7 @@ impl RxView {
             i = i.wrapping_add(1);
         }
         self.seen = end;
+        from != end
     }
 }
 
