@@ -47,7 +47,7 @@
 //! under a paced stream meant milliseconds of queueing and a full ring.
 
 use std::net::Ipv6Addr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -219,6 +219,13 @@ pub fn adjacency_table(adjacencies: Vec<Adjacency>) -> AdjacencyTable {
     Arc::new(ArcSwap::from_pointee(adjacencies))
 }
 
+/// Each port's own MAC as `ip6_input` compares it
+/// ([`crate::dataplane::ip6_input::mac_key`]; 0: not known, no check),
+/// indexed like the worker's ports: the control side stores a port's MAC
+/// when it learns it or the link's address changes, the worker reads it
+/// once per batch.
+pub type PortMacs = Arc<[AtomicU64]>;
+
 /// Counters of the worker loop itself (the stages count in
 /// [`WorkerState::counters`], the ports in [`Port::stats`]).
 #[derive(Debug, Default, Clone, Copy)]
@@ -298,6 +305,7 @@ pub struct Worker {
     ingress: Vec<Ingress>,
     fib: FibReader,
     adjacencies: AdjacencyTable,
+    macs: PortMacs,
     /// Counters and the ICMPv6 error rate limiter.
     pub state: WorkerState,
     /// The loop's own counters.
@@ -363,8 +371,10 @@ impl Worker {
             .map(|(i, addr)| Ingress {
                 port: i as PortIndex,
                 addr,
+                mac: 0,
             })
             .collect();
+        let macs = (0..ports.len()).map(|_| AtomicU64::new(0)).collect();
         let ns_per_tick = crate::cpu::tsc_ns_per_tick();
         let coalesce = Coalescer::new(Coalesce::OFF, ports.len(), ns_per_tick);
         // Room for one more batch than the buffer so a full buffer still
@@ -378,6 +388,7 @@ impl Worker {
             ingress,
             fib,
             adjacencies,
+            macs,
             state,
             stats: LoopStats::default(),
             rx: Vec::with_capacity(MAX_BATCH),
@@ -450,6 +461,12 @@ impl Worker {
     /// The shared adjacency table (a handle for the control side).
     pub fn adjacency_table(&self) -> AdjacencyTable {
         self.adjacencies.clone()
+    }
+
+    /// The ports' MACs (a handle for the control side, which keeps them
+    /// current; until it stores one, that port accepts every unicast MAC).
+    pub fn port_macs(&self) -> PortMacs {
+        self.macs.clone()
     }
 
     /// Runs until `stop` is set (checked once per round), publishing its
@@ -562,6 +579,10 @@ impl Worker {
         {
             let snap = self.fib.load();
             let adj = self.adjacencies.load();
+            let ingress = Ingress {
+                mac: self.macs[p].load(Ordering::Relaxed),
+                ..self.ingress[p]
+            };
             let pool = &self.pool;
             let mut pkts: [Packet<'_>; MAX_BATCH] = std::array::from_fn(|_| Packet {
                 buf: &mut [],
@@ -577,7 +598,7 @@ impl Worker {
             process_batch(
                 &mut pkts[..n],
                 &mut self.verdicts[..n],
-                &self.ingress[p],
+                &ingress,
                 &snap,
                 &adj,
                 &mut self.state,

@@ -786,6 +786,37 @@ fn daemon_forwards_and_answers() {
     assert!(s1 - s0 >= 5, "the prober stopped probing s1: {s0} -> {s1}");
     assert_eq!(c1, c0, "the gleaned client got echo requests (probes)");
 
+    // A frame sent to another host's MAC (as a switch floods it) is
+    // dropped, not forwarded: the client's entry for the router names a
+    // MAC the router does not have...
+    let moved = "02:00:00:00:0c:99";
+    let to_router = [
+        "ip",
+        "-6",
+        "neigh",
+        "replace",
+        R_CLIENT_SIDE,
+        "lladdr",
+        moved,
+    ];
+    ns(
+        &lab.c,
+        &[&to_router[..], &["dev", "c0", "nud", "permanent"]].concat(),
+    );
+    let before = lab.drops();
+    let lost = ping(&lab, &["-c", "2", "-i", "0.2", "-W", "1", SERVICE]);
+    assert!(!lost.0, "forwarded frames sent to another MAC: {}", lost.1);
+    poll_drops(&lab, |d| grew(&before, d, "other_host") >= 2)
+        .unwrap_or_else(|| panic!("other_host not counted: {:?}", lab.drops()));
+    // ... until the router's interface takes that MAC, which the daemon
+    // follows.
+    ns(
+        &lab.r,
+        &["ip", "link", "set", "dev", "rc", "address", moved],
+    );
+    let back = ping(&lab, &["-c", "3", "-i", "0.2", "-w", "8", SERVICE]);
+    assert!(back.0, "no forwarding after rc's MAC changed: {}", back.1);
+
     // The real CLI, human output.
     let out = Command::new(flatedgectl())
         .arg("--socket")

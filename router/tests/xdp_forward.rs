@@ -36,12 +36,15 @@ mod common;
 
 use common::{enter, inject, mac_str, ns, ns_try, run, spawn_ready, udp_frame, udp_sink, Netns};
 use fib::{Fib, NextHop, Prefix};
+use router::dataplane::ip6_input::mac_key;
 use router::dataplane::{Adjacency, Counters, DropReason, IcmpKind, WorkerState};
 use router::worker::{adjacency_table, Coalesce, LoopStats, ReportHandle, Worker};
 use router::xdp::{self, FramePool, PoolConfig, Port, PortStats, XdpProgram};
 
 const MAC_C0: [u8; 6] = [0x02, 0, 0, 0, 0x0c, 0x02];
 const MAC_RC: [u8; 6] = [0x02, 0, 0, 0, 0x0c, 0x01];
+/// A host on the client's segment other than the router.
+const MAC_OTHER: [u8; 6] = [0x02, 0, 0, 0, 0x0c, 0x99];
 const SERVICE: &str = "2001:db8:ff::1";
 const CLIENT: &str = "2001:db8:c::2";
 const UDP_PORT: u16 = 9999;
@@ -274,6 +277,11 @@ fn worker_thread(
         )
         .map_err(|e| e.to_string())?;
         worker.set_coalesce(coalesce);
+        // As the daemon does: frames to another unicast MAC are dropped.
+        let macs = [MAC_RC, mac_rs(1), mac_rs(2), mac_rs(3)];
+        for (m, mac) in worker.port_macs().iter().zip(macs) {
+            m.store(mac_key(mac), Ordering::Relaxed);
+        }
         let _ = report_to.send(worker.report_handle());
         Ok((prog, worker, fib))
     };
@@ -374,13 +382,13 @@ fn worker_forwards_spreads_flows_and_answers_errors() {
         &["ping", "-6", "-c", "1", "-t", "1", "-W", "2", SERVICE],
     );
 
-    // 4. malformed frames: 3 with a payload length that lies, 2 with IP version 4.
-    let frame = |version, len| {
-        let (src, dst) = (CLIENT.parse().unwrap(), SERVICE.parse().unwrap());
-        udp_frame(MAC_RC, MAC_C0, src, dst, version, len)
-    };
+    // 4. malformed frames: 3 with a payload length that lies, 2 with IP
+    // version 4; and a valid one sent to another host's MAC (flooded).
+    let (src, dst) = (CLIENT.parse().unwrap(), SERVICE.parse().unwrap());
+    let frame = |version, len| udp_frame(MAC_RC, MAC_C0, src, dst, version, len);
     let mut bad = vec![frame(0x60, 1000); 3];
     bad.extend(vec![frame(0x40, 8); 2]);
+    bad.push(udp_frame(MAC_OTHER, MAC_C0, src, dst, 0x60, 8));
     let injected = inject(&lab.c, "c0", bad);
 
     // 5. still forwarding after them.
@@ -457,7 +465,12 @@ fn worker_forwards_spreads_flows_and_answers_errors() {
         report.counters.icmp_sent[IcmpKind::TimeExceeded.index()] >= 1,
         "the worker counted no Time Exceeded"
     );
-    assert_eq!(injected, Ok(5), "injecting the malformed frames failed");
+    assert_eq!(injected, Ok(6), "injecting the malformed frames failed");
+    assert_eq!(
+        report.counters.drops_of(DropReason::OtherHost),
+        1,
+        "the frame to another host's MAC not counted: {report:?}"
+    );
     assert!(
         report
             .counters

@@ -19,6 +19,7 @@ use std::time::Duration;
 use anyhow::{anyhow, Context, Result};
 use fib::{Fib, NextHop, Prefix};
 use router::cpu::{rdtsc, TscClock};
+use router::dataplane::ip6_input::mac_key;
 use router::dataplane::{Adjacency, WorkerState, MAX_BATCH};
 use router::worker::{adjacency_table, ReportHandle, Worker};
 use router::xdp::{self, Frame, FramePool, PoolConfig, Port, XdpProgram};
@@ -311,6 +312,10 @@ impl Flatedge {
             )
             .context("building the worker")?;
             worker.set_coalesce(coalesce);
+            // As the daemon does: frames to another unicast MAC are dropped.
+            for (m, mac) in worker.port_macs().iter().zip([MAC_RG, MAC_RS]) {
+                m.store(mac_key(mac), Ordering::Relaxed);
+            }
             let _ = rtx.send(worker.report_handle());
             Ok((prog, worker, fib))
         };

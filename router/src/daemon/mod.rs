@@ -55,11 +55,14 @@ use std::time::{Duration, Instant};
 use fib::{Fib, NextHop as FibNextHop, NextHopId, Prefix};
 
 use crate::config::Config;
+use crate::dataplane::ip6_input::mac_key;
 use crate::dataplane::{PortIndex, WorkerState};
 use crate::neigh::{
     Liveness, LivenessEvent, NeighClient, NeighEvent, NeighborTable, ProbeConfig, Prober,
 };
-use crate::worker::{adjacency_table, AdjacencyTable, GleanRequest, ReportHandle, Worker};
+use crate::worker::{
+    adjacency_table, AdjacencyTable, GleanRequest, PortMacs, ReportHandle, Worker,
+};
 use crate::xdp::{self, FramePool, PoolConfig, Port, XdpProgram};
 use ifaddr::IfAddr;
 use nexthops::{NextHops, PortInfo};
@@ -192,6 +195,8 @@ struct WorkerHandle {
     report: ReportHandle,
     /// The interface (index in `ports`) of each of the worker's ports.
     port_iface: Vec<usize>,
+    /// Those ports' MACs, which `refresh` keeps current.
+    macs: PortMacs,
     thread: JoinHandle<()>,
 }
 
@@ -408,6 +413,7 @@ impl Daemon {
         d.refresh();
         d.start_prober(tx.clone())?;
         d.start_workers(tx.clone())?;
+        d.store_macs(&d.neigh.table());
         if bgp::wanted(&d.config) {
             d.bgp = Some(bgp::Bgp::start(bgp::speaker_config(&d.config), tx)?);
         }
@@ -745,10 +751,23 @@ impl Daemon {
         for p in failed {
             self.uninstall(p);
         }
+        self.store_macs(&table);
         // Adjacencies first: a group that a new FIB snapshot makes use of a
         // next hop must find it in the table.
         self.adjacencies.store(Arc::new(adj));
         self.fib.publish();
+    }
+
+    /// Gives each worker port its interface's MAC (which may have
+    /// changed): frames sent to another unicast MAC are dropped.
+    fn store_macs(&self, table: &NeighborTable) {
+        for w in &self.workers {
+            for (mac, &i) in w.macs.iter().zip(&w.port_iface) {
+                let link = self.ports.get(i).and_then(|p| table.link(p.ifindex));
+                let key = link.and_then(|l| l.mac).map_or(0, mac_key);
+                mac.store(key, Ordering::Relaxed);
+            }
+        }
     }
 
     /// A destination on a connected subnet without a host route: have the
@@ -943,6 +962,7 @@ impl Daemon {
             worker.set_glean(gtx.clone());
             worker.set_coalesce(self.config.router.coalesce);
             let report = worker.report_handle();
+            let macs = worker.port_macs();
             let stop = self.worker_stop.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("flatedge-w{w}"))
@@ -957,6 +977,7 @@ impl Daemon {
             self.workers.push(WorkerHandle {
                 report,
                 port_iface,
+                macs,
                 thread,
             });
         }

@@ -1,7 +1,9 @@
 //! `ip6_input`: is this frame an IPv6 packet we may forward?
 //!
 //! Checks, in order, each failure its own [`DropReason`]: Ethernet header
-//! present, not VLAN-tagged, ethertype IPv6; IPv6 header present, version 6,
+//! present, not VLAN-tagged, ethertype IPv6; IPv6 header present; sent to
+//! the ingress port's own unicast MAC (not a link-layer group, not another
+//! host's MAC); version 6,
 //! payload length within the frame (a longer frame is Ethernet padding: the
 //! packet is trimmed to `40 + payload length`); source not multicast,
 //! unspecified, loopback or link-local; destination not link-local,
@@ -49,9 +51,20 @@ fn is_link_local(a: u128) -> bool {
     a >> 118 == 0xfe80 >> 6
 }
 
-/// Validates one frame; on success trims `pkt.len` to the IPv6 packet.
+/// A port's MAC as [`check`] compares it: the six bytes in the low 48
+/// bits. 0 (the all-zero MAC, which no interface has) means not known:
+/// every unicast destination MAC is then accepted.
 #[inline]
-pub fn check(pkt: &mut Packet<'_>) -> Verdict {
+pub fn mac_key(mac: [u8; 6]) -> u64 {
+    let mut k = [0u8; 8];
+    k[..6].copy_from_slice(&mac);
+    u64::from_le_bytes(k)
+}
+
+/// Validates one frame received on the port whose MAC is `mac` (see
+/// [`mac_key`]); on success trims `pkt.len` to the IPv6 packet.
+#[inline]
+pub fn check(pkt: &mut Packet<'_>, mac: u64) -> Verdict {
     let len = pkt.len.min(pkt.buf.len());
     let b = &pkt.buf[..len];
     if len < ETH_HLEN {
@@ -68,6 +81,9 @@ pub fn check(pkt: &mut Packet<'_>) -> Verdict {
     // The group bit of the destination MAC: broadcast or multicast.
     if b[0] & 1 == 1 {
         return Verdict::Drop(DropReason::LinkLayerMulticast);
+    }
+    if mac != 0 && mac_key([b[0], b[1], b[2], b[3], b[4], b[5]]) != mac {
+        return Verdict::Drop(DropReason::OtherHost);
     }
     if b[IP6_OFF] >> 4 != 6 {
         return Verdict::Drop(DropReason::BadVersion);
@@ -110,11 +126,11 @@ pub fn check(pkt: &mut Packet<'_>) -> Verdict {
 
 /// Runs [`check`] over every packet still in [`Verdict::Continue`];
 /// returns how many it looked at.
-pub fn run(pkts: &mut [Packet<'_>], verdicts: &mut [Verdict]) -> usize {
+pub fn run(pkts: &mut [Packet<'_>], verdicts: &mut [Verdict], mac: u64) -> usize {
     let mut n = 0;
     for (p, v) in pkts.iter_mut().zip(verdicts.iter_mut()) {
         if *v == Verdict::Continue {
-            *v = check(p);
+            *v = check(p, mac);
             n += 1;
         }
     }
@@ -129,7 +145,7 @@ mod tests {
     fn verdict_of(mut f: Vec<u8>) -> Verdict {
         let len = f.len();
         let mut p = Packet { buf: &mut f, len };
-        check(&mut p)
+        check(&mut p, mac_key(ROUTER_MAC))
     }
 
     fn with_src(src: &str) -> Vec<u8> {
@@ -160,7 +176,7 @@ mod tests {
         f.extend_from_slice(&[0; 20]);
         let len = f.len();
         let mut p = Packet { buf: &mut f, len };
-        assert_eq!(check(&mut p), Verdict::Continue);
+        assert_eq!(check(&mut p, mac_key(ROUTER_MAC)), Verdict::Continue);
         assert_eq!(p.len, ip_len);
     }
 
@@ -193,6 +209,30 @@ mod tests {
         let mut f = FrameSpec::udp().build();
         f.truncate(ETH_HLEN + 39);
         assert_eq!(verdict_of(f), Verdict::Drop(DropReason::TruncatedIpv6));
+    }
+
+    #[test]
+    fn another_hosts_mac_is_dropped() {
+        let other = FrameSpec {
+            dst_mac: [2, 0, 0, 0, 0, 0xfd],
+            ..FrameSpec::udp()
+        }
+        .build();
+        assert_eq!(
+            verdict_of(other.clone()),
+            Verdict::Drop(DropReason::OtherHost)
+        );
+        // Not known yet: accepted, as before the port's MAC is learnt.
+        let len = other.len();
+        let mut f = other;
+        let mut p = Packet { buf: &mut f, len };
+        assert_eq!(check(&mut p, 0), Verdict::Continue);
+        // Every byte of the MAC counts, the first as much as the last.
+        for i in 0..6 {
+            let mut mac = ROUTER_MAC;
+            mac[i] ^= 0x40;
+            assert_ne!(mac_key(mac), mac_key(ROUTER_MAC), "byte {i}");
+        }
     }
 
     #[test]

@@ -72,6 +72,9 @@ impl StageClock for NoClock {
 pub struct Ingress {
     /// The port the frames arrived on; ICMPv6 errors leave through it.
     pub port: PortIndex,
+    /// Its MAC ([`ip6_input::mac_key`]; 0: not known, no check): frames
+    /// sent to another unicast MAC are dropped.
+    pub mac: u64,
     /// The source of ICMPv6 errors: the router's global address on that
     /// interface, or another global address of the router when the
     /// interface has only a link-local one; `None`: no errors are sent.
@@ -140,7 +143,7 @@ pub fn process_batch<C: StageClock>(
         let c = &mut state.counters;
 
         let t0 = clock.now();
-        let k = ip6_input::run(p, v);
+        let k = ip6_input::run(p, v, ingress.mac);
         let t1 = clock.now();
         c.stage(Stage::Input, k, t1.wrapping_sub(t0));
 

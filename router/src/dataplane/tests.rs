@@ -69,6 +69,7 @@ impl Lab {
             ingress: Ingress {
                 port: 0,
                 addr: Some(router()),
+                mac: ip6_input::mac_key(ROUTER_MAC),
             },
         }
     }
@@ -276,6 +277,15 @@ fn no_error_for_icmp_error_or_multicast() {
         lab.one(l2_group).0,
         Verdict::Drop(DropReason::LinkLayerMulticast)
     );
+    // Sent to another host's MAC (flooded by a switch): that host
+    // answers, not us.
+    let l2_other = FrameSpec {
+        hop_limit: 1,
+        dst_mac: [2, 0, 0, 0, 0, 0x77],
+        ..FrameSpec::udp()
+    }
+    .build();
+    assert_eq!(lab.one(l2_other).0, Verdict::Drop(DropReason::OtherHost));
     // A multicast source never gets that far.
     let from_group = FrameSpec {
         hop_limit: 1,
@@ -410,6 +420,14 @@ fn every_drop_reason_is_reachable_and_counted() {
             }
             .build(),
             LinkLayerMulticast,
+        ),
+        (
+            FrameSpec {
+                dst_mac: [2, 0, 0, 0, 0, 0x77],
+                ..udp()
+            }
+            .build(),
+            OtherHost,
         ),
     ];
     for (frame, reason) in &cases {

@@ -122,6 +122,10 @@ drop_reasons! {
     /// router to forward (Linux drops these too; the XDP program passes
     /// IPv6 multicast to the kernel before they get here).
     LinkLayerMulticast => "link_layer_multicast",
+    /// Sent to another host's unicast MAC (a frame a switch or bridge
+    /// flooded, or one seen in promiscuous mode): not for this router to
+    /// forward, or the packet would arrive twice (Linux's `OTHERHOST`).
+    OtherHost => "other_host",
     /// IP version field is not 6.
     BadVersion => "bad_version",
     /// The payload length says more bytes than the frame carries.
