@@ -974,6 +974,21 @@ fn daemon_restarts_on_its_interfaces() {
     let p = ping(&lab, &["-c", "3", "-i", "0.2", "-w", "8", SERVICE]);
     assert!(p.0, "ping through flatedge failed: {}\n{}", p.1, lab.log());
     let first = flows_once(&lab, "first run");
+    // A second flatedge on the same config (started by hand beside the
+    // service) fails and leaves the running one's interfaces alone.
+    let second = Command::new("ip")
+        .args(["netns", "exec", &lab.r, env!("CARGO_BIN_EXE_flatedge")])
+        .arg("--config")
+        .arg(lab.dir.join("flatedge.toml"))
+        .output()
+        .expect("cannot start a second flatedge");
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        !second.status.success() && err.contains("in use by another flatedge"),
+        "the second flatedge: {second:?}"
+    );
+    let p = ping(&lab, &["-c", "3", "-i", "0.2", "-w", "8", SERVICE]);
+    assert!(p.0, "no forwarding after the second flatedge: {}", p.1);
     // Under load: a flood through the router while it stops and restarts.
     let mut flood = Command::new("ip")
         .args([

@@ -172,7 +172,7 @@ fn forwarder(
         stale
             .attach(xdp::ifindex("ra").map_err(|e| e.to_string())?)
             .map_err(|e| format!("stale: {e}"))?;
-        std::mem::forget(stale);
+        stale.abandon();
         let mut prog = XdpProgram::load().map_err(|e| e.to_string())?;
         // Rings far smaller than the 1,000-packet flood: the fill rings
         // must be refilled again and again.
@@ -574,6 +574,59 @@ struct DownLink {
 /// Frames queued on a port whose link is down (`ENETDOWN`): the port
 /// kicks once, then holds kicks back for 1 ms at a time instead of a
 /// failed `sendto` per round, and the frames leave once the link is up.
+/// A second flatedge started beside a running one (the same interface)
+/// fails and leaves the first one's program attached, also once it has
+/// given up; when the first one goes, the interface is free again.
+#[test]
+fn a_second_loader_does_not_take_a_held_interface() {
+    common::require_root_and_tools("tests/xdp_port.rs");
+    let pair = Pair::new();
+    let t = pair.spawn(|| -> Result<(), String> {
+        let t0 = xdp::ifindex("t0").map_err(|e| e.to_string())?;
+        let mut first = XdpProgram::load().map_err(|e| e.to_string())?;
+        first.attach(t0).map_err(|e| format!("first: {e}"))?;
+        let id = attached_id("t0")?;
+        assert!(id.is_some(), "nothing attached to t0");
+        let mut second = XdpProgram::load().map_err(|e| e.to_string())?;
+        match second.attach(t0) {
+            Err(e @ xdp::XdpError::Busy { .. }) => {
+                eprintln!("second loader: {e}");
+                assert!(e.to_string().contains("another flatedge"), "{e}");
+            }
+            other => return Err(format!("the second loader attached: {other:?}")),
+        }
+        drop(second);
+        assert_eq!(
+            attached_id("t0")?,
+            id,
+            "the first program was replaced or detached"
+        );
+        drop(first);
+        assert_eq!(attached_id("t0")?, None, "detached when the first one went");
+        let mut third = XdpProgram::load().map_err(|e| e.to_string())?;
+        third
+            .attach(t0)
+            .map_err(|e| format!("after the first: {e}"))?;
+        Ok(())
+    });
+    t.join().expect("loader thread panicked").unwrap();
+}
+
+/// The id of the XDP program attached to `dev` (`ip link`'s "prog/xdp
+/// id N"), in the calling thread's namespace (which `ip` inherits).
+fn attached_id(dev: &str) -> Result<Option<u32>, String> {
+    let text = Command::new("ip")
+        .args(["-d", "link", "show", "dev", dev])
+        .output()
+        .map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&text.stdout).into_owned();
+    Ok(text
+        .split("prog/xdp id ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok()))
+}
+
 #[test]
 fn a_down_link_holds_kicks_back() {
     const BURST: usize = 10;

@@ -5,15 +5,23 @@
 //!
 //! A program left attached by a killed flatedge is recognised by its name
 //! and replaced; any other XDP program on the interface is an error (we do
-//! not take an interface away from another tool). Every interface this
+//! not take an interface away from another tool). Whether a flatedge
+//! program is stale is told by a lock: a loader holds an exclusive
+//! `flock` on `/run/flatedge/xdp-NETNS-IFINDEX.lock` for every interface
+//! it attached to, which the kernel releases when the process dies, so a
+//! second flatedge started beside a running one fails instead of taking
+//! its interfaces (and detaching them on its way out). Every interface this
 //! loader attached to is detached when [`XdpProgram`] drops, and only if
 //! our program is still the one attached.
 #![allow(unsafe_code)]
 
 use std::ffi::{c_int, c_void, CStr};
+use std::fs::{File, OpenOptions};
 use std::io;
 use std::net::Ipv6Addr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
 use std::ptr::NonNull;
 
 use libbpf_sys as sys;
@@ -48,6 +56,9 @@ pub struct XdpProgram {
     ports_fd: RawFd,
     own_fd: RawFd,
     attached: Vec<u32>,
+    /// The lock of each attached interface (released after the detach:
+    /// fields drop after `Drop::drop`).
+    locks: Vec<(u32, File)>,
 }
 
 // SAFETY: the bpf_object is only touched through &mut self or in Drop;
@@ -100,6 +111,7 @@ impl XdpProgram {
             ports_fd: -1,
             own_fd: -1,
             attached: Vec::new(),
+            locks: Vec::new(),
         };
         // SAFETY: obj is a valid, opened bpf_object owned by `this`.
         let ret = unsafe { sys::bpf_object__load(this.obj.as_ptr()) };
@@ -130,6 +142,10 @@ impl XdpProgram {
     /// Attaches the program to `ifindex` in native mode, replacing a stale
     /// flatedge program; fails if another XDP program is attached.
     pub fn attach(&mut self, ifindex: u32) -> Result<(), XdpError> {
+        let lock = match self.locks.iter().any(|(i, _)| *i == ifindex) {
+            true => None,
+            false => Some(lock_interface(ifindex)?),
+        };
         // Atomic with respect to other attachers: with nothing attached,
         // UPDATE_IF_NOEXIST; over a stale flatedge program, REPLACE naming
         // that very program. Either fails (EEXIST/EBUSY) if the interface
@@ -153,12 +169,31 @@ impl XdpProgram {
         if !self.attached.contains(&ifindex) {
             self.attached.push(ifindex);
         }
+        if let Some(lock) = lock {
+            self.locks.push((ifindex, lock));
+        }
         Ok(())
     }
 
     /// Detaches the program from `ifindex` if it is still ours.
     pub fn detach(&mut self, ifindex: u32) -> Result<(), XdpError> {
         self.attached.retain(|&i| i != ifindex);
+        let ret = self.detach_program(ifindex);
+        self.locks.retain(|(i, _)| *i != ifindex);
+        ret
+    }
+
+    /// Leaves the program attached as a killed process would: the kernel
+    /// keeps it (its fds are never closed), and the interface locks go as
+    /// a dead process's do. For tests of the stale-program path.
+    #[doc(hidden)]
+    pub fn abandon(mut self) {
+        self.locks.clear();
+        self.attached.clear();
+        std::mem::forget(self);
+    }
+
+    fn detach_program(&mut self, ifindex: u32) -> Result<(), XdpError> {
         let opts = sys::bpf_xdp_attach_opts {
             sz: size_of::<sys::bpf_xdp_attach_opts>() as sys::size_t,
             old_prog_fd: self.prog_fd,
@@ -305,6 +340,38 @@ impl Drop for XdpProgram {
         // (closing the object closes the program and map fds).
         unsafe { sys::bpf_object__close(self.obj.as_ptr()) };
     }
+}
+
+/// Where the interface locks live.
+const LOCK_DIR: &str = "/run/flatedge";
+
+/// Takes the lock of `ifindex` in the calling thread's network namespace
+/// (interface numbers are per namespace): an exclusive, non-blocking
+/// `flock` on its lock file, held while the file stays open.
+fn lock_interface(ifindex: u32) -> Result<File, XdpError> {
+    let io = |what| move |source| XdpError::Bpf { what, source };
+    // thread-self: a thread may have entered another namespace than the
+    // process's first one.
+    let netns = std::fs::metadata("/proc/thread-self/ns/net")
+        .map_err(io("read the network namespace"))?
+        .ino();
+    std::fs::create_dir_all(LOCK_DIR).map_err(io("create /run/flatedge"))?;
+    let path = PathBuf::from(format!("{LOCK_DIR}/xdp-{netns}-{ifindex}.lock"));
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io("open an interface lock in /run/flatedge"))?;
+    // SAFETY: flock on a descriptor this function owns.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let e = io::Error::last_os_error();
+        if e.kind() == io::ErrorKind::WouldBlock {
+            return Err(XdpError::Busy { ifindex, path });
+        }
+        return Err(io("lock an interface")(e));
+    }
+    Ok(file)
 }
 
 /// `if_nametoindex(3)`; `None` when there is no such interface.

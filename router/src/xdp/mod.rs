@@ -45,6 +45,18 @@ pub enum XdpError {
         /// The attached program's name.
         name: String,
     },
+    /// Another flatedge (a running daemon, or a second one started by
+    /// hand) holds the interface: its program stays attached.
+    #[error(
+        "interface {ifindex} is in use by another flatedge (it holds {}); not replacing its XDP program",
+        path.display()
+    )]
+    Busy {
+        /// The interface.
+        ifindex: u32,
+        /// The lock file the other process holds.
+        path: std::path::PathBuf,
+    },
     /// A slot or queue beyond what the maps hold.
     #[error("{what} {value} out of range (max {max})")]
     Range {
