@@ -175,25 +175,25 @@ pub fn exchange(socket: &Path, req: &Request, timeout: Duration) -> Result<Reply
 /// written as one compact JSON document and a newline, then the connection
 /// is closed.
 ///
-/// If the caller set no timeouts on `stream`, reads and writes each give
-/// up after [`SERVE_TIMEOUT`]. Errors are I/O errors of this connection
-/// only (the client went away or stalled); the daemon logs them and goes
-/// on serving.
+/// The stream's read timeout (if the caller set none, [`SERVE_TIMEOUT`])
+/// bounds the whole request, and its write timeout the whole response: a
+/// client that sends or reads a byte at a time cannot hold the connection
+/// longer. Errors are I/O errors of this connection only (the client went
+/// away or stalled); the daemon logs them and goes on serving.
 pub fn serve_one(
     mut stream: UnixStream,
     handler: impl FnOnce(Result<Request, String>) -> Response,
 ) -> io::Result<()> {
-    if stream.read_timeout()?.is_none() {
-        stream.set_read_timeout(Some(SERVE_TIMEOUT))?;
-    }
-    if stream.write_timeout()?.is_none() {
-        stream.set_write_timeout(Some(SERVE_TIMEOUT))?;
-    }
+    let read_budget = stream.read_timeout()?.unwrap_or(SERVE_TIMEOUT);
+    let write_budget = stream.write_timeout()?.unwrap_or(SERVE_TIMEOUT);
 
     let mut doc = Vec::new();
-    (&mut stream)
-        .take(MAX_REQUEST_BYTES as u64 + 1)
-        .read_to_end(&mut doc)?;
+    read_within(
+        &mut stream,
+        &mut doc,
+        MAX_REQUEST_BYTES + 1,
+        Instant::now() + read_budget,
+    )?;
     let req = if doc.len() > MAX_REQUEST_BYTES {
         Err(format!(
             "request longer than {} KiB",
@@ -207,17 +207,65 @@ pub fn serve_one(
     let response = handler(req);
     let mut out = serde_json::to_vec(&response).map_err(io::Error::other)?;
     out.push(b'\n');
-    stream.write_all(&out)?;
-    stream.flush()?;
+    let deadline = Instant::now() + write_budget;
+    let mut sent = &out[..];
+    while !sent.is_empty() {
+        let left = time_left(deadline).ok_or_else(|| stalled("read its answer"))?;
+        stream.set_write_timeout(Some(left))?;
+        match stream.write(sent) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => sent = &sent[n..],
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if is_timeout(&e) => return Err(stalled("read its answer")),
+            Err(e) => return Err(e),
+        }
+    }
     if truncated {
         // Closing a UNIX socket with unread input resets the connection,
         // and the client would lose the answer: read the rest first (up
-        // to 16 MiB more, within the read timeout).
+        // to 16 MiB more, within the read budget again).
         stream.shutdown(std::net::Shutdown::Write)?;
-        let _ = io::copy(&mut (&mut stream).take(16 << 20), &mut io::sink());
+        let mut rest = Vec::new();
+        let _ = read_within(
+            &mut stream,
+            &mut rest,
+            16 << 20,
+            Instant::now() + read_budget,
+        );
     }
     Ok(())
     // Dropping the stream closes the connection: the client reads EOF.
+}
+
+/// Reads from `stream` into `buf` until EOF or `max` bytes, all before
+/// `deadline`.
+fn read_within(
+    stream: &mut UnixStream,
+    buf: &mut Vec<u8>,
+    max: usize,
+    deadline: Instant,
+) -> io::Result<()> {
+    let mut chunk = [0u8; 4096];
+    while buf.len() < max {
+        let left = time_left(deadline).ok_or_else(|| stalled("send its request"))?;
+        stream.set_read_timeout(Some(left))?;
+        let want = chunk.len().min(max - buf.len());
+        match stream.read(&mut chunk[..want]) {
+            Ok(0) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if is_timeout(&e) => return Err(stalled("send its request")),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+fn stalled(what: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        format!("the client took too long to {what}"),
+    )
 }
 
 fn time_left(deadline: Instant) -> Option<Duration> {

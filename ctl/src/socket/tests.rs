@@ -265,3 +265,60 @@ fn a_daemon_that_hangs_up_or_babbles_is_an_error() {
     assert!(matches!(err, ClientError::BadResponse { .. }), "{err:?}");
     server.join().unwrap();
 }
+
+/// A client sending its request a byte at a time, each within the read
+/// timeout, is cut off once the whole request has taken longer than it.
+#[test]
+fn serve_one_bounds_the_whole_request() {
+    let (mut client, server) = UnixStream::pair().unwrap();
+    server
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let trickle = thread::spawn(move || {
+        for &b in br#"{"command":"show_drops"}"# {
+            if client.write_all(&[b]).is_err() {
+                return;
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+    });
+    let t0 = Instant::now();
+    let mut called = false;
+    let r = serve_one(server, |_| {
+        called = true;
+        SUMMARY
+    });
+    let took = t0.elapsed();
+    let e = r.expect_err("a trickled request was served");
+    assert_eq!(e.kind(), io::ErrorKind::TimedOut, "{e}");
+    assert!(
+        e.to_string().contains("too long to send its request"),
+        "{e}"
+    );
+    assert!(!called, "the handler ran on a partial request");
+    // Well under the 2.4 s the trickle takes; the bound is the budget.
+    assert!(took < Duration::from_millis(1500), "served for {took:?}");
+    trickle.join().unwrap();
+}
+
+/// A client that never reads its answer is given up on after the write
+/// timeout, whatever the size of the answer.
+#[test]
+fn serve_one_bounds_the_whole_answer() {
+    let (mut client, server) = UnixStream::pair().unwrap();
+    server
+        .set_write_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    client.write_all(br#"{"command":"show_drops"}"#).unwrap();
+    client.shutdown(Shutdown::Write).unwrap();
+    let big = Response::error(ErrorCode::Internal, "x".repeat(4 << 20));
+    let t0 = Instant::now();
+    let e = serve_one(server, |_| big).expect_err("an unread 4 MiB answer was written");
+    assert!(e.to_string().contains("too long to read its answer"), "{e}");
+    assert!(
+        t0.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        t0.elapsed()
+    );
+    drop(client);
+}

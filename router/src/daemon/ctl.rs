@@ -1,4 +1,6 @@
-//! The ctl socket: a thread accepting `flatedgectl` connections, one
+//! The ctl socket: a thread accepting `flatedgectl` connections, each
+//! served on a thread of its own (at most [`MAX_CLIENTS`] at once, each
+//! within its deadlines: a slow client never holds the others up), one
 //! request each ([`::ctl::serve_one`]), and the control thread's answers.
 //! Requests are answered on the control thread, which owns the state, so
 //! an answer is always one consistent view; the ctl thread waits at most
@@ -6,7 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::io::ErrorKind;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::UnixListener;
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,7 +26,7 @@ use ::ctl::{
 use fib::{NextHopId, Prefix};
 
 use super::nexthops::{HopState, Kind};
-use super::{io_err, log, Daemon, DaemonError, Msg, StoppableThread};
+use super::{io_err, log, ClientSlots, Daemon, DaemonError, Msg, StoppableThread};
 use crate::dataplane::{CountersSnapshot, Stage};
 use crate::worker::WorkerReport;
 
@@ -51,7 +53,8 @@ pub(super) struct Totals {
 
 /// How long the ctl thread waits for the control thread's answer.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long a client may take to send its request.
+/// How long a client may take to send its whole request, and again to
+/// read its whole answer.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The running ctl server; removes its socket when dropped.
@@ -71,7 +74,18 @@ impl Server {
                 dir.display()
             )))?;
         }
-        if path.exists() {
+        if let Ok(meta) = std::fs::symlink_metadata(path) {
+            // A path that names anything but a socket (a typo naming the
+            // config file) is not ours to remove.
+            if !meta.file_type().is_socket() {
+                return Err(DaemonError::Io {
+                    what: format!("ctl socket {}", path.display()),
+                    source: std::io::Error::new(
+                        ErrorKind::AlreadyExists,
+                        "the path exists and is not a socket; not removing it",
+                    ),
+                });
+            }
             if std::os::unix::net::UnixStream::connect(path).is_ok() {
                 return Err(DaemonError::Io {
                     what: format!("ctl socket {}", path.display()),
@@ -110,7 +124,11 @@ impl Drop for Server {
     }
 }
 
+/// ctl clients served at once (each on its own thread).
+const MAX_CLIENTS: usize = 16;
+
 fn accept_loop(listener: UnixListener, tx: Sender<Msg>, stop: &AtomicBool) {
+    let slots = ClientSlots::new(MAX_CLIENTS);
     while !stop.load(Ordering::Relaxed) {
         let stream = match listener.accept() {
             Ok((s, _)) => s,
@@ -124,25 +142,34 @@ fn accept_loop(listener: UnixListener, tx: Sender<Msg>, stop: &AtomicBool) {
                 continue;
             }
         };
-        let _ = stream.set_nonblocking(false);
-        let _ = stream.set_read_timeout(Some(CLIENT_TIMEOUT));
-        let _ = stream.set_write_timeout(Some(CLIENT_TIMEOUT));
         let tx = tx.clone();
-        let r = ::ctl::serve_one(stream, move |req| match req {
-            Err(msg) => Response::error(ErrorCode::BadRequest, msg),
-            Ok(req) => {
-                let (rtx, rrx) = mpsc::channel();
-                if tx.send(Msg::Ctl(req, rtx)).is_err() {
-                    return Response::error(ErrorCode::Internal, "flatedge is shutting down");
-                }
-                rrx.recv_timeout(ANSWER_TIMEOUT).unwrap_or_else(|_| {
-                    Response::error(ErrorCode::Internal, "the control thread did not answer")
-                })
-            }
-        });
-        if let Err(e) = r {
-            log!("ctl client: {e}");
+        let served = slots.spawn("flatedge-ctl-client", move || serve(stream, tx));
+        if !served {
+            log!("ctl: {MAX_CLIENTS} clients already being served; one refused");
         }
+    }
+}
+
+/// One ctl connection: the request within [`CLIENT_TIMEOUT`], the answer
+/// from the control thread, written within [`CLIENT_TIMEOUT`] again.
+fn serve(stream: std::os::unix::net::UnixStream, tx: Sender<Msg>) {
+    let _ = stream.set_nonblocking(false);
+    let _ = stream.set_read_timeout(Some(CLIENT_TIMEOUT));
+    let _ = stream.set_write_timeout(Some(CLIENT_TIMEOUT));
+    let r = ::ctl::serve_one(stream, move |req| match req {
+        Err(msg) => Response::error(ErrorCode::BadRequest, msg),
+        Ok(req) => {
+            let (rtx, rrx) = mpsc::channel();
+            if tx.send(Msg::Ctl(req, rtx)).is_err() {
+                return Response::error(ErrorCode::Internal, "flatedge is shutting down");
+            }
+            rrx.recv_timeout(ANSWER_TIMEOUT).unwrap_or_else(|_| {
+                Response::error(ErrorCode::Internal, "the control thread did not answer")
+            })
+        }
+    });
+    if let Err(e) = r {
+        log!("ctl client: {e}");
     }
 }
 
@@ -581,5 +608,75 @@ impl Daemon {
             .and_then(|n| n.mac)
             .map(MacAddr);
         (mac, hop_state(self.nexthops.state(id, &self.ports, table)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::os::unix::net::UnixStream;
+    use std::time::Instant;
+
+    use super::*;
+
+    /// A directory of its own, removed on drop.
+    struct Dir(PathBuf);
+
+    impl Dir {
+        fn new(name: &str) -> Dir {
+            let d = std::env::temp_dir().join(format!("ctl-server-{name}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&d);
+            std::fs::create_dir_all(&d).unwrap();
+            Dir(d)
+        }
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// `ctl.socket` naming a file that is not a socket (a typo naming the
+    /// config) is refused, and the file stays.
+    #[test]
+    fn a_path_that_is_not_a_socket_is_left_alone() {
+        let dir = Dir::new("regular");
+        let path = dir.0.join("edge.toml");
+        std::fs::write(&path, "precious").unwrap();
+        let (tx, _rx) = mpsc::channel();
+        let e = Server::start(&path, tx)
+            .err()
+            .expect("started on a regular file");
+        assert!(e.to_string().contains("not a socket"), "{e}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "precious");
+    }
+
+    /// A client trickling its request holds its own thread only: another
+    /// client is answered at once.
+    #[test]
+    fn a_slow_client_does_not_hold_up_the_others() {
+        let dir = Dir::new("slow");
+        let path = dir.0.join("ctl.sock");
+        let (tx, rx) = mpsc::channel::<Msg>();
+        std::thread::spawn(move || {
+            for m in rx {
+                if let Msg::Ctl(_, reply) = m {
+                    let _ = reply.send(Response::Done(Done {
+                        message: "ok".into(),
+                    }));
+                }
+            }
+        });
+        let server = Server::start(&path, tx).unwrap();
+        let mut slow = UnixStream::connect(&path).unwrap();
+        slow.write_all(b"{").unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        let t0 = Instant::now();
+        let r = ::ctl::request(&path, &Request::ShowDrops, Duration::from_secs(8));
+        assert!(r.is_ok(), "no answer beside a slow client: {r:?}");
+        // The slow client's deadline is CLIENT_TIMEOUT (5 s).
+        assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
+        drop(server);
     }
 }

@@ -1,26 +1,39 @@
 //! The Prometheus endpoint (`[metrics] listen`): `GET /metrics` answers
 //! the text exposition format (version 0.0.4) with the dataplane's
-//! counters, computed on the control thread like the ctl's answers. One
-//! thread, one request per connection (`Connection: close`); anything but
-//! `GET /metrics` gets 404, a malformed request 400.
+//! counters, computed on the control thread like the ctl's answers. Each
+//! connection on a thread of its own (at most [`MAX_CLIENTS`] at once;
+//! more get 503), one request per connection (`Connection: close`), its
+//! head at most [`MAX_HEAD`] bytes (else 431) and sent within
+//! [`CLIENT_TIMEOUT`]; anything but `GET /metrics` gets 404, a malformed
+//! request 400.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Sender};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use std::fmt::Write as _;
 
 use ctl::NextHopState;
 
-use super::{io_err, log, Daemon, DaemonError, Msg, StoppableThread};
+use super::{io_err, log, ClientSlots, Daemon, DaemonError, Msg, StoppableThread};
 use crate::dataplane::IcmpKind;
 
 /// The running endpoint; stopped when dropped.
 pub(super) struct Server {
+    #[cfg_attr(not(test), allow(dead_code))]
+    addr: SocketAddr,
     _thread: StoppableThread,
 }
+
+/// Scrapes served at once (each on its own thread).
+const MAX_CLIENTS: usize = 8;
+/// The longest request head (request line and headers) read, bytes.
+const MAX_HEAD: usize = 8 * 1024;
+/// How long a client may take to send its whole request head, and again
+/// to read the whole answer.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl Server {
     pub(super) fn start(addr: SocketAddr, tx: Sender<Msg>) -> Result<Server, DaemonError> {
@@ -29,34 +42,81 @@ impl Server {
         listener
             .set_nonblocking(true)
             .map_err(io_err("metrics socket non-blocking"))?;
+        let addr = listener
+            .local_addr()
+            .map_err(io_err("read the metrics endpoint's address"))?;
+        let slots = ClientSlots::new(MAX_CLIENTS);
         let thread = StoppableThread::spawn("flatedge-metrics", move |stop| {
             while !stop.load(Ordering::Relaxed) {
                 match listener.accept() {
-                    Ok((s, _)) => {
-                        if let Err(e) = serve(s, &tx) {
-                            log!("metrics client: {e}");
+                    Ok((s, peer)) => {
+                        let tx = tx.clone();
+                        let Ok(spare) = s.try_clone() else { continue };
+                        let served = slots.spawn("flatedge-metrics-client", move || {
+                            if let Err(e) = serve(s, &tx) {
+                                log!("metrics client {peer}: {e}");
+                            }
+                        });
+                        if !served {
+                            // Never blocks: the socket's buffer is empty.
+                            let _ = spare.set_nonblocking(true);
+                            let _ = respond(spare, "503 Service Unavailable", "busy\n");
                         }
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(20)),
                 }
             }
         })?;
-        Ok(Server { _thread: thread })
+        Ok(Server {
+            addr,
+            _thread: thread,
+        })
     }
 }
 
-fn serve(stream: TcpStream, tx: &Sender<Msg>) -> std::io::Result<()> {
-    stream.set_nonblocking(false)?;
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    stream.set_write_timeout(Some(Duration::from_secs(5)))?;
-    let mut reader = BufReader::new(stream.try_clone()?);
-    let mut line = String::new();
-    reader.read_line(&mut line)?;
-    // Skip the headers up to the empty line.
-    let mut h = String::new();
-    while reader.read_line(&mut h)? > 2 {
-        h.clear();
+/// Reads the request head: up to the empty line, at most [`MAX_HEAD`]
+/// bytes, within [`CLIENT_TIMEOUT`]. `None`: longer than that.
+fn read_head(stream: &mut TcpStream) -> std::io::Result<Option<Vec<u8>>> {
+    let deadline = Instant::now() + CLIENT_TIMEOUT;
+    let mut head = Vec::new();
+    let mut chunk = [0u8; 1024];
+    loop {
+        let ends =
+            |h: &[u8]| h.windows(4).any(|w| w == b"\r\n\r\n") || h.windows(2).any(|w| w == b"\n\n");
+        if ends(&head) {
+            return Ok(Some(head));
+        }
+        if head.len() > MAX_HEAD {
+            return Ok(None);
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the request took too long",
+            ));
+        }
+        stream.set_read_timeout(Some(left))?;
+        match stream.read(&mut chunk) {
+            // A client may close its side after the request line alone.
+            Ok(0) => return Ok(Some(head)),
+            Ok(n) => head.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
     }
+}
+
+fn serve(mut stream: TcpStream, tx: &Sender<Msg>) -> std::io::Result<()> {
+    stream.set_nonblocking(false)?;
+    let Some(head) = read_head(&mut stream)? else {
+        return respond(
+            stream,
+            "431 Request Header Fields Too Large",
+            "request head too long\n",
+        );
+    };
+    let line = String::from_utf8_lossy(head.split(|&b| b == b'\n').next().unwrap_or_default());
     let mut parts = line.split_whitespace();
     let (status, body) = match (parts.next(), parts.next()) {
         (Some("GET"), Some("/metrics")) => {
@@ -76,12 +136,35 @@ fn serve(stream: TcpStream, tx: &Sender<Msg>) -> std::io::Result<()> {
         (Some(_), Some(_)) => ("404 Not Found", "only /metrics is served\n".into()),
         _ => ("400 Bad Request", "bad request\n".into()),
     };
-    let mut out = stream;
-    write!(
-        out,
-        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+    respond(stream, status, &body)
+}
+
+/// Writes the whole answer within [`CLIENT_TIMEOUT`] and closes.
+fn respond(mut out: TcpStream, status: &str, body: &str) -> std::io::Result<()> {
+    let head = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
-    )?;
+    );
+    let deadline = Instant::now() + CLIENT_TIMEOUT;
+    for part in [head.as_bytes(), body.as_bytes()] {
+        let mut rest = part;
+        while !rest.is_empty() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "the client took too long to read the answer",
+                ));
+            }
+            let _ = out.set_write_timeout(Some(left));
+            match out.write(rest) {
+                Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+                Ok(n) => rest = &rest[n..],
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
     out.flush()
 }
 
@@ -284,6 +367,70 @@ impl Daemon {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A fake control thread answering every metrics request.
+    fn server() -> Server {
+        let (tx, rx) = mpsc::channel::<Msg>();
+        std::thread::spawn(move || {
+            for m in rx {
+                if let Msg::Metrics(reply) = m {
+                    let _ = reply.send("flatedge_up 1\n".to_string());
+                }
+            }
+        });
+        Server::start("127.0.0.1:0".parse().unwrap(), tx).unwrap()
+    }
+
+    fn get(addr: SocketAddr, req: &[u8]) -> String {
+        let mut c = TcpStream::connect(addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        c.write_all(req).unwrap();
+        let mut out = String::new();
+        c.read_to_string(&mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn a_scrape_is_answered() {
+        let s = server();
+        let out = get(s.addr, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");
+        assert!(out.ends_with("\r\n\r\nflatedge_up 1\n"), "{out}");
+        let out = get(s.addr, b"GET / HTTP/1.1\r\n\r\n");
+        assert!(out.starts_with("HTTP/1.1 404"), "{out}");
+    }
+
+    /// A request head without an end is cut off at 8 KiB with 431, not
+    /// buffered for as long as the client sends.
+    #[test]
+    fn an_endless_request_head_is_refused() {
+        let s = server();
+        let mut c = TcpStream::connect(s.addr).unwrap();
+        c.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
+        let chunk = vec![b'A'; 1 << 20];
+        let mut sent = 0usize;
+        for _ in 0..64 {
+            if c.write_all(&chunk).is_err() {
+                break;
+            }
+            sent += chunk.len();
+        }
+        assert!(sent < 64 << 20, "took {} MiB of request head", sent >> 20);
+    }
+
+    /// A client that sends nothing holds its own slot only: a scrape
+    /// beside it is answered at once.
+    #[test]
+    fn a_silent_client_does_not_hold_up_a_scrape() {
+        let s = server();
+        let _silent = TcpStream::connect(s.addr).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        let t0 = Instant::now();
+        let out = get(s.addr, b"GET /metrics HTTP/1.1\r\n\r\n");
+        assert!(out.starts_with("HTTP/1.1 200 OK"), "{out}");
+        // The silent client's deadline is 5 s.
+        assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
+    }
 
     #[test]
     fn families_and_escaping() {

@@ -46,7 +46,7 @@ mod reload;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::Ipv6Addr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -277,6 +277,49 @@ impl Drop for StoppableThread {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+/// A cap on the connections a server (ctl, metrics) serves at once, each
+/// on a thread of its own: a slow or stalled client holds one slot for at
+/// most its deadline, never the server.
+#[derive(Clone)]
+pub(crate) struct ClientSlots {
+    busy: Arc<AtomicUsize>,
+    max: usize,
+}
+
+impl ClientSlots {
+    pub(crate) fn new(max: usize) -> ClientSlots {
+        ClientSlots {
+            busy: Arc::new(AtomicUsize::new(0)),
+            max,
+        }
+    }
+
+    /// Runs `f` on a thread named `name` if a slot is free; `false` (and
+    /// nothing run) when all are taken or no thread could be made.
+    pub(crate) fn spawn(&self, name: &str, f: impl FnOnce() + Send + 'static) -> bool {
+        if self.busy.fetch_add(1, Ordering::AcqRel) >= self.max {
+            self.busy.fetch_sub(1, Ordering::AcqRel);
+            return false;
+        }
+        // Gives the slot back when the thread ends (or, if it cannot be
+        // spawned, when the closure holding it is dropped).
+        struct Slot(Arc<AtomicUsize>);
+        impl Drop for Slot {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+        let slot = Slot(self.busy.clone());
+        std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || {
+                let _slot = slot;
+                f();
+            })
+            .is_ok()
     }
 }
 
