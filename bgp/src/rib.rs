@@ -75,7 +75,7 @@
 mod decision;
 
 use std::collections::hash_map::RandomState;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::{BuildHasher, Hasher};
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
@@ -249,9 +249,19 @@ pub struct PeerStats {
     pub accepted: usize,
     /// Of which stale.
     pub stale: usize,
-    /// Routes rejected since the peer was added, per reason.
+    /// Routes rejected since the peer was added, per reason (events: a
+    /// prefix announced twice and rejected twice counts 2).
     pub rejected: Vec<(RejectReason, u64)>,
+    /// IPv6 prefixes the session announced that were rejected and not
+    /// withdrawn since (BIRD's "filtered", GoBGP's rejected paths), at most
+    /// [`MAX_FILTERED`]: `accepted + filtered` is what the peer announces.
+    pub filtered: usize,
 }
+
+/// How many rejected prefixes a peer's [`PeerStats::filtered`] counts (a
+/// set of them is kept; this bounds its memory, about 40 MB, whatever a
+/// peer sends).
+pub const MAX_FILTERED: usize = 1 << 20;
 
 /// A path of [`RouteView`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -858,6 +868,8 @@ struct PeerState {
     accepted: usize,
     stale: usize,
     rejected: [u64; RejectReason::ALL.len()],
+    /// IPv6 prefixes of the session rejected and not withdrawn since.
+    filtered: HashSet<Ipv6Net>,
     recent: VecDeque<(Ipv6Net, RejectReason)>,
     restart_time: Option<Duration>,
     restart_armed: bool,
@@ -916,6 +928,7 @@ impl Rib {
                 accepted: 0,
                 stale: 0,
                 rejected: [0; RejectReason::ALL.len()],
+                filtered: HashSet::new(),
                 recent: VecDeque::new(),
                 restart_time: None,
                 restart_armed: false,
@@ -977,6 +990,9 @@ impl Rib {
         };
         peer.up = false;
         peer.teardown_sent = false;
+        // Whatever the session announced and we rejected is gone with it
+        // (a restarting peer announces it again).
+        peer.filtered = HashSet::new();
         let restart = peer.restart_time.filter(|t| !t.is_zero());
         if std::mem::take(&mut peer.stale_armed) {
             out.push(RibOutput::CancelTimer(RibTimer::StalePath(id)));
@@ -1054,6 +1070,9 @@ impl Rib {
             return out;
         };
         for prefix in update.ipv6_withdrawn() {
+            if !peer.filtered.is_empty() {
+                peer.filtered.remove(prefix);
+            }
             if let Some(flags) = self.table.remove(prefix, id) {
                 peer.accepted -= 1;
                 if flags & STALE != 0 {
@@ -1085,6 +1104,9 @@ impl Rib {
                                 out.push(RibOutput::Teardown(id, max_prefix_teardown(peer)));
                             }
                             continue;
+                        }
+                        if !peer.filtered.is_empty() {
+                            peer.filtered.remove(&prefix);
                         }
                         match self.table.upsert(prefix, id, &attrs) {
                             None => peer.accepted += 1,
@@ -1192,6 +1214,7 @@ impl Rib {
                 .iter()
                 .map(|&r| (r, p.rejected[r.index()]))
                 .collect(),
+            filtered: p.filtered.len(),
         })
     }
 
@@ -1212,6 +1235,9 @@ fn reject(
     reason: RejectReason,
 ) {
     peer.reject(prefix, reason);
+    if peer.filtered.len() < MAX_FILTERED {
+        peer.filtered.insert(prefix);
+    }
     // A rejected announcement replaces (withdraws) the earlier one.
     if let Some(flags) = table.remove(&prefix, id) {
         peer.accepted -= 1;

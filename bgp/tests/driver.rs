@@ -166,8 +166,28 @@ async fn simultaneous_connects_resolve_to_one_session() {
         while let Ok(e) = events.try_recv() {
             assert!(!matches!(e, Event::Down { .. }), "flapped: {e:?}");
         }
+        // Up/Down while up: the session's uptime.
+        let p = &peers[0];
+        let up = p.uptime.expect("an established peer has an uptime");
+        assert!(
+            p.up_down >= Duration::from_secs(3) && up.abs_diff(p.up_down) < Duration::from_secs(1),
+            "{p:?}"
+        );
     }
     speaker_a.shutdown().await;
+    wait(&mut events_b, "B sees the session down", |e| {
+        matches!(e, Event::Down { .. }).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Up/Down while down: since it went down, not 0 and not since it came up.
+    let p = &speaker_b.peers().await[0];
+    assert!(
+        p.uptime.is_none()
+            && p.up_down >= Duration::from_secs(1)
+            && p.up_down < Duration::from_secs(3),
+        "{p:?}"
+    );
     speaker_b.shutdown().await;
 }
 

@@ -182,8 +182,9 @@ pub struct BgpPeer {
     pub asn: u32,
     /// The session's state.
     pub state: PeerState,
-    /// Seconds in the current state (for `established`, the session's
-    /// uptime).
+    /// Seconds since the session last came up or went down (for
+    /// `established`, its uptime; otherwise how long it has been down, or
+    /// since the peer was added if it never came up), as FRR's Up/Down.
     pub uptime_s: u64,
     /// Prefixes the peer announced and has not withdrawn, accepted or not.
     pub prefixes_received: u64,

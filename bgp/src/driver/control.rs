@@ -79,6 +79,9 @@ struct Peer {
     /// The primary's state as last reported.
     reported: State,
     established_at: Option<Instant>,
+    /// When the session last came up or went down (or the peer was
+    /// added): FRR's Up/Down.
+    changed_at: Instant,
 }
 
 impl Peer {
@@ -251,6 +254,7 @@ impl Control {
                 connecting: None,
                 reported: State::Idle,
                 established_at: None,
+                changed_at: Instant::now(),
             },
         );
         self.by_addr.insert(address, id);
@@ -519,6 +523,7 @@ impl Control {
                 self.send_exports(id, key);
                 if let Some(peer) = self.peers.get_mut(&id) {
                     peer.established_at = Some(Instant::now());
+                    peer.changed_at = Instant::now();
                     self.pending.push(Event::Established {
                         peer: id,
                         address: peer.address,
@@ -531,6 +536,7 @@ impl Control {
                 self.rib_outputs(out);
                 if let Some(peer) = self.peers.get_mut(&id) {
                     peer.established_at = None;
+                    peer.changed_at = Instant::now();
                     self.pending.push(Event::Down {
                         peer: id,
                         address: peer.address,
@@ -1009,6 +1015,7 @@ impl Control {
                 disabled: self.disabled.contains(&p.address),
                 state: p.primary.session.state(),
                 uptime: p.established_at.map(|t| t.elapsed()),
+                up_down: p.changed_at.elapsed(),
                 stats: self.rib.peer_stats(p.id).unwrap_or_default(),
             })
             .collect();

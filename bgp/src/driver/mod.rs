@@ -259,6 +259,9 @@ pub struct PeerSummary {
     pub state: State,
     /// Time since Established, while it is.
     pub uptime: Option<Duration>,
+    /// Time since the session last came up or went down, or since the
+    /// peer was added if it never came up (FRR's Up/Down).
+    pub up_down: Duration,
     /// RIB counters (accepted, stale, rejected per reason).
     pub stats: PeerStats,
 }

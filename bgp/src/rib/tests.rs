@@ -1183,3 +1183,46 @@ fn table_gives_memory_back_when_a_peer_goes() {
     );
     assert!(lab.rib.table.dirty.capacity() <= DIRTY_KEEP);
 }
+
+/// `filtered` counts the rejected prefixes the peer still announces: a
+/// re-announcement does not count twice, a withdrawal or an accepted
+/// re-announcement takes it out, the session going down clears it.
+#[test]
+fn filtered_counts_rejected_prefixes_still_announced() {
+    let mut lab = Lab::new();
+    let mut cfg = PeerConfig::new(addr("2001:db8:1::2"), Asn(65001));
+    cfg.import.allow = Some(PrefixList::parse(&["2001:db8:100::/40 le 64"]).unwrap());
+    let a = lab.peer_with(cfg, 2);
+    let filtered = |lab: &Lab| lab.rib.peer_stats(a).unwrap().filtered;
+    for _ in 0..3 {
+        lab.apply(
+            a,
+            &ann("2001:db8:1::2", &[65001]).of(&["2001:db8:300::/64", "2001:db8:301::/64"]),
+        );
+    }
+    assert_eq!(filtered(&lab), 2);
+    lab.apply(a, &withdraw(&["2001:db8:300::/64"]));
+    assert_eq!(filtered(&lab), 1);
+    // The policy now lets it in: announced again, it is accepted.
+    lab.rib.set_import_policy(a, ImportPolicy::default());
+    lab.apply(
+        a,
+        &ann("2001:db8:1::2", &[65001]).of(&["2001:db8:301::/64"]),
+    );
+    let s = lab.rib.peer_stats(a).unwrap();
+    assert_eq!((s.accepted, s.filtered), (1, 0), "{s:?}");
+    lab.rib.set_import_policy(
+        a,
+        ImportPolicy {
+            allow: Some(PrefixList::parse(&["2001:db8:100::/40 le 64"]).unwrap()),
+            ..ImportPolicy::default()
+        },
+    );
+    lab.apply(
+        a,
+        &ann("2001:db8:1::2", &[65001]).of(&["2001:db8:302::/64"]),
+    );
+    assert_eq!(filtered(&lab), 1);
+    lab.rib.peer_down(a, false);
+    assert_eq!(filtered(&lab), 0);
+}

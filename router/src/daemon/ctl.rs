@@ -405,9 +405,8 @@ impl Daemon {
                 } else {
                     peer_state(p.state)
                 },
-                uptime_s: p.uptime.map_or(0, |d| d.as_secs()),
-                prefixes_received: p.stats.accepted as u64
-                    + p.stats.rejected.iter().map(|(_, n)| n).sum::<u64>(),
+                uptime_s: p.up_down.as_secs(),
+                prefixes_received: (p.stats.accepted + p.stats.filtered) as u64,
                 prefixes_accepted: p.stats.accepted as u64,
             })
             .collect();
