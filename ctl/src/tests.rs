@@ -487,12 +487,12 @@ fn errors() {
     golden(
         &Response::error(
             ErrorCode::InvalidConfig,
-            "edge.toml:9: bgp.port: port 0 is not a TCP port BGP can use",
+            "edge.toml:9: bgp.port: port 0 is not a TCP port to listen on or connect to",
         ),
         json!({
             "type": "error",
             "code": "invalid_config",
-            "message": "edge.toml:9: bgp.port: port 0 is not a TCP port BGP can use"
+            "message": "edge.toml:9: bgp.port: port 0 is not a TCP port to listen on or connect to"
         }),
     );
     for (code, name) in [

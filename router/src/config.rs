@@ -518,8 +518,8 @@ pub enum ConfigError {
         /// The upper bound.
         max: usize,
     },
-    /// `bgp.port = 0`.
-    #[error("{at}: port 0 is not a TCP port BGP can use")]
+    /// `bgp.port = 0`, or port 0 in `metrics.listen`.
+    #[error("{at}: port 0 is not a TCP port to listen on or connect to")]
     PortZero {
         /// Where.
         at: Location,
@@ -644,6 +644,18 @@ pub enum ConfigError {
         /// As written.
         path: String,
     },
+    /// The ctl socket path is longer than a UNIX socket address holds.
+    #[error("{at}: {path:?} is {len} bytes; a UNIX socket path holds at most {max}")]
+    SocketPathLength {
+        /// Where.
+        at: Location,
+        /// As written.
+        path: String,
+        /// Its length in bytes.
+        len: usize,
+        /// The most there is room for.
+        max: usize,
+    },
     /// `metrics.listen` is not ADDRESS:PORT.
     #[error(
         "{at}: {value:?} is not an address and port such as \"[::1]:9100\" or \"127.0.0.1:9100\""
@@ -653,6 +665,17 @@ pub enum ConfigError {
         at: Location,
         /// As written.
         value: String,
+    },
+    /// A route, aggregate or listen range inside a range that is never
+    /// routed: multicast, link-local, loopback, unspecified.
+    #[error("{at}: {prefix} is {why}; it is never routed")]
+    NotRoutable {
+        /// Where.
+        at: Location,
+        /// The prefix.
+        prefix: Prefix,
+        /// Which range it lies in.
+        why: &'static str,
     },
 }
 
@@ -695,7 +718,9 @@ impl ConfigError {
             | OutOfRange { at, .. }
             | IcmpBurstZero { at }
             | RelativeSocket { at, .. }
-            | SocketAddr { at, .. } => Some(at),
+            | SocketPathLength { at, .. }
+            | SocketAddr { at, .. }
+            | NotRoutable { at, .. } => Some(at),
         }
     }
 
@@ -1127,6 +1152,19 @@ impl Check<'_> {
             });
             return None;
         }
+        // sun_path: 108 bytes with the terminating NUL.
+        const MAX: usize = 107;
+        let len = socket.get_ref().len();
+        if len > MAX {
+            let at = self.at("ctl.socket", socket.span());
+            self.push(ConfigError::SocketPathLength {
+                at,
+                path: socket.get_ref().clone(),
+                len,
+                max: MAX,
+            });
+            return None;
+        }
         Some(Ctl { socket: path })
     }
 
@@ -1212,7 +1250,7 @@ impl Check<'_> {
         let mut aggregates = Vec::new();
         for (i, a) in raw.aggregates.iter().enumerate() {
             let at = self.at(format!("bgp.aggregates[{i}]"), a.span());
-            let Some(prefix) = self.prefix(at.clone(), a.get_ref()) else {
+            let Some(prefix) = self.routable(at.clone(), a.get_ref()) else {
                 continue;
             };
             if let Some((first, _)) = aggregates.iter().find(|(_, p)| *p == prefix) {
@@ -1234,7 +1272,7 @@ impl Check<'_> {
             let base = format!("bgp.listen[{i}]");
             let l = l.get_ref();
             let at = self.at(format!("{base}.range"), l.range.span());
-            let range = self.prefix(at.clone(), l.range.get_ref());
+            let range = self.routable(at.clone(), l.range.get_ref());
             let session = self.session(&base, l.session());
             if let Some(range) = range {
                 for (other_at, other) in &ranges {
@@ -1402,6 +1440,26 @@ impl Check<'_> {
         (self.errors.len() == before).then(|| PrefixList::new(rules))
     }
 
+    /// [`Self::prefix`], and one that may be routed: not inside the
+    /// multicast, link-local, loopback or unspecified ranges.
+    fn routable(&mut self, at: Location, value: &str) -> Option<Prefix> {
+        let prefix = self.prefix(at.clone(), value)?;
+        let never: [(&str, &'static str); 4] = [
+            ("ff00::/8", "multicast (ff00::/8)"),
+            ("fe80::/10", "link-local (fe80::/10)"),
+            ("::1/128", "the loopback address"),
+            ("::/128", "the unspecified address"),
+        ];
+        for (range, why) in never {
+            let range: Prefix = range.parse().expect("a valid prefix");
+            if range.covers(&prefix) {
+                self.push(ConfigError::NotRoutable { at, prefix, why });
+                return None;
+            }
+        }
+        Some(prefix)
+    }
+
     /// An IPv6 prefix without host bits.
     fn prefix(&mut self, at: Location, value: &str) -> Option<Prefix> {
         let bad = |why| ConfigError::NotIpv6Prefix {
@@ -1493,7 +1551,7 @@ impl Check<'_> {
         for (i, r) in raw.iter().enumerate() {
             let r = r.get_ref();
             let at = self.at(format!("route[{i}].prefix"), r.prefix.span());
-            let prefix = self.prefix(at.clone(), r.prefix.get_ref());
+            let prefix = self.routable(at.clone(), r.prefix.get_ref());
             if let Some(prefix) = prefix {
                 if let Some((first, _)) = self.aggregates.iter().find(|(_, p)| *p == prefix) {
                     let first = first.clone();
@@ -1570,6 +1628,11 @@ impl Check<'_> {
             return Some(Metrics::default());
         };
         match listen.get_ref().parse::<SocketAddr>() {
+            Ok(addr) if addr.port() == 0 => {
+                let at = self.at("metrics.listen", listen.span());
+                self.push(ConfigError::PortZero { at });
+                None
+            }
             Ok(addr) => Some(Metrics { listen: Some(addr) }),
             Err(_) => {
                 let at = self.at("metrics.listen", listen.span());

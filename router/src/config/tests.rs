@@ -604,7 +604,7 @@ fn bgp_port_zero() {
     assert!(matches!(e, ConfigError::PortZero { .. }));
     assert_eq!(
         e.to_string(),
-        "bgp.port: port 0 is not a TCP port BGP can use"
+        "bgp.port: port 0 is not a TCP port to listen on or connect to"
     );
 }
 
@@ -827,7 +827,7 @@ fn from_file_names_the_file_and_line() {
     assert_eq!(
         e.to_string(),
         format!(
-            "{}:8: bgp.port: port 0 is not a TCP port BGP can use",
+            "{}:8: bgp.port: port 0 is not a TCP port to listen on or connect to",
             path.display()
         )
     );
@@ -872,4 +872,69 @@ fn duplicate_aggregates() {
     let e = error_with("[bgp]\naggregates = [\"2001:db8::/320\"]\n");
     assert!(matches!(e, ConfigError::NotIpv6Prefix { .. }));
     assert_eq!(at(&e), ("bgp.aggregates[0]", Some(8)));
+}
+
+#[test]
+fn prefixes_that_are_never_routed_are_refused() {
+    for (table, key, bad) in [
+        (
+            "[[route]]\nvia = [\"2001:db8::1\"]\nprefix = ",
+            "route[0].prefix",
+            "ff00::/8",
+        ),
+        (
+            "[[route]]\nvia = [\"2001:db8::1\"]\nprefix = ",
+            "route[0].prefix",
+            "fe80::/64",
+        ),
+        (
+            "[[route]]\nvia = [\"2001:db8::1\"]\nprefix = ",
+            "route[0].prefix",
+            "::1/128",
+        ),
+        ("[bgp]\naggregates = [", "bgp.aggregates[0]", "ff02::/16"),
+        ("[bgp]\naggregates = [", "bgp.aggregates[0]", "::/128"),
+        (
+            "[[bgp.listen]]\npeer-asn = 65001\nrange = ",
+            "bgp.listen[0].range",
+            "fe80::/10",
+        ),
+    ] {
+        let close = if table.ends_with('[') { "]" } else { "" };
+        let text = format!("{MINIMAL}{table}\"{bad}\"{close}\n");
+        let e = only_error(&text);
+        assert!(matches!(e, ConfigError::NotRoutable { .. }), "{bad}: {e:?}");
+        let msg = e.to_string();
+        assert!(msg.contains(key) && msg.contains("never routed"), "{msg}");
+    }
+    // What covers them (the default route) and what they merely start
+    // with are fine.
+    let ok = format!(
+        "{MINIMAL}[[route]]\nprefix = \"::/0\"\nvia = [\"2001:db8::1\"]\n\
+         [[route]]\nprefix = \"fec0::/10\"\nvia = [\"2001:db8::1\"]\n"
+    );
+    parse(&ok).unwrap();
+}
+
+#[test]
+fn metrics_port_zero_and_long_socket_paths_are_refused() {
+    let e = only_error(&format!("{MINIMAL}[metrics]\nlisten = \"[::1]:0\"\n"));
+    assert!(matches!(e, ConfigError::PortZero { .. }), "{e:?}");
+    assert!(e.to_string().contains("metrics.listen"), "{e}");
+    let long = format!("/run/{}.sock", "x".repeat(110));
+    let e = only_error(&format!("{MINIMAL}[ctl]\nsocket = \"{long}\"\n"));
+    assert!(
+        matches!(
+            e,
+            ConfigError::SocketPathLength {
+                len: 120,
+                max: 107,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    let fits = format!("/run/{}.sock", "x".repeat(97));
+    assert_eq!(fits.len(), 107);
+    parse(&format!("{MINIMAL}[ctl]\nsocket = \"{fits}\"\n")).unwrap();
 }

@@ -139,6 +139,14 @@ pub enum DaemonError {
     /// The FIB could not be set up.
     #[error("FIB: {0}")]
     FibSetup(fib::FibError),
+    /// `router.worker-cores` names a CPU this process cannot run on.
+    #[error("router.worker-cores: CPU {core} is not one flatedge may run on (it may use CPUs {allowed})")]
+    WorkerCore {
+        /// The CPU.
+        core: usize,
+        /// The CPUs it may use, as a list.
+        allowed: String,
+    },
     /// The FIB refused a route.
     #[error("route {prefix}: {source}")]
     Fib {
@@ -358,6 +366,14 @@ fn worker_cores(config: &Config) -> Vec<usize> {
     }
 }
 
+/// The first configured worker CPU not in `allowed` (the CPUs this
+/// process may run on), with `allowed` as text for the error.
+fn missing_core(cores: &[usize], allowed: &[usize]) -> Option<(usize, String)> {
+    let core = *cores.iter().find(|c| !allowed.contains(c))?;
+    let list: Vec<String> = allowed.iter().map(usize::to_string).collect();
+    Some((core, list.join(", ")))
+}
+
 /// Receive queues of an interface (`/sys/class/net/IF/queues/rx-*`).
 fn rx_queues(name: &str) -> u32 {
     std::fs::read_dir(format!("/sys/class/net/{name}/queues"))
@@ -375,6 +391,18 @@ impl Daemon {
     /// interface, the workers, the routes, the prober and the ctl socket.
     /// Returns once the dataplane forwards.
     pub fn start(config: Config) -> Result<Daemon, DaemonError> {
+        // A worker that cannot be pinned would share a CPU: refuse, as
+        // VPP does, before touching any interface.
+        if let Some(cores) = &config.router.worker_cores {
+            let allowed: Vec<usize> = core_affinity::get_core_ids()
+                .unwrap_or_default()
+                .iter()
+                .map(|c| c.id)
+                .collect();
+            if let Some((core, allowed)) = missing_core(cores, &allowed) {
+                return Err(DaemonError::WorkerCore { core, allowed });
+            }
+        }
         let fib = Fib::try_new().map_err(DaemonError::FibSetup)?;
         let (nodes, _) = fib.capacity();
         if nodes < fib::MAX_NODES {
@@ -1188,5 +1216,19 @@ impl Daemon {
     /// The neighbour table now.
     fn table(&self) -> Arc<NeighborTable> {
         self.neigh.table()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_worker_core_the_process_cannot_use_is_named() {
+        assert_eq!(missing_core(&[1, 2], &[0, 1, 2, 3]), None);
+        assert_eq!(
+            missing_core(&[1, 4096, 5], &[0, 1]),
+            Some((4096, "0, 1".to_string()))
+        );
     }
 }
