@@ -37,7 +37,9 @@
 //!
 //! 1. TOML syntax and shape (serde, `deny_unknown_fields` everywhere): a
 //!    misspelt key, a missing required key or a value of the wrong type
-//!    stops here with one [`ConfigError::Syntax`] naming the key and line.
+//!    stops here with one [`ConfigError::Syntax`] naming the key (a path
+//!    as in pass 2, found from the parser's position: `key_path`) and
+//!    line, a number's range in words rather than Rust's type name.
 //! 2. Meaning: every address, prefix, list entry and number is checked,
 //!    and the sections against each other (duplicate interfaces, a
 //!    neighbour inside a listen range, overlapping listen ranges, ...).
@@ -821,9 +823,18 @@ impl FromStr for Config {
     /// Parses and checks a configuration held in a string.
     fn from_str(text: &str) -> Result<Config, ConfigErrors> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let message = plain_message(e.message().trim_end());
+            let at = e.span().and_then(|span| {
+                // An unknown key is named by the message: give its table.
+                let table_only = message.starts_with("unknown field");
+                key_path(text, span.start, table_only)
+            });
             ConfigErrors::one(ConfigError::Syntax {
                 line: e.span().map(|s| line_of(text, s.start)),
-                message: e.message().trim_end().to_string(),
+                message: match at {
+                    Some(at) if !at.is_empty() => format!("{at}: {message}"),
+                    _ => message,
+                },
             })
         })?;
         let mut check = Check {
@@ -996,6 +1007,75 @@ struct RawMetrics {
 
 // ---------------------------------------------------------------------------
 // Pass 2: meaning. Every helper that returns `None` has recorded why.
+
+/// The key a parser error at byte `offset` is about, in the form of
+/// [`Location`] (`bgp.neighbor[1].hold-time`): the table from the last
+/// header before it (`[[...]]` headers counted per array), and the key of
+/// its line, or of the nearest line above with one (a multi-line value);
+/// with `table_only`, the table alone. `None` when nothing names it.
+fn key_path(text: &str, offset: usize, table_only: bool) -> Option<String> {
+    let offset = offset.min(text.len());
+    let mut table = String::new();
+    let mut arrays: HashMap<String, usize> = HashMap::new();
+    let mut key = None;
+    let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let line_end = text[offset..].find('\n').map_or(text.len(), |i| offset + i);
+    for line in text[..line_end].lines() {
+        let t = line.trim();
+        if let Some(name) = t.strip_prefix("[[").and_then(|r| r.split("]]").next()) {
+            let name = name.trim().to_string();
+            let n = arrays.entry(name.clone()).or_insert(0);
+            table = format!("{name}[{n}]");
+            *n += 1;
+            key = None;
+        } else if let Some(name) = t.strip_prefix('[').and_then(|r| r.split(']').next()) {
+            table = name.trim().to_string();
+            key = None;
+        } else if let Some((k, _)) = t.split_once('=') {
+            let k = k.trim();
+            let bare = |c: char| c.is_ascii_alphanumeric() || "-_.\"".contains(c);
+            if !k.is_empty() && !k.starts_with('#') && k.chars().all(bare) {
+                key = Some(k.trim_matches('"').to_string());
+            }
+        }
+    }
+    // The header itself is the problem (a missing key of that table).
+    let on_header = text[line_start..line_end].trim_start().starts_with('[');
+    let path = match key {
+        Some(k) if !table_only && !on_header => {
+            if table.is_empty() {
+                k
+            } else {
+                format!("{table}.{k}")
+            }
+        }
+        _ => table,
+    };
+    (!path.is_empty()).then_some(path)
+}
+
+/// The TOML parser's message in words for the reader of a config rather
+/// than of Rust: "expected u16" says its range.
+fn plain_message(message: &str) -> String {
+    let mut m = message.to_string();
+    for (rust, words) in [
+        ("expected u8", "expected a whole number from 0 to 255"),
+        ("expected u16", "expected a whole number from 0 to 65535"),
+        (
+            "expected u32",
+            "expected a whole number from 0 to 4294967295",
+        ),
+        (
+            "expected u64",
+            "expected a whole number from 0 to 18446744073709551615",
+        ),
+        ("expected usize", "expected a whole number from 0 up"),
+        ("expected a sequence", "expected a list such as [\"...\"]"),
+    ] {
+        m = m.replace(rust, words);
+    }
+    m
+}
 
 fn line_of(text: &str, offset: usize) -> usize {
     let end = offset.min(text.len());

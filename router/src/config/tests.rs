@@ -320,6 +320,33 @@ fn missing_and_mistyped_keys_are_syntax_errors() {
     );
 }
 
+/// A syntax-pass error names the key (tables of arrays counted from 0)
+/// and says a number's range in words.
+#[test]
+fn syntax_errors_name_the_key() {
+    let neighbor = "[[bgp.neighbor]]\naddress = \"2001:db8::1\"\npeer-asn = 65001\n";
+    let e = error_with(&format!("{neighbor}{neighbor}hold-time = 70000\n"));
+    assert_eq!(
+        e.to_string(),
+        "bgp.neighbor[1].hold-time: invalid value: integer `70000`, \
+         expected a whole number from 0 to 65535"
+    );
+    let e = only_error("[router]\nasn = 1\n[[interface]]\nname = \"up0\"\n");
+    assert_eq!(e.to_string(), "router: missing field `router-id`");
+    // A value over several lines: the key above it.
+    let e = error_with("[bgp]\naggregates = [\n  \"2001:db8::/32\",\n  7,\n]\n");
+    assert!(e.to_string().starts_with("bgp.aggregates: "), "{e}");
+    let e = error_with("[bgp]\nport = \"179\"\n");
+    assert!(e.to_string().starts_with("bgp.port: invalid type"), "{e}");
+    // An unknown key: its table (the message names the key).
+    let e = error_with("[[interface]]\nname = \"k8s0\"\nmtu = 1500\nspeed = 10\n");
+    assert!(
+        e.to_string()
+            .starts_with("interface[1]: unknown field `speed`"),
+        "{e}"
+    );
+}
+
 // --- Pass 2: one test per problem ----------------------------------------
 
 #[test]
@@ -837,7 +864,7 @@ fn from_file_names_the_file_and_line() {
     assert_eq!(
         e.to_string(),
         format!(
-            "{}:7: unknown field `prot`, expected `name` or `mtu`",
+            "{}:7: interface[0]: unknown field `prot`, expected `name` or `mtu`",
             path.display()
         )
     );
