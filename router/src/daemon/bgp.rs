@@ -223,15 +223,37 @@ impl Bgp {
 
     /// Applies a new configuration's BGP peers and originated prefixes
     /// (`None` if the speaker does not answer).
-    pub(super) fn reconfigure(
-        &self,
-        config: SpeakerConfig,
-    ) -> Option<Result<String, ReconfigureError>> {
-        // Within the ctl server's own wait for the answer.
-        self.ask(
-            |tx| Cmd::Reconfigure(Box::new(config), tx),
-            Duration::from_secs(4),
-        )
+    pub(super) fn reconfigure(&self, config: SpeakerConfig, to: Sender<Msg>, wait: Duration) {
+        let (tx, rx) = mpsc::channel();
+        let sent = self.cmds.as_ref().is_some_and(|c| {
+            c.blocking_send(Cmd::Reconfigure(Box::new(config), tx))
+                .is_ok()
+        });
+        if !sent {
+            let _ = to.send(Msg::ReloadBgp(None));
+            return;
+        }
+        let forward = move || {
+            let answer = rx.recv_timeout(wait).ok();
+            let gave_up = answer.is_none();
+            let _ = to.send(Msg::ReloadBgp(answer));
+            if gave_up {
+                // The reload has put the old routes back by now.
+                if let Ok(late) = rx.recv() {
+                    log!(
+                        "BGP answered a reload after {} s ({late:?}): its configuration may \
+                         differ from the FIB's; reload again",
+                        wait.as_secs()
+                    );
+                }
+            }
+        };
+        let spawned = std::thread::Builder::new()
+            .name("flatedge-reload".into())
+            .spawn(forward);
+        if let Err(e) = spawned {
+            log!("reload: cannot wait for BGP's answer: {e}");
+        }
     }
 
     /// Every peer's summary (`None` if the speaker does not answer).

@@ -159,11 +159,16 @@ fn serve(stream: std::os::unix::net::UnixStream, tx: Sender<Msg>) {
     let r = ::ctl::serve_one(stream, move |req| match req {
         Err(msg) => Response::error(ErrorCode::BadRequest, msg),
         Ok(req) => {
+            // A reload answers once BGP has taken the new configuration.
+            let wait = match req {
+                Request::Reload => super::reload::BGP_ANSWER + ANSWER_TIMEOUT,
+                _ => ANSWER_TIMEOUT,
+            };
             let (rtx, rrx) = mpsc::channel();
             if tx.send(Msg::Ctl(req, rtx)).is_err() {
                 return Response::error(ErrorCode::Internal, "flatedge is shutting down");
             }
-            rrx.recv_timeout(ANSWER_TIMEOUT).unwrap_or_else(|_| {
+            rrx.recv_timeout(wait).unwrap_or_else(|_| {
                 Response::error(ErrorCode::Internal, "the control thread did not answer")
             })
         }

@@ -196,6 +196,8 @@ enum Msg {
     Ctl(::ctl::Request, Sender<::ctl::Response>),
     Metrics(Sender<String>),
     Bgp(::bgp::driver::Event),
+    /// BGP's answer to a reload's configuration (`None`: none in time).
+    ReloadBgp(Option<Result<String, ::bgp::driver::ReconfigureError>>),
 }
 
 /// One running worker thread.
@@ -232,6 +234,10 @@ pub struct Daemon {
     workers: Vec<WorkerHandle>,
     worker_stop: Arc<AtomicBool>,
     msgs: Receiver<Msg>,
+    /// A sender into `msgs`, for answers that come back later.
+    to_self: Sender<Msg>,
+    /// A reload waiting for BGP's answer.
+    reloading: Option<reload::PendingReload>,
     _ctl: ctl::Server,
     _metrics: Option<metrics::Server>,
     pending_glean: BTreeSet<Ipv6Addr>,
@@ -468,6 +474,8 @@ impl Daemon {
                 None => None,
             },
             pending_glean: BTreeSet::new(),
+            to_self: tx.clone(),
+            reloading: None,
             config_file: None,
             hosts: BTreeSet::new(),
             hosts_refused: 0,
@@ -1155,7 +1163,11 @@ impl Daemon {
             }
             Msg::Ctl(::ctl::Request::Reload, reply) => {
                 // reload publishes its changes before it answers.
-                let _ = reply.send(self.reload());
+                self.reload(reply);
+                false
+            }
+            Msg::ReloadBgp(answer) => {
+                self.reload_bgp_answer(answer);
                 false
             }
             Msg::Ctl(req, reply) => {

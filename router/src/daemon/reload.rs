@@ -10,14 +10,21 @@
 //! routes are in the FIB before BGP is reconfigured (and announces them),
 //! removed ones leave it after BGP withdrew them; if BGP refuses the new
 //! configuration (which leaves it unchanged), the routes it replaced are
-//! put back, so a refused file changes nothing. Everything else
+//! put back, so a refused file changes nothing. The control thread does
+//! not block on BGP: the reload waits in [`PendingReload`] for BGP's
+//! answer (another reload meanwhile is refused), so the FIB and BGP never
+//! disagree about which configuration runs, however long BGP takes. Everything else
 //! (`[router]`, `[ctl]`, the interfaces, `[icmp]`, `[metrics]`, BGP's port
 //! and multipath, turning BGP on or off) needs a restart: such a file is refused as a whole, as is an
 //! invalid one, and the running configuration stays.
 
 use std::collections::BTreeMap;
 use std::net::Ipv6Addr;
+use std::path::PathBuf;
+use std::sync::mpsc::Sender;
+use std::time::Duration;
 
+use ::bgp::driver::ReconfigureError;
 use ::bgp::rib::{NextHop as RibNextHop, PathStatus as BgpStatus, RibChange};
 use ::ctl::{Done, ErrorCode, Response};
 use fib::Prefix;
@@ -54,49 +61,79 @@ fn own_routes(c: &Config) -> BTreeMap<Prefix, Vec<Ipv6Addr>> {
     out
 }
 
+/// A reload whose routes are in the FIB, waiting for BGP's answer to the
+/// new configuration (the control thread goes on meanwhile).
+pub(super) struct PendingReload {
+    reply: Sender<Response>,
+    path: PathBuf,
+    new: Config,
+    old: BTreeMap<Prefix, Vec<Ipv6Addr>>,
+    wanted: BTreeMap<Prefix, Vec<Ipv6Addr>>,
+    installed: Vec<Prefix>,
+    added: usize,
+    changed: usize,
+    failed: Vec<String>,
+}
+
+/// How long a reload waits for BGP's answer before it puts the old routes
+/// back (a speaker that does not answer in that time is stuck).
+pub(super) const BGP_ANSWER: Duration = Duration::from_secs(60);
+
 impl Daemon {
     /// Re-reads the configuration file and applies it (see the module
-    /// docs).
-    pub(super) fn reload(&mut self) -> Response {
+    /// docs); the answer goes to `reply`, at once or, when BGP must take
+    /// the new configuration, once it has answered ([`Msg::ReloadBgp`]).
+    pub(super) fn reload(&mut self, reply: Sender<Response>) {
+        if self.reloading.is_some() {
+            let _ = reply.send(Response::error(
+                ErrorCode::InvalidState,
+                "a reload is in progress (BGP has not answered it yet); nothing was changed",
+            ));
+            return;
+        }
         let Some(path) = self.config_file.clone() else {
-            return Response::error(
+            let _ = reply.send(Response::error(
                 ErrorCode::Unsupported,
                 "this daemon was not started from a configuration file",
-            );
+            ));
+            return;
         };
         let new = match Config::from_file(&path) {
             Ok(c) => c,
             Err(e) => {
-                return Response::error(
+                let _ = reply.send(Response::error(
                     ErrorCode::InvalidConfig,
                     format!("{e}\nnothing was changed"),
-                )
+                ));
+                return;
             }
         };
         let fixed = needs_restart(&self.config, &new);
         if !fixed.is_empty() {
-            return Response::error(
+            let _ = reply.send(Response::error(
                 ErrorCode::InvalidState,
                 format!(
                     "{} changed in {}: restart flatedge to apply; nothing was changed",
                     fixed.join(", "),
                     path.display()
                 ),
-            );
+            ));
+            return;
         }
         for r in &new.routes {
             if let Some(via) = r.via.iter().find(|v| self.port_of(**v).is_none()) {
-                return Response::error(
+                let _ = reply.send(Response::error(
                     ErrorCode::InvalidConfig,
                     format!(
                         "route {}: next hop {via} is on no subnet of an [[interface]]; nothing was changed",
                         r.prefix
                     ),
-                );
+                ));
+                return;
             }
         }
         let (old, wanted) = (own_routes(&self.config), own_routes(&new));
-        let (mut added, mut removed, mut changed) = (0, 0, 0);
+        let (mut added, mut changed) = (0, 0);
         let mut failed = Vec::new();
         // Make before break: new and changed routes go into the FIB before
         // BGP announces them, removed ones leave it after BGP withdrew
@@ -120,59 +157,91 @@ impl Daemon {
         if !installed.is_empty() {
             self.refresh();
         }
-        let mut notes = Vec::new();
-        if let Some(b) = &self.bgp {
-            let answer = b.reconfigure(bgp::speaker_config(&new));
-            let error = match answer {
-                Some(Ok(m)) => {
-                    notes.push(m);
-                    None
-                }
-                Some(Err(e)) => {
-                    Some((ErrorCode::InvalidState, format!("{e}; nothing was changed")))
-                }
-                None => Some((
-                    ErrorCode::Internal,
-                    "the BGP speaker did not answer".to_string(),
-                )),
-            };
-            if let Some((code, message)) = error {
-                // Put back what the new routes replaced.
-                let mut lost = Vec::new();
-                for prefix in installed {
-                    match old.get(&prefix) {
-                        Some(via) => {
-                            if let Err(e) = self.install_own(prefix, via) {
-                                lost.push(format!("route {prefix}: {e}"));
-                            }
-                        }
-                        None => self.give_back(prefix, &mut lost),
+        let pending = PendingReload {
+            reply,
+            path,
+            new,
+            old,
+            wanted,
+            installed,
+            added,
+            changed,
+            failed,
+        };
+        match &self.bgp {
+            Some(b) => {
+                let config = bgp::speaker_config(&pending.new);
+                b.reconfigure(config, self.to_self.clone(), BGP_ANSWER);
+                self.reloading = Some(pending);
+            }
+            None => self.finish_reload(pending, None),
+        }
+    }
+
+    /// BGP's answer to a reload's configuration (`None`: it did not
+    /// answer within [`BGP_ANSWER`]).
+    pub(super) fn reload_bgp_answer(&mut self, answer: Option<Result<String, ReconfigureError>>) {
+        let Some(pending) = self.reloading.take() else {
+            return;
+        };
+        let error = match answer {
+            Some(Ok(m)) => return self.finish_reload(pending, Some(m)),
+            Some(Err(e)) => (ErrorCode::InvalidState, format!("{e}; nothing was changed")),
+            None => (
+                ErrorCode::Internal,
+                format!(
+                    "the BGP speaker did not answer within {} s; nothing was changed",
+                    BGP_ANSWER.as_secs()
+                ),
+            ),
+        };
+        // Put back what the new routes replaced.
+        let mut lost = Vec::new();
+        for prefix in pending.installed {
+            match pending.old.get(&prefix) {
+                Some(via) => {
+                    if let Err(e) = self.install_own(prefix, via) {
+                        lost.push(format!("route {prefix}: {e}"));
                     }
                 }
-                if !lost.is_empty() {
-                    log!("reload: cannot put back {}", lost.join("; "));
-                }
-                self.refresh();
-                return Response::error(code, message);
+                None => self.give_back(prefix, &mut lost),
             }
         }
-        for prefix in old.keys().filter(|p| !wanted.contains_key(p)) {
+        if !lost.is_empty() {
+            log!("reload: cannot put back {}", lost.join("; "));
+        }
+        self.refresh();
+        let (code, message) = error;
+        log!("reload of {} refused: {message}", pending.path.display());
+        let _ = pending.reply.send(Response::error(code, message));
+    }
+
+    /// Completes a reload BGP took (or one without BGP): the routes the
+    /// file no longer has go, the new configuration is the running one.
+    fn finish_reload(&mut self, p: PendingReload, bgp_note: Option<String>) {
+        let mut failed = p.failed;
+        let mut removed = 0;
+        for prefix in p.old.keys().filter(|k| !p.wanted.contains_key(k)) {
             removed += 1;
             self.give_back(*prefix, &mut failed);
         }
+        let mut notes: Vec<String> = bgp_note.into_iter().collect();
         notes.push(format!(
-            "static routes and aggregates: {added} added, {removed} removed, {changed} changed"
+            "static routes and aggregates: {} added, {removed} removed, {} changed",
+            p.added, p.changed
         ));
-        self.config = new;
+        self.config = p.new;
         self.refresh();
-        let mut message = format!("reloaded {}: {}", path.display(), notes.join("; "));
+        let mut message = format!("reloaded {}: {}", p.path.display(), notes.join("; "));
         log!("{message}");
-        if !failed.is_empty() {
+        let response = if failed.is_empty() {
+            Response::Done(Done { message })
+        } else {
             message = format!("{message}; not installed: {}", failed.join("; "));
             log!("reload: not installed: {}", failed.join("; "));
-            return Response::error(ErrorCode::Internal, message);
-        }
-        Response::Done(Done { message })
+            Response::error(ErrorCode::Internal, message)
+        };
+        let _ = p.reply.send(response);
     }
 
     /// Removes our own route for `prefix` (only a static route or an
