@@ -30,8 +30,12 @@ use crate::fsm::{
     resolve_collision, Direction, Input, Output, Session, SessionConfig, State, Survivor, Teardown,
     Timer,
 };
+use crate::policy::PrefixList;
 use crate::rib::{PeerConfig, PeerId, Rib, RibChange, RibOutput, RibTimer};
-use crate::wire::{CeaseSubcode, Header, Message, NotificationRepr};
+use crate::wire::{
+    Afi, CeaseSubcode, Header, Message, NotificationRepr, RouteRefreshRepr, RouteRefreshSubtype,
+    Safi,
+};
 
 /// Identifies one `Session` (a peer has one or two).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -849,13 +853,33 @@ impl Control {
             io::restore_listener(fd, &new, &self.config);
             return Err(ReconfigureError::Listener(e.to_string()));
         }
-        let (mut added, mut removed, mut changed) = (0, 0, 0);
+        let (mut added, mut removed, mut changed, mut in_place) = (0, 0, 0, 0);
         // Neighbours, by address.
-        let old_neighbors = std::mem::take(&mut self.config.neighbors);
+        let mut old_neighbors = std::mem::take(&mut self.config.neighbors);
+        let new_neighbors = new.neighbors;
+        // A neighbour whose import or export lists alone changed takes
+        // them in its running session (route refresh, re-export); it then
+        // counts as unchanged below.
+        for n in old_neighbors.iter_mut() {
+            let Some(m) = new_neighbors.iter().find(|m| m.address == n.address) else {
+                continue;
+            };
+            if n == m || n.passive != m.passive {
+                continue;
+            }
+            let configured = self.by_addr.get(&n.address).copied();
+            let configured = configured.filter(|id| self.peers.get(id).is_some_and(|p| !p.dynamic));
+            if let Some(id) = configured {
+                if self.change_in_place(id, &Arc::new(m.settings.clone())) {
+                    in_place += 1;
+                    n.settings = m.settings.clone();
+                }
+            }
+        }
         for n in &old_neighbors {
-            let keep = new.neighbors.iter().any(|m| m == n);
+            let keep = new_neighbors.iter().any(|m| m == n);
             if !keep {
-                let why = if new.neighbors.iter().any(|m| m.address == n.address) {
+                let why = if new_neighbors.iter().any(|m| m.address == n.address) {
                     changed += 1;
                     CeaseSubcode::OtherConfigurationChange
                 } else {
@@ -867,7 +891,7 @@ impl Control {
                 }
             }
         }
-        for n in &new.neighbors {
+        for n in &new_neighbors {
             if !old_neighbors.iter().any(|m| m == n) {
                 if !old_neighbors.iter().any(|m| m.address == n.address) {
                     added += 1;
@@ -879,7 +903,7 @@ impl Control {
                 self.add_peer(n.address, Arc::new(n.settings.clone()), false, n.passive);
             }
         }
-        self.config.neighbors = new.neighbors;
+        self.config.neighbors = new_neighbors;
         // Dynamic peers follow their range.
         self.config.ranges = new.ranges;
         // A dynamic peer whose range is gone is de-configured; one whose
@@ -903,6 +927,24 @@ impl Control {
                 }
             })
             .collect();
+        // A range whose import or export lists alone changed: its peers'
+        // sessions take them in place.
+        let mut stale = stale;
+        let ranges = self.config.ranges.clone();
+        stale.retain(|&(id, why)| {
+            if why != CeaseSubcode::OtherConfigurationChange {
+                return true;
+            }
+            let Some(address) = self.peers.get(&id).map(|p| p.address) else {
+                return true;
+            };
+            let Some(r) = ranges.iter().find(|r| r.range.contains(&address)) else {
+                return true;
+            };
+            let done = self.change_in_place(id, &Arc::new(r.settings.clone()));
+            in_place += usize::from(done);
+            !done
+        });
         let dynamic_gone = stale.len();
         for (id, why) in stale {
             self.forget_peer(id, why);
@@ -936,10 +978,72 @@ impl Control {
         self.run_queue();
         Ok(format!(
             "BGP: {added} neighbours added, {removed} removed, {changed} changed; \
-             {dynamic_gone} dynamic peers dropped; {} prefixes originated, {} withdrawn",
+             {dynamic_gone} dynamic peers dropped; {in_place} sessions took new import or \
+             export lists in place; {} prefixes originated, {} withdrawn",
             fresh.len(),
             gone.len()
         ))
+    }
+
+    /// Gives peer `id` the settings `new` without restarting its session,
+    /// if they differ from its own in the import policy, the export list
+    /// or max-prefixes' idle time only, as BIRD and FRR apply filter
+    /// changes: a new import policy is applied to the routes the peer sends
+    /// again after a ROUTE-REFRESH (RFC 2918; a session without the
+    /// capability is restarted instead), a new export list by withdrawing
+    /// and announcing the difference. Returns whether it did.
+    fn change_in_place(&mut self, id: PeerId, new: &Arc<PeerSettings>) -> bool {
+        let Some(peer) = self.peers.get(&id) else {
+            return false;
+        };
+        let old = peer.settings.clone();
+        let mut same_rest = (*old).clone();
+        same_rest.import = new.import.clone();
+        same_rest.export = new.export.clone();
+        same_rest.max_prefix_idle = new.max_prefix_idle;
+        if same_rest != **new {
+            return false;
+        }
+        let key = peer.primary.key;
+        let negotiated = peer.primary.session.negotiated();
+        let established = peer.primary.session.state() == State::Established;
+        let refresh = negotiated.is_some_and(|n| n.route_refresh);
+        let import_changed = old.import != new.import;
+        if established && import_changed && !refresh {
+            return false;
+        }
+        if let Some(p) = self.peers.get_mut(&id) {
+            p.settings = new.clone();
+        }
+        self.rib.set_import_policy(id, new.import.clone());
+        if !established {
+            return true;
+        }
+        if old.export != new.export {
+            let originated = self.config.originated.clone();
+            let (gone, fresh): (Vec<Ipv6Net>, Vec<Ipv6Net>) = (
+                originated
+                    .iter()
+                    .filter(|p| old.export.matches(p) && !new.export.matches(p))
+                    .copied()
+                    .collect(),
+                originated
+                    .iter()
+                    .filter(|p| new.export.matches(p) && !old.export.matches(p))
+                    .copied()
+                    .collect(),
+            );
+            self.send_export_change(id, key, &old.export, &gone, &fresh);
+        }
+        if import_changed {
+            let rr = RouteRefreshRepr {
+                afi: Afi::Ipv6,
+                safi: Safi::Unicast,
+                subtype: RouteRefreshSubtype::Normal,
+            };
+            self.send(id, key, &Message::RouteRefresh(rr));
+        }
+        true
     }
 
     /// Stops a peer's sessions with this Cease (RFC 4486: Peer
@@ -982,6 +1086,22 @@ impl Control {
     /// Announces `fresh` and withdraws `gone` (both filtered by the peer's
     /// export list) on an established session.
     fn send_originated(&mut self, id: PeerId, key: SlotKey, fresh: &[Ipv6Net], gone: &[Ipv6Net]) {
+        let Some(export) = self.peers.get(&id).map(|p| p.settings.export.clone()) else {
+            return;
+        };
+        self.send_export_change(id, key, &export, gone, fresh);
+    }
+
+    /// Withdraws `gone` (those `exported` let out) from the session and
+    /// announces `fresh` (those its export list lets out).
+    fn send_export_change(
+        &mut self,
+        id: PeerId,
+        key: SlotKey,
+        exported: &PrefixList,
+        gone: &[Ipv6Net],
+        fresh: &[Ipv6Net],
+    ) {
         let Some(peer) = self.peers.get(&id) else {
             return;
         };
@@ -996,7 +1116,7 @@ impl Control {
         };
         let mut session = ExportSession::new(self.config.local_asn, local, neg.context);
         session.ibgp = neg.ibgp;
-        let mut updates = withdrawals(gone, &peer.settings.export, &neg.context);
+        let mut updates = withdrawals(gone, exported, &neg.context);
         updates.extend(advertisements(fresh, &peer.settings.export, &session));
         for u in updates {
             self.send(id, key, &Message::Update(u.into()));

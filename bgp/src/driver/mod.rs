@@ -396,12 +396,17 @@ impl Speaker {
     }
 
     /// Applies a new configuration's neighbours, listen ranges and
-    /// originated prefixes: a neighbour that is gone, or whose settings
-    /// changed, is stopped (Cease / Peer De-configured or Other
+    /// originated prefixes: a peer whose import or export lists (or
+    /// max-prefixes' idle time) alone changed keeps its session, as in
+    /// BIRD and FRR: a new import policy applies to the routes it sends
+    /// again after a ROUTE-REFRESH (a session without that capability is
+    /// restarted instead), a new export list is applied by withdrawing and
+    /// announcing the difference; a neighbour that is gone, or whose other
+    /// settings changed, is stopped (Cease / Peer De-configured or Other
     /// Configuration Change, RFC 4486; its routes withdrawn) and
     /// forgotten, then a changed or new one starts; a dynamic peer whose
-    /// listen range is gone or changed is stopped and forgotten (it may
-    /// connect again, under the new range's settings); the listening
+    /// listen range is gone or changed otherwise is stopped and forgotten
+    /// (it may connect again, under the new range's settings); the listening
     /// socket gets the new MD5 keys and GTSM;
     /// established sessions are sent the originated prefixes added and
     /// withdrawn. Returns what changed, for humans. The other settings

@@ -477,7 +477,7 @@ fn node_has(lab: &Lab, i: usize, prefix: &str) -> bool {
 
 /// `flatedgectl reload` against gobgpd nodes: a new static route and
 /// aggregates are installed, the listen range's new import list applies
-/// (its peers reconnect under it: node 2's pod is refused), an aggregate
+/// to the running sessions (route refresh: node 2's pod is refused), an aggregate
 /// added or removed later is announced or withdrawn on the running
 /// sessions, and a removed static route goes. A file that changes an
 /// interface, or an invalid one, is refused and changes nothing.
@@ -506,6 +506,7 @@ fn daemon_reload_applies_routes_and_bgp_changes() {
     );
     assert!(fib(&lab, "2001:db8:77::1").prefix.is_none());
 
+    let before = [peer(&lab, 1).uptime_s, peer(&lab, 2).uptime_s];
     lab.write_daemon_config(&reloaded_config(
         "\"2001:db8:100:1::/64\"",
         &["2001:db8:dead::/48"],
@@ -513,6 +514,10 @@ fn daemon_reload_applies_routes_and_bgp_changes() {
     ));
     let out = flatedgectl(&lab, &["reload"], 0);
     assert!(out.contains("reloaded"), "{out}");
+    assert!(
+        out.contains("2 sessions took new import or export lists in place"),
+        "{out}"
+    );
     let f = fib(&lab, "2001:db8:77::1");
     assert_eq!(
         f.prefix.map(|p| p.to_string()).as_deref(),
@@ -520,9 +525,11 @@ fn daemon_reload_applies_routes_and_bgp_changes() {
         "{f:?}"
     );
     assert_eq!(f.nexthops[0].address, node_addr(1), "{f:?}");
-    // The range's settings changed: its peers were dropped and dial again.
+    // Only the range's import and export lists changed: its sessions stay
+    // up, and a route refresh has the nodes send their routes again
+    // through the new import list (node 2's pod is refused).
     lab.poll(
-        "the nodes back under the new import list",
+        "the nodes' routes through the new import list",
         SESSION_TIMEOUT,
         || {
             let (Some(p1), Some(p2)) = (try_peer(&lab, 1), try_peer(&lab, 2)) else {
@@ -534,6 +541,14 @@ fn daemon_reload_applies_routes_and_bgp_changes() {
                 && p2.prefixes_accepted == 1
         },
     );
+    for (i, up) in before.into_iter().enumerate() {
+        let p = peer(&lab, i + 1);
+        assert!(
+            p.uptime_s >= up,
+            "node {}'s session restarted: {p:?}",
+            i + 1
+        );
+    }
     assert!(fib(&lab, &pod_addr(1)).prefix.is_some());
     assert!(fib(&lab, &pod_addr(2)).prefix.is_none());
     lab.poll(
