@@ -83,6 +83,7 @@ pub enum Show {
     /// others lost.
     Route {
         /// Only this prefix (exact match).
+        #[arg(value_parser = parse_route_prefix)]
         prefix: Option<Ipv6Net>,
     },
     /// The FIB entry a packet to ADDRESS would use, or the FIB's size.
@@ -248,6 +249,20 @@ fn parse_timeout(s: &str) -> Result<f64, String> {
             "{s:?} is not a positive number of seconds (at most 86400)"
         )),
     }
+}
+
+/// `show route`'s PREFIX; a bare address is pointed at `show fib`.
+fn parse_route_prefix(s: &str) -> Result<Ipv6Net, String> {
+    if let Ok(p) = s.parse::<Ipv6Net>() {
+        return Ok(p);
+    }
+    if s.parse::<std::net::Ipv6Addr>().is_ok() {
+        return Err(format!(
+            "{s} is an address, not a prefix: give ADDRESS/LENGTH (e.g. {s}/128), \
+             or see the route a packet to it takes with `show fib {s}`"
+        ));
+    }
+    Err(format!("{s:?} is not an IPv6 prefix such as 2001:db8::/32"))
 }
 
 #[cfg(test)]

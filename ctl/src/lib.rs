@@ -49,7 +49,10 @@
 //! Addresses and prefixes are strings in their usual text form, MACs are
 //! lower-case colon-separated hex, enums are snake_case strings, counters
 //! are integers and durations carry their unit in the name (`uptime_s`).
-//! Fields are never omitted: an absent value is `null`.
+//! An absent value is `null`; the only fields ever omitted are the few
+//! added after the first release (`show interfaces`' `tx_drops` and
+//! `tx_link_down`, `show runtime`'s `batches` and `coalescing`), which an
+//! older daemon does not send.
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -125,6 +125,17 @@ fn show_route_clears_host_bits() {
 }
 
 #[test]
+fn show_route_points_an_address_at_show_fib() {
+    let e = parse("show route 2001:db8::1").unwrap_err().to_string();
+    assert!(
+        e.contains("is an address, not a prefix") && e.contains("show fib 2001:db8::1"),
+        "{e}"
+    );
+    let e = parse("show route 10.0.0.0/8").unwrap_err().to_string();
+    assert!(e.contains("not an IPv6 prefix"), "{e}");
+}
+
+#[test]
 fn options() {
     let cli = parse("--json show drops").unwrap();
     assert!(cli.json);

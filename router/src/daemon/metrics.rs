@@ -5,7 +5,8 @@
 //! more get 503), one request per connection (`Connection: close`), its
 //! head at most [`MAX_HEAD`] bytes (else 431) and sent within
 //! [`CLIENT_TIMEOUT`]; anything but `GET /metrics` gets 404, a malformed
-//! request 400.
+//! request 400. `HEAD /metrics` gets the headers alone; a query string is
+//! ignored.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -118,7 +119,12 @@ fn serve(mut stream: TcpStream, tx: &Sender<Msg>) -> std::io::Result<()> {
     };
     let line = String::from_utf8_lossy(head.split(|&b| b == b'\n').next().unwrap_or_default());
     let mut parts = line.split_whitespace();
-    let (status, body) = match (parts.next(), parts.next()) {
+    let (method, target) = (parts.next(), parts.next());
+    // A query string (Prometheus may add one) does not change the answer.
+    let path = target.map(|t| t.split('?').next().unwrap_or(t));
+    let head_only = method == Some("HEAD");
+    let method = if head_only { Some("GET") } else { method };
+    let (status, body) = match (method, path) {
         (Some("GET"), Some("/metrics")) => {
             let (rtx, rrx) = mpsc::channel();
             match tx
@@ -136,16 +142,27 @@ fn serve(mut stream: TcpStream, tx: &Sender<Msg>) -> std::io::Result<()> {
         (Some(_), Some(_)) => ("404 Not Found", "only /metrics is served\n".into()),
         _ => ("400 Bad Request", "bad request\n".into()),
     };
-    respond(stream, status, &body)
+    respond_to(stream, status, &body, head_only)
 }
 
 /// Writes the whole answer within [`CLIENT_TIMEOUT`] and closes.
-fn respond(mut out: TcpStream, status: &str, body: &str) -> std::io::Result<()> {
+fn respond(out: TcpStream, status: &str, body: &str) -> std::io::Result<()> {
+    respond_to(out, status, body, false)
+}
+
+/// [`respond`], for a HEAD request without the body.
+fn respond_to(
+    mut out: TcpStream,
+    status: &str,
+    body: &str,
+    head_only: bool,
+) -> std::io::Result<()> {
     let head = format!(
         "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
     let deadline = Instant::now() + CLIENT_TIMEOUT;
+    let body = if head_only { "" } else { body };
     for part in [head.as_bytes(), body.as_bytes()] {
         let mut rest = part;
         while !rest.is_empty() {
@@ -398,6 +415,15 @@ mod tests {
         assert!(out.ends_with("\r\n\r\nflatedge_up 1\n"), "{out}");
         let out = get(s.addr, b"GET / HTTP/1.1\r\n\r\n");
         assert!(out.starts_with("HTTP/1.1 404"), "{out}");
+        let out = get(s.addr, b"GET /metrics?name[]=up HTTP/1.1\r\n\r\n");
+        assert!(out.ends_with("\r\n\r\nflatedge_up 1\n"), "{out}");
+        let out = get(s.addr, b"HEAD /metrics HTTP/1.1\r\n\r\n");
+        assert!(
+            out.starts_with("HTTP/1.1 200 OK\r\n")
+                && out.contains("Content-Length: 14\r\n")
+                && out.ends_with("\r\n\r\n"),
+            "{out}"
+        );
     }
 
     /// A request head without an end is cut off at 8 KiB with 431, not

@@ -525,7 +525,12 @@ impl Daemon {
     /// default route back upstream.
     fn install_aggregates(&mut self) -> Result<(), DaemonError> {
         for prefix in self.config.bgp.aggregates.clone() {
-            self.install_own(prefix, &[])?;
+            // A connected subnet wins over an aggregate (here, at reload
+            // and when addresses change); the aggregate takes the prefix
+            // when the subnet goes.
+            if self.connected_port(prefix).is_none() {
+                self.install_own(prefix, &[])?;
+            }
         }
         Ok(())
     }
@@ -778,8 +783,15 @@ impl Daemon {
             .collect();
         for p in old {
             self.uninstall(p);
-            // A BGP path the connected route hid takes over.
-            self.restore_bgp(p);
+            if self.config.bgp.aggregates.contains(&p) {
+                // The aggregate the connected route hid.
+                if let Err(e) = self.install_own(p, &[]) {
+                    log!("aggregate {p}: {e}");
+                }
+            } else {
+                // A BGP path the connected route hid takes over.
+                self.restore_bgp(p);
+            }
         }
         for (prefix, port) in want {
             // A static route for the same prefix wins.

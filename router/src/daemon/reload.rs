@@ -264,7 +264,7 @@ impl Daemon {
     }
 
     /// The port whose connected subnet is exactly `prefix`.
-    fn connected_port(&self, prefix: Prefix) -> Option<super::PortIndex> {
+    pub(super) fn connected_port(&self, prefix: Prefix) -> Option<super::PortIndex> {
         self.ports.iter().enumerate().find_map(|(i, p)| {
             self.addrs
                 .get(&p.name)?

@@ -12,7 +12,7 @@ use std::sync::{mpsc, Arc};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use ctl::{NextHopState, PathStatus, PeerState, Request, Response};
+use ctl::{NextHopState, PathStatus, PeerState, Request, Response, RouteSource};
 
 use crate::lab::{node_addr, run, Lab, NodeOptions, PeerOptions, CLIENT, RANGE, SESSION_TIMEOUT};
 
@@ -636,6 +636,55 @@ fn bgp_route_returns_when_a_connected_subnet_goes() {
     ]);
     lab.poll("the BGP route is back", Duration::from_secs(10), || {
         via(&lab) == Some(node_addr(1))
+    });
+}
+
+/// An aggregate that is also an interface's subnet: the connected route
+/// wins (at start as at reload), and the aggregate takes the prefix when
+/// the subnet's address goes, and gives it back when it returns.
+#[test]
+fn an_aggregate_yields_to_a_connected_subnet_and_returns() {
+    const SUBNET: &str = "2001:db8:5::/64";
+    let mut lab = Lab::new_routed(1);
+    let edge = lab.edge().to_string();
+    let addr = |verb: &str| {
+        run(&[
+            "ip",
+            "-n",
+            &edge,
+            "addr",
+            verb,
+            "2001:db8:5::1/64",
+            "dev",
+            "k8s0",
+            "nodad",
+        ]);
+    };
+    addr("add");
+    lab.start_daemon(&config().replace(
+        "[[bgp.listen]]",
+        &format!("[bgp]\naggregates = [\"{SUBNET}\"]\n\n[[bgp.listen]]"),
+    ));
+    let source = |lab: &Lab| match lab.ctl(Request::ShowRoute {
+        prefix: Some(SUBNET.parse().unwrap()),
+    }) {
+        Response::Routes(r) => r
+            .routes
+            .first()
+            .and_then(|r| r.paths.first())
+            .map(|p| p.source),
+        other => panic!("show route {SUBNET}: {other:?}"),
+    };
+    assert_eq!(source(&lab), Some(RouteSource::Connected));
+    addr("del");
+    lab.poll(
+        "the aggregate takes the prefix",
+        Duration::from_secs(10),
+        || source(&lab) == Some(RouteSource::Aggregate),
+    );
+    addr("add");
+    lab.poll("the subnet takes it back", Duration::from_secs(10), || {
+        source(&lab) == Some(RouteSource::Connected)
     });
 }
 
