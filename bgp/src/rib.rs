@@ -42,7 +42,8 @@
 //!
 //! An UPDATE's routes go through, in order: the family (IPv6 unicast
 //! only), the AS_PATH (our AS not in it; an external peer's AS first),
-//! next-hop sanity ([`policy::resolve_next_hop`]), martians, the peer's
+//! next-hop sanity ([`policy::resolve_next_hop`]; not our own address on
+//! the session), martians, the peer's
 //! allow-list, and max-prefixes. A rejected route also withdraws what the
 //! peer announced before for that prefix. Every rejection is counted per
 //! reason ([`PeerStats`]) and the last few are kept with their prefix
@@ -863,6 +864,8 @@ impl Table {
 struct PeerState {
     config: PeerConfig,
     router_id: Ipv4Addr,
+    /// Our address on the session ([`Rib::set_local_address`]).
+    local: Option<Ipv6Addr>,
     ibgp: bool,
     up: bool,
     accepted: usize,
@@ -923,6 +926,7 @@ impl Rib {
             PeerState {
                 config,
                 router_id: Ipv4Addr::UNSPECIFIED,
+                local: None,
                 ibgp,
                 up: false,
                 accepted: 0,
@@ -944,6 +948,15 @@ impl Rib {
         let out = self.peer_down(id, false);
         self.peers.remove(&id);
         out
+    }
+
+    /// Our address on the peer's session (the driver knows it once the
+    /// connection is up): a route whose next hop is that address points
+    /// back at us and is rejected (RFC 4271 section 5.1.3).
+    pub fn set_local_address(&mut self, id: PeerId, local: Option<Ipv6Addr>) {
+        if let Some(peer) = self.peers.get_mut(&id) {
+            peer.local = local;
+        }
     }
 
     /// Replaces a peer's import policy; takes effect for routes received
@@ -1093,11 +1106,16 @@ impl Rib {
                             reject(&mut self.table, peer, id, prefix, reason);
                             continue;
                         }
+                        // Stale routes (graceful restart) are what the peer
+                        // announced before, which its End-of-RIB purges:
+                        // not counted, so a restarted peer may announce
+                        // its limit anew (at most twice the limit held).
+                        let announced = peer.accepted - peer.stale;
                         let at_limit = peer
                             .config
                             .import
                             .max_prefixes
-                            .is_some_and(|max| peer.accepted >= max as usize);
+                            .is_some_and(|max| announced >= max as usize);
                         if at_limit && !self.table.contains(&prefix, id) {
                             reject(&mut self.table, peer, id, prefix, RejectReason::MaxPrefixes);
                             if !std::mem::replace(&mut peer.teardown_sent, true) {
@@ -1285,6 +1303,9 @@ fn route_attrs(
         return Err(RejectReason::FirstAsNotPeer);
     }
     let next_hop = policy::resolve_next_hop(next_hop, peer.config.address, peer.config.ifindex)?;
+    if peer.local == Some(next_hop.addr) {
+        return Err(RejectReason::NextHopInvalid);
+    }
     let local_pref = match peer.ibgp {
         true => attrs.local_pref.unwrap_or(peer.config.import.local_pref),
         false => peer.config.import.local_pref,

@@ -393,13 +393,22 @@ fn emit_refuses_oversized() {
         subcode: 2,
         data: vec![0; 4096],
     };
-    assert_eq!(
-        Message::Notification(n.clone()).to_bytes(&Context::default()),
-        Err(EmitError::TooLong {
-            len: 4117,
-            max: 4096
-        })
-    );
+    // A NOTIFICATION too long is cut to fit (its data is a quote).
+    let cut = Message::Notification(n.clone())
+        .to_bytes(&Context::default())
+        .unwrap();
+    assert_eq!(cut.len(), 4096);
+    // Anything else too long is refused.
+    let mut open = sample_open();
+    open.capabilities
+        .extend((0..20).map(|_| Capability::Unknown {
+            code: 200,
+            value: vec![0; 250],
+        }));
+    assert!(matches!(
+        Message::Open(open).to_bytes(&Context::default()),
+        Err(EmitError::TooLong { max: 4096, .. })
+    ));
     let ext = Context {
         extended_messages: true,
         ..Context::default()
@@ -417,4 +426,54 @@ fn context_negotiation() {
         .capabilities
         .retain(|c| !matches!(c, Capability::FourOctetAs(_)));
     assert_eq!(Context::negotiated(&ours, &theirs), Context::default());
+}
+
+/// A peer's 4-octet AS capability with a 2-octet value is malformed and
+/// negotiates nothing: its AS_PATHs stay 2-octet (they were decoded as
+/// 4-octet ones, so every UPDATE it sent was treated as withdrawn).
+#[test]
+fn a_malformed_four_octet_as_capability_is_not_negotiated() {
+    // OPEN: AS 65001, hold 90, id 10.0.0.2, capabilities: multiprotocol
+    // IPv6 unicast, and 65 with a 2-octet value.
+    let caps = [2u8, 10, 1, 4, 0, 2, 0, 1, 65, 2, 0xfd, 0xe9];
+    let mut body = vec![4, 0xfd, 0xe9, 0, 90, 10, 0, 0, 2, caps.len() as u8];
+    body.extend_from_slice(&caps);
+    let mut m = vec![0xff; 16];
+    m.extend_from_slice(&((19 + body.len()) as u16).to_be_bytes());
+    m.push(1);
+    m.extend_from_slice(&body);
+    let Ok(bgp::wire::Message::Open(remote)) =
+        bgp::wire::Message::parse(&m, &bgp::wire::Context::default())
+    else {
+        panic!("not an OPEN");
+    };
+    assert_eq!(remote.asn(), bgp::wire::Asn(65001));
+    let local = bgp::fsm::SessionConfig::new(
+        bgp::wire::Asn(65000),
+        std::net::Ipv4Addr::new(192, 0, 2, 1),
+        bgp::wire::Asn(65001),
+    )
+    .open();
+    let ctx = bgp::wire::Context::negotiated(&local, &remote);
+    assert!(!ctx.four_octet_as, "{ctx:?}");
+}
+
+/// The NOTIFICATION owed to a ROUTE-REFRESH of 4,096 bytes quotes it
+/// (RFC 7313 section 5), which does not fit in 4,096: its data is cut to
+/// fit, rather than the NOTIFICATION not being sent at all.
+#[test]
+fn the_notification_for_a_long_route_refresh_fits() {
+    let ctx = bgp::wire::Context::default();
+    let mut rr = vec![0xff; 16];
+    rr.extend_from_slice(&4096u16.to_be_bytes());
+    rr.push(5);
+    rr.extend_from_slice(&[0; 4096 - 19]);
+    let err = bgp::wire::Message::parse(&rr, &ctx).unwrap_err();
+    let n = err.notification();
+    assert_eq!(n.data.len(), 4096);
+    let bytes = bgp::wire::Message::Notification(n.clone())
+        .to_bytes(&ctx)
+        .expect("the NOTIFICATION is sent");
+    assert_eq!(bytes.len(), 4096);
+    assert_eq!(&bytes[21..], &n.data[..4096 - 21]);
 }

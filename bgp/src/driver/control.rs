@@ -522,6 +522,14 @@ impl Control {
             Output::CancelTimer(t) => self.cancel(TimerKey::Session(id, key, t)),
             Output::OpenReceived { .. } => self.collision(id, key),
             Output::Established(negotiated) => {
+                let local = self
+                    .peers
+                    .get(&id)
+                    .and_then(|p| p.slot(key))
+                    .and_then(|s| s.conn)
+                    .and_then(|c| self.conns.get(&c))
+                    .map(|c| c.local);
+                self.rib.set_local_address(id, local);
                 let out = self.rib.peer_up(id, &negotiated);
                 self.rib_outputs(out);
                 self.send_exports(id, key);

@@ -1226,3 +1226,60 @@ fn filtered_counts_rejected_prefixes_still_announced() {
     lab.rib.peer_down(a, false);
     assert_eq!(filtered(&lab), 0);
 }
+
+/// A graceful-restart peer at its max-prefixes limit restarts and
+/// announces as many prefixes, one of them new (a pod rescheduled): its
+/// stale routes, which its End-of-RIB purges, do not count, so it is not
+/// torn down; one prefix more than the limit still is.
+#[test]
+fn stale_routes_do_not_count_against_max_prefixes() {
+    let mut lab = Lab::new();
+    let mut cfg = PeerConfig::new(addr("2001:db8:1::2"), Asn(65001));
+    cfg.import.max_prefixes = Some(2);
+    let a = lab.peer_with(cfg, 2);
+    let ann = ann("2001:db8:1::2", &[65001]);
+    assert!(lab
+        .apply(a, &ann.of(&["2001:db8:100::/64", "2001:db8:101::/64"]))
+        .is_empty());
+    lab.rib.peer_down(a, true);
+    lab.rib.peer_up(
+        a,
+        &negotiated(65001, Ipv4Addr::new(10, 0, 0, 2), Some((120, true))),
+    );
+    let out = lab.apply(a, &ann.of(&["2001:db8:100::/64", "2001:db8:102::/64"]));
+    assert!(
+        !out.iter().any(|o| matches!(o, RibOutput::Teardown(..))),
+        "max-prefix teardown of a peer announcing 2 of 2: {out:?}"
+    );
+    let out = lab.apply(a, &ann.of(&["2001:db8:103::/64"]));
+    assert!(
+        out.iter().any(|o| matches!(o, RibOutput::Teardown(..))),
+        "3 of 2 announced: {out:?}"
+    );
+}
+
+/// A next hop that is our own address on the session points back at us
+/// (RFC 4271 section 5.1.3): rejected; the same route with the peer's
+/// address is accepted.
+#[test]
+fn our_own_address_as_next_hop_is_rejected() {
+    let mut lab = Lab::new();
+    let a = lab.peer("2001:db8:1::2", 65001, 2);
+    lab.rib.set_local_address(a, Some(addr("2001:db8:1::1")));
+    lab.apply(
+        a,
+        &ann("2001:db8:1::1", &[65001]).of(&["2001:db8:100::/64"]),
+    );
+    let s = lab.rib.peer_stats(a).unwrap();
+    let invalid = s
+        .rejected
+        .iter()
+        .find(|(r, _)| *r == RejectReason::NextHopInvalid)
+        .map(|(_, n)| *n);
+    assert_eq!((s.accepted, invalid), (0, Some(1)), "{s:?}");
+    lab.apply(
+        a,
+        &ann("2001:db8:1::2", &[65001]).of(&["2001:db8:100::/64"]),
+    );
+    assert_eq!(lab.rib.peer_stats(a).unwrap().accepted, 1);
+}

@@ -135,6 +135,12 @@ impl Capability {
         }
     }
 
+    /// Whether this is capability `code`, parsed: a known code whose value
+    /// did not parse is kept as `Unknown` and negotiates nothing.
+    pub fn is(&self, code: CapabilityCode) -> bool {
+        !matches!(self, Capability::Unknown { .. }) && self.code() == code
+    }
+
     /// Decodes one capability value. Never fails: what does not parse is
     /// kept as `Unknown`.
     pub fn parse(code: u8, value: &[u8]) -> Capability {
@@ -284,6 +290,24 @@ mod tests {
         });
         assert_eq!(parse_list(&bytes), Some(vec![cap.clone()]));
         assert_eq!(emit(&cap), bytes);
+    }
+
+    /// A known code whose value does not parse is not that capability: a
+    /// 4-octet AS capability with 2 octets, an extended message one with a
+    /// value, a route refresh one with a value.
+    #[test]
+    fn a_malformed_known_capability_negotiates_nothing() {
+        for (bytes, code) in [
+            (&[65u8, 2, 0xfd, 0xe9][..], CapabilityCode::FourOctetAs),
+            (&[6, 1, 0][..], CapabilityCode::ExtendedMessage),
+            (&[2, 1, 0][..], CapabilityCode::RouteRefresh),
+        ] {
+            let caps = parse_list(bytes).unwrap();
+            assert!(matches!(caps[0], Capability::Unknown { .. }), "{caps:?}");
+            assert_eq!(caps[0].code(), code);
+            assert!(!caps[0].is(code), "{caps:?}");
+        }
+        assert!(Capability::FourOctetAs(Asn(65001)).is(CapabilityCode::FourOctetAs));
     }
 
     #[test]

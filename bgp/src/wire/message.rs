@@ -113,10 +113,20 @@ impl Message {
     }
 
     /// The encoded message, or an error if it is longer than the context
-    /// allows for its type.
+    /// allows for its type (a NOTIFICATION's data is cut to fit instead).
     pub fn to_bytes(&self, ctx: &Context) -> Result<Vec<u8>, EmitError> {
         let len = self.buffer_len(ctx);
         let max = ctx.max_message_len(self.message_type());
+        if let Message::Notification(n) = self {
+            if len > max {
+                // The data quotes what was wrong (a whole ROUTE-REFRESH,
+                // RFC 7313 section 5); cut it rather than close without a
+                // NOTIFICATION (RFC 8654 section 5 allows truncating).
+                let mut cut = n.clone();
+                cut.data.truncate(n.data.len() - (len - max));
+                return Message::Notification(cut).to_bytes(ctx);
+            }
+        }
         if len > max {
             return Err(EmitError::TooLong { len, max });
         }

@@ -100,9 +100,8 @@ impl Context {
     /// The context for a session where `local` and `remote` are the OPENs
     /// that were sent and received.
     pub fn negotiated(local: &OpenRepr, remote: &OpenRepr) -> Context {
-        let has = |open: &OpenRepr, code: CapabilityCode| {
-            open.capabilities.iter().any(|c| c.code() == code)
-        };
+        let has =
+            |open: &OpenRepr, code: CapabilityCode| open.capabilities.iter().any(|c| c.is(code));
         Context {
             four_octet_as: has(local, CapabilityCode::FourOctetAs)
                 && has(remote, CapabilityCode::FourOctetAs),

@@ -170,9 +170,10 @@ impl OpenRepr {
             .unwrap_or(Asn(u32::from(self.my_as)))
     }
 
-    /// Whether a capability with `code` is present.
+    /// Whether capability `code` is present, with a value that parsed (a
+    /// malformed one negotiates nothing).
     pub fn has_capability(&self, code: CapabilityCode) -> bool {
-        self.capabilities.iter().any(|c| c.code() == code)
+        self.capabilities.iter().any(|c| c.is(code))
     }
 
     /// The graceful restart capability, if present (the first one).
