@@ -450,3 +450,148 @@ async fn reconfigure_installs_md5_keys_on_the_listener() {
     speaker_a.shutdown().await;
     speaker_b.shutdown().await;
 }
+
+/// Connects from 127.0.0.`last` (as ::ffff:127.0.0.`last` on a dual-stack
+/// listener) to `port`.
+async fn connect_from(last: u8, port: u16) -> tokio::net::TcpStream {
+    let s = tokio::net::TcpSocket::new_v4().unwrap();
+    s.bind(SocketAddr::new(Ipv4Addr::new(127, 0, 0, last).into(), 0))
+        .unwrap();
+    s.connect(SocketAddr::new(Ipv4Addr::LOCALHOST.into(), port))
+        .await
+        .unwrap()
+}
+
+/// Peers from a listen range are bounded: a connection that closes
+/// without its session ever coming up leaves no peer behind (a scan from
+/// 40 addresses), and past the listen limit a new address is refused and
+/// reported once.
+#[tokio::test]
+async fn listen_range_peers_are_bounded() {
+    let port = free_port();
+    let mut c = config(65000, 1, port, 179);
+    c.listen = SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), port);
+    c.ranges.push(ListenRange::new(
+        "::ffff:127.0.0.0/104".parse().unwrap(),
+        PeerSettings::new(Asn(65001)),
+    ));
+    c.listen_limit = 2;
+    let (speaker, mut all) = Speaker::start(c).await.unwrap();
+    // Keep the speaker's (bounded) event channel drained; pass on the
+    // listen-limit reports.
+    let (tx, mut events) = tokio::sync::mpsc::channel(16);
+    tokio::spawn(async move {
+        while let Some(e) = all.recv().await {
+            if matches!(e, Event::ListenLimit { .. }) {
+                let _ = tx.send(e).await;
+            }
+        }
+    });
+    for i in 2..42u8 {
+        drop(connect_from(i, port).await);
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let peers = speaker.peers().await;
+        if peers.is_empty() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} peers kept for connections that never sent an OPEN",
+            peers.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Two connections held open are two peers; a third address is refused.
+    let _a = connect_from(50, port).await;
+    let _b = connect_from(51, port).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while speaker.peers().await.len() < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the two peers never came"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut third = connect_from(52, port).await;
+    let refused: Ipv6Addr = "::ffff:127.0.0.52".parse().unwrap();
+    let address = wait(&mut events, "the listen limit reported", |e| match e {
+        Event::ListenLimit { address } => Some(*address),
+        _ => None,
+    })
+    .await;
+    assert_eq!(address, refused);
+    let mut buf = [0u8; 1];
+    let n = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio::io::AsyncReadExt::read(&mut third, &mut buf),
+    )
+    .await
+    .expect("the refused connection stayed open");
+    assert!(matches!(n, Ok(0) | Err(_)), "{n:?}");
+    assert_eq!(speaker.peers().await.len(), 2);
+    speaker.shutdown().await;
+}
+
+/// A peer that reads nothing while it streams ROUTE-REFRESH messages
+/// (each answered with the whole export) does not grow the speaker's
+/// write queue without bound: past its limit the session is taken down,
+/// long before the 240 s write timeout.
+#[tokio::test]
+async fn a_peer_that_reads_nothing_cannot_grow_the_write_queue() {
+    use bgp::wire::{Afi, Context, Message, RouteRefreshRepr, RouteRefreshSubtype, Safi};
+    use tokio::io::AsyncWriteExt;
+    let port = free_port();
+    let mut c = config(65000, 1, port, 179);
+    let mut settings = PeerSettings::new(Asn(65001));
+    settings.export = PrefixList::parse(&["2001:db8::/32 le 64"]).unwrap();
+    c.ranges
+        .push(ListenRange::new("::1/128".parse().unwrap(), settings));
+    c.originated = (0..5000u32)
+        .map(|i| {
+            format!("2001:db8:{:x}:{:x}::/64", i >> 8, i & 0xff)
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    let (speaker, mut events) = Speaker::start(c).await.unwrap();
+    let mut s = tokio::net::TcpStream::connect(SocketAddr::new(LOOPBACK.into(), port))
+        .await
+        .unwrap();
+    let ctx = Context::default();
+    let open =
+        bgp::fsm::SessionConfig::new(Asn(65001), Ipv4Addr::new(192, 0, 2, 9), Asn(65000)).open();
+    s.write_all(&Message::Open(open).to_bytes(&ctx).unwrap())
+        .await
+        .unwrap();
+    s.write_all(&Message::Keepalive.to_bytes(&ctx).unwrap())
+        .await
+        .unwrap();
+    wait(&mut events, "the raw peer established", |e| {
+        matches!(e, Event::Established { .. }).then_some(())
+    })
+    .await;
+    let rr = Message::RouteRefresh(RouteRefreshRepr {
+        afi: Afi::Ipv6,
+        safi: Safi::Unicast,
+        subtype: RouteRefreshSubtype::Normal,
+    })
+    .to_bytes(&ctx)
+    .unwrap();
+    let burst: Vec<u8> = rr.iter().copied().cycle().take(rr.len() * 100).collect();
+    let flood = tokio::spawn(async move {
+        // Until the speaker closes the connection.
+        for _ in 0..1000 {
+            if s.write_all(&burst).await.is_err() {
+                break;
+            }
+        }
+    });
+    wait(&mut events, "the session taken down", |e| {
+        matches!(e, Event::Down { .. }).then_some(())
+    })
+    .await;
+    flood.abort();
+    speaker.shutdown().await;
+}

@@ -9,6 +9,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6};
 use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -83,6 +84,8 @@ struct Peer {
     /// The primary's state as last reported.
     reported: State,
     established_at: Option<Instant>,
+    /// Its session has been Established at least once.
+    ever_established: bool,
     /// When the session last came up or went down (or the peer was
     /// added): FRR's Up/Down.
     changed_at: Instant,
@@ -106,11 +109,16 @@ impl Peer {
     }
 }
 
+/// Bytes queued for one connection's socket at most (see `send`).
+const MAX_QUEUED: usize = 8 << 20;
+
 #[derive(Debug)]
 struct Conn {
     peer: PeerId,
     slot: SlotKey,
     writer: mpsc::UnboundedSender<WriteCmd>,
+    /// Bytes handed to the writer and not yet written.
+    queued: Arc<AtomicUsize>,
     local: Ipv6Addr,
 }
 
@@ -124,6 +132,8 @@ struct Control {
     /// reload that changes its settings, a dynamic peer forgotten with
     /// its range).
     disabled: HashSet<Ipv6Addr>,
+    /// [`Event::ListenLimit`] was reported and the limit still holds.
+    listen_limit_reported: bool,
     rib: Rib,
     peers: HashMap<PeerId, Peer>,
     by_addr: HashMap<Ipv6Addr, PeerId>,
@@ -153,6 +163,7 @@ pub(super) async fn run(
     let mut c = Control {
         listener: listener_fd,
         disabled: HashSet::new(),
+        listen_limit_reported: false,
         rib: Rib::new(config.rib.clone()),
         config,
         peers: HashMap::new(),
@@ -258,6 +269,7 @@ impl Control {
                 connecting: None,
                 reported: State::Idle,
                 established_at: None,
+                ever_established: false,
                 changed_at: Instant::now(),
             },
         );
@@ -303,6 +315,9 @@ impl Control {
                             slot.conn = None;
                         }
                     }
+                    if !self.touched.contains(&c.peer) {
+                        self.touched.push(c.peer);
+                    }
                 }
             }
             Internal::Timer { key, gen } => {
@@ -325,7 +340,8 @@ impl Control {
     }
 
     /// The peer a connection from `addr` belongs to: a neighbour, a known
-    /// dynamic neighbour, or a new one if `addr` is in a listen range.
+    /// dynamic neighbour, or a new one if `addr` is in a listen range
+    /// (while fewer than the listen limit exist).
     fn peer_for(&mut self, addr: Ipv6Addr) -> Option<PeerId> {
         if let Some(&id) = self.by_addr.get(&addr) {
             return Some(id);
@@ -336,7 +352,32 @@ impl Control {
             .iter()
             .find(|r| r.range.contains(&addr))?;
         let settings = Arc::new(range.settings.clone());
+        let dynamic = self.peers.values().filter(|p| p.dynamic).count();
+        if dynamic >= self.config.listen_limit {
+            if !std::mem::replace(&mut self.listen_limit_reported, true) {
+                self.pending.push(Event::ListenLimit { address: addr });
+            }
+            return None;
+        }
+        self.listen_limit_reported = false;
         Some(self.add_peer(addr, settings, true, true))
+    }
+
+    /// Forgets a peer from a listen range whose connections are all gone
+    /// without its session ever having been Established (a port scan, a
+    /// refused OPEN): only peers that came up are kept (for their
+    /// graceful restart, max-prefixes' idle time, `show bgp summary`).
+    fn forget_if_never_up(&mut self, id: PeerId) {
+        let idle = self.peers.get(&id).is_some_and(|p| {
+            p.dynamic
+                && !p.ever_established
+                && p.primary.conn.is_none()
+                && p.secondary.is_none()
+                && p.connecting.is_none()
+        });
+        if idle {
+            self.forget_peer(id, CeaseSubcode::PeerDeconfigured);
+        }
     }
 
     fn accepted(&mut self, stream: TcpStream, remote: SocketAddr) {
@@ -411,14 +452,22 @@ impl Control {
         let conn = ConnId(self.next());
         let reader = tokio::spawn(io::reader(conn, rd, self.internal.clone()));
         let (wtx, wrx) = mpsc::unbounded_channel();
-        self.writers
-            .spawn(io::writer(conn, wr, wrx, reader, self.internal.clone()));
+        let queued = Arc::new(AtomicUsize::new(0));
+        self.writers.spawn(io::writer(
+            conn,
+            wr,
+            wrx,
+            queued.clone(),
+            reader,
+            self.internal.clone(),
+        ));
         self.conns.insert(
             conn,
             Conn {
                 peer: id,
                 slot: key,
                 writer: wtx,
+                queued,
                 local,
             },
         );
@@ -536,6 +585,7 @@ impl Control {
                 if let Some(peer) = self.peers.get_mut(&id) {
                     peer.established_at = Some(Instant::now());
                     peer.changed_at = Instant::now();
+                    peer.ever_established = true;
                     self.pending.push(Event::Established {
                         peer: id,
                         address: peer.address,
@@ -607,9 +657,19 @@ impl Control {
             .unwrap_or_else(|| slot.session.codec_context());
         // A message too long for the session cannot be sent; the export
         // module packs UPDATEs so that this does not happen.
-        if let Ok(bytes) = m.to_bytes(&ctx) {
-            let _ = conn.writer.send(WriteCmd::Data(bytes));
+        let Ok(bytes) = m.to_bytes(&ctx) else {
+            return;
+        };
+        // A peer that reads nothing while it makes us write (a stream of
+        // ROUTE-REFRESH, each answered with the whole export) would grow
+        // the queue until the write timeout: past MAX_QUEUED the session
+        // is taken as closed.
+        if conn.queued.load(Ordering::Relaxed) + bytes.len() > MAX_QUEUED {
+            self.queue.push_back((id, key, Input::TcpClosed));
+            return;
         }
+        conn.queued.fetch_add(bytes.len(), Ordering::Relaxed);
+        let _ = conn.writer.send(WriteCmd::Data(bytes));
     }
 
     fn close(&mut self, id: PeerId, key: SlotKey) {
@@ -740,7 +800,8 @@ impl Control {
     /// Sends what happened since the last flush: sessions up and down,
     /// state changes, RIB changes.
     async fn flush(&mut self) {
-        for id in std::mem::take(&mut self.touched) {
+        let touched = std::mem::take(&mut self.touched);
+        for &id in &touched {
             if let Some(peer) = self.peers.get_mut(&id) {
                 let state = peer.primary.session.state();
                 if state != peer.reported {
@@ -752,6 +813,11 @@ impl Control {
                     });
                 }
             }
+        }
+        // Outside the FSM's outputs: a session's connection may close in
+        // them (the peer is forgotten here, once they are all handled).
+        for id in touched {
+            self.forget_if_never_up(id);
         }
         for e in std::mem::take(&mut self.pending) {
             // A caller that dropped the receiver wants no events.

@@ -5,6 +5,7 @@
 use std::io;
 use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6};
 use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -268,11 +269,13 @@ const LINGER: Duration = Duration::from_secs(2);
 /// queued into one write. On `Close` (or when the control task drops the
 /// channel) it flushes, sends a FIN, waits up to [`LINGER`] for the
 /// reader to see the peer's FIN, and stops the reader, which closes the
-/// socket. A failed write is reported as `Closed`.
+/// socket. A failed write is reported as `Closed`. `queued` counts the
+/// bytes handed over and not written yet (the control task bounds it).
 pub(super) async fn writer(
     conn: ConnId,
     mut wr: OwnedWriteHalf,
     mut rx: mpsc::UnboundedReceiver<WriteCmd>,
+    queued: Arc<AtomicUsize>,
     mut reader: JoinHandle<()>,
     tx: mpsc::Sender<Internal>,
 ) {
@@ -293,7 +296,10 @@ pub(super) async fn writer(
         }
         if !buf.is_empty() {
             match tokio::time::timeout(WRITE_TIMEOUT, wr.write_all(&buf)).await {
-                Ok(Ok(())) => buf.clear(),
+                Ok(Ok(())) => {
+                    queued.fetch_sub(buf.len(), Ordering::Relaxed);
+                    buf.clear();
+                }
                 _ => {
                     let _ = tx.send(Internal::Closed { conn }).await;
                     break;

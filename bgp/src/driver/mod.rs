@@ -184,6 +184,8 @@ pub struct SpeakerConfig {
     /// Prefixes we originate (aggregates and static routes), announced
     /// to the peers whose export list matches.
     pub originated: Vec<Ipv6Net>,
+    /// Peers from listen ranges at most; default [`MAX_DYNAMIC_PEERS`].
+    pub listen_limit: usize,
 }
 
 impl SpeakerConfig {
@@ -198,6 +200,7 @@ impl SpeakerConfig {
             ranges: Vec::new(),
             neighbors: Vec::new(),
             originated: Vec::new(),
+            listen_limit: MAX_DYNAMIC_PEERS,
         }
     }
 }
@@ -239,7 +242,21 @@ pub enum Event {
     /// The best path or ECMP set of these prefixes changed (empty next
     /// hops: withdrawn).
     Changes(Vec<RibChange>),
+    /// A connection from a listen range was refused: the listen limit
+    /// ([`SpeakerConfig::listen_limit`]) of peers from ranges exist already (reported once until the number
+    /// falls below the limit again).
+    ListenLimit {
+        /// The address refused.
+        address: Ipv6Addr,
+    },
 }
+
+/// Peers accepted from listen ranges at most by default (FRR's `bgp
+/// listen limit`):
+/// a host inside a range cannot make the speaker keep one peer per
+/// address it connects from. A peer from a range that never reached
+/// Established is forgotten as soon as its connection closes.
+pub const MAX_DYNAMIC_PEERS: usize = 1024;
 
 /// One peer, for `show bgp summary`.
 #[derive(Debug, Clone, PartialEq, Eq)]

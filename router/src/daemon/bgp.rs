@@ -298,6 +298,11 @@ pub(super) fn describe(ev: &Event) -> Option<String> {
                 ""
             }
         )),
+        Event::ListenLimit { address } => Some(format!(
+            "BGP: connection from {address} refused: {} peers from listen ranges exist \
+             already (this is logged once until there are fewer)",
+            ::bgp::driver::MAX_DYNAMIC_PEERS
+        )),
         _ => None,
     }
 }
