@@ -73,6 +73,8 @@ pub(super) struct PendingReload {
     added: usize,
     changed: usize,
     failed: Vec<String>,
+    /// The prefixes whose new route could not be installed.
+    not_installed: Vec<Prefix>,
 }
 
 /// How long a reload waits for BGP's answer before it puts the old routes
@@ -135,6 +137,7 @@ impl Daemon {
         let (old, wanted) = (own_routes(&self.config), own_routes(&new));
         let (mut added, mut changed) = (0, 0);
         let mut failed = Vec::new();
+        let mut not_installed = Vec::new();
         // Make before break: new and changed routes go into the FIB before
         // BGP announces them, removed ones leave it after BGP withdrew
         // them.
@@ -151,7 +154,10 @@ impl Daemon {
             }
             match self.install_own(*prefix, via) {
                 Ok(()) => installed.push(*prefix),
-                Err(e) => failed.push(format!("route {prefix}: {e}")),
+                Err(e) => {
+                    failed.push(format!("route {prefix}: {e}"));
+                    not_installed.push(*prefix);
+                }
             }
         }
         if !installed.is_empty() {
@@ -167,6 +173,7 @@ impl Daemon {
             added,
             changed,
             failed,
+            not_installed,
         };
         match &self.bgp {
             Some(b) => {
@@ -230,7 +237,25 @@ impl Daemon {
             "static routes and aggregates: {} added, {removed} removed, {} changed",
             p.added, p.changed
         ));
-        self.config = p.new;
+        // A route that could not be installed stays as the running
+        // configuration had it, so that reloading the same file tries it
+        // again.
+        let mut new = p.new;
+        for prefix in &p.not_installed {
+            new.routes.retain(|r| r.prefix != *prefix);
+            new.bgp.aggregates.retain(|a| a != prefix);
+            if let Some(via) = p.old.get(prefix) {
+                if via.is_empty() {
+                    new.bgp.aggregates.push(*prefix);
+                } else {
+                    new.routes.push(crate::config::StaticRoute {
+                        prefix: *prefix,
+                        via: via.clone(),
+                    });
+                }
+            }
+        }
+        self.config = new;
         self.refresh();
         let mut message = format!("reloaded {}: {}", p.path.display(), notes.join("; "));
         log!("{message}");
