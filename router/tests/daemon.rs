@@ -1011,6 +1011,25 @@ fn daemon_restarts_on_its_interfaces() {
     assert!(p.0, "ping after the restart failed: {}\n{}", p.1, lab.log());
     let again = flows_once(&lab, "after the restart");
     assert_eq!(again, first, "flows changed sinks across the restart");
+    // An interface deleted and re-created under the same name: the
+    // daemon says so (it is attached to the old ifindex), and still stops
+    // cleanly.
+    run(&["ip", "-n", &lab.r, "link", "del", "rs2"]);
+    lab.veth(&lab.s[1], "s20", &lab.r, "rs2");
+    let t0 = Instant::now();
+    while !lab.log().contains("rs2: re-created as ifindex") {
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "no word of rs2's re-creation:\n{}",
+            lab.log()
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        lab.log().contains("rs2: the interface was deleted"),
+        "{}",
+        lab.log()
+    );
     let (clean, log) = lab.stop_daemon();
     assert!(clean, "flatedge did not stop cleanly on SIGTERM:\n{log}");
 }

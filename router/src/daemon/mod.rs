@@ -238,6 +238,8 @@ pub struct Daemon {
     to_self: Sender<Msg>,
     /// A reload waiting for BGP's answer.
     reloading: Option<reload::PendingReload>,
+    /// Ifindexes of re-created interfaces already logged.
+    recreated_logged: BTreeSet<u32>,
     _ctl: ctl::Server,
     _metrics: Option<metrics::Server>,
     pending_glean: BTreeSet<Ipv6Addr>,
@@ -476,6 +478,7 @@ impl Daemon {
             pending_glean: BTreeSet::new(),
             to_self: tx.clone(),
             reloading: None,
+            recreated_logged: BTreeSet::new(),
             config_file: None,
             hosts: BTreeSet::new(),
             hosts_refused: 0,
@@ -1151,8 +1154,21 @@ impl Daemon {
             Msg::Neigh(NeighEvent::Neighbor(..)) => false,
             // Any other link or next-hop change may change an adjacency.
             Msg::Neigh(ev) => {
-                if let NeighEvent::Link(l) = &ev {
-                    self.log_carrier(l);
+                match &ev {
+                    NeighEvent::Link(l) => {
+                        self.log_carrier(l);
+                        self.log_recreated(l);
+                    }
+                    NeighEvent::LinkDeleted(ifindex) => {
+                        if let Some(p) = self.ports.iter().find(|p| p.ifindex == *ifindex) {
+                            log!(
+                                "{}: the interface was deleted; flatedge forwards on it again \
+                                 only after a restart, once it exists",
+                                p.name
+                            );
+                        }
+                    }
+                    _ => {}
                 }
                 true
             }
@@ -1220,6 +1236,24 @@ impl Daemon {
     }
 
     /// Logs a carrier change of one of our ports.
+    /// Says so when a configured interface exists again under a new
+    /// ifindex (deleted and re-created: its ports and XDP program were on
+    /// the old one), once per new ifindex.
+    fn log_recreated(&mut self, l: &crate::neigh::Link) {
+        let Some(p) = self.ports.iter().find(|p| p.name == l.name) else {
+            return;
+        };
+        if p.ifindex != l.ifindex && self.recreated_logged.insert(l.ifindex) {
+            log!(
+                "{}: re-created as ifindex {} (flatedge attached to ifindex {}); \
+                 restart flatedge to forward on it",
+                p.name,
+                l.ifindex,
+                p.ifindex
+            );
+        }
+    }
+
     fn log_carrier(&mut self, l: &crate::neigh::Link) {
         let Some(p) = self.ports.iter().position(|p| p.ifindex == l.ifindex) else {
             return;
