@@ -44,10 +44,11 @@ pub struct Cli {
     /// a table.
     #[arg(long, global = true)]
     pub json: bool,
-    /// Give up when the daemon has not answered within this many seconds.
-    #[arg(long, global = true, value_name = "SECONDS", default_value_t = 10.0,
-          value_parser = parse_timeout)]
-    pub timeout: f64,
+    /// Give up when the daemon has not answered within this many seconds
+    /// (default 10; 70 for `reload`, which answers once BGP has taken the
+    /// new configuration).
+    #[arg(long, global = true, value_name = "SECONDS", value_parser = parse_timeout)]
+    pub timeout: Option<f64>,
     /// What to ask.
     #[command(subcommand)]
     pub command: Command,
@@ -207,9 +208,13 @@ impl Cli {
         }
     }
 
-    /// `--timeout` as a duration.
+    /// `--timeout` as a duration, or the command's default.
     pub fn timeout(&self) -> Duration {
-        Duration::from_secs_f64(self.timeout)
+        let default = match self.command {
+            Command::Reload => 70.0,
+            _ => 10.0,
+        };
+        Duration::from_secs_f64(self.timeout.unwrap_or(default))
     }
 }
 

@@ -143,6 +143,12 @@ fn options() {
     assert_eq!(cli.timeout(), Duration::from_secs(10));
 
     // Global options may follow the command.
+    // reload waits for BGP: a longer default, unless one is given.
+    assert_eq!(parse("reload").unwrap().timeout(), Duration::from_secs(70));
+    assert_eq!(
+        parse("--timeout 3 reload").unwrap().timeout(),
+        Duration::from_secs(3)
+    );
     let cli = parse("show drops --json --timeout 0.5").unwrap();
     assert!(cli.json);
     assert_eq!(cli.timeout(), Duration::from_millis(500));
