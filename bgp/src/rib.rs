@@ -254,8 +254,9 @@ pub struct PeerStats {
     /// prefix announced twice and rejected twice counts 2).
     pub rejected: Vec<(RejectReason, u64)>,
     /// IPv6 prefixes the session announced that were rejected and not
-    /// withdrawn since (BIRD's "filtered", GoBGP's rejected paths), at most
-    /// [`MAX_FILTERED`]: `accepted + filtered` is what the peer announces.
+    /// withdrawn since (BIRD's "filtered", GoBGP's rejected paths), counted
+    /// up to the peer's max-prefixes if it has one, else [`MAX_FILTERED`]:
+    /// `accepted + filtered` is what the peer announces.
     pub filtered: usize,
 }
 
@@ -959,6 +960,13 @@ impl Rib {
         }
     }
 
+    /// Replaces how long a peer torn down for max-prefixes is refused.
+    pub fn set_max_prefix_idle(&mut self, id: PeerId, idle: Duration) {
+        if let Some(peer) = self.peers.get_mut(&id) {
+            peer.config.max_prefix_idle = idle;
+        }
+    }
+
     /// Replaces a peer's import policy; takes effect for routes received
     /// from now on (ask the peer for a route refresh to re-filter).
     pub fn set_import_policy(&mut self, id: PeerId, import: ImportPolicy) {
@@ -1253,7 +1261,15 @@ fn reject(
     reason: RejectReason,
 ) {
     peer.reject(prefix, reason);
-    if peer.filtered.len() < MAX_FILTERED {
+    // At most what the peer may have accepted (its max-prefixes), or
+    // MAX_FILTERED: many peers from a listen range cannot make the RIB
+    // hold more than they could have had accepted.
+    let cap = peer
+        .config
+        .import
+        .max_prefixes
+        .map_or(MAX_FILTERED, |m| (m as usize).min(MAX_FILTERED));
+    if peer.filtered.len() < cap {
         peer.filtered.insert(prefix);
     }
     // A rejected announcement replaces (withdraws) the earlier one.

@@ -212,7 +212,10 @@ pub fn serve_one(
     while !sent.is_empty() {
         let left = time_left(deadline).ok_or_else(|| stalled("read its answer"))?;
         stream.set_write_timeout(Some(left))?;
-        match stream.write(sent) {
+        // A UNIX socket's timeout bounds each wait for room, not a whole
+        // write: a reader freeing a little at a time keeps one long write
+        // going. Short writes keep the deadline checked between them.
+        match stream.write(&sent[..sent.len().min(WRITE_CHUNK)]) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => sent = &sent[n..],
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -236,6 +239,9 @@ pub fn serve_one(
     Ok(())
     // Dropping the stream closes the connection: the client reads EOF.
 }
+
+/// The most one write call hands the socket (see `serve_one`).
+const WRITE_CHUNK: usize = 16 * 1024;
 
 /// Reads from `stream` into `buf` until EOF or `max` bytes, all before
 /// `deadline`.

@@ -84,8 +84,6 @@ struct Peer {
     /// The primary's state as last reported.
     reported: State,
     established_at: Option<Instant>,
-    /// Its session has been Established at least once.
-    ever_established: bool,
     /// When the session last came up or went down (or the peer was
     /// added): FRR's Up/Down.
     changed_at: Instant,
@@ -269,7 +267,6 @@ impl Control {
                 connecting: None,
                 reported: State::Idle,
                 established_at: None,
-                ever_established: false,
                 changed_at: Instant::now(),
             },
         );
@@ -332,6 +329,11 @@ impl Control {
                     TimerKey::Rib(t) => {
                         let out = self.rib.timer_expired(t);
                         self.rib_outputs(out);
+                        // Its stale routes may have been its last.
+                        let (RibTimer::Restart(id) | RibTimer::StalePath(id)) = t;
+                        if !self.touched.contains(&id) {
+                            self.touched.push(id);
+                        }
                     }
                 }
                 self.run_queue();
@@ -363,18 +365,28 @@ impl Control {
         Some(self.add_peer(addr, settings, true, true))
     }
 
-    /// Forgets a peer from a listen range whose connections are all gone
-    /// without its session ever having been Established (a port scan, a
-    /// refused OPEN): only peers that came up are kept (for their
-    /// graceful restart, max-prefixes' idle time, `show bgp summary`).
-    fn forget_if_never_up(&mut self, id: PeerId) {
-        let idle = self.peers.get(&id).is_some_and(|p| {
-            p.dynamic
-                && !p.ever_established
-                && p.primary.conn.is_none()
-                && p.secondary.is_none()
-                && p.connecting.is_none()
-        });
+    /// Forgets a peer from a listen range that holds nothing any more, as
+    /// FRR deletes a dynamic neighbour that goes down: no connection, no
+    /// session timer (an idle hold after max-prefixes or an error still
+    /// refuses it), no routes (stale ones wait for its restart), not
+    /// disabled by the operator (`enable` must find it). A port scan, a
+    /// refused OPEN, or a node gone for good leaves nothing behind, so the
+    /// listen limit counts live nodes only.
+    fn forget_if_idle(&mut self, id: PeerId) {
+        let Some(p) = self.peers.get(&id) else {
+            return;
+        };
+        let idle = p.dynamic
+            && p.primary.session.state() != State::Established
+            && p.primary.conn.is_none()
+            && p.secondary.is_none()
+            && p.connecting.is_none()
+            && !self.disabled.contains(&p.address)
+            && !self
+                .timers
+                .keys()
+                .any(|k| matches!(k, TimerKey::Session(i, _, _) if *i == id))
+            && self.rib.peer_stats(id).is_some_and(|s| s.accepted == 0);
         if idle {
             self.forget_peer(id, CeaseSubcode::PeerDeconfigured);
         }
@@ -585,7 +597,6 @@ impl Control {
                 if let Some(peer) = self.peers.get_mut(&id) {
                     peer.established_at = Some(Instant::now());
                     peer.changed_at = Instant::now();
-                    peer.ever_established = true;
                     self.pending.push(Event::Established {
                         peer: id,
                         address: peer.address,
@@ -817,7 +828,7 @@ impl Control {
         // Outside the FSM's outputs: a session's connection may close in
         // them (the peer is forgotten here, once they are all handled).
         for id in touched {
-            self.forget_if_never_up(id);
+            self.forget_if_idle(id);
         }
         for e in std::mem::take(&mut self.pending) {
             // A caller that dropped the receiver wants no events.
@@ -1090,6 +1101,7 @@ impl Control {
             p.settings = new.clone();
         }
         self.rib.set_import_policy(id, new.import.clone());
+        self.rib.set_max_prefix_idle(id, new.max_prefix_idle);
         if !established {
             return true;
         }

@@ -1283,3 +1283,18 @@ fn our_own_address_as_next_hop_is_rejected() {
     );
     assert_eq!(lab.rib.peer_stats(a).unwrap().accepted, 1);
 }
+
+/// A peer with max-prefixes has at most that many rejected prefixes
+/// counted (and held) as filtered.
+#[test]
+fn filtered_is_held_to_the_peers_max_prefixes() {
+    let mut lab = Lab::new();
+    let mut cfg = PeerConfig::new(addr("2001:db8:1::2"), Asn(65001));
+    cfg.import.allow = Some(PrefixList::parse(&["2001:db8:100::/40 le 64"]).unwrap());
+    cfg.import.max_prefixes = Some(2);
+    let a = lab.peer_with(cfg, 2);
+    let rejected: Vec<String> = (0..5).map(|i| format!("2001:db8:30{i}::/64")).collect();
+    let rejected: Vec<&str> = rejected.iter().map(String::as_str).collect();
+    lab.apply(a, &ann("2001:db8:1::2", &[65001]).of(&rejected));
+    assert_eq!(lab.rib.peer_stats(a).unwrap().filtered, 2);
+}

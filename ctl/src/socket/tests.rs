@@ -301,8 +301,9 @@ fn serve_one_bounds_the_whole_request() {
     trickle.join().unwrap();
 }
 
-/// A client that never reads its answer is given up on after the write
-/// timeout, whatever the size of the answer.
+/// A client that reads its answer a few bytes at a time (each read
+/// within the write timeout, so each write makes progress) is given up on
+/// once the whole answer has taken longer than the write timeout.
 #[test]
 fn serve_one_bounds_the_whole_answer() {
     let (mut client, server) = UnixStream::pair().unwrap();
@@ -311,14 +312,27 @@ fn serve_one_bounds_the_whole_answer() {
         .unwrap();
     client.write_all(br#"{"command":"show_drops"}"#).unwrap();
     client.shutdown(Shutdown::Write).unwrap();
+    let reader = thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        let mut got = 0;
+        while let Ok(n) = client.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            got += n;
+            thread::sleep(Duration::from_millis(20));
+        }
+        got
+    });
     let big = Response::error(ErrorCode::Internal, "x".repeat(4 << 20));
     let t0 = Instant::now();
-    let e = serve_one(server, |_| big).expect_err("an unread 4 MiB answer was written");
+    let e = serve_one(server, |_| big).expect_err("a slowly read 4 MiB answer was written");
     assert!(e.to_string().contains("too long to read its answer"), "{e}");
     assert!(
         t0.elapsed() < Duration::from_millis(1500),
         "{:?}",
         t0.elapsed()
     );
-    drop(client);
+    let got = reader.join().unwrap();
+    assert!(got < 4 << 20, "the whole answer was read: {got}");
 }

@@ -230,21 +230,24 @@ impl Bgp {
                 .is_ok()
         });
         if !sent {
-            let _ = to.send(Msg::ReloadBgp(None));
+            let _ = to.send(Msg::ReloadBgp(Some(Err(ReconfigureError::Stopped))));
             return;
         }
+        let fallback = to.clone();
         let forward = move || {
             let answer = rx.recv_timeout(wait).ok();
             let gave_up = answer.is_none();
             let _ = to.send(Msg::ReloadBgp(answer));
             if gave_up {
                 // The reload has put the old routes back by now.
-                if let Ok(late) = rx.recv() {
-                    log!(
-                        "BGP answered a reload after {} s ({late:?}): its configuration may \
-                         differ from the FIB's; reload again",
+                match rx.recv() {
+                    Ok(Ok(m)) => log!(
+                        "BGP took a reload's configuration after {} s ({m}), after the \
+                         routes were put back: BGP and the FIB differ; reload again",
                         wait.as_secs()
-                    );
+                    ),
+                    Ok(Err(e)) => log!("BGP refused a reload's configuration late: {e}"),
+                    Err(_) => {}
                 }
             }
         };
@@ -253,6 +256,7 @@ impl Bgp {
             .spawn(forward);
         if let Err(e) = spawned {
             log!("reload: cannot wait for BGP's answer: {e}");
+            let _ = fallback.send(Msg::ReloadBgp(None));
         }
     }
 

@@ -3,8 +3,9 @@
 //! within its deadlines: a slow client never holds the others up), one
 //! request each ([`::ctl::serve_one`]), and the control thread's answers.
 //! Requests are answered on the control thread, which owns the state, so
-//! an answer is always one consistent view; the ctl thread waits at most
-//! [`ANSWER_TIMEOUT`] for it.
+//! an answer is always one consistent view; a connection's thread waits at
+//! most [`ANSWER_TIMEOUT`] for it (a reload, which answers once BGP has
+//! taken the new configuration, that plus the reload's own 60 s).
 
 use std::collections::BTreeMap;
 use std::io::ErrorKind;

@@ -401,12 +401,10 @@ impl Daemon {
     pub fn start(config: Config) -> Result<Daemon, DaemonError> {
         // A worker that cannot be pinned would share a CPU: refuse, as
         // VPP does, before touching any interface.
-        if let Some(cores) = &config.router.worker_cores {
-            let allowed: Vec<usize> = core_affinity::get_core_ids()
-                .unwrap_or_default()
-                .iter()
-                .map(|c| c.id)
-                .collect();
+        // (When the CPUs cannot be read, pinning says so per worker.)
+        let allowed = core_affinity::get_core_ids();
+        if let (Some(cores), Some(allowed)) = (&config.router.worker_cores, allowed) {
+            let allowed: Vec<usize> = allowed.iter().map(|c| c.id).collect();
             if let Some((core, allowed)) = missing_core(cores, &allowed) {
                 return Err(DaemonError::WorkerCore { core, allowed });
             }
@@ -1235,7 +1233,6 @@ impl Daemon {
         }
     }
 
-    /// Logs a carrier change of one of our ports.
     /// Says so when a configured interface exists again under a new
     /// ifindex (deleted and re-created: its ports and XDP program were on
     /// the old one), once per new ifindex.
@@ -1254,6 +1251,7 @@ impl Daemon {
         }
     }
 
+    /// Logs a carrier change of one of our ports.
     fn log_carrier(&mut self, l: &crate::neigh::Link) {
         let Some(p) = self.ports.iter().position(|p| p.ifindex == l.ifindex) else {
             return;

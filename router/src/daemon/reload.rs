@@ -12,8 +12,10 @@
 //! configuration (which leaves it unchanged), the routes it replaced are
 //! put back, so a refused file changes nothing. The control thread does
 //! not block on BGP: the reload waits in [`PendingReload`] for BGP's
-//! answer (another reload meanwhile is refused), so the FIB and BGP never
-//! disagree about which configuration runs, however long BGP takes. Everything else
+//! answer (another reload meanwhile is refused), so the FIB and BGP run
+//! the same configuration however long BGP takes, up to [`BGP_ANSWER`];
+//! past that the routes are put back and a later answer from BGP is
+//! logged (a speaker that slow is stuck). Everything else
 //! (`[router]`, `[ctl]`, the interfaces, `[icmp]`, `[metrics]`, BGP's port
 //! and multipath, turning BGP on or off) needs a restart: such a file is refused as a whole, as is an
 //! invalid one, and the running configuration stays.
@@ -73,8 +75,6 @@ pub(super) struct PendingReload {
     added: usize,
     changed: usize,
     failed: Vec<String>,
-    /// The prefixes whose new route could not be installed.
-    not_installed: Vec<Prefix>,
 }
 
 /// How long a reload waits for BGP's answer before it puts the old routes
@@ -163,6 +163,24 @@ impl Daemon {
         if !installed.is_empty() {
             self.refresh();
         }
+        // A route the FIB refused stays as the running configuration had
+        // it (or absent): BGP does not announce it, and reloading the same
+        // file tries it again.
+        let mut new = new;
+        for prefix in &not_installed {
+            new.routes.retain(|r| r.prefix != *prefix);
+            new.bgp.aggregates.retain(|a| a != prefix);
+            if let Some(via) = old.get(prefix) {
+                if via.is_empty() {
+                    new.bgp.aggregates.push(*prefix);
+                } else {
+                    new.routes.push(crate::config::StaticRoute {
+                        prefix: *prefix,
+                        via: via.clone(),
+                    });
+                }
+            }
+        }
         let pending = PendingReload {
             reply,
             path,
@@ -173,7 +191,6 @@ impl Daemon {
             added,
             changed,
             failed,
-            not_installed,
         };
         match &self.bgp {
             Some(b) => {
@@ -191,27 +208,37 @@ impl Daemon {
         let Some(pending) = self.reloading.take() else {
             return;
         };
+        let answer_came = answer.is_some();
         let error = match answer {
             Some(Ok(m)) => return self.finish_reload(pending, Some(m)),
             Some(Err(e)) => (ErrorCode::InvalidState, format!("{e}; nothing was changed")),
             None => (
                 ErrorCode::Internal,
                 format!(
-                    "the BGP speaker did not answer within {} s; nothing was changed",
+                    "the BGP speaker did not answer within {} s; the routes were put back \
+                     (BGP may still take the new configuration: see the log)",
                     BGP_ANSWER.as_secs()
                 ),
             ),
         };
+        // A speaker that does not answer is not asked for its paths (each
+        // question would wait for it): a prefix the reload added goes,
+        // and BGP's path for it comes back with its next change.
+        let ask_bgp = answer_came;
         // Put back what the new routes replaced.
         let mut lost = Vec::new();
         for prefix in pending.installed {
             match pending.old.get(&prefix) {
+                // An aggregate yields to its connected subnet, as at start.
+                Some(via) if via.is_empty() && self.connected_port(prefix).is_some() => {
+                    self.give_back(prefix, &mut lost, ask_bgp);
+                }
                 Some(via) => {
                     if let Err(e) = self.install_own(prefix, via) {
                         lost.push(format!("route {prefix}: {e}"));
                     }
                 }
-                None => self.give_back(prefix, &mut lost),
+                None => self.give_back(prefix, &mut lost, ask_bgp),
             }
         }
         if !lost.is_empty() {
@@ -230,32 +257,14 @@ impl Daemon {
         let mut removed = 0;
         for prefix in p.old.keys().filter(|k| !p.wanted.contains_key(k)) {
             removed += 1;
-            self.give_back(*prefix, &mut failed);
+            self.give_back(*prefix, &mut failed, true);
         }
         let mut notes: Vec<String> = bgp_note.into_iter().collect();
         notes.push(format!(
             "static routes and aggregates: {} added, {removed} removed, {} changed",
             p.added, p.changed
         ));
-        // A route that could not be installed stays as the running
-        // configuration had it, so that reloading the same file tries it
-        // again.
-        let mut new = p.new;
-        for prefix in &p.not_installed {
-            new.routes.retain(|r| r.prefix != *prefix);
-            new.bgp.aggregates.retain(|a| a != prefix);
-            if let Some(via) = p.old.get(prefix) {
-                if via.is_empty() {
-                    new.bgp.aggregates.push(*prefix);
-                } else {
-                    new.routes.push(crate::config::StaticRoute {
-                        prefix: *prefix,
-                        via: via.clone(),
-                    });
-                }
-            }
-        }
-        self.config = new;
+        self.config = p.new;
         self.refresh();
         let mut message = format!("reloaded {}: {}", p.path.display(), notes.join("; "));
         log!("{message}");
@@ -271,8 +280,9 @@ impl Daemon {
 
     /// Removes our own route for `prefix` (only a static route or an
     /// aggregate: a connected subnet may have taken an aggregate's place)
-    /// and hands the prefix back to its connected subnet or to BGP.
-    fn give_back(&mut self, prefix: Prefix, failed: &mut Vec<String>) {
+    /// and hands the prefix back to its connected subnet or, if `ask_bgp`,
+    /// to the RIB's path.
+    fn give_back(&mut self, prefix: Prefix, failed: &mut Vec<String>, ask_bgp: bool) {
         let source = self.routes.get(&prefix).map(|r| r.source);
         if !matches!(source, Some(Source::Static | Source::Aggregate)) {
             return;
@@ -284,7 +294,8 @@ impl Daemon {
                     failed.push(format!("connected route {prefix}: {e}"));
                 }
             }
-            None => self.restore_bgp(prefix),
+            None if ask_bgp => self.restore_bgp(prefix),
+            None => {}
         }
     }
 

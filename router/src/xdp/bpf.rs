@@ -7,7 +7,7 @@
 //! and replaced; any other XDP program on the interface is an error (we do
 //! not take an interface away from another tool). Whether a flatedge
 //! program is stale is told by a lock: a loader holds an exclusive
-//! `flock` on `/run/flatedge/xdp-NETNS-IFINDEX.lock` for every interface
+//! `flock` on `/run/lock/flatedge/xdp-NETNS-IFINDEX.lock` for every interface
 //! it attached to, which the kernel releases when the process dies, so a
 //! second flatedge started beside a running one fails instead of taking
 //! its interfaces (and detaching them on its way out). Every interface this
@@ -343,7 +343,7 @@ impl Drop for XdpProgram {
 }
 
 /// Where the interface locks live.
-const LOCK_DIR: &str = "/run/flatedge";
+const LOCK_DIR: &str = "/run/lock/flatedge";
 
 /// Takes the lock of `ifindex` in the calling thread's network namespace
 /// (interface numbers are per namespace): an exclusive, non-blocking
@@ -355,14 +355,14 @@ fn lock_interface(ifindex: u32) -> Result<File, XdpError> {
     let netns = std::fs::metadata("/proc/thread-self/ns/net")
         .map_err(io("read the network namespace"))?
         .ino();
-    std::fs::create_dir_all(LOCK_DIR).map_err(io("create /run/flatedge"))?;
+    std::fs::create_dir_all(LOCK_DIR).map_err(io("create /run/lock/flatedge"))?;
     let path = PathBuf::from(format!("{LOCK_DIR}/xdp-{netns}-{ifindex}.lock"));
     let file = OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .open(&path)
-        .map_err(io("open an interface lock in /run/flatedge"))?;
+        .map_err(io("open an interface lock in /run/lock/flatedge"))?;
     // SAFETY: flock on a descriptor this function owns.
     if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
         let e = io::Error::last_os_error();
