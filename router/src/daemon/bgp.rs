@@ -205,20 +205,19 @@ impl Bgp {
         })
     }
 
+    /// A handle for questions to the speaker from another thread (the
+    /// ctl connections' threads, so that a speaker slow to answer never
+    /// holds up the control thread); `None` once BGP is stopping.
+    pub(super) fn query(&self) -> Option<BgpQuery> {
+        Some(BgpQuery {
+            cmds: self.cmds.clone()?,
+        })
+    }
+
     /// The RIB's paths of `prefix`, or of up to `max` prefixes (`None` if
     /// the speaker does not answer).
     pub(super) fn routes(&self, prefix: Option<Ipv6Net>, max: usize) -> Option<Vec<RouteView>> {
-        self.ask(|tx| Cmd::Routes(prefix, max, tx), Duration::from_secs(5))
-    }
-
-    /// `neighbor ADDR reset|disable|enable` (`None` if the speaker does
-    /// not answer).
-    pub(super) fn admin(
-        &self,
-        address: Ipv6Addr,
-        action: AdminAction,
-    ) -> Option<Result<String, AdminError>> {
-        self.ask(|tx| Cmd::Admin(address, action, tx), Duration::from_secs(5))
+        self.query()?.routes(prefix, max)
     }
 
     /// Applies a new configuration's BGP peers and originated prefixes
@@ -259,6 +258,29 @@ impl Bgp {
             let _ = fallback.send(Msg::ReloadBgp(None));
         }
     }
+}
+
+/// Questions to the speaker, from any thread; each waits up to 5 s.
+#[derive(Clone)]
+pub(super) struct BgpQuery {
+    cmds: tmpsc::Sender<Cmd>,
+}
+
+impl BgpQuery {
+    /// See [`Bgp::routes`].
+    pub(super) fn routes(&self, prefix: Option<Ipv6Net>, max: usize) -> Option<Vec<RouteView>> {
+        self.ask(|tx| Cmd::Routes(prefix, max, tx), Duration::from_secs(5))
+    }
+
+    /// `neighbor ADDR reset|disable|enable` (`None` if the speaker does
+    /// not answer).
+    pub(super) fn admin(
+        &self,
+        address: Ipv6Addr,
+        action: AdminAction,
+    ) -> Option<Result<String, AdminError>> {
+        self.ask(|tx| Cmd::Admin(address, action, tx), Duration::from_secs(5))
+    }
 
     /// Every peer's summary (`None` if the speaker does not answer).
     pub(super) fn peers(&self) -> Option<Vec<PeerSummary>> {
@@ -269,7 +291,7 @@ impl Bgp {
     /// waits up to `wait` for the answer.
     fn ask<T>(&self, cmd: impl FnOnce(Sender<T>) -> Cmd, wait: Duration) -> Option<T> {
         let (tx, rx) = mpsc::channel();
-        self.cmds.as_ref()?.blocking_send(cmd(tx)).ok()?;
+        self.cmds.blocking_send(cmd(tx)).ok()?;
         rx.recv_timeout(wait).ok()
     }
 }

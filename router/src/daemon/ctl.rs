@@ -26,6 +26,7 @@ use ::ctl::{
 };
 use fib::{NextHopId, Prefix};
 
+use super::bgp::BgpQuery;
 use super::nexthops::{HopState, Kind};
 use super::{io_err, log, ClientSlots, Daemon, DaemonError, Msg, StoppableThread};
 use crate::dataplane::{CountersSnapshot, Stage};
@@ -50,6 +51,23 @@ pub(super) struct Totals {
     pub batches: u64,
     /// See `batches`.
     pub waited_batches: u64,
+}
+
+/// The control thread's answer to a ctl request: the response, or what
+/// the connection's thread completes it with (questions to the BGP
+/// speaker, which may be slow to answer: they must not hold up the
+/// control thread, which handles liveness and the FIB).
+pub(super) enum Answer {
+    /// Complete.
+    Now(Response),
+    /// To run on the connection's thread.
+    Later(Box<dyn FnOnce() -> Response + Send>),
+}
+
+impl From<Response> for Answer {
+    fn from(r: Response) -> Answer {
+        Answer::Now(r)
+    }
 }
 
 /// How long the ctl thread waits for the control thread's answer.
@@ -169,9 +187,11 @@ fn serve(stream: std::os::unix::net::UnixStream, tx: Sender<Msg>) {
             if tx.send(Msg::Ctl(req, rtx)).is_err() {
                 return Response::error(ErrorCode::Internal, "flatedge is shutting down");
             }
-            rrx.recv_timeout(wait).unwrap_or_else(|_| {
-                Response::error(ErrorCode::Internal, "the control thread did not answer")
-            })
+            match rrx.recv_timeout(wait) {
+                Ok(Answer::Now(r)) => r,
+                Ok(Answer::Later(finish)) => finish(),
+                Err(_) => Response::error(ErrorCode::Internal, "the control thread did not answer"),
+            }
         }
     });
     if let Err(e) = r {
@@ -227,7 +247,18 @@ impl Daemon {
             .collect()
     }
 
-    /// Answers one ctl request.
+    /// Answers one ctl request; the parts that ask the BGP speaker are
+    /// left to the connection's thread.
+    pub(super) fn answer_ctl(&self, req: Request) -> Answer {
+        match req {
+            Request::ShowBgpSummary => self.bgp_summary(),
+            Request::ShowRoute { prefix } => self.show_route(prefix),
+            Request::Neighbor { address, action } => self.neighbor(address, action),
+            other => Answer::Now(self.answer(other)),
+        }
+    }
+
+    /// Answers one ctl request that needs the control thread alone.
     pub(super) fn answer(&self, req: Request) -> Response {
         match req {
             Request::ShowInterfaces => Response::Interfaces(self.interfaces()),
@@ -243,9 +274,12 @@ impl Daemon {
                     memory_bytes: self.fib.memory().total as u64,
                 })
             }
-            Request::ShowBgpSummary => self.bgp_summary(),
-            Request::ShowRoute { prefix } => self.show_route(prefix),
-            Request::Neighbor { address, action } => self.neighbor(address, action),
+            Request::ShowBgpSummary | Request::ShowRoute { .. } | Request::Neighbor { .. } => {
+                Response::error(
+                    ErrorCode::Internal,
+                    "a BGP request reached the wrong handler",
+                )
+            }
             // The control loop answers it: it changes the daemon.
             Request::Reload => {
                 Response::error(ErrorCode::Internal, "reload reached the wrong handler")
@@ -257,9 +291,8 @@ impl Daemon {
     /// `show route [PREFIX]`: our own routes (connected, static, hosts)
     /// and the RIB's paths, best first, with why the others lost. Without
     /// a prefix, at most [`SHOW_ROUTE_MAX`] BGP prefixes.
-    fn show_route(&self, prefix: Option<ipnet::Ipv6Net>) -> Response {
+    fn show_route(&self, prefix: Option<ipnet::Ipv6Net>) -> Answer {
         let mut routes = Vec::new();
-        let mut truncated_at = None;
         let own = self.routes.iter().filter(|(p, _)| {
             prefix.is_none_or(|q| p.addr() == q.network() && p.len() == q.prefix_len())
         });
@@ -299,130 +332,167 @@ impl Daemon {
                 routes.push(Route { prefix: net, paths });
             }
         }
-        if let Some(bgp) = &self.bgp {
-            // One more than listed, to tell whether the listing is whole.
-            let Some(mut views) = bgp.routes(prefix, SHOW_ROUTE_MAX + 1) else {
-                return Response::error(ErrorCode::Internal, "the BGP speaker did not answer");
-            };
-            if views.len() > SHOW_ROUTE_MAX {
-                views.truncate(SHOW_ROUTE_MAX);
-                truncated_at = Some(SHOW_ROUTE_MAX);
-            }
-            for v in views {
-                let paths = v
-                    .paths
-                    .iter()
-                    .map(|p| {
-                        let (status, reason) = match p.status {
-                            BgpStatus::Best => (PathStatus::Best, None),
-                            BgpStatus::Multipath => (PathStatus::Multipath, None),
-                            BgpStatus::NotSelected(why) => {
-                                (PathStatus::Lost, Some(loss_reason(why).to_string()))
-                            }
-                        };
-                        Path {
-                            source: RouteSource::Bgp,
-                            peer: Some(p.attrs.peer_address),
-                            next_hop: Some(p.attrs.next_hop.addr),
-                            as_path: p
-                                .attrs
-                                .as_path
-                                .segments
-                                .iter()
-                                .flat_map(|s| s.asns.iter().map(|a| a.0))
-                                .collect(),
-                            origin: Some(match p.attrs.origin {
-                                ::bgp::wire::Origin::Igp => Origin::Igp,
-                                ::bgp::wire::Origin::Egp => Origin::Egp,
-                                ::bgp::wire::Origin::Incomplete => Origin::Incomplete,
-                            }),
-                            local_pref: Some(p.attrs.local_pref),
-                            med: p.attrs.med,
-                            stale: p.stale,
-                            status,
-                            reason,
-                        }
-                    })
-                    .collect();
-                // A prefix we also route ourselves lists both: ours wins.
-                match routes.iter_mut().find(|r| r.prefix == v.prefix) {
-                    Some(r) => r.paths.extend(paths),
-                    None => routes.push(Route {
-                        prefix: v.prefix,
-                        paths,
-                    }),
-                }
-            }
-        }
-        routes.sort_by_key(|r| r.prefix);
-        Response::Routes(Routes {
-            routes,
-            truncated_at,
-        })
+        let Some(bgp) = self.bgp.as_ref().and_then(|b| b.query()) else {
+            routes.sort_by_key(|r| r.prefix);
+            return Answer::Now(Response::Routes(Routes {
+                routes,
+                truncated_at: None,
+            }));
+        };
+        Answer::Later(Box::new(move || with_bgp_routes(routes, &bgp, prefix)))
     }
+}
 
+/// `show route`'s answer: `routes` (ours) with the RIB's paths added.
+fn with_bgp_routes(
+    mut routes: Vec<Route>,
+    bgp: &BgpQuery,
+    prefix: Option<ipnet::Ipv6Net>,
+) -> Response {
+    let mut truncated_at = None;
+    // One more than listed, to tell whether the listing is whole.
+    let Some(mut views) = bgp.routes(prefix, SHOW_ROUTE_MAX + 1) else {
+        return Response::error(ErrorCode::Internal, "the BGP speaker did not answer");
+    };
+    if views.len() > SHOW_ROUTE_MAX {
+        views.truncate(SHOW_ROUTE_MAX);
+        truncated_at = Some(SHOW_ROUTE_MAX);
+    }
+    for v in views {
+        let paths = v
+            .paths
+            .iter()
+            .map(|p| {
+                let (status, reason) = match p.status {
+                    BgpStatus::Best => (PathStatus::Best, None),
+                    BgpStatus::Multipath => (PathStatus::Multipath, None),
+                    BgpStatus::NotSelected(why) => {
+                        (PathStatus::Lost, Some(loss_reason(why).to_string()))
+                    }
+                };
+                Path {
+                    source: RouteSource::Bgp,
+                    peer: Some(p.attrs.peer_address),
+                    next_hop: Some(p.attrs.next_hop.addr),
+                    as_path: p
+                        .attrs
+                        .as_path
+                        .segments
+                        .iter()
+                        .flat_map(|s| s.asns.iter().map(|a| a.0))
+                        .collect(),
+                    origin: Some(match p.attrs.origin {
+                        ::bgp::wire::Origin::Igp => Origin::Igp,
+                        ::bgp::wire::Origin::Egp => Origin::Egp,
+                        ::bgp::wire::Origin::Incomplete => Origin::Incomplete,
+                    }),
+                    local_pref: Some(p.attrs.local_pref),
+                    med: p.attrs.med,
+                    stale: p.stale,
+                    status,
+                    reason,
+                }
+            })
+            .collect();
+        // A prefix we also route ourselves lists both: ours wins.
+        match routes.iter_mut().find(|r| r.prefix == v.prefix) {
+            Some(r) => r.paths.extend(paths),
+            None => routes.push(Route {
+                prefix: v.prefix,
+                paths,
+            }),
+        }
+    }
+    routes.sort_by_key(|r| r.prefix);
+    Response::Routes(Routes {
+        routes,
+        truncated_at,
+    })
+}
+
+/// BGP's own error when it is not configured.
+fn no_bgp() -> Answer {
+    Answer::Now(Response::error(
+        ErrorCode::Unsupported,
+        "BGP is not configured (no [[bgp.listen]] or [[bgp.neighbor]])",
+    ))
+}
+
+impl Daemon {
     /// `neighbor ADDR reset|disable|enable`.
-    fn neighbor(&self, address: std::net::Ipv6Addr, action: NeighborAction) -> Response {
-        let Some(bgp) = &self.bgp else {
-            return Response::error(
-                ErrorCode::Unsupported,
-                "BGP is not configured (no [[bgp.listen]] or [[bgp.neighbor]])",
-            );
+    fn neighbor(&self, address: std::net::Ipv6Addr, action: NeighborAction) -> Answer {
+        let Some(bgp) = self.bgp.as_ref().and_then(|b| b.query()) else {
+            return no_bgp();
         };
         let action = match action {
             NeighborAction::Reset => AdminAction::Reset,
             NeighborAction::Disable => AdminAction::Disable,
             NeighborAction::Enable => AdminAction::Enable,
-            _ => return Response::error(ErrorCode::Unsupported, "unknown neighbor action"),
+            _ => {
+                return Answer::Now(Response::error(
+                    ErrorCode::Unsupported,
+                    "unknown neighbor action",
+                ))
+            }
         };
-        match bgp.admin(address, action) {
-            Some(Ok(message)) => {
-                log!("ctl: {message}");
-                Response::Done(Done { message })
-            }
-            Some(Err(e @ AdminError::UnknownPeer(_))) => {
-                Response::error(ErrorCode::UnknownNeighbor, e.to_string())
-            }
-            Some(Err(e @ AdminError::Disabled(_))) => {
-                Response::error(ErrorCode::InvalidState, e.to_string())
-            }
-            Some(Err(e)) => Response::error(ErrorCode::Internal, e.to_string()),
-            None => Response::error(ErrorCode::Internal, "the BGP speaker did not answer"),
+        Answer::Later(Box::new(move || admin(&bgp, address, action)))
+    }
+
+    fn bgp_summary(&self) -> Answer {
+        let Some(bgp) = self.bgp.as_ref().and_then(|b| b.query()) else {
+            return no_bgp();
+        };
+        let (asn, router_id) = (self.config.router.asn.0, self.config.router.router_id);
+        Answer::Later(Box::new(move || bgp_summary(&bgp, asn, router_id)))
+    }
+}
+
+/// Does `action` to the peer at `address`.
+fn admin(bgp: &BgpQuery, address: std::net::Ipv6Addr, action: AdminAction) -> Response {
+    match bgp.admin(address, action) {
+        Some(Ok(message)) => {
+            log!("ctl: {message}");
+            Response::Done(Done { message })
         }
+        Some(Err(e @ AdminError::UnknownPeer(_))) => {
+            Response::error(ErrorCode::UnknownNeighbor, e.to_string())
+        }
+        Some(Err(e @ AdminError::Disabled(_))) => {
+            Response::error(ErrorCode::InvalidState, e.to_string())
+        }
+        Some(Err(e)) => Response::error(ErrorCode::Internal, e.to_string()),
+        None => Response::error(ErrorCode::Internal, "the BGP speaker did not answer"),
     }
+}
 
-    fn bgp_summary(&self) -> Response {
-        let Some(bgp) = &self.bgp else {
-            return Response::error(
-                ErrorCode::Unsupported,
-                "BGP is not configured (no [[bgp.listen]] or [[bgp.neighbor]])",
-            );
-        };
-        let Some(peers) = bgp.peers() else {
-            return Response::error(ErrorCode::Internal, "the BGP speaker did not answer");
-        };
-        let peers = peers
-            .into_iter()
-            .map(|p| BgpPeer {
-                address: p.address,
-                asn: p.asn.0,
-                state: if p.disabled {
-                    PeerState::Disabled
-                } else {
-                    peer_state(p.state)
-                },
-                uptime_s: p.up_down.as_secs(),
-                prefixes_received: (p.stats.accepted + p.stats.filtered) as u64,
-                prefixes_accepted: p.stats.accepted as u64,
-            })
-            .collect();
-        Response::BgpSummary(BgpSummary {
-            asn: self.config.router.asn.0,
-            router_id: self.config.router.router_id,
-            peers,
+/// `show bgp summary`'s answer.
+fn bgp_summary(bgp: &BgpQuery, asn: u32, router_id: std::net::Ipv4Addr) -> Response {
+    let Some(peers) = bgp.peers() else {
+        return Response::error(ErrorCode::Internal, "the BGP speaker did not answer");
+    };
+    let peers = peers
+        .into_iter()
+        .map(|p| BgpPeer {
+            address: p.address,
+            asn: p.asn.0,
+            state: if p.disabled {
+                PeerState::Disabled
+            } else {
+                peer_state(p.state)
+            },
+            uptime_s: p.up_down.as_secs(),
+            prefixes_received: (p.stats.accepted + p.stats.filtered) as u64,
+            prefixes_accepted: p.stats.accepted as u64,
         })
-    }
+        .collect();
+    Response::BgpSummary(BgpSummary {
+        asn,
+        router_id,
+        peers,
+    })
+}
 
+impl Daemon {
     pub(super) fn interfaces(&self) -> Interfaces {
         let table = self.table();
         let mut interfaces: Vec<Interface> = self
@@ -657,6 +727,53 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "precious");
     }
 
+    /// What the control thread leaves to the connection's thread (a BGP
+    /// question) runs there: the control thread answers the next request
+    /// at once meanwhile.
+    #[test]
+    fn a_slow_bgp_answer_runs_on_the_connections_thread() {
+        let dir = Dir::new("later");
+        let path = dir.0.join("ctl.sock");
+        let (tx, rx) = mpsc::channel::<Msg>();
+        std::thread::spawn(move || {
+            for m in rx {
+                if let Msg::Ctl(req, reply) = m {
+                    let answer = match req {
+                        Request::ShowBgpSummary => Answer::Later(Box::new(|| {
+                            std::thread::sleep(Duration::from_secs(2));
+                            Response::Done(Done {
+                                message: "bgp".into(),
+                            })
+                        })),
+                        _ => Answer::Now(Response::Done(Done {
+                            message: "now".into(),
+                        })),
+                    };
+                    let _ = reply.send(answer);
+                }
+            }
+        });
+        let server = Server::start(&path, tx).unwrap();
+        let p2 = path.clone();
+        let slow = std::thread::spawn(move || {
+            ::ctl::request(&p2, &Request::ShowBgpSummary, Duration::from_secs(8))
+        });
+        std::thread::sleep(Duration::from_millis(200));
+        let t0 = Instant::now();
+        let r = ::ctl::request(&path, &Request::ShowDrops, Duration::from_secs(8));
+        assert!(
+            matches!(&r, Ok(Response::Done(d)) if d.message == "now"),
+            "{r:?}"
+        );
+        assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
+        let r = slow.join().unwrap();
+        assert!(
+            matches!(&r, Ok(Response::Done(d)) if d.message == "bgp"),
+            "{r:?}"
+        );
+        drop(server);
+    }
+
     /// A client trickling its request holds its own thread only: another
     /// client is answered at once.
     #[test]
@@ -667,9 +784,9 @@ mod tests {
         std::thread::spawn(move || {
             for m in rx {
                 if let Msg::Ctl(_, reply) = m {
-                    let _ = reply.send(Response::Done(Done {
+                    let _ = reply.send(Answer::Now(Response::Done(Done {
                         message: "ok".into(),
-                    }));
+                    })));
                 }
             }
         });

@@ -193,7 +193,7 @@ enum Msg {
     Neigh(NeighEvent),
     Liveness(LivenessEvent),
     Glean(GleanRequest),
-    Ctl(::ctl::Request, Sender<::ctl::Response>),
+    Ctl(::ctl::Request, Sender<ctl::Answer>),
     Metrics(Sender<String>),
     Bgp(::bgp::driver::Event),
     /// BGP's answer to a reload's configuration (`None`: none in time).
@@ -1197,7 +1197,7 @@ impl Daemon {
                 false
             }
             Msg::Ctl(req, reply) => {
-                let _ = reply.send(self.answer(req));
+                let _ = reply.send(self.answer_ctl(req));
                 false
             }
             Msg::Metrics(reply) => {

@@ -31,6 +31,7 @@ use ::bgp::rib::{NextHop as RibNextHop, PathStatus as BgpStatus, RibChange};
 use ::ctl::{Done, ErrorCode, Response};
 use fib::Prefix;
 
+use super::ctl::Answer;
 use super::{bgp, log, Daemon, Source};
 use crate::Config;
 
@@ -66,7 +67,7 @@ fn own_routes(c: &Config) -> BTreeMap<Prefix, Vec<Ipv6Addr>> {
 /// A reload whose routes are in the FIB, waiting for BGP's answer to the
 /// new configuration (the control thread goes on meanwhile).
 pub(super) struct PendingReload {
-    reply: Sender<Response>,
+    reply: Sender<Answer>,
     path: PathBuf,
     new: Config,
     old: BTreeMap<Prefix, Vec<Ipv6Addr>>,
@@ -85,52 +86,52 @@ impl Daemon {
     /// Re-reads the configuration file and applies it (see the module
     /// docs); the answer goes to `reply`, at once or, when BGP must take
     /// the new configuration, once it has answered ([`Msg::ReloadBgp`]).
-    pub(super) fn reload(&mut self, reply: Sender<Response>) {
+    pub(super) fn reload(&mut self, reply: Sender<Answer>) {
         if self.reloading.is_some() {
-            let _ = reply.send(Response::error(
+            let _ = reply.send(Answer::Now(Response::error(
                 ErrorCode::InvalidState,
                 "a reload is in progress (BGP has not answered it yet); nothing was changed",
-            ));
+            )));
             return;
         }
         let Some(path) = self.config_file.clone() else {
-            let _ = reply.send(Response::error(
+            let _ = reply.send(Answer::Now(Response::error(
                 ErrorCode::Unsupported,
                 "this daemon was not started from a configuration file",
-            ));
+            )));
             return;
         };
         let new = match Config::from_file(&path) {
             Ok(c) => c,
             Err(e) => {
-                let _ = reply.send(Response::error(
+                let _ = reply.send(Answer::Now(Response::error(
                     ErrorCode::InvalidConfig,
                     format!("{e}\nnothing was changed"),
-                ));
+                )));
                 return;
             }
         };
         let fixed = needs_restart(&self.config, &new);
         if !fixed.is_empty() {
-            let _ = reply.send(Response::error(
+            let _ = reply.send(Answer::Now(Response::error(
                 ErrorCode::InvalidState,
                 format!(
                     "{} changed in {}: restart flatedge to apply; nothing was changed",
                     fixed.join(", "),
                     path.display()
                 ),
-            ));
+            )));
             return;
         }
         for r in &new.routes {
             if let Some(via) = r.via.iter().find(|v| self.port_of(**v).is_none()) {
-                let _ = reply.send(Response::error(
+                let _ = reply.send(Answer::Now(Response::error(
                     ErrorCode::InvalidConfig,
                     format!(
                         "route {}: next hop {via} is on no subnet of an [[interface]]; nothing was changed",
                         r.prefix
                     ),
-                ));
+                )));
                 return;
             }
         }
@@ -247,7 +248,9 @@ impl Daemon {
         self.refresh();
         let (code, message) = error;
         log!("reload of {} refused: {message}", pending.path.display());
-        let _ = pending.reply.send(Response::error(code, message));
+        let _ = pending
+            .reply
+            .send(Answer::Now(Response::error(code, message)));
     }
 
     /// Completes a reload BGP took (or one without BGP): the routes the
@@ -275,7 +278,7 @@ impl Daemon {
             log!("reload: not installed: {}", failed.join("; "));
             Response::error(ErrorCode::Internal, message)
         };
-        let _ = p.reply.send(response);
+        let _ = p.reply.send(Answer::Now(response));
     }
 
     /// Removes our own route for `prefix` (only a static route or an
