@@ -59,7 +59,7 @@ use arc_swap::ArcSwap;
 use crate::dataplane::ip6_rewrite::Adjacency;
 use crate::dataplane::verdict::PortIndex;
 use msg::Msg;
-use sock::NlSocket;
+use sock::{NlSocket, Wake};
 
 pub use probe::{LivenessEvent, ProbeConfig, Prober};
 
@@ -311,6 +311,8 @@ enum Cmd {
 pub struct NeighClient {
     table: Arc<ArcSwap<NeighborTable>>,
     cmd: Option<Sender<Cmd>>,
+    /// Wakes the thread for a command (it also wakes every 20 ms).
+    wake: Arc<Wake>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -332,10 +334,7 @@ impl NeighClient {
             op: "open request socket",
             source,
         })?;
-        for (s, t) in [
-            (&ev, Duration::from_millis(20)),
-            (&req, Duration::from_secs(2)),
-        ] {
+        for (s, t) in [(&ev, EVENT_WAIT), (&req, Duration::from_secs(2))] {
             s.set_recv_timeout(t).map_err(|source| NeighError::Io {
                 op: "SO_RCVTIMEO",
                 source,
@@ -356,9 +355,14 @@ impl NeighClient {
         w.resync()?;
         w.publish();
         let (tx, rx) = mpsc::channel();
+        let wake = Arc::new(Wake::new().map_err(|source| NeighError::Io {
+            op: "eventfd",
+            source,
+        })?);
+        let waker = wake.clone();
         let thread = std::thread::Builder::new()
             .name("flatedge-neigh".into())
-            .spawn(move || w.run(rx))
+            .spawn(move || w.run(rx, &waker))
             .map_err(|source| NeighError::Io {
                 op: "spawn",
                 source,
@@ -366,6 +370,7 @@ impl NeighClient {
         Ok(NeighClient {
             table,
             cmd: Some(tx),
+            wake,
             thread: Some(thread),
         })
     }
@@ -412,19 +417,25 @@ impl NeighClient {
             .as_ref()
             .ok_or(NeighError::Stopped)?
             .send(c)
-            .map_err(|_| NeighError::Stopped)
+            .map_err(|_| NeighError::Stopped)?;
+        self.wake.wake();
+        Ok(())
     }
 }
 
 impl Drop for NeighClient {
     fn drop(&mut self) {
-        // Closing the channel stops the thread within one event timeout.
+        // Closing the channel stops the thread once woken.
         drop(self.cmd.take());
+        self.wake.wake();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
     }
 }
+
+/// The neighbour thread's longest wait for an event or a command.
+const EVENT_WAIT: Duration = Duration::from_millis(20);
 
 /// How long after a failed re-dump the client tries again.
 const RESYNC_RETRY: Duration = Duration::from_millis(100);
@@ -453,7 +464,7 @@ struct Worker {
 }
 
 impl Worker {
-    fn run(mut self, rx: Receiver<Cmd>) {
+    fn run(mut self, rx: Receiver<Cmd>, wake: &Wake) {
         let mut ebuf = vec![0u8; 1 << 16];
         // When to re-dump the tables (events were lost; retried until a
         // dump works).
@@ -467,7 +478,22 @@ impl Worker {
                 }
             }
             let mut events = Vec::new();
-            match self.ev.recv(&mut ebuf) {
+            // Kernel events, or a command (the loop's top takes it), or
+            // 20 ms (unresolved next hops are kicked, a re-dump retried).
+            let ready = match self.ev.wait(wake, EVENT_WAIT) {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("flatedge: neighbour thread poll: {e}");
+                    std::thread::sleep(EVENT_WAIT);
+                    false
+                }
+            };
+            let received = if ready {
+                self.ev.recv(&mut ebuf)
+            } else {
+                Err(io::ErrorKind::WouldBlock.into())
+            };
+            match received {
                 Ok(n) => {
                     for m in msg::messages(&ebuf[..n]) {
                         self.apply(&m, &mut events);

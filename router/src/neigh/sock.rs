@@ -118,6 +118,39 @@ impl NlSocket {
         }
     }
 
+    /// Waits up to `timeout` for a datagram on this socket or for
+    /// `wake` to be woken (drained here); returns whether a datagram is
+    /// waiting.
+    pub(crate) fn wait(&self, wake: &Wake, timeout: Duration) -> io::Result<bool> {
+        let mut fds = [
+            libc::pollfd {
+                fd: self.fd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: wake.0.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        let ms = timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
+        // SAFETY: `fds` is a valid array of two pollfds for the call.
+        let r = unsafe { libc::poll(fds.as_mut_ptr(), 2, ms) };
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            return if e.kind() == io::ErrorKind::Interrupted {
+                Ok(false)
+            } else {
+                Err(e)
+            };
+        }
+        if fds[1].revents != 0 {
+            wake.drain();
+        }
+        Ok(fds[0].revents != 0)
+    }
+
     /// Receives one datagram (one or more messages).
     pub(crate) fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
@@ -132,5 +165,37 @@ impl NlSocket {
                 return Err(e);
             }
         }
+    }
+}
+
+/// An eventfd that wakes the neighbour thread's [`NlSocket::wait`] when a
+/// command is queued for it (non-blocking: waking never waits).
+#[derive(Debug)]
+pub(crate) struct Wake(OwnedFd);
+
+impl Wake {
+    pub(crate) fn new() -> io::Result<Wake> {
+        // SAFETY: eventfd takes no pointers; the result is checked.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just returned by eventfd and is owned here alone.
+        Ok(Wake(unsafe { OwnedFd::from_raw_fd(fd) }))
+    }
+
+    /// Wakes the waiter (a full counter, which cannot happen in practice,
+    /// is already a wake-up).
+    pub(crate) fn wake(&self) {
+        let one = 1u64.to_ne_bytes();
+        // SAFETY: writes 8 bytes from a live array to our eventfd.
+        let _ = unsafe { libc::write(self.0.as_raw_fd(), one.as_ptr().cast(), 8) };
+    }
+
+    fn drain(&self) {
+        let mut buf = [0u8; 8];
+        // SAFETY: reads at most 8 bytes into a live array from our eventfd
+        // (non-blocking: nothing to read is EAGAIN).
+        let _ = unsafe { libc::read(self.0.as_raw_fd(), buf.as_mut_ptr().cast(), 8) };
     }
 }
