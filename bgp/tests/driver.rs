@@ -636,5 +636,27 @@ async fn a_dynamic_peer_that_goes_away_is_forgotten() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // Forgotten, its address can still be disabled: a connection from it
+    // is refused until it is enabled again.
+    assert_eq!(
+        speaker.admin(LOOPBACK, AdminAction::Disable).await,
+        Ok("neighbor ::1 disabled".to_string())
+    );
+    let mut refused = tokio::net::TcpStream::connect(SocketAddr::new(LOOPBACK.into(), port))
+        .await
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio::io::AsyncReadExt::read(&mut refused, &mut buf),
+    )
+    .await
+    .expect("a disabled address's connection stayed open");
+    assert!(matches!(n, Ok(0) | Err(_)), "{n:?}");
+    assert_eq!(
+        speaker.admin(LOOPBACK, AdminAction::Enable).await,
+        Ok("neighbor ::1 enabled".to_string())
+    );
+    let _s = raw_peer(port, &mut events).await;
     speaker.shutdown().await;
 }

@@ -367,8 +367,8 @@ impl Control {
 
     /// Forgets a peer from a listen range that holds nothing any more, as
     /// FRR deletes a dynamic neighbour that goes down: no connection, no
-    /// session timer (an idle hold after max-prefixes or an error still
-    /// refuses it), no routes (stale ones wait for its restart), not
+    /// session timer (the idle hold after a teardown, such as
+    /// max-prefixes', still refuses it), no routes (stale ones wait for its restart), not
     /// disabled by the operator (`enable` must find it). A port scan, a
     /// refused OPEN, or a node gone for good leaves nothing behind, so the
     /// listen limit counts live nodes only.
@@ -854,10 +854,29 @@ impl Control {
 
     /// `neighbor ADDR reset|disable|enable`.
     fn admin(&mut self, address: Ipv6Addr, action: AdminAction) -> Result<String, AdminError> {
-        let id = *self
-            .by_addr
-            .get(&address)
-            .ok_or(AdminError::UnknownPeer(address))?;
+        let Some(&id) = self.by_addr.get(&address) else {
+            // A peer from a listen range may be forgotten between its
+            // sessions (forget_if_idle): its address can still be disabled
+            // (its connections are then refused) and enabled again.
+            let in_range = self
+                .config
+                .ranges
+                .iter()
+                .any(|r| r.range.contains(&address));
+            return match action {
+                AdminAction::Disable if in_range => {
+                    if self.disabled.insert(address) {
+                        Ok(format!("neighbor {address} disabled"))
+                    } else {
+                        Ok(format!("neighbor {address} is already disabled"))
+                    }
+                }
+                AdminAction::Enable if self.disabled.remove(&address) => {
+                    Ok(format!("neighbor {address} enabled"))
+                }
+                _ => Err(AdminError::UnknownPeer(address)),
+            };
+        };
         let peer = self
             .peers
             .get_mut(&id)

@@ -10,8 +10,10 @@
 //!   configured neighbours and from the listen ranges: the first
 //!   connection from an address inside a range creates a dynamic
 //!   neighbour (a new [`PeerId`] with the range's settings), kept after
-//!   its session goes down so that graceful restart and the max-prefix
-//!   idle time apply to it;
+//!   its session goes down for as long as graceful restart (its stale
+//!   routes) or the max-prefix idle time needs it, or the operator
+//!   disabled it, then forgotten (as FRR's dynamic neighbours; at most
+//!   [`SpeakerConfig::listen_limit`] at once);
 //! - one connect task per attempt for neighbours that are not passive
 //!   (`Output::Connect`), bounded by the connect-retry time;
 //! - per connection, a reader task that frames the byte stream with

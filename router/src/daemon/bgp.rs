@@ -214,48 +214,53 @@ impl Bgp {
         })
     }
 
-    /// The RIB's paths of `prefix`, or of up to `max` prefixes (`None` if
-    /// the speaker does not answer).
-    pub(super) fn routes(&self, prefix: Option<Ipv6Net>, max: usize) -> Option<Vec<RouteView>> {
-        self.query()?.routes(prefix, max)
-    }
-
     /// Applies a new configuration's BGP peers and originated prefixes
     /// (`None` if the speaker does not answer).
     pub(super) fn reconfigure(&self, config: SpeakerConfig, to: Sender<Msg>, wait: Duration) {
-        let (tx, rx) = mpsc::channel();
-        let sent = self.cmds.as_ref().is_some_and(|c| {
-            c.blocking_send(Cmd::Reconfigure(Box::new(config), tx))
-                .is_ok()
-        });
-        if !sent {
+        let Some(cmds) = self.cmds.clone() else {
             let _ = to.send(Msg::ReloadBgp(Some(Err(ReconfigureError::Stopped))));
             return;
-        }
+        };
         let fallback = to.clone();
-        let forward = move || {
-            let answer = rx.recv_timeout(wait).ok();
-            let gave_up = answer.is_none();
-            let _ = to.send(Msg::ReloadBgp(answer));
-            if gave_up {
-                // The reload has put the old routes back by now.
-                match rx.recv() {
-                    Ok(Ok(m)) => log!(
-                        "BGP took a reload's configuration after {} s ({m}), after the \
-                         routes were put back: BGP and the FIB differ; reload again",
-                        wait.as_secs()
-                    ),
-                    Ok(Err(e)) => log!("BGP refused a reload's configuration late: {e}"),
-                    Err(_) => {}
+        // The command is sent from the waiting thread: if that thread
+        // cannot be made, BGP is not given the configuration at all.
+        let send_and_wait = move || {
+            let (tx, rx) = mpsc::channel();
+            if cmds
+                .blocking_send(Cmd::Reconfigure(Box::new(config), tx))
+                .is_err()
+            {
+                let _ = to.send(Msg::ReloadBgp(Some(Err(ReconfigureError::Stopped))));
+                return;
+            }
+            match rx.recv_timeout(wait) {
+                Ok(answer) => {
+                    let _ = to.send(Msg::ReloadBgp(Some(answer)));
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    let _ = to.send(Msg::ReloadBgp(Some(Err(ReconfigureError::Stopped))));
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    let _ = to.send(Msg::ReloadBgp(None));
+                    // The reload has put the old routes back by now.
+                    match rx.recv() {
+                        Ok(Ok(m)) => log!(
+                            "BGP took a reload's configuration after {} s ({m}), after the \
+                             routes were put back: BGP and the FIB differ; reload again",
+                            wait.as_secs()
+                        ),
+                        Ok(Err(e)) => log!("BGP refused a reload's configuration late: {e}"),
+                        Err(_) => {}
+                    }
                 }
             }
         };
         let spawned = std::thread::Builder::new()
             .name("flatedge-reload".into())
-            .spawn(forward);
+            .spawn(send_and_wait);
         if let Err(e) = spawned {
-            log!("reload: cannot wait for BGP's answer: {e}");
-            let _ = fallback.send(Msg::ReloadBgp(None));
+            log!("reload: cannot start the thread that hands BGP the configuration: {e}");
+            let _ = fallback.send(Msg::ReloadBgp(Some(Err(ReconfigureError::Stopped))));
         }
     }
 }
@@ -267,7 +272,8 @@ pub(super) struct BgpQuery {
 }
 
 impl BgpQuery {
-    /// See [`Bgp::routes`].
+    /// The RIB's paths of `prefix`, or of up to `max` prefixes (`None` if
+    /// the speaker does not answer).
     pub(super) fn routes(&self, prefix: Option<Ipv6Net>, max: usize) -> Option<Vec<RouteView>> {
         self.ask(|tx| Cmd::Routes(prefix, max, tx), Duration::from_secs(5))
     }
@@ -299,7 +305,9 @@ impl BgpQuery {
 impl Drop for Bgp {
     fn drop(&mut self) {
         // Closing the command channel makes the thread shut the speaker
-        // down (NOTIFICATION Cease to every peer) and exit.
+        // down (NOTIFICATION Cease to every peer) and exit, once the
+        // BgpQuery clones of ctl requests in flight are gone too (5 s at
+        // most each).
         drop(self.cmds.take());
         if let Some(t) = self.thread.take() {
             let _ = t.join();

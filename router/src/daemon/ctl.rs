@@ -3,7 +3,8 @@
 //! within its deadlines: a slow client never holds the others up), one
 //! request each ([`::ctl::serve_one`]), and the control thread's answers.
 //! Requests are answered on the control thread, which owns the state, so
-//! an answer is always one consistent view; a connection's thread waits at
+//! an answer is one consistent view of it (the BGP speaker's part, asked
+//! from the connection's thread, is read a moment later); a connection's thread waits at
 //! most [`ANSWER_TIMEOUT`] for it (a reload, which answers once BGP has
 //! taken the new configuration, that plus the reload's own 60 s).
 

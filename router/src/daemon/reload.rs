@@ -222,25 +222,33 @@ impl Daemon {
                 ),
             ),
         };
-        // A speaker that does not answer is not asked for its paths (each
-        // question would wait for it): a prefix the reload added goes,
-        // and BGP's path for it comes back with its next change.
+        // A speaker that did not answer is asked for the paths of the
+        // prefixes the reload added from another thread (each question
+        // would wait for it here).
         let ask_bgp = answer_came;
+        let mut later = Vec::new();
         // Put back what the new routes replaced.
         let mut lost = Vec::new();
         for prefix in pending.installed {
-            match pending.old.get(&prefix) {
+            let ask_later = match pending.old.get(&prefix) {
                 // An aggregate yields to its connected subnet, as at start.
                 Some(via) if via.is_empty() && self.connected_port(prefix).is_some() => {
-                    self.give_back(prefix, &mut lost, ask_bgp);
+                    self.give_back(prefix, &mut lost, ask_bgp)
                 }
                 Some(via) => {
                     if let Err(e) = self.install_own(prefix, via) {
                         lost.push(format!("route {prefix}: {e}"));
                     }
+                    false
                 }
                 None => self.give_back(prefix, &mut lost, ask_bgp),
+            };
+            if ask_later {
+                later.push(prefix);
             }
+        }
+        if !later.is_empty() {
+            self.restore_bgp_later(later);
         }
         if !lost.is_empty() {
             log!("reload: cannot put back {}", lost.join("; "));
@@ -260,7 +268,7 @@ impl Daemon {
         let mut removed = 0;
         for prefix in p.old.keys().filter(|k| !p.wanted.contains_key(k)) {
             removed += 1;
-            self.give_back(*prefix, &mut failed, true);
+            let _ = self.give_back(*prefix, &mut failed, true);
         }
         let mut notes: Vec<String> = bgp_note.into_iter().collect();
         notes.push(format!(
@@ -285,10 +293,12 @@ impl Daemon {
     /// aggregate: a connected subnet may have taken an aggregate's place)
     /// and hands the prefix back to its connected subnet or, if `ask_bgp`,
     /// to the RIB's path.
-    fn give_back(&mut self, prefix: Prefix, failed: &mut Vec<String>, ask_bgp: bool) {
+    /// Returns whether the RIB's path is still to be asked for (not
+    /// `ask_bgp`, and no connected subnet took the prefix).
+    fn give_back(&mut self, prefix: Prefix, failed: &mut Vec<String>, ask_bgp: bool) -> bool {
         let source = self.routes.get(&prefix).map(|r| r.source);
         if !matches!(source, Some(Source::Static | Source::Aggregate)) {
-            return;
+            return false;
         }
         self.uninstall(prefix);
         match self.connected_port(prefix) {
@@ -296,9 +306,13 @@ impl Daemon {
                 if let Err(e) = self.install_connected(prefix, port) {
                     failed.push(format!("connected route {prefix}: {e}"));
                 }
+                false
             }
-            None if ask_bgp => self.restore_bgp(prefix),
-            None => {}
+            None if ask_bgp => {
+                self.restore_bgp(prefix);
+                false
+            }
+            None => true,
         }
     }
 
@@ -316,14 +330,49 @@ impl Daemon {
     /// Puts the RIB's best path and ECMP set for `prefix` back into the
     /// FIB (after a route of our own that hid it went away).
     pub(super) fn restore_bgp(&mut self, prefix: Prefix) {
-        let Some(b) = &self.bgp else { return };
-        let Ok(net) = ipnet::Ipv6Net::new(prefix.addr(), prefix.len()) else {
+        let Some(q) = self.bgp.as_ref().and_then(|b| b.query()) else {
             return;
         };
-        let Some(views) = b.routes(Some(net), 1) else {
+        for c in bgp_paths(&q, prefix) {
+            self.apply_bgp(c);
+        }
+    }
+
+    /// [`Self::restore_bgp`] for `prefixes`, asked from a thread of its
+    /// own (the speaker is slow to answer): the paths come back to the
+    /// control thread as BGP changes.
+    fn restore_bgp_later(&self, prefixes: Vec<Prefix>) {
+        let Some(q) = self.bgp.as_ref().and_then(|b| b.query()) else {
             return;
         };
-        for v in views {
+        let to = self.to_self.clone();
+        let ask = move || {
+            let changes: Vec<RibChange> = prefixes.iter().flat_map(|&p| bgp_paths(&q, p)).collect();
+            if !changes.is_empty() {
+                let _ = to.send(super::Msg::Bgp(::bgp::driver::Event::Changes(changes)));
+            }
+        };
+        if let Err(e) = std::thread::Builder::new()
+            .name("flatedge-restore".into())
+            .spawn(ask)
+        {
+            log!("reload: cannot ask BGP for the paths of the routes put back: {e}");
+        }
+    }
+}
+
+/// The RIB's best path and ECMP set of `prefix`, as a change to apply
+/// (none if the speaker has no path or does not answer).
+fn bgp_paths(q: &bgp::BgpQuery, prefix: Prefix) -> Vec<RibChange> {
+    let Ok(net) = ipnet::Ipv6Net::new(prefix.addr(), prefix.len()) else {
+        return Vec::new();
+    };
+    let Some(views) = q.routes(Some(net), 1) else {
+        return Vec::new();
+    };
+    views
+        .into_iter()
+        .filter_map(|v| {
             let nexthops: Vec<RibNextHop> = v
                 .paths
                 .iter()
@@ -334,12 +383,10 @@ impl Daemon {
                     peer: p.attrs.peer,
                 })
                 .collect();
-            if !nexthops.is_empty() {
-                self.apply_bgp(RibChange {
-                    prefix: v.prefix,
-                    nexthops,
-                });
-            }
-        }
-    }
+            (!nexthops.is_empty()).then_some(RibChange {
+                prefix: v.prefix,
+                nexthops,
+            })
+        })
+        .collect()
 }

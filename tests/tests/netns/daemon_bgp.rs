@@ -440,7 +440,13 @@ fn daemon_neighbor_disable_enable_and_reset() {
     });
     assert_eq!(peer(&lab, 2).state, PeerState::Established);
 
-    let out = flatedgectl(&lab, &["neighbor", "2001:db8:1::99", "disable"], 1);
+    // An address of the listen range without a session can be disabled
+    // (a node between sessions is forgotten); one outside is no peer.
+    let out = flatedgectl(&lab, &["neighbor", "2001:db8:1::99", "disable"], 0);
+    assert!(out.contains("disabled"), "{out}");
+    let out = flatedgectl(&lab, &["neighbor", "2001:db8:1::99", "enable"], 0);
+    assert!(out.contains("enabled"), "{out}");
+    let out = flatedgectl(&lab, &["neighbor", "2001:db8:99::1", "disable"], 1);
     assert!(out.contains("not a BGP peer"), "{out}");
 }
 
