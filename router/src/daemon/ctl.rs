@@ -485,7 +485,11 @@ fn bgp_summary(bgp: &BgpQuery, asn: u32, router_id: std::net::Ipv4Addr) -> Respo
             prefixes_received: (p.stats.accepted + p.stats.filtered) as u64,
             prefixes_accepted: p.stats.accepted as u64,
         })
-        .collect();
+        .collect::<Vec<_>>();
+    // By address, as FRR lists them (a peer from a listen range that is
+    // forgotten and comes back keeps its place).
+    let mut peers = peers;
+    peers.sort_by_key(|p| p.address);
     Response::BgpSummary(BgpSummary {
         asn,
         router_id,

@@ -439,6 +439,14 @@ fn daemon_neighbor_disable_enable_and_reset() {
         })
     });
     assert_eq!(peer(&lab, 2).state, PeerState::Established);
+    // Listed by address, as FRR does: node 1, back as a new peer, first.
+    match lab.ctl(Request::ShowBgpSummary) {
+        Response::BgpSummary(s) => {
+            let order: Vec<_> = s.peers.iter().map(|p| p.address).collect();
+            assert_eq!(order, vec![node_addr(1), node_addr(2)], "{s:?}");
+        }
+        other => panic!("show bgp summary: {other:?}"),
+    }
 
     // An address of the listen range without a session can be disabled
     // (a node between sessions is forgotten); one outside is no peer.
