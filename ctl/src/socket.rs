@@ -207,8 +207,49 @@ pub fn serve_one(
     let response = handler(req);
     let mut out = serde_json::to_vec(&response).map_err(io::Error::other)?;
     out.push(b'\n');
-    let deadline = Instant::now() + write_budget;
-    let mut sent = &out[..];
+    write_within(&mut stream, &out, Instant::now() + write_budget)?;
+    if truncated {
+        // Closing a UNIX socket with unread input resets the connection,
+        // and the client would lose the answer: read the rest first (up
+        // to 16 MiB more, within the read budget again), keeping none.
+        stream.shutdown(std::net::Shutdown::Write)?;
+        let _ = read_within(
+            &mut stream,
+            &mut io::sink(),
+            16 << 20,
+            Instant::now() + read_budget,
+        );
+    }
+    Ok(())
+    // Dropping the stream closes the connection: the client reads EOF.
+}
+
+/// The most one write call hands the socket (see [`write_within`]).
+const WRITE_CHUNK: usize = 16 * 1024;
+
+/// A stream whose write timeout can be set (UNIX and TCP sockets).
+pub trait TimedWrite: Write {
+    /// `set_write_timeout` of the socket.
+    fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()>;
+}
+
+impl TimedWrite for UnixStream {
+    fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        UnixStream::set_write_timeout(self, timeout)
+    }
+}
+
+impl TimedWrite for std::net::TcpStream {
+    fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        std::net::TcpStream::set_write_timeout(self, timeout)
+    }
+}
+
+/// Writes all of `buf` to `stream` before `deadline`, else fails with
+/// `TimedOut` ("the client took too long to read its answer"): a client
+/// reading a little at a time cannot hold a server's thread longer.
+pub fn write_within(stream: &mut impl TimedWrite, buf: &[u8], deadline: Instant) -> io::Result<()> {
+    let mut sent = buf;
     while !sent.is_empty() {
         let left = time_left(deadline).ok_or_else(|| stalled("read its answer"))?;
         stream.set_write_timeout(Some(left))?;
@@ -223,48 +264,35 @@ pub fn serve_one(
             Err(e) => return Err(e),
         }
     }
-    if truncated {
-        // Closing a UNIX socket with unread input resets the connection,
-        // and the client would lose the answer: read the rest first (up
-        // to 16 MiB more, within the read budget again).
-        stream.shutdown(std::net::Shutdown::Write)?;
-        let mut rest = Vec::new();
-        let _ = read_within(
-            &mut stream,
-            &mut rest,
-            16 << 20,
-            Instant::now() + read_budget,
-        );
-    }
-    Ok(())
-    // Dropping the stream closes the connection: the client reads EOF.
+    stream.flush()
 }
 
-/// The most one write call hands the socket (see `serve_one`).
-const WRITE_CHUNK: usize = 16 * 1024;
-
-/// Reads from `stream` into `buf` until EOF or `max` bytes, all before
-/// `deadline`.
+/// Reads from `stream` into `out` until EOF or `max` bytes, all before
+/// `deadline`; returns how many.
 fn read_within(
     stream: &mut UnixStream,
-    buf: &mut Vec<u8>,
+    out: &mut impl Write,
     max: usize,
     deadline: Instant,
-) -> io::Result<()> {
+) -> io::Result<usize> {
     let mut chunk = [0u8; 4096];
-    while buf.len() < max {
+    let mut got = 0;
+    while got < max {
         let left = time_left(deadline).ok_or_else(|| stalled("send its request"))?;
         stream.set_read_timeout(Some(left))?;
-        let want = chunk.len().min(max - buf.len());
+        let want = chunk.len().min(max - got);
         match stream.read(&mut chunk[..want]) {
             Ok(0) => break,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Ok(n) => {
+                out.write_all(&chunk[..n])?;
+                got += n;
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) if is_timeout(&e) => return Err(stalled("send its request")),
             Err(e) => return Err(e),
         }
     }
-    Ok(())
+    Ok(got)
 }
 
 fn stalled(what: &str) -> io::Error {

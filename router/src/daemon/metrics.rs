@@ -8,7 +8,7 @@
 //! request 400. `HEAD /metrics` gets the headers alone; a query string is
 //! ignored.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Sender};
@@ -61,7 +61,7 @@ impl Server {
                         if !served {
                             // Never blocks: the socket's buffer is empty.
                             let _ = spare.set_nonblocking(true);
-                            let _ = respond(spare, "503 Service Unavailable", "busy\n");
+                            let _ = respond(spare, "503 Service Unavailable", "busy\n", false);
                         }
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(20)),
@@ -115,6 +115,7 @@ fn serve(mut stream: TcpStream, tx: &Sender<Msg>) -> std::io::Result<()> {
             stream,
             "431 Request Header Fields Too Large",
             "request head too long\n",
+            false,
         );
     };
     let line = String::from_utf8_lossy(head.split(|&b| b == b'\n').next().unwrap_or_default());
@@ -142,47 +143,20 @@ fn serve(mut stream: TcpStream, tx: &Sender<Msg>) -> std::io::Result<()> {
         (Some(_), Some(_)) => ("404 Not Found", "only /metrics is served\n".into()),
         _ => ("400 Bad Request", "bad request\n".into()),
     };
-    respond_to(stream, status, &body, head_only)
+    respond(stream, status, &body, head_only)
 }
 
-/// Writes the whole answer within [`CLIENT_TIMEOUT`] and closes.
-fn respond(out: TcpStream, status: &str, body: &str) -> std::io::Result<()> {
-    respond_to(out, status, body, false)
-}
-
-/// [`respond`], for a HEAD request without the body.
-fn respond_to(
-    mut out: TcpStream,
-    status: &str,
-    body: &str,
-    head_only: bool,
-) -> std::io::Result<()> {
-    let head = format!(
+/// Writes the whole answer (without the body for HEAD) within
+/// [`CLIENT_TIMEOUT`] and closes.
+fn respond(mut out: TcpStream, status: &str, body: &str, head_only: bool) -> std::io::Result<()> {
+    let mut answer = format!(
         "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
-    let deadline = Instant::now() + CLIENT_TIMEOUT;
-    let body = if head_only { "" } else { body };
-    for part in [head.as_bytes(), body.as_bytes()] {
-        let mut rest = part;
-        while !rest.is_empty() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    "the client took too long to read the answer",
-                ));
-            }
-            let _ = out.set_write_timeout(Some(left));
-            match out.write(rest) {
-                Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
-                Ok(n) => rest = &rest[n..],
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
+    if !head_only {
+        answer.push_str(body);
     }
-    out.flush()
+    ::ctl::write_within(&mut out, answer.as_bytes(), Instant::now() + CLIENT_TIMEOUT)
 }
 
 /// One metric family: its HELP, TYPE and samples.
@@ -383,6 +357,8 @@ impl Daemon {
 
 #[cfg(test)]
 mod tests {
+    use std::io::Write;
+
     use super::*;
 
     /// A fake control thread answering every metrics request.
