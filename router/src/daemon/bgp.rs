@@ -214,11 +214,12 @@ impl Bgp {
         })
     }
 
-    /// Applies a new configuration's BGP peers and originated prefixes
-    /// (`None` if the speaker does not answer).
+    /// Hands the speaker a new configuration's peers and originated
+    /// prefixes from a thread of its own, which sends its answer to `to`
+    /// as [`Msg::ReloadBgp`] (`None` when none came within `wait`).
     pub(super) fn reconfigure(&self, config: SpeakerConfig, to: Sender<Msg>, wait: Duration) {
         let Some(cmds) = self.cmds.clone() else {
-            let _ = to.send(Msg::ReloadBgp(Some(Err(ReconfigureError::Stopped))));
+            let _ = to.send(stopped());
             return;
         };
         let fallback = to.clone();
@@ -230,7 +231,7 @@ impl Bgp {
                 .blocking_send(Cmd::Reconfigure(Box::new(config), tx))
                 .is_err()
             {
-                let _ = to.send(Msg::ReloadBgp(Some(Err(ReconfigureError::Stopped))));
+                let _ = to.send(stopped());
                 return;
             }
             match rx.recv_timeout(wait) {
@@ -238,7 +239,7 @@ impl Bgp {
                     let _ = to.send(Msg::ReloadBgp(Some(answer)));
                 }
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    let _ = to.send(Msg::ReloadBgp(Some(Err(ReconfigureError::Stopped))));
+                    let _ = to.send(stopped());
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {
                     let _ = to.send(Msg::ReloadBgp(None));
@@ -260,9 +261,14 @@ impl Bgp {
             .spawn(send_and_wait);
         if let Err(e) = spawned {
             log!("reload: cannot start the thread that hands BGP the configuration: {e}");
-            let _ = fallback.send(Msg::ReloadBgp(Some(Err(ReconfigureError::Stopped))));
+            let _ = fallback.send(stopped());
         }
     }
+}
+
+/// A reload's answer when the speaker is gone (or cannot be reached).
+fn stopped() -> Msg {
+    Msg::ReloadBgp(Some(Err(ReconfigureError::Stopped)))
 }
 
 /// Questions to the speaker, from any thread; each waits up to 5 s.

@@ -65,12 +65,6 @@ pub(super) enum Answer {
     Later(Box<dyn FnOnce() -> Response + Send>),
 }
 
-impl From<Response> for Answer {
-    fn from(r: Response) -> Answer {
-        Answer::Now(r)
-    }
-}
-
 /// How long the ctl thread waits for the control thread's answer.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a client may take to send its whole request, and again to
@@ -250,18 +244,8 @@ impl Daemon {
 
     /// Answers one ctl request; the parts that ask the BGP speaker are
     /// left to the connection's thread.
-    pub(super) fn answer_ctl(&self, req: Request) -> Answer {
-        match req {
-            Request::ShowBgpSummary => self.bgp_summary(),
-            Request::ShowRoute { prefix } => self.show_route(prefix),
-            Request::Neighbor { address, action } => self.neighbor(address, action),
-            other => Answer::Now(self.answer(other)),
-        }
-    }
-
-    /// Answers one ctl request that needs the control thread alone.
-    pub(super) fn answer(&self, req: Request) -> Response {
-        match req {
+    pub(super) fn answer(&self, req: Request) -> Answer {
+        Answer::Now(match req {
             Request::ShowInterfaces => Response::Interfaces(self.interfaces()),
             Request::ShowDrops => Response::Drops(self.drops()),
             Request::ShowRuntime => Response::Runtime(self.runtime()),
@@ -275,18 +259,15 @@ impl Daemon {
                     memory_bytes: self.fib.memory().total as u64,
                 })
             }
-            Request::ShowBgpSummary | Request::ShowRoute { .. } | Request::Neighbor { .. } => {
-                Response::error(
-                    ErrorCode::Internal,
-                    "a BGP request reached the wrong handler",
-                )
-            }
+            Request::ShowBgpSummary => return self.bgp_summary(),
+            Request::ShowRoute { prefix } => return self.show_route(prefix),
+            Request::Neighbor { address, action } => return self.neighbor(address, action),
             // The control loop answers it: it changes the daemon.
             Request::Reload => {
                 Response::error(ErrorCode::Internal, "reload reached the wrong handler")
             }
             _ => Response::error(ErrorCode::Unsupported, "unknown command"),
-        }
+        })
     }
 
     /// `show route [PREFIX]`: our own routes (connected, static, hosts)
@@ -333,7 +314,7 @@ impl Daemon {
                 routes.push(Route { prefix: net, paths });
             }
         }
-        let Some(bgp) = self.bgp.as_ref().and_then(|b| b.query()) else {
+        let Some(bgp) = self.bgp_query() else {
             routes.sort_by_key(|r| r.prefix);
             return Answer::Now(Response::Routes(Routes {
                 routes,
@@ -342,87 +323,10 @@ impl Daemon {
         };
         Answer::Later(Box::new(move || with_bgp_routes(routes, &bgp, prefix)))
     }
-}
 
-/// `show route`'s answer: `routes` (ours) with the RIB's paths added.
-fn with_bgp_routes(
-    mut routes: Vec<Route>,
-    bgp: &BgpQuery,
-    prefix: Option<ipnet::Ipv6Net>,
-) -> Response {
-    let mut truncated_at = None;
-    // One more than listed, to tell whether the listing is whole.
-    let Some(mut views) = bgp.routes(prefix, SHOW_ROUTE_MAX + 1) else {
-        return Response::error(ErrorCode::Internal, "the BGP speaker did not answer");
-    };
-    if views.len() > SHOW_ROUTE_MAX {
-        views.truncate(SHOW_ROUTE_MAX);
-        truncated_at = Some(SHOW_ROUTE_MAX);
-    }
-    for v in views {
-        let paths = v
-            .paths
-            .iter()
-            .map(|p| {
-                let (status, reason) = match p.status {
-                    BgpStatus::Best => (PathStatus::Best, None),
-                    BgpStatus::Multipath => (PathStatus::Multipath, None),
-                    BgpStatus::NotSelected(why) => {
-                        (PathStatus::Lost, Some(loss_reason(why).to_string()))
-                    }
-                };
-                Path {
-                    source: RouteSource::Bgp,
-                    peer: Some(p.attrs.peer_address),
-                    next_hop: Some(p.attrs.next_hop.addr),
-                    as_path: p
-                        .attrs
-                        .as_path
-                        .segments
-                        .iter()
-                        .flat_map(|s| s.asns.iter().map(|a| a.0))
-                        .collect(),
-                    origin: Some(match p.attrs.origin {
-                        ::bgp::wire::Origin::Igp => Origin::Igp,
-                        ::bgp::wire::Origin::Egp => Origin::Egp,
-                        ::bgp::wire::Origin::Incomplete => Origin::Incomplete,
-                    }),
-                    local_pref: Some(p.attrs.local_pref),
-                    med: p.attrs.med,
-                    stale: p.stale,
-                    status,
-                    reason,
-                }
-            })
-            .collect();
-        // A prefix we also route ourselves lists both: ours wins.
-        match routes.iter_mut().find(|r| r.prefix == v.prefix) {
-            Some(r) => r.paths.extend(paths),
-            None => routes.push(Route {
-                prefix: v.prefix,
-                paths,
-            }),
-        }
-    }
-    routes.sort_by_key(|r| r.prefix);
-    Response::Routes(Routes {
-        routes,
-        truncated_at,
-    })
-}
-
-/// BGP's own error when it is not configured.
-fn no_bgp() -> Answer {
-    Answer::Now(Response::error(
-        ErrorCode::Unsupported,
-        "BGP is not configured (no [[bgp.listen]] or [[bgp.neighbor]])",
-    ))
-}
-
-impl Daemon {
     /// `neighbor ADDR reset|disable|enable`.
     fn neighbor(&self, address: std::net::Ipv6Addr, action: NeighborAction) -> Answer {
-        let Some(bgp) = self.bgp.as_ref().and_then(|b| b.query()) else {
+        let Some(bgp) = self.bgp_query() else {
             return no_bgp();
         };
         let action = match action {
@@ -440,64 +344,13 @@ impl Daemon {
     }
 
     fn bgp_summary(&self) -> Answer {
-        let Some(bgp) = self.bgp.as_ref().and_then(|b| b.query()) else {
+        let Some(bgp) = self.bgp_query() else {
             return no_bgp();
         };
         let (asn, router_id) = (self.config.router.asn.0, self.config.router.router_id);
         Answer::Later(Box::new(move || bgp_summary(&bgp, asn, router_id)))
     }
-}
 
-/// Does `action` to the peer at `address`.
-fn admin(bgp: &BgpQuery, address: std::net::Ipv6Addr, action: AdminAction) -> Response {
-    match bgp.admin(address, action) {
-        Some(Ok(message)) => {
-            log!("ctl: {message}");
-            Response::Done(Done { message })
-        }
-        Some(Err(e @ AdminError::UnknownPeer(_))) => {
-            Response::error(ErrorCode::UnknownNeighbor, e.to_string())
-        }
-        Some(Err(e @ AdminError::Disabled(_))) => {
-            Response::error(ErrorCode::InvalidState, e.to_string())
-        }
-        Some(Err(e)) => Response::error(ErrorCode::Internal, e.to_string()),
-        None => Response::error(ErrorCode::Internal, "the BGP speaker did not answer"),
-    }
-}
-
-/// `show bgp summary`'s answer.
-fn bgp_summary(bgp: &BgpQuery, asn: u32, router_id: std::net::Ipv4Addr) -> Response {
-    let Some(peers) = bgp.peers() else {
-        return Response::error(ErrorCode::Internal, "the BGP speaker did not answer");
-    };
-    let peers = peers
-        .into_iter()
-        .map(|p| BgpPeer {
-            address: p.address,
-            asn: p.asn.0,
-            state: if p.disabled {
-                PeerState::Disabled
-            } else {
-                peer_state(p.state)
-            },
-            uptime_s: p.up_down.as_secs(),
-            prefixes_received: (p.stats.accepted + p.stats.filtered) as u64,
-            prefixes_accepted: p.stats.accepted as u64,
-        })
-        .collect::<Vec<_>>();
-    // By address, as FRR lists them (a peer from a listen range that is
-    // forgotten and comes back keeps its place).
-    let mut peers = peers;
-    peers.sort_by_key(|p| p.address);
-    Response::BgpSummary(BgpSummary {
-        asn,
-        router_id,
-        peers,
-    })
-}
-
-impl Daemon {
     pub(super) fn interfaces(&self) -> Interfaces {
         let table = self.table();
         let mut interfaces: Vec<Interface> = self
@@ -689,6 +542,130 @@ impl Daemon {
             .map(MacAddr);
         (mac, hop_state(self.nexthops.state(id, &self.ports, table)))
     }
+}
+
+/// `show route`'s answer: `routes` (ours) with the RIB's paths added.
+fn with_bgp_routes(
+    mut routes: Vec<Route>,
+    bgp: &BgpQuery,
+    prefix: Option<ipnet::Ipv6Net>,
+) -> Response {
+    let mut truncated_at = None;
+    // One more than listed, to tell whether the listing is whole.
+    let Some(mut views) = bgp.routes(prefix, SHOW_ROUTE_MAX + 1) else {
+        return Response::error(ErrorCode::Internal, "the BGP speaker did not answer");
+    };
+    if views.len() > SHOW_ROUTE_MAX {
+        views.truncate(SHOW_ROUTE_MAX);
+        truncated_at = Some(SHOW_ROUTE_MAX);
+    }
+    for v in views {
+        let paths = v
+            .paths
+            .iter()
+            .map(|p| {
+                let (status, reason) = match p.status {
+                    BgpStatus::Best => (PathStatus::Best, None),
+                    BgpStatus::Multipath => (PathStatus::Multipath, None),
+                    BgpStatus::NotSelected(why) => {
+                        (PathStatus::Lost, Some(loss_reason(why).to_string()))
+                    }
+                };
+                Path {
+                    source: RouteSource::Bgp,
+                    peer: Some(p.attrs.peer_address),
+                    next_hop: Some(p.attrs.next_hop.addr),
+                    as_path: p
+                        .attrs
+                        .as_path
+                        .segments
+                        .iter()
+                        .flat_map(|s| s.asns.iter().map(|a| a.0))
+                        .collect(),
+                    origin: Some(match p.attrs.origin {
+                        ::bgp::wire::Origin::Igp => Origin::Igp,
+                        ::bgp::wire::Origin::Egp => Origin::Egp,
+                        ::bgp::wire::Origin::Incomplete => Origin::Incomplete,
+                    }),
+                    local_pref: Some(p.attrs.local_pref),
+                    med: p.attrs.med,
+                    stale: p.stale,
+                    status,
+                    reason,
+                }
+            })
+            .collect();
+        // A prefix we also route ourselves lists both: ours wins.
+        match routes.iter_mut().find(|r| r.prefix == v.prefix) {
+            Some(r) => r.paths.extend(paths),
+            None => routes.push(Route {
+                prefix: v.prefix,
+                paths,
+            }),
+        }
+    }
+    routes.sort_by_key(|r| r.prefix);
+    Response::Routes(Routes {
+        routes,
+        truncated_at,
+    })
+}
+
+/// BGP's own error when it is not configured.
+fn no_bgp() -> Answer {
+    Answer::Now(Response::error(
+        ErrorCode::Unsupported,
+        "BGP is not configured (no [[bgp.listen]] or [[bgp.neighbor]])",
+    ))
+}
+
+/// Does `action` to the peer at `address`.
+fn admin(bgp: &BgpQuery, address: std::net::Ipv6Addr, action: AdminAction) -> Response {
+    match bgp.admin(address, action) {
+        Some(Ok(message)) => {
+            log!("ctl: {message}");
+            Response::Done(Done { message })
+        }
+        Some(Err(e @ AdminError::UnknownPeer(_))) => {
+            Response::error(ErrorCode::UnknownNeighbor, e.to_string())
+        }
+        Some(Err(e @ AdminError::Disabled(_))) => {
+            Response::error(ErrorCode::InvalidState, e.to_string())
+        }
+        Some(Err(e)) => Response::error(ErrorCode::Internal, e.to_string()),
+        None => Response::error(ErrorCode::Internal, "the BGP speaker did not answer"),
+    }
+}
+
+/// `show bgp summary`'s answer.
+fn bgp_summary(bgp: &BgpQuery, asn: u32, router_id: std::net::Ipv4Addr) -> Response {
+    let Some(peers) = bgp.peers() else {
+        return Response::error(ErrorCode::Internal, "the BGP speaker did not answer");
+    };
+    let peers = peers
+        .into_iter()
+        .map(|p| BgpPeer {
+            address: p.address,
+            asn: p.asn.0,
+            state: if p.disabled {
+                PeerState::Disabled
+            } else {
+                peer_state(p.state)
+            },
+            uptime_s: p.up_down.as_secs(),
+            prefixes_received: (p.stats.accepted + p.stats.filtered) as u64,
+            prefixes_accepted: p.stats.accepted as u64,
+        })
+        .collect::<Vec<_>>();
+    // By address, as FRR lists them (a peer from a listen range that is
+    // forgotten and comes back keeps its place).
+    let mut peers = peers;
+    peers.sort_by_key(|p| p.address);
+    Response::BgpSummary(BgpSummary {
+        asn,
+        router_id,
+        peers,
+    })
 }
 
 #[cfg(test)]

@@ -1197,7 +1197,7 @@ impl Daemon {
                 false
             }
             Msg::Ctl(req, reply) => {
-                let _ = reply.send(self.answer_ctl(req));
+                let _ = reply.send(self.answer(req));
                 false
             }
             Msg::Metrics(reply) => {
@@ -1267,6 +1267,11 @@ impl Daemon {
                 *c = up;
             }
         }
+    }
+
+    /// A handle for questions to the BGP speaker (`None` without BGP).
+    fn bgp_query(&self) -> Option<bgp::BgpQuery> {
+        self.bgp.as_ref().and_then(|b| b.query())
     }
 
     /// The neighbour table now.

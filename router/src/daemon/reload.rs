@@ -209,7 +209,10 @@ impl Daemon {
         let Some(pending) = self.reloading.take() else {
             return;
         };
-        let answer_came = answer.is_some();
+        // A speaker that did not answer is asked for the paths of the
+        // prefixes the reload added from another thread (each question
+        // would wait for it here).
+        let ask_bgp = answer.is_some();
         let error = match answer {
             Some(Ok(m)) => return self.finish_reload(pending, Some(m)),
             Some(Err(e)) => (ErrorCode::InvalidState, format!("{e}; nothing was changed")),
@@ -222,10 +225,6 @@ impl Daemon {
                 ),
             ),
         };
-        // A speaker that did not answer is asked for the paths of the
-        // prefixes the reload added from another thread (each question
-        // would wait for it here).
-        let ask_bgp = answer_came;
         let mut later = Vec::new();
         // Put back what the new routes replaced.
         let mut lost = Vec::new();
@@ -292,9 +291,8 @@ impl Daemon {
     /// Removes our own route for `prefix` (only a static route or an
     /// aggregate: a connected subnet may have taken an aggregate's place)
     /// and hands the prefix back to its connected subnet or, if `ask_bgp`,
-    /// to the RIB's path.
-    /// Returns whether the RIB's path is still to be asked for (not
-    /// `ask_bgp`, and no connected subnet took the prefix).
+    /// to the RIB's path. Returns whether that path is still to be asked
+    /// for (not `ask_bgp`, and no connected subnet took the prefix).
     fn give_back(&mut self, prefix: Prefix, failed: &mut Vec<String>, ask_bgp: bool) -> bool {
         let source = self.routes.get(&prefix).map(|r| r.source);
         if !matches!(source, Some(Source::Static | Source::Aggregate)) {
@@ -330,7 +328,7 @@ impl Daemon {
     /// Puts the RIB's best path and ECMP set for `prefix` back into the
     /// FIB (after a route of our own that hid it went away).
     pub(super) fn restore_bgp(&mut self, prefix: Prefix) {
-        let Some(q) = self.bgp.as_ref().and_then(|b| b.query()) else {
+        let Some(q) = self.bgp_query() else {
             return;
         };
         for c in bgp_paths(&q, prefix) {
@@ -342,7 +340,7 @@ impl Daemon {
     /// own (the speaker is slow to answer): the paths come back to the
     /// control thread as BGP changes.
     fn restore_bgp_later(&self, prefixes: Vec<Prefix>) {
-        let Some(q) = self.bgp.as_ref().and_then(|b| b.query()) else {
+        let Some(q) = self.bgp_query() else {
             return;
         };
         let to = self.to_self.clone();
