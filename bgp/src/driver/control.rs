@@ -312,9 +312,7 @@ impl Control {
                             slot.conn = None;
                         }
                     }
-                    if !self.touched.contains(&c.peer) {
-                        self.touched.push(c.peer);
-                    }
+                    self.touch(c.peer);
                 }
             }
             Internal::Timer { key, gen } => {
@@ -331,9 +329,7 @@ impl Control {
                         self.rib_outputs(out);
                         // Its stale routes may have been its last.
                         let (RibTimer::Restart(id) | RibTimer::StalePath(id)) = t;
-                        if !self.touched.contains(&id) {
-                            self.touched.push(id);
-                        }
+                        self.touch(id);
                     }
                 }
                 self.run_queue();
@@ -555,6 +551,14 @@ impl Control {
     }
 
     /// Handles queued inputs until none is left.
+    /// Marks `id` for `flush` (its state reported, its forgetting
+    /// considered), once.
+    fn touch(&mut self, id: PeerId) {
+        if !self.touched.contains(&id) {
+            self.touched.push(id);
+        }
+    }
+
     fn run_queue(&mut self) {
         while let Some((id, key, input)) = self.queue.pop_front() {
             let doom = self.doomed.remove(&key);
@@ -568,9 +572,7 @@ impl Control {
             if doom {
                 self.drop_secondary(id, key);
             }
-            if !self.touched.contains(&id) {
-                self.touched.push(id);
-            }
+            self.touch(id);
         }
     }
 

@@ -55,10 +55,9 @@ pub struct XdpProgram {
     xsks_fd: RawFd,
     ports_fd: RawFd,
     own_fd: RawFd,
-    attached: Vec<u32>,
-    /// The lock of each attached interface (released after the detach:
-    /// fields drop after `Drop::drop`).
-    locks: Vec<(u32, File)>,
+    /// Each interface attached to, with its lock (released after the
+    /// detach).
+    attached: Vec<(u32, File)>,
 }
 
 // SAFETY: the bpf_object is only touched through &mut self or in Drop;
@@ -111,7 +110,6 @@ impl XdpProgram {
             ports_fd: -1,
             own_fd: -1,
             attached: Vec::new(),
-            locks: Vec::new(),
         };
         // SAFETY: obj is a valid, opened bpf_object owned by `this`.
         let ret = unsafe { sys::bpf_object__load(this.obj.as_ptr()) };
@@ -142,7 +140,7 @@ impl XdpProgram {
     /// Attaches the program to `ifindex` in native mode, replacing a stale
     /// flatedge program; fails if another XDP program is attached.
     pub fn attach(&mut self, ifindex: u32) -> Result<(), XdpError> {
-        let lock = match self.locks.iter().any(|(i, _)| *i == ifindex) {
+        let lock = match self.attached.iter().any(|(i, _)| *i == ifindex) {
             true => None,
             false => Some(lock_interface(ifindex)?),
         };
@@ -166,20 +164,16 @@ impl XdpProgram {
         // options struct whose old_prog_fd (if any) is open until `old` drops.
         let ret = unsafe { sys::bpf_xdp_attach(ifindex as c_int, self.prog_fd, flags, &opts) };
         check(ret, "attach the XDP program (native mode)")?;
-        if !self.attached.contains(&ifindex) {
-            self.attached.push(ifindex);
-        }
         if let Some(lock) = lock {
-            self.locks.push((ifindex, lock));
+            self.attached.push((ifindex, lock));
         }
         Ok(())
     }
 
     /// Detaches the program from `ifindex` if it is still ours.
     pub fn detach(&mut self, ifindex: u32) -> Result<(), XdpError> {
-        self.attached.retain(|&i| i != ifindex);
         let ret = self.detach_program(ifindex);
-        self.locks.retain(|(i, _)| *i != ifindex);
+        self.attached.retain(|(i, _)| *i != ifindex);
         ret
     }
 
@@ -188,7 +182,6 @@ impl XdpProgram {
     /// a dead process's do. For tests of the stale-program path.
     #[doc(hidden)]
     pub fn abandon(mut self) {
-        self.locks.clear();
         self.attached.clear();
         std::mem::forget(self);
     }
@@ -332,9 +325,11 @@ fn attached_prog(ifindex: u32) -> Result<Option<(String, OwnedFd)>, XdpError> {
 
 impl Drop for XdpProgram {
     fn drop(&mut self) {
-        for ifindex in std::mem::take(&mut self.attached) {
-            // Best effort: the interface may be gone already.
-            let _ = self.detach(ifindex);
+        for (ifindex, lock) in std::mem::take(&mut self.attached) {
+            // Best effort: the interface may be gone already. The lock
+            // goes after the detach.
+            let _ = self.detach_program(ifindex);
+            drop(lock);
         }
         // SAFETY: obj is ours and nothing uses its fds after this point
         // (closing the object closes the program and map fds).
