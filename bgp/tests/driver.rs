@@ -7,8 +7,8 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use bgp::driver::{
-    AdminAction, AdminError, Event, ListenRange, Neighbor, PeerSettings, ReconfigureError, Speaker,
-    SpeakerConfig,
+    AdminAction, AdminError, Event, ListenRange, Neighbor, PeerSettings, PeerSummary,
+    ReconfigureError, Speaker, SpeakerConfig,
 };
 use bgp::fsm::{DownReason, State};
 use bgp::policy::{PrefixList, RejectReason};
@@ -451,6 +451,20 @@ async fn reconfigure_installs_md5_keys_on_the_listener() {
     speaker_b.shutdown().await;
 }
 
+/// Polls the speaker's peers (at most 10 s) until `ok` holds for them;
+/// fails with `what` and the peers otherwise.
+async fn wait_peers(speaker: &Speaker, what: &str, ok: impl Fn(&[PeerSummary]) -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let peers = speaker.peers().await;
+        if ok(&peers) {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{what}: {peers:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Connects from 127.0.0.`last` (as ::ffff:127.0.0.`last` on a dual-stack
 /// listener) to `port`.
 async fn connect_from(last: u8, port: u16) -> tokio::net::TcpStream {
@@ -490,30 +504,16 @@ async fn listen_range_peers_are_bounded() {
     for i in 2..42u8 {
         drop(connect_from(i, port).await);
     }
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let peers = speaker.peers().await;
-        if peers.is_empty() {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{} peers kept for connections that never sent an OPEN",
-            peers.len()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_peers(
+        &speaker,
+        "peers kept for connections that never sent an OPEN",
+        |p| p.is_empty(),
+    )
+    .await;
     // Two connections held open are two peers; a third address is refused.
     let _a = connect_from(50, port).await;
     let _b = connect_from(51, port).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while speaker.peers().await.len() < 2 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the two peers never came"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_peers(&speaker, "the two peers never came", |p| p.len() >= 2).await;
     let mut third = connect_from(52, port).await;
     let refused: Ipv6Addr = "::ffff:127.0.0.52".parse().unwrap();
     // (A scan connection may have met the limit too, while earlier ones
@@ -627,15 +627,7 @@ async fn a_dynamic_peer_that_goes_away_is_forgotten() {
         matches!(e, Event::Down { .. }).then_some(())
     })
     .await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !speaker.peers().await.is_empty() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "kept: {:?}",
-            speaker.peers().await
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_peers(&speaker, "kept", |p| p.is_empty()).await;
     // Forgotten, its address can still be disabled: a connection from it
     // is refused until it is enabled again.
     assert_eq!(

@@ -694,6 +694,25 @@ mod tests {
         }
     }
 
+    /// A control thread that answers each ctl request with `answer`.
+    fn control(answer: impl Fn(Request) -> Answer + Send + 'static) -> Sender<Msg> {
+        let (tx, rx) = mpsc::channel::<Msg>();
+        std::thread::spawn(move || {
+            for m in rx {
+                if let Msg::Ctl(req, reply) = m {
+                    let _ = reply.send(answer(req));
+                }
+            }
+        });
+        tx
+    }
+
+    fn done(message: &str) -> Response {
+        Response::Done(Done {
+            message: message.into(),
+        })
+    }
+
     /// `ctl.socket` naming a file that is not a socket (a typo naming the
     /// config) is refused, and the file stays.
     #[test]
@@ -716,24 +735,12 @@ mod tests {
     fn a_slow_bgp_answer_runs_on_the_connections_thread() {
         let dir = Dir::new("later");
         let path = dir.0.join("ctl.sock");
-        let (tx, rx) = mpsc::channel::<Msg>();
-        std::thread::spawn(move || {
-            for m in rx {
-                if let Msg::Ctl(req, reply) = m {
-                    let answer = match req {
-                        Request::ShowBgpSummary => Answer::Later(Box::new(|| {
-                            std::thread::sleep(Duration::from_secs(2));
-                            Response::Done(Done {
-                                message: "bgp".into(),
-                            })
-                        })),
-                        _ => Answer::Now(Response::Done(Done {
-                            message: "now".into(),
-                        })),
-                    };
-                    let _ = reply.send(answer);
-                }
-            }
+        let tx = control(|req| match req {
+            Request::ShowBgpSummary => Answer::Later(Box::new(|| {
+                std::thread::sleep(Duration::from_secs(2));
+                done("bgp")
+            })),
+            _ => Answer::Now(done("now")),
         });
         let server = Server::start(&path, tx).unwrap();
         let p2 = path.clone();
@@ -762,16 +769,7 @@ mod tests {
     fn a_slow_client_does_not_hold_up_the_others() {
         let dir = Dir::new("slow");
         let path = dir.0.join("ctl.sock");
-        let (tx, rx) = mpsc::channel::<Msg>();
-        std::thread::spawn(move || {
-            for m in rx {
-                if let Msg::Ctl(_, reply) = m {
-                    let _ = reply.send(Answer::Now(Response::Done(Done {
-                        message: "ok".into(),
-                    })));
-                }
-            }
-        });
+        let tx = control(|_| Answer::Now(done("ok")));
         let server = Server::start(&path, tx).unwrap();
         let mut slow = UnixStream::connect(&path).unwrap();
         slow.write_all(b"{").unwrap();
