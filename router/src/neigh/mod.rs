@@ -488,22 +488,17 @@ impl Worker {
                     false
                 }
             };
-            let received = if ready {
-                self.ev.recv(&mut ebuf)
-            } else {
-                Err(io::ErrorKind::WouldBlock.into())
-            };
-            match received {
-                Ok(n) => {
+            match ready.then(|| self.ev.recv(&mut ebuf)) {
+                Some(Ok(n)) => {
                     for m in msg::messages(&ebuf[..n]) {
                         self.apply(&m, &mut events);
                     }
                 }
-                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                Some(Err(e)) if e.raw_os_error() == Some(libc::ENOBUFS) => {
                     // Events were lost: re-dump, now and until it works.
                     resync_due = Some(Instant::now());
                 }
-                Err(_) => {} // timeout
+                _ => {} // nothing received
             }
             if resync_due.is_some_and(|t| Instant::now() >= t) {
                 match self.resync() {
