@@ -63,7 +63,7 @@ pub fn run(table: &Path, sizes: &[usize], batches: usize, passes: usize) -> Resu
     let routes =
         crate::table::load(table).with_context(|| format!("reading {}", table.display()))?;
     let fib = build_fib(&routes)?;
-    let reader = fib.reader();
+    let mut snapshots = fib.reader().cache();
     let adj = adjacencies();
     let ingress = Ingress {
         port: 0,
@@ -96,7 +96,7 @@ pub fn run(table: &Path, sizes: &[usize], batches: usize, passes: usize) -> Resu
                     b[..6].copy_from_slice(&MAC_RG);
                     b[21] = 64;
                 }
-                let snap = reader.load();
+                let snap = snapshots.load();
                 let mut pkts: Vec<Packet<'_>> = bufs
                     .iter_mut()
                     .map(|b| Packet {
@@ -108,7 +108,7 @@ pub fn run(table: &Path, sizes: &[usize], batches: usize, passes: usize) -> Resu
                     &mut pkts,
                     &mut verdicts,
                     &ingress,
-                    &snap,
+                    snap,
                     &adj,
                     &mut state,
                     0,

@@ -198,6 +198,59 @@ impl FibReader {
     pub fn load_full(&self) -> Arc<Snapshot> {
         self.shared.load_full()
     }
+
+    /// A handle that keeps the current snapshot between batches, for a
+    /// reader that loads one every batch (a dataplane worker).
+    pub fn cache(&self) -> SnapshotCache {
+        SnapshotCache {
+            shared: Arc::clone(&self.shared),
+            cache: None,
+        }
+    }
+}
+
+/// A reader's snapshot kept between batches. [`SnapshotCache::load`] is
+/// one relaxed pointer load and a compare while nothing was published,
+/// where [`FibReader::load`] takes a slot and gives it back with two
+/// locked instructions every batch. The cache holds its snapshot until the
+/// next `load` after a publish, or until [`SnapshotCache::release`]: a
+/// writer publishing meanwhile waits for it (for at most [`GRACE`], then
+/// copies instead), so a reader must `load` at least every few
+/// microseconds while it runs and `release` before it goes idle.
+pub struct SnapshotCache {
+    shared: Arc<ArcSwap<Snapshot>>,
+    cache: Option<arc_swap::Cache<Arc<ArcSwap<Snapshot>>, Arc<Snapshot>>>,
+}
+
+impl SnapshotCache {
+    /// The current snapshot (the one kept, when nothing was published
+    /// since).
+    #[inline]
+    pub fn load(&mut self) -> &Snapshot {
+        let shared = &self.shared;
+        self.cache
+            .get_or_insert_with(|| arc_swap::Cache::new(Arc::clone(shared)))
+            .load()
+    }
+
+    /// Lets go of the kept snapshot (the next `load` takes the current
+    /// one again).
+    pub fn release(&mut self) {
+        self.cache = None;
+    }
+
+    /// Whether a snapshot is kept.
+    pub fn holds(&self) -> bool {
+        self.cache.is_some()
+    }
+}
+
+impl std::fmt::Debug for SnapshotCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SnapshotCache")
+            .field("holds", &self.holds())
+            .finish_non_exhaustive()
+    }
 }
 
 /// A loaded snapshot (dereferences to [`Snapshot`]); cheap to take, meant

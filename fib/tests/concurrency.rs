@@ -681,3 +681,37 @@ fn compaction_under_readers_changes_no_answer() {
     );
     assert!(moved > 0, "compaction moved nothing under the readers");
 }
+
+/// A worker's cache sees every publish at its next load, and holds the
+/// snapshot it kept until then: the writer copies past the grace period
+/// while it is held, and never once it is released.
+#[test]
+fn a_snapshot_cache_follows_publishes_and_holds_until_released() {
+    let mut fib = Fib::new();
+    let mut cache = fib.reader().cache();
+    let p: Prefix = "2001:db8::/32".parse().unwrap();
+    let a = 0x2001_0db8_u128 << 96;
+    let member = |s: &fib::Snapshot| s.group(s.lookup(a).unwrap()).unwrap().members[0].id.0;
+    assert_eq!(cache.load().lookup(a), None);
+    // The publish waits for the kept (empty) snapshot, then copies.
+    fib.insert(p, &[NextHop::new(1)]).unwrap();
+    fib.publish();
+    assert_eq!(fib.standby_copies(), 1, "the kept snapshot was held");
+    assert_eq!(
+        member(cache.load()),
+        1,
+        "the publish is seen at the next load"
+    );
+    fib.insert(p, &[NextHop::new(2)]).unwrap();
+    fib.publish();
+    assert_eq!(fib.standby_copies(), 2);
+    assert_eq!(member(cache.load()), 2);
+    cache.release();
+    assert!(!cache.holds());
+    for nh in 3..8 {
+        fib.insert(p, &[NextHop::new(nh)]).unwrap();
+        fib.publish();
+    }
+    assert_eq!(fib.standby_copies(), 2, "no copy once released");
+    assert_eq!(member(cache.load()), 7, "a released cache loads again");
+}

@@ -53,7 +53,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use fib::FibReader;
+use fib::{FibReader, SnapshotCache};
 
 use crate::cpu::{rdtsc, tsc_ns_between, tsc_ticks, TscClock};
 use crate::dataplane::ip6_input::OFF_DST;
@@ -214,6 +214,43 @@ impl Coalescer {
 /// (`table.store(Arc::new(v))`), the worker loads it once per batch.
 pub type AdjacencyTable = Arc<ArcSwap<Vec<Adjacency>>>;
 
+/// A worker's adjacency table, kept between batches like its FIB
+/// snapshot.
+struct AdjacencyCache {
+    table: AdjacencyTable,
+    cache: Option<arc_swap::Cache<AdjacencyTable, Arc<Vec<Adjacency>>>>,
+}
+
+impl AdjacencyCache {
+    fn new(table: AdjacencyTable) -> Self {
+        AdjacencyCache { table, cache: None }
+    }
+
+    #[inline]
+    fn load(&mut self) -> &[Adjacency] {
+        let table = &self.table;
+        self.cache
+            .get_or_insert_with(|| arc_swap::Cache::new(Arc::clone(table)))
+            .load()
+    }
+
+    fn release(&mut self) {
+        self.cache = None;
+    }
+
+    fn table(&self) -> AdjacencyTable {
+        Arc::clone(&self.table)
+    }
+}
+
+impl std::fmt::Debug for AdjacencyCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdjacencyCache")
+            .field("holds", &self.cache.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 /// A new shared adjacency table holding `adjacencies`.
 pub fn adjacency_table(adjacencies: Vec<Adjacency>) -> AdjacencyTable {
     Arc::new(ArcSwap::from_pointee(adjacencies))
@@ -303,8 +340,11 @@ pub struct Worker {
     pool: FramePool,
     ports: Vec<Port>,
     ingress: Vec<Ingress>,
-    fib: FibReader,
-    adjacencies: AdjacencyTable,
+    /// The FIB snapshot and the adjacency table, kept between batches
+    /// (one pointer compare per batch while nothing changed), let go
+    /// before the worker blocks.
+    fib: SnapshotCache,
+    adjacencies: AdjacencyCache,
     macs: PortMacs,
     /// Counters and the ICMPv6 error rate limiter.
     pub state: WorkerState,
@@ -386,8 +426,8 @@ impl Worker {
             pool,
             ports,
             ingress,
-            fib,
-            adjacencies,
+            fib: fib.cache(),
+            adjacencies: AdjacencyCache::new(adjacencies),
             macs,
             state,
             stats: LoopStats::default(),
@@ -460,7 +500,7 @@ impl Worker {
 
     /// The shared adjacency table (a handle for the control side).
     pub fn adjacency_table(&self) -> AdjacencyTable {
-        self.adjacencies.clone()
+        self.adjacencies.table()
     }
 
     /// The ports' MACs (a handle for the control side, which keeps them
@@ -486,6 +526,10 @@ impl Worker {
                         .all(|p| p.in_flight() == 0 || p.link_down())
                 {
                     self.stats.idle_sleeps += 1;
+                    // A kept snapshot would hold up every publish meanwhile
+                    // for the grace period.
+                    self.fib.release();
+                    self.adjacencies.release();
                     crate::xdp::wait_readable(&self.ports, IDLE_WAIT);
                 }
             } else {
@@ -514,6 +558,11 @@ impl Worker {
             self.stats.busy_ticks += rdtsc().wrapping_sub(t0);
         } else {
             self.stats.busy_ticks += self.round_prefetch;
+            // Idle rounds follow publishes too, so that the writer never
+            // waits on an idle worker's kept snapshot.
+            if self.fib.holds() {
+                self.fib.load();
+            }
         }
         work
     }
@@ -599,8 +648,8 @@ impl Worker {
                 &mut pkts[..n],
                 &mut self.verdicts[..n],
                 &ingress,
-                &snap,
-                &adj,
+                snap,
+                adj,
                 &mut self.state,
                 now,
                 &mut self.clock,
