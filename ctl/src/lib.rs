@@ -404,14 +404,17 @@ pub struct Interface {
     pub tx_bytes: u64,
     /// Frames received on this port and dropped (any reason).
     pub drops: u64,
-    /// Frames to be sent on this port and dropped because the worker's
-    /// buffer of frames waiting for room in its tx ring was full (absent
-    /// from an older daemon).
+    /// Frames to be sent on this port and dropped: the worker's buffer of
+    /// frames waiting for room in its tx ring was full (`show drops`'
+    /// `tx_overflow`), the link was down (`egress_down`), or the
+    /// interface was deleted with frames in its tx ring (absent from an
+    /// older daemon).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tx_drops: Option<u64>,
     /// Transmit kicks the kernel refused because the link was down
-    /// (`ENETDOWN`; the frames wait, and kicks are held back 1 ms; absent
-    /// from an older daemon).
+    /// (`ENETDOWN`; the frames already in the tx ring wait, later ones
+    /// are dropped, and kicks are held back 1 ms; absent from an older
+    /// daemon).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tx_link_down: Option<u64>,
 }

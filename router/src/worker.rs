@@ -271,8 +271,6 @@ pub struct LoopStats {
     pub rounds: u64,
     /// Batches processed (non-empty receives).
     pub batches: u64,
-    /// Forward verdicts naming a port this worker does not have.
-    pub bad_egress: u64,
     /// Idle waits (blocking `poll()`s).
     pub idle_sleeps: u64,
     /// Batches whose frames receive coalescing left waiting in the rx
@@ -583,6 +581,15 @@ impl Worker {
                 // Copy mode transmits inside the kick: take the frames
                 // back now rather than in a round of their own.
                 work += port.reclaim(&mut self.pool);
+                if port.link_down() && !tx.is_empty() {
+                    // Found down by this kick: what its ring had no room
+                    // for is dropped, not held (see `egress_down`).
+                    for frame in tx.drain(..) {
+                        self.state.counters.drop(DropReason::EgressDown);
+                        port.stats.tx_down_dropped += 1;
+                        self.pool.free(frame);
+                    }
+                }
             } else if port.flush() {
                 // The tail of an earlier burst sat in the ring (one kick
                 // transmits at most 32 frames); the kick is work.
@@ -671,22 +678,29 @@ impl Worker {
         let ports = self.tx.len();
         for (i, mut frame) in self.rx.drain(..).enumerate() {
             let out = match self.verdicts[i] {
-                Verdict::Forward { egress, .. } if usize::from(egress) < ports => {
-                    Some(usize::from(egress))
-                }
-                Verdict::Forward { .. } => {
-                    self.stats.bad_egress += 1;
-                    None
-                }
+                Verdict::Forward { egress, .. } => Some(usize::from(egress)),
                 Verdict::IcmpError(_) => Some(p),
                 Verdict::Drop(_) | Verdict::Punt | Verdict::Continue => None,
             };
             match out {
-                Some(q) if self.tx[q].len() < self.tx[q].capacity() => {
+                Some(q)
+                    if q < ports
+                        && !self.ports[q].link_down()
+                        && self.tx[q].len() < self.tx[q].capacity() =>
+                {
                     if frame.len() != lens[i] {
                         self.pool.set_len(&mut frame, lens[i]);
                     }
                     self.tx[q].push(frame);
+                }
+                Some(q) if q >= ports => {
+                    self.state.counters.drop(DropReason::NoEgressPort);
+                    self.pool.free(frame);
+                }
+                Some(q) if self.ports[q].link_down() => {
+                    self.state.counters.drop(DropReason::EgressDown);
+                    self.ports[q].stats.tx_down_dropped += 1;
+                    self.pool.free(frame);
                 }
                 Some(q) => {
                     self.ports[q].stats.tx_dropped += 1;

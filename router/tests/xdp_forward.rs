@@ -566,6 +566,24 @@ fn worker_coalescing_waits_under_a_burst_and_forwards_every_frame() {
     drop(lab);
 }
 
+/// The worker's idle waits (blocking `poll()`s) at the start and the end
+/// of half a second, once they have started. It blocks after 2^20 empty
+/// rounds (longer in a debug build): wait up to 5 s for the idle waits to
+/// start (they never do if it keeps spinning). The worker publishes its
+/// report every 100 ms.
+fn idle_waits(handle: &ReportHandle) -> (u64, u64) {
+    let read = || handle.lock().unwrap().stats.idle_sleeps;
+    thread::sleep(Duration::from_millis(300));
+    let start = read();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while read() == start && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(50));
+    }
+    let before = read();
+    thread::sleep(Duration::from_millis(500));
+    (before, read())
+}
+
 /// Frames forwarded to a port whose link is down wait in its tx ring
 /// (the kernel refuses the kicks with `ENETDOWN`); once the traffic stops,
 /// the worker must still go idle (block in `poll()`) rather than spin
@@ -585,23 +603,12 @@ fn worker_goes_idle_with_frames_waiting_for_a_down_link() {
         .recv_timeout(Duration::from_secs(5))
         .expect("the sink in s1 did not bind");
     ns(&lab.r, &["ip", "link", "set", "rs1", "down"]);
-    // 60 flows over the three sinks: about 20 of them go to rs1 and wait.
+    // 60 flows over the three sinks: about 20 of them go to rs1; the
+    // first wait in its ring, the others are dropped.
     common::send_udp_flows(&lab.c, CLIENT.parse().unwrap(), to, 60, 1).expect("udp sender");
-    // The worker blocks after 2^20 empty rounds (longer in a debug
-    // build): wait up to 5 s for the idle waits to start (they never do
-    // if it keeps spinning), then count them over half a second. The
-    // worker publishes its report every 100 ms.
-    thread::sleep(Duration::from_millis(300));
-    let start = read(|r| r.stats.idle_sleeps);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while read(|r| r.stats.idle_sleeps) == start && Instant::now() < deadline {
-        thread::sleep(Duration::from_millis(50));
-    }
+    let (idle_before, idle_after) = idle_waits(&handle);
     let refused = read(|r| r.ports[1].tx_link_down);
     let queued = read(|r| r.ports[1].tx);
-    let idle_before = read(|r| r.stats.idle_sleeps);
-    thread::sleep(Duration::from_millis(500));
-    let idle_after = read(|r| r.stats.idle_sleeps);
     // Back up: the next kick after an idle wait sends the frames.
     ns(&lab.r, &["ip", "link", "set", "rs1", "up"]);
     thread::sleep(Duration::from_secs(1));
@@ -624,6 +631,18 @@ fn worker_goes_idle_with_frames_waiting_for_a_down_link() {
     );
     assert!(queued > 0, "no flow went to rs1: {report:?}");
     assert!(refused > 0, "no kick found rs1 down: {report:?}");
+    // Once a kick has found rs1 down, what is routed there is dropped and
+    // counted rather than held (the UMEM is shared with the other ports).
+    let down = report.ports[1].tx_down_dropped;
+    assert!(
+        down > 0,
+        "nothing routed to rs1 was dropped while it was down: {report:?}"
+    );
+    assert_eq!(
+        report.counters.drops_of(DropReason::EgressDown),
+        down,
+        "egress_down disagrees with the port's count: {report:?}"
+    );
     assert!(
         idle_after >= idle_before + 10,
         "the worker kept spinning with frames waiting for a down link: \
@@ -633,6 +652,56 @@ fn worker_goes_idle_with_frames_waiting_for_a_down_link() {
         u64::from(delivered),
         queued,
         "s1 did not receive the datagrams that waited for rs1: {report:?}"
+    );
+    drop(lab);
+}
+
+/// An egress interface deleted while frames wait in its tx ring: the
+/// kernel unbinds the socket, and kicks fail with `ENXIO`. The worker
+/// writes those frames off, drops what is routed there afterwards, and
+/// still goes idle, instead of kicking a dead socket every round.
+#[test]
+fn worker_writes_off_a_deleted_egress_interface_and_goes_idle() {
+    common::require_root_and_tools("tests/xdp_forward.rs");
+    let lab = Lab::new();
+    let (stop, worker, handle) = start_worker(&lab, Coalesce::OFF);
+    let read = |f: fn(&router::worker::WorkerReport) -> u64| f(&handle.lock().unwrap());
+    let to = SocketAddrV6::new(SERVICE.parse().unwrap(), UDP_PORT, 0, 0);
+    ns(&lab.r, &["ip", "link", "set", "rs1", "down"]);
+    common::send_udp_flows(&lab.c, CLIENT.parse().unwrap(), to, 60, 1).expect("udp sender");
+    thread::sleep(Duration::from_millis(300));
+    let queued = read(|r| r.ports[1].tx);
+    ns(&lab.r, &["ip", "link", "del", "rs1"]);
+    common::send_udp_flows(&lab.c, CLIENT.parse().unwrap(), to, 60, 1).expect("udp sender");
+    let (idle_before, idle_after) = idle_waits(&handle);
+    stop.store(true, Ordering::Relaxed);
+    let report = worker
+        .join()
+        .expect("worker thread panicked")
+        .expect("no report");
+    eprintln!(
+        "rs1: {queued} frames queued before it was deleted; idle waits {idle_before} -> \
+         {idle_after}; {:?}",
+        report.ports[1]
+    );
+    assert!(queued > 0, "no flow went to rs1: {report:?}");
+    assert_eq!(
+        report.ports[1].tx_lost, queued,
+        "the frames waiting in rs1's ring were not written off: {report:?}"
+    );
+    assert!(
+        report.ports[1].tx_down_dropped > 0,
+        "nothing routed to the deleted rs1 was dropped: {report:?}"
+    );
+    assert!(
+        idle_after >= idle_before + 10,
+        "the worker kept kicking a deleted interface's socket: \
+         {idle_before} -> {idle_after} idle waits in 500 ms: {report:?}"
+    );
+    // The other sinks are still served.
+    assert!(
+        report.ports[2].tx + report.ports[3].tx > 0,
+        "nothing went to rs2 and rs3: {report:?}"
     );
     drop(lab);
 }

@@ -383,7 +383,7 @@ impl Daemon {
                 out.tx_packets += s.tx;
                 out.tx_bytes += s.tx_bytes;
                 out.drops += s.dropped;
-                *out.tx_drops.get_or_insert(0) += s.tx_dropped;
+                *out.tx_drops.get_or_insert(0) += s.tx_dropped + s.tx_down_dropped + s.tx_lost;
                 *out.tx_link_down.get_or_insert(0) += s.tx_link_down;
             }
         }

@@ -491,6 +491,11 @@ fn every_drop_reason_is_reachable_and_counted() {
         if *r == IcmpErrorForMulticast {
             continue;
         }
+        // The worker counts these after the verdict: egress_down in the
+        // xdp_forward tests; no_egress_port only on a bug.
+        if matches!(r, EgressDown | NoEgressPort) {
+            continue;
+        }
         assert!(lab.drops(*r) >= 1, "{} never counted", r.name());
     }
 }

@@ -174,4 +174,15 @@ drop_reasons! {
     IcmpNoSourceAddress => "icmp_no_source_address",
     /// The frame buffer is too small to hold the ICMPv6 error.
     IcmpNoRoom => "icmp_no_room",
+    /// The egress link is down (the kernel refused the port's last
+    /// transmit with `ENETDOWN`) or its interface is gone: the worker
+    /// drops the frame after the verdict instead of holding it, so a
+    /// down port never holds more frames than its tx ring (the UMEM is
+    /// shared with the worker's other ports). Counted as Linux counts a
+    /// device's `tx_dropped`: the packet was also counted as forwarded.
+    EgressDown => "egress_down",
+    /// The verdict named a port this worker does not have (a bug: the
+    /// adjacencies only name the worker's ports); counted like
+    /// `egress_down`.
+    NoEgressPort => "no_egress_port",
 }

@@ -248,6 +248,13 @@ pub struct PortStats {
     /// Kicks the kernel refused because the link was down (`ENETDOWN`);
     /// each holds the next kick back for [`DOWN_BACKOFF`].
     pub tx_link_down: u64,
+    /// Frames to be sent here that were dropped because the link was
+    /// down or the interface gone (set by the worker; `show drops` counts
+    /// them as `egress_down`).
+    pub tx_down_dropped: u64,
+    /// Frames written off because the interface is gone: those in the tx
+    /// ring when a kick found the socket unbound (`ENXIO`).
+    pub tx_lost: u64,
 }
 
 /// How long a port whose kick found its link down (`ENETDOWN`) waits
@@ -327,6 +334,9 @@ pub struct Port {
     /// TSC reading before which no kick is made (the link was down at the
     /// last one); 0: none pending.
     kick_after: u64,
+    /// The socket is unbound (its interface was deleted): nothing is
+    /// kicked, refilled or counted in flight any more.
+    gone: bool,
     /// Counters.
     pub stats: PortStats,
 }
@@ -372,6 +382,7 @@ impl Port {
             pending: 0,
             ns_per_tick: crate::cpu::tsc_ns_per_tick(),
             kick_after: 0,
+            gone: false,
             stats: PortStats::default(),
         };
         port.refill(pool);
@@ -404,6 +415,9 @@ impl Port {
         let Some(owed) = self.fill.due() else {
             return 0;
         };
+        if self.gone {
+            return 0;
+        }
         if pool.free.is_empty() {
             return 0;
         }
@@ -557,7 +571,15 @@ impl Port {
     /// refuse for a down link: a refused kick moved nothing, so the worker
     /// does not count it as work (and may go idle with the frames waiting
     /// for the link).
+    ///
+    /// A kick that finds the socket unbound (`ENXIO`: its interface was
+    /// deleted) marks the port gone for good: its frames in flight are
+    /// written off (`tx_lost`), and it counts as down from then on, so
+    /// the worker drops what is routed to it and can go idle.
     pub fn kick(&mut self) -> bool {
+        if self.gone {
+            return false;
+        }
         let t = crate::cpu::rdtsc();
         if self.kick_after != 0 {
             if t < self.kick_after {
@@ -580,9 +602,18 @@ impl Port {
         };
         // EAGAIN, EBUSY and ENOBUFS only delay the transmission: the next
         // kick retries.
-        let down =
-            ret < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ENETDOWN);
-        if down {
+        let errno = if ret < 0 {
+            std::io::Error::last_os_error().raw_os_error()
+        } else {
+            None
+        };
+        if errno == Some(libc::ENXIO) {
+            self.gone = true;
+            self.stats.tx_lost += self.in_flight as u64;
+            self.in_flight = 0;
+        }
+        let down = errno == Some(libc::ENETDOWN) || self.gone;
+        if down && !self.gone {
             self.stats.tx_link_down += 1;
             let backoff = crate::cpu::tsc_ticks(DOWN_BACKOFF, self.ns_per_tick);
             self.kick_after = t.wrapping_add(backoff).max(1);
@@ -595,7 +626,13 @@ impl Port {
     /// at the last one: the frames in flight wait for the link, not for
     /// the worker.
     pub fn link_down(&self) -> bool {
-        self.kick_after != 0
+        self.kick_after != 0 || self.gone
+    }
+
+    /// Whether the port's socket was found unbound: its interface was
+    /// deleted (see [`Port::kick`]).
+    pub fn gone(&self) -> bool {
+        self.gone
     }
 
     /// Gives transmitted frames back to the pool.
@@ -619,21 +656,19 @@ impl Port {
 /// adds only the wakeup to the first packet after a pause, where a sleep
 /// would hold packets for the whole sleep (and overflow the ring).
 pub fn wait_readable(ports: &[Port], timeout: std::time::Duration) {
-    const MAX: usize = 64;
-    let mut fds = [libc::pollfd {
-        fd: -1,
-        events: 0,
-        revents: 0,
-    }; MAX];
-    let n = ports.len().min(MAX);
-    for (pfd, port) in fds.iter_mut().zip(ports) {
-        pfd.fd = port.fd();
-        pfd.events = libc::POLLIN;
-    }
+    // Once per idle wait, not per packet: an allocation is fine here.
+    let mut fds: Vec<libc::pollfd> = ports
+        .iter()
+        .map(|port| libc::pollfd {
+            fd: port.fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
     let ms = timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
-    // SAFETY: `fds[..n]` is a valid array of initialised pollfds that
-    // lives across the call; poll only writes their `revents`.
-    unsafe { libc::poll(fds.as_mut_ptr(), n as libc::nfds_t, ms) };
+    // SAFETY: `fds` is a valid array of initialised pollfds that lives
+    // across the call; poll only writes their `revents`.
+    unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
 }
 
 #[cfg(test)]
