@@ -289,3 +289,59 @@ fn release_keeps_a_permanent_entry() {
         );
     }
 }
+
+/// The managed entries resolving makes are deleted when their next hop is
+/// released, even at once, before the kernel has said anything about the
+/// new entry (the release used to decide from the table alone, and kept
+/// it), and when the client stops (the daemon's shutdown): the kernel
+/// never ages managed entries out, and would probe them forever.
+#[test]
+fn releases_and_shutdown_leave_no_managed_entry() {
+    require_root();
+    let lab = Lab::new();
+    let ours = lab.ours.clone();
+    const SILENT: [&str; 3] = ["2001:db8:4e::61", "2001:db8:4e::62", "2001:db8:4e::63"];
+    let body = thread::spawn(move || {
+        let file = File::open(format!("/run/netns/{ours}")).expect("open netns");
+        nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+        let client = NeighClient::start().expect("start the neighbour client");
+        let ifindex = client.table().link_by_name("n0").expect("n0").ifindex;
+        let silent: Vec<Ipv6Addr> = SILENT.iter().map(|a| a.parse().unwrap()).collect();
+        let mode = client.resolve(silent[0], ifindex).expect("resolve");
+        client.release(silent[0], ifindex).expect("release");
+        client.resolve(silent[1], ifindex).expect("resolve");
+        // A resolve answers once the commands before it are done.
+        client.resolve(silent[2], ifindex).expect("resolve");
+        let released = run(&["ip", "-6", "neigh", "show", "dev", "n0"]);
+        drop(client);
+        let stopped = run(&["ip", "-6", "neigh", "show", "dev", "n0"]);
+        (mode, released, stopped)
+    });
+    let r = body.join();
+    drop(lab);
+    let (mode, released, stopped) = match r {
+        Ok(v) => v,
+        Err(e) => std::panic::resume_unwind(e),
+    };
+    eprintln!("resolved as {mode:?}; after the release:\n{released}after the stop:\n{stopped}");
+    assert_eq!(
+        mode,
+        router::neigh::ResolveMode::Managed,
+        "this kernel makes no managed entries: the test would prove nothing"
+    );
+    let listed = |table: &str, a: &str| table.lines().any(|l| l.starts_with(&format!("{a} ")));
+    assert!(
+        listed(&released, SILENT[1]),
+        "the kernel shows no managed entry for a tracked next hop: the test would prove nothing:\n{released}"
+    );
+    assert!(
+        !listed(&released, SILENT[0]),
+        "the managed entry of a next hop released at once was left behind:\n{released}"
+    );
+    for a in &SILENT[1..] {
+        assert!(
+            !listed(&stopped, a),
+            "the managed entry of {a} was left behind when the client stopped:\n{stopped}"
+        );
+    }
+}

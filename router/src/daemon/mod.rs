@@ -226,7 +226,6 @@ pub struct Daemon {
     neigh: NeighClient,
     prober: Option<Prober>,
     /// The next hops the prober follows (static and BGP ones).
-    probed: BTreeSet<NextHopId>,
     bgp: Option<bgp::Bgp>,
     /// BGP next hops on no connected subnet, already logged.
     unreachable_logged: BTreeSet<Ipv6Addr>,
@@ -463,7 +462,6 @@ impl Daemon {
             addrs: BTreeMap::new(),
             own_addrs: BTreeSet::new(),
             prober: None,
-            probed: BTreeSet::new(),
             bgp: None,
             unreachable_logged: BTreeSet::new(),
             workers: Vec::new(),
@@ -615,7 +613,7 @@ impl Daemon {
                 return Err(e.into());
             }
         }
-        if probe && self.probed.insert(id) {
+        if probe && self.nexthops.set_probed(id) {
             if let Some(p) = &self.prober {
                 p.add((addr, ifindex));
             }
@@ -718,9 +716,10 @@ impl Daemon {
     /// Releases `id` if no route uses it: no longer resolved or probed,
     /// its kernel entry deleted.
     fn release_nexthop(&mut self, id: NextHopId) {
+        let probed = self.nexthops.get(id).is_some_and(|e| e.probed);
         if let Some((addr, port)) = self.nexthops.release(id) {
             let ifindex = self.ports[usize::from(port)].ifindex;
-            if self.probed.remove(&id) {
+            if probed {
                 if let Some(p) = &self.prober {
                     p.remove((addr, ifindex));
                 }
@@ -883,12 +882,16 @@ impl Daemon {
             return false;
         }
         match self.track(dst, port, false) {
-            Ok(id) => {
-                if let Err(e) = self.install(host, Source::Host, vec![id]) {
+            Ok(id) => match self.install(host, Source::Host, vec![id]) {
+                Ok(()) => true,
+                Err(e) => {
                     log!("host route {host}: {e}");
+                    // Not kept resolved for a route that is not there (a
+                    // scan of the subnet would leave one behind per address).
+                    self.release_unused(&[id]);
+                    false
                 }
-                true
-            }
+            },
             Err(e) => {
                 log!("cannot resolve {dst}: {e}");
                 false
@@ -950,7 +953,7 @@ impl Daemon {
         let hops: Vec<(Ipv6Addr, u32)> = self
             .nexthops
             .neighbors()
-            .filter(|(id, _, _)| self.probed.contains(id))
+            .filter(|&(id, _, _)| self.nexthops.get(id).is_some_and(|e| e.probed))
             .map(|(_, addr, port)| (addr, self.ports[usize::from(port)].ifindex))
             .collect();
         let (prober, rx) =
@@ -1172,12 +1175,14 @@ impl Daemon {
             }
             Msg::Liveness(((addr, ifindex), l)) => {
                 if let Some(port) = self.ports.iter().position(|p| p.ifindex == ifindex) {
-                    log!(
-                        "next hop {addr} on {}: {} (probes)",
-                        self.ports[port].name,
-                        if l == Liveness::Down { "down" } else { "up" }
-                    );
-                    self.nexthops.set_liveness(addr, port as PortIndex, l);
+                    // A verdict for a next hop released meanwhile is ignored.
+                    if self.nexthops.set_liveness(addr, port as PortIndex, l) {
+                        log!(
+                            "next hop {addr} on {}: {} (probes)",
+                            self.ports[port].name,
+                            if l == Liveness::Down { "down" } else { "up" }
+                        );
+                    }
                 }
                 true
             }

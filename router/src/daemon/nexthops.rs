@@ -55,8 +55,11 @@ pub struct Entry {
     pub kind: Kind,
     /// The egress port (index into the workers' port list and `ports`).
     pub port: PortIndex,
-    /// Probing verdict (static next hops only; others stay `Unknown`).
+    /// Probing verdict (probed next hops only; others stay `Unknown`).
     pub liveness: Liveness,
+    /// The prober watches it (static and BGP next hops; gleaned hosts
+    /// are not probed).
+    pub probed: bool,
     /// Routes using it.
     pub refs: u32,
 }
@@ -120,6 +123,7 @@ impl NextHops {
             kind,
             port,
             liveness: Liveness::Unknown,
+            probed: false,
             refs: 0,
         };
         if let Some(&(id, at)) = self.free.front() {
@@ -183,14 +187,28 @@ impl NextHops {
         self.by_neighbor.get(&(addr, port)).copied()
     }
 
-    /// Sets a neighbour's probing verdict; `false` if unknown.
+    /// Marks a neighbour as watched by the prober; `true` if it was not.
+    pub fn set_probed(&mut self, id: NextHopId) -> bool {
+        match self.entries.get_mut(id.0 as usize) {
+            Some(e) if matches!(e.kind, Kind::Neighbor { .. }) && !e.probed => {
+                e.probed = true;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Sets a probed neighbour's verdict; `false` (and nothing changes)
+    /// if it is unknown or not probed: a verdict the prober sent before
+    /// the neighbour was released must not reach a new, unprobed entry
+    /// for the same address (no later verdict would undo it).
     pub fn set_liveness(&mut self, addr: Ipv6Addr, port: PortIndex, l: Liveness) -> bool {
         match self.by_neighbor.get(&(addr, port)) {
-            Some(id) => {
+            Some(id) if self.entries[id.0 as usize].probed => {
                 self.entries[id.0 as usize].liveness = l;
                 true
             }
-            None => false,
+            _ => false,
         }
     }
 
@@ -302,6 +320,9 @@ mod tests {
         assert_ne!(g, x);
         assert_eq!(n.get(g).unwrap().kind, Kind::Glean);
         assert_eq!(n.find(a, 2), Some(y));
+        assert!(n.set_probed(x));
+        assert!(!n.set_probed(x), "already probed");
+        assert!(!n.set_probed(g), "only neighbours are probed");
         assert!(n.set_liveness(a, 1, Liveness::Down));
         assert!(!n.set_liveness("2001:db8::9".parse().unwrap(), 1, Liveness::Down));
         assert_eq!(n.len(), 3);
@@ -386,12 +407,33 @@ mod tests {
         assert_eq!(adj.mtu, 1400);
         assert_eq!(adj.dst_mac, [2, 0, 0, 0, 0, 2]);
         assert_eq!(n.state(id, &ports, &t), HopState::Up);
-        n.set_liveness(a, 0, Liveness::Down);
+        assert!(n.set_probed(id));
+        assert!(n.set_liveness(a, 0, Liveness::Down));
         assert!(!n.adjacency(id, &ports, &t).resolved);
         assert_eq!(n.state(id, &ports, &t), HopState::Down);
         let ga = n.adjacency(g, &ports, &t);
         assert!(ga.glean && !ga.resolved);
         assert_eq!(ga.src_mac, [2, 0, 0, 0, 0, 1]);
         assert_eq!(n.adjacencies(&ports, &t).len(), 2);
+    }
+
+    /// A Down verdict the prober sent before its neighbour was released
+    /// arrives after the same address came back unprobed (a gleaned
+    /// host): it must not pin the new entry down.
+    #[test]
+    fn a_late_verdict_does_not_reach_an_unprobed_entry() {
+        let mut n = NextHops::default();
+        let a: Ipv6Addr = "2001:db8:1::2".parse().unwrap();
+        let (x, _) = n.neighbor(a, 1);
+        assert!(n.set_probed(x));
+        assert_eq!(n.release(x), Some((a, 1)));
+        let (y, new) = n.neighbor(a, 1);
+        assert!(new);
+        assert!(!n.set_liveness(a, 1, Liveness::Down));
+        assert_eq!(n.get(y).unwrap().liveness, Liveness::Unknown);
+        // Unprobed from the start: the same.
+        let (z, _) = n.neighbor("2001:db8:1::3".parse().unwrap(), 1);
+        assert!(!n.set_liveness("2001:db8:1::3".parse().unwrap(), 1, Liveness::Down));
+        assert_eq!(n.get(z).unwrap().liveness, Liveness::Unknown);
     }
 }

@@ -474,7 +474,15 @@ impl Worker {
                 match rx.try_recv() {
                     Ok(c) => self.command(c),
                     Err(mpsc::TryRecvError::Empty) => break,
-                    Err(mpsc::TryRecvError::Disconnected) => return,
+                    Err(mpsc::TryRecvError::Disconnected) => {
+                        // The daemon is stopping: the kernel would keep
+                        // (and keep probing) our managed entries forever.
+                        let keys: Vec<NextHopKey> = self.tracked.keys().copied().collect();
+                        for key in keys {
+                            self.release(key);
+                        }
+                        return;
+                    }
                 }
             }
             let mut events = Vec::new();
@@ -527,28 +535,7 @@ impl Worker {
                 self.publish();
             }
             Cmd::Release(key) => {
-                self.tracked.remove(&key);
-                // Only a managed entry, which resolve made and the kernel
-                // never ages out; an operator's permanent entry, or an
-                // ordinary one (aged out by the kernel), stays.
-                let ours = self
-                    .state
-                    .neighbors
-                    .get(&key)
-                    .is_some_and(|n| n.managed && n.state != NeighState::Permanent);
-                if ours {
-                    let seq = self.next_seq();
-                    let m = msg::delete_neigh(seq, key.0, key.1);
-                    // ENOENT: already gone, which is what we want.
-                    match self.transact("RTM_DELNEIGH", &m, |_| {}) {
-                        Ok(())
-                        | Err(NeighError::Kernel {
-                            errno: libc::ENOENT,
-                            ..
-                        }) => {}
-                        Err(e) => eprintln!("flatedge: neighbour {}: {e}", key.0),
-                    }
-                }
+                self.release(key);
                 self.publish();
             }
             Cmd::Resolve(key, reply) => {
@@ -570,6 +557,33 @@ impl Worker {
     }
 
     /// Managed first (unless refused before), then `NTF_USE`.
+    /// Stops tracking `key` and deletes the managed entry resolving made
+    /// (the kernel never ages those out); an operator's permanent entry,
+    /// or an ordinary one (aged out by the kernel), stays. Managed by the
+    /// resolve's own account as well as by what the table shows: the
+    /// kernel may not have told of the new entry yet.
+    fn release(&mut self, key: NextHopKey) {
+        let mode = self.tracked.remove(&key).map(|t| t.mode);
+        let seen = self.state.neighbors.get(&key);
+        let fixed =
+            seen.is_some_and(|n| matches!(n.state, NeighState::Permanent | NeighState::Noarp));
+        let managed = mode == Some(ResolveMode::Managed) || seen.is_some_and(|n| n.managed);
+        if !managed || fixed {
+            return;
+        }
+        let seq = self.next_seq();
+        let m = msg::delete_neigh(seq, key.0, key.1);
+        // ENOENT: already gone, which is what we want.
+        match self.transact("RTM_DELNEIGH", &m, |_| {}) {
+            Ok(())
+            | Err(NeighError::Kernel {
+                errno: libc::ENOENT,
+                ..
+            }) => {}
+            Err(e) => eprintln!("flatedge: neighbour {}: {e}", key.0),
+        }
+    }
+
     fn request_resolve(&mut self, (addr, ifindex): NextHopKey) -> Result<ResolveMode, NeighError> {
         // An operator's permanent entry (or one on a link without
         // resolution) is left as it is: asking for a managed entry
