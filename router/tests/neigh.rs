@@ -345,3 +345,52 @@ fn releases_and_shutdown_leave_no_managed_entry() {
         );
     }
 }
+
+/// The client starts while interfaces come and go: a link dump that
+/// changes while it runs ends interrupted (`NLM_F_DUMP_INTR`), which
+/// made the start, and so the daemon's, fail; it is now taken again.
+#[test]
+fn starts_while_links_come_and_go() {
+    require_root();
+    let lab = Lab::new();
+    // Enough links that a dump spans several reads.
+    let batch: String = (0..150)
+        .map(|i| format!("link add fxd{i} type veth peer name fxe{i}\n"))
+        .collect();
+    let file = std::env::temp_dir().join(format!("fxd-{}.batch", std::process::id()));
+    std::fs::write(&file, batch).expect("write the batch");
+    run(&["ip", "-n", &lab.ours, "-batch", file.to_str().unwrap()]);
+    let _ = std::fs::remove_file(&file);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let churn = {
+        let (ns, stop) = (lab.ours.clone(), stop.clone());
+        thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                run(&["ip", "-n", &ns, "link", "add", "fxchurn", "type", "veth"]);
+                run(&["ip", "-n", &ns, "link", "del", "fxchurn"]);
+            }
+        })
+    };
+    let ours = lab.ours.clone();
+    let body = thread::spawn(move || {
+        let file = File::open(format!("/run/netns/{ours}")).expect("open netns");
+        nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+        (0..30)
+            .map(|_| NeighClient::start().map(drop).map_err(|e| e.to_string()))
+            .filter_map(Result::err)
+            .collect::<Vec<String>>()
+    });
+    let r = body.join();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    churn.join().expect("churn thread");
+    drop(lab);
+    let failed = match r {
+        Ok(v) => v,
+        Err(e) => std::panic::resume_unwind(e),
+    };
+    assert!(
+        failed.is_empty(),
+        "{} of 30 starts failed: {failed:?}",
+        failed.len()
+    );
+}

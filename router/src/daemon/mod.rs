@@ -923,10 +923,19 @@ impl Daemon {
                 None => self.port_of(nh.addr),
             };
             let Some(port) = port else {
-                if self.unreachable_logged.insert(nh.addr) {
+                // Each address once, and at most MAX_HOSTS of them: a peer
+                // churning next hops must not grow the set for ever.
+                if self.unreachable_logged.len() < MAX_HOSTS
+                    && self.unreachable_logged.insert(nh.addr)
+                {
                     log!(
-                        "BGP next hop {} ({prefix}) is on no subnet of an [[interface]]: not used",
-                        nh.addr
+                        "BGP next hop {} ({prefix}) is on no subnet of an [[interface]]: not used{}",
+                        nh.addr,
+                        if self.unreachable_logged.len() == MAX_HOSTS {
+                            " (no more such next hops are logged)"
+                        } else {
+                            ""
+                        }
                     );
                 }
                 continue;

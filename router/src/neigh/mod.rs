@@ -352,7 +352,21 @@ impl NeighClient {
             shared: table.clone(),
             managed_refused: false,
         };
-        w.resync()?;
+        // A dump interrupted by a change (interfaces coming and going, as
+        // on a busy node) is taken again, as the thread does later.
+        let mut tries = 0;
+        loop {
+            match w.resync() {
+                Ok(()) => break,
+                Err(NeighError::Kernel {
+                    errno: libc::EINTR, ..
+                }) if tries < START_DUMP_TRIES => {
+                    tries += 1;
+                    std::thread::sleep(RESYNC_RETRY);
+                }
+                Err(e) => return Err(e),
+            }
+        }
         w.publish();
         let (tx, rx) = mpsc::channel();
         let wake = Arc::new(Wake::new().map_err(|source| NeighError::Io {
@@ -436,6 +450,9 @@ impl Drop for NeighClient {
 
 /// The neighbour thread's longest wait for an event or a command.
 const EVENT_WAIT: Duration = Duration::from_millis(20);
+
+/// Interrupted dumps the client takes again at start before it gives up.
+const START_DUMP_TRIES: u32 = 50;
 
 /// How long after a failed re-dump the client tries again.
 const RESYNC_RETRY: Duration = Duration::from_millis(100);

@@ -40,6 +40,9 @@ const NDA_LLADDR: u16 = 2;
 const NDA_FLAGS_EXT: u16 = 15;
 /// `ndm_flags`: kick resolution now.
 pub(crate) const NTF_USE: u8 = 0x01;
+/// `ndm_flags`: a proxy entry (answered for another host), not a
+/// neighbour.
+pub(crate) const NTF_PROXY: u8 = 0x08;
 /// `NDA_FLAGS_EXT`: the kernel keeps the entry resolved (Linux 5.16+).
 pub(crate) const NTF_EXT_MANAGED: u32 = 0x1;
 
@@ -202,7 +205,11 @@ pub(crate) fn done_errno(m: &Msg<'_>) -> i32 {
 pub(crate) fn error(m: &Msg<'_>) -> (i32, Option<String>) {
     let p = m.payload;
     if p.len() < 4 {
-        return (0, None);
+        // Not an ack: an ack carries its 0.
+        return (
+            -libc::EPROTO,
+            Some("truncated netlink error message".to_string()),
+        );
     }
     let err = i32::from_ne_bytes([p[0], p[1], p[2], p[3]]);
     let mut text = None;
@@ -283,7 +290,8 @@ pub(crate) struct NeighMsg {
 
 /// `None` for other families, proxies and malformed messages.
 pub(crate) fn parse_neigh(p: &[u8]) -> Option<NeighMsg> {
-    if p.len() < 12 || p[0] != AF_INET6 {
+    // ndmsg: family, pad, pad, ifindex, state, flags (byte 10), type.
+    if p.len() < 12 || p[0] != AF_INET6 || p[10] & NTF_PROXY != 0 {
         return None;
     }
     let mut addr = None;
@@ -336,6 +344,41 @@ mod tests {
             };
             assert_eq!(super::done_errno(&done), want, "{payload:?}");
         }
+    }
+
+    #[test]
+    fn a_truncated_error_is_not_an_ack() {
+        let ack = 0i32.to_ne_bytes();
+        let msg = |payload| super::Msg {
+            ty: super::NLMSG_ERROR,
+            flags: 0,
+            seq: 1,
+            payload,
+        };
+        assert_eq!(super::error(&msg(&ack[..])).0, 0);
+        assert_eq!(super::error(&msg(&ack[..2])).0, -libc::EPROTO);
+        assert_eq!(super::error(&msg(&[])).0, -libc::EPROTO);
+    }
+
+    #[test]
+    fn proxy_entries_are_not_neighbours() {
+        // ndmsg for 2001:db8::5 on ifindex 3, REACHABLE, and its NDA_DST.
+        let mut p = vec![0u8; 12];
+        p[0] = libc::AF_INET6 as u8;
+        p[4..8].copy_from_slice(&3u32.to_ne_bytes());
+        p[8..10].copy_from_slice(&0x02u16.to_ne_bytes());
+        p.extend_from_slice(&20u16.to_ne_bytes());
+        p.extend_from_slice(&super::NDA_DST.to_ne_bytes());
+        p.extend_from_slice(
+            &"2001:db8::5"
+                .parse::<std::net::Ipv6Addr>()
+                .unwrap()
+                .octets(),
+        );
+        let n = super::parse_neigh(&p).expect("a neighbour");
+        assert_eq!((n.ifindex, n.state), (3, 0x02));
+        p[10] = super::NTF_PROXY;
+        assert!(super::parse_neigh(&p).is_none(), "a proxy entry");
     }
 
     #[test]
