@@ -54,6 +54,10 @@ pub(crate) struct BlockAlloc {
     /// Compaction mode (`set_compacting`): the free extents (offset,
     /// length), merged and in order.
     compacting: Option<Vec<(u32, u32)>>,
+    /// The elements the array has room for (`None`: no limit): an
+    /// allocation that finds no free block of its class and would pass
+    /// it takes free space of other classes instead (`alloc_merged`).
+    limit: Option<u32>,
     /// Debug builds: the epoch (publish count) each element's block was
     /// allocated in, `NIL` while free: `check_fresh` catches a write into
     /// a block a snapshot may reach.
@@ -70,7 +74,15 @@ impl BlockAlloc {
         let off = if self.compacting.is_some() {
             self.alloc_low(n)
         } else {
-            self.free.get_mut(n as usize).and_then(Vec::pop)
+            let own = self.free.get_mut(n as usize).and_then(Vec::pop);
+            let full = self
+                .limit
+                .is_some_and(|cap| self.top.saturating_add(n) > cap);
+            if own.is_none() && full {
+                self.alloc_merged(n)
+            } else {
+                own
+            }
         };
         let off = off.unwrap_or_else(|| {
             self.top += n;
@@ -219,6 +231,25 @@ impl BlockAlloc {
     pub fn has_lower(&self, n: u32, off: u32) -> bool {
         let extents = self.compacting.as_deref().unwrap_or_default();
         self.first_fit(n).is_some_and(|i| extents[i].0 < off)
+    }
+
+    /// Sets the elements the array has room for.
+    pub fn set_limit(&mut self, cap: usize) {
+        self.limit = Some(u32::try_from(cap).unwrap_or(u32::MAX));
+    }
+
+    /// No free block of class `n` and no room above the top: the free
+    /// blocks of every class are merged, as compaction does, and the
+    /// lowest extent that holds `n` is taken; the rest go back to the free
+    /// lists in class-sized pieces. Blocks freed as one class would
+    /// otherwise never serve another, and churn that moves leaf runs
+    /// between classes grew the array past its room while a quarter of it
+    /// was in use. Rare (only at the limit); a sort of the free blocks.
+    fn alloc_merged(&mut self, n: u32) -> Option<u32> {
+        self.set_compacting(true);
+        let off = self.alloc_low(n);
+        self.set_compacting(false);
+        off
     }
 
     /// Takes the lowest place that fits class `n` (compaction mode).

@@ -57,7 +57,12 @@ impl<T: Copy> Region<T> {
     /// anonymous pages are zero). Fails if the kernel refuses the address
     /// space (a limit on it, or strict overcommit accounting).
     fn reserve(cap: usize) -> std::io::Result<Self> {
-        let bytes = cap * std::mem::size_of::<T>();
+        let bytes = cap
+            .checked_mul(std::mem::size_of::<T>())
+            .filter(|&b| b <= isize::MAX as usize)
+            .ok_or_else(|| {
+                std::io::Error::new(std::io::ErrorKind::InvalidInput, "more than memory holds")
+            })?;
         // SAFETY: an anonymous private mapping at an address of the
         // kernel's choosing touches no existing memory.
         let p = unsafe {
@@ -234,6 +239,14 @@ impl Store {
     /// Room for `nodes` trie nodes and `leaves` leaf runs; fails if the
     /// address space is refused.
     pub fn with_capacity(nodes: usize, leaves: usize) -> std::io::Result<Self> {
+        // Node indices are 29 bits in the direct table and root pages, leaf
+        // indices 32 bits in a chunk.
+        if nodes > crate::trie::VALUE_MASK as usize || leaves > u32::MAX as usize {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "more nodes or leaf runs than an index holds",
+            ));
+        }
         Ok(Store {
             nodes: Region::reserve(nodes)?,
             leaves: Region::reserve(leaves)?,

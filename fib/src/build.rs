@@ -22,7 +22,7 @@
 //! to the standby copy and are logged, so the other copy catches up by
 //! copying just those entries.
 
-use crate::alloc::{class_of, grow_to, BlockAlloc, NIL};
+use crate::alloc::{class_of, grow_to, BlockAlloc, MAX_CLASS, NIL};
 use crate::prefix::{mask, Prefix};
 use crate::trie::{Chunk, DirtyLog, Node, Trie, EXACT_FLAGS, EXACT_LENS, HAS128, NODE, PAGE};
 use std::collections::{BTreeMap, HashMap};
@@ -234,6 +234,20 @@ impl TrieBuilder {
     /// readers included).
     pub fn in_use(&self) -> (usize, usize) {
         (self.node_alloc.used as usize, self.leaf_alloc.used as usize)
+    }
+
+    /// The room of the store, which allocations keep within (see
+    /// `BlockAlloc::set_limit`).
+    pub fn set_limits(&mut self, nodes: usize, leaves: usize) {
+        self.node_alloc.set_limit(nodes);
+        self.leaf_alloc.set_limit(leaves);
+    }
+
+    /// Leaf runs the nodes queued for recomputation may take at the next
+    /// `flush`, at most (a node has at most 256 runs): leaf blocks are
+    /// allocated only then, so `in_use` does not count them yet.
+    pub fn pending_leaves(&self) -> usize {
+        self.queue.iter().map(Vec::len).sum::<usize>() * MAX_CLASS as usize
     }
 
     fn count(&self, f: impl FnOnce(&mut StoreWrites)) {

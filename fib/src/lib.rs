@@ -371,16 +371,20 @@ impl Fib {
     /// refuses the address space.
     pub fn try_with_capacity(nodes: usize, leaf_runs: usize) -> Result<Self, FibError> {
         let store = Store::with_capacity(nodes, leaf_runs).map_err(|e| FibError::Reserve {
-            bytes: nodes * std::mem::size_of::<trie::Node>() + leaf_runs * 4,
+            bytes: nodes
+                .saturating_mul(std::mem::size_of::<trie::Node>())
+                .saturating_add(leaf_runs.saturating_mul(4)),
             reason: e.to_string(),
         })?;
         let store = Arc::new(store);
+        let mut builder = TrieBuilder::default();
+        builder.set_limits(nodes, leaf_runs);
         Ok(Fib {
             shared: Arc::new(ArcSwap::from_pointee(Snapshot::new(Arc::clone(&store)))),
             standby: Arc::new(Snapshot::new(store)),
             log: DirtyLog::default(),
             ready: true,
-            builder: TrieBuilder::default(),
+            builder,
             groups: Groups::default(),
             generation: 0,
             copies: 0,
@@ -492,12 +496,28 @@ impl Fib {
         )
     }
 
+    /// Recomputes the queued nodes now (the work `publish` would do) to
+    /// count their leaf runs, which are allocated only then, so that one
+    /// large batch cannot take more than the store holds; returns the
+    /// leaf runs in use.
+    #[cold]
+    #[inline(never)]
+    fn flush_early(&mut self) -> usize {
+        let (builder, mut out) = self.out();
+        builder.flush(&mut out);
+        self.builder.in_use().1
+    }
+
     /// Adds or replaces the route for `prefix`. A route whose next hops
     /// change keeps its surviving flows on their members (see `group`).
     pub fn insert(&mut self, prefix: Prefix, nexthops: &[NextHop]) -> Result<(), FibError> {
         // One walk for the common case (a new route, or the same next hops
         // again): store the fresh group, then fix up if the route existed.
-        let (nodes, leaves) = self.builder.in_use();
+        let (nodes, mut leaves) = self.builder.in_use();
+        let pending = self.builder.pending_leaves();
+        if !self.standby.trie.store.has_room(nodes, leaves + pending) {
+            leaves = self.flush_early();
+        }
         if !self.standby.trie.store.has_room(nodes, leaves) && self.builder.get(prefix).is_none() {
             return Err(FibError::Full { nodes, leaves });
         }

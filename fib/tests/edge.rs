@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::net::Ipv6Addr;
 use std::path::PathBuf;
 
-use fib::{Fib, FibReader, NextHop, NextHopId, Prefix, Snapshot};
+use fib::{Fib, FibError, FibReader, NextHop, NextHopId, Prefix, Snapshot};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -1047,4 +1047,97 @@ fn store_writes_count_what_copy_on_write_writes() {
     );
     assert!(b.nodes_written > a.nodes_written, "{b:?}");
     assert!(b.leaf_runs_written > a.leaf_runs_written, "{b:?}");
+}
+
+/// The /32s of /24 number `x` under 2001::/16, next hops alternating so
+/// that the /24's node holds `runs_per_node` leaf runs (at most 256).
+fn alternating_32s(x: u128, runs_per_node: u32) -> Vec<(Prefix, u32)> {
+    (0..256u128)
+        .map(|s| {
+            let p = Prefix::new((0x2001u128 << 112) | (x << 104) | (s << 96), 32).unwrap();
+            // `runs_per_node` runs: change value every 256 / runs slots.
+            let step = (256 / runs_per_node.max(1)) as u128;
+            (p, 1 + ((s / step) % 2) as u32)
+        })
+        .collect()
+}
+
+/// One batch big enough to need more leaf runs than the store has: the
+/// leaf runs are only counted when `publish` writes them, so every insert
+/// was taken and `publish` overflowed the store and panicked. It must
+/// refuse (`Full`) instead, and publish what it took.
+#[test]
+fn one_batch_larger_than_the_leaf_store_is_refused_not_a_panic() {
+    let mut fib = Fib::with_capacity(64, 512);
+    let reader = fib.reader();
+    let mut taken = Vec::new();
+    let mut refused = 0;
+    for x in 0..3u128 {
+        for (p, nh) in alternating_32s(x, 256) {
+            match fib.insert(p, &[NextHop::new(nh)]) {
+                Ok(()) => taken.push((p, nh)),
+                Err(FibError::Full { .. }) => refused += 1,
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+    fib.publish();
+    assert!(refused > 0, "768 runs fit a store of 512");
+    let s = reader.load();
+    for (p, nh) in &taken {
+        assert_eq!(resolve(&s, p.bits() | 1), Some(*nh), "{p}");
+    }
+}
+
+/// Leaf blocks of ever smaller size classes, each phase freed before the
+/// next: the free blocks of one class did not serve the next, so the
+/// store's high-water mark grew phase after phase while the runs in use
+/// stayed under a quarter of it, until `publish` overflowed the store
+/// and panicked. Free space of a larger class now serves a smaller one.
+#[test]
+fn leaf_blocks_changing_size_class_do_not_overflow_the_store() {
+    let mut fib = Fib::with_capacity(65536, 4096);
+    let reader = fib.reader();
+    for (runs, nodes) in [(256, 4), (128, 6), (64, 12), (32, 25), (16, 50)] {
+        let mut all = Vec::new();
+        for x in 0..nodes {
+            let routes = alternating_32s(x, runs);
+            for &(p, nh) in &routes {
+                fib.insert(p, &[NextHop::new(nh)])
+                    .unwrap_or_else(|e| panic!("{runs} runs x {nodes}: {p}: {e}"));
+            }
+            fib.publish();
+            all.extend(routes);
+        }
+        let s = reader.load();
+        for &(p, nh) in &all {
+            assert_eq!(resolve(&s, p.bits() | 1), Some(nh), "{p}");
+        }
+        drop(s);
+        for &(p, _) in &all {
+            assert!(fib.remove(p));
+        }
+        fib.publish();
+        fib.publish();
+    }
+}
+
+/// A capacity no index or no mapping can hold is an error, not a panic
+/// or (in a release build, where the size wrapped) a store smaller than
+/// it says.
+#[test]
+fn an_impossible_capacity_is_an_error() {
+    for (nodes, leaves) in [
+        ((1usize << 57) + 1, 1024),
+        (1 << 30, 1024),
+        (1024, (1usize << 62) + 1),
+        (1024, 1 << 33),
+    ] {
+        match Fib::try_with_capacity(nodes, leaves) {
+            Err(FibError::Reserve { .. }) => {}
+            Err(e) => panic!("{nodes} nodes, {leaves} leaf runs: {e}"),
+            Ok(_) => panic!("{nodes} nodes, {leaves} leaf runs: a FIB"),
+        }
+    }
+    assert!(Fib::try_with_capacity(1 << 20, 1 << 24).is_ok());
 }
