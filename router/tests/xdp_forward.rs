@@ -603,10 +603,14 @@ fn worker_goes_idle_with_frames_waiting_for_a_down_link() {
         .recv_timeout(Duration::from_secs(5))
         .expect("the sink in s1 did not bind");
     ns(&lab.r, &["ip", "link", "set", "rs1", "down"]);
-    // 60 flows over the three sinks: about 20 of them go to rs1; the
-    // first wait in its ring, the others are dropped.
+    // 60 flows over the three sinks: about 20 of them go to rs1 and wait
+    // in its ring.
     common::send_udp_flows(&lab.c, CLIENT.parse().unwrap(), to, 60, 1).expect("udp sender");
     let (idle_before, idle_after) = idle_waits(&handle);
+    // The first frames may all have come in one batch, before any kick
+    // found rs1 down: 60 more, now that it is known down.
+    common::send_udp_flows(&lab.c, CLIENT.parse().unwrap(), to, 60, 1).expect("udp sender");
+    thread::sleep(Duration::from_millis(300));
     let refused = read(|r| r.ports[1].tx_link_down);
     let queued = read(|r| r.ports[1].tx);
     // Back up: the next kick after an idle wait sends the frames.
@@ -672,6 +676,9 @@ fn worker_writes_off_a_deleted_egress_interface_and_goes_idle() {
     thread::sleep(Duration::from_millis(300));
     let queued = read(|r| r.ports[1].tx);
     ns(&lab.r, &["ip", "link", "del", "rs1"]);
+    // The worker kicks rs1 at least every idle wait (10 ms) while frames
+    // are in flight: the next kick finds the socket unbound.
+    thread::sleep(Duration::from_millis(200));
     common::send_udp_flows(&lab.c, CLIENT.parse().unwrap(), to, 60, 1).expect("udp sender");
     let (idle_before, idle_after) = idle_waits(&handle);
     stop.store(true, Ordering::Relaxed);
