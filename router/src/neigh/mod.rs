@@ -451,6 +451,9 @@ impl Drop for NeighClient {
 /// The neighbour thread's longest wait for an event or a command.
 const EVENT_WAIT: Duration = Duration::from_millis(20);
 
+/// Event datagrams the neighbour thread takes before it publishes.
+const MAX_DATAGRAMS: usize = 256;
+
 /// Interrupted dumps the client takes again at start before it gives up.
 const START_DUMP_TRIES: u32 = 50;
 
@@ -513,17 +516,28 @@ impl Worker {
                     false
                 }
             };
-            match ready.then(|| self.ev.recv(&mut ebuf)) {
-                Some(Ok(n)) => {
-                    for m in msg::messages(&ebuf[..n]) {
-                        self.apply(&m, &mut events);
+            // Every datagram queued, up to a bound, published once: a
+            // publish copies the whole table, so one per datagram made a
+            // burst of events quadratic (and the socket overran).
+            for _ in 0..if ready { MAX_DATAGRAMS } else { 0 } {
+                match self.ev.recv_nowait(&mut ebuf) {
+                    Ok(n) => {
+                        for m in msg::messages(&ebuf[..n]) {
+                            self.apply(&m, &mut events);
+                        }
+                    }
+                    Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                        // Events were lost: re-dump, now and until it works.
+                        resync_due = Some(Instant::now());
+                        break;
+                    }
+                    Err(e) => {
+                        if e.kind() != std::io::ErrorKind::WouldBlock {
+                            eprintln!("flatedge: neighbour events: {e}");
+                        }
+                        break;
                     }
                 }
-                Some(Err(e)) if e.raw_os_error() == Some(libc::ENOBUFS) => {
-                    // Events were lost: re-dump, now and until it works.
-                    resync_due = Some(Instant::now());
-                }
-                _ => {} // nothing received
             }
             if resync_due.is_some_and(|t| Instant::now() >= t) {
                 match self.resync() {
@@ -817,12 +831,16 @@ impl Worker {
     fn publish_with(&mut self, mut events: Vec<NeighEvent>) {
         let old = std::mem::take(&mut self.state.nexthops);
         let mut nexthops = BTreeMap::new();
+        let named: std::collections::BTreeSet<NextHopKey> = events
+            .iter()
+            .filter_map(|e| match e {
+                NeighEvent::NextHop(k, _) => Some(*k),
+                _ => None,
+            })
+            .collect();
         for (key, t) in &self.tracked {
             let v = self.state.nexthop_view(*key, t.mode);
-            let already = events
-                .iter()
-                .any(|e| matches!(e, NeighEvent::NextHop(k, _) if k == key));
-            if old.get(key) != Some(&v) && !already {
+            if old.get(key) != Some(&v) && !named.contains(key) {
                 events.push(NeighEvent::NextHop(*key, v));
             }
             nexthops.insert(*key, v);

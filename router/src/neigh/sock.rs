@@ -153,10 +153,26 @@ impl NlSocket {
 
     /// Receives one datagram (one or more messages).
     pub(crate) fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.recv_flags(buf, 0)
+    }
+
+    /// [`NlSocket::recv`] without waiting: `WouldBlock` when nothing is
+    /// queued.
+    pub(crate) fn recv_nowait(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.recv_flags(buf, libc::MSG_DONTWAIT)
+    }
+
+    fn recv_flags(&self, buf: &mut [u8], flags: libc::c_int) -> io::Result<usize> {
         loop {
             // SAFETY: `buf` is valid and writable for `buf.len()` bytes.
-            let r =
-                unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+            let r = unsafe {
+                libc::recv(
+                    self.fd.as_raw_fd(),
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                    flags,
+                )
+            };
             if r >= 0 {
                 return Ok(r as usize);
             }
