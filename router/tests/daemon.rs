@@ -590,6 +590,26 @@ fn daemon_forwards_and_answers() {
     // The router's own address: ping and the BGP port reach r's kernel.
     let own = ping(&lab, &["-c", "2", "-i", "0.2", "-w", "4", R_CLIENT_SIDE]);
     assert!(own.0, "ping to the router itself failed: {}", own.1);
+    // So is an address added at run time on an interface flatedge does
+    // not manage (a loopback for BGP, a management address), once the
+    // next address sync (every second) has seen it.
+    run(&[
+        "ip",
+        "-n",
+        &lab.r,
+        "addr",
+        "add",
+        "2001:db8:ee::1/128",
+        "dev",
+        "lo",
+    ]);
+    let lo = ping(&lab, &["-c", "4", "-i", "0.5", "-w", "6", "2001:db8:ee::1"]);
+    assert!(
+        lo.0,
+        "ping to an address added to r's lo at run time failed: {}\n{}",
+        lo.1,
+        lab.log()
+    );
     let bgp = in_ns(&lab.r, || {
         let l = TcpListener::bind(SocketAddrV6::new(R_CLIENT_SIDE.parse().unwrap(), 179, 0, 0))
             .map_err(|e| format!("bind 179: {e}"))?;

@@ -223,6 +223,8 @@ pub struct Daemon {
     routes: BTreeMap<Prefix, Route>,
     addrs: BTreeMap<String, Vec<IfAddr>>,
     own_addrs: BTreeSet<Ipv6Addr>,
+    /// Own addresses the XDP map refused (full), logged once each.
+    own_refused: BTreeSet<Ipv6Addr>,
     neigh: NeighClient,
     prober: Option<Prober>,
     /// The next hops the prober follows (static and BGP ones).
@@ -461,6 +463,7 @@ impl Daemon {
             routes: BTreeMap::new(),
             addrs: BTreeMap::new(),
             own_addrs: BTreeSet::new(),
+            own_refused: BTreeSet::new(),
             prober: None,
             bgp: None,
             unreachable_logged: BTreeSet::new(),
@@ -742,9 +745,48 @@ impl Daemon {
         })
     }
 
+    /// Brings the XDP program's own-address map to `own`. An address the
+    /// map refuses (it is full) is left out of `own_addrs`, so that the
+    /// next sync tries it again; it is logged once.
+    fn sync_own_addrs(&mut self, own: BTreeSet<Ipv6Addr>) {
+        let mut kept = BTreeSet::new();
+        for &a in &own {
+            if self.own_addrs.contains(&a) {
+                kept.insert(a);
+                continue;
+            }
+            match self.prog.add_own_addr(a) {
+                Ok(()) => {
+                    kept.insert(a);
+                    self.own_refused.remove(&a);
+                }
+                Err(e) => {
+                    if self.own_refused.len() < MAX_HOSTS && self.own_refused.insert(a) {
+                        log!(
+                            "cannot add own address {a} to the XDP map: {e}; retrying every second"
+                        );
+                    }
+                }
+            }
+        }
+        for a in self.own_addrs.difference(&own) {
+            let _ = self.prog.remove_own_addr(*a);
+        }
+        self.own_refused.retain(|a| own.contains(a));
+        self.own_addrs = kept;
+    }
+
     /// Applies a fresh read of the interfaces' addresses: the XDP
     /// program's own-address map and the connected routes.
     fn sync_addrs(&mut self, all: BTreeMap<String, Vec<IfAddr>>) {
+        // Own addresses: every global address of the box, so that traffic
+        // to any of them (even one on an interface flatedge does not
+        // manage, such as a loopback) goes to the kernel. Before the
+        // ports' own check below: a change elsewhere counts too.
+        let own: BTreeSet<Ipv6Addr> = all.values().flatten().map(|a| a.addr).collect();
+        if own != self.own_addrs {
+            self.sync_own_addrs(own);
+        }
         let addrs: BTreeMap<String, Vec<IfAddr>> = self
             .ports
             .iter()
@@ -753,19 +795,6 @@ impl Daemon {
         if addrs == self.addrs {
             return;
         }
-        // Own addresses: every global address of the box, so that traffic
-        // to any of them (even one on a port we do not forward on) goes to
-        // the kernel.
-        let own: BTreeSet<Ipv6Addr> = all.values().flatten().map(|a| a.addr).collect();
-        for a in own.difference(&self.own_addrs) {
-            if let Err(e) = self.prog.add_own_addr(*a) {
-                log!("cannot add own address {a} to the XDP map: {e}");
-            }
-        }
-        for a in self.own_addrs.difference(&own) {
-            let _ = self.prog.remove_own_addr(*a);
-        }
-        self.own_addrs = own;
         // Connected routes: the subnets now, via each port's glean.
         let mut want: BTreeMap<Prefix, PortIndex> = BTreeMap::new();
         for (i, p) in self.ports.iter().enumerate() {
