@@ -1050,6 +1050,23 @@ fn daemon_restarts_on_its_interfaces() {
         "{}",
         lab.log()
     );
+    // The managed neighbour entries it made (the kernel never ages them
+    // out) go with it.
+    let r = lab.r.clone();
+    let managed = |when: &str| {
+        let t = run(&["ip", "-n", &r, "-6", "neigh", "show"]);
+        eprintln!("r's neighbours {when}:\n{t}");
+        t.lines().filter(|l| l.contains("managed")).count()
+    };
+    assert!(
+        managed("before the stop") > 0,
+        "no managed entry to check: the test would prove nothing"
+    );
     let (clean, log) = lab.stop_daemon();
     assert!(clean, "flatedge did not stop cleanly on SIGTERM:\n{log}");
+    assert_eq!(
+        managed("after the stop"),
+        0,
+        "flatedge left managed neighbour entries behind"
+    );
 }
