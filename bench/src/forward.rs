@@ -62,17 +62,27 @@ pub fn default_table() -> PathBuf {
 pub enum Impl {
     Ceiling,
     Linux,
+    /// Linux with the router's receive processing on the forwarder's core
+    /// (RPS), fed by trafgen in its paced mode (see `Trafgen::start`).
+    LinuxRps,
     BareXdp,
     Flatedge,
 }
 
 impl Impl {
-    pub const ALL: [Impl; 4] = [Impl::Ceiling, Impl::Linux, Impl::BareXdp, Impl::Flatedge];
+    pub const ALL: [Impl; 5] = [
+        Impl::Ceiling,
+        Impl::Linux,
+        Impl::LinuxRps,
+        Impl::BareXdp,
+        Impl::Flatedge,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Impl::Ceiling => "ceiling",
             Impl::Linux => "linux",
+            Impl::LinuxRps => "linux-rps",
             Impl::BareXdp => "bare-xdp",
             Impl::Flatedge => "flatedge",
         }
@@ -83,7 +93,9 @@ impl Impl {
             .into_iter()
             .find(|i| i.name() == s)
             .with_context(|| {
-                format!("unknown implementation {s:?} (ceiling, linux, bare-xdp, flatedge)")
+                format!(
+                    "unknown implementation {s:?} (ceiling, linux, linux-rps, bare-xdp, flatedge)"
+                )
             })
     }
 }
@@ -115,7 +127,11 @@ pub struct Row {
     pub delivered_ratio: Option<f64>,
     /// Frames the generator's veth dropped (the router's ring was full).
     pub gen_dropped_pps: f64,
-    /// Forwarder busy time per received packet (AF_XDP forwarders).
+    /// Forwarder busy time per received packet: the AF_XDP forwarders'
+    /// own account; for linux-rps the forwarder core's non-idle time in
+    /// `/proc/stat` (its softirqs: forwarding, the transmit, the sink's
+    /// receive, as the AF_XDP forwarders' syscalls do) per delivered
+    /// packet.
     pub fwd_ns_per_pkt: Option<f64>,
     /// The same without the time in syscalls (kicks, wakeups).
     pub fwd_ns_per_pkt_no_syscalls: Option<f64>,
@@ -226,7 +242,11 @@ fn trafgen_config(frame: usize) -> String {
 }
 
 impl Trafgen {
-    fn start(lab: &mut Lab, frame: usize) -> Result<Trafgen> {
+    /// `paced`: trafgen's paced mode (one `sendto` per frame, at a rate
+    /// above what it reaches, so as fast as that mode goes): the ring
+    /// mode stops at the first frame the receiver refuses, which a
+    /// receiver on another core (RPS) does as soon as its backlog is full.
+    fn start(lab: &mut Lab, frame: usize, paced: bool) -> Result<Trafgen> {
         let cfg = lab.temp_file(&format!("trafgen-{frame}.cfg"), &trafgen_config(frame))?;
         let err_path = lab.temp_file(&format!("trafgen-{frame}.err"), "")?;
         let err = std::fs::File::create(&err_path).context("trafgen's stderr file")?;
@@ -242,6 +262,11 @@ impl Trafgen {
                 "1",
                 "--no-sock-mem",
             ])
+            .args(if paced {
+                &["-b", "100000000pps"][..]
+            } else {
+                &[]
+            })
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(err)
@@ -337,7 +362,7 @@ fn start_impl(
             xdp_attach(&lab.rtr, &lab.ifs.rg, "xdp_drop")?;
             Running::Ceiling
         }
-        Impl::Linux => {
+        Impl::Linux | Impl::LinuxRps => {
             let refused = lab
                 .load_kernel_routes(routes)
                 .context("loading the table into the router's kernel")?;
@@ -346,6 +371,16 @@ fn start_impl(
                 &lab.rtr,
                 &["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"],
             )?;
+            // linux-rps: the router's receive processing (and so its
+            // forwarding) on the forwarder's core; without it the veth
+            // hands the frames to the backlog of the generator's core,
+            // and Linux forwards there, beside trafgen.
+            let cpus = if i == Impl::LinuxRps {
+                1u32 << FWD_CORE
+            } else {
+                0
+            };
+            set_rps(&lab.rtr, &lab.ifs.rg, cpus)?;
             Running::Linux
         }
         Impl::BareXdp => Running::Bare(xdpfwd::Bare::start(
@@ -365,14 +400,24 @@ fn start_impl(
     })
 }
 
+/// Sets the CPUs (a mask) that receive processing of `dev`'s queue 0 is
+/// steered to (RPS; 0: off, the receiving CPU itself).
+fn set_rps(ns: &str, dev: &str, cpus: u32) -> Result<()> {
+    let rps = format!("/sys/class/net/{dev}/queues/rx-0/rps_cpus");
+    ns_run(ns, &["sh", "-c", &format!("echo {cpus:x} > {rps}")]).map(|_| ())
+}
+
 fn stop_impl(lab: &Lab, r: Running) -> Result<()> {
     match r {
         Running::Ceiling => xdp_detach(&lab.rtr, &lab.ifs.rg),
-        Running::Linux => ns_run(
-            &lab.rtr,
-            &["sysctl", "-qw", "net.ipv6.conf.all.forwarding=0"],
-        )
-        .map(|_| ()),
+        Running::Linux => {
+            set_rps(&lab.rtr, &lab.ifs.rg, 0)?;
+            ns_run(
+                &lab.rtr,
+                &["sysctl", "-qw", "net.ipv6.conf.all.forwarding=0"],
+            )
+            .map(|_| ())
+        }
         Running::Bare(b) => {
             drop(b);
             Ok(())
@@ -472,6 +517,29 @@ fn fwd_columns(row: &mut Row, a: &FwdSnap, b: &FwdSnap) {
     }
 }
 
+/// Nanoseconds CPU `cpu` has spent not idle (`/proc/stat`, in ticks of
+/// 10 ms: about 0.2% of a 5 s run).
+fn cpu_busy_ns(cpu: usize) -> Result<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").context("/proc/stat")?;
+    let name = format!("cpu{cpu}");
+    let line = stat
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(name.as_str()))
+        .with_context(|| format!("no {name} in /proc/stat"))?;
+    let v: Vec<f64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|x| x.parse().unwrap_or(0.0))
+        .collect();
+    // user nice system idle iowait irq softirq steal ...
+    let busy: f64 = v.iter().take(8).sum::<f64>()
+        - v.get(3).unwrap_or(&0.0)
+        - v.get(4).unwrap_or(&0.0)
+        - v.get(7).unwrap_or(&0.0);
+    // USER_HZ, which /proc/stat counts in: 100 on every Linux ABI.
+    Ok(busy * 1e9 / 100.0)
+}
+
 /// Measures one implementation at one frame size.
 fn throughput(
     lab: &mut Lab,
@@ -488,11 +556,13 @@ fn throughput(
             Impl::Ceiling => (lab.rtr.clone(), lab.ifs.rg.clone()),
             _ => (lab.sink.clone(), lab.ifs.s0.clone()),
         };
-        let mut gen = Trafgen::start(lab, frame)?;
+        let mut gen = Trafgen::start(lab, frame, i == Impl::LinuxRps)?;
         sleep_checked(WARMUP)?;
         gen.check()?;
         let (s0, f0) = (snap(lab, &dst_ns, &dst_dev)?, fwd_snap(&running)?);
+        let c0 = cpu_busy_ns(FWD_CORE)?;
         sleep_checked(Duration::from_secs_f64(seconds))?;
+        let c1 = cpu_busy_ns(FWD_CORE)?;
         let (s1, f1) = (snap(lab, &dst_ns, &dst_dev)?, fwd_snap(&running)?);
         gen.check()?;
         gen.stop();
@@ -505,6 +575,9 @@ fn throughput(
         row.gen_dropped_pps = dropped as f64 / dt;
         row.delivered_pps = s1.dst.rx_packets.saturating_sub(s0.dst.rx_packets) as f64 / dt;
         fwd_columns(&mut row, &f0, &f1);
+        if i == Impl::LinuxRps && row.delivered_pps > 0.0 {
+            row.fwd_ns_per_pkt = Some((c1 - c0) / dt / row.delivered_pps);
+        }
         Ok(row)
     })();
     let stopped = stop_impl(lab, running);
@@ -706,8 +779,13 @@ pub fn print_table(rep: &Report, o: &Options) {
                     100.0 * fe.delivered_pps / b.delivered_pps
                 ));
             }
-            if let Some(l) = by("linux", f).filter(|l| l.delivered_pps > 0.0) {
-                parts.push(format!("{:.2}x linux", fe.delivered_pps / l.delivered_pps));
+            for linux in ["linux", "linux-rps"] {
+                if let Some(l) = by(linux, f).filter(|l| l.delivered_pps > 0.0) {
+                    parts.push(format!(
+                        "{:.2}x {linux}",
+                        fe.delivered_pps / l.delivered_pps
+                    ));
+                }
             }
             if !parts.is_empty() {
                 println!("flatedge at {f} B: {}", parts.join(", "));

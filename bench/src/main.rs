@@ -74,8 +74,10 @@ enum Command {
         /// Frame sizes in bytes without FCS (62..=1514), comma separated.
         #[arg(long, value_delimiter = ',', default_values_t = [64usize, 1514])]
         frame_sizes: Vec<usize>,
-        /// Implementations, comma separated (the ceiling is measured anyway).
-        #[arg(long, value_delimiter = ',', default_values_t = ["ceiling".to_string(), "linux".to_string(), "bare-xdp".to_string(), "flatedge".to_string()])]
+        /// Implementations, comma separated (the ceiling is measured
+        /// anyway): ceiling, linux, linux-rps (Linux forwarding on the
+        /// forwarder's core), bare-xdp, flatedge.
+        #[arg(long, value_delimiter = ',', default_values_t = ["ceiling".to_string(), "linux".to_string(), "linux-rps".to_string(), "bare-xdp".to_string(), "flatedge".to_string()])]
         r#impl: Vec<String>,
         /// Route table (default: the bundled 2021 BGP table).
         #[arg(long)]
