@@ -208,30 +208,55 @@ impl fmt::Debug for RteLpm6 {
 impl RteLpm6 {
     /// routes: (network address as u128 big-endian value, prefix length, next hop id)
     pub fn new(routes: &[(u128, u8, u32)]) -> Result<Self> {
+        let (needed, tbl8s) = Self::tbl8s_for(routes)?;
+        Self::create(routes, tbl8s, needed)
+    }
+
+    /// The tbl8 groups `routes` need, and those [`new`](Self::new) asks
+    /// for (10% more).
+    fn tbl8s_for(routes: &[(u128, u8, u32)]) -> Result<(usize, usize)> {
         let needed = tbl8_groups_needed(routes.iter().map(|&(a, l, _)| (a, l)));
         ensure!(
             needed <= MAX_TBL8S,
             "the table needs {needed} tbl8 groups, more than rte_lpm6's limit of {MAX_TBL8S}"
         );
         let tbl8s = needed + needed.div_ceil(10).max(64);
-        Self::with_tbl8s(routes, tbl8s.min(MAX_TBL8S))
+        Ok((needed, tbl8s.min(MAX_TBL8S)))
+    }
+
+    /// Starts EAL as [`new`](Self::new) of `routes` would, so that a
+    /// timed `new` measures the table's build alone (EAL maps its whole
+    /// `-m` at start).
+    pub fn start_eal(routes: &[(u128, u8, u32)]) -> Result<()> {
+        let (_, tbl8s) = Self::tbl8s_for(routes)?;
+        let (max_rules, tbl8s) = Self::sizes(routes, tbl8s)?;
+        ensure_eal(estimate_bytes(max_rules, tbl8s)).map(|_| ())
+    }
+
+    /// `max_rules` (the table's size, as the FIB issue asks) and
+    /// `number_tbl8s` as rte_lpm6 takes them.
+    fn sizes(routes: &[(u128, u8, u32)], number_tbl8s: usize) -> Result<(u32, u32)> {
+        let max_rules = u32::try_from(routes.len().max(1)).context("too many routes")?;
+        let number_tbl8s = u32::try_from(number_tbl8s).context("too many tbl8s")?;
+        Ok((max_rules, number_tbl8s))
     }
 
     /// Like [`new`](Self::new) with an explicit `number_tbl8s`.
     pub fn with_tbl8s(routes: &[(u128, u8, u32)], number_tbl8s: usize) -> Result<Self> {
+        let needed = tbl8_groups_needed(routes.iter().map(|&(a, l, _)| (a, l)));
+        Self::create(routes, number_tbl8s, needed)
+    }
+
+    fn create(routes: &[(u128, u8, u32)], number_tbl8s: usize, needed: usize) -> Result<Self> {
         for &(addr, len, nh) in routes {
             check_route(addr, len, nh)?;
         }
-        let needed = tbl8_groups_needed(routes.iter().map(|&(a, l, _)| (a, l)));
         ensure!(
             number_tbl8s <= MAX_TBL8S,
             "{number_tbl8s} tbl8 groups exceed rte_lpm6's limit of {MAX_TBL8S} \
              (the table needs {needed})"
         );
-        // Headroom so `add` can insert new rules (rte_lpm6 preallocates).
-        let max_rules = routes.len() + routes.len().div_ceil(10).max(64);
-        let max_rules = u32::try_from(max_rules).context("too many routes")?;
-        let number_tbl8s = u32::try_from(number_tbl8s).context("too many tbl8s")?;
+        let (max_rules, number_tbl8s) = Self::sizes(routes, number_tbl8s)?;
         ensure_eal(estimate_bytes(max_rules, number_tbl8s))?;
 
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
@@ -554,7 +579,16 @@ mod tests {
     #[test]
     fn dpdk_add_delete() {
         let mut routes = small_table();
-        let mut lpm = RteLpm6::new(&routes).unwrap();
+        // rte_lpm6 holds at most `max_rules`, the table's size: room for
+        // the new rules below, made by deleting placeholders first (a
+        // full table refuses a new rule with ENOSPC).
+        let spare: Vec<(u128, u8, u32)> = (0..8u128)
+            .map(|i| ((0x3fff_u128 << 112) | i, 128, 90))
+            .collect();
+        let mut lpm = RteLpm6::new(&[routes.clone(), spare.clone()].concat()).unwrap();
+        for &(a, l, _) in &spare {
+            lpm.delete(a, l).unwrap();
+        }
         let mut rng = StdRng::seed_from_u64(3);
         let steps: Vec<(bool, (u128, u8, u32))> = vec![
             (true, p("2001:db8:1:2:3::", 96, 100)),

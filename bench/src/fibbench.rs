@@ -69,8 +69,10 @@ impl Workload {
             if order.len() < UPDATE_BATCH {
                 break;
             }
+            // The previous batch lies at the end after the rotation: draw
+            // from before it.
             for i in 0..UPDATE_BATCH / 2 {
-                let j = rand::Rng::gen_range(&mut r, i..order.len());
+                let j = rand::Rng::gen_range(&mut r, i..order.len() - UPDATE_BATCH / 2);
                 order.swap(i, j);
             }
             deletes.push(order[..UPDATE_BATCH / 2].to_vec());
@@ -138,14 +140,16 @@ fn resolve(s: &Snapshot, g: Option<GroupId>) -> u32 {
 }
 
 /// Lookups per second of one reader thread that loads a snapshot per
-/// [`READER_BATCH`] addresses, for `dur`.
+/// [`READER_BATCH`] addresses, for `dur`, as a dataplane worker does it
+/// (through a `SnapshotCache`, kept between batches).
 fn reader_mlps(reader: &FibReader, addrs: &[u128], dur: Duration) -> f64 {
     let mut out = vec![None; READER_BATCH];
+    let mut snapshots = reader.cache();
     let t = Instant::now();
     let mut done = 0usize;
     while t.elapsed() < dur {
         for chunk in addrs.chunks(READER_BATCH) {
-            let snap = reader.load();
+            let snap = snapshots.load();
             snap.lookup_batch(chunk, &mut out[..chunk.len()]);
         }
         done += addrs.len();
@@ -224,9 +228,10 @@ fn flatedge(name: &str, routes: &[Route], w: &Workload, o: &Options) -> Result<(
     let before_updates = live_bytes();
     let writes_before = fib.store_writes();
     let mut publishes = 0u64;
+    let mut failed = 0u64;
     row.updates_per_s = Some(update_rate(routes, w, |u| match u {
         Update::Insert(r) => {
-            let _ = fib.insert(prefix(r), &[NextHop::new(r.nexthop)]);
+            failed += u64::from(fib.insert(prefix(r), &[NextHop::new(r.nexthop)]).is_err());
         }
         Update::Delete(r) => {
             fib.remove(prefix(r));
@@ -236,6 +241,9 @@ fn flatedge(name: &str, routes: &[Route], w: &Workload, o: &Options) -> Result<(
             fib.publish();
         }
     }));
+    if failed > 0 {
+        row.notes.push(format!("{failed} updates failed"));
+    }
     let writes = {
         let (a, b) = (writes_before, fib.store_writes());
         let per = |x: u64, y: u64| (y - x) as f64 / publishes.max(1) as f64;
@@ -281,7 +289,7 @@ fn flatedge(name: &str, routes: &[Route], w: &Workload, o: &Options) -> Result<(
         let deletes = w.deletes.clone();
         std::thread::spawn(move || {
             pin(writer_core);
-            let mut batches = 0usize;
+            let (mut batches, mut updates, mut failed) = (0usize, 0usize, 0usize);
             let mut prev: Vec<usize> = Vec::new();
             'outer: loop {
                 for batch in &deletes {
@@ -290,26 +298,41 @@ fn flatedge(name: &str, routes: &[Route], w: &Workload, o: &Options) -> Result<(
                     }
                     for &i in &prev {
                         let r = &routes[i];
-                        let _ = fib.insert(prefix(r), &[NextHop::new(r.nexthop)]);
+                        let ok = fib.insert(prefix(r), &[NextHop::new(r.nexthop)]).is_ok();
+                        failed += usize::from(!ok);
                     }
                     for &i in batch {
                         fib.remove(prefix(&routes[i]));
                     }
                     fib.publish();
                     batches += 1;
+                    // The first batch only deletes.
+                    updates += prev.len() + batch.len();
                     prev.clone_from(batch);
                 }
             }
-            batches
+            (batches, updates, failed, fib)
         })
     };
     pin(reader_core);
     let t = Instant::now();
     let churned = reader_mlps(&reader, &w.in_table, o.churn);
     stop.store(true, Ordering::Relaxed);
-    let batches = writer.join().unwrap_or(0);
-    let writer_rate = (batches * UPDATE_BATCH) as f64 / t.elapsed().as_secs_f64();
+    let (batches, updates, failed, mut fib) = writer
+        .join()
+        .map_err(|_| anyhow::anyhow!("the churn writer panicked"))?;
+    let writer_rate = updates as f64 / t.elapsed().as_secs_f64();
+    if failed > 0 {
+        row.notes
+            .push(format!("{failed} updates failed under churn"));
+    }
     row.mlps_in_table_under_updates = Some(churned);
+    // The store as `alone` found it (compacted), for the copier's run.
+    for _ in 0..8 {
+        if fib.compact().moved == 0 {
+            break;
+        }
+    }
     // The machine's own limit: the same reader while the other core only
     // copies memory (no FIB work at all).
     let beside_copy = {
@@ -393,6 +416,8 @@ fn prefix_trie(name: &str, routes: &[Route], w: &Workload, o: &Options) -> Resul
 fn rte_lpm6(name: &str, routes: &[Route], w: &Workload, o: &Options) -> Result<(Row, Vec<u32>)> {
     use crate::dpdk::RteLpm6;
     let rules: Vec<(u128, u8, u32)> = routes.iter().map(|r| (r.addr, r.len, r.nexthop)).collect();
+    // EAL's start (it maps its whole memory) is not the table's build.
+    RteLpm6::start_eal(&rules)?;
     let t = Instant::now();
     let mut lpm = RteLpm6::new(&rules)?;
     let build_ms = t.elapsed().as_secs_f64() * 1e3;
