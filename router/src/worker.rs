@@ -310,9 +310,21 @@ impl WorkerReport {
         self.ports.iter().map(|p| p.rx).sum()
     }
 
-    /// Nanoseconds in syscalls (kicks and wakeups) on all ports.
+    /// Nanoseconds in syscalls (kicks and wakeups) on all ports, at this
+    /// report's rate: the ports time them at the rate calibrated once
+    /// over 5 ms (`cpu::tsc_ns_per_tick`), busy time and the stages at
+    /// the worker's whole-life rate (`ns_per_tick`); busy time minus
+    /// syscalls must subtract like from like (a 1% difference is 5 ns of
+    /// the 60 outside syscalls).
     pub fn syscall_ns(&self) -> u64 {
-        self.ports.iter().map(|p| p.syscall_ns).sum()
+        let ns: u64 = self.ports.iter().map(|p| p.syscall_ns).sum();
+        let calibrated = crate::cpu::tsc_ns_per_tick();
+        // `ns_per_tick` is 1.0 until the worker's clock has run 1 ms, 0
+        // in a report the worker has not written yet.
+        if self.ns_per_tick <= 0.0 || self.ns_per_tick == 1.0 || calibrated <= 0.0 {
+            return ns;
+        }
+        (ns as f64 * self.ns_per_tick / calibrated) as u64
     }
 
     /// Nanoseconds of busy rounds.
