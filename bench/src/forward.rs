@@ -27,6 +27,7 @@ pub mod latency;
 pub mod xdpfwd;
 
 use std::collections::BTreeMap;
+use std::net::Ipv6Addr;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -107,6 +108,8 @@ pub struct Options {
     pub frame_sizes: Vec<usize>,
     pub impls: Vec<Impl>,
     pub table: PathBuf,
+    /// Destinations inside random table prefixes (0: the ECMP /128 only).
+    pub table_destinations: usize,
     pub latency: bool,
     /// The latency probes' rate (default: half the ceiling).
     pub latency_pps: Option<f64>,
@@ -212,9 +215,14 @@ struct Trafgen {
     err_path: PathBuf,
 }
 
-/// trafgen's packet configuration: Ethernet + IPv6 + UDP to the service,
-/// random source port, `frame` bytes (no FCS).
-fn trafgen_config(frame: usize) -> String {
+/// trafgen's packet configuration: Ethernet + IPv6 + UDP to each of
+/// `dsts` in turn (one packet each), random source port, `frame` bytes
+/// (no FCS).
+fn trafgen_config(frame: usize, dsts: &[Ipv6Addr]) -> String {
+    dsts.iter().map(|d| trafgen_packet(frame, *d)).collect()
+}
+
+fn trafgen_packet(frame: usize, dst: Ipv6Addr) -> String {
     let udp_len = frame - 54;
     let bytes = |b: &[u8]| {
         b.iter()
@@ -230,7 +238,7 @@ fn trafgen_config(frame: usize) -> String {
         "  0x60, 0x00, 0x00, 0x00, c16({udp_len}), 17, 64,\n"
     ));
     c.push_str(&format!("  {},\n", bytes(&GEN_ADDR.octets())));
-    c.push_str(&format!("  {},\n", bytes(&SERVICE.octets())));
+    c.push_str(&format!("  {},\n", bytes(&dst.octets())));
     c.push_str(&format!(
         "  drnd(2), c16({TRAFFIC_PORT}), c16({udp_len}), csumudp6(14, 54)"
     ));
@@ -246,8 +254,11 @@ impl Trafgen {
     /// above what it reaches, so as fast as that mode goes): the ring
     /// mode stops at the first frame the receiver refuses, which a
     /// receiver on another core (RPS) does as soon as its backlog is full.
-    fn start(lab: &mut Lab, frame: usize, paced: bool) -> Result<Trafgen> {
-        let cfg = lab.temp_file(&format!("trafgen-{frame}.cfg"), &trafgen_config(frame))?;
+    fn start(lab: &mut Lab, frame: usize, dsts: &[Ipv6Addr], paced: bool) -> Result<Trafgen> {
+        let cfg = lab.temp_file(
+            &format!("trafgen-{frame}.cfg"),
+            &trafgen_config(frame, dsts),
+        )?;
         let err_path = lab.temp_file(&format!("trafgen-{frame}.err"), "")?;
         let err = std::fs::File::create(&err_path).context("trafgen's stderr file")?;
         let cpu = GEN_CORE.to_string();
@@ -545,6 +556,7 @@ fn throughput(
     lab: &mut Lab,
     i: Impl,
     frame: usize,
+    dsts: &[Ipv6Addr],
     seconds: f64,
     routes: &Arc<Vec<table::Route>>,
     coalesce: router::worker::Coalesce,
@@ -556,7 +568,7 @@ fn throughput(
             Impl::Ceiling => (lab.rtr.clone(), lab.ifs.rg.clone()),
             _ => (lab.sink.clone(), lab.ifs.s0.clone()),
         };
-        let mut gen = Trafgen::start(lab, frame, i == Impl::LinuxRps)?;
+        let mut gen = Trafgen::start(lab, frame, dsts, i == Impl::LinuxRps)?;
         sleep_checked(WARMUP)?;
         gen.check()?;
         let (s0, f0) = (snap(lab, &dst_ns, &dst_dev)?, fwd_snap(&running)?);
@@ -650,6 +662,14 @@ pub fn run(o: &Options) -> Result<Report> {
         .output()
         .context("trafgen is missing: apt-get install netsniff-ng (scripts/setup.sh)")?;
     let routes = Arc::new(table::load(&o.table)?);
+    let dsts: Vec<Ipv6Addr> = if o.table_destinations == 0 {
+        vec![SERVICE]
+    } else {
+        crate::addrs::in_table(&routes, o.table_destinations, 7)
+            .into_iter()
+            .map(Ipv6Addr::from)
+            .collect()
+    };
     watch_signals()?;
     let mut lab = Lab::new()?;
     // The ceiling is always measured: the ratios need it.
@@ -661,7 +681,7 @@ pub fn run(o: &Options) -> Result<Report> {
     for &frame in &o.frame_sizes {
         let mut ceiling = None;
         for &i in &impls {
-            let mut row = throughput(&mut lab, i, frame, o.seconds, &routes, o.coalesce)?;
+            let mut row = throughput(&mut lab, i, frame, &dsts, o.seconds, &routes, o.coalesce)?;
             if i == Impl::Ceiling {
                 ceiling = Some(row.delivered_pps);
             }
@@ -705,6 +725,14 @@ pub fn print_table(rep: &Report, o: &Options) {
         o.seconds,
         WARMUP.as_secs()
     );
+    if o.table_destinations == 0 {
+        println!("traffic: to the ECMP /128, random source ports");
+    } else {
+        println!(
+            "traffic: to {} addresses inside random table prefixes in turn, random source ports",
+            o.table_destinations
+        );
+    }
     if o.coalesce.usecs == 0 {
         println!("flatedge: receive coalescing off (rx-usecs 0)");
     } else {

@@ -82,6 +82,11 @@ enum Command {
         /// Route table (default: the bundled 2021 BGP table).
         #[arg(long)]
         table: Option<PathBuf>,
+        /// Send to N addresses inside random prefixes of the table (one
+        /// trafgen packet each, sent in turn) instead of all to the ECMP
+        /// /128: every lookup then walks the table (0: the ECMP /128 only).
+        #[arg(long, default_value_t = 0)]
+        table_destinations: usize,
         /// Skip the latency runs.
         #[arg(long)]
         no_latency: bool,
@@ -197,6 +202,7 @@ fn main() -> Result<()> {
             frame_sizes,
             r#impl,
             table,
+            table_destinations,
             no_latency,
             latency_pps,
             rx_usecs,
@@ -226,6 +232,7 @@ fn main() -> Result<()> {
                     .map(|s| forward::Impl::parse(s))
                     .collect::<Result<Vec<_>>>()?,
                 table: table.unwrap_or_else(forward::default_table),
+                table_destinations,
                 latency: !no_latency,
                 latency_pps,
                 coalesce: router::worker::Coalesce {
