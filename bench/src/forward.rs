@@ -41,8 +41,8 @@ use router::worker::WorkerReport;
 use serde::Serialize;
 
 use lab::{
-    link_stats, ns_run, path_str, sleep_checked, xdp_attach, xdp_detach, Lab, LinkStats, GEN_ADDR,
-    INTERRUPTED, MAC_G0, MAC_RG, SERVICE, TRAFFIC_PORT,
+    link_stats, ns_run, path_str, set_rps, sleep_checked, xdp_attach, xdp_detach, Lab, LinkStats,
+    GEN_ADDR, INTERRUPTED, MAC_G0, MAC_RG, SERVICE, TRAFFIC_PORT,
 };
 use latency::Latency;
 
@@ -409,13 +409,6 @@ fn start_impl(
             coalesce,
         )?),
     })
-}
-
-/// Sets the CPUs (a mask) that receive processing of `dev`'s queue 0 is
-/// steered to (RPS; 0: off, the receiving CPU itself).
-fn set_rps(ns: &str, dev: &str, cpus: u32) -> Result<()> {
-    let rps = format!("/sys/class/net/{dev}/queues/rx-0/rps_cpus");
-    ns_run(ns, &["sh", "-c", &format!("echo {cpus:x} > {rps}")]).map(|_| ())
 }
 
 fn stop_impl(lab: &Lab, r: Running) -> Result<()> {

@@ -202,52 +202,66 @@ impl FibReader {
     /// A handle that keeps the current snapshot between batches, for a
     /// reader that loads one every batch (a dataplane worker).
     pub fn cache(&self) -> SnapshotCache {
-        SnapshotCache {
-            shared: Arc::clone(&self.shared),
-            cache: None,
-        }
+        Kept::new(Arc::clone(&self.shared))
     }
 }
 
-/// A reader's snapshot kept between batches. [`SnapshotCache::load`] is
-/// one relaxed pointer load and a compare while nothing was published,
-/// where [`FibReader::load`] takes a slot and gives it back with two
-/// locked instructions every batch. The cache holds its snapshot until the
-/// next `load` after a publish, or until [`SnapshotCache::release`]: a
-/// writer publishing meanwhile waits for it (for at most [`GRACE`], then
-/// copies instead), so a reader must `load` at least every few
-/// microseconds while it runs and `release` before it goes idle.
-pub struct SnapshotCache {
-    shared: Arc<ArcSwap<Snapshot>>,
-    cache: Option<arc_swap::Cache<Arc<ArcSwap<Snapshot>>, Arc<Snapshot>>>,
+/// A reader's snapshot kept between batches: see [`Kept`].
+pub type SnapshotCache = Kept<Snapshot>;
+
+/// A value published through an `ArcSwap`, kept by one reader between
+/// batches (the FIB snapshot, and the dataplane's adjacency table, which
+/// is published the same way). [`Kept::load`] is one relaxed pointer
+/// load and a compare while nothing was published, where an `ArcSwap`
+/// load takes a slot and gives it back with two locked instructions every
+/// batch. The value is held until the next `load` after a publish, or
+/// until [`Kept::release`]: for the FIB, a writer publishing meanwhile
+/// waits for it (for at most [`GRACE`], then copies instead), so a reader
+/// must `load` at least every few microseconds while it runs and
+/// `release` before it goes idle.
+pub struct Kept<T> {
+    shared: Arc<ArcSwap<T>>,
+    cache: Option<arc_swap::Cache<Arc<ArcSwap<T>>, Arc<T>>>,
 }
 
-impl SnapshotCache {
-    /// The current snapshot (the one kept, when nothing was published
-    /// since).
+impl<T> Kept<T> {
+    /// A handle on `shared` that holds nothing yet.
+    pub fn new(shared: Arc<ArcSwap<T>>) -> Self {
+        Kept {
+            shared,
+            cache: None,
+        }
+    }
+
+    /// The current value (the one kept, when nothing was published since).
     #[inline]
-    pub fn load(&mut self) -> &Snapshot {
+    pub fn load(&mut self) -> &T {
         let shared = &self.shared;
         self.cache
             .get_or_insert_with(|| arc_swap::Cache::new(Arc::clone(shared)))
             .load()
     }
 
-    /// Lets go of the kept snapshot (the next `load` takes the current
-    /// one again).
+    /// Lets go of the kept value (the next `load` takes the current one
+    /// again).
     pub fn release(&mut self) {
         self.cache = None;
     }
 
-    /// Whether a snapshot is kept.
+    /// Whether a value is kept.
     pub fn holds(&self) -> bool {
         self.cache.is_some()
     }
+
+    /// The shared handle it loads from.
+    pub fn shared(&self) -> &Arc<ArcSwap<T>> {
+        &self.shared
+    }
 }
 
-impl std::fmt::Debug for SnapshotCache {
+impl<T> std::fmt::Debug for Kept<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SnapshotCache")
+        f.debug_struct("Kept")
             .field("holds", &self.holds())
             .finish_non_exhaustive()
     }

@@ -53,7 +53,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use fib::{FibReader, SnapshotCache};
+use fib::{FibReader, Kept, SnapshotCache};
 
 use crate::cpu::{rdtsc, tsc_ns_between, tsc_ticks, TscClock};
 use crate::dataplane::ip6_input::OFF_DST;
@@ -214,43 +214,6 @@ impl Coalescer {
 /// (`table.store(Arc::new(v))`), the worker loads it once per batch.
 pub type AdjacencyTable = Arc<ArcSwap<Vec<Adjacency>>>;
 
-/// A worker's adjacency table, kept between batches like its FIB
-/// snapshot.
-struct AdjacencyCache {
-    table: AdjacencyTable,
-    cache: Option<arc_swap::Cache<AdjacencyTable, Arc<Vec<Adjacency>>>>,
-}
-
-impl AdjacencyCache {
-    fn new(table: AdjacencyTable) -> Self {
-        AdjacencyCache { table, cache: None }
-    }
-
-    #[inline]
-    fn load(&mut self) -> &[Adjacency] {
-        let table = &self.table;
-        self.cache
-            .get_or_insert_with(|| arc_swap::Cache::new(Arc::clone(table)))
-            .load()
-    }
-
-    fn release(&mut self) {
-        self.cache = None;
-    }
-
-    fn table(&self) -> AdjacencyTable {
-        Arc::clone(&self.table)
-    }
-}
-
-impl std::fmt::Debug for AdjacencyCache {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AdjacencyCache")
-            .field("holds", &self.cache.is_some())
-            .finish_non_exhaustive()
-    }
-}
-
 /// A new shared adjacency table holding `adjacencies`.
 pub fn adjacency_table(adjacencies: Vec<Adjacency>) -> AdjacencyTable {
     Arc::new(ArcSwap::from_pointee(adjacencies))
@@ -354,7 +317,7 @@ pub struct Worker {
     /// (one pointer compare per batch while nothing changed), let go
     /// before the worker blocks.
     fib: SnapshotCache,
-    adjacencies: AdjacencyCache,
+    adjacencies: Kept<Vec<Adjacency>>,
     macs: PortMacs,
     /// Counters and the ICMPv6 error rate limiter.
     pub state: WorkerState,
@@ -437,7 +400,7 @@ impl Worker {
             ports,
             ingress,
             fib: fib.cache(),
-            adjacencies: AdjacencyCache::new(adjacencies),
+            adjacencies: Kept::new(adjacencies),
             macs,
             state,
             stats: LoopStats::default(),
@@ -510,7 +473,7 @@ impl Worker {
 
     /// The shared adjacency table (a handle for the control side).
     pub fn adjacency_table(&self) -> AdjacencyTable {
-        self.adjacencies.table()
+        Arc::clone(self.adjacencies.shared())
     }
 
     /// The ports' MACs (a handle for the control side, which keeps them
@@ -597,9 +560,12 @@ impl Worker {
                     // Found down by this kick: what its ring had no room
                     // for is dropped, not held (see `egress_down`).
                     for frame in tx.drain(..) {
-                        self.state.counters.drop(DropReason::EgressDown);
-                        port.stats.tx_down_dropped += 1;
-                        self.pool.free(frame);
+                        drop_egress_down(
+                            &mut self.state.counters,
+                            &mut port.stats,
+                            &mut self.pool,
+                            frame,
+                        );
                     }
                 }
             } else if port.flush() {
@@ -695,24 +661,21 @@ impl Worker {
                 Verdict::Drop(_) | Verdict::Punt | Verdict::Continue => None,
             };
             match out {
-                Some(q)
-                    if q < ports
-                        && !self.ports[q].link_down()
-                        && self.tx[q].len() < self.tx[q].capacity() =>
-                {
-                    if frame.len() != lens[i] {
-                        self.pool.set_len(&mut frame, lens[i]);
-                    }
-                    self.tx[q].push(frame);
-                }
                 Some(q) if q >= ports => {
                     self.state.counters.drop(DropReason::NoEgressPort);
                     self.pool.free(frame);
                 }
-                Some(q) if self.ports[q].link_down() => {
-                    self.state.counters.drop(DropReason::EgressDown);
-                    self.ports[q].stats.tx_down_dropped += 1;
-                    self.pool.free(frame);
+                Some(q) if self.ports[q].link_down() => drop_egress_down(
+                    &mut self.state.counters,
+                    &mut self.ports[q].stats,
+                    &mut self.pool,
+                    frame,
+                ),
+                Some(q) if self.tx[q].len() < self.tx[q].capacity() => {
+                    if frame.len() != lens[i] {
+                        self.pool.set_len(&mut frame, lens[i]);
+                    }
+                    self.tx[q].push(frame);
                 }
                 Some(q) => {
                     self.ports[q].stats.tx_dropped += 1;
@@ -723,6 +686,20 @@ impl Worker {
         }
         n
     }
+}
+
+/// Drops a frame routed to a port whose link is down (or whose interface
+/// is gone), counted in the worker's `egress_down` and the port's
+/// `tx_down_dropped`.
+fn drop_egress_down(
+    counters: &mut Counters,
+    port: &mut PortStats,
+    pool: &mut FramePool,
+    frame: Frame,
+) {
+    counters.drop(DropReason::EgressDown);
+    port.tx_down_dropped += 1;
+    pool.free(frame);
 }
 
 /// Hands the destination of a packet that hit an unresolved connected

@@ -290,10 +290,7 @@ impl Lab {
         // latency probes it receives) must not run on the forwarder's
         // core, where an AF_XDP transmit would otherwise queue it (RPS
         // moves the receive processing to the generator's core).
-        let rps = format!("/sys/class/net/{}/queues/rx-0/rps_cpus", i.s0);
-        let mask = format!("{:x}", 1u32 << super::GEN_CORE);
-        ns_run(s, &["sh", "-c", &format!("echo {mask} > {rps}")])?;
-        Ok(())
+        set_rps(s, &i.s0, 1 << super::GEN_CORE)
     }
 
     /// Loads the table and the ECMP /128 into the router's kernel (`ip
@@ -394,4 +391,11 @@ pub fn link_stats(ns: &str, dev: &str) -> Result<LinkStats> {
 /// A file's path as a `&str` for a command line.
 pub fn path_str(p: &Path) -> Result<&str> {
     p.to_str().context("non-UTF-8 temporary path")
+}
+
+/// Sets the CPUs (a mask) that receive processing of `dev`'s queue 0 is
+/// steered to (RPS; 0: off, the receiving CPU itself).
+pub(crate) fn set_rps(ns: &str, dev: &str, cpus: u32) -> Result<()> {
+    let rps = format!("/sys/class/net/{dev}/queues/rx-0/rps_cpus");
+    ns_run(ns, &["sh", "-c", &format!("echo {cpus:x} > {rps}")]).map(|_| ())
 }

@@ -607,19 +607,21 @@ impl Port {
         } else {
             None
         };
-        if errno == Some(libc::ENXIO) {
-            self.gone = true;
-            self.stats.tx_lost += self.in_flight as u64;
-            self.in_flight = 0;
-        }
-        let down = errno == Some(libc::ENETDOWN) || self.gone;
-        if down && !self.gone {
-            self.stats.tx_link_down += 1;
-            let backoff = crate::cpu::tsc_ticks(DOWN_BACKOFF, self.ns_per_tick);
-            self.kick_after = t.wrapping_add(backoff).max(1);
+        match errno {
+            Some(libc::ENXIO) => {
+                self.gone = true;
+                self.stats.tx_lost += self.in_flight as u64;
+                self.in_flight = 0;
+            }
+            Some(libc::ENETDOWN) => {
+                self.stats.tx_link_down += 1;
+                let backoff = crate::cpu::tsc_ticks(DOWN_BACKOFF, self.ns_per_tick);
+                self.kick_after = t.wrapping_add(backoff).max(1);
+            }
+            _ => {}
         }
         self.stats.syscall_ns += crate::cpu::tsc_ns_since(t, self.ns_per_tick);
-        !down
+        !self.link_down()
     }
 
     /// Whether this port's kicks are held back because the link was down
@@ -627,12 +629,6 @@ impl Port {
     /// the worker.
     pub fn link_down(&self) -> bool {
         self.kick_after != 0 || self.gone
-    }
-
-    /// Whether the port's socket was found unbound: its interface was
-    /// deleted (see [`Port::kick`]).
-    pub fn gone(&self) -> bool {
-        self.gone
     }
 
     /// Gives transmitted frames back to the pool.
