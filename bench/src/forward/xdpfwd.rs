@@ -178,7 +178,7 @@ fn bare_loop(pool: &mut FramePool, ports: &mut [Port], stop: &AtomicBool, c: &Ba
         work += n;
         for mut f in rx.drain(..) {
             {
-                let mut d = pool.data_mut(&mut f);
+                let d = pool.data_mut(&mut f);
                 if d.len() >= 22 {
                     d[0..6].copy_from_slice(&MAC_S0);
                     d[6..12].copy_from_slice(&MAC_RS);

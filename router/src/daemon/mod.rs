@@ -1058,13 +1058,6 @@ impl Daemon {
                         what: format!("register the socket of {} queue {q}", p.name),
                         source,
                     })?;
-                if !port.prefetches() {
-                    log!(
-                        "{} queue {q}: the kernel refused a second mapping of the rx ring; \
-                         headers of frames waiting for a batch are not prefetched",
-                        p.name
-                    );
-                }
                 ports.push(port);
                 srcs.push(icmp_src[i]);
             }

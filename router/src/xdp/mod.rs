@@ -9,7 +9,8 @@
 
 pub mod bpf;
 pub mod port;
-mod ringview;
+mod prefetch;
+mod ring;
 
 pub use bpf::{XdpProgram, MAX_PORTS, MAX_QUEUES, PROG_NAME};
 pub use port::{wait_readable, Frame, FramePool, PoolConfig, Port, PortStats};

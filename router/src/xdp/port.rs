@@ -26,24 +26,30 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use xsk_rs::config::{
     BindFlags, FrameSize, Interface, LibxdpFlags, QueueSize, SocketConfig, UmemConfig,
 };
-use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, Socket, TxQueue, Umem};
+use xsk_rs::{CompQueue, FillQueue, RxQueue, Socket, TxQueue, Umem};
 
-use super::ringview::RxView;
+use super::prefetch::RxPrefetch;
+use super::ring::{Consumer, Producer, Which, XdpDesc};
 use super::XdpError;
 
 static NEXT_POOL_ID: AtomicU32 = AtomicU32::new(0);
 
-/// One UMEM frame, owned by whoever holds this value.
+/// One UMEM frame, owned by whoever holds this value: 16 bytes, moved
+/// between the rings, the pool and the worker's buffers as they are.
 #[derive(Debug)]
 pub struct Frame {
-    desc: FrameDesc,
+    /// Offset of the packet's first byte in the UMEM.
+    addr: u64,
+    /// Packet length.
+    len: u32,
     pool: u32,
 }
 
 impl Frame {
     /// Length of the packet in the frame.
+    #[inline]
     pub fn len(&self) -> usize {
-        self.desc.lengths().data()
+        self.len as usize
     }
 
     /// True when the frame holds no packet bytes.
@@ -83,14 +89,17 @@ pub struct FramePool {
     free: Vec<Frame>,
     id: u32,
     config: PoolConfig,
-    /// Scratch descriptors for ring operations, at full length from the
-    /// start: ring calls take slices of it (no allocation, and no
-    /// re-initialisation of the whole buffer per call).
-    scratch: Vec<FrameDesc>,
-    /// Address of the UMEM's first byte (a frame's data is at `base +
-    /// addr`), for prefetching.
-    base: usize,
+    /// The UMEM's first byte: a frame's data is at `base + addr`.
+    base: *mut u8,
+    /// `frame_size - 1` (a power of two): the offset of an address in
+    /// its chunk, without a division per packet.
+    chunk_mask: u64,
 }
+
+// SAFETY: `base` points into the UMEM this pool owns (through `umem`),
+// and a frame's bytes are only reached through the pool by whoever holds
+// the frame, so moving the pool to another thread moves that access too.
+unsafe impl Send for FramePool {}
 
 fn ring_size(size: u32) -> Result<QueueSize, XdpError> {
     QueueSize::new(size).map_err(|_| XdpError::Config("ring sizes must be powers of two"))
@@ -99,6 +108,9 @@ fn ring_size(size: u32) -> Result<QueueSize, XdpError> {
 impl FramePool {
     /// Allocates the UMEM (anonymous mmap, no huge pages).
     pub fn new(config: PoolConfig) -> Result<Self, XdpError> {
+        if !config.frame_size.is_power_of_two() {
+            return Err(XdpError::Config("the frame size must be a power of two"));
+        }
         let umem_config = UmemConfig::builder()
             .frame_size(
                 FrameSize::new(config.frame_size)
@@ -115,25 +127,49 @@ impl FramePool {
             detail: e.to_string(),
         })?;
         let id = NEXT_POOL_ID.fetch_add(1, Ordering::Relaxed);
-        let base = descs.first().map_or(0, |d| {
+        let base = descs.first().map_or(std::ptr::null_mut(), |d| {
             // SAFETY: the descriptor is one of this UMEM's; only the
             // address of its data is taken, nothing is read.
             let data = unsafe { umem.data(d) };
-            (data.contents().as_ptr() as usize).wrapping_sub(d.addr())
+            data.contents().as_ptr().cast_mut().wrapping_sub(d.addr())
         });
         let free = descs
             .into_iter()
-            .map(|desc| Frame { desc, pool: id })
+            .map(|d| Frame {
+                addr: d.addr() as u64,
+                len: 0,
+                pool: id,
+            })
             .collect();
-        let batch = config.fill_ring.max(config.rx_tx_ring) as usize;
         Ok(FramePool {
             umem,
             free,
             id,
             config,
-            scratch: vec![FrameDesc::default(); batch],
             base,
+            chunk_mask: u64::from(config.frame_size) - 1,
         })
+    }
+
+    /// Bytes from `frame`'s first packet byte to the end of its chunk of
+    /// the UMEM (chunks are `frame_size` long and aligned to it).
+    #[inline]
+    fn room(&self, frame: &Frame) -> usize {
+        (self.chunk_mask + 1 - (frame.addr & self.chunk_mask)) as usize
+    }
+
+    /// `frame`'s buffer from its first packet byte, `len` bytes long
+    /// (at most its room).
+    ///
+    /// # Safety
+    /// `len` is at most [`FramePool::room`], and the caller holds the
+    /// frame (exclusively, for a mutable use of the pointer).
+    #[inline]
+    unsafe fn ptr(&self, frame: &Frame) -> *mut u8 {
+        debug_assert!(
+            (frame.addr as usize) < self.config.frames as usize * self.config.frame_size as usize
+        );
+        self.base.wrapping_add(frame.addr as usize)
     }
 
     /// Frames waiting in the pool.
@@ -155,20 +191,19 @@ impl FramePool {
     /// The packet bytes of `frame`.
     pub fn data<'a>(&'a self, frame: &'a Frame) -> &'a [u8] {
         assert_eq!(frame.pool, self.id, "frame of another pool");
-        // SAFETY: the frame's descriptor comes from this pool's UMEM (checked
-        // above), and holding the `Frame` means neither the kernel (it is in
-        // no ring) nor other userspace code (Frame is not Clone) writes it.
-        unsafe { self.umem.data(&frame.desc) }.contents()
+        // SAFETY: the frame is one of this pool's UMEM (checked above), its
+        // length within its room (every length set is capped by it, and
+        // the kernel's are), and holding the `Frame` means neither the
+        // kernel (it is in no ring) nor other userspace code (Frame is not
+        // Clone) writes it.
+        unsafe { std::slice::from_raw_parts(self.ptr(frame), frame.len()) }
     }
 
     /// The packet bytes of `frame`, writable (length unchanged).
-    pub fn data_mut<'a>(
-        &'a self,
-        frame: &'a mut Frame,
-    ) -> impl std::ops::DerefMut<Target = [u8]> + 'a {
+    pub fn data_mut<'a>(&'a self, frame: &'a mut Frame) -> &'a mut [u8] {
         assert_eq!(frame.pool, self.id, "frame of another pool");
         // SAFETY: as in `data`; `&mut Frame` makes this the only access.
-        unsafe { self.umem.data_mut(&mut frame.desc) }
+        unsafe { std::slice::from_raw_parts_mut(self.ptr(frame), frame.len()) }
     }
 
     /// The whole buffer of `frame` from the packet's first byte to the end
@@ -176,45 +211,27 @@ impl FramePool {
     /// in place). The packet length is unchanged; see [`FramePool::set_len`].
     pub fn buffer_mut<'a>(&'a self, frame: &'a mut Frame) -> &'a mut [u8] {
         assert_eq!(frame.pool, self.id, "frame of another pool");
-        // SAFETY: as in `data_mut`.
-        let mut data = unsafe { self.umem.data_mut(&mut frame.desc) };
-        let len = data.contents().len();
-        let (ptr, cap) = {
-            let mut cursor = data.cursor();
-            let cap = cursor.buf_len();
-            cursor.set_pos(cap);
-            let whole = data.contents_mut();
-            (whole.as_mut_ptr(), whole.len())
-        };
-        data.cursor().set_pos(len);
-        // SAFETY: `ptr..ptr + cap` is this frame's data segment in the UMEM
-        // (what `DataMut` itself exposed), borrowed exclusively through
-        // `&'a mut Frame` for as long as the slice lives.
-        unsafe { std::slice::from_raw_parts_mut(ptr, cap) }
+        let room = self.room(frame);
+        // SAFETY: as in `data_mut`, over the frame's whole room.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr(frame), room) }
     }
 
     /// Sets the packet length of `frame` (capped at the frame's room), e.g.
     /// after a stage trimmed it or wrote a longer packet over it.
     pub fn set_len(&self, frame: &mut Frame, len: usize) {
         assert_eq!(frame.pool, self.id, "frame of another pool");
-        // SAFETY: as in `data_mut`.
-        let mut data = unsafe { self.umem.data_mut(&mut frame.desc) };
-        data.cursor().set_pos(len);
+        frame.len = len.min(self.room(frame)) as u32;
     }
 
     /// Replaces the packet in `frame` with `bytes` (to build a packet, e.g.
     /// an ICMPv6 error); false, frame unchanged, when it does not fit.
     pub fn write(&self, frame: &mut Frame, bytes: &[u8]) -> bool {
-        use std::io::Write;
-        assert_eq!(frame.pool, self.id, "frame of another pool");
-        // SAFETY: as in `data_mut`.
-        let mut data = unsafe { self.umem.data_mut(&mut frame.desc) };
-        let mut cursor = data.cursor();
-        if bytes.len() > cursor.buf_len() {
+        if bytes.len() > self.room(frame) {
             return false;
         }
-        cursor.set_pos(0);
-        cursor.write_all(bytes).is_ok()
+        self.buffer_mut(frame)[..bytes.len()].copy_from_slice(bytes);
+        frame.len = bytes.len() as u32;
+        true
     }
 }
 
@@ -315,19 +332,23 @@ impl FillDeficit {
 pub struct Port {
     ifname: String,
     queue: u32,
-    tx: TxQueue,
-    rx: RxQueue,
-    fillq: FillQueue,
-    comp: CompQueue,
+    /// xsk-rs's handles: they own the socket (and the fill and completion
+    /// rings' first mapping); the rings are run through the fields below.
+    xsk_rx: RxQueue,
+    _xsk: (TxQueue, FillQueue, CompQueue),
+    rx: Consumer<XdpDesc>,
+    tx: Producer<XdpDesc>,
+    fillq: Producer<u64>,
+    comp: Consumer<u64>,
     /// Frames in the tx ring not yet back through the completion ring.
     in_flight: usize,
     /// Fill-ring slots known to be free, counted from the frames received.
     fill: FillDeficit,
-    /// A read-only view of the rx ring, for prefetching (`None` where the
-    /// second mapping was refused).
-    rx_view: Option<RxView>,
+    /// How far the headers of frames waiting in the rx ring were
+    /// prefetched.
+    rx_prefetch: RxPrefetch,
     /// Frames the last [`Port::rx_pending`] counted, since the last
-    /// receive (0 after it): published descriptors the view may read.
+    /// receive (0 after it): published descriptors prefetching may read.
     pending: u32,
     /// See [`crate::cpu::tsc_ns_per_tick`].
     ns_per_tick: f64,
@@ -369,16 +390,24 @@ impl Port {
             what: "create the AF_XDP socket",
             detail: format!("({ifname}, {queue}) is already bound on this UMEM"),
         })?;
+        let fd = rx.fd().as_raw_fd();
+        let map_err = |e: std::io::Error| XdpError::Xsk {
+            what: "map the AF_XDP socket's rings",
+            detail: e.to_string(),
+        };
+        let (fr, rtr) = (pool.config.fill_ring, pool.config.rx_tx_ring);
         let mut port = Port {
             ifname: ifname.to_owned(),
             queue,
-            tx,
-            rx,
-            fillq: fill,
-            comp,
+            rx: Consumer::map(fd, Which::Rx, rtr).map_err(map_err)?,
+            tx: Producer::map(fd, Which::Tx, rtr).map_err(map_err)?,
+            fillq: Producer::map(fd, Which::Fill, fr).map_err(map_err)?,
+            comp: Consumer::map(fd, Which::Completion, fr).map_err(map_err)?,
+            xsk_rx: rx,
+            _xsk: (tx, fill, comp),
             in_flight: 0,
             fill: FillDeficit::new(pool.config.fill_ring as usize),
-            rx_view: None,
+            rx_prefetch: RxPrefetch::default(),
             pending: 0,
             ns_per_tick: crate::cpu::tsc_ns_per_tick(),
             kick_after: 0,
@@ -386,7 +415,6 @@ impl Port {
             stats: PortStats::default(),
         };
         port.refill(pool);
-        port.rx_view = RxView::map(port.fd(), pool.config.rx_tx_ring).ok();
         Ok(port)
     }
 
@@ -402,7 +430,7 @@ impl Port {
 
     /// The socket's fd, for the XSKMAP and for poll().
     pub fn fd(&self) -> RawFd {
-        self.rx.fd().as_raw_fd()
+        self.xsk_rx.fd().as_raw_fd()
     }
 
     /// Moves free frames from the pool into the fill ring once at least
@@ -421,27 +449,26 @@ impl Port {
         if pool.free.is_empty() {
             return 0;
         }
-        let want = self.fillq.nb_free(owed) as usize;
-        let n = want.min(pool.free.len()).min(pool.scratch.len());
+        let want = self.fillq.free(owed) as usize;
+        let n = want.min(pool.free.len());
         if n == 0 {
             return 0;
         }
         let start = pool.free.len() - n;
-        for (d, f) in pool.scratch.iter_mut().zip(&pool.free[start..]) {
-            *d = f.desc;
+        // The frames leave the pool for the ring: free frames of this
+        // pool's UMEM, which this port's socket is bound to.
+        for (i, f) in pool.free.drain(start..).enumerate() {
+            self.fillq.write(i as u32, f.addr);
         }
-        // SAFETY: the descriptors are free frames of this pool's UMEM, which
-        // this port's socket is bound to; nobody else accesses them.
-        let done = unsafe { self.fillq.produce(&pool.scratch[..n]) };
-        // produce() is all or nothing; whatever it took leaves the pool.
-        pool.free.truncate(pool.free.len() - done);
+        self.fillq.submit(n as u32);
+        let done = n;
         // What the pool could not give stays owed to the next refill.
         self.fill.refilled(done);
-        if done > 0 && self.fillq.needs_wakeup() {
+        if self.fillq.needs_wakeup() {
             self.stats.fill_wakeups += 1;
             let t = crate::cpu::rdtsc();
             // A failed poll only delays the wakeup to the next batch.
-            let _ = self.fillq.wakeup(self.rx.fd_mut(), 0);
+            let _ = self._xsk.1.wakeup(self.xsk_rx.fd_mut(), 0);
             self.stats.syscall_ns += crate::cpu::tsc_ns_since(t, self.ns_per_tick);
         }
         done
@@ -450,24 +477,24 @@ impl Port {
     /// Frames waiting in the rx ring (the count [`Port::prefetch_pending`]
     /// works from until the next receive).
     pub fn rx_pending(&mut self) -> u32 {
-        self.pending = self.rx.nb_avail_exact();
+        self.pending = self.rx.available_exact();
         self.pending
     }
 
     /// While frames wait in the rx ring (receive coalescing): prefetches
     /// the headers of those [`Port::rx_pending`] last counted whose whole
     /// line of descriptors the kernel has finished and that were not
-    /// prefetched yet (see `RxView`). Returns whether there was
+    /// prefetched yet (see `RxPrefetch`). Returns whether there was
     /// anything to do ([`Port::prefetch_due`]).
     pub fn prefetch_pending(&mut self, pool: &FramePool) -> bool {
         self.prefetch_with(pool, |_| {})
     }
 
-    /// Whether [`Port::prefetch_pending`] has anything to do: a view, and
+    /// Whether [`Port::prefetch_pending`] has anything to do:
     /// a whole new line of descriptors among those last counted.
     #[inline]
     pub fn prefetch_due(&self) -> bool {
-        self.rx_view.as_ref().is_some_and(|v| v.due(self.pending))
+        self.rx_prefetch.due(&self.rx, self.pending)
     }
 
     /// [`Port::prefetch_pending`], returning the addresses of the headers
@@ -480,34 +507,32 @@ impl Port {
         out
     }
 
-    /// Whether frames' headers are prefetched while they wait: false where
-    /// the kernel refused the second mapping of the rx ring.
-    pub fn prefetches(&self) -> bool {
-        self.rx_view.is_some()
-    }
-
     fn prefetch_with(&mut self, pool: &FramePool, seen: impl FnMut(usize)) -> bool {
         let pending = self.pending;
-        self.rx_view
-            .as_mut()
-            .is_some_and(|v| v.prefetch(pool.base, pending, seen))
+        self.rx_prefetch
+            .prefetch(&self.rx, pool.base as usize, pending, seen)
     }
 
     /// Receives up to `max` frames, appended to `out`.
     pub fn recv(&mut self, pool: &mut FramePool, out: &mut Vec<Frame>, max: usize) -> usize {
-        let m = max.min(pool.scratch.len());
-        // SAFETY: the rx ring only carries frames of this pool's UMEM (the
-        // fill ring was filled from it); they become ours here.
-        let n = unsafe { self.rx.consume(&mut pool.scratch[..m]) };
+        let n = self.rx.available(max.min(u32::MAX as usize) as u32);
         self.pending = 0;
         let mut bytes = 0;
-        out.extend(pool.scratch[..n].iter().map(|&desc| {
-            bytes += desc.lengths().data() as u64;
+        let id = pool.id;
+        // The rx ring only carries frames of this pool's UMEM (the fill
+        // ring was filled from it); they become ours here.
+        let rx = &self.rx;
+        out.extend((0..n).map(|i| {
+            let d = rx.read(i);
+            bytes += u64::from(d.len);
             Frame {
-                desc,
-                pool: pool.id,
+                addr: d.addr,
+                len: d.len,
+                pool: id,
             }
         }));
+        self.rx.release(n);
+        let n = n as usize;
         self.fill.received(n);
         self.stats.rx += n as u64;
         self.stats.rx_bytes += bytes;
@@ -519,21 +544,27 @@ impl Port {
     /// Kicks the kernel (sendto) when the ring asks, which in copy mode is
     /// when transmission happens.
     pub fn send(&mut self, pool: &mut FramePool, frames: &mut Vec<Frame>) -> usize {
-        let n = (self.tx.nb_free(frames.len() as u32) as usize)
-            .min(frames.len())
-            .min(pool.scratch.len());
-        let mut done = 0;
-        if n > 0 {
-            for (d, f) in pool.scratch.iter_mut().zip(&frames[..n]) {
+        let want = frames.len().min(u32::MAX as usize) as u32;
+        let done = (self.tx.free(want) as usize).min(frames.len());
+        if done > 0 {
+            let mut bytes = 0;
+            // The frames belong to this pool's UMEM (checked), which this
+            // socket is bound to; their ownership goes to the ring.
+            for (i, f) in frames.drain(..done).enumerate() {
                 assert_eq!(f.pool, pool.id, "frame of another pool");
-                *d = f.desc;
+                bytes += u64::from(f.len);
+                self.tx.write(
+                    i as u32,
+                    XdpDesc {
+                        addr: f.addr,
+                        len: f.len,
+                        options: 0,
+                    },
+                );
             }
-            // SAFETY: the frames belong to this pool's UMEM (checked), which
-            // this socket is bound to, and we give up their ownership below.
-            done = unsafe { self.tx.produce(&pool.scratch[..n]) };
+            self.tx.submit(done as u32);
             self.in_flight += done;
-            self.stats.tx_bytes += frames[..done].iter().map(|f| f.len() as u64).sum::<u64>();
-            frames.drain(..done);
+            self.stats.tx_bytes += bytes;
         }
         self.stats.tx += done as u64;
         self.stats.tx_ring_full += (frames.len()) as u64;
@@ -633,15 +664,19 @@ impl Port {
 
     /// Gives transmitted frames back to the pool.
     pub fn reclaim(&mut self, pool: &mut FramePool) -> usize {
-        // SAFETY: the completion ring only returns frames this port put in
-        // its tx ring, all from this pool's UMEM.
-        let n = unsafe { self.comp.consume(&mut pool.scratch) };
-        self.in_flight = self.in_flight.saturating_sub(n);
+        // The completion ring only returns frames this port put in its tx
+        // ring, all from this pool's UMEM.
+        let n = self.comp.available(u32::MAX);
         let id = pool.id;
-        for i in 0..n {
-            let desc = pool.scratch[i];
-            pool.free.push(Frame { desc, pool: id });
-        }
+        let comp = &self.comp;
+        pool.free.extend((0..n).map(|i| Frame {
+            addr: comp.read(i),
+            len: 0,
+            pool: id,
+        }));
+        self.comp.release(n);
+        let n = n as usize;
+        self.in_flight = self.in_flight.saturating_sub(n);
         n
     }
 }
