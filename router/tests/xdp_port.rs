@@ -141,6 +141,8 @@ impl Lab {
 struct Forwarded {
     frames: u64,
     dropped_hop_limit: u64,
+    /// Whether the ports ran their rings on their own mapping.
+    own_rings: [bool; 2],
 }
 
 /// Rewrites a frame for the egress side; false when it must be dropped.
@@ -158,6 +160,7 @@ fn rewrite(data: &mut [u8], src: [u8; 6], dst: [u8; 6]) -> bool {
 /// (or error) on `ready` first.
 fn forwarder(
     r_ns: String,
+    own_rings: bool,
     stop: Arc<AtomicBool>,
     ready: mpsc::Sender<Result<(), String>>,
 ) -> Forwarded {
@@ -184,7 +187,8 @@ fn forwarder(
             prog.attach(ifindex).map_err(|e| format!("{name}: {e}"))?;
             prog.set_port_slot(ifindex, slot)
                 .map_err(|e| e.to_string())?;
-            let port = Port::open(&mut pool, name, 0).map_err(|e| format!("{name}: {e}"))?;
+            let port = Port::open_with(&mut pool, name, 0, own_rings)
+                .map_err(|e| format!("{name}: {e}"))?;
             prog.insert_xsk(slot, 0, port.fd())
                 .map_err(|e| e.to_string())?;
             ports.push(port);
@@ -208,7 +212,10 @@ fn forwarder(
     };
     // Egress rewrite per ingress port: (our MAC on the egress side, next hop's MAC).
     let egress = [(MAC_RB, MAC_B0), (MAC_RA, MAC_A0)];
-    let mut stats = Forwarded::default();
+    let mut stats = Forwarded {
+        own_rings: [ports[0].own_rings(), ports[1].own_rings()],
+        ..Forwarded::default()
+    };
     let mut batch: Vec<Frame> = Vec::with_capacity(64);
     let mut pending: [Vec<Frame>; 2] = [Vec::with_capacity(1024), Vec::with_capacity(1024)];
     while !stop.load(Ordering::Relaxed) {
@@ -245,6 +252,17 @@ fn forwarder(
 
 #[test]
 fn xdp_ports_forward_transit_and_pass_own_traffic() {
+    forward_transit_and_pass_own_traffic(true);
+}
+
+/// The same through xsk-rs's ring calls, which run the rings where the
+/// kernel refuses to map a bound socket's rings (before Linux 6.4).
+#[test]
+fn xdp_ports_forward_through_xsk_rs_rings() {
+    forward_transit_and_pass_own_traffic(false);
+}
+
+fn forward_transit_and_pass_own_traffic(own_rings: bool) {
     common::require_root_and_tools("tests/xdp_port.rs");
     let lab = Lab::new();
 
@@ -262,7 +280,7 @@ fn xdp_ports_forward_transit_and_pass_own_traffic() {
     let fwd = {
         let (r, stop2) = (lab.r.clone(), stop.clone());
         spawn_ready("forwarder in r", &stop, move |ready| {
-            forwarder(r, stop2, ready)
+            forwarder(r, own_rings, stop2, ready)
         })
     };
 
@@ -350,6 +368,9 @@ fn xdp_ports_forward_transit_and_pass_own_traffic() {
         "flood ping a -> b lost packets: {}\nforwarder: {stats:?}",
         flood.1
     );
+    // This kernel maps a bound socket's rings, so a port opened to run
+    // its own does (the test would not cover them otherwise).
+    assert_eq!(stats.own_rings, [own_rings; 2], "{stats:?}");
     assert!(own_a.0, "ping a -> r (2001:db8:a::1) failed: {}", own_a.1);
     assert!(own_b.0, "ping a -> r (2001:db8:b::1) failed: {}", own_b.1);
     // Every request and reply of both transit pings went through userspace.

@@ -1058,6 +1058,14 @@ impl Daemon {
                         what: format!("register the socket of {} queue {q}", p.name),
                         source,
                     })?;
+                if !port.own_rings() {
+                    log!(
+                        "{} queue {q}: the kernel refused to map the socket's rings \
+                         (Linux before 6.4); they run through xsk-rs's calls \
+                         (a call into libxdp per descriptor), without header prefetch",
+                        p.name
+                    );
+                }
                 ports.push(port);
                 srcs.push(icmp_src[i]);
             }

@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use xsk_rs::config::{
     BindFlags, FrameSize, Interface, LibxdpFlags, QueueSize, SocketConfig, UmemConfig,
 };
-use xsk_rs::{CompQueue, FillQueue, RxQueue, Socket, TxQueue, Umem};
+use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, Socket, TxQueue, Umem};
 
 use super::prefetch::RxPrefetch;
 use super::ring::{Consumer, Producer, Which, XdpDesc};
@@ -94,6 +94,12 @@ pub struct FramePool {
     /// `frame_size - 1` (a power of two): the offset of an address in
     /// its chunk, without a division per packet.
     chunk_mask: u64,
+    /// For ports that run their rings through xsk-rs (kernels before 6.4,
+    /// see [`Port::own_rings`]): each chunk's descriptor as xsk-rs made
+    /// it (a frame's address is always its chunk's: the kernel receives
+    /// at the same offset), and scratch descriptors for its ring calls.
+    descs: Vec<FrameDesc>,
+    scratch: Vec<FrameDesc>,
 }
 
 // SAFETY: `base` points into the UMEM this pool owns (through `umem`),
@@ -134,7 +140,7 @@ impl FramePool {
             data.contents().as_ptr().cast_mut().wrapping_sub(d.addr())
         });
         let free = descs
-            .into_iter()
+            .iter()
             .map(|d| Frame {
                 addr: d.addr() as u64,
                 len: 0,
@@ -148,6 +154,8 @@ impl FramePool {
             config,
             base,
             chunk_mask: u64::from(config.frame_size) - 1,
+            descs,
+            scratch: vec![FrameDesc::default(); config.fill_ring.max(config.rx_tx_ring) as usize],
         })
     }
 
@@ -156,6 +164,23 @@ impl FramePool {
     #[inline]
     fn room(&self, frame: &Frame) -> usize {
         (self.chunk_mask + 1 - (frame.addr & self.chunk_mask)) as usize
+    }
+
+    /// xsk-rs's descriptor of `frame` (for a port without its own rings).
+    fn xsk_desc(&self, frame: &Frame) -> FrameDesc {
+        assert_eq!(frame.pool, self.id, "frame of another pool");
+        let chunk = (frame.addr / (self.chunk_mask + 1)) as usize;
+        let mut d = self.descs[chunk];
+        assert_eq!(
+            d.addr() as u64,
+            frame.addr,
+            "a frame not at its chunk's offset"
+        );
+        // SAFETY: one of this UMEM's descriptors; only its length is set.
+        unsafe { self.umem.data_mut(&mut d) }
+            .cursor()
+            .set_pos(frame.len());
+        d
     }
 
     /// `frame`'s buffer from its first packet byte, `len` bytes long
@@ -327,19 +352,50 @@ impl FillDeficit {
     }
 }
 
+/// A socket's rings as xsk-rs made them.
+#[derive(Debug)]
+struct XskRings {
+    rx: RxQueue,
+    tx: TxQueue,
+    fill: FillQueue,
+    comp: CompQueue,
+}
+
+/// A socket's rings on our own mapping ([`super::ring`]).
+#[derive(Debug)]
+struct OwnRings {
+    rx: Consumer<XdpDesc>,
+    tx: Producer<XdpDesc>,
+    fill: Producer<u64>,
+    comp: Consumer<u64>,
+}
+
+impl OwnRings {
+    fn map(fd: RawFd, config: &PoolConfig) -> std::io::Result<Self> {
+        let (fr, rtr) = (config.fill_ring, config.rx_tx_ring);
+        Ok(OwnRings {
+            rx: Consumer::map(fd, Which::Rx, rtr)?,
+            tx: Producer::map(fd, Which::Tx, rtr)?,
+            fill: Producer::map(fd, Which::Fill, fr)?,
+            comp: Consumer::map(fd, Which::Completion, fr)?,
+        })
+    }
+}
+
 /// One AF_XDP socket bound to (interface, queue), copy mode, need-wakeup.
 #[derive(Debug)]
 pub struct Port {
     ifname: String,
     queue: u32,
-    /// xsk-rs's handles: they own the socket (and the fill and completion
-    /// rings' first mapping); the rings are run through the fields below.
-    xsk_rx: RxQueue,
-    _xsk: (TxQueue, FillQueue, CompQueue),
-    rx: Consumer<XdpDesc>,
-    tx: Producer<XdpDesc>,
-    fillq: Producer<u64>,
-    comp: Consumer<u64>,
+    /// xsk-rs's handles: they own the socket (and the rings' first
+    /// mapping).
+    xsk: XskRings,
+    /// The rings on our own mapping; `None` where the kernel refused to
+    /// map a bound socket's rings (before 6.4): xsk-rs's calls run them.
+    own: Option<OwnRings>,
+    /// The id of the pool the port was opened on: its rings carry that
+    /// pool's frames only, so every ring call checks the pool it is given.
+    pool: u32,
     /// Frames in the tx ring not yet back through the completion ring.
     in_flight: usize,
     /// Fill-ring slots known to be free, counted from the frames received.
@@ -368,6 +424,18 @@ impl Port {
     /// (ours is attached by [`super::XdpProgram`]; put [`Port::fd`] in its
     /// XSKMAP), and fills the fill ring from the pool.
     pub fn open(pool: &mut FramePool, ifname: &str, queue: u32) -> Result<Self, XdpError> {
+        Self::open_with(pool, ifname, queue, true)
+    }
+
+    /// [`Port::open`], with `own_rings` false running the rings through
+    /// xsk-rs as on a kernel that refuses our mapping (for tests).
+    #[doc(hidden)]
+    pub fn open_with(
+        pool: &mut FramePool,
+        ifname: &str,
+        queue: u32,
+        own_rings: bool,
+    ) -> Result<Self, XdpError> {
         let config = SocketConfig::builder()
             .rx_queue_size(ring_size(pool.config.rx_tx_ring)?)
             .tx_queue_size(ring_size(pool.config.rx_tx_ring)?)
@@ -391,20 +459,19 @@ impl Port {
             detail: format!("({ifname}, {queue}) is already bound on this UMEM"),
         })?;
         let fd = rx.fd().as_raw_fd();
-        let map_err = |e: std::io::Error| XdpError::Xsk {
-            what: "map the AF_XDP socket's rings",
-            detail: e.to_string(),
+        // Kernels before 6.4 refuse to map a bound socket's rings (EBUSY),
+        // and xsk-rs binds as it creates: xsk-rs's calls run them there.
+        let own = if own_rings {
+            OwnRings::map(fd, &pool.config).ok()
+        } else {
+            None
         };
-        let (fr, rtr) = (pool.config.fill_ring, pool.config.rx_tx_ring);
         let mut port = Port {
             ifname: ifname.to_owned(),
             queue,
-            rx: Consumer::map(fd, Which::Rx, rtr).map_err(map_err)?,
-            tx: Producer::map(fd, Which::Tx, rtr).map_err(map_err)?,
-            fillq: Producer::map(fd, Which::Fill, fr).map_err(map_err)?,
-            comp: Consumer::map(fd, Which::Completion, fr).map_err(map_err)?,
-            xsk_rx: rx,
-            _xsk: (tx, fill, comp),
+            xsk: XskRings { rx, tx, fill, comp },
+            own,
+            pool: pool.id,
             in_flight: 0,
             fill: FillDeficit::new(pool.config.fill_ring as usize),
             rx_prefetch: RxPrefetch::default(),
@@ -430,7 +497,16 @@ impl Port {
 
     /// The socket's fd, for the XSKMAP and for poll().
     pub fn fd(&self) -> RawFd {
-        self.xsk_rx.fd().as_raw_fd()
+        self.xsk.rx.fd().as_raw_fd()
+    }
+
+    /// Whether the port runs its rings on its own mapping (inline, and
+    /// prefetching the headers of waiting frames), rather than through
+    /// xsk-rs's calls into libxdp (one per descriptor, which cost 9 ns per
+    /// packet in `bench forward` before the rings were mapped, and no
+    /// prefetch): the kernel allows the mapping from Linux 6.4 on.
+    pub fn own_rings(&self) -> bool {
+        self.own.is_some()
     }
 
     /// Moves free frames from the pool into the fill ring once at least
@@ -440,6 +516,7 @@ impl Port {
     /// the read of the ring's consumer index, which the kernel writes on
     /// another core (a cache miss each time).
     pub fn refill(&mut self, pool: &mut FramePool) -> usize {
+        assert_eq!(pool.id, self.pool, "a pool the port was not opened on");
         let Some(owed) = self.fill.due() else {
             return 0;
         };
@@ -449,26 +526,48 @@ impl Port {
         if pool.free.is_empty() {
             return 0;
         }
-        let want = self.fillq.free(owed) as usize;
-        let n = want.min(pool.free.len());
-        if n == 0 {
+        let done = match &mut self.own {
+            Some(own) => {
+                let n = (own.fill.free(owed) as usize).min(pool.free.len());
+                let start = pool.free.len() - n;
+                // The frames leave the pool for the ring: free frames of
+                // this pool's UMEM, which this port's socket is bound to.
+                for (i, f) in pool.free.drain(start..).enumerate() {
+                    own.fill.write(i as u32, f.addr);
+                }
+                own.fill.submit(n as u32);
+                n
+            }
+            None => {
+                let want = self.xsk.fill.nb_free(owed) as usize;
+                let n = want.min(pool.free.len()).min(pool.scratch.len());
+                let start = pool.free.len() - n;
+                for i in 0..n {
+                    let f = &pool.free[start + i];
+                    pool.scratch[i] = pool.descs[(f.addr / (pool.chunk_mask + 1)) as usize];
+                }
+                // SAFETY: the descriptors are free frames of this pool's
+                // UMEM, which this port's socket is bound to.
+                let done = unsafe { self.xsk.fill.produce(&pool.scratch[..n]) };
+                // produce() is all or nothing.
+                pool.free.truncate(pool.free.len() - done);
+                done
+            }
+        };
+        if done == 0 {
             return 0;
         }
-        let start = pool.free.len() - n;
-        // The frames leave the pool for the ring: free frames of this
-        // pool's UMEM, which this port's socket is bound to.
-        for (i, f) in pool.free.drain(start..).enumerate() {
-            self.fillq.write(i as u32, f.addr);
-        }
-        self.fillq.submit(n as u32);
-        let done = n;
         // What the pool could not give stays owed to the next refill.
         self.fill.refilled(done);
-        if self.fillq.needs_wakeup() {
+        let wakeup = match &self.own {
+            Some(own) => own.fill.needs_wakeup(),
+            None => self.xsk.fill.needs_wakeup(),
+        };
+        if wakeup {
             self.stats.fill_wakeups += 1;
             let t = crate::cpu::rdtsc();
             // A failed poll only delays the wakeup to the next batch.
-            let _ = self._xsk.1.wakeup(self.xsk_rx.fd_mut(), 0);
+            let _ = self.xsk.fill.wakeup(self.xsk.rx.fd_mut(), 0);
             self.stats.syscall_ns += crate::cpu::tsc_ns_since(t, self.ns_per_tick);
         }
         done
@@ -477,7 +576,10 @@ impl Port {
     /// Frames waiting in the rx ring (the count [`Port::prefetch_pending`]
     /// works from until the next receive).
     pub fn rx_pending(&mut self) -> u32 {
-        self.pending = self.rx.available_exact();
+        self.pending = match &mut self.own {
+            Some(own) => own.rx.available_exact(),
+            None => self.xsk.rx.nb_avail_exact(),
+        };
         self.pending
     }
 
@@ -494,7 +596,9 @@ impl Port {
     /// a whole new line of descriptors among those last counted.
     #[inline]
     pub fn prefetch_due(&self) -> bool {
-        self.rx_prefetch.due(&self.rx, self.pending)
+        self.own
+            .as_ref()
+            .is_some_and(|own| self.rx_prefetch.due(&own.rx, self.pending))
     }
 
     /// [`Port::prefetch_pending`], returning the addresses of the headers
@@ -509,30 +613,53 @@ impl Port {
 
     fn prefetch_with(&mut self, pool: &FramePool, seen: impl FnMut(usize)) -> bool {
         let pending = self.pending;
+        let Some(own) = &self.own else {
+            return false;
+        };
         self.rx_prefetch
-            .prefetch(&self.rx, pool.base as usize, pending, seen)
+            .prefetch(&own.rx, pool.base as usize, pending, seen)
     }
 
     /// Receives up to `max` frames, appended to `out`.
     pub fn recv(&mut self, pool: &mut FramePool, out: &mut Vec<Frame>, max: usize) -> usize {
-        let n = self.rx.available(max.min(u32::MAX as usize) as u32);
+        assert_eq!(pool.id, self.pool, "a pool the port was not opened on");
         self.pending = 0;
         let mut bytes = 0;
         let id = pool.id;
         // The rx ring only carries frames of this pool's UMEM (the fill
         // ring was filled from it); they become ours here.
-        let rx = &self.rx;
-        out.extend((0..n).map(|i| {
-            let d = rx.read(i);
-            bytes += u64::from(d.len);
-            Frame {
-                addr: d.addr,
-                len: d.len,
-                pool: id,
+        let n = match &mut self.own {
+            Some(own) => {
+                let n = own.rx.available(max.min(u32::MAX as usize) as u32);
+                let rx = &own.rx;
+                out.extend((0..n).map(|i| {
+                    let d = rx.read(i);
+                    bytes += u64::from(d.len);
+                    Frame {
+                        addr: d.addr,
+                        len: d.len,
+                        pool: id,
+                    }
+                }));
+                own.rx.release(n);
+                n as usize
             }
-        }));
-        self.rx.release(n);
-        let n = n as usize;
+            None => {
+                let m = max.min(pool.scratch.len());
+                // SAFETY: as above.
+                let n = unsafe { self.xsk.rx.consume(&mut pool.scratch[..m]) };
+                out.extend(pool.scratch[..n].iter().map(|d| {
+                    let len = d.lengths().data() as u32;
+                    bytes += u64::from(len);
+                    Frame {
+                        addr: d.addr() as u64,
+                        len,
+                        pool: id,
+                    }
+                }));
+                n
+            }
+        };
         self.fill.received(n);
         self.stats.rx += n as u64;
         self.stats.rx_bytes += bytes;
@@ -544,31 +671,53 @@ impl Port {
     /// Kicks the kernel (sendto) when the ring asks, which in copy mode is
     /// when transmission happens.
     pub fn send(&mut self, pool: &mut FramePool, frames: &mut Vec<Frame>) -> usize {
+        assert_eq!(pool.id, self.pool, "a pool the port was not opened on");
+        // Checked before any frame leaves the vector, so that a frame of
+        // another pool stops the send with the ring and the frames intact.
+        assert!(
+            frames.iter().all(|f| f.pool == pool.id),
+            "frame of another pool"
+        );
         let want = frames.len().min(u32::MAX as usize) as u32;
-        let done = (self.tx.free(want) as usize).min(frames.len());
-        if done > 0 {
-            let mut bytes = 0;
-            // The frames belong to this pool's UMEM (checked), which this
-            // socket is bound to; their ownership goes to the ring.
-            for (i, f) in frames.drain(..done).enumerate() {
-                assert_eq!(f.pool, pool.id, "frame of another pool");
-                bytes += u64::from(f.len);
-                self.tx.write(
-                    i as u32,
-                    XdpDesc {
+        let mut bytes = 0;
+        // The frames belong to this pool's UMEM (checked), which this
+        // socket is bound to; their ownership goes to the ring.
+        let done = match &mut self.own {
+            Some(own) => {
+                let done = (own.tx.free(want) as usize).min(frames.len());
+                for (i, f) in frames.drain(..done).enumerate() {
+                    bytes += u64::from(f.len);
+                    let d = XdpDesc {
                         addr: f.addr,
                         len: f.len,
                         options: 0,
-                    },
-                );
+                    };
+                    own.tx.write(i as u32, d);
+                }
+                own.tx.submit(done as u32);
+                done
             }
-            self.tx.submit(done as u32);
-            self.in_flight += done;
-            self.stats.tx_bytes += bytes;
-        }
+            None => {
+                let n = (self.xsk.tx.nb_free(want) as usize)
+                    .min(frames.len())
+                    .min(pool.scratch.len());
+                // Taken out for the loop (a move, no allocation).
+                let mut scratch = std::mem::take(&mut pool.scratch);
+                for (d, f) in scratch.iter_mut().zip(&frames[..n]) {
+                    *d = pool.xsk_desc(f);
+                }
+                // SAFETY: as above.
+                let done = unsafe { self.xsk.tx.produce(&scratch[..n]) };
+                pool.scratch = scratch;
+                bytes = frames.drain(..done).map(|f| u64::from(f.len)).sum();
+                done
+            }
+        };
+        self.in_flight += done;
+        self.stats.tx_bytes += bytes;
         self.stats.tx += done as u64;
         self.stats.tx_ring_full += (frames.len()) as u64;
-        if self.tx.needs_wakeup() {
+        if self.tx_needs_wakeup() {
             self.kick();
         }
         done
@@ -593,7 +742,14 @@ impl Port {
     /// core gets into the kernel, where the transmit's pending work on
     /// that core runs.
     pub fn flush(&mut self) -> bool {
-        self.in_flight > 0 && self.tx.needs_wakeup() && self.kick()
+        self.in_flight > 0 && self.tx_needs_wakeup() && self.kick()
+    }
+
+    fn tx_needs_wakeup(&self) -> bool {
+        match &self.own {
+            Some(own) => own.tx.needs_wakeup(),
+            None => self.xsk.tx.needs_wakeup(),
+        }
     }
 
     /// Wakes the kernel to transmit (sendto with MSG_DONTWAIT). After a
@@ -664,18 +820,34 @@ impl Port {
 
     /// Gives transmitted frames back to the pool.
     pub fn reclaim(&mut self, pool: &mut FramePool) -> usize {
+        assert_eq!(pool.id, self.pool, "a pool the port was not opened on");
         // The completion ring only returns frames this port put in its tx
         // ring, all from this pool's UMEM.
-        let n = self.comp.available(u32::MAX);
         let id = pool.id;
-        let comp = &self.comp;
-        pool.free.extend((0..n).map(|i| Frame {
-            addr: comp.read(i),
-            len: 0,
-            pool: id,
-        }));
-        self.comp.release(n);
-        let n = n as usize;
+        let n = match &mut self.own {
+            Some(own) => {
+                let n = own.comp.available(u32::MAX);
+                let comp = &own.comp;
+                pool.free.extend((0..n).map(|i| Frame {
+                    addr: comp.read(i),
+                    len: 0,
+                    pool: id,
+                }));
+                own.comp.release(n);
+                n as usize
+            }
+            None => {
+                // SAFETY: as above.
+                let n = unsafe { self.xsk.comp.consume(&mut pool.scratch) };
+                let FramePool { free, scratch, .. } = pool;
+                free.extend(scratch[..n].iter().map(|d| Frame {
+                    addr: d.addr() as u64,
+                    len: 0,
+                    pool: id,
+                }));
+                n
+            }
+        };
         self.in_flight = self.in_flight.saturating_sub(n);
         n
     }

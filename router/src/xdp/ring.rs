@@ -359,7 +359,8 @@ mod tests {
             assert_eq!(p.free(1), 8, "an empty ring is all free");
             let mut next = 0u64;
             let mut expect = 0u64;
-            for round in 0..20u32 {
+            let mut held = false;
+            for _ in 0..20 {
                 // Produce what fits, up to 5; consume up to 3.
                 let n = p.free(5).min(5);
                 for i in 0..n {
@@ -373,16 +374,18 @@ mod tests {
                 }
                 p.submit(n);
                 let m = c.available(3);
-                assert!(m <= 3, "start {start} round {round}");
                 for i in 0..m {
                     let d = c.read(i);
                     assert_eq!((d.addr, d.len), (expect, expect as u32 + 1));
                     expect += 1;
                 }
                 c.release(m);
-                // Never more in flight than the ring holds.
-                assert!(next - expect <= 8, "start {start} round {round}");
+                // The consumer takes at most 3 a round while 5 are
+                // offered: the ring fills, and the producer is held to it
+                // (an overwritten slot fails the order check above).
+                held |= n < 5;
             }
+            assert!(held, "start {start}: the ring never filled");
             // Drain: everything produced comes out, once.
             loop {
                 let m = c.available(8);
@@ -398,6 +401,27 @@ mod tests {
             assert_eq!(expect, next, "start {start}");
             assert!(next > 40, "the ring was used ({next})");
         }
+    }
+
+    #[test]
+    fn a_ring_picked_up_with_entries_in_it() {
+        // The other side published 3 entries (indexes 5, 6, 7) before the
+        // ring was mapped: they are pending, not free.
+        let (_fd, mut p, c) = pair::<u64>(4, 5);
+        for i in 0..3 {
+            p.write(i, 100 + u64::from(i));
+        }
+        p.submit(3);
+        let (p2, c2) = (
+            Producer::<u64>::new(p.ring, 4),
+            Consumer::<u64>::new(c.ring),
+        );
+        let (mut p, mut c) = (p2, c2);
+        assert_eq!(p.free(4), 1, "one slot left");
+        assert_eq!(c.available(8), 3);
+        assert_eq!((c.read(0), c.read(2)), (100, 102));
+        c.release(1);
+        assert_eq!(p.free(2), 2);
     }
 
     #[test]
