@@ -633,14 +633,95 @@ fn a_second_loader_does_not_take_a_held_interface() {
     t.join().expect("loader thread panicked").unwrap();
 }
 
-/// The id of the XDP program attached to `dev` (`ip link`'s "prog/xdp
-/// id N"), in the calling thread's namespace (which `ip` inherits).
-fn attached_id(dev: &str) -> Result<Option<u32>, String> {
-    let text = Command::new("ip")
+/// Another tool's program on the interface, natively or in generic mode,
+/// is refused by name and mode (in generic mode the kernel's own answer
+/// was a bare "File exists"), and left attached.
+#[test]
+fn a_foreign_program_is_refused_in_either_mode() {
+    common::require_root_and_tools("tests/xdp_port.rs");
+    let dir = std::env::temp_dir().join(format!("fe-foreign-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (src, obj) = (dir.join("other.c"), dir.join("other.o"));
+    std::fs::write(
+        &src,
+        "__attribute__((section(\"xdp\"), used)) int other_prog(void *ctx) { return 2; }\n\
+         char _license[] __attribute__((section(\"license\"), used)) = \"GPL\";\n",
+    )
+    .unwrap();
+    let cc = Command::new("clang")
+        .args(["-O2", "-target", "bpf", "-c"])
+        .arg(&src)
+        .arg("-o")
+        .arg(&obj)
+        .output()
+        .expect("clang (scripts/setup.sh installs it; the build needs it too)");
+    assert!(
+        cc.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cc.stderr)
+    );
+    let pair = Pair::new();
+    let obj = obj.to_str().unwrap().to_owned();
+    let t = pair.spawn(move || -> Result<(), String> {
+        let t0 = xdp::ifindex("t0").map_err(|e| e.to_string())?;
+        for (mode, flag) in [("generic", "xdpgeneric"), ("native", "xdpdrv")] {
+            let out = Command::new("ip")
+                .args(["link", "set", "dev", "t0", flag, "obj", &obj, "sec", "xdp"])
+                .output()
+                .map_err(|e| e.to_string())?;
+            if !out.status.success() {
+                return Err(format!(
+                    "ip link set {flag}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                ));
+            }
+            let mut ours = XdpProgram::load().map_err(|e| e.to_string())?;
+            match ours.attach(t0) {
+                Err(e @ xdp::XdpError::Foreign { .. }) => {
+                    let msg = e.to_string();
+                    eprintln!("{mode}: {msg}");
+                    assert!(msg.contains(&format!("in {mode} mode")), "{msg}");
+                    assert!(msg.contains("other_prog"), "{msg}");
+                    assert!(msg.contains(&format!("dev t0 {flag} off")), "{msg}");
+                }
+                other => return Err(format!("{mode}: attached over it: {other:?}")),
+            }
+            drop(ours);
+            let shown = link_details("t0")?;
+            assert!(
+                shown.contains("other_prog"),
+                "{mode}: the foreign program went: {shown}"
+            );
+            let off = Command::new("ip")
+                .args(["link", "set", "dev", "t0", flag, "off"])
+                .status()
+                .map_err(|e| e.to_string())?;
+            assert!(off.success());
+        }
+        // Once it is gone, ours attaches.
+        let mut ours = XdpProgram::load().map_err(|e| e.to_string())?;
+        ours.attach(t0)
+            .map_err(|e| format!("on a free interface: {e}"))?;
+        Ok(())
+    });
+    let r = t.join().expect("loader thread panicked");
+    let _ = std::fs::remove_dir_all(&dir);
+    r.unwrap();
+}
+
+/// `ip -d link show dev` of `dev` in the calling thread's namespace.
+fn link_details(dev: &str) -> Result<String, String> {
+    let out = Command::new("ip")
         .args(["-d", "link", "show", "dev", dev])
         .output()
         .map_err(|e| e.to_string())?;
-    let text = String::from_utf8_lossy(&text.stdout).into_owned();
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The id of the XDP program attached to `dev` (`ip link`'s "prog/xdp
+/// id N"), in the calling thread's namespace (which `ip` inherits).
+fn attached_id(dev: &str) -> Result<Option<u32>, String> {
+    let text = link_details(dev)?;
     Ok(text
         .split("prog/xdp id ")
         .nth(1)

@@ -144,6 +144,15 @@ impl XdpProgram {
             true => None,
             false => Some(lock_interface(ifindex)?),
         };
+        // A program in another mode: the kernel would refuse ours with a
+        // bare EEXIST ("File exists").
+        if let Some((name, mode)) = other_mode_prog(ifindex)? {
+            return Err(XdpError::Foreign {
+                ifname: if_indextoname(ifindex),
+                name,
+                mode,
+            });
+        }
         // Atomic with respect to other attachers: with nothing attached,
         // UPDATE_IF_NOEXIST; over a stale flatedge program, REPLACE naming
         // that very program. Either fails (EEXIST/EBUSY) if the interface
@@ -151,7 +160,11 @@ impl XdpProgram {
         let (flags, old) = match attached_prog(ifindex)? {
             None => (ATTACH_FLAGS | sys::XDP_FLAGS_UPDATE_IF_NOEXIST, None),
             Some((name, _)) if name != PROG_NAME => {
-                return Err(XdpError::Foreign { ifindex, name })
+                return Err(XdpError::Foreign {
+                    ifname: if_indextoname(ifindex),
+                    name,
+                    mode: "native",
+                })
             }
             Some((_, fd)) => (ATTACH_FLAGS | sys::XDP_FLAGS_REPLACE, Some(fd)),
         };
@@ -309,6 +322,35 @@ fn attached_prog(ifindex: u32) -> Result<Option<(String, OwnedFd)>, XdpError> {
     check(fd, "open the attached XDP program by id")?;
     // SAFETY: fd was just returned to us and is owned by nobody else.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    Ok(Some((prog_name(&fd)?, fd)))
+}
+
+/// The name and mode (`generic` or `offload`) of a program attached to
+/// `ifindex` in a mode other than native, if any.
+fn other_mode_prog(ifindex: u32) -> Result<Option<(String, &'static str)>, XdpError> {
+    let mut opts = sys::bpf_xdp_query_opts {
+        sz: size_of::<sys::bpf_xdp_query_opts>() as sys::size_t,
+        ..Default::default()
+    };
+    // SAFETY: opts is a valid, sized, writable options struct.
+    let ret = unsafe { sys::bpf_xdp_query(ifindex as c_int, 0, &mut opts) };
+    check(ret, "query the attached XDP programs")?;
+    for (id, mode) in [(opts.skb_prog_id, "generic"), (opts.hw_prog_id, "offload")] {
+        if id == 0 {
+            continue;
+        }
+        // SAFETY: plain syscall wrapper; returns a new fd or -errno.
+        let fd = unsafe { sys::bpf_prog_get_fd_by_id(id) };
+        check(fd, "open the attached XDP program by id")?;
+        // SAFETY: fd was just returned to us and is owned by nobody else.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        return Ok(Some((prog_name(&fd)?, mode)));
+    }
+    Ok(None)
+}
+
+/// The name of the BPF program `fd`.
+fn prog_name(fd: &OwnedFd) -> Result<String, XdpError> {
     let mut info = sys::bpf_prog_info::default();
     let mut len = size_of::<sys::bpf_prog_info>() as u32;
     // SAFETY: info/len describe a valid, writable bpf_prog_info.
@@ -320,7 +362,7 @@ fn attached_prog(ifindex: u32) -> Result<Option<(String, OwnedFd)>, XdpError> {
         .take_while(|&&c| c != 0)
         .map(|&c| c as u8)
         .collect();
-    Ok(Some((String::from_utf8_lossy(&name).into_owned(), fd)))
+    Ok(String::from_utf8_lossy(&name).into_owned())
 }
 
 impl Drop for XdpProgram {
@@ -374,4 +416,18 @@ pub(super) fn if_nametoindex(name: &CStr) -> Option<u32> {
     // SAFETY: name is a valid NUL-terminated string.
     let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
     (index != 0).then_some(index)
+}
+
+/// The name of interface `ifindex` (its number when it has none).
+fn if_indextoname(ifindex: u32) -> String {
+    let mut buf = [0 as libc::c_char; libc::IF_NAMESIZE];
+    // SAFETY: buf has the IF_NAMESIZE bytes the call may write.
+    let p = unsafe { libc::if_indextoname(ifindex, buf.as_mut_ptr()) };
+    if p.is_null() {
+        return ifindex.to_string();
+    }
+    // SAFETY: on success the call wrote a NUL-terminated name into buf.
+    unsafe { CStr::from_ptr(buf.as_ptr()) }
+        .to_string_lossy()
+        .into_owned()
 }

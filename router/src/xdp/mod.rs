@@ -38,13 +38,21 @@ pub enum XdpError {
         /// xsk-rs's description.
         detail: String,
     },
-    /// Another tool's XDP program is attached to the interface.
-    #[error("interface {ifindex} has a foreign XDP program attached ({name:?}); not replacing it")]
+    /// Another tool's XDP program is attached to the interface (in any
+    /// mode: the kernel runs one mode at a time, so a generic-mode
+    /// program rules out ours in native mode as well).
+    #[error(
+        "interface {ifname} has a foreign XDP program attached in {mode} mode ({name:?}); \
+         not replacing it (detach it with: ip link set dev {ifname} {cmd} off)",
+        cmd = match *mode { "generic" => "xdpgeneric", "offload" => "xdpoffload", _ => "xdpdrv" }
+    )]
     Foreign {
-        /// The interface.
-        ifindex: u32,
+        /// The interface's name.
+        ifname: String,
         /// The attached program's name.
         name: String,
+        /// Its attach mode: `native`, `generic` or `offload`.
+        mode: &'static str,
     },
     /// Another flatedge (a running daemon, or a second one started by
     /// hand) holds the interface: its program stays attached.
