@@ -709,6 +709,57 @@ fn a_foreign_program_is_refused_in_either_mode() {
     r.unwrap();
 }
 
+/// With VLAN receive offload on (veth's default, and most NICs') a tagged
+/// frame reaches XDP untagged and would be routed past its VLAN: attach
+/// turns it off and detach turns it back on; one that was off stays off.
+#[test]
+fn attach_turns_the_vlan_receive_offload_off_until_detach() {
+    common::require_root_and_tools("tests/xdp_port.rs");
+    let pair = Pair::new();
+    let t = pair.spawn(|| -> Result<(), String> {
+        let rxvlan = |dev: &str| -> Result<bool, String> {
+            let out = Command::new("ethtool")
+                .args(["-k", dev])
+                .output()
+                .map_err(|e| e.to_string())?;
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            let line = text
+                .lines()
+                .find(|l| l.starts_with("rx-vlan-offload:"))
+                .ok_or(format!("no rx-vlan-offload in: {text}"))?;
+            Ok(line.contains(": on"))
+        };
+        let (t0, t1) = (
+            xdp::ifindex("t0").map_err(|e| e.to_string())?,
+            xdp::ifindex("t1").map_err(|e| e.to_string())?,
+        );
+        assert!(rxvlan("t0")?, "veth starts with the offload on");
+        let off = Command::new("ethtool")
+            .args(["-K", "t1", "rxvlan", "off"])
+            .status()
+            .map_err(|e| e.to_string())?;
+        assert!(off.success());
+        let mut prog = XdpProgram::load().map_err(|e| e.to_string())?;
+        let v0 = prog.attach(t0).map_err(|e| e.to_string())?;
+        let v1 = prog.attach(t1).map_err(|e| e.to_string())?;
+        assert!(matches!(v0, xdp::VlanOffload::TurnedOff), "{v0:?}");
+        assert!(matches!(v1, xdp::VlanOffload::WasOff), "{v1:?}");
+        assert!(!rxvlan("t0")?, "still on while attached");
+        // Attaching again (a replace) keeps the original state to restore.
+        let again = prog.attach(t0).map_err(|e| e.to_string())?;
+        assert!(matches!(again, xdp::VlanOffload::TurnedOff), "{again:?}");
+        prog.detach(t0).map_err(|e| e.to_string())?;
+        assert!(rxvlan("t0")?, "not restored at detach");
+        prog.attach(t0).map_err(|e| e.to_string())?;
+        assert!(!rxvlan("t0")?);
+        drop(prog);
+        assert!(rxvlan("t0")?, "not restored when the program went");
+        assert!(!rxvlan("t1")?, "turned on though it was off");
+        Ok(())
+    });
+    t.join().expect("loader thread panicked").unwrap();
+}
+
 /// `ip -d link show dev` of `dev` in the calling thread's namespace.
 fn link_details(dev: &str) -> Result<String, String> {
     let out = Command::new("ip")

@@ -63,7 +63,7 @@ use crate::neigh::{
 use crate::worker::{
     adjacency_table, AdjacencyTable, GleanRequest, PortMacs, ReportHandle, Worker,
 };
-use crate::xdp::{self, FramePool, PoolConfig, Port, XdpProgram};
+use crate::xdp::{self, FramePool, PoolConfig, Port, VlanOffload, XdpProgram};
 use ifaddr::IfAddr;
 use nexthops::{NextHops, PortInfo};
 
@@ -443,12 +443,27 @@ impl Daemon {
             source,
         })?;
         for (slot, p) in ports.iter().enumerate() {
-            prog.attach(p.ifindex)
-                .and_then(|()| prog.set_port_slot(p.ifindex, slot as u32))
+            let vlan = prog
+                .attach(p.ifindex)
+                .and_then(|v| prog.set_port_slot(p.ifindex, slot as u32).map(|()| v))
                 .map_err(|source| DaemonError::Xdp {
                     what: format!("attach the XDP program to {}", p.name),
                     source,
                 })?;
+            match vlan {
+                VlanOffload::WasOff => {}
+                VlanOffload::TurnedOff => log!(
+                    "{}: VLAN receive offload turned off (tagged frames must reach \
+                     the kernel tagged); turned on again at exit",
+                    p.name
+                ),
+                VlanOffload::StaysOn(e) | VlanOffload::Unknown(e) => log!(
+                    "{}: warning: cannot turn the VLAN receive offload off ({e}): \
+                     frames of any VLAN on this port reach flatedge untagged and \
+                     are routed as the port's own",
+                    p.name
+                ),
+            }
         }
 
         let carrier = ports

@@ -58,6 +58,9 @@ pub struct XdpProgram {
     /// Each interface attached to, with its lock (released after the
     /// detach).
     attached: Vec<(u32, File)>,
+    /// Interfaces whose VLAN receive offload `attach` turned off, by
+    /// ifindex and name: detaching turns it back on.
+    vlan_restore: Vec<(u32, String)>,
 }
 
 // SAFETY: the bpf_object is only touched through &mut self or in Drop;
@@ -81,6 +84,22 @@ fn check(ret: c_int, what: &'static str) -> Result<(), XdpError> {
     } else {
         Ok(())
     }
+}
+
+/// What [`XdpProgram::attach`] did with the interface's VLAN receive
+/// offload (see [`super::offload`]: with it on, a tagged frame reaches
+/// the program untagged and would be routed past its VLAN).
+#[derive(Debug)]
+pub enum VlanOffload {
+    /// It was off already.
+    WasOff,
+    /// It was on; it is off now, and goes back on at detach.
+    TurnedOff,
+    /// It is on and the driver refused to turn it off: tagged frames
+    /// arrive untagged.
+    StaysOn(io::Error),
+    /// It could not be read (the driver has no ethtool flags).
+    Unknown(io::Error),
 }
 
 impl XdpProgram {
@@ -110,6 +129,7 @@ impl XdpProgram {
             ports_fd: -1,
             own_fd: -1,
             attached: Vec::new(),
+            vlan_restore: Vec::new(),
         };
         // SAFETY: obj is a valid, opened bpf_object owned by `this`.
         let ret = unsafe { sys::bpf_object__load(this.obj.as_ptr()) };
@@ -139,7 +159,7 @@ impl XdpProgram {
 
     /// Attaches the program to `ifindex` in native mode, replacing a stale
     /// flatedge program; fails if another XDP program is attached.
-    pub fn attach(&mut self, ifindex: u32) -> Result<(), XdpError> {
+    pub fn attach(&mut self, ifindex: u32) -> Result<VlanOffload, XdpError> {
         let lock = match self.attached.iter().any(|(i, _)| *i == ifindex) {
             true => None,
             false => Some(lock_interface(ifindex)?),
@@ -180,13 +200,46 @@ impl XdpProgram {
         if let Some(lock) = lock {
             self.attached.push((ifindex, lock));
         }
-        Ok(())
+        Ok(self.vlan_offload_off(ifindex))
+    }
+
+    /// Turns the VLAN receive offload of `ifindex` off (see
+    /// [`super::offload`]), remembering to turn it on again at detach.
+    fn vlan_offload_off(&mut self, ifindex: u32) -> VlanOffload {
+        if self.vlan_restore.iter().any(|(i, _)| *i == ifindex) {
+            return VlanOffload::TurnedOff;
+        }
+        let name = if_indextoname(ifindex);
+        match super::offload::rx_vlan_offload(&name) {
+            Ok(false) => VlanOffload::WasOff,
+            Ok(true) => match super::offload::set_rx_vlan_offload(&name, false) {
+                Ok(()) => {
+                    self.vlan_restore.push((ifindex, name));
+                    VlanOffload::TurnedOff
+                }
+                Err(e) => VlanOffload::StaysOn(e),
+            },
+            Err(e) => VlanOffload::Unknown(e),
+        }
+    }
+
+    /// Turns the VLAN receive offload of `ifindex` back on if `attach`
+    /// turned it off (best effort: the interface may be gone).
+    fn vlan_offload_restore(&mut self, ifindex: u32) {
+        if let Some(k) = self.vlan_restore.iter().position(|(i, _)| *i == ifindex) {
+            let (_, name) = self.vlan_restore.swap_remove(k);
+            // The name, not the index: only the interface it was still is.
+            if if_nametoindex_str(&name) == Some(ifindex) {
+                let _ = super::offload::set_rx_vlan_offload(&name, true);
+            }
+        }
     }
 
     /// Detaches the program from `ifindex` if it is still ours.
     pub fn detach(&mut self, ifindex: u32) -> Result<(), XdpError> {
         let ret = self.detach_program(ifindex);
         self.attached.retain(|(i, _)| *i != ifindex);
+        self.vlan_offload_restore(ifindex);
         ret
     }
 
@@ -196,6 +249,7 @@ impl XdpProgram {
     #[doc(hidden)]
     pub fn abandon(mut self) {
         self.attached.clear();
+        self.vlan_restore.clear();
         std::mem::forget(self);
     }
 
@@ -371,6 +425,7 @@ impl Drop for XdpProgram {
             // Best effort: the interface may be gone already. The lock
             // goes after the detach.
             let _ = self.detach_program(ifindex);
+            self.vlan_offload_restore(ifindex);
             drop(lock);
         }
         // SAFETY: obj is ours and nothing uses its fds after this point
@@ -416,6 +471,13 @@ pub(super) fn if_nametoindex(name: &CStr) -> Option<u32> {
     // SAFETY: name is a valid NUL-terminated string.
     let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
     (index != 0).then_some(index)
+}
+
+/// The index of interface `name`, if there is one.
+fn if_nametoindex_str(name: &str) -> Option<u32> {
+    std::ffi::CString::new(name)
+        .ok()
+        .and_then(|c| if_nametoindex(&c))
 }
 
 /// The name of interface `ifindex` (its number when it has none).

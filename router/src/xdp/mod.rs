@@ -8,11 +8,12 @@
 //! (slot, queue), and the router's own addresses in the own-address map.
 
 pub mod bpf;
+pub mod offload;
 pub mod port;
 mod prefetch;
 mod ring;
 
-pub use bpf::{XdpProgram, MAX_PORTS, MAX_QUEUES, PROG_NAME};
+pub use bpf::{VlanOffload, XdpProgram, MAX_PORTS, MAX_QUEUES, PROG_NAME};
 pub use port::{wait_readable, Frame, FramePool, PoolConfig, Port, PortStats};
 
 use std::ffi::CString;
