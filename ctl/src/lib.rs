@@ -68,8 +68,8 @@ pub mod human;
 mod socket;
 
 pub use socket::{
-    exchange, request, serve_one, write_within, ClientError, Reply, TimedWrite, MAX_REQUEST_BYTES,
-    SERVE_TIMEOUT,
+    answer_unread, exchange, request, serve_one, write_within, ClientError, Reply, TimedWrite,
+    MAX_REQUEST_BYTES, SERVE_TIMEOUT,
 };
 
 /// A command, as `flatedgectl` sends it.

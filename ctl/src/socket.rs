@@ -144,6 +144,15 @@ pub fn exchange(socket: &Path, req: &Request, timeout: Duration) -> Result<Reply
             Ok(n) => answer.extend_from_slice(&buf[..n]),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(_) if answer.is_empty() && sent.is_err() => break,
+            // A daemon that answered without reading the request (see
+            // [`answer_unread`]) resets the connection after the answer.
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset && !answer.is_empty() => {
+                if let Ok(response) = serde_json::from_slice::<Response>(&answer) {
+                    let document = String::from_utf8_lossy(&answer).into_owned();
+                    return Ok(Reply { response, document });
+                }
+                return Err(failed(e));
+            }
             Err(e) => return Err(failed(e)),
         }
     }
@@ -222,6 +231,32 @@ pub fn serve_one(
     }
     Ok(())
     // Dropping the stream closes the connection: the client reads EOF.
+}
+
+/// Answers a connection with `response` without reading its request: for
+/// a server that cannot serve it (too many clients at once), instead of
+/// closing on it. Writes within `timeout`, then takes whatever of the
+/// request has arrived without waiting for more. The client
+/// ([`exchange`]) reads the answer even if its own write failed, and
+/// even if the connection is reset after the answer (closing with an
+/// unread request does that).
+pub fn answer_unread(stream: UnixStream, response: &Response, timeout: Duration) -> io::Result<()> {
+    let mut stream = stream;
+    stream.set_nonblocking(false)?;
+    let mut out = serde_json::to_vec(response).map_err(io::Error::other)?;
+    out.push(b'\n');
+    stream.set_write_timeout(Some(timeout))?;
+    write_within(&mut stream, &out, Instant::now() + timeout)?;
+    stream.shutdown(Shutdown::Write)?;
+    stream.set_nonblocking(true)?;
+    let mut buf = [0u8; 4096];
+    for _ in 0..(MAX_REQUEST_BYTES / buf.len()) {
+        match stream.read(&mut buf) {
+            Ok(n) if n > 0 => {}
+            _ => break,
+        }
+    }
+    Ok(())
 }
 
 /// The most one write call hands the socket (see [`write_within`]).

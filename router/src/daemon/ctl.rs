@@ -141,13 +141,17 @@ impl Drop for Server {
 /// ctl clients served at once (each on its own thread).
 const MAX_CLIENTS: usize = 16;
 
+/// How long the accept loop waits for a connection before it looks at
+/// its stop flag again (a connection wakes it at once).
+const ACCEPT_WAIT_MS: u16 = 100;
+
 fn accept_loop(listener: UnixListener, tx: Sender<Msg>, stop: &AtomicBool) {
     let slots = ClientSlots::new(MAX_CLIENTS);
     while !stop.load(Ordering::Relaxed) {
         let stream = match listener.accept() {
             Ok((s, _)) => s,
             Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                std::thread::sleep(Duration::from_millis(20));
+                wait_readable(&listener, ACCEPT_WAIT_MS);
                 continue;
             }
             Err(e) => {
@@ -157,11 +161,34 @@ fn accept_loop(listener: UnixListener, tx: Sender<Msg>, stop: &AtomicBool) {
             }
         };
         let tx = tx.clone();
+        let refused = stream.try_clone().ok();
         let served = slots.spawn("flatedge-ctl-client", move || serve(stream, tx));
         if !served {
             log!("ctl: {MAX_CLIENTS} clients already being served; one refused");
+            if let Some(s) = refused {
+                refuse_busy(s);
+            }
         }
     }
+}
+
+/// Blocks until `listener` has a connection to accept, or `ms` pass.
+fn wait_readable(listener: &UnixListener, ms: u16) {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
+    let mut fds = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
+    let _ = poll(&mut fds, PollTimeout::from(ms));
+}
+
+/// Tells a client no slot was free, instead of closing on it (which it
+/// saw as "connection reset"), within a few milliseconds so that the
+/// accept loop never waits on it.
+fn refuse_busy(stream: std::os::unix::net::UnixStream) {
+    let answer = Response::error(
+        ErrorCode::Internal,
+        format!("flatedge is serving {MAX_CLIENTS} ctl clients already; try again"),
+    );
+    let _ = ::ctl::answer_unread(stream, &answer, Duration::from_millis(50));
 }
 
 /// One ctl connection: the request within [`CLIENT_TIMEOUT`], the answer
@@ -779,6 +806,40 @@ mod tests {
         assert!(r.is_ok(), "no answer beside a slow client: {r:?}");
         // The slow client's deadline is CLIENT_TIMEOUT (5 s).
         assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
+        drop(server);
+    }
+
+    /// With every slot held by a silent client, the next one is told so
+    /// (it saw "connection reset by peer"), and served once one goes.
+    #[test]
+    fn a_client_beyond_the_limit_is_told_why() {
+        let dir = Dir::new("busy");
+        let path = dir.0.join("ctl.sock");
+        let tx = control(|_| Answer::Now(done("ok")));
+        let server = Server::start(&path, tx).unwrap();
+        let mut silent: Vec<UnixStream> = (0..MAX_CLIENTS)
+            .map(|_| UnixStream::connect(&path).unwrap())
+            .collect();
+        // Let the accept loop hand every one a slot.
+        std::thread::sleep(Duration::from_millis(300));
+        for _ in 0..3 {
+            let r = ::ctl::request(&path, &Request::ShowDrops, Duration::from_secs(3));
+            match &r {
+                Ok(Response::Error(e)) => {
+                    assert_eq!(e.code, ErrorCode::Internal, "{r:?}");
+                    assert!(e.message.contains("ctl clients already"), "{r:?}");
+                }
+                other => panic!("beyond the limit: {other:?}"),
+            }
+        }
+        silent.pop();
+        std::thread::sleep(Duration::from_millis(300));
+        let r = ::ctl::request(&path, &Request::ShowDrops, Duration::from_secs(3));
+        assert!(
+            matches!(&r, Ok(Response::Done(d)) if d.message == "ok"),
+            "once a slot is free: {r:?}"
+        );
+        drop(silent);
         drop(server);
     }
 }
