@@ -864,6 +864,7 @@ address = "{SENDER_ADDR}"
 peer-asn = {SENDER_ASN}
 passive = true
 graceful-restart = false
+import = ["::/0 le 128"]
 "#,
             socket.display()
         ),

@@ -239,8 +239,14 @@ pub struct Session {
     /// session internal.
     pub peer_asn: Asn,
     /// Import allow-list (`import`); `None` accepts every non-martian
-    /// prefix, `Some` of an empty list accepts none.
+    /// prefix, `Some` of an empty list accepts none. Without `import`, an
+    /// internal session (`peer-asn` ours) accepts every non-martian
+    /// prefix and an external one none (RFC 8212; see
+    /// [`Session::import_default_deny`]).
     pub import: Option<PrefixList>,
+    /// An external session without `import`: it accepts no route (RFC
+    /// 8212), which the daemon says in its log.
+    pub import_default_deny: bool,
     /// Which of our originated prefixes (aggregates and static routes)
     /// are announced to the peer (`export`); empty announces nothing.
     pub export: PrefixList,
@@ -1108,7 +1114,7 @@ impl Check<'_> {
         let router = self.router(&raw.router);
         let ctl = self.ctl(&raw.ctl);
         let interfaces = self.interfaces(&raw.interfaces);
-        let bgp = self.bgp(&raw.bgp);
+        let bgp = self.bgp(&raw.bgp, router.as_ref().map(|r| r.asn));
         let routes = self.routes(&raw.routes);
         let icmp = self.icmp(&raw.icmp);
         let metrics = self.metrics(&raw.metrics);
@@ -1298,7 +1304,7 @@ impl Check<'_> {
         (self.errors.len() == before).then_some(out)
     }
 
-    fn bgp(&mut self, raw: &RawBgp) -> Option<Bgp> {
+    fn bgp(&mut self, raw: &RawBgp, local_asn: Option<Asn>) -> Option<Bgp> {
         let before = self.errors.len();
         let port = match &raw.port {
             None => DEFAULT_BGP_PORT,
@@ -1353,7 +1359,7 @@ impl Check<'_> {
             let l = l.get_ref();
             let at = self.at(format!("{base}.range"), l.range.span());
             let range = self.routable(at.clone(), l.range.get_ref());
-            let session = self.session(&base, l.session());
+            let session = self.session(&base, l.session(), local_asn);
             if let Some(range) = range {
                 for (other_at, other) in &ranges {
                     if other.covers(&range) || range.covers(other) {
@@ -1379,7 +1385,7 @@ impl Check<'_> {
             let n = n.get_ref();
             let at = self.at(format!("{base}.address"), n.address.span());
             let address = self.peer_address(at.clone(), n.address.get_ref());
-            let session = self.session(&base, n.session());
+            let session = self.session(&base, n.session(), local_asn);
             if let Some(address) = address {
                 for (range_at, range) in &ranges {
                     if range.contains(u128::from(address)) {
@@ -1419,9 +1425,20 @@ impl Check<'_> {
         })
     }
 
-    fn session(&mut self, base: &str, raw: RawSession<'_>) -> Option<Session> {
+    fn session(
+        &mut self,
+        base: &str,
+        raw: RawSession<'_>,
+        local_asn: Option<Asn>,
+    ) -> Option<Session> {
         let before = self.errors.len();
         let peer_asn = self.asn(&format!("{base}.peer-asn"), raw.peer_asn);
+        // RFC 8212: an external session without a policy said out loud
+        // accepts nothing (FRR's ebgp-requires-policy); accepting all let
+        // any node of a listen range announce ::/0 or an upstream's
+        // prefixes.
+        let import_default_deny =
+            raw.import.is_none() && matches!((peer_asn, local_asn), (Some(p), Some(l)) if p != l);
         let import = raw
             .import
             .map(|list| self.prefix_list(&format!("{base}.import"), list));
@@ -1489,8 +1506,10 @@ impl Check<'_> {
             peer_asn: peer_asn?,
             import: match import {
                 Some(list) => Some(list?),
+                None if import_default_deny => Some(PrefixList::new(Vec::new())),
                 None => None,
             },
+            import_default_deny,
             export: export?,
             max_prefixes,
             max_prefixes_idle_time: Duration::from_secs(

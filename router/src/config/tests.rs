@@ -111,7 +111,12 @@ fn design_example_parses_to_its_values() {
     assert_eq!(n.address, addr("2001:db8:ffff::1"));
     assert_eq!(n.session.peer_asn, Asn(65100));
     assert_eq!(n.session.export.rules(), [rule("2001:db8:100::/40")]);
-    assert_eq!(n.session.import, None);
+    // External, without an import list: accepts nothing (RFC 8212); the
+    // example imports nothing from its upstream (its default route is a
+    // static one) and exports the aggregate.
+    assert_eq!(n.session.import, Some(PrefixList::new(Vec::new())));
+    assert!(n.session.import_default_deny);
+    assert!(!l.session.import_default_deny, "it has a list");
     assert!(!n.passive);
 
     assert_eq!(
@@ -156,7 +161,20 @@ fn defaults() {
     ))
     .unwrap();
     let s = &c.bgp.neighbors[0].session;
-    assert_eq!(s.import, None, "no import list accepts every route");
+    assert_eq!(
+        s.import,
+        Some(PrefixList::new(Vec::new())),
+        "no import list on an external session accepts nothing (RFC 8212)"
+    );
+    assert!(s.import_default_deny);
+    // An internal one (our own AS) accepts every route without a list.
+    let c = parse(&format!(
+        "{MINIMAL}[[bgp.neighbor]]\naddress = \"2001:db8::1\"\npeer-asn = 65000\n"
+    ))
+    .unwrap();
+    let internal = &c.bgp.neighbors[0].session;
+    assert_eq!(internal.import, None);
+    assert!(!internal.import_default_deny);
     assert!(
         s.export.rules().is_empty(),
         "nothing is exported by default"

@@ -28,6 +28,34 @@ use super::{io_err, log, DaemonError, Msg};
 use crate::config::Session;
 use crate::Config;
 
+/// One line per external session without an import list, which accepts
+/// no route (RFC 8212): the daemon logs them at start and at reload.
+pub fn policy_notes(c: &Config) -> Vec<String> {
+    let ranges = c
+        .bgp
+        .listen
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (format!("bgp.listen[{i}] ({})", l.range), &l.session));
+    let neighbors = c
+        .bgp
+        .neighbors
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (format!("bgp.neighbor[{i}] ({})", n.address), &n.session));
+    ranges
+        .chain(neighbors)
+        .filter(|(_, s)| s.import_default_deny)
+        .map(|(what, s)| {
+            format!(
+                "{what}: external session (AS {}) without an import list accepts no \
+                 route (RFC 8212); write the prefixes it may announce in `import`",
+                s.peer_asn
+            )
+        })
+        .collect()
+}
+
 /// Whether the configuration asks for BGP at all.
 pub fn wanted(c: &Config) -> bool {
     !c.bgp.listen.is_empty() || !c.bgp.neighbors.is_empty()
@@ -384,5 +412,18 @@ via = ["2001:db8:ffff::1"]
         assert_eq!(n.ttl_security, Some(1));
         let originated: Vec<String> = s.originated.iter().map(|p| p.to_string()).collect();
         assert_eq!(originated, ["2001:db8:100::/40", "::/0"]);
+        // Both sessions are external and have no import list: the
+        // speaker gets empty allow-lists (RFC 8212), and the log says so.
+        for settings in [&s.ranges[0].settings, n] {
+            let allow = settings.import.allow.as_ref().expect("a list");
+            assert!(allow.rules().is_empty());
+        }
+        let notes = policy_notes(&c);
+        assert_eq!(notes.len(), 2, "{notes:?}");
+        assert!(
+            notes[0].starts_with("bgp.listen[0] (2001:db8:1::/64): external session (AS 65001)")
+        );
+        assert!(notes[1].starts_with("bgp.neighbor[0] (2001:db8:ffff::1)"));
+        assert!(notes[1].contains("accepts no route (RFC 8212)"));
     }
 }

@@ -510,6 +510,9 @@ impl Daemon {
         d.start_prober(tx.clone())?;
         d.start_workers(tx.clone())?;
         d.store_macs(&d.neigh.table());
+        for note in bgp::policy_notes(&d.config) {
+            log!("{note}");
+        }
         if bgp::wanted(&d.config) {
             d.bgp = Some(bgp::Bgp::start(bgp::speaker_config(&d.config), tx)?);
         }

@@ -193,6 +193,9 @@ impl Daemon {
             changed,
             failed,
         };
+        for note in bgp::policy_notes(&pending.new) {
+            log!("reload: {note}");
+        }
         match &self.bgp {
             Some(b) => {
                 let config = bgp::speaker_config(&pending.new);

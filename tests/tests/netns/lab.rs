@@ -1098,8 +1098,16 @@ impl Drop for Lab {
 }
 
 /// The router config for the speaker: AS 65000, the listen range with
-/// `range_extra` lines added to its `[[bgp.listen]]` table.
+/// `range_extra` lines added to its `[[bgp.listen]]` table, and an import
+/// list that accepts every route unless they bring their own (the
+/// sessions are external: without one they would accept nothing, RFC
+/// 8212).
 pub fn speaker_config(range_extra: &str) -> String {
+    let import = if range_extra.contains("import") {
+        ""
+    } else {
+        r#"import = ["::/0 le 128"]"#
+    };
     format!(
         r#"[router]
 asn = 65000
@@ -1111,6 +1119,7 @@ name = "br0"
 [[bgp.listen]]
 range = "{RANGE}"
 peer-asn = 65001
+{import}
 {range_extra}
 "#
     )
