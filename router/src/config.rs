@@ -165,7 +165,8 @@ pub struct Interface {
     /// The Linux interface name (`name`), unique.
     pub name: String,
     /// The egress MTU the dataplane enforces (`mtu`), bytes of IPv6
-    /// packet; `None` takes the interface's own MTU from the kernel.
+    /// packet, 1280 to [`crate::xdp::MAX_MTU`]; `None` takes the
+    /// interface's own MTU from the kernel.
     pub mtu: Option<u16>,
 }
 
@@ -557,8 +558,13 @@ pub enum ConfigError {
         /// The earlier one.
         first: Location,
     },
-    /// An MTU outside what IPv6 allows.
-    #[error("{at}: MTU {mtu} is outside 1280 (the IPv6 minimum, RFC 8200 section 5) to 65535")]
+    /// An MTU outside what IPv6 allows, or above what flatedge carries.
+    #[error(
+        "{at}: MTU {mtu} is outside 1280 (the IPv6 minimum, RFC 8200 section 5) to {max} \
+         (the largest packet a {frame}-byte AF_XDP frame holds)",
+        max = crate::xdp::MAX_MTU,
+        frame = crate::xdp::FRAME_SIZE
+    )]
     Mtu {
         /// Where.
         at: Location,
@@ -1285,7 +1291,9 @@ impl Check<'_> {
             let mtu = match &iface.mtu {
                 None => None,
                 Some(m) => match u16::try_from(*m.get_ref()) {
-                    Ok(mtu) if u32::from(mtu) >= MIN_MTU => Some(mtu),
+                    Ok(mtu) if (MIN_MTU..=crate::xdp::MAX_MTU).contains(&u32::from(mtu)) => {
+                        Some(mtu)
+                    }
                     _ => {
                         let at = self.at(format!("interface[{i}].mtu"), m.span());
                         self.push(ConfigError::Mtu {

@@ -201,7 +201,7 @@ worker-cores = [1, 3]
 socket = "/tmp/fe.sock"
 [[interface]]
 name = "up0"
-mtu = 9000
+mtu = 1700
 [bgp]
 port = 1179
 aggregates = ["2001:db8:200::/40", "2001:db8:300::/40"]
@@ -239,7 +239,7 @@ listen = "[::1]:9100"
     assert_eq!(c.router.asn, Asn(4_200_000_000));
     assert_eq!(c.router.worker_cores, Some(vec![1, 3]));
     assert_eq!(c.ctl.socket, PathBuf::from("/tmp/fe.sock"));
-    assert_eq!(c.interfaces[0].mtu, Some(9000));
+    assert_eq!(c.interfaces[0].mtu, Some(1700));
     assert_eq!(c.bgp.port, 1179);
     assert_eq!(
         c.bgp.aggregates,
@@ -685,16 +685,22 @@ fn duplicate_interfaces() {
 
 #[test]
 fn mtu_out_of_range() {
-    for mtu in [1279, 0, 65536] {
+    // 1779 and up do not fit a 2048-byte AF_XDP frame with the kernel's
+    // headroom and an Ethernet header: the kernel would drop them at the
+    // redirect, without a Packet Too Big.
+    for mtu in [1279, 0, 1779, 9000, 65536] {
         let e = error_with(&format!("[[interface]]\nname = \"k8s0\"\nmtu = {mtu}\n"));
         assert!(matches!(e, ConfigError::Mtu { .. }), "{e:?}");
         assert_eq!(at(&e), ("interface[1].mtu", Some(9)));
+        assert!(e.to_string().contains("to 1778"), "{e}");
     }
-    let c = parse(&format!(
-        "{MINIMAL}[[interface]]\nname = \"k8s0\"\nmtu = 1280\n"
-    ))
-    .unwrap();
-    assert_eq!(c.interfaces[1].mtu, Some(1280));
+    for mtu in [1280, 1778] {
+        let c = parse(&format!(
+            "{MINIMAL}[[interface]]\nname = \"k8s0\"\nmtu = {mtu}\n"
+        ))
+        .unwrap();
+        assert_eq!(c.interfaces[1].mtu, Some(mtu));
+    }
 }
 
 #[test]

@@ -466,6 +466,21 @@ impl Daemon {
             }
         }
 
+        for p in &ports {
+            if let Some(l) = table.link(p.ifindex).filter(|l| l.mtu > xdp::MAX_MTU) {
+                log!(
+                    "{}: warning: link MTU {} is above the {} bytes flatedge carries \
+                     ({}-byte AF_XDP frames): longer frames arriving on it are dropped \
+                     by the kernel before flatedge sees them (ip link set dev {} mtu {})",
+                    p.name,
+                    l.mtu,
+                    xdp::MAX_MTU,
+                    xdp::FRAME_SIZE,
+                    p.name,
+                    xdp::MAX_MTU
+                );
+            }
+        }
         let carrier = ports
             .iter()
             .map(|p| table.link(p.ifindex).is_some_and(|l| l.is_up()))
@@ -1053,7 +1068,7 @@ impl Daemon {
             let frames = (owned.len() as u32 * 2 * RING).next_power_of_two();
             let mut pool = FramePool::new(PoolConfig {
                 frames,
-                frame_size: 2048,
+                frame_size: xdp::FRAME_SIZE,
                 fill_ring: RING,
                 rx_tx_ring: RING,
             })

@@ -228,7 +228,12 @@ impl NextHops {
             return Adjacency::default();
         };
         let link = t.link(p.ifindex);
-        let mtu = p.mtu.or(link.map(|l| l.mtu)).unwrap_or(0);
+        // A configured MTU lowers the link's, never raises it: the link
+        // would drop what is longer.
+        let mtu = match (p.mtu, link.map(|l| l.mtu)) {
+            (Some(c), Some(l)) => c.min(l),
+            (c, l) => c.or(l).unwrap_or(0),
+        };
         match e.kind {
             Kind::Unreachable => Adjacency {
                 unreachable: true,
@@ -405,6 +410,10 @@ mod tests {
         let adj = n.adjacency(id, &ports, &t);
         assert!(adj.resolved);
         assert_eq!(adj.mtu, 1400);
+        // Configured above the link's 1500: the link's.
+        let mut above = ports.clone();
+        above[0].mtu = Some(1700);
+        assert_eq!(n.adjacency(id, &above, &t).mtu, 1500);
         assert_eq!(adj.dst_mac, [2, 0, 0, 0, 0, 2]);
         assert_eq!(n.state(id, &ports, &t), HopState::Up);
         assert!(n.set_probed(id));

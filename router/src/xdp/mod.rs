@@ -16,6 +16,17 @@ mod ring;
 pub use bpf::{VlanOffload, XdpProgram, MAX_PORTS, MAX_QUEUES, PROG_NAME};
 pub use port::{wait_readable, Frame, FramePool, PoolConfig, Port, PortStats};
 
+/// Bytes of each UMEM frame the daemon uses.
+pub const FRAME_SIZE: u32 = 2048;
+/// The largest Ethernet frame (FCS excluded) that fits a UMEM frame: the
+/// kernel keeps 256 bytes of headroom (`XDP_PACKET_HEADROOM`) before the
+/// packet. A longer frame cannot enter the AF_XDP socket: the kernel
+/// drops it at the redirect.
+pub const MAX_FRAME: u32 = FRAME_SIZE - 256;
+/// The largest IPv6 MTU flatedge carries: [`MAX_FRAME`] less the 14-byte
+/// Ethernet header.
+pub const MAX_MTU: u32 = MAX_FRAME - 14;
+
 use std::ffi::CString;
 use std::io;
 
