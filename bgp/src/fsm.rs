@@ -403,6 +403,12 @@ impl Session {
         }
     }
 
+    /// Sets the ConnectRetry time, from the next time the timer is armed
+    /// (a running session is not affected: it has no such timer).
+    pub fn set_connect_retry(&mut self, d: Duration) {
+        self.config.connect_retry = d;
+    }
+
     /// The configuration.
     pub fn config(&self) -> &SessionConfig {
         &self.config

@@ -291,6 +291,37 @@ async fn disable_refuses_the_peer_until_enable_and_reset_reconnects() {
     speaker_b.shutdown().await;
 }
 
+/// A reload that changes only a neighbour's connect-retry time keeps its
+/// established session (the time matters once it is down), as FRR does;
+/// it used to restart it and flush its routes.
+#[tokio::test]
+async fn a_new_connect_retry_keeps_the_session_up() {
+    let mut settings = PeerSettings::new(Asn(65000));
+    settings.connect_retry = Duration::from_secs(1);
+    let ((speaker_a, mut events_a, mut a), (speaker_b, mut events_b, _)) =
+        dialling_pair(settings, |_| {}).await;
+    let established = |e: &Event| matches!(e, Event::Established { .. }).then_some(());
+    wait(&mut events_a, "A established", established).await;
+    wait(&mut events_b, "B established", established).await;
+    a.neighbors[0].settings.connect_retry = Duration::from_secs(7);
+    let done = speaker_a.reconfigure(a).await.unwrap();
+    assert!(done.contains("1 sessions took new"), "{done}");
+    let quiet = tokio::time::timeout(Duration::from_millis(1500), async {
+        loop {
+            match events_b.recv().await {
+                Some(e @ Event::Down { .. }) => return e,
+                Some(_) => {}
+                None => std::future::pending::<()>().await,
+            }
+        }
+    })
+    .await;
+    assert!(quiet.is_err(), "the session went down: {quiet:?}");
+    assert_eq!(speaker_a.peers().await[0].state, State::Established);
+    speaker_a.shutdown().await;
+    speaker_b.shutdown().await;
+}
+
 /// B's count of A's routes rejected for their (loopback) next hop.
 async fn next_hop_rejections(b: &Speaker) -> u64 {
     b.peers().await.first().map_or(0, |p| {

@@ -1092,8 +1092,9 @@ impl Control {
     }
 
     /// Gives peer `id` the settings `new` without restarting its session,
-    /// if they differ from its own in the import policy, the export list
-    /// or max-prefixes' idle time only, as BIRD and FRR apply filter
+    /// if they differ from its own in the import policy, the export list,
+    /// max-prefixes' idle time or the connect-retry time only (the last
+    /// one matters only once the session is down), as BIRD and FRR apply filter
     /// changes: a new import policy is applied to the routes the peer sends
     /// again after a ROUTE-REFRESH (RFC 2918; a session without the
     /// capability is restarted instead), a new export list by withdrawing
@@ -1107,6 +1108,7 @@ impl Control {
         same_rest.import = new.import.clone();
         same_rest.export = new.export.clone();
         same_rest.max_prefix_idle = new.max_prefix_idle;
+        same_rest.connect_retry = new.connect_retry;
         if same_rest != **new {
             return false;
         }
@@ -1120,6 +1122,10 @@ impl Control {
         }
         if let Some(p) = self.peers.get_mut(&id) {
             p.settings = new.clone();
+            p.primary.session.set_connect_retry(new.connect_retry);
+            if let Some(s) = p.secondary.as_mut() {
+                s.session.set_connect_retry(new.connect_retry);
+            }
         }
         self.rib.set_import_policy(id, new.import.clone());
         self.rib.set_max_prefix_idle(id, new.max_prefix_idle);
