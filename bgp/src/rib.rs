@@ -1208,14 +1208,28 @@ impl Rib {
         })
     }
 
-    /// Every path of up to `max` prefixes (unordered), for `show route`
-    /// without a prefix.
+    /// Every path of the `max` lowest prefixes, in prefix order, for
+    /// `show route` without a prefix (a listing cut at `max` shows the
+    /// start of the table, as its "first N" says, not whichever prefixes
+    /// the hash shards hold first).
     pub fn route_views(&self, max: usize) -> Vec<RouteView> {
-        self.table
-            .entries()
-            .filter(|(_, e)| !e.paths().is_empty())
-            .take(max)
-            .filter_map(|(p, _)| self.route(&p))
+        // A max-heap of the lowest seen: its top is the one to drop.
+        let mut lowest = std::collections::BinaryHeap::with_capacity(max.min(1 << 16) + 1);
+        for (p, e) in self.table.entries() {
+            if e.paths().is_empty() {
+                continue;
+            }
+            if lowest.len() < max {
+                lowest.push(p);
+            } else if lowest.peek().is_some_and(|top| p < *top) {
+                lowest.pop();
+                lowest.push(p);
+            }
+        }
+        lowest
+            .into_sorted_vec()
+            .iter()
+            .filter_map(|p| self.route(p))
             .collect()
     }
 

@@ -67,7 +67,10 @@ fn bgp_summary(s: &BgpSummary) -> String {
 
 fn routes(r: &Routes) -> String {
     let more = r.truncated_at.map_or(String::new(), |n| {
-        format!("only the first {n} BGP prefixes are listed; `show route PREFIX` shows any other\n")
+        format!(
+            "only the first {n} BGP prefixes (in prefix order) are listed; \
+             `show route PREFIX` shows any other\n"
+        )
     });
     if r.routes.is_empty() {
         return format!("no routes\n{more}");

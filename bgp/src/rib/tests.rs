@@ -1298,3 +1298,24 @@ fn filtered_is_held_to_the_peers_max_prefixes() {
     lab.apply(a, &ann("2001:db8:1::2", &[65001]).of(&rejected));
     assert_eq!(lab.rib.peer_stats(a).unwrap().filtered, 2);
 }
+
+/// `show route` without a prefix, cut at `max`: the lowest prefixes, in
+/// order (it took whichever the hash shards held first).
+#[test]
+fn route_views_are_the_lowest_prefixes_in_order() {
+    let mut lab = Lab::new();
+    let a = lab.peer("2001:db8:1::2", 65001, 2);
+    let all: Vec<String> = (0..200u32)
+        .map(|i| format!("2001:db8:{:x}::/64", (i * 7919) % 200 + 1))
+        .collect();
+    let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+    lab.apply(a, &ann("2001:db8:1::2", &[65001]).of(&refs));
+    let mut want: Vec<Ipv6Net> = all.iter().map(|s| net(s)).collect();
+    want.sort();
+    want.dedup();
+    let got: Vec<Ipv6Net> = lab.rib.route_views(10).iter().map(|v| v.prefix).collect();
+    assert_eq!(got, want[..10]);
+    let every: Vec<Ipv6Net> = lab.rib.route_views(1000).iter().map(|v| v.prefix).collect();
+    assert_eq!(every, want);
+    assert!(lab.rib.route_views(0).is_empty());
+}

@@ -155,7 +155,7 @@ fn a_cut_listing_says_so() {
         "\
 Prefix               Status  Source  Peer            Next hop        AS path  Origin  LocPref  MED  Note
 2001:db8:96::10/128  best    bgp     2001:db8:1::11  2001:db8:1::11  65001    igp         100    -
-only the first 10000 BGP prefixes are listed; `show route PREFIX` shows any other
+only the first 10000 BGP prefixes (in prefix order) are listed; `show route PREFIX` shows any other
 ",
     );
 }

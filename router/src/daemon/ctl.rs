@@ -586,6 +586,12 @@ fn with_bgp_routes(
         views.truncate(SHOW_ROUTE_MAX);
         truncated_at = Some(SHOW_ROUTE_MAX);
     }
+    // Our own routes by prefix: a BGP view joins its prefix's entry.
+    let mut index: std::collections::HashMap<ipnet::Ipv6Net, usize> = routes
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (r.prefix, i))
+        .collect();
     for v in views {
         let paths = v
             .paths
@@ -623,12 +629,15 @@ fn with_bgp_routes(
             })
             .collect();
         // A prefix we also route ourselves lists both: ours wins.
-        match routes.iter_mut().find(|r| r.prefix == v.prefix) {
-            Some(r) => r.paths.extend(paths),
-            None => routes.push(Route {
-                prefix: v.prefix,
-                paths,
-            }),
+        match index.get(&v.prefix) {
+            Some(&i) => routes[i].paths.extend(paths),
+            None => {
+                index.insert(v.prefix, routes.len());
+                routes.push(Route {
+                    prefix: v.prefix,
+                    paths,
+                });
+            }
         }
     }
     routes.sort_by_key(|r| r.prefix);

@@ -742,7 +742,7 @@ fn show_route_says_when_it_stops() {
     let human = flatedgectl(&lab, &["show", "route"], 0);
     assert!(
         human.ends_with(&format!(
-            "only the first {} BGP prefixes are listed; `show route PREFIX` shows any other\n",
+            "only the first {} BGP prefixes (in prefix order) are listed; `show route PREFIX` shows any other\n",
             router::daemon::SHOW_ROUTE_MAX
         )),
         "{}",
