@@ -66,7 +66,8 @@ pub enum Command {
     Neighbor {
         /// The peer's address.
         address: Ipv6Addr,
-        /// What to do.
+        /// What to do (or a unique prefix of it: `dis`).
+        #[arg(value_parser = ActionParser)]
         action: Action,
     },
     /// Re-read the config file and apply the differences.
@@ -156,6 +157,44 @@ pub enum Action {
     Disable,
     /// Accept (and dial) the peer again.
     Enable,
+}
+
+/// Parses an [`Action`] from its name or a unique prefix of it, as the
+/// command words are (clap matches a value's whole name only), and
+/// offers the names in help and errors.
+#[derive(Debug, Clone, Copy)]
+struct ActionParser;
+
+impl clap::builder::TypedValueParser for ActionParser {
+    type Value = Action;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<Action, clap::Error> {
+        let s = value.to_string_lossy();
+        let mut found = Action::value_variants().iter().filter(|a| {
+            !s.is_empty()
+                && a.to_possible_value()
+                    .is_some_and(|v| v.get_name().starts_with(s.as_ref()))
+        });
+        match (found.next(), found.next()) {
+            (Some(a), None) => Ok(*a),
+            _ => clap::builder::EnumValueParser::<Action>::new().parse_ref(cmd, arg, value),
+        }
+    }
+
+    fn possible_values(
+        &self,
+    ) -> Option<Box<dyn Iterator<Item = clap::builder::PossibleValue> + '_>> {
+        Some(Box::new(
+            Action::value_variants()
+                .iter()
+                .filter_map(ValueEnum::to_possible_value),
+        ))
+    }
 }
 
 impl Cli {

@@ -65,6 +65,21 @@ fn every_command_maps_to_its_request() {
                 action: NeighborAction::Enable,
             },
         ),
+        // Unique prefixes, as for the command words.
+        (
+            "nei 2001:db8:1::11 dis",
+            Request::Neighbor {
+                address: a("2001:db8:1::11"),
+                action: NeighborAction::Disable,
+            },
+        ),
+        (
+            "neighbor 2001:db8:1::11 r",
+            Request::Neighbor {
+                address: a("2001:db8:1::11"),
+                action: NeighborAction::Reset,
+            },
+        ),
         ("reload", Request::Reload),
     ];
     for (line, expected) in cases {
@@ -178,6 +193,7 @@ fn bad_command_lines_are_usage_errors() {
         "neighbor 2001:db8::1",
         "neighbor 192.0.2.1 reset",
         "neighbor 2001:db8::1 bounce",
+        "neighbor 2001:db8::1 disablex",
         "neighbor reset 2001:db8::1",
         "reload now",
         "--timeout 0 reload",
