@@ -391,3 +391,88 @@ fn bgp_paths(q: &bgp::BgpQuery, prefix: Prefix) -> Vec<RibChange> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::needs_restart;
+    use crate::Config;
+
+    const BASE: &str = r#"
+[router]
+asn = 65000
+router-id = "192.0.2.1"
+[[interface]]
+name = "k8s0"
+[[bgp.listen]]
+range = "2001:db8:1::/64"
+peer-asn = 65001
+import = ["2001:db8:100::/40 le 64"]
+"#;
+
+    fn parse(text: &str) -> Config {
+        text.parse().unwrap_or_else(|e| panic!("{e}\n{text}"))
+    }
+
+    /// Each section a running daemon cannot take is named, alone; what it
+    /// applies in place names nothing.
+    #[test]
+    fn the_sections_that_need_a_restart_are_named() {
+        let old = parse(BASE);
+        let listen = "[[bgp.listen]]";
+        let cases: Vec<(&str, String, &[&str])> = vec![
+            (
+                "rx-usecs",
+                BASE.replace("\n[[interface]]", "\nrx-usecs = 10\n[[interface]]"),
+                &["[router]"],
+            ),
+            (
+                "ctl",
+                format!("{BASE}[ctl]\nsocket = \"/run/other.sock\"\n"),
+                &["[ctl]"],
+            ),
+            (
+                "mtu",
+                BASE.replace("name = \"k8s0\"", "name = \"k8s0\"\nmtu = 1400"),
+                &["[[interface]]"],
+            ),
+            (
+                "port",
+                BASE.replace(listen, &format!("[bgp]\nport = 1179\n{listen}")),
+                &["[bgp] port"],
+            ),
+            (
+                "multipath",
+                BASE.replace(listen, &format!("[bgp.multipath]\nmax-paths = 4\n{listen}")),
+                &["[bgp.multipath]"],
+            ),
+            ("icmp", format!("{BASE}[icmp]\nrate = 10\n"), &["[icmp]"]),
+            (
+                "metrics",
+                format!("{BASE}[metrics]\nlisten = \"[::1]:9100\"\n"),
+                &["[metrics]"],
+            ),
+            (
+                "import",
+                BASE.replace("le 64\"]", "le 64\", \"2001:db8:96::/112 le 128\"]"),
+                &[],
+            ),
+            (
+                "route",
+                format!(
+                    "{BASE}[[route]]\nprefix = \"2001:db8:200::/48\"\nvia = [\"2001:db8:1::9\"]\n"
+                ),
+                &[],
+            ),
+            (
+                "no bgp",
+                BASE.split(listen).next().unwrap_or_default().to_string(),
+                &["BGP turned on or off"],
+            ),
+        ];
+        for (what, text, expected) in cases {
+            let new = parse(&text);
+            assert_eq!(needs_restart(&old, &new), expected, "{what}");
+            assert!(needs_restart(&new, &new).is_empty(), "{what}: itself");
+        }
+    }
+}
