@@ -272,6 +272,22 @@ impl Daemon {
             removed += 1;
             let _ = self.give_back(*prefix, &mut failed, true);
         }
+        // A static route that became an aggregate of a connected subnet:
+        // the subnet wins over the aggregate (which was not installed),
+        // so the static route goes rather than stay in the FIB.
+        let yielded: Vec<Prefix> = p
+            .wanted
+            .iter()
+            .filter(|(k, via)| {
+                via.is_empty()
+                    && p.old.get(*k).is_some_and(|old| !old.is_empty())
+                    && self.connected_port(**k).is_some()
+            })
+            .map(|(k, _)| *k)
+            .collect();
+        for prefix in yielded {
+            let _ = self.give_back(prefix, &mut failed, true);
+        }
         let mut notes: Vec<String> = bgp_note.into_iter().collect();
         notes.push(format!(
             "static routes and aggregates: {} added, {removed} removed, {} changed",

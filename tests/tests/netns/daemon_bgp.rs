@@ -703,6 +703,29 @@ fn an_aggregate_yields_to_a_connected_subnet_and_returns() {
     lab.poll("the subnet takes it back", Duration::from_secs(10), || {
         source(&lab) == Some(RouteSource::Connected)
     });
+    // A static route for the subnet wins over it; made an aggregate again
+    // by a reload, it goes and the subnet takes the prefix back (the
+    // static route stayed in the FIB).
+    let aggregate = config().replace(
+        "[[bgp.listen]]",
+        &format!("[bgp]\naggregates = [\"{SUBNET}\"]\n\n[[bgp.listen]]"),
+    );
+    let with_static = format!(
+        "{}\n[[route]]\nprefix = \"{SUBNET}\"\nvia = [\"{}\"]\n",
+        config(),
+        node_addr(1)
+    );
+    lab.write_daemon_config(&with_static);
+    flatedgectl(&lab, &["reload"], 0);
+    assert_eq!(source(&lab), Some(RouteSource::Static));
+    lab.write_daemon_config(&aggregate);
+    flatedgectl(&lab, &["reload"], 0);
+    assert_eq!(
+        source(&lab),
+        Some(RouteSource::Connected),
+        "{}",
+        lab.daemon_log()
+    );
 }
 
 /// `show route` without a prefix lists at most 10,000 BGP prefixes and
