@@ -452,6 +452,15 @@ pub enum ConfigError {
         /// Where.
         at: Location,
     },
+    /// `max-prefixes-idle-time = 0`.
+    #[error(
+        "{at}: 0 s would take a peer that exceeded max-prefixes back at once, in a loop \
+         (full table, teardown, reconnect); use 1 s or more"
+    )]
+    MaxPrefixesIdleZero {
+        /// Where.
+        at: Location,
+    },
     /// `max-prefixes = 0`.
     #[error("{at}: 0 would refuse every route; omit max-prefixes for no limit")]
     MaxPrefixesZero {
@@ -711,6 +720,7 @@ impl ConfigError {
             | HoldTime { at, .. }
             | ConnectRetryZero { at }
             | MaxPrefixesZero { at }
+            | MaxPrefixesIdleZero { at }
             | PrefixRule { at, .. }
             | PasswordLength { at, .. }
             | TtlSecurity { at, .. }
@@ -944,7 +954,7 @@ macro_rules! raw_peer {
             import: Option<Vec<Spanned<String>>>,
             export: Option<Vec<Spanned<String>>>,
             max_prefixes: Option<Spanned<u32>>,
-            max_prefixes_idle_time: Option<u64>,
+            max_prefixes_idle_time: Option<Spanned<u64>>,
             graceful_restart: Option<bool>,
             hold_time: Option<Spanned<u16>>,
             connect_retry: Option<Spanned<u16>>,
@@ -959,7 +969,7 @@ macro_rules! raw_peer {
                     import: self.import.as_deref(),
                     export: self.export.as_deref(),
                     max_prefixes: self.max_prefixes.as_ref(),
-                    max_prefixes_idle_time: self.max_prefixes_idle_time,
+                    max_prefixes_idle_time: self.max_prefixes_idle_time.as_ref(),
                     graceful_restart: self.graceful_restart,
                     hold_time: self.hold_time.as_ref(),
                     connect_retry: self.connect_retry.as_ref(),
@@ -989,7 +999,7 @@ struct RawSession<'a> {
     import: Option<&'a [Spanned<String>]>,
     export: Option<&'a [Spanned<String>]>,
     max_prefixes: Option<&'a Spanned<u32>>,
-    max_prefixes_idle_time: Option<u64>,
+    max_prefixes_idle_time: Option<&'a Spanned<u64>>,
     graceful_restart: Option<bool>,
     hold_time: Option<&'a Spanned<u16>>,
     connect_retry: Option<&'a Spanned<u16>>,
@@ -1462,6 +1472,10 @@ impl Check<'_> {
                 n
             }
         };
+        if let Some(t) = raw.max_prefixes_idle_time.filter(|t| *t.get_ref() == 0) {
+            let at = self.at(format!("{base}.max-prefixes-idle-time"), t.span());
+            self.push(ConfigError::MaxPrefixesIdleZero { at });
+        }
         let hold_time = match raw.hold_time {
             None => HoldTime::new(DEFAULT_HOLD_TIME),
             Some(h) => {
@@ -1522,7 +1536,7 @@ impl Check<'_> {
             max_prefixes,
             max_prefixes_idle_time: Duration::from_secs(
                 raw.max_prefixes_idle_time
-                    .unwrap_or(DEFAULT_MAX_PREFIXES_IDLE_TIME),
+                    .map_or(DEFAULT_MAX_PREFIXES_IDLE_TIME, |t| *t.get_ref()),
             ),
             graceful_restart: raw.graceful_restart.unwrap_or(true),
             hold_time: hold_time?,

@@ -989,3 +989,25 @@ fn metrics_port_zero_and_long_socket_paths_are_refused() {
     assert_eq!(fits.len(), 107);
     parse(&format!("{MINIMAL}[ctl]\nsocket = \"{fits}\"\n")).unwrap();
 }
+
+#[test]
+fn max_prefixes_idle_time_zero() {
+    let e = error_with(
+        "[[bgp.listen]]\nrange = \"2001:db8::/64\"\npeer-asn = 1\nimport = []\n\
+         max-prefixes = 10\nmax-prefixes-idle-time = 0\n",
+    );
+    assert!(
+        matches!(e, ConfigError::MaxPrefixesIdleZero { .. }),
+        "{e:?}"
+    );
+    assert_eq!(at(&e), ("bgp.listen[0].max-prefixes-idle-time", Some(12)));
+    let c = parse(&format!(
+        "{MINIMAL}[[bgp.listen]]\nrange = \"2001:db8::/64\"\npeer-asn = 1\n\
+         max-prefixes-idle-time = 1\n"
+    ))
+    .unwrap();
+    assert_eq!(
+        c.bgp.listen[0].session.max_prefixes_idle_time,
+        Duration::from_secs(1)
+    );
+}
