@@ -79,7 +79,9 @@ pub const DEFAULT_BGP_PORT: u16 = 179;
 pub const DEFAULT_HOLD_TIME: u16 = 90;
 /// Default `max-prefixes-idle-time`, seconds.
 pub const DEFAULT_MAX_PREFIXES_IDLE_TIME: u64 = 30;
-/// Default `connect-retry`, seconds.
+/// Default `connect-retry`, seconds: shorter than RFC 4271's suggested
+/// 120 (BIRD's, FRR's and GoBGP's default), so that an uplink that comes
+/// back is dialled within half a minute.
 pub const DEFAULT_CONNECT_RETRY: u16 = 30;
 /// Default `bgp.multipath.max-paths`.
 pub const DEFAULT_MAX_PATHS: usize = 16;
@@ -1079,6 +1081,13 @@ fn key_path(text: &str, offset: usize, table_only: bool) -> Option<String> {
 /// The TOML parser's message in words for the reader of a config rather
 /// than of Rust: "expected u16" says its range.
 fn plain_message(message: &str) -> String {
+    // `[interface]` where `[[interface]]` is meant: the parser sees one
+    // table where a list of them belongs.
+    if message.contains("invalid type: map, expected a sequence") {
+        return "a single table where a list of tables belongs: write each entry with \
+                two brackets, [[...]]"
+            .into();
+    }
     let mut m = message.to_string();
     for (rust, words) in [
         ("expected u8", "expected a whole number from 0 to 255"),

@@ -1011,3 +1011,22 @@ fn max_prefixes_idle_time_zero() {
         Duration::from_secs(1)
     );
 }
+
+#[test]
+fn a_single_bracket_table_where_a_list_belongs() {
+    for (text, key) in [
+        (
+            "[router]\nasn = 65000\nrouter-id = \"192.0.2.1\"\n[interface]\nname = \"up0\"\n",
+            "interface",
+        ),
+        (
+            &*format!("{MINIMAL}[bgp.listen]\nrange = \"2001:db8::/64\"\npeer-asn = 1\n"),
+            "bgp.listen",
+        ),
+    ] {
+        let e = only_error(text);
+        let msg = e.to_string();
+        assert!(msg.contains("two brackets, [[...]]"), "{msg}");
+        assert!(msg.contains(key), "{msg}");
+    }
+}
