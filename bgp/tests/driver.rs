@@ -322,6 +322,33 @@ async fn a_new_connect_retry_keeps_the_session_up() {
     speaker_b.shutdown().await;
 }
 
+/// A neighbour that is down and waiting out a long ConnectRetry timer,
+/// given a short one by a reload, is restarted: it dials at once (kept in
+/// place, it would have waited out the old hour).
+#[tokio::test]
+async fn a_new_connect_retry_on_a_down_peer_dials_at_once() {
+    let (pa, pb) = (free_port(), free_port());
+    let mut settings = PeerSettings::new(Asn(65000));
+    settings.connect_retry = Duration::from_secs(3600);
+    let mut a = config(65001, 2, pa, pb);
+    a.neighbors.push(Neighbor::new(LOOPBACK, settings));
+    let (speaker_a, mut events_a) = Speaker::start(a.clone()).await.unwrap();
+    // Nobody listens on B's port yet: A's first dial fails, and it waits.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut b = config(65000, 1, pb, pa);
+    b.ranges.push(ListenRange::new(
+        "::1/128".parse().unwrap(),
+        PeerSettings::new(Asn(65001)),
+    ));
+    let (speaker_b, _events_b) = Speaker::start(b).await.unwrap();
+    a.neighbors[0].settings.connect_retry = Duration::from_secs(1);
+    speaker_a.reconfigure(a).await.unwrap();
+    let established = |e: &Event| matches!(e, Event::Established { .. }).then_some(());
+    wait(&mut events_a, "A established after the reload", established).await;
+    speaker_a.shutdown().await;
+    speaker_b.shutdown().await;
+}
+
 /// B's count of A's routes rejected for their (loopback) next hop.
 async fn next_hop_rejections(b: &Speaker) -> u64 {
     b.peers().await.first().map_or(0, |p| {

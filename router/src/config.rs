@@ -847,12 +847,23 @@ impl FromStr for Config {
     /// Parses and checks a configuration held in a string.
     fn from_str(text: &str) -> Result<Config, ConfigErrors> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| {
-            let message = plain_message(e.message().trim_end());
+            let mut message = plain_message(e.message().trim_end());
             let at = e.span().and_then(|span| {
                 // An unknown key is named by the message: give its table.
                 let table_only = message.starts_with("unknown field");
                 key_path(text, span.start, table_only)
             });
+            // `[interface]` where `[[interface]]` is meant: the parser sees
+            // one table where a list of them belongs.
+            let tables = ["interface", "route", "bgp.listen", "bgp.neighbor"];
+            if e.message()
+                .contains("invalid type: map, expected a sequence")
+                && at.as_deref().is_some_and(|a| tables.contains(&a))
+            {
+                message = "a single table where a list of tables belongs: write each entry \
+                           with two brackets, [[...]]"
+                    .into();
+            }
             ConfigErrors::one(ConfigError::Syntax {
                 line: e.span().map(|s| line_of(text, s.start)),
                 message: match at {
@@ -1081,13 +1092,6 @@ fn key_path(text: &str, offset: usize, table_only: bool) -> Option<String> {
 /// The TOML parser's message in words for the reader of a config rather
 /// than of Rust: "expected u16" says its range.
 fn plain_message(message: &str) -> String {
-    // `[interface]` where `[[interface]]` is meant: the parser sees one
-    // table where a list of them belongs.
-    if message.contains("invalid type: map, expected a sequence") {
-        return "a single table where a list of tables belongs: write each entry with \
-                two brackets, [[...]]"
-            .into();
-    }
     let mut m = message.to_string();
     for (rust, words) in [
         ("expected u8", "expected a whole number from 0 to 255"),

@@ -1120,6 +1120,11 @@ impl Control {
         if established && import_changed && !refresh {
             return false;
         }
+        // A session that is down may be waiting out the old ConnectRetry
+        // timer: restarted, it dials at once and then keeps the new time.
+        if !established && old.connect_retry != new.connect_retry {
+            return false;
+        }
         if let Some(p) = self.peers.get_mut(&id) {
             p.settings = new.clone();
             p.primary.session.set_connect_retry(new.connect_retry);

@@ -1029,4 +1029,9 @@ fn a_single_bracket_table_where_a_list_belongs() {
         assert!(msg.contains("two brackets, [[...]]"), "{msg}");
         assert!(msg.contains(key), "{msg}");
     }
+    // A table where a list of strings belongs is no such case.
+    let e = error_with(
+        "[[bgp.listen]]\nrange = \"2001:db8::/64\"\npeer-asn = 1\n[bgp.listen.import]\na = 1\n",
+    );
+    assert!(!e.to_string().contains("[[...]]"), "{e}");
 }

@@ -164,7 +164,7 @@ impl XdpProgram {
             true => None,
             false => Some(lock_interface(ifindex)?),
         };
-        // A program in another mode: the kernel would refuse ours with a
+        // A program in generic mode: the kernel would refuse ours with a
         // bare EEXIST ("File exists").
         if let Some((name, mode)) = other_mode_prog(ifindex)? {
             return Err(XdpError::Foreign {
@@ -379,8 +379,9 @@ fn attached_prog(ifindex: u32) -> Result<Option<(String, OwnedFd)>, XdpError> {
     Ok(Some((prog_name(&fd)?, fd)))
 }
 
-/// The name and mode (`generic` or `offload`) of a program attached to
-/// `ifindex` in a mode other than native, if any.
+/// The name and mode of a program attached to `ifindex` in generic mode,
+/// if any: the kernel runs native and generic XDP one at a time (a
+/// hardware-offloaded program may sit beside a native one).
 fn other_mode_prog(ifindex: u32) -> Result<Option<(String, &'static str)>, XdpError> {
     let mut opts = sys::bpf_xdp_query_opts {
         sz: size_of::<sys::bpf_xdp_query_opts>() as sys::size_t,
@@ -389,7 +390,7 @@ fn other_mode_prog(ifindex: u32) -> Result<Option<(String, &'static str)>, XdpEr
     // SAFETY: opts is a valid, sized, writable options struct.
     let ret = unsafe { sys::bpf_xdp_query(ifindex as c_int, 0, &mut opts) };
     check(ret, "query the attached XDP programs")?;
-    for (id, mode) in [(opts.skb_prog_id, "generic"), (opts.hw_prog_id, "offload")] {
+    for (id, mode) in [(opts.skb_prog_id, "generic")] {
         if id == 0 {
             continue;
         }

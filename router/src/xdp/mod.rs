@@ -50,9 +50,9 @@ pub enum XdpError {
         /// xsk-rs's description.
         detail: String,
     },
-    /// Another tool's XDP program is attached to the interface (in any
-    /// mode: the kernel runs one mode at a time, so a generic-mode
-    /// program rules out ours in native mode as well).
+    /// Another tool's XDP program is attached to the interface, natively
+    /// or in generic mode (the kernel runs native and generic XDP one at
+    /// a time, so a generic-mode program rules out ours as well).
     #[error(
         "interface {ifname} has a foreign XDP program attached in {mode} mode ({name:?}); \
          not replacing it (detach it with: ip link set dev {ifname} {cmd} off)",
@@ -63,7 +63,7 @@ pub enum XdpError {
         ifname: String,
         /// The attached program's name.
         name: String,
-        /// Its attach mode: `native`, `generic` or `offload`.
+        /// Its attach mode: `native` or `generic`.
         mode: &'static str,
     },
     /// Another flatedge (a running daemon, or a second one started by

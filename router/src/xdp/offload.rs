@@ -12,6 +12,14 @@
 //! Through the ethtool ioctl's legacy flags (`ETHTOOL_GFLAGS`,
 //! `ETHTOOL_SFLAGS`, `ETH_FLAG_RXVLAN`), which every kernel has; the
 //! 802.1ad (S-tag) offload has no such flag and is left alone.
+//!
+//! This covers NICs, which strip the tag in hardware. A veth does not
+//! consult the flag: the tag of a frame its peer sent with the peer's
+//! tx-vlan-offload on travels beside the frame (skb metadata), and XDP
+//! sees the frame untagged whatever is set here (the peer needs
+//! `txvlan off`). Reading the tag in the program instead
+//! (`bpf_xdp_metadata_rx_vlan_tag`, Linux 6.8) needs one device-bound
+//! program per interface; not done.
 #![allow(unsafe_code)]
 
 use std::io;
@@ -104,6 +112,13 @@ pub fn set_rx_vlan_offload(ifname: &str, on: bool) -> io::Result<()> {
     };
     ethtool(ifname, &mut s)?;
     if rx_vlan_offload(ifname)? != on {
+        // The kernel took the wish but the driver did not apply it: take
+        // the wish back, or a later feature update might apply it.
+        let mut back = EthtoolValue {
+            cmd: ETHTOOL_SFLAGS,
+            data: v.data,
+        };
+        let _ = ethtool(ifname, &mut back);
         return Err(io::Error::other("the driver kept its setting"));
     }
     Ok(())
