@@ -308,20 +308,36 @@ fn worker_thread(
     Some(report)
 }
 
-/// A worker running in r with `coalesce`: its stop flag, its thread
-/// (which returns the final report) and the handle of the counters it
-/// publishes while it runs.
-fn start_worker(
-    lab: &Lab,
-    coalesce: Coalesce,
-) -> (
-    Arc<AtomicBool>,
-    thread::JoinHandle<Option<Report>>,
-    ReportHandle,
-) {
+/// A worker running in r (see [`start_worker`]).
+struct Running {
+    stop: Arc<AtomicBool>,
+    /// Its thread, which returns the final report.
+    thread: thread::JoinHandle<Option<Report>>,
+    /// The counters it publishes while it runs.
+    handle: ReportHandle,
+}
+
+impl Running {
+    /// One figure of the counters it published last.
+    fn read(&self, f: fn(&router::worker::WorkerReport) -> u64) -> u64 {
+        f(&self.handle.lock().unwrap())
+    }
+
+    /// Stops the worker and returns its final report.
+    fn stop(self) -> Report {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread
+            .join()
+            .expect("worker thread panicked")
+            .expect("no report")
+    }
+}
+
+/// A worker running in r with `coalesce`.
+fn start_worker(lab: &Lab, coalesce: Coalesce) -> Running {
     let stop = Arc::new(AtomicBool::new(false));
     let (handle_tx, handle_rx) = mpsc::channel();
-    let worker = {
+    let thread = {
         let (r, stop2) = (lab.r.clone(), stop.clone());
         spawn_ready("worker in r", &stop, move |ready| {
             worker_thread(r, coalesce, handle_tx, stop2, ready)
@@ -330,7 +346,11 @@ fn start_worker(
     let handle = handle_rx
         .recv_timeout(Duration::from_secs(5))
         .expect("no report handle from the worker");
-    (stop, worker, handle)
+    Running {
+        stop,
+        thread,
+        handle,
+    }
 }
 
 #[test]
@@ -346,7 +366,7 @@ fn worker_forwards_spreads_flows_and_answers_errors() {
         "the client reaches the service through r's kernel: the test would prove nothing"
     );
 
-    let (stop, worker, _) = start_worker(&lab, DAEMON_COALESCE);
+    let worker = start_worker(&lab, DAEMON_COALESCE);
 
     // Sinks' UDP receivers.
     let sink_stop = Arc::new(AtomicBool::new(false));
@@ -403,11 +423,7 @@ fn worker_forwards_spreads_flows_and_answers_errors() {
         .into_iter()
         .map(|h| h.join().expect("sink panicked").expect("sink failed"))
         .collect();
-    stop.store(true, Ordering::Relaxed);
-    let report = worker
-        .join()
-        .expect("worker thread panicked")
-        .expect("no report");
+    let report = worker.stop();
     let elapsed = started.elapsed();
     eprintln!("worker: {:?}", report.stats);
     eprintln!("ports: {:?}", report.ports);
@@ -516,7 +532,7 @@ fn worker_coalescing_waits_under_a_burst_and_forwards_every_frame() {
         usecs: 1000,
         frames: 64,
     };
-    let (stop, worker, handle) = start_worker(&lab, coalesce);
+    let worker = start_worker(&lab, coalesce);
     const FLOWS: u16 = 60;
     const ROUNDS: u32 = 200;
     let to = SocketAddrV6::new(SERVICE.parse().unwrap(), UDP_PORT, 0, 0);
@@ -529,7 +545,7 @@ fn worker_coalescing_waits_under_a_burst_and_forwards_every_frame() {
     let total = u64::from(FLOWS) * u64::from(ROUNDS);
     let deadline = Instant::now() + Duration::from_secs(3);
     while Instant::now() < deadline {
-        let done = handle.lock().is_ok_and(|r| {
+        let done = worker.handle.lock().is_ok_and(|r| {
             r.ports.len() == 4
                 && r.ports[0].rx == total
                 && r.ports[1..].iter().map(|p| p.tx).sum::<u64>() == total
@@ -539,11 +555,7 @@ fn worker_coalescing_waits_under_a_burst_and_forwards_every_frame() {
         }
         thread::sleep(Duration::from_millis(10));
     }
-    stop.store(true, Ordering::Relaxed);
-    let report = worker
-        .join()
-        .expect("worker thread panicked")
-        .expect("no report");
+    let report = worker.stop();
     eprintln!("burst sent in {send_time:?}; worker: {:?}", report.stats);
     sent.expect("udp sender failed");
     // The client's port took the burst in; the sinks' ports sent it out
@@ -593,8 +605,7 @@ fn idle_waits(handle: &ReportHandle) -> (u64, u64) {
 fn worker_goes_idle_with_frames_waiting_for_a_down_link() {
     common::require_root_and_tools("tests/xdp_forward.rs");
     let lab = Lab::new();
-    let (stop, worker, handle) = start_worker(&lab, Coalesce::OFF);
-    let read = |f: fn(&router::worker::WorkerReport) -> u64| f(&handle.lock().unwrap());
+    let worker = start_worker(&lab, Coalesce::OFF);
     let to = SocketAddrV6::new(SERVICE.parse().unwrap(), UDP_PORT, 0, 0);
     let sink_stop = Arc::new(AtomicBool::new(false));
     let (sready_tx, sready_rx) = mpsc::channel();
@@ -606,13 +617,13 @@ fn worker_goes_idle_with_frames_waiting_for_a_down_link() {
     // 60 flows over the three sinks: about 20 of them go to rs1 and wait
     // in its ring.
     common::send_udp_flows(&lab.c, CLIENT.parse().unwrap(), to, 60, 1).expect("udp sender");
-    let (idle_before, idle_after) = idle_waits(&handle);
+    let (idle_before, idle_after) = idle_waits(&worker.handle);
     // The first frames may all have come in one batch, before any kick
     // found rs1 down: 60 more, now that it is known down.
     common::send_udp_flows(&lab.c, CLIENT.parse().unwrap(), to, 60, 1).expect("udp sender");
     thread::sleep(Duration::from_millis(300));
-    let refused = read(|r| r.ports[1].tx_link_down);
-    let queued = read(|r| r.ports[1].tx);
+    let refused = worker.read(|r| r.ports[1].tx_link_down);
+    let queued = worker.read(|r| r.ports[1].tx);
     // Back up: the next kick after an idle wait sends the frames.
     ns(&lab.r, &["ip", "link", "set", "rs1", "up"]);
     thread::sleep(Duration::from_secs(1));
@@ -623,11 +634,7 @@ fn worker_goes_idle_with_frames_waiting_for_a_down_link() {
         .expect("sink failed")
         .values()
         .sum();
-    stop.store(true, Ordering::Relaxed);
-    let report = worker
-        .join()
-        .expect("worker thread panicked")
-        .expect("no report");
+    let report = worker.stop();
     eprintln!(
         "rs1: {queued} frames queued, {refused} kicks refused; idle waits {idle_before} -> \
          {idle_after}; s1 received {delivered}; {:?}",
@@ -668,24 +675,19 @@ fn worker_goes_idle_with_frames_waiting_for_a_down_link() {
 fn worker_writes_off_a_deleted_egress_interface_and_goes_idle() {
     common::require_root_and_tools("tests/xdp_forward.rs");
     let lab = Lab::new();
-    let (stop, worker, handle) = start_worker(&lab, Coalesce::OFF);
-    let read = |f: fn(&router::worker::WorkerReport) -> u64| f(&handle.lock().unwrap());
+    let worker = start_worker(&lab, Coalesce::OFF);
     let to = SocketAddrV6::new(SERVICE.parse().unwrap(), UDP_PORT, 0, 0);
     ns(&lab.r, &["ip", "link", "set", "rs1", "down"]);
     common::send_udp_flows(&lab.c, CLIENT.parse().unwrap(), to, 60, 1).expect("udp sender");
     thread::sleep(Duration::from_millis(300));
-    let queued = read(|r| r.ports[1].tx);
+    let queued = worker.read(|r| r.ports[1].tx);
     ns(&lab.r, &["ip", "link", "del", "rs1"]);
     // The worker kicks rs1 at least every idle wait (10 ms) while frames
     // are in flight: the next kick finds the socket unbound.
     thread::sleep(Duration::from_millis(200));
     common::send_udp_flows(&lab.c, CLIENT.parse().unwrap(), to, 60, 1).expect("udp sender");
-    let (idle_before, idle_after) = idle_waits(&handle);
-    stop.store(true, Ordering::Relaxed);
-    let report = worker
-        .join()
-        .expect("worker thread panicked")
-        .expect("no report");
+    let (idle_before, idle_after) = idle_waits(&worker.handle);
+    let report = worker.stop();
     eprintln!(
         "rs1: {queued} frames queued before it was deleted; idle waits {idle_before} -> \
          {idle_after}; {:?}",
