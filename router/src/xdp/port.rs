@@ -29,7 +29,7 @@ use xsk_rs::config::{
 use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, Socket, TxQueue, Umem};
 
 use super::prefetch::RxPrefetch;
-use super::ring::{Consumer, Producer, Which, XdpDesc};
+use super::ring::{mmap_offsets, Consumer, Producer, Which, XdpDesc};
 use super::XdpError;
 
 static NEXT_POOL_ID: AtomicU32 = AtomicU32::new(0);
@@ -166,11 +166,17 @@ impl FramePool {
         (self.chunk_mask + 1 - (frame.addr & self.chunk_mask)) as usize
     }
 
-    /// xsk-rs's descriptor of `frame` (for a port without its own rings).
+    /// xsk-rs's descriptor of the chunk holding UMEM offset `addr` (for
+    /// a port without its own rings).
+    fn chunk_desc(&self, addr: u64) -> FrameDesc {
+        self.descs[(addr / (self.chunk_mask + 1)) as usize]
+    }
+
+    /// xsk-rs's descriptor of `frame`, its length set (for a port without
+    /// its own rings).
     fn xsk_desc(&self, frame: &Frame) -> FrameDesc {
         assert_eq!(frame.pool, self.id, "frame of another pool");
-        let chunk = (frame.addr / (self.chunk_mask + 1)) as usize;
-        let mut d = self.descs[chunk];
+        let mut d = self.chunk_desc(frame.addr);
         assert_eq!(
             d.addr() as u64,
             frame.addr,
@@ -183,14 +189,10 @@ impl FramePool {
         d
     }
 
-    /// `frame`'s buffer from its first packet byte, `len` bytes long
-    /// (at most its room).
-    ///
-    /// # Safety
-    /// `len` is at most [`FramePool::room`], and the caller holds the
-    /// frame (exclusively, for a mutable use of the pointer).
+    /// The address of `frame`'s first packet byte; slices made from it
+    /// must stay within [`FramePool::room`].
     #[inline]
-    unsafe fn ptr(&self, frame: &Frame) -> *mut u8 {
+    fn ptr(&self, frame: &Frame) -> *mut u8 {
         debug_assert!(
             (frame.addr as usize) < self.config.frames as usize * self.config.frame_size as usize
         );
@@ -373,11 +375,12 @@ struct OwnRings {
 impl OwnRings {
     fn map(fd: RawFd, config: &PoolConfig) -> std::io::Result<Self> {
         let (fr, rtr) = (config.fill_ring, config.rx_tx_ring);
+        let off = mmap_offsets(fd)?;
         Ok(OwnRings {
-            rx: Consumer::map(fd, Which::Rx, rtr)?,
-            tx: Producer::map(fd, Which::Tx, rtr)?,
-            fill: Producer::map(fd, Which::Fill, fr)?,
-            comp: Consumer::map(fd, Which::Completion, fr)?,
+            rx: Consumer::map(fd, &off, Which::Rx, rtr)?,
+            tx: Producer::map(fd, &off, Which::Tx, rtr)?,
+            fill: Producer::map(fd, &off, Which::Fill, fr)?,
+            comp: Consumer::map(fd, &off, Which::Completion, fr)?,
         })
     }
 }
@@ -544,7 +547,7 @@ impl Port {
                 let start = pool.free.len() - n;
                 for i in 0..n {
                     let f = &pool.free[start + i];
-                    pool.scratch[i] = pool.descs[(f.addr / (pool.chunk_mask + 1)) as usize];
+                    pool.scratch[i] = pool.chunk_desc(f.addr);
                 }
                 // SAFETY: the descriptors are free frames of this pool's
                 // UMEM, which this port's socket is bound to.

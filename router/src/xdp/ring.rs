@@ -86,9 +86,13 @@ unsafe impl<D: Send> Send for Mapped<D> {}
 
 impl<D: Copy> Mapped<D> {
     /// Maps `which` ring, of `entries` descriptors (a power of two), of
-    /// socket `fd`, read-write.
-    fn map(fd: RawFd, which: Which, entries: u32) -> std::io::Result<Self> {
-        let off = mmap_offsets(fd)?;
+    /// socket `fd` (whose ring offsets are `off`), read-write.
+    fn map(
+        fd: RawFd,
+        off: &libc::xdp_mmap_offsets,
+        which: Which,
+        entries: u32,
+    ) -> std::io::Result<Self> {
         let (o, pgoff) = match which {
             Which::Rx => (off.rx, libc::XDP_PGOFF_RX_RING as u64),
             Which::Tx => (off.tx, libc::XDP_PGOFF_TX_RING as u64),
@@ -181,9 +185,15 @@ pub(super) struct Producer<D> {
 }
 
 impl<D: Copy> Producer<D> {
-    /// Maps `which` (fill or tx) ring of `fd`.
-    pub(super) fn map(fd: RawFd, which: Which, entries: u32) -> std::io::Result<Self> {
-        Ok(Self::new(Mapped::map(fd, which, entries)?, entries))
+    /// Maps `which` (fill or tx) ring of `fd`, whose ring offsets are
+    /// `off` ([`mmap_offsets`]).
+    pub(super) fn map(
+        fd: RawFd,
+        off: &libc::xdp_mmap_offsets,
+        which: Which,
+        entries: u32,
+    ) -> std::io::Result<Self> {
+        Ok(Self::new(Mapped::map(fd, off, which, entries)?, entries))
     }
 
     fn new(ring: Mapped<D>, entries: u32) -> Self {
@@ -251,9 +261,15 @@ pub(super) struct Consumer<D> {
 }
 
 impl<D: Copy> Consumer<D> {
-    /// Maps `which` (rx or completion) ring of `fd`.
-    pub(super) fn map(fd: RawFd, which: Which, entries: u32) -> std::io::Result<Self> {
-        Ok(Self::new(Mapped::map(fd, which, entries)?))
+    /// Maps `which` (rx or completion) ring of `fd`, whose ring offsets
+    /// are `off` ([`mmap_offsets`]).
+    pub(super) fn map(
+        fd: RawFd,
+        off: &libc::xdp_mmap_offsets,
+        which: Which,
+        entries: u32,
+    ) -> std::io::Result<Self> {
+        Ok(Self::new(Mapped::map(fd, off, which, entries)?))
     }
 
     fn new(ring: Mapped<D>) -> Self {
@@ -285,10 +301,7 @@ impl<D: Copy> Consumer<D> {
     /// [`Consumer::available`] returned.
     #[inline]
     pub(super) fn read(&self, i: u32) -> D {
-        debug_assert!(i < self.prod.wrapping_sub(self.cons));
-        // SAFETY: a published slot of our mapping, masked into the ring;
-        // the producer leaves it alone until we release it.
-        unsafe { self.ring.slot(self.cons.wrapping_add(i)).read() }
+        self.read_at(self.cons.wrapping_add(i))
     }
 
     /// Our index: the ring index of the first available descriptor.
@@ -302,7 +315,8 @@ impl<D: Copy> Consumer<D> {
     #[inline]
     pub(super) fn read_at(&self, i: u32) -> D {
         debug_assert!(i.wrapping_sub(self.cons) < self.prod.wrapping_sub(self.cons));
-        // SAFETY: as in `read`.
+        // SAFETY: a published slot of our mapping, masked into the ring;
+        // the producer leaves it alone until we release it.
         unsafe { self.ring.slot(i).read() }
     }
 
