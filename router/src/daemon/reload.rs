@@ -73,6 +73,10 @@ pub(super) struct PendingReload {
     old: BTreeMap<Prefix, Vec<Ipv6Addr>>,
     wanted: BTreeMap<Prefix, Vec<Ipv6Addr>>,
     installed: Vec<Prefix>,
+    /// Static routes the new file makes aggregates of a connected
+    /// subnet: the subnet wins over the aggregate (not installed), so the
+    /// static route goes once BGP took the file.
+    yielded: Vec<Prefix>,
     added: usize,
     changed: usize,
     failed: Vec<String>,
@@ -143,6 +147,7 @@ impl Daemon {
         // BGP announces them, removed ones leave it after BGP withdrew
         // them.
         let mut installed = Vec::new();
+        let mut yielded = Vec::new();
         for (prefix, via) in &wanted {
             match old.get(prefix) {
                 Some(v) if v == via => continue,
@@ -151,6 +156,9 @@ impl Daemon {
             }
             // A connected subnet wins over an aggregate, as at start.
             if via.is_empty() && self.connected_port(*prefix).is_some() {
+                if old.get(prefix).is_some_and(|v| !v.is_empty()) {
+                    yielded.push(*prefix);
+                }
                 continue;
             }
             match self.install_own(*prefix, via) {
@@ -189,6 +197,7 @@ impl Daemon {
             old,
             wanted,
             installed,
+            yielded,
             added,
             changed,
             failed,
@@ -272,20 +281,7 @@ impl Daemon {
             removed += 1;
             let _ = self.give_back(*prefix, &mut failed, true);
         }
-        // A static route that became an aggregate of a connected subnet:
-        // the subnet wins over the aggregate (which was not installed),
-        // so the static route goes rather than stay in the FIB.
-        let yielded: Vec<Prefix> = p
-            .wanted
-            .iter()
-            .filter(|(k, via)| {
-                via.is_empty()
-                    && p.old.get(*k).is_some_and(|old| !old.is_empty())
-                    && self.connected_port(**k).is_some()
-            })
-            .map(|(k, _)| *k)
-            .collect();
-        for prefix in yielded {
+        for prefix in p.yielded {
             let _ = self.give_back(prefix, &mut failed, true);
         }
         let mut notes: Vec<String> = bgp_note.into_iter().collect();
