@@ -147,11 +147,7 @@ pub fn exchange(socket: &Path, req: &Request, timeout: Duration) -> Result<Reply
             // A daemon that answered without reading the request (see
             // [`answer_unread`]) resets the connection after the answer.
             Err(e) if e.kind() == io::ErrorKind::ConnectionReset && !answer.is_empty() => {
-                if let Ok(response) = serde_json::from_slice::<Response>(&answer) {
-                    let document = String::from_utf8_lossy(&answer).into_owned();
-                    return Ok(Reply { response, document });
-                }
-                return Err(failed(e));
+                return parse_reply(&answer).map_err(|_| failed(e));
             }
             Err(e) => return Err(failed(e)),
         }
@@ -164,13 +160,17 @@ pub fn exchange(socket: &Path, req: &Request, timeout: Duration) -> Result<Reply
             },
         });
     }
-    let bad = |e| ClientError::BadResponse {
+    parse_reply(&answer).map_err(|e| ClientError::BadResponse {
         socket: socket.to_path_buf(),
         source: e,
-    };
-    let response: Response = serde_json::from_slice(&answer).map_err(bad)?;
+    })
+}
+
+/// The [`Reply`] in an answer document.
+fn parse_reply(answer: &[u8]) -> Result<Reply, serde_json::Error> {
+    let response: Response = serde_json::from_slice(answer)?;
     // serde_json accepts UTF-8 only: nothing is replaced.
-    let document = String::from_utf8_lossy(&answer).into_owned();
+    let document = String::from_utf8_lossy(answer).into_owned();
     Ok(Reply { response, document })
 }
 
@@ -213,10 +213,7 @@ pub fn serve_one(
     };
 
     let truncated = doc.len() > MAX_REQUEST_BYTES;
-    let response = handler(req);
-    let mut out = serde_json::to_vec(&response).map_err(io::Error::other)?;
-    out.push(b'\n');
-    write_within(&mut stream, &out, Instant::now() + write_budget)?;
+    write_response(&mut stream, &handler(req), Instant::now() + write_budget)?;
     if truncated {
         // Closing a UNIX socket with unread input resets the connection,
         // and the client would lose the answer: read the rest first (up
@@ -243,10 +240,7 @@ pub fn serve_one(
 pub fn answer_unread(stream: UnixStream, response: &Response, timeout: Duration) -> io::Result<()> {
     let mut stream = stream;
     stream.set_nonblocking(false)?;
-    let mut out = serde_json::to_vec(response).map_err(io::Error::other)?;
-    out.push(b'\n');
-    stream.set_write_timeout(Some(timeout))?;
-    write_within(&mut stream, &out, Instant::now() + timeout)?;
+    write_response(&mut stream, response, Instant::now() + timeout)?;
     stream.shutdown(Shutdown::Write)?;
     stream.set_nonblocking(true)?;
     let mut buf = [0u8; 4096];
@@ -257,6 +251,18 @@ pub fn answer_unread(stream: UnixStream, response: &Response, timeout: Duration)
         }
     }
     Ok(())
+}
+
+/// Writes `response` as one compact JSON document and a newline, before
+/// `deadline`.
+fn write_response(
+    stream: &mut UnixStream,
+    response: &Response,
+    deadline: Instant,
+) -> io::Result<()> {
+    let mut out = serde_json::to_vec(response).map_err(io::Error::other)?;
+    out.push(b'\n');
+    write_within(stream, &out, deadline)
 }
 
 /// The most one write call hands the socket (see [`write_within`]).
