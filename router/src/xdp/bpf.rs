@@ -229,7 +229,7 @@ impl XdpProgram {
         if let Some(k) = self.vlan_restore.iter().position(|(i, _)| *i == ifindex) {
             let (_, name) = self.vlan_restore.swap_remove(k);
             // The name, not the index: only the interface it was still is.
-            if if_nametoindex_str(&name) == Some(ifindex) {
+            if super::ifindex(&name).ok() == Some(ifindex) {
                 let _ = super::offload::set_rx_vlan_offload(&name, true);
             }
         }
@@ -371,12 +371,17 @@ fn attached_prog(ifindex: u32) -> Result<Option<(String, OwnedFd)>, XdpError> {
     if prog_id == 0 {
         return Ok(None);
     }
+    let fd = prog_by_id(prog_id)?;
+    Ok(Some((prog_name(&fd)?, fd)))
+}
+
+/// An fd of the attached XDP program whose id is `id`.
+fn prog_by_id(id: u32) -> Result<OwnedFd, XdpError> {
     // SAFETY: plain syscall wrapper; returns a new fd or -errno.
-    let fd = unsafe { sys::bpf_prog_get_fd_by_id(prog_id) };
+    let fd = unsafe { sys::bpf_prog_get_fd_by_id(id) };
     check(fd, "open the attached XDP program by id")?;
     // SAFETY: fd was just returned to us and is owned by nobody else.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    Ok(Some((prog_name(&fd)?, fd)))
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// The name and mode of a program attached to `ifindex` in generic mode,
@@ -390,18 +395,11 @@ fn other_mode_prog(ifindex: u32) -> Result<Option<(String, &'static str)>, XdpEr
     // SAFETY: opts is a valid, sized, writable options struct.
     let ret = unsafe { sys::bpf_xdp_query(ifindex as c_int, 0, &mut opts) };
     check(ret, "query the attached XDP programs")?;
-    for (id, mode) in [(opts.skb_prog_id, "generic")] {
-        if id == 0 {
-            continue;
-        }
-        // SAFETY: plain syscall wrapper; returns a new fd or -errno.
-        let fd = unsafe { sys::bpf_prog_get_fd_by_id(id) };
-        check(fd, "open the attached XDP program by id")?;
-        // SAFETY: fd was just returned to us and is owned by nobody else.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        return Ok(Some((prog_name(&fd)?, mode)));
+    if opts.skb_prog_id == 0 {
+        return Ok(None);
     }
-    Ok(None)
+    let name = prog_name(&prog_by_id(opts.skb_prog_id)?)?;
+    Ok(Some((name, "generic")))
 }
 
 /// The name of the BPF program `fd`.
@@ -472,13 +470,6 @@ pub(super) fn if_nametoindex(name: &CStr) -> Option<u32> {
     // SAFETY: name is a valid NUL-terminated string.
     let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
     (index != 0).then_some(index)
-}
-
-/// The index of interface `name`, if there is one.
-fn if_nametoindex_str(name: &str) -> Option<u32> {
-    std::ffi::CString::new(name)
-        .ok()
-        .and_then(|c| if_nametoindex(&c))
 }
 
 /// The name of interface `ifindex` (its number when it has none).
