@@ -752,7 +752,7 @@ impl Daemon {
     /// Releases `id` if no route uses it: no longer resolved or probed,
     /// its kernel entry deleted.
     fn release_nexthop(&mut self, id: NextHopId) {
-        let probed = self.nexthops.get(id).is_some_and(|e| e.probed);
+        let probed = self.nexthops.probed(id);
         if let Some((addr, port)) = self.nexthops.release(id) {
             let ifindex = self.ports[usize::from(port)].ifindex;
             if probed {
@@ -1024,7 +1024,7 @@ impl Daemon {
         let hops: Vec<(Ipv6Addr, u32)> = self
             .nexthops
             .neighbors()
-            .filter(|&(id, _, _)| self.nexthops.get(id).is_some_and(|e| e.probed))
+            .filter(|&(id, _, _)| self.nexthops.probed(id))
             .map(|(_, addr, port)| (addr, self.ports[usize::from(port)].ifindex))
             .collect();
         let (prober, rx) =

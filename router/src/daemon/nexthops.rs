@@ -187,6 +187,11 @@ impl NextHops {
         self.by_neighbor.get(&(addr, port)).copied()
     }
 
+    /// Whether `id` is a neighbour the prober watches.
+    pub fn probed(&self, id: NextHopId) -> bool {
+        self.get(id).is_some_and(|e| e.probed)
+    }
+
     /// Marks a neighbour as watched by the prober; `true` if it was not.
     pub fn set_probed(&mut self, id: NextHopId) -> bool {
         match self.entries.get_mut(id.0 as usize) {
