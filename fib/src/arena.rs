@@ -44,6 +44,30 @@ pub(crate) struct Region<T> {
 #[repr(align(128))]
 struct Padded(AtomicUsize);
 
+/// A [`Region`]'s elements for reading, bounds-checked like the region.
+#[derive(Clone, Copy)]
+pub(crate) struct View<'a, T> {
+    cells: &'a [UnsafeCell<T>],
+}
+
+impl<'a, T> View<'a, T> {
+    /// Element `i`. Panics if `i` is beyond the reservation.
+    #[inline(always)]
+    pub fn get(self, i: u32) -> &'a T {
+        let cell = &self.cells[i as usize];
+        // SAFETY: as in `Region::get`.
+        unsafe { &*cell.get() }
+    }
+
+    /// Where element `i` would be, for a prefetch hint only (never
+    /// dereferenced): an index beyond the reservation gives an address
+    /// outside it, which a prefetch ignores.
+    #[inline(always)]
+    pub fn addr_of(self, i: u32) -> *const T {
+        self.cells.as_ptr().wrapping_add(i as usize).cast::<T>()
+    }
+}
+
 // SAFETY: a `Region` is a block of plain data; concurrent access follows
 // the copy-on-write discipline described in the module documentation:
 // readers read elements no one writes, the single writer writes elements no
@@ -103,12 +127,14 @@ impl<T: Copy> Region<T> {
         unsafe { &*cell.get() }
     }
 
-    /// Element `i` if within the reservation.
+    /// The region as a plain slice-like view for a run of reads: its
+    /// pointer and length sit in the caller's registers instead of being
+    /// loaded again from the region after every store the caller makes.
     #[inline(always)]
-    pub fn try_get(&self, i: u32) -> Option<&T> {
-        let cell = self.cells().get(i as usize)?;
-        // SAFETY: as in `get`.
-        Some(unsafe { &*cell.get() })
+    pub fn view(&self) -> View<'_, T> {
+        View {
+            cells: self.cells(),
+        }
     }
 
     /// Elements `off .. off + len`.

@@ -48,7 +48,7 @@
 use std::sync::Arc;
 
 use crate::alloc::grow_to;
-use crate::arena::{Region, Store};
+use crate::arena::{Region, Store, View};
 use crate::group::GroupId;
 
 pub(crate) const NODE: u32 = 1 << 31;
@@ -84,20 +84,18 @@ pub(crate) struct Node {
     pub chunks: [Chunk; 4],
 }
 
-/// Asks the CPU to start loading the cache line of `x`.
+/// Asks the CPU to start loading the cache line at `p`, which may be any
+/// address: a prefetch never faults and reads nothing the program sees.
 #[inline(always)]
 #[allow(unsafe_code)]
-fn prefetch<T>(x: &T) {
+fn prefetch_ptr<T>(p: *const T) {
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch is a hint that never faults and reads nothing the
-    // program sees; the pointer comes from a live reference anyway.
+    // SAFETY: a prefetch is a hint that never faults, whatever the address.
     unsafe {
-        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
-            (x as *const T).cast::<i8>(),
-        );
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast::<i8>());
     }
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = x;
+    let _ = p;
 }
 
 /// One step of a walk: the child node index, or the leaf value.
@@ -422,8 +420,13 @@ impl Trie {
         let mut pending = [0u8; LOOKUP_GROUP];
         let mut np = 0;
         let mut flags = 0;
+        // The addresses as two words each, so that a level's slot is one
+        // shift of a 64-bit word.
+        let mut words = [[0u64; LOOKUP_GROUP]; 2];
         for i in 0..n {
             let hi = (a[i] >> 64) as u64;
+            words[0][i] = a[i] as u64;
+            words[1][i] = hi;
             let d = self.direct[(hi >> 48) as usize];
             let mut v = 0u32;
             if d & HAS64 != 0 {
@@ -441,29 +444,35 @@ impl Trie {
             flags |= d;
         }
         let direct_only = flags & (NODE | HAS64 | HAS128) == 0;
-        let (store, leaves) = (&self.store.nodes, &self.store.leaves);
+        let (nodes, leaves) = (self.store.nodes.view(), self.store.leaves.view());
         // The root pages: one direct load each, in the copy's top.
         let mut next = 0;
         for k in 0..np {
-            let i = pending[k] as usize;
-            let slot = (a[i] >> 104) as usize & 0xff;
-            let e = self.top[node[i] as usize * PAGE + slot];
+            let i = pending[k] as usize & (LOOKUP_GROUP - 1);
+            let hi = words[1][i];
+            let e = self.top[node[i] as usize * PAGE + ((hi >> 40) as usize & 0xff)];
             if e & NODE != 0 {
                 node[i] = e & VALUE_MASK;
                 pending[next] = i as u8;
                 next += 1;
-                let s = (a[i] >> 96) as usize & 0xff;
-                if let Some(c) = store.try_get(node[i]) {
-                    prefetch(&c.chunks[s >> 6]);
-                }
-            } else {
-                out[i] = GroupId::from_leaf(e & VALUE_MASK);
+                let chunk = (hi >> 32) as usize & 0xc0;
+                prefetch_ptr(nodes.addr_of(node[i]).cast::<u8>().wrapping_add(chunk / 2));
+            } else if let Some(o) = out.get_mut(i) {
+                *o = GroupId::from_leaf(e & VALUE_MASK);
             }
         }
         np = next;
         let mut shift = 96u32;
         while np > 0 {
-            np = level(store, leaves, a, &mut node, &mut pending[..np], shift, out);
+            np = level(
+                nodes,
+                leaves,
+                &words,
+                &mut node,
+                &mut pending[..np],
+                shift,
+                out,
+            );
             shift = shift.saturating_sub(8);
         }
         direct_only
@@ -504,28 +513,37 @@ impl Trie {
 /// (compacted in `pending`).
 #[inline(always)]
 fn level(
-    nodes: &Region<Node>,
-    leaves: &Region<u32>,
-    a: &[u128],
+    nodes: View<'_, Node>,
+    leaves: View<'_, u32>,
+    words: &[[u64; LOOKUP_GROUP]; 2],
     node: &mut [u32; LOOKUP_GROUP],
     pending: &mut [u8],
     shift: u32,
     out: &mut [Option<GroupId>],
 ) -> usize {
     let mut n = 0;
+    let next_shift = shift.saturating_sub(8);
+    let (w, s) = (&words[(shift >> 6) as usize & 1], shift & 63);
+    let (nw, ns) = (&words[(next_shift >> 6) as usize & 1], next_shift & 63);
     for k in 0..pending.len() {
-        let i = pending[k] as usize;
-        match step(nodes, leaves, node[i], (a[i] >> shift) as u32 & 0xff) {
-            Ok(child) => {
-                node[i] = child;
-                pending[n] = i as u8;
-                n += 1;
-                let s = (a[i] >> shift.saturating_sub(8)) as usize & 0xff;
-                if let Some(c) = nodes.try_get(child) {
-                    prefetch(&c.chunks[s >> 6]);
-                }
+        let i = pending[k] as usize & (LOOKUP_GROUP - 1);
+        let slot = (w[i] >> s) as u32 & 0xff;
+        let c = &nodes.get(node[i]).chunks[(slot >> 6) as usize];
+        let bit = 1u64 << (slot & 63);
+        if c.vec & bit != 0 {
+            let child = c.base1 + (c.vec & (bit - 1)).count_ones();
+            node[i] = child;
+            pending[n & (LOOKUP_GROUP - 1)] = i as u8;
+            n += 1;
+            let next = (nw[i] >> ns) as usize & 0xc0;
+            prefetch_ptr(nodes.addr_of(child).cast::<u8>().wrapping_add(next / 2));
+        } else {
+            let l = c
+                .base0
+                .wrapping_add((c.leafvec & (bit | (bit - 1))).count_ones());
+            if let Some(o) = out.get_mut(i) {
+                *o = GroupId::from_leaf(*leaves.get(l));
             }
-            Err(leaf) => out[i] = GroupId::from_leaf(leaf),
         }
     }
     n
