@@ -572,6 +572,17 @@ pub(crate) fn parse(buf: &[u8], ctx: &Context) -> Result<ParsedAttributes, Error
     let mut rest = buf;
     while !rest.is_empty() {
         let Some(attr) = AttributePacket::new_checked(rest) else {
+            // RFC 7606 section 3, last paragraph: treat-as-withdraw needs
+            // MP_REACH_NLRI and MP_UNREACH_NLRI parsed whole. An attribute
+            // that does not fit and is one of them, or whose type is cut
+            // off, may hide prefixes to withdraw: a session reset.
+            let mp = [
+                u8::from(AttributeType::MpReachNlri),
+                u8::from(AttributeType::MpUnreachNlri),
+            ];
+            if rest.get(1).is_none_or(|code| mp.contains(code)) {
+                return Err(Error::MalformedAttributeList);
+            }
             // RFC 7606 section 4: an attribute that does not fit.
             out.record(
                 Action::TreatAsWithdraw,

@@ -310,6 +310,37 @@ fn reject_truncated_list_without_nlri() {
     );
 }
 
+#[test]
+fn reject_truncated_mp_attribute_behind_a_good_one() {
+    // RFC 7606 section 3: an MP_UNREACH_NLRI that overruns the list hides
+    // the prefixes it withdraws; the MP_REACH_NLRI before it does not make
+    // treat-as-withdraw enough (2001:db8:2::/48 would stay installed).
+    let unreach = [0x80, 15, 32, 0, 2, 1, 48, 0x20, 1, 0x0d, 0xb8, 0, 2];
+    let attrs = [good_attrs(), unreach.to_vec()].concat();
+    assert_eq!(
+        parse(&body(&[], &attrs, &[])),
+        Err(Error::MalformedAttributeList)
+    );
+    // An MP_REACH_NLRI cut short behind IPv4 NLRI: those do not cover it.
+    let reach = [
+        &ORIGIN[..],
+        &AS_PATH,
+        &[0x40, 3, 4, 10, 0, 0, 1],
+        &[0x80, 14, 255, 0, 2, 1],
+    ]
+    .concat();
+    assert_eq!(
+        parse(&body(&[], &reach, &[8, 10])),
+        Err(Error::MalformedAttributeList)
+    );
+    // A lone flags octet: the type is unknown, so it may be either.
+    let attrs = [good_attrs(), vec![0x80]].concat();
+    assert_eq!(
+        parse(&body(&[], &attrs, &[])),
+        Err(Error::MalformedAttributeList)
+    );
+}
+
 // Treat-as-withdraw.
 
 #[test]
