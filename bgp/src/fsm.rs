@@ -55,7 +55,7 @@ use std::time::Duration;
 use crate::wire::{
     Afi, Asn, Capability, CeaseSubcode, Context, Error, ErrorCode, FsmSubcode, GracefulRestart,
     GracefulRestartFamily, HoldTime, Message, NotificationRepr, OpenRepr, ParsedUpdate,
-    RouteRefreshRepr, Safi, UpdateRepr,
+    RouteRefreshRepr, RouteRefreshSubtype, Safi, UpdateRepr,
 };
 
 /// The address families this speaker negotiates.
@@ -711,11 +711,15 @@ impl Session {
                 Message::RouteRefresh(rr) => {
                     self.arm_hold(out);
                     // RFC 2918 section 4: only for a negotiated family.
+                    // RFC 7313: only subtype 0 asks for the routes; 1 and
+                    // 2 mark the bounds of a refresh we would send (we do
+                    // not advertise enhanced route refresh) and others
+                    // are to be ignored (section 3.2).
                     let known = self
                         .negotiated
                         .as_ref()
                         .is_some_and(|n| n.families.contains(&(rr.afi, rr.safi)));
-                    if known {
+                    if known && rr.subtype == RouteRefreshSubtype::Normal {
                         out.push(Output::RouteRefresh(rr));
                     }
                 }

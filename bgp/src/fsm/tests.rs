@@ -501,6 +501,23 @@ fn established_route_refresh_for_negotiated_family_only() {
     };
     let out = s.handle(Input::Message(Message::RouteRefresh(v4)));
     assert_eq!(out, [Output::ArmTimer(Timer::Hold, secs(90))]);
+    // RFC 7313: the markers of an enhanced refresh and unknown subtypes
+    // ask for nothing.
+    for subtype in [
+        RouteRefreshSubtype::BeginningOfRouteRefresh,
+        RouteRefreshSubtype::EndOfRouteRefresh,
+        RouteRefreshSubtype::from(3),
+    ] {
+        let out = s.handle(Input::Message(Message::RouteRefresh(RouteRefreshRepr {
+            subtype,
+            ..rr
+        })));
+        assert_eq!(
+            out,
+            [Output::ArmTimer(Timer::Hold, secs(90))],
+            "{subtype:?}"
+        );
+    }
 }
 
 #[test]
