@@ -160,6 +160,7 @@ mod tests {
     const CTX: Context = Context {
         four_octet_as: true,
         extended_messages: false,
+        external: false,
     };
 
     fn session() -> ExportSession {

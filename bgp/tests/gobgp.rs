@@ -24,6 +24,7 @@ const NOTIFICATION_SHUTDOWN: &[u8] = include_bytes!("fixtures/gobgp-notification
 const CTX: Context = Context {
     four_octet_as: true,
     extended_messages: false,
+    external: true,
 };
 
 /// gobgpd's session address, the next hop of everything it announces.

@@ -26,14 +26,17 @@ const CONTEXTS: [Context; 3] = [
     Context {
         four_octet_as: false,
         extended_messages: false,
+        external: false,
     },
     Context {
         four_octet_as: true,
         extended_messages: false,
+        external: false,
     },
     Context {
         four_octet_as: true,
         extended_messages: true,
+        external: true,
     },
 ];
 

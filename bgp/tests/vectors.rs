@@ -13,6 +13,7 @@ use bgp::wire::{
 const CTX4: Context = Context {
     four_octet_as: true,
     extended_messages: false,
+    external: false,
 };
 
 fn msg(kind: u8, body: &[u8]) -> Vec<u8> {

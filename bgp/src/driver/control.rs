@@ -1298,4 +1298,5 @@ impl Control {
 const FRAMING_CHECKED: crate::wire::Context = crate::wire::Context {
     four_octet_as: true,
     extended_messages: true,
+    external: false,
 };

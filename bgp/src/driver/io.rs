@@ -64,6 +64,7 @@ pub(super) enum WriteCmd {
 const FRAMING: Context = Context {
     four_octet_as: true,
     extended_messages: true,
+    external: false,
 };
 
 /// Longest we wait for one write before giving the connection up (a peer

@@ -605,10 +605,14 @@ pub(crate) fn parse(buf: &[u8], ctx: &Context) -> Result<ParsedAttributes, Error
             out.discarded.push(Error::MalformedAttributeList);
             continue;
         }
-        let Some((expected, action)) = profile(kind) else {
+        let Some((expected, mut action)) = profile(kind) else {
             parse_unknown(&attr, &mut out)?;
             continue;
         };
+        let ignored = kind == AttributeType::LocalPref && ctx.external;
+        if ignored {
+            action = Action::AttributeDiscard;
+        }
         let flags = attr.flags().0 & (AttributeFlags::OPTIONAL | AttributeFlags::TRANSITIVE);
         let result = if flags != expected {
             // RFC 7606 section 3 (c): handled as the attribute's malformed case.
@@ -621,6 +625,9 @@ pub(crate) fn parse(buf: &[u8], ctx: &Context) -> Result<ParsedAttributes, Error
                 return Err(error);
             }
             out.record(action, error);
+        }
+        if ignored {
+            out.attrs.local_pref = None;
         }
     }
     Ok(out)

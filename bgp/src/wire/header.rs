@@ -211,6 +211,7 @@ mod tests {
         assert_eq!(check(&hdr(4097, 2)), Err(Error::BadMessageLength(4097)));
         let ctx = Context {
             extended_messages: true,
+            external: false,
             ..Context::default()
         };
         assert_eq!(Header::new_unchecked(&hdr(4097, 2)[..]).check(&ctx), Ok(()));

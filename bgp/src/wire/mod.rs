@@ -94,6 +94,10 @@ pub struct Context {
     /// Both sides sent the extended message capability (RFC 8654): UPDATE,
     /// NOTIFICATION and ROUTE-REFRESH may be up to 65535 bytes.
     pub extended_messages: bool,
+    /// The peer is in another AS (an external session): a LOCAL_PREF it
+    /// sends is ignored, and discarded when malformed (RFC 4271 section
+    /// 5.1.5, RFC 7606 section 7.5).
+    pub external: bool,
 }
 
 impl Context {
@@ -107,6 +111,7 @@ impl Context {
                 && has(remote, CapabilityCode::FourOctetAs),
             extended_messages: has(local, CapabilityCode::ExtendedMessage)
                 && has(remote, CapabilityCode::ExtendedMessage),
+            external: local.asn() != remote.asn(),
         }
     }
 

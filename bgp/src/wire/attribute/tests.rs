@@ -5,10 +5,12 @@ use super::*;
 const CTX2: Context = Context {
     four_octet_as: false,
     extended_messages: false,
+    external: false,
 };
 const CTX4: Context = Context {
     four_octet_as: true,
     extended_messages: false,
+    external: false,
 };
 
 fn emit(a: &PathAttributes, ctx: &Context) -> Vec<u8> {

@@ -9,6 +9,7 @@ use crate::wire::{Action, Asn};
 const CTX4: Context = Context {
     four_octet_as: true,
     extended_messages: false,
+    external: false,
 };
 
 const ORIGIN: [u8; 4] = [0x40, 1, 1, 0];
@@ -431,6 +432,31 @@ fn withdraw_med_and_local_pref_length() {
         assert_withdraw(
             &[good_attrs(), a.clone()].concat(),
             Error::AttributeLength(a),
+        );
+    }
+}
+
+#[test]
+fn local_pref_from_an_external_peer_is_ignored() {
+    // RFC 7606 section 7.5: discarded when malformed, not treat-as-withdraw;
+    // RFC 4271 section 5.1.5: ignored when well formed.
+    let ext = Context {
+        external: true,
+        ..CTX4
+    };
+    for a in [
+        attr(0x40, 5, &[0, 0, 1]),
+        attr(0x80, 5, &[0, 0, 0, 100]),
+        attr(0x40, 5, &[0, 0, 0, 100]),
+    ] {
+        let bytes = body(&[], &[good_attrs(), a.clone()].concat(), &[]);
+        let p = UpdateRepr::parse(&UpdatePacket::new_unchecked(&bytes[..]), &ext).unwrap();
+        assert_eq!(p.treat_as_withdraw, None, "{a:?}");
+        assert_eq!(p.ipv6_announced(), [pfx()], "{a:?}");
+        assert_eq!(p.update.attributes.local_pref, None, "{a:?}");
+        assert_eq!(
+            p.discarded.len(),
+            usize::from(a != attr(0x40, 5, &[0, 0, 0, 100]))
         );
     }
 }
