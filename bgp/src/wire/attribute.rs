@@ -559,6 +559,11 @@ fn profile(kind: AttributeType) -> Option<(u8, Action)> {
         AttributeType::Communities | AttributeType::LargeCommunities => {
             (OPT_TRANS, TreatAsWithdraw)
         }
+        // Sections 7.9 and 7.10 (RFC 4456), and 7.14 (RFC 4360).
+        AttributeType::OriginatorId | AttributeType::ClusterList => (OPT, TreatAsWithdraw),
+        AttributeType::ExtendedCommunities => (OPT_TRANS, TreatAsWithdraw),
+        // RFC 6793 section 6.
+        AttributeType::As4Path | AttributeType::As4Aggregator => (OPT_TRANS, AttributeDiscard),
         // Section 7.11 / RFC 4760 section 7: the NLRI cannot be trusted.
         AttributeType::MpReachNlri | AttributeType::MpUnreachNlri => (OPT, SessionReset),
         _ => return None,
@@ -639,13 +644,19 @@ fn parse_unknown(attr: &AttributePacket<&[u8]>, out: &mut ParsedAttributes) -> R
         return Err(Error::UnrecognizedWellKnownAttribute(attr.raw().to_vec()));
     }
     if flags.transitive() {
-        out.attrs.unknown.push(UnknownAttribute {
-            flags: AttributeFlags(flags.0 & !AttributeFlags::EXTENDED_LENGTH & 0xf0),
-            type_code: attr.type_code(),
-            value: attr.value().to_vec(),
-        });
+        pass_on(attr, &mut out.attrs);
     }
     Ok(())
+}
+
+/// Keeps an optional transitive attribute this speaker does not use, to
+/// pass on with the route.
+fn pass_on(attr: &AttributePacket<&[u8]>, attrs: &mut PathAttributes) {
+    attrs.unknown.push(UnknownAttribute {
+        flags: AttributeFlags(attr.flags().0 & !AttributeFlags::EXTENDED_LENGTH & 0xf0),
+        type_code: attr.type_code(),
+        value: attr.value().to_vec(),
+    });
 }
 
 fn parse_known(
@@ -735,6 +746,26 @@ fn parse_known(
         AttributeType::MpUnreachNlri => {
             attrs.mp_unreach =
                 Some(parse_mp_unreach(&mut r).ok_or_else(|| Error::OptionalAttribute(raw()))?);
+        }
+        // Checked, then handled as unknown: ORIGINATOR_ID and CLUSTER_LIST
+        // (optional non-transitive) are not kept, the others passed on.
+        AttributeType::OriginatorId => fixed(4)?,
+        AttributeType::ClusterList if value.is_empty() || value.len() % 4 != 0 => {
+            return Err(Error::AttributeLength(raw()));
+        }
+        AttributeType::ExtendedCommunities => {
+            if value.is_empty() || value.len() % 8 != 0 {
+                return Err(Error::AttributeLength(raw()));
+            }
+            pass_on(attr, attrs);
+        }
+        AttributeType::As4Path => {
+            AsPath::parse(value, true).ok_or(Error::MalformedAsPath)?;
+            pass_on(attr, attrs);
+        }
+        AttributeType::As4Aggregator => {
+            fixed(8)?;
+            pass_on(attr, attrs);
         }
         // profile() admits only the types above.
         _ => {}

@@ -462,6 +462,36 @@ fn local_pref_from_an_external_peer_is_ignored() {
 }
 
 #[test]
+fn known_optional_attributes_are_checked_not_fatal() {
+    // AS4_PATH with the Optional bit clear: malformed (RFC 7606 section
+    // 3 (c)), discarded (RFC 6793 section 6), not a session reset.
+    let as4 = attr(0x40, 17, &[2, 1, 0, 0, 0xfd, 0xe9]);
+    let p = parse(&body(&[], &[good_attrs(), as4].concat(), &[])).unwrap();
+    assert_eq!(p.treat_as_withdraw, None);
+    assert_eq!(p.discarded.len(), 1);
+    assert_eq!(p.ipv6_announced(), [pfx()]);
+    // Well formed, it is passed on as before.
+    let as4 = attr(0xc0, 17, &[2, 1, 0, 0, 0xfd, 0xe9]);
+    let p = parse(&body(&[], &[good_attrs(), as4].concat(), &[])).unwrap();
+    assert!(p.discarded.is_empty());
+    assert_eq!(p.update.attributes.unknown.len(), 1);
+    // Extended communities, ORIGINATOR_ID and CLUSTER_LIST of a wrong
+    // length or with wrong flags: treat-as-withdraw (sections 7.9, 7.10,
+    // 7.14).
+    for a in [
+        attr(0xc0, 16, &[0; 7]),
+        attr(0x40, 16, &[0; 8]),
+        attr(0x80, 9, &[0; 3]),
+        attr(0x80, 10, &[0; 6]),
+        attr(0x40, 10, &[0; 4]),
+    ] {
+        let p = parse(&body(&[], &[good_attrs(), a.clone()].concat(), &[])).unwrap();
+        assert!(p.treat_as_withdraw.is_some(), "{a:?}");
+        assert!(p.ipv6_announced().is_empty(), "{a:?}");
+    }
+}
+
+#[test]
 fn withdraw_communities_length() {
     for value in [&[0u8, 0, 0, 1, 2][..], &[]] {
         let a = attr(0xc0, 8, value);
