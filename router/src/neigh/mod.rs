@@ -341,17 +341,7 @@ impl NeighClient {
             })?;
         }
         let table = Arc::new(ArcSwap::from_pointee(NeighborTable::default()));
-        let mut w = Worker {
-            ev,
-            req,
-            seq: 1,
-            buf: vec![0; 1 << 16],
-            state: NeighborTable::default(),
-            tracked: BTreeMap::new(),
-            subscribers: Vec::new(),
-            shared: table.clone(),
-            managed_refused: false,
-        };
+        let mut w = Worker::new(ev, req, table.clone());
         // A dump interrupted by a change (interfaces coming and going, as
         // on a busy node) is taken again, as the thread does later.
         let mut tries = 0;
@@ -457,6 +447,10 @@ const MAX_DATAGRAMS: usize = 256;
 /// Interrupted dumps the client takes again at start before it gives up.
 const START_DUMP_TRIES: u32 = 50;
 
+/// Event datagrams thrown away at most after an overrun, before the
+/// re-dump.
+const MAX_DRAINED: usize = 1 << 16;
+
 /// How long after a failed re-dump the client tries again.
 const RESYNC_RETRY: Duration = Duration::from_millis(100);
 
@@ -484,6 +478,60 @@ struct Worker {
 }
 
 impl Worker {
+    fn new(ev: NlSocket, req: NlSocket, shared: Arc<ArcSwap<NeighborTable>>) -> Worker {
+        Worker {
+            ev,
+            req,
+            seq: 1,
+            buf: vec![0; 1 << 16],
+            state: NeighborTable::default(),
+            tracked: BTreeMap::new(),
+            subscribers: Vec::new(),
+            shared,
+            managed_refused: false,
+        }
+    }
+
+    /// Applies the event datagrams queued (at most [`MAX_DATAGRAMS`]).
+    /// Returns true if the socket overran (events were lost): then it has
+    /// also thrown away every datagram queued before the overrun, since
+    /// the re-dump that must follow is newer than all of them (applied
+    /// after it, an old "link down" would overwrite the dump's "up").
+    fn read_events(&mut self, ebuf: &mut [u8], events: &mut Vec<NeighEvent>) -> bool {
+        for _ in 0..MAX_DATAGRAMS {
+            match self.ev.recv_nowait(ebuf) {
+                Ok(n) => {
+                    for m in msg::messages(&ebuf[..n]) {
+                        self.apply(&m, events);
+                    }
+                }
+                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                    self.drain_events(ebuf);
+                    return true;
+                }
+                Err(e) => {
+                    if e.kind() != std::io::ErrorKind::WouldBlock {
+                        eprintln!("flatedge: neighbour events: {e}");
+                    }
+                    break;
+                }
+            }
+        }
+        false
+    }
+
+    /// Throws away the event datagrams queued, up to a bound (under a
+    /// flood that outruns it, the re-dump still comes after the oldest).
+    fn drain_events(&mut self, ebuf: &mut [u8]) {
+        for _ in 0..MAX_DRAINED {
+            match self.ev.recv_nowait(ebuf) {
+                Ok(_) => {}
+                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {}
+                Err(_) => break,
+            }
+        }
+    }
+
     fn run(mut self, rx: Receiver<Cmd>, wake: &Wake) {
         let mut ebuf = vec![0u8; 1 << 16];
         // When to re-dump the tables (events were lost; retried until a
@@ -519,25 +567,9 @@ impl Worker {
             // Every datagram queued, up to a bound, published once: a
             // publish copies the whole table, so one per datagram made a
             // burst of events quadratic (and the socket overran).
-            for _ in 0..if ready { MAX_DATAGRAMS } else { 0 } {
-                match self.ev.recv_nowait(&mut ebuf) {
-                    Ok(n) => {
-                        for m in msg::messages(&ebuf[..n]) {
-                            self.apply(&m, &mut events);
-                        }
-                    }
-                    Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
-                        // Events were lost: re-dump, now and until it works.
-                        resync_due = Some(Instant::now());
-                        break;
-                    }
-                    Err(e) => {
-                        if e.kind() != std::io::ErrorKind::WouldBlock {
-                            eprintln!("flatedge: neighbour events: {e}");
-                        }
-                        break;
-                    }
-                }
+            if ready && self.read_events(&mut ebuf, &mut events) {
+                // Events were lost: re-dump, now and until it works.
+                resync_due = Some(Instant::now());
             }
             if resync_due.is_some_and(|t| Instant::now() >= t) {
                 match self.resync() {
@@ -627,6 +659,7 @@ impl Worker {
         if fixed {
             return Ok(ResolveMode::Use);
         }
+        let mut refused = false;
         if !self.managed_refused {
             let seq = self.next_seq();
             let m = msg::resolve_neigh(seq, addr, ifindex, true);
@@ -635,7 +668,7 @@ impl Worker {
                 Err(NeighError::Kernel { errno, .. })
                     if errno == libc::EINVAL || errno == libc::EOPNOTSUPP =>
                 {
-                    self.managed_refused = true;
+                    refused = true;
                 }
                 Err(e) => return Err(e),
             }
@@ -643,6 +676,10 @@ impl Worker {
         let seq = self.next_seq();
         let m = msg::resolve_neigh(seq, addr, ifindex, false);
         self.transact("RTM_NEWNEIGH use", &m, |_| {})?;
+        // The kernel has no managed entries, if it takes the plain request
+        // on the same device: one that refuses both (no IPv6 on it, as
+        // below an MTU of 1280) says nothing about the others.
+        self.managed_refused |= refused;
         Ok(ResolveMode::Use)
     }
 
@@ -872,3 +909,6 @@ fn neighbor_of(n: &msg::NeighMsg) -> Neighbor {
         managed: n.managed,
     }
 }
+
+#[cfg(test)]
+mod tests;

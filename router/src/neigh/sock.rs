@@ -60,7 +60,7 @@ impl NlSocket {
         Ok(s)
     }
 
-    fn setsockopt_int(
+    pub(crate) fn setsockopt_int(
         &self,
         level: libc::c_int,
         name: libc::c_int,
