@@ -38,7 +38,7 @@ use crate::worker::WorkerReport;
 pub(super) struct Totals {
     /// Drops, ICMPv6 errors, forwarded packets, stage calls and packets.
     pub counters: CountersSnapshot,
-    /// Nanoseconds per stage (each worker's ticks at its own rate).
+    /// Nanoseconds per stage (the workers' ticks at the process's rate).
     pub stage_ns: [f64; Stage::COUNT],
     /// Frames dropped because a TX buffer was full.
     pub tx_overflow: u64,
@@ -52,6 +52,28 @@ pub(super) struct Totals {
     pub batches: u64,
     /// See `batches`.
     pub waited_batches: u64,
+}
+
+impl Totals {
+    /// Adds a worker's report, its ticks at `ns_per_tick`: the rate
+    /// calibrated once for the process, not the report's own, which the
+    /// worker measures again over its whole life for each report. These
+    /// are counters (Prometheus reads a decrease as a reset): ticks that
+    /// stand still must not give fewer nanoseconds because the rate moved
+    /// (the system clock slewed, or read at another instant).
+    fn add(&mut self, r: &WorkerReport, ns_per_tick: f64) {
+        self.counters += &r.counters.snapshot();
+        for (ns, st) in self.stage_ns.iter_mut().zip(r.counters.stages.iter()) {
+            *ns += st.ticks as f64 * ns_per_tick;
+        }
+        self.tx_overflow += r.ports.iter().map(|p| p.tx_dropped).sum::<u64>();
+        self.rx_packets += r.rx_packets();
+        self.busy_ns += r.stats.busy_ticks as f64 * ns_per_tick;
+        // The ports time their syscalls at that same rate.
+        self.syscall_ns += r.ports.iter().map(|p| p.syscall_ns).sum::<u64>();
+        self.batches += r.stats.batches;
+        self.waited_batches += r.stats.waited_batches;
+    }
 }
 
 /// The control thread's answer to a ctl request: the response, or what
@@ -422,16 +444,7 @@ impl Daemon {
     pub(super) fn totals(&self) -> Totals {
         let mut t = Totals::default();
         for r in self.reports() {
-            t.counters += &r.counters.snapshot();
-            for (ns, st) in t.stage_ns.iter_mut().zip(r.counters.stages.iter()) {
-                *ns += st.ticks as f64 * r.ns_per_tick;
-            }
-            t.tx_overflow += r.ports.iter().map(|p| p.tx_dropped).sum::<u64>();
-            t.rx_packets += r.rx_packets();
-            t.busy_ns += r.busy_ns();
-            t.syscall_ns += r.syscall_ns();
-            t.batches += r.stats.batches;
-            t.waited_batches += r.stats.waited_batches;
+            t.add(&r, crate::cpu::tsc_ns_per_tick());
         }
         t
     }
@@ -741,6 +754,31 @@ mod tests {
             }
         });
         tx
+    }
+
+    #[test]
+    fn stage_and_busy_time_never_go_down_when_a_reports_rate_moves() {
+        // The same ticks in two reports whose whole-life rates differ (the
+        // second lower, as after a clock slew): the totals, exported as
+        // Prometheus counters, must not fall.
+        let mut r = WorkerReport::default();
+        r.counters.stage(Stage::Lookup, 32, 3_000_000);
+        r.stats.busy_ticks = 9_000_000;
+        let totals = |ns_per_tick: f64| {
+            let mut t = Totals::default();
+            t.add(
+                &WorkerReport {
+                    ns_per_tick,
+                    ..r.clone()
+                },
+                crate::cpu::tsc_ns_per_tick(),
+            );
+            t
+        };
+        let (a, b) = (totals(0.3333334), totals(0.3333333));
+        assert!(b.stage_ns[Stage::Lookup as usize] >= a.stage_ns[Stage::Lookup as usize]);
+        assert!(b.busy_ns >= a.busy_ns);
+        assert!(a.stage_ns[Stage::Lookup as usize] > 0.0);
     }
 
     fn done(message: &str) -> Response {

@@ -232,7 +232,7 @@ impl Daemon {
             ),
             (
                 "interface_tx_drops_total",
-                "Frames to be sent on the interface that were dropped because the worker's buffer of frames waiting for its tx ring was full.",
+                "Frames to be sent on the interface that were dropped: the worker's buffer of frames waiting for its tx ring was full, the link was down, or the interface was deleted with frames in its tx ring.",
                 |i| i.tx_drops.unwrap_or(0),
             ),
             (
