@@ -97,6 +97,13 @@ const MAX_HOSTS: usize = 16384;
 /// client): a scan of a connected subnet must not hold back a liveness
 /// verdict or a carrier change.
 const GLEAN_BUDGET: Duration = Duration::from_millis(20);
+
+/// Longest the control thread takes queued messages before it applies
+/// what they changed (`refresh`: liveness and adjacencies to the FIB and
+/// the workers): under a full table's stream of BGP changes the queue
+/// never empties, and a liveness verdict taken at its start would wait
+/// for the whole load.
+const DRAIN_BUDGET: Duration = Duration::from_millis(20);
 /// Ring sizes of every port.
 const RING: u32 = 1024;
 
@@ -1172,8 +1179,11 @@ impl Daemon {
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
-            // Take whatever else is queued before republishing once.
-            while let Ok(m) = self.msgs.try_recv() {
+            // Take whatever else is queued (for a while) before
+            // republishing once.
+            let t0 = Instant::now();
+            while t0.elapsed() < DRAIN_BUDGET {
+                let Ok(m) = self.msgs.try_recv() else { break };
                 dirty |= self.handle(m, &mut gleans);
             }
             let t0 = Instant::now();
