@@ -99,7 +99,7 @@ fn suppressed(b: &[u8], kind: IcmpKind) -> Option<DropReason> {
         // An error or a Redirect, or an ICMPv6 header we cannot see.
         (NH_ICMPV6, Some(_)) => Some(DropReason::IcmpErrorForIcmpError),
         // A non-first fragment: unknown type, answer.
-        (_, None) if l4.fragment => None,
+        (_, None) if l4.nonfirst => None,
         // The walk gave up (truncated, too many extension headers): the
         // upper layer may be an ICMPv6 error, so stay quiet.
         (_, None) => Some(DropReason::IcmpErrorForIcmpError),

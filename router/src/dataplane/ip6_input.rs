@@ -51,6 +51,12 @@ fn is_link_local(a: u128) -> bool {
     a >> 118 == 0xfe80 >> 6
 }
 
+/// IPv4-mapped (::ffff:0:0/96, RFC 4291 section 2.5.5.2).
+#[inline]
+fn is_mapped(a: u128) -> bool {
+    a >> 32 == 0xffff
+}
+
 /// A port's MAC as [`check`] compares it: the six bytes in the low 48
 /// bits. 0 (the all-zero MAC, which no interface has) means not known:
 /// every unicast destination MAC is then accepted.
@@ -85,6 +91,9 @@ pub fn check(pkt: &mut Packet<'_>, mac: u64) -> Verdict {
     if mac != 0 && mac_key([b[0], b[1], b[2], b[3], b[4], b[5]]) != mac {
         return Verdict::Drop(DropReason::OtherHost);
     }
+    if b[6] & 1 == 1 {
+        return Verdict::Drop(DropReason::GroupSourceMac);
+    }
     if b[IP6_OFF] >> 4 != 6 {
         return Verdict::Drop(DropReason::BadVersion);
     }
@@ -92,6 +101,9 @@ pub fn check(pkt: &mut Packet<'_>, mac: u64) -> Verdict {
     let ip_end = ETH_HLEN + IP6_HLEN + payload;
     if ip_end > len {
         return Verdict::Drop(DropReason::PayloadLengthExceedsFrame);
+    }
+    if payload == 0 && b[OFF_NEXT_HEADER] == 0 {
+        return Verdict::Drop(DropReason::JumboUnsupported);
     }
     let src = addr_at(b, OFF_SRC);
     let dst = addr_at(b, OFF_DST);
@@ -104,6 +116,9 @@ pub fn check(pkt: &mut Packet<'_>, mac: u64) -> Verdict {
     if src == 1 {
         return Verdict::Drop(DropReason::LoopbackSource);
     }
+    if is_mapped(src) {
+        return Verdict::Drop(DropReason::MappedSource);
+    }
     if is_link_local(src) {
         return Verdict::Drop(DropReason::LinkLocalSource);
     }
@@ -113,7 +128,7 @@ pub fn check(pkt: &mut Packet<'_>, mac: u64) -> Verdict {
     if is_multicast(dst) {
         return Verdict::Drop(DropReason::MulticastDestination);
     }
-    if dst <= 1 {
+    if dst <= 1 || is_mapped(dst) {
         return Verdict::Drop(DropReason::BadDestination);
     }
     // Ethernet padding (or trailing garbage) is not part of the packet.
@@ -278,6 +293,45 @@ mod tests {
             Verdict::Drop(LinkLocalSource)
         );
         assert_eq!(verdict_of(with_src("fec0::1")), Verdict::Continue);
+        assert_eq!(
+            verdict_of(with_src("::ffff:192.0.2.1")),
+            Verdict::Drop(MappedSource)
+        );
+        // IPv4-compatible and NAT64 sources are not the mapped block.
+        assert_eq!(verdict_of(with_src("::1:ffff:c000:201")), Verdict::Continue);
+        assert_eq!(verdict_of(with_src("64:ff9b::c000:201")), Verdict::Continue);
+    }
+
+    #[test]
+    fn a_group_source_mac_is_dropped() {
+        // Broadcast, or multicast: an error in reply would be broadcast.
+        for src_mac in [[0xff; 6], [0x33, 0x33, 0, 0, 0, 1]] {
+            let f = FrameSpec {
+                src_mac,
+                hop_limit: 1,
+                ..FrameSpec::udp()
+            }
+            .build();
+            assert_eq!(verdict_of(f), Verdict::Drop(DropReason::GroupSourceMac));
+        }
+    }
+
+    #[test]
+    fn a_jumbogram_header_is_dropped_not_cut() {
+        // Payload length 0 and a hop-by-hop header (RFC 2675): it was
+        // forwarded cut to the 40-byte IPv6 header.
+        let mut f = FrameSpec {
+            ext: vec![Ext::HopByHop],
+            ..FrameSpec::udp()
+        }
+        .build();
+        f[OFF_PAYLOAD_LEN..OFF_PAYLOAD_LEN + 2].copy_from_slice(&[0, 0]);
+        assert_eq!(verdict_of(f), Verdict::Drop(DropReason::JumboUnsupported));
+        // Payload length 0 with nothing after the header is a valid packet.
+        let mut f = FrameSpec::udp().build();
+        f[OFF_PAYLOAD_LEN..OFF_PAYLOAD_LEN + 2].copy_from_slice(&[0, 0]);
+        f[OFF_NEXT_HEADER] = 59;
+        assert_eq!(verdict_of(f), Verdict::Continue);
     }
 
     #[test]
@@ -293,6 +347,10 @@ mod tests {
         );
         assert_eq!(verdict_of(with_dst("::")), Verdict::Drop(BadDestination));
         assert_eq!(verdict_of(with_dst("::1")), Verdict::Drop(BadDestination));
+        assert_eq!(
+            verdict_of(with_dst("::ffff:10.0.0.1")),
+            Verdict::Drop(BadDestination)
+        );
     }
 
     #[test]

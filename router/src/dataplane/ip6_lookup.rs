@@ -39,6 +39,9 @@ pub struct L4 {
     pub off: Option<usize>,
     /// A Fragment header was seen.
     pub fragment: bool,
+    /// The packet is a non-first fragment (fragment offset not 0): its
+    /// upper-layer header is in another packet.
+    pub nonfirst: bool,
 }
 
 /// Walks at most [`MAX_EXT_HEADERS`] extension headers (hop-by-hop,
@@ -47,25 +50,25 @@ pub struct L4 {
 #[inline]
 pub fn find_l4(frame: &[u8], len: usize) -> L4 {
     let b = &frame[..len.min(frame.len())];
+    let stop = |proto, fragment, nonfirst| L4 {
+        proto,
+        off: None,
+        fragment,
+        nonfirst,
+    };
     if b.len() < ETH_HLEN + IP6_HLEN {
-        return L4 {
-            proto: 0,
-            off: None,
-            fragment: false,
-        };
+        return stop(0, false, false);
     }
     let mut proto = b[OFF_NEXT_HEADER];
     let mut off = ETH_HLEN + IP6_HLEN;
     let mut fragment = false;
-    for _ in 0..MAX_EXT_HEADERS {
+    // One step more than extension headers: the last one allowed may be
+    // followed by the upper-layer header.
+    for _ in 0..=MAX_EXT_HEADERS {
         match proto {
             NH_HOP_BY_HOP | NH_ROUTING | NH_DEST_OPTS | NH_AUTH => {
                 if off + 2 > b.len() {
-                    return L4 {
-                        proto,
-                        off: None,
-                        fragment,
-                    };
+                    return stop(proto, fragment, false);
                 }
                 let units = b[off + 1] as usize;
                 // AH counts 4-byte units minus 2 (RFC 4302), the others
@@ -80,39 +83,27 @@ pub fn find_l4(frame: &[u8], len: usize) -> L4 {
             }
             NH_FRAGMENT => {
                 if off + 8 > b.len() {
-                    return L4 {
-                        proto,
-                        off: None,
-                        fragment: true,
-                    };
+                    return stop(proto, true, false);
                 }
                 fragment = true;
                 let offset = u16::from_be_bytes([b[off + 2], b[off + 3]]) >> 3;
                 proto = b[off];
                 off += 8;
                 if offset != 0 {
-                    return L4 {
-                        proto,
-                        off: None,
-                        fragment,
-                    };
+                    return stop(proto, fragment, true);
                 }
             }
             _ => {
-                let off = (off <= b.len()).then_some(off);
                 return L4 {
                     proto,
-                    off,
+                    off: (off <= b.len()).then_some(off),
                     fragment,
+                    nonfirst: false,
                 };
             }
         }
     }
-    L4 {
-        proto,
-        off: None,
-        fragment,
-    }
+    stop(proto, fragment, false)
 }
 
 /// The flow hash that picks an ECMP member.

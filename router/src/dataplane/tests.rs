@@ -3,7 +3,7 @@
 use fib::{Fib, NextHop, NextHopId, Prefix};
 use smoltcp::wire::Icmpv6Message;
 
-use super::ip6_input::{ETH_HLEN, OFF_HOP_LIMIT, OFF_PAYLOAD_LEN};
+use super::ip6_input::{ETH_HLEN, OFF_HOP_LIMIT, OFF_NEXT_HEADER, OFF_PAYLOAD_LEN};
 use super::ip6_lookup::MAX_EXT_HEADERS;
 use super::testutil::*;
 use super::*;
@@ -255,11 +255,36 @@ fn no_error_for_icmp_error_or_multicast() {
         lab.one(deep).0,
         Verdict::Drop(DropReason::IcmpErrorForIcmpError)
     );
-    // An echo request (informational) behind the same headers but one is
-    // answered: the walk reaches it.
+    // An error behind as many extension headers as the walk follows, a
+    // first fragment's among them: the walk reaches it (it stopped one
+    // header short and took the packet for a non-first fragment).
+    let first_fragment = FrameSpec {
+        hop_limit: 1,
+        ext: vec![
+            Ext::HopByHop,
+            Ext::DestOpts,
+            Ext::Routing,
+            Ext::Fragment {
+                offset: 0,
+                more: true,
+                id: 1,
+            },
+            Ext::DestOpts,
+            Ext::DestOpts,
+        ],
+        l4: L4Spec::Icmp { ty: 1, code: 4 },
+        ..FrameSpec::udp()
+    }
+    .build();
+    assert_eq!(
+        lab.one(first_fragment).0,
+        Verdict::Drop(DropReason::IcmpErrorForIcmpError)
+    );
+    // An echo request (informational) behind as many headers as the walk
+    // follows is answered: the walk reaches it.
     let echo = FrameSpec {
         hop_limit: 1,
-        ext: vec![Ext::DestOpts; MAX_EXT_HEADERS - 1],
+        ext: vec![Ext::DestOpts; MAX_EXT_HEADERS],
         l4: L4Spec::Icmp { ty: 128, code: 0 },
         ..FrameSpec::udp()
     }
@@ -320,6 +345,22 @@ fn every_drop_reason_is_reachable_and_counted() {
         (with(&|b| b[12..14].copy_from_slice(&[0x08, 0x06])), NotIpv6),
         (with(&|b| b.truncate(40)), TruncatedIpv6),
         (with(&|b| b[14] = 0x40), BadVersion),
+        (with(&|b| b[6] = 0xff), GroupSourceMac),
+        (
+            with(&|b| {
+                b[OFF_PAYLOAD_LEN..OFF_PAYLOAD_LEN + 2].fill(0);
+                b[OFF_NEXT_HEADER] = 0;
+            }),
+            JumboUnsupported,
+        ),
+        (
+            FrameSpec {
+                src: "::ffff:192.0.2.1".parse().unwrap(),
+                ..udp()
+            }
+            .build(),
+            MappedSource,
+        ),
         (
             with(&|b| b[OFF_PAYLOAD_LEN] = 0xff),
             PayloadLengthExceedsFrame,

@@ -126,16 +126,26 @@ drop_reasons! {
     /// flooded, or one seen in promiscuous mode): not for this router to
     /// forward, or the packet would arrive twice (Linux's `OTHERHOST`).
     OtherHost => "other_host",
+    /// The source MAC is a group (broadcast or multicast) address, which
+    /// no station sends from: an error in reply would go to the whole
+    /// segment.
+    GroupSourceMac => "group_source_mac",
     /// IP version field is not 6.
     BadVersion => "bad_version",
     /// The payload length says more bytes than the frame carries.
     PayloadLengthExceedsFrame => "payload_length_exceeds_frame",
+    /// Payload length 0 with a hop-by-hop header: a jumbogram (RFC
+    /// 2675), longer than any frame a port takes, so malformed here.
+    JumboUnsupported => "jumbo_unsupported",
     /// Source address is multicast (ff00::/8).
     MulticastSource => "multicast_source",
     /// Source address is `::`.
     UnspecifiedSource => "unspecified_source",
     /// Source address is `::1`.
     LoopbackSource => "loopback_source",
+    /// Source address is IPv4-mapped (::ffff:0:0/96): not forwardable
+    /// (RFC 6890's registry, RFC 4942 section 2.2).
+    MappedSource => "mapped_source",
     /// Source address is link-local (fe80::/10): never forwarded.
     LinkLocalSource => "link_local_source",
     /// Destination address is link-local (fe80::/10): never forwarded.
@@ -143,7 +153,8 @@ drop_reasons! {
     /// Destination address is multicast (the XDP program passes these to
     /// the kernel; counted if one gets here).
     MulticastDestination => "multicast_destination",
-    /// Destination address is `::` or `::1`.
+    /// Destination address is `::`, `::1` or IPv4-mapped
+    /// (::ffff:0:0/96).
     BadDestination => "bad_destination",
     /// No route, and the Destination Unreachable was rate-limited.
     NoRoute => "no_route",
