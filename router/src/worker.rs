@@ -52,7 +52,7 @@ use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use fib::{FibReader, Kept, SnapshotCache};
 
 use crate::cpu::{rdtsc, tsc_ns_between, tsc_ticks, TscClock};
@@ -226,6 +226,10 @@ pub fn adjacency_table(adjacencies: Vec<Adjacency>) -> AdjacencyTable {
 /// once per batch.
 pub type PortMacs = Arc<[AtomicU64]>;
 
+/// Each port's source address for ICMPv6 errors, which the control side
+/// keeps current as addresses come and go (read once per batch).
+pub type PortAddrs = Arc<[ArcSwapOption<Ipv6Addr>]>;
+
 /// Counters of the worker loop itself (the stages count in
 /// [`WorkerState::counters`], the ports in [`Port::stats`]).
 #[derive(Debug, Default, Clone, Copy)]
@@ -319,6 +323,8 @@ pub struct Worker {
     fib: SnapshotCache,
     adjacencies: Kept<Vec<Adjacency>>,
     macs: PortMacs,
+    /// Each port's source of ICMPv6 errors (`Ingress::addr`).
+    icmp_srcs: PortAddrs,
     /// Counters and the ICMPv6 error rate limiter.
     pub state: WorkerState,
     /// The loop's own counters.
@@ -378,14 +384,16 @@ impl Worker {
         if ports.len() > usize::from(PortIndex::MAX) {
             return Err(WorkerError::TooManyPorts(ports.len()));
         }
-        let ingress = addrs
-            .into_iter()
-            .enumerate()
-            .map(|(i, addr)| Ingress {
+        let ingress = (0..ports.len())
+            .map(|i| Ingress {
                 port: i as PortIndex,
-                addr,
+                addr: None,
                 mac: 0,
             })
+            .collect();
+        let icmp_srcs = addrs
+            .into_iter()
+            .map(|a| ArcSwapOption::new(a.map(Arc::new)))
             .collect();
         let macs = (0..ports.len()).map(|_| AtomicU64::new(0)).collect();
         let ns_per_tick = crate::cpu::tsc_ns_per_tick();
@@ -402,6 +410,7 @@ impl Worker {
             fib: fib.cache(),
             adjacencies: Kept::new(adjacencies),
             macs,
+            icmp_srcs,
             state,
             stats: LoopStats::default(),
             rx: Vec::with_capacity(MAX_BATCH),
@@ -480,6 +489,12 @@ impl Worker {
     /// current; until it stores one, that port accepts every unicast MAC).
     pub fn port_macs(&self) -> PortMacs {
         self.macs.clone()
+    }
+
+    /// The handle the control side updates each port's source of ICMPv6
+    /// errors through.
+    pub fn port_icmp_sources(&self) -> PortAddrs {
+        self.icmp_srcs.clone()
     }
 
     /// Runs until `stop` is set (checked once per round), publishing its
@@ -615,6 +630,7 @@ impl Worker {
             let adj = self.adjacencies.load();
             let ingress = Ingress {
                 mac: self.macs[p].load(Ordering::Relaxed),
+                addr: self.icmp_srcs[p].load().as_deref().copied(),
                 ..self.ingress[p]
             };
             let pool = &self.pool;

@@ -837,6 +837,30 @@ fn daemon_forwards_and_answers() {
     let back = ping(&lab, &["-c", "3", "-i", "0.2", "-w", "8", SERVICE]);
     assert!(back.0, "no forwarding after rc's MAC changed: {}", back.1);
 
+    // The source of ICMPv6 errors follows the interface's addresses (the
+    // workers kept the one of the start): rc renumbered, Time Exceeded
+    // comes from its new address. (The client's entry for the router is
+    // permanent, above, so it still reaches rc.)
+    let renumbered = "2001:db8:c::99";
+    let add = format!("{renumbered}/64");
+    ns(&lab.r, &["ip", "addr", "add", &add, "dev", "rc", "nodad"]);
+    let del = format!("{R_CLIENT_SIDE}/64");
+    ns(&lab.r, &["ip", "addr", "del", &del, "dev", "rc"]);
+    // The daemon reads the addresses every second.
+    let mut te = (false, String::new());
+    for _ in 0..10 {
+        te = ping(&lab, &["-c", "1", "-t", "1", "-W", "1", SERVICE]);
+        if te.1.contains("Time exceeded") && te.1.contains(renumbered) {
+            break;
+        }
+        thread::sleep(Duration::from_millis(300));
+    }
+    assert!(
+        te.1.contains("Time exceeded") && te.1.contains(renumbered),
+        "no Time Exceeded from rc's new address {renumbered}: {}",
+        te.1
+    );
+
     // The real CLI, human output.
     let out = Command::new(flatedgectl())
         .arg("--socket")

@@ -61,7 +61,7 @@ use crate::neigh::{
     Liveness, LivenessEvent, NeighClient, NeighEvent, NeighborTable, ProbeConfig, Prober,
 };
 use crate::worker::{
-    adjacency_table, AdjacencyTable, GleanRequest, PortMacs, ReportHandle, Worker,
+    adjacency_table, AdjacencyTable, GleanRequest, PortAddrs, PortMacs, ReportHandle, Worker,
 };
 use crate::xdp::{self, FramePool, PoolConfig, Port, VlanOffload, XdpProgram};
 use ifaddr::IfAddr;
@@ -214,6 +214,9 @@ struct WorkerHandle {
     port_iface: Vec<usize>,
     /// Those ports' MACs, which `refresh` keeps current.
     macs: PortMacs,
+    /// Those ports' sources of ICMPv6 errors, which `sync_addrs` keeps
+    /// current.
+    icmp_srcs: PortAddrs,
     thread: JoinHandle<()>,
 }
 
@@ -826,6 +829,8 @@ impl Daemon {
         let own: BTreeSet<Ipv6Addr> = all.values().flatten().map(|a| a.addr).collect();
         if own != self.own_addrs {
             self.sync_own_addrs(own);
+            // The fallback source of errors may have changed.
+            self.store_icmp_sources();
         }
         let addrs: BTreeMap<String, Vec<IfAddr>> = self
             .ports
@@ -876,6 +881,7 @@ impl Daemon {
             }
         }
         self.addrs = addrs;
+        self.store_icmp_sources();
         self.refresh();
     }
 
@@ -916,6 +922,38 @@ impl Daemon {
         // next hop must find it in the table.
         self.adjacencies.store(Arc::new(adj));
         self.fib.publish();
+    }
+
+    /// Each interface's source of ICMPv6 errors (RFC 4443 section 2.2: an
+    /// address of the router): its first global address, or any global
+    /// address of the box when it has none (`None`: no errors are sent).
+    fn icmp_sources(&self) -> Vec<Option<Ipv6Addr>> {
+        let any = self.own_addrs.iter().next().copied();
+        self.ports
+            .iter()
+            .map(|p| {
+                self.addrs
+                    .get(&p.name)
+                    .and_then(|v| v.first())
+                    .map(|a| a.addr)
+                    .or(any)
+            })
+            .collect()
+    }
+
+    /// Gives each worker port its interface's source of ICMPv6 errors
+    /// after the addresses changed: one added later (SLAAC, DHCPv6, an
+    /// operator) is used from then on, one removed no longer.
+    fn store_icmp_sources(&self) {
+        let srcs = self.icmp_sources();
+        for w in &self.workers {
+            for (src, &i) in w.icmp_srcs.iter().zip(&w.port_iface) {
+                let want = srcs.get(i).copied().flatten();
+                if src.load().as_deref().copied() != want {
+                    src.store(want.map(Arc::new));
+                }
+            }
+        }
     }
 
     /// Gives each worker port its interface's MAC (which may have
@@ -1046,20 +1084,7 @@ impl Daemon {
         let queues: Vec<u32> = self.ports.iter().map(|p| rx_queues(&p.name)).collect();
         let min_queues = queues.iter().copied().min().unwrap_or(1);
         let n = cores.len().min(min_queues as usize).max(1);
-        // Source of ICMPv6 errors per port: its first global address, or
-        // any global address of the box.
-        let any = self.own_addrs.iter().next().copied();
-        let icmp_src: Vec<Option<Ipv6Addr>> = self
-            .ports
-            .iter()
-            .map(|p| {
-                self.addrs
-                    .get(&p.name)
-                    .and_then(|v| v.first())
-                    .map(|a| a.addr)
-                    .or(any)
-            })
-            .collect();
+        let icmp_src = self.icmp_sources();
         let (gtx, grx) = mpsc::sync_channel(GLEAN_QUEUE);
         forward("flatedge-glean", grx, tx, Msg::Glean)?;
         for (w, &core) in cores.iter().take(n).enumerate() {
@@ -1137,6 +1162,7 @@ impl Daemon {
             worker.set_coalesce(self.config.router.coalesce);
             let report = worker.report_handle();
             let macs = worker.port_macs();
+            let icmp_srcs = worker.port_icmp_sources();
             let stop = self.worker_stop.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("flatedge-w{w}"))
@@ -1152,6 +1178,7 @@ impl Daemon {
                 report,
                 port_iface,
                 macs,
+                icmp_srcs,
                 thread,
             });
         }
