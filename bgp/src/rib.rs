@@ -84,7 +84,7 @@ use std::time::Duration;
 
 use ipnet::Ipv6Net;
 
-pub use decision::{DecisionConfig, LossReason, PathStatus};
+pub use decision::{DecisionConfig, LossReason, NextHopReach, PathStatus};
 
 use crate::fsm::{Negotiated, Teardown};
 use crate::policy::{self, ImportPolicy, RejectReason, ResolvedNextHop};
@@ -793,7 +793,13 @@ impl Table {
 
     /// Decides queued prefixes until the queue is empty or `max` changes
     /// were added to `out`; returns whether prefixes are still queued.
-    fn drain(&mut self, cfg: &DecisionConfig, out: &mut Vec<RibChange>, max: usize) -> bool {
+    fn drain(
+        &mut self,
+        cfg: &DecisionConfig,
+        reach: &NextHopReach,
+        out: &mut Vec<RibChange>,
+        max: usize,
+    ) -> bool {
         let start = out.len();
         while self.dirty_at < self.dirty.len() && out.len() - start < max {
             let key = match self.dirty[self.dirty_at] {
@@ -805,7 +811,7 @@ impl Table {
                 k => Key::Short(k),
             };
             self.dirty_at += 1;
-            if let Some(change) = self.decide(key, cfg) {
+            if let Some(change) = self.decide(key, cfg, reach) {
                 out.push(change);
             }
         }
@@ -824,7 +830,12 @@ impl Table {
 
     /// Runs the decision process on a queued prefix; the change, if the
     /// best path or the ECMP set changed.
-    fn decide(&mut self, key: Key, cfg: &DecisionConfig) -> Option<RibChange> {
+    fn decide(
+        &mut self,
+        key: Key,
+        cfg: &DecisionConfig,
+        reach: &NextHopReach,
+    ) -> Option<RibChange> {
         let entry = self.get_key_mut(key)?;
         let mut changed = std::mem::take(entry.flags_mut()) & CHANGED != 0;
         if entry.paths().is_empty() {
@@ -835,7 +846,7 @@ impl Table {
             });
         }
         let paths = entry.paths_mut();
-        let n = decision::select(paths, cfg);
+        let n = decision::select(paths, cfg, reach);
         for (i, p) in paths.iter_mut().enumerate() {
             let want = match i {
                 0 => SELECTED | BEST,
@@ -898,6 +909,8 @@ pub struct Rib {
     peers: HashMap<PeerId, PeerState>,
     next_peer: u32,
     table: Table,
+    /// Which next hops resolve ([`Rib::set_next_hop_subnets`]).
+    reach: NextHopReach,
 }
 
 impl Rib {
@@ -908,7 +921,24 @@ impl Rib {
             peers: HashMap::new(),
             next_peer: 0,
             table: Table::new(),
+            reach: NextHopReach::default(),
         }
+    }
+
+    /// Which next hops resolve from now on: those on one of `subnets`
+    /// (the router's connected subnets) and link-local ones; every one
+    /// before the first call. A path whose next hop does not resolve takes
+    /// no part in the decision (RFC 4271 section 9.1.2), and comes back
+    /// when it resolves again. Every prefix is decided again when the
+    /// subnets change (`drain_changes` gives what moved).
+    pub fn set_next_hop_subnets(&mut self, subnets: Vec<Ipv6Net>) {
+        let reach = NextHopReach::subnets(subnets);
+        if reach == self.reach {
+            return;
+        }
+        self.reach = reach;
+        self.table
+            .for_each_mut(|key, entry, q| Table::mark(q, key, entry));
     }
 
     /// The configuration.
@@ -1164,7 +1194,8 @@ impl Rib {
 
     /// [`Rib::drain_changes`] into a caller's buffer.
     pub fn drain_changes_into(&mut self, out: &mut Vec<RibChange>) {
-        self.table.drain(&self.config.decision, out, usize::MAX);
+        self.table
+            .drain(&self.config.decision, &self.reach, out, usize::MAX);
     }
 
     /// [`Rib::drain_changes_into`], stopping once `max` changes were
@@ -1172,7 +1203,8 @@ impl Rib {
     /// Bounds the memory of a big event, such as a peer with a million
     /// routes going down, to `max` changes at a time.
     pub fn drain_changes_upto(&mut self, out: &mut Vec<RibChange>, max: usize) -> bool {
-        self.table.drain(&self.config.decision, out, max)
+        self.table
+            .drain(&self.config.decision, &self.reach, out, max)
     }
 
     /// Number of prefixes with at least one path.
@@ -1192,8 +1224,8 @@ impl Rib {
             return None;
         }
         let mut paths = entry.paths().to_vec();
-        let n = decision::select(&mut paths, &self.config.decision);
-        let statuses = decision::statuses(&paths, n, &self.config.decision);
+        let n = decision::select(&mut paths, &self.config.decision, &self.reach);
+        let statuses = decision::statuses(&paths, n, &self.config.decision, &self.reach);
         Some(RouteView {
             prefix: *prefix,
             paths: paths

@@ -188,6 +188,12 @@ pub struct SpeakerConfig {
     pub originated: Vec<Ipv6Net>,
     /// Peers from listen ranges at most; default [`MAX_DYNAMIC_PEERS`].
     pub listen_limit: usize,
+    /// The subnets next hops must be on to take part in the decision (a
+    /// router's connected subnets; link-local next hops always resolve);
+    /// `None` (the default): every next hop. Changed at run time with
+    /// [`Speaker::set_next_hop_subnets`]; [`Speaker::reconfigure`] leaves
+    /// it as it is.
+    pub next_hop_subnets: Option<Vec<Ipv6Net>>,
 }
 
 impl SpeakerConfig {
@@ -203,6 +209,7 @@ impl SpeakerConfig {
             neighbors: Vec::new(),
             originated: Vec::new(),
             listen_limit: MAX_DYNAMIC_PEERS,
+            next_hop_subnets: None,
         }
     }
 }
@@ -346,6 +353,7 @@ enum Command {
         Box<SpeakerConfig>,
         oneshot::Sender<Result<String, ReconfigureError>>,
     ),
+    NextHopSubnets(Vec<Ipv6Net>),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -434,6 +442,15 @@ impl Speaker {
         self.ask(|tx| Command::Reconfigure(Box::new(config), tx))
             .await
             .unwrap_or(Err(ReconfigureError::Stopped))
+    }
+
+    /// Next hops resolve from now on when on one of `subnets` (or
+    /// link-local): a path whose next hop does not takes no part in the
+    /// decision (RFC 4271 section 9.1.2), and every prefix is decided
+    /// again (the changes come as events). For the router's connected
+    /// subnets, as its addresses come and go.
+    pub async fn set_next_hop_subnets(&self, subnets: Vec<Ipv6Net>) {
+        let _ = self.commands.send(Command::NextHopSubnets(subnets)).await;
     }
 
     /// Sends the control task the command `cmd` makes of a reply channel

@@ -22,6 +22,10 @@
 //! steps 1-3 has a lower MED, else 0. That keeps the chain a total order
 //! (safe to sort) and the result independent of arrival order.
 //!
+//! Paths whose next hop does not resolve ([`NextHopReach`]: not on one of
+//! the router's connected subnets) take no part (RFC 4271 section 9.1.2):
+//! they go last, and a prefix whose paths all have one has no best path.
+//!
 //! Multipath: the best path and the paths from other peers that tie it on
 //! steps 1-5 form the ECMP set, in rank order, up to `max_paths`; unless
 //! `as_path_relax` is set, their AS_PATHs must also be identical (the
@@ -29,8 +33,36 @@
 
 use core::cmp::Ordering;
 
+use ipnet::Ipv6Net;
+
 use super::{Path, RouteAttrs};
+use crate::policy::ResolvedNextHop;
 use crate::wire::Asn;
+
+/// Which next hops resolve: those on one of the router's connected
+/// subnets, and link-local ones (reached through their interface);
+/// without subnets (`None`, a speaker with no dataplane), every one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NextHopReach {
+    subnets: Option<Vec<Ipv6Net>>,
+}
+
+impl NextHopReach {
+    /// Next hops must be on one of `subnets` (or link-local).
+    pub fn subnets(subnets: Vec<Ipv6Net>) -> NextHopReach {
+        NextHopReach {
+            subnets: Some(subnets),
+        }
+    }
+
+    /// Whether `nh` resolves.
+    pub fn usable(&self, nh: &ResolvedNextHop) -> bool {
+        match &self.subnets {
+            None => true,
+            Some(s) => nh.ifindex.is_some() || s.iter().any(|n| n.contains(&nh.addr)),
+        }
+    }
+}
 
 /// Multipath and MED options.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,6 +108,9 @@ pub enum LossReason {
     MultipathAsPathDiffers,
     /// Ties the best path but the ECMP set is full.
     MultipathLimit,
+    /// Its next hop is on none of the router's connected subnets: it
+    /// takes no part in the decision (RFC 4271 section 9.1.2).
+    NextHopUnreachable,
 }
 
 impl LossReason {
@@ -112,6 +147,7 @@ impl core::fmt::Display for LossReason {
             LossReason::PeerAddress => "higher peer address",
             LossReason::MultipathAsPathDiffers => "equal cost but a different AS path",
             LossReason::MultipathLimit => "equal cost but the ECMP set is full",
+            LossReason::NextHopUnreachable => "next hop on no connected subnet",
         })
     }
 }
@@ -187,7 +223,9 @@ pub(crate) fn step(s: LossReason, a: &RouteAttrs, b: &RouteAttrs, med: &MedConte
         LossReason::EbgpOverIbgp => a.ibgp.cmp(&b.ibgp),
         LossReason::RouterId => a.peer_router_id.cmp(&b.peer_router_id),
         LossReason::PeerAddress => a.peer_address.cmp(&b.peer_address),
-        LossReason::MultipathAsPathDiffers | LossReason::MultipathLimit => Ordering::Equal,
+        LossReason::MultipathAsPathDiffers
+        | LossReason::MultipathLimit
+        | LossReason::NextHopUnreachable => Ordering::Equal,
     }
 }
 
@@ -218,8 +256,30 @@ fn multipath_equal(
 }
 
 /// Sorts `paths` best first and returns the size of the ECMP set (its
-/// leading paths). Paths come from distinct peers (no ADD-PATH).
-pub(crate) fn select(paths: &mut [Path], cfg: &DecisionConfig) -> usize {
+/// leading paths; 0 when no next hop resolves). Paths whose next hop does
+/// not resolve go last, ranked among themselves (for `show route`).
+/// Paths come from distinct peers (no ADD-PATH).
+pub(crate) fn select(paths: &mut [Path], cfg: &DecisionConfig, reach: &NextHopReach) -> usize {
+    let usable = partition(paths, |p| reach.usable(&p.attrs.next_hop));
+    rank(&mut paths[usable..], cfg);
+    rank(&mut paths[..usable], cfg)
+}
+
+/// Moves the paths for which `keep` holds to the front (in any order);
+/// returns how many.
+fn partition(paths: &mut [Path], keep: impl Fn(&Path) -> bool) -> usize {
+    let mut n = 0;
+    for i in 0..paths.len() {
+        if keep(&paths[i]) {
+            paths.swap(n, i);
+            n += 1;
+        }
+    }
+    n
+}
+
+/// [`select`] among paths that all resolve.
+fn rank(paths: &mut [Path], cfg: &DecisionConfig) -> usize {
     if paths.len() < 2 {
         return paths.len();
     }
@@ -236,12 +296,22 @@ pub(crate) fn select(paths: &mut [Path], cfg: &DecisionConfig) -> usize {
 
 /// The status of every path of `paths`, which `select` has sorted and
 /// whose ECMP set is the first `n`.
-pub(crate) fn statuses(paths: &[Path], n: usize, cfg: &DecisionConfig) -> Vec<PathStatus> {
-    let med = MedContext::new(paths, cfg);
+pub(crate) fn statuses(
+    paths: &[Path],
+    n: usize,
+    cfg: &DecisionConfig,
+    reach: &NextHopReach,
+) -> Vec<PathStatus> {
+    let usable = paths
+        .iter()
+        .take_while(|p| reach.usable(&p.attrs.next_hop))
+        .count();
+    let med = MedContext::new(&paths[..usable], cfg);
     paths
         .iter()
         .enumerate()
         .map(|(i, p)| match i {
+            i if i >= usable => PathStatus::NotSelected(LossReason::NextHopUnreachable),
             0 => PathStatus::Best,
             i if i < n => PathStatus::Multipath,
             _ => PathStatus::NotSelected(why_lost(&paths[0].attrs, &p.attrs, &med, cfg)),

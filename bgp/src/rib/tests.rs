@@ -601,6 +601,50 @@ fn multipath_needs_identical_as_path_unless_relaxed() {
 }
 
 #[test]
+fn a_next_hop_on_no_connected_subnet_takes_no_part() {
+    // X (another AS, lowest router id) would win with a next hop the
+    // router cannot reach; Y and Z (the same AS as each other, not X's)
+    // lost to it as "AS path differs", and the prefix was black-holed.
+    let svc = "2001:db8:96::10/128";
+    let mut lab = Lab::new();
+    lab.rib.set_next_hop_subnets(vec![net("2001:db8:1::/64")]);
+    let x = lab.peer("2001:db8:1::1", 65002, 1);
+    let y = lab.peer("2001:db8:1::2", 65001, 2);
+    let z = lab.peer("2001:db8:1::3", 65001, 3);
+    lab.apply(x, &ann("2001:db8:dead::1", &[65002]).of(&[svc]));
+    lab.apply(y, &ann("2001:db8:1::2", &[65001]).of(&[svc]));
+    lab.apply(z, &ann("2001:db8:1::3", &[65001]).of(&[svc]));
+    assert_eq!(
+        lab.changes(),
+        [change(
+            svc,
+            vec![nh("2001:db8:1::2", y), nh("2001:db8:1::3", z)]
+        )]
+    );
+    assert_eq!(
+        lab.status(svc, x),
+        PathStatus::NotSelected(LossReason::NextHopUnreachable)
+    );
+    // The subnet of X's next hop appears: X wins, alone (its AS path
+    // differs); it goes again: Y and Z are back.
+    lab.rib
+        .set_next_hop_subnets(vec![net("2001:db8:1::/64"), net("2001:db8:dead::/64")]);
+    assert_eq!(
+        lab.changes(),
+        [change(svc, vec![nh("2001:db8:dead::1", x)])]
+    );
+    lab.rib.set_next_hop_subnets(vec![net("2001:db8:1::/64")]);
+    assert_eq!(lab.changes()[0].nexthops.len(), 2);
+    // No path resolves: the prefix has no best path (withdrawn).
+    lab.rib.set_next_hop_subnets(vec![net("2001:db8:2::/64")]);
+    assert_eq!(lab.changes(), [change(svc, vec![])]);
+    assert_eq!(
+        lab.status(svc, y),
+        PathStatus::NotSelected(LossReason::NextHopUnreachable)
+    );
+}
+
+#[test]
 fn multipath_limit() {
     let mut cfg = RibConfig::new(LOCAL);
     cfg.decision.max_paths = 2;

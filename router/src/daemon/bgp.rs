@@ -123,6 +123,7 @@ enum Cmd {
     Routes(Option<Ipv6Net>, usize, Sender<Vec<RouteView>>),
     Admin(Ipv6Addr, AdminAction, Sender<Result<String, AdminError>>),
     Reconfigure(Box<SpeakerConfig>, Sender<Result<String, ReconfigureError>>),
+    NextHopSubnets(Vec<Ipv6Net>),
 }
 
 /// Runs one command against the speaker and sends the answer.
@@ -140,6 +141,7 @@ async fn command(speaker: Arc<Speaker>, cmd: Cmd) {
         Cmd::Reconfigure(config, reply) => {
             let _ = reply.send(speaker.reconfigure(*config).await);
         }
+        Cmd::NextHopSubnets(subnets) => speaker.set_next_hop_subnets(subnets).await,
     }
 }
 
@@ -240,6 +242,15 @@ impl Bgp {
         Some(BgpQuery {
             cmds: self.cmds.clone()?,
         })
+    }
+
+    /// Tells the speaker which subnets next hops resolve on (the
+    /// connected ones, which changed); false if its command queue is
+    /// full or it is stopping (try again later). Never blocks.
+    pub(super) fn set_next_hop_subnets(&self, subnets: Vec<Ipv6Net>) -> bool {
+        self.cmds
+            .as_ref()
+            .is_some_and(|c| c.try_send(Cmd::NextHopSubnets(subnets)).is_ok())
     }
 
     /// Hands the speaker a new configuration's peers and originated

@@ -259,6 +259,7 @@ fn loss_reason(r: ::bgp::rib::LossReason) -> &'static str {
         L::PeerAddress => "higher peer address",
         L::MultipathAsPathDiffers => "ties the best but its AS path differs (no as-path-relax)",
         L::MultipathLimit => "ties the best but the ECMP set is full (max-paths)",
+        L::NextHopUnreachable => "next hop on no connected subnet",
     }
 }
 

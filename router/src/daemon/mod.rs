@@ -53,6 +53,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use fib::{Fib, NextHop as FibNextHop, NextHopId, Prefix};
+use ipnet::Ipv6Net;
 
 use crate::config::Config;
 use crate::dataplane::ip6_input::mac_key;
@@ -239,6 +240,8 @@ pub struct Daemon {
     prober: Option<Prober>,
     /// The next hops the prober follows (static and BGP ones).
     bgp: Option<bgp::Bgp>,
+    /// The connected subnets BGP was last told next hops resolve on.
+    bgp_subnets: Vec<Ipv6Net>,
     /// BGP next hops on no connected subnet, already logged.
     unreachable_logged: BTreeSet<Ipv6Addr>,
     prog: XdpProgram,
@@ -506,6 +509,7 @@ impl Daemon {
             own_refused: BTreeSet::new(),
             prober: None,
             bgp: None,
+            bgp_subnets: Vec::new(),
             unreachable_logged: BTreeSet::new(),
             workers: Vec::new(),
             worker_stop: Arc::new(AtomicBool::new(false)),
@@ -539,7 +543,10 @@ impl Daemon {
             log!("{note}");
         }
         if bgp::wanted(&d.config) {
-            d.bgp = Some(bgp::Bgp::start(bgp::speaker_config(&d.config), tx)?);
+            let mut s = bgp::speaker_config(&d.config);
+            d.bgp_subnets = d.connected_subnets();
+            s.next_hop_subnets = Some(d.bgp_subnets.clone());
+            d.bgp = Some(bgp::Bgp::start(s, tx)?);
         }
         Ok(d)
     }
@@ -777,6 +784,28 @@ impl Daemon {
     }
 
     /// The port whose connected subnets hold `addr`.
+    /// The subnets of the ports' addresses: where a BGP next hop can be
+    /// reached (as `port_of` finds its port).
+    fn connected_subnets(&self) -> Vec<Ipv6Net> {
+        self.ports
+            .iter()
+            .filter_map(|p| self.addrs.get(&p.name))
+            .flatten()
+            .filter_map(|a| Ipv6Net::new(a.subnet.addr(), a.subnet.len()).ok())
+            .collect()
+    }
+
+    /// Tells BGP the connected subnets when they changed since it was
+    /// last told (or its command queue was full then): a path whose next
+    /// hop no port reaches takes no part in its decision.
+    fn sync_bgp_subnets(&mut self) {
+        let Some(bgp) = &self.bgp else { return };
+        let now = self.connected_subnets();
+        if now != self.bgp_subnets && bgp.set_next_hop_subnets(now.clone()) {
+            self.bgp_subnets = now;
+        }
+    }
+
     fn port_of(&self, addr: Ipv6Addr) -> Option<PortIndex> {
         let a = u128::from(addr);
         self.ports.iter().enumerate().find_map(|(i, p)| {
@@ -1246,6 +1275,7 @@ impl Daemon {
                     Ok(a) => self.sync_addrs(a),
                     Err(e) => log!("cannot read interface addresses: {e}"),
                 }
+                self.sync_bgp_subnets();
                 // A host that failed may be gleaned again (those still
                 // queued stay queued once).
                 self.pending_glean.clear();
