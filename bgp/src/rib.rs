@@ -999,10 +999,23 @@ impl Rib {
 
     /// Replaces a peer's import policy; takes effect for routes received
     /// from now on (ask the peer for a route refresh to re-filter).
-    pub fn set_import_policy(&mut self, id: PeerId, import: ImportPolicy) {
-        if let Some(peer) = self.peers.get_mut(&id) {
-            peer.config.import = import;
+    pub fn set_import_policy(&mut self, id: PeerId, import: ImportPolicy) -> Vec<RibOutput> {
+        let Some(peer) = self.peers.get_mut(&id) else {
+            return Vec::new();
+        };
+        peer.config.import = import;
+        // A limit lowered below what the peer holds tears the session down
+        // at once (as FRR does), rather than never: the routes the peer
+        // sends again are all held already, and only a new one is checked.
+        let over = peer
+            .config
+            .import
+            .max_prefixes
+            .is_some_and(|max| peer.accepted - peer.stale > max as usize);
+        if peer.up && over && !std::mem::replace(&mut peer.teardown_sent, true) {
+            return vec![RibOutput::Teardown(id, max_prefix_teardown(peer))];
         }
+        Vec::new()
     }
 
     /// The peer's session is Established.

@@ -1138,9 +1138,11 @@ impl Control {
                 s.session.set_connect_retry(new.connect_retry);
             }
         }
-        self.rib.set_import_policy(id, new.import.clone());
         self.rib.set_max_prefix_idle(id, new.max_prefix_idle);
-        if !established {
+        let out = self.rib.set_import_policy(id, new.import.clone());
+        let torn_down = !out.is_empty();
+        self.rib_outputs(out);
+        if !established || torn_down {
             return true;
         }
         if old.export != new.export {

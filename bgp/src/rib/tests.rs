@@ -818,6 +818,33 @@ fn ipv4_routes_are_counted_not_installed() {
 // --- Max-prefixes -------------------------------------------------------------------
 
 #[test]
+fn a_limit_lowered_below_what_the_peer_holds_tears_down_at_once() {
+    let mut lab = Lab::new();
+    let p = lab.peer("2001:db8:1::1", 65001, 1);
+    let a = ann("2001:db8:1::1", &[65001]);
+    let three = [
+        "2001:db8:100::/48",
+        "2001:db8:101::/48",
+        "2001:db8:102::/48",
+    ];
+    lab.apply(p, &a.of(&three));
+    let limit = |max| ImportPolicy {
+        max_prefixes: Some(max),
+        ..ImportPolicy::default()
+    };
+    // At the limit: nothing happens.
+    assert!(lab.rib.set_import_policy(p, limit(3)).is_empty());
+    // Below it: Cease / Maximum Number of Prefixes Reached, once.
+    let out = lab.rib.set_import_policy(p, limit(2));
+    assert!(
+        matches!(&out[..], [RibOutput::Teardown(w, t)] if *w == p
+            && t.notification.data.ends_with(&2u32.to_be_bytes())),
+        "{out:?}"
+    );
+    assert!(lab.rib.set_import_policy(p, limit(1)).is_empty());
+}
+
+#[test]
 fn max_prefixes_tears_down_with_hard_reset_and_purges() {
     let mut lab = Lab::new();
     let mut cfg = PeerConfig::new(addr("2001:db8:1::2"), Asn(65001));
