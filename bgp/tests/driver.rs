@@ -446,6 +446,44 @@ async fn reconfigure_applies_ranges_neighbours_and_originated_prefixes() {
     speaker_b.shutdown().await;
 }
 
+/// A reload that stops originating P and widens the export list to cover
+/// it announces nothing of P: the export change applied in place was
+/// diffed against the old originated prefixes, so P went out and was
+/// withdrawn right after.
+#[tokio::test]
+async fn a_reload_never_announces_a_prefix_it_stops_originating() {
+    let mut settings = PeerSettings::new(Asn(65000));
+    settings.connect_retry = Duration::from_secs(1);
+    settings.export = PrefixList::parse(&["2001:db8:200::/40"]).unwrap();
+    let ((speaker_a, mut events_a, mut a_config), (speaker_b, _events_b, _b)) =
+        dialling_pair(settings, |a| {
+            a.originated.push("2001:db8:100::/40".parse().unwrap());
+            a.originated.push("2001:db8:200::/40".parse().unwrap());
+        })
+        .await;
+    wait(&mut events_a, "A established", |e| {
+        matches!(e, Event::Established { .. }).then_some(())
+    })
+    .await;
+    // B counts each prefix it receives (A's next hop is its loopback).
+    until("B gets A's exported prefix", || async {
+        next_hop_rejections(&speaker_b).await == 1
+    })
+    .await;
+    a_config.originated.remove(0);
+    a_config.neighbors[0].settings.export = PrefixList::parse(&["2001:db8::/32 le 48"]).unwrap();
+    let done = speaker_a.reconfigure(a_config.clone()).await.unwrap();
+    assert!(done.contains("in place"), "{done}");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        next_hop_rejections(&speaker_b).await,
+        1,
+        "B was sent 2001:db8:100::/40, no longer originated"
+    );
+    speaker_a.shutdown().await;
+    speaker_b.shutdown().await;
+}
+
 /// A reload whose keys the kernel refuses part way (here an 81-byte key,
 /// after the range's key was already taken off) fails and leaves the
 /// listener's keys as they were: an unsigned SYN from the range is still

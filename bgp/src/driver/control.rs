@@ -966,6 +966,9 @@ impl Control {
             return Err(ReconfigureError::Listener(e.to_string()));
         }
         let (mut added, mut removed, mut changed, mut in_place) = (0, 0, 0, 0);
+        // What a peer changed in place starts announcing: only prefixes
+        // still originated (the ones leaving are withdrawn below).
+        let still_originated = new.originated.clone();
         // Neighbours, by address.
         let mut old_neighbors = std::mem::take(&mut self.config.neighbors);
         let new_neighbors = new.neighbors;
@@ -982,7 +985,7 @@ impl Control {
             let configured = self.by_addr.get(&n.address).copied();
             let configured = configured.filter(|id| self.peers.get(id).is_some_and(|p| !p.dynamic));
             if let Some(id) = configured {
-                if self.change_in_place(id, &Arc::new(m.settings.clone())) {
+                if self.change_in_place(id, &Arc::new(m.settings.clone()), &still_originated) {
                     in_place += 1;
                     n.settings = m.settings.clone();
                 }
@@ -1053,7 +1056,7 @@ impl Control {
             let Some(r) = ranges.iter().find(|r| r.range.contains(&address)) else {
                 return true;
             };
-            let done = self.change_in_place(id, &Arc::new(r.settings.clone()));
+            let done = self.change_in_place(id, &Arc::new(r.settings.clone()), &still_originated);
             in_place += usize::from(done);
             !done
         });
@@ -1105,7 +1108,12 @@ impl Control {
     /// again after a ROUTE-REFRESH (RFC 2918; a session without the
     /// capability is restarted instead), a new export list by withdrawing
     /// and announcing the difference. Returns whether it did.
-    fn change_in_place(&mut self, id: PeerId, new: &Arc<PeerSettings>) -> bool {
+    fn change_in_place(
+        &mut self,
+        id: PeerId,
+        new: &Arc<PeerSettings>,
+        still_originated: &[Ipv6Net],
+    ) -> bool {
         let Some(peer) = self.peers.get(&id) else {
             return false;
         };
@@ -1156,6 +1164,7 @@ impl Control {
                 originated
                     .iter()
                     .filter(|p| new.export.matches(p) && !old.export.matches(p))
+                    .filter(|p| still_originated.contains(p))
                     .copied()
                     .collect(),
             );
