@@ -51,6 +51,12 @@ fn is_link_local(a: u128) -> bool {
     a >> 118 == 0xfe80 >> 6
 }
 
+/// 2000::/3, where every address forwarded normally lies.
+#[inline]
+fn is_global_unicast(a: u128) -> bool {
+    a >> 125 == 1
+}
+
 /// IPv4-mapped (::ffff:0:0/96, RFC 4291 section 2.5.5.2).
 #[inline]
 fn is_mapped(a: u128) -> bool {
@@ -107,29 +113,12 @@ pub fn check(pkt: &mut Packet<'_>, mac: u64) -> Verdict {
     }
     let src = addr_at(b, OFF_SRC);
     let dst = addr_at(b, OFF_DST);
-    if is_multicast(src) {
-        return Verdict::Drop(DropReason::MulticastSource);
-    }
-    if src == 0 {
-        return Verdict::Drop(DropReason::UnspecifiedSource);
-    }
-    if src == 1 {
-        return Verdict::Drop(DropReason::LoopbackSource);
-    }
-    if is_mapped(src) {
-        return Verdict::Drop(DropReason::MappedSource);
-    }
-    if is_link_local(src) {
-        return Verdict::Drop(DropReason::LinkLocalSource);
-    }
-    if is_link_local(dst) {
-        return Verdict::Drop(DropReason::LinkLocalDestination);
-    }
-    if is_multicast(dst) {
-        return Verdict::Drop(DropReason::MulticastDestination);
-    }
-    if dst <= 1 || is_mapped(dst) {
-        return Verdict::Drop(DropReason::BadDestination);
+    // Global unicast (2000::/3) holds none of the addresses below: one
+    // test for the common packet instead of nine.
+    if !(is_global_unicast(src) && is_global_unicast(dst)) {
+        if let Some(r) = martian(src, dst) {
+            return Verdict::Drop(r);
+        }
     }
     // Ethernet padding (or trailing garbage) is not part of the packet.
     pkt.len = ip_end;
@@ -137,6 +126,30 @@ pub fn check(pkt: &mut Packet<'_>, mac: u64) -> Verdict {
         return Verdict::IcmpError(IcmpKind::TimeExceeded);
     }
     Verdict::Continue
+}
+
+/// Why a packet with these addresses is never forwarded, if it is not.
+#[inline(never)]
+fn martian(src: u128, dst: u128) -> Option<DropReason> {
+    Some(if is_multicast(src) {
+        DropReason::MulticastSource
+    } else if src == 0 {
+        DropReason::UnspecifiedSource
+    } else if src == 1 {
+        DropReason::LoopbackSource
+    } else if is_mapped(src) {
+        DropReason::MappedSource
+    } else if is_link_local(src) {
+        DropReason::LinkLocalSource
+    } else if is_link_local(dst) {
+        DropReason::LinkLocalDestination
+    } else if is_multicast(dst) {
+        DropReason::MulticastDestination
+    } else if dst <= 1 || is_mapped(dst) {
+        DropReason::BadDestination
+    } else {
+        return None;
+    })
 }
 
 /// Runs [`check`] over every packet still in [`Verdict::Continue`];
