@@ -231,7 +231,13 @@ fn deal(n: usize, members: &[Member], prev: Option<Prev>) -> (Vec<u16>, Vec<u16>
         }
     }
     let remap = |o: u16| if o == NONE { NONE } else { map[o as usize] };
-    // Shares by largest remainder; ties go to whoever holds more already.
+    // Shares: each member's floor, and the buckets left over one each,
+    // first to members that already hold more than their floor (so that a
+    // change elsewhere does not pass a rounding bucket from one member
+    // that stays to another: removing or adding a member that owns no
+    // bucket would move a flow), then by largest remainder, then to
+    // whoever holds more already. Every share stays within one bucket of
+    // the exact one.
     let mut target: Vec<usize> = members
         .iter()
         .map(|m| (n as u64 * u64::from(m.owner_weight) / total) as usize)
@@ -240,7 +246,12 @@ fn deal(n: usize, members: &[Member], prev: Option<Prev>) -> (Vec<u16>, Vec<u16>
     let mut order: Vec<usize> = (0..members.len()).collect();
     order.sort_by_key(|&j| {
         let rem = (n as u64 * u64::from(members[j].owner_weight)) % total;
-        (std::cmp::Reverse(rem), std::cmp::Reverse(held[j]), j)
+        (
+            std::cmp::Reverse(held[j] > target[j]),
+            std::cmp::Reverse(rem),
+            std::cmp::Reverse(held[j]),
+            j,
+        )
     });
     for &j in &order {
         if left == 0 {

@@ -639,3 +639,31 @@ fn inactive_members_reshuffle_flows_between_active_members() {
     }
     assert!(bad.is_empty(), "{bad:#?}");
 }
+
+/// A member that owns no bucket (weight 1 next to hundreds) leaves or
+/// joins without moving any flow: the rounding bucket used to pass from
+/// one member that stays to another (1 flow in 256 moved).
+#[test]
+fn a_member_owning_no_bucket_leaves_or_joins_without_moving_flows() {
+    let p = pfx("2001:db8::/32");
+    let every_bucket: Vec<u32> = (0..256).collect();
+    let (a, b, c) = (
+        NextHop::weighted(1, 275),
+        NextHop::weighted(2, 724),
+        NextHop::weighted(3, 1),
+    );
+    for (from, to) in [(vec![a, b, c], vec![a, b]), (vec![a, b], vec![a, b, c])] {
+        let mut fib = Fib::new();
+        let reader = fib.reader();
+        fib.insert(p, &from).unwrap();
+        fib.publish();
+        let before = flows(&reader, p, &every_bucket);
+        fib.insert(p, &to).unwrap();
+        fib.publish();
+        assert_eq!(
+            before,
+            flows(&reader, p, &every_bucket),
+            "{from:?} -> {to:?}"
+        );
+    }
+}
