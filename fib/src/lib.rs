@@ -351,6 +351,9 @@ impl Default for Fib {
     }
 }
 
+/// Most trie nodes one route adds: one per level from 24 to 120.
+const MAX_ROUTE_NODES: usize = 13;
+
 impl Fib {
     /// A FIB with room for millions of routes: [`Fib::try_new`], which
     /// panics if even its smallest store's address space is refused.
@@ -532,7 +535,16 @@ impl Fib {
         if !self.standby.trie.store.has_room(nodes, leaves + pending) {
             leaves = self.flush_early();
         }
-        if !self.standby.trie.store.has_room(nodes, leaves) && self.builder.get(prefix).is_none() {
+        // A new route may need a node at each level below its /24 (13 for
+        // a /121): room for those too, or a later copy-on-write of its
+        // path could find no block.
+        if self.builder.get(prefix).is_none()
+            && !self
+                .standby
+                .trie
+                .store
+                .has_room(nodes + MAX_ROUTE_NODES, leaves)
+        {
             return Err(FibError::Full { nodes, leaves });
         }
         let fresh = self.groups.fresh(nexthops)?;

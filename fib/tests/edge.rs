@@ -1141,3 +1141,26 @@ fn an_impossible_capacity_is_an_error() {
     }
     assert!(Fib::try_with_capacity(1 << 20, 1 << 24).is_ok());
 }
+
+/// A FIB with room for few nodes refuses a route it could not later
+/// copy on write, rather than panicking in `publish` when the route's
+/// path is rewritten (a /121 takes 13 nodes, levels 24 to 120).
+#[test]
+fn a_small_store_refuses_what_it_could_not_rewrite() {
+    let mut fib = Fib::try_with_capacity(16, 4096).unwrap();
+    let p = pfx("2001:db8::/121");
+    for nh in [1, 2, 3] {
+        match fib.insert(p, &[NextHop::new(nh)]) {
+            Ok(()) | Err(FibError::Full { .. }) => {}
+            Err(e) => panic!("{e}"),
+        }
+        fib.publish();
+    }
+    // A store with room takes it.
+    let mut fib = Fib::try_with_capacity(1024, 4096).unwrap();
+    for nh in [1, 2, 3] {
+        fib.insert(p, &[NextHop::new(nh)]).unwrap();
+        fib.publish();
+    }
+    assert!(fib.reader().load().lookup(p.bits()).is_some());
+}
