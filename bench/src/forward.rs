@@ -544,6 +544,26 @@ fn cpu_busy_ns(cpu: usize) -> Result<f64> {
     Ok(busy * 1e9 / 100.0)
 }
 
+/// Times a measurement is tried when trafgen stops on its own.
+const TRAFGEN_TRIES: usize = 3;
+
+/// Runs `measure`, again (at most [`TRAFGEN_TRIES`] times in all) when it
+/// failed because trafgen stopped on its own: on a busy host trafgen
+/// sometimes quits with "Flushing TX_RING failed: Resource temporarily
+/// unavailable", which says nothing of the forwarder. Says so on stderr.
+fn measured(mut measure: impl FnMut() -> Result<Row>) -> Result<Row> {
+    let mut tries = 1;
+    loop {
+        match measure() {
+            Err(e) if tries < TRAFGEN_TRIES && format!("{e:#}").contains("trafgen exited") => {
+                eprintln!("note: {e:#}; measuring again");
+                tries += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Measures one implementation at one frame size.
 fn throughput(
     lab: &mut Lab,
@@ -674,7 +694,8 @@ pub fn run(o: &Options) -> Result<Report> {
     for &frame in &o.frame_sizes {
         let mut ceiling = None;
         for &i in &impls {
-            let mut row = throughput(&mut lab, i, frame, &dsts, o.seconds, &routes, o.coalesce)?;
+            let mut row =
+                measured(|| throughput(&mut lab, i, frame, &dsts, o.seconds, &routes, o.coalesce))?;
             if i == Impl::Ceiling {
                 ceiling = Some(row.delivered_pps);
             }
