@@ -33,6 +33,8 @@ PACKAGES=(
     iputils-ping    # ping -6 through and to the router (router/tests/xdp_port.rs)
     netsniff-ng     # trafgen: the packet generator of `bench forward` (bench
                     # crate; AF_PACKET TX ring, qdisc bypass)
+    procps          # sysctl and kill: the netns tests and scripts/demo-lab
+    python3-minimal # scripts/demo-lab's UDP flows
 )
 
 log() { printf 'setup: %s\n' "$*"; }
@@ -93,6 +95,16 @@ else
     log "  or a prebuilt binary: https://nexte.st/docs/installation/pre-built-binaries/"
     status=1
 fi
+
+for component in rustfmt clippy; do
+    if command -v cargo >/dev/null 2>&1 && cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1; then
+        log "$component: present"
+    else
+        log "$component not found (scripts/test runs it). Install it with:"
+        log "  rustup component add $component"
+        status=1
+    fi
+done
 
 if [ "$status" -eq 0 ]; then
     log "ready: cargo build --workspace && cargo nextest run --workspace"

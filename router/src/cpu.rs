@@ -5,9 +5,11 @@
 //! few nanoseconds where `Instant::now()` costs about 20 on this kind of
 //! VM, and the worker reads a clock several times per batch.
 //!
-//! Ticks become nanoseconds with a rate measured against `Instant` over
-//! the worker's whole life ([`TscClock::ns_per_tick`]), so no calibration
-//! sleep is needed and the estimate improves as the worker runs. The
+//! Ticks become nanoseconds at a rate measured against `Instant`: once
+//! per process over 5 ms ([`tsc_ns_per_tick`], what the daemon's totals
+//! and metrics use, so that its counters never fall), or over a worker's
+//! whole life ([`TscClock::ns_per_tick`], which `bench forward` uses:
+//! the estimate improves as the worker runs). The
 //! kernel only uses the TSC as its clocksource when it is invariant
 //! (constant rate, synchronised across CPUs), which is the case here
 //! (`/sys/devices/system/clocksource/clocksource0/current_clocksource`);
