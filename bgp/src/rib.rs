@@ -1367,10 +1367,11 @@ fn route_attrs(
         return Err(RejectReason::FamilyNotNegotiated);
     };
     let as_path = attrs.as_path.clone().unwrap_or_default();
-    if as_path
-        .segments
-        .iter()
-        .any(|s| s.asns.contains(&config.local_asn))
+    // Our AS in the path is a loop (RFC 4271 9.1.2); from a peer without
+    // 4-octet AS numbers, a 4-octet one of ours shows only in AS4_PATH
+    // (AS_TRANS in AS_PATH, RFC 6793 4.2.3).
+    if as_path.contains(config.local_asn)
+        || AsPath::as4_path(&attrs.unknown).is_some_and(|p| p.contains(config.local_asn))
     {
         return Err(RejectReason::AsPathLoop);
     }

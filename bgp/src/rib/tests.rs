@@ -797,6 +797,42 @@ fn as_path_checks() {
     );
 }
 
+/// A peer without 4-octet AS numbers shows our AS (a 4-octet one) only in
+/// AS4_PATH, its AS_PATH holding AS_TRANS: still a loop (RFC 6793 4.2.3).
+#[test]
+fn our_as_in_as4_path_is_a_loop() {
+    use crate::wire::{AttributeFlags, UnknownAttribute};
+    let mut lab = Lab::new();
+    let a = lab.peer("2001:db8:1::2", 65001, 2);
+    let as4 = |asns: &[u32]| {
+        let mut value = vec![2, asns.len() as u8];
+        for asn in asns {
+            value.extend(asn.to_be_bytes());
+        }
+        UnknownAttribute {
+            flags: AttributeFlags(0xc0),
+            type_code: 17,
+            value,
+        }
+    };
+    let mut looped = ann("2001:db8:1::2", &[65001, 23456]).of(&[P]);
+    looped
+        .update
+        .attributes
+        .unknown
+        .push(as4(&[65001, LOCAL.0]));
+    lab.apply(a, &looped);
+    let mut fine = ann("2001:db8:1::2", &[65001, 23456]).of(&["2001:db8:101::/64"]);
+    fine.update
+        .attributes
+        .unknown
+        .push(as4(&[65001, 4_200_000_001]));
+    lab.apply(a, &fine);
+    assert_eq!(lab.changes().len(), 1);
+    let reasons: Vec<RejectReason> = lab.rib.rejections(a).map(|r| r.1).collect();
+    assert_eq!(reasons, [RejectReason::AsPathLoop]);
+}
+
 #[test]
 fn ipv4_routes_are_counted_not_installed() {
     let mut lab = Lab::new();

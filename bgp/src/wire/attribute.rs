@@ -290,6 +290,21 @@ impl AsPath {
             .flatten()
     }
 
+    /// Whether `asn` appears anywhere in the path.
+    pub fn contains(&self, asn: Asn) -> bool {
+        self.segments.iter().any(|s| s.asns.contains(&asn))
+    }
+
+    /// The AS4_PATH (RFC 6793) among `unknown`, the optional transitive
+    /// attributes passed on: a peer without the 4-octet AS capability
+    /// carries there the AS numbers its AS_PATH shows as AS_TRANS.
+    pub fn as4_path(unknown: &[UnknownAttribute]) -> Option<AsPath> {
+        let a = unknown
+            .iter()
+            .find(|u| u.type_code == u8::from(AttributeType::As4Path))?;
+        AsPath::parse(&a.value, true)
+    }
+
     fn parse(value: &[u8], four_octet: bool) -> Option<AsPath> {
         let mut r = Reader::new(value);
         let mut segments = Vec::new();
