@@ -848,10 +848,11 @@ impl Table {
         let paths = entry.paths_mut();
         let n = decision::select(paths, cfg, reach);
         for (i, p) in paths.iter_mut().enumerate() {
+            // n is 0 when no next hop resolves: then no path is selected.
             let want = match i {
+                i if i >= n => 0,
                 0 => SELECTED | BEST,
-                i if i < n => SELECTED,
-                _ => 0,
+                _ => SELECTED,
             };
             if p.flags & (SELECTED | BEST) != want {
                 changed = true;
@@ -909,7 +910,7 @@ pub struct Rib {
     peers: HashMap<PeerId, PeerState>,
     next_peer: u32,
     table: Table,
-    /// Which next hops resolve ([`Rib::set_next_hop_subnets`]).
+    /// Which next hops resolve ([`Rib::set_next_hop_reach`]).
     reach: NextHopReach,
 }
 
@@ -925,14 +926,13 @@ impl Rib {
         }
     }
 
-    /// Which next hops resolve from now on: those on one of `subnets`
-    /// (the router's connected subnets) and link-local ones; every one
-    /// before the first call. A path whose next hop does not resolve takes
-    /// no part in the decision (RFC 4271 section 9.1.2), and comes back
-    /// when it resolves again. Every prefix is decided again when the
-    /// subnets change (`drain_changes` gives what moved).
-    pub fn set_next_hop_subnets(&mut self, subnets: Vec<Ipv6Net>) {
-        let reach = NextHopReach::subnets(subnets);
+    /// Which next hops resolve from now on ([`NextHopReach`]: the
+    /// router's connected subnets and interfaces); every one before the
+    /// first call. A path whose next hop does not resolve takes no part in
+    /// the decision (RFC 4271 section 9.1.2), and comes back when it
+    /// resolves again. Every prefix is decided again when the reach
+    /// changes (`drain_changes` gives what moved).
+    pub fn set_next_hop_reach(&mut self, reach: NextHopReach) {
         if reach == self.reach {
             return;
         }

@@ -178,9 +178,7 @@ pub(super) async fn run(
         changes: Vec::new(),
         writers: JoinSet::new(),
     };
-    if let Some(subnets) = c.config.next_hop_subnets.clone() {
-        c.rib.set_next_hop_subnets(subnets);
-    }
+    c.rib.set_next_hop_reach(c.config.next_hop_reach.clone());
     let neighbors = c.config.neighbors.clone();
     for n in neighbors {
         c.add_peer(n.address, Arc::new(n.settings), false, n.passive);
@@ -206,8 +204,8 @@ pub(super) async fn run(
                 Some(Command::Reconfigure(config, tx)) => {
                     let _ = tx.send(c.reconfigure(*config));
                 }
-                Some(Command::NextHopSubnets(subnets)) => {
-                    c.rib.set_next_hop_subnets(subnets);
+                Some(Command::NextHopReach(reach)) => {
+                    c.rib.set_next_hop_reach(reach);
                 }
                 Some(Command::Shutdown(done)) => {
                     accept.abort();

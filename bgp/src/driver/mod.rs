@@ -56,7 +56,7 @@ use tokio::task::JoinHandle;
 
 use crate::fsm::{DownReason, GracefulRestartConfig, Negotiated, State};
 use crate::policy::{ImportPolicy, PrefixList};
-use crate::rib::{PeerId, PeerStats, RibChange, RibConfig, RouteView};
+use crate::rib::{NextHopReach, PeerId, PeerStats, RibChange, RibConfig, RouteView};
 use crate::wire::{Asn, HoldTime};
 
 /// The BGP port (RFC 4271 section 8.2.1).
@@ -188,12 +188,11 @@ pub struct SpeakerConfig {
     pub originated: Vec<Ipv6Net>,
     /// Peers from listen ranges at most; default [`MAX_DYNAMIC_PEERS`].
     pub listen_limit: usize,
-    /// The subnets next hops must be on to take part in the decision (a
-    /// router's connected subnets; link-local next hops always resolve);
-    /// `None` (the default): every next hop. Changed at run time with
-    /// [`Speaker::set_next_hop_subnets`]; [`Speaker::reconfigure`] leaves
-    /// it as it is.
-    pub next_hop_subnets: Option<Vec<Ipv6Net>>,
+    /// Which next hops take part in the decision (a router's connected
+    /// subnets and interfaces); by default every one. Changed at run time
+    /// with [`Speaker::set_next_hop_reach`]; [`Speaker::reconfigure`]
+    /// leaves it as it is.
+    pub next_hop_reach: NextHopReach,
 }
 
 impl SpeakerConfig {
@@ -209,7 +208,7 @@ impl SpeakerConfig {
             neighbors: Vec::new(),
             originated: Vec::new(),
             listen_limit: MAX_DYNAMIC_PEERS,
-            next_hop_subnets: None,
+            next_hop_reach: NextHopReach::default(),
         }
     }
 }
@@ -353,7 +352,7 @@ enum Command {
         Box<SpeakerConfig>,
         oneshot::Sender<Result<String, ReconfigureError>>,
     ),
-    NextHopSubnets(Vec<Ipv6Net>),
+    NextHopReach(NextHopReach),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -444,13 +443,13 @@ impl Speaker {
             .unwrap_or(Err(ReconfigureError::Stopped))
     }
 
-    /// Next hops resolve from now on when on one of `subnets` (or
-    /// link-local): a path whose next hop does not takes no part in the
-    /// decision (RFC 4271 section 9.1.2), and every prefix is decided
-    /// again (the changes come as events). For the router's connected
-    /// subnets, as its addresses come and go.
-    pub async fn set_next_hop_subnets(&self, subnets: Vec<Ipv6Net>) {
-        let _ = self.commands.send(Command::NextHopSubnets(subnets)).await;
+    /// Which next hops resolve from now on: a path whose next hop does
+    /// not takes no part in the decision (RFC 4271 section 9.1.2), and
+    /// every prefix is decided again (the changes come as events). For
+    /// the router's connected subnets and interfaces, as its addresses
+    /// come and go.
+    pub async fn set_next_hop_reach(&self, reach: NextHopReach) {
+        let _ = self.commands.send(Command::NextHopReach(reach)).await;
     }
 
     /// Sends the control task the command `cmd` makes of a reply channel

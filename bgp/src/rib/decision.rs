@@ -39,27 +39,30 @@ use super::{Path, RouteAttrs};
 use crate::policy::ResolvedNextHop;
 use crate::wire::Asn;
 
-/// Which next hops resolve: those on one of the router's connected
-/// subnets, and link-local ones (reached through their interface);
-/// without subnets (`None`, a speaker with no dataplane), every one.
+/// Which next hops resolve: global ones on one of the router's connected
+/// subnets, link-local ones on one of its interfaces (the ones it
+/// forwards on); by default (a speaker with no dataplane), every one.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NextHopReach {
-    subnets: Option<Vec<Ipv6Net>>,
+    /// `None`: every next hop resolves.
+    links: Option<(Vec<Ipv6Net>, Vec<u32>)>,
 }
 
 impl NextHopReach {
-    /// Next hops must be on one of `subnets` (or link-local).
-    pub fn subnets(subnets: Vec<Ipv6Net>) -> NextHopReach {
+    /// Global next hops must be on one of `subnets`, link-local ones on
+    /// one of the interfaces `ifindexes`.
+    pub fn on(subnets: Vec<Ipv6Net>, ifindexes: Vec<u32>) -> NextHopReach {
         NextHopReach {
-            subnets: Some(subnets),
+            links: Some((subnets, ifindexes)),
         }
     }
 
     /// Whether `nh` resolves.
     pub fn usable(&self, nh: &ResolvedNextHop) -> bool {
-        match &self.subnets {
-            None => true,
-            Some(s) => nh.ifindex.is_some() || s.iter().any(|n| n.contains(&nh.addr)),
+        match (&self.links, nh.ifindex) {
+            (None, _) => true,
+            (Some((_, ifindexes)), Some(i)) => ifindexes.contains(&i),
+            (Some((subnets, _)), None) => subnets.iter().any(|n| n.contains(&nh.addr)),
         }
     }
 }

@@ -607,7 +607,8 @@ fn a_next_hop_on_no_connected_subnet_takes_no_part() {
     // lost to it as "AS path differs", and the prefix was black-holed.
     let svc = "2001:db8:96::10/128";
     let mut lab = Lab::new();
-    lab.rib.set_next_hop_subnets(vec![net("2001:db8:1::/64")]);
+    lab.rib
+        .set_next_hop_reach(NextHopReach::on(vec![net("2001:db8:1::/64")], vec![]));
     let x = lab.peer("2001:db8:1::1", 65002, 1);
     let y = lab.peer("2001:db8:1::2", 65001, 2);
     let z = lab.peer("2001:db8:1::3", 65001, 3);
@@ -627,21 +628,45 @@ fn a_next_hop_on_no_connected_subnet_takes_no_part() {
     );
     // The subnet of X's next hop appears: X wins, alone (its AS path
     // differs); it goes again: Y and Z are back.
-    lab.rib
-        .set_next_hop_subnets(vec![net("2001:db8:1::/64"), net("2001:db8:dead::/64")]);
+    lab.rib.set_next_hop_reach(NextHopReach::on(
+        vec![net("2001:db8:1::/64"), net("2001:db8:dead::/64")],
+        vec![],
+    ));
     assert_eq!(
         lab.changes(),
         [change(svc, vec![nh("2001:db8:dead::1", x)])]
     );
-    lab.rib.set_next_hop_subnets(vec![net("2001:db8:1::/64")]);
+    lab.rib
+        .set_next_hop_reach(NextHopReach::on(vec![net("2001:db8:1::/64")], vec![]));
     assert_eq!(lab.changes()[0].nexthops.len(), 2);
     // No path resolves: the prefix has no best path (withdrawn).
-    lab.rib.set_next_hop_subnets(vec![net("2001:db8:2::/64")]);
+    lab.rib
+        .set_next_hop_reach(NextHopReach::on(vec![net("2001:db8:2::/64")], vec![]));
     assert_eq!(lab.changes(), [change(svc, vec![])]);
     assert_eq!(
         lab.status(svc, y),
         PathStatus::NotSelected(LossReason::NextHopUnreachable)
     );
+}
+
+/// One path: unreachable, reachable, unreachable again. Its flags must
+/// follow, or the change is never emitted (the path kept BEST while no
+/// next hop resolved, so becoming usable changed nothing).
+#[test]
+fn a_lone_path_follows_its_next_hop_in_and_out() {
+    let svc = "2001:db8:100:1::/64";
+    let mut lab = Lab::new();
+    lab.rib
+        .set_next_hop_reach(NextHopReach::on(vec![net("2001:db8:2::/64")], vec![]));
+    let a = lab.peer("2001:db8:1::1", 65001, 1);
+    lab.apply(a, &ann("2001:db8:1::1", &[65001]).of(&[svc]));
+    assert_eq!(lab.changes(), []);
+    lab.rib
+        .set_next_hop_reach(NextHopReach::on(vec![net("2001:db8:1::/64")], vec![]));
+    assert_eq!(lab.changes(), [change(svc, vec![nh("2001:db8:1::1", a)])]);
+    lab.rib
+        .set_next_hop_reach(NextHopReach::on(vec![net("2001:db8:2::/64")], vec![]));
+    assert_eq!(lab.changes(), [change(svc, vec![])]);
 }
 
 #[test]
@@ -726,6 +751,29 @@ fn rejected_reannouncement_withdraws_the_earlier_route() {
     lab.apply(a, &ann("::ffff:10.0.0.1", &[65001]).of(&[P]));
     assert_eq!(lab.changes(), [change(P, vec![])]);
     assert_eq!(lab.rib.peer_stats(a).unwrap().accepted, 0);
+}
+
+/// A link-local next hop resolves on the router's interfaces only: on
+/// another (a management link the daemon does not forward on) it takes no
+/// part, as a global one on no connected subnet.
+#[test]
+fn a_link_local_next_hop_resolves_only_on_a_forwarding_interface() {
+    let svc = "2001:db8:100::/64";
+    let mut lab = Lab::new();
+    lab.rib
+        .set_next_hop_reach(NextHopReach::on(vec![net("2001:db8:1::/64")], vec![7]));
+    let mut cfg = PeerConfig::new(addr("2001:db8:9::2"), Asn(65001));
+    cfg.ifindex = Some(5);
+    let a = lab.peer_with(cfg, 2);
+    lab.apply(a, &ann("fe80::2", &[65001]).of(&[svc]));
+    assert_eq!(lab.changes(), []);
+    assert_eq!(
+        lab.status(svc, a),
+        PathStatus::NotSelected(LossReason::NextHopUnreachable)
+    );
+    lab.rib
+        .set_next_hop_reach(NextHopReach::on(vec![], vec![5, 7]));
+    assert_eq!(lab.changes()[0].nexthops[0].ifindex, Some(5));
 }
 
 #[test]

@@ -19,7 +19,7 @@ use bgp::driver::{
 };
 use bgp::fsm::GracefulRestartConfig;
 use bgp::policy::ImportPolicy;
-use bgp::rib::RouteView;
+use bgp::rib::{NextHopReach, RouteView};
 use ipnet::Ipv6Net;
 use tokio::sync::mpsc as tmpsc;
 use tokio::task::JoinSet;
@@ -123,7 +123,7 @@ enum Cmd {
     Routes(Option<Ipv6Net>, usize, Sender<Vec<RouteView>>),
     Admin(Ipv6Addr, AdminAction, Sender<Result<String, AdminError>>),
     Reconfigure(Box<SpeakerConfig>, Sender<Result<String, ReconfigureError>>),
-    NextHopSubnets(Vec<Ipv6Net>),
+    NextHopReach(NextHopReach),
 }
 
 /// Runs one command against the speaker and sends the answer.
@@ -141,7 +141,7 @@ async fn command(speaker: Arc<Speaker>, cmd: Cmd) {
         Cmd::Reconfigure(config, reply) => {
             let _ = reply.send(speaker.reconfigure(*config).await);
         }
-        Cmd::NextHopSubnets(subnets) => speaker.set_next_hop_subnets(subnets).await,
+        Cmd::NextHopReach(reach) => speaker.set_next_hop_reach(reach).await,
     }
 }
 
@@ -244,13 +244,13 @@ impl Bgp {
         })
     }
 
-    /// Tells the speaker which subnets next hops resolve on (the
-    /// connected ones, which changed); false if its command queue is
-    /// full or it is stopping (try again later). Never blocks.
-    pub(super) fn set_next_hop_subnets(&self, subnets: Vec<Ipv6Net>) -> bool {
+    /// Tells the speaker which next hops resolve (on the connected
+    /// subnets and interfaces, which changed); false if its command queue
+    /// is full or it is stopping (try again later). Never blocks.
+    pub(super) fn set_next_hop_reach(&self, reach: NextHopReach) -> bool {
         self.cmds
             .as_ref()
-            .is_some_and(|c| c.try_send(Cmd::NextHopSubnets(subnets)).is_ok())
+            .is_some_and(|c| c.try_send(Cmd::NextHopReach(reach)).is_ok())
     }
 
     /// Hands the speaker a new configuration's peers and originated

@@ -52,6 +52,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use ::bgp::rib::NextHopReach;
 use fib::{Fib, NextHop as FibNextHop, NextHopId, Prefix};
 use ipnet::Ipv6Net;
 
@@ -240,8 +241,8 @@ pub struct Daemon {
     prober: Option<Prober>,
     /// The next hops the prober follows (static and BGP ones).
     bgp: Option<bgp::Bgp>,
-    /// The connected subnets BGP was last told next hops resolve on.
-    bgp_subnets: Vec<Ipv6Net>,
+    /// What BGP was last told next hops resolve on.
+    bgp_reach: NextHopReach,
     /// BGP next hops on no connected subnet, already logged.
     unreachable_logged: BTreeSet<Ipv6Addr>,
     prog: XdpProgram,
@@ -509,7 +510,7 @@ impl Daemon {
             own_refused: BTreeSet::new(),
             prober: None,
             bgp: None,
-            bgp_subnets: Vec::new(),
+            bgp_reach: NextHopReach::default(),
             unreachable_logged: BTreeSet::new(),
             workers: Vec::new(),
             worker_stop: Arc::new(AtomicBool::new(false)),
@@ -544,8 +545,8 @@ impl Daemon {
         }
         if bgp::wanted(&d.config) {
             let mut s = bgp::speaker_config(&d.config);
-            d.bgp_subnets = d.connected_subnets();
-            s.next_hop_subnets = Some(d.bgp_subnets.clone());
+            d.bgp_reach = d.next_hop_reach();
+            s.next_hop_reach = d.bgp_reach.clone();
             d.bgp = Some(bgp::Bgp::start(s, tx)?);
         }
         Ok(d)
@@ -784,25 +785,28 @@ impl Daemon {
     }
 
     /// The port whose connected subnets hold `addr`.
-    /// The subnets of the ports' addresses: where a BGP next hop can be
-    /// reached (as `port_of` finds its port).
-    fn connected_subnets(&self) -> Vec<Ipv6Net> {
-        self.ports
+    /// Where a BGP next hop can be reached, as `apply_bgp` finds its
+    /// port: a global one on the subnet of a port's address, a link-local
+    /// one on a port.
+    fn next_hop_reach(&self) -> NextHopReach {
+        let subnets = self
+            .ports
             .iter()
             .filter_map(|p| self.addrs.get(&p.name))
             .flatten()
             .filter_map(|a| Ipv6Net::new(a.subnet.addr(), a.subnet.len()).ok())
-            .collect()
+            .collect();
+        NextHopReach::on(subnets, self.ports.iter().map(|p| p.ifindex).collect())
     }
 
-    /// Tells BGP the connected subnets when they changed since it was
+    /// Tells BGP where next hops resolve when that changed since it was
     /// last told (or its command queue was full then): a path whose next
     /// hop no port reaches takes no part in its decision.
-    fn sync_bgp_subnets(&mut self) {
+    fn sync_bgp_reach(&mut self) {
         let Some(bgp) = &self.bgp else { return };
-        let now = self.connected_subnets();
-        if now != self.bgp_subnets && bgp.set_next_hop_subnets(now.clone()) {
-            self.bgp_subnets = now;
+        let now = self.next_hop_reach();
+        if now != self.bgp_reach && bgp.set_next_hop_reach(now.clone()) {
+            self.bgp_reach = now;
         }
     }
 
@@ -1275,7 +1279,7 @@ impl Daemon {
                     Ok(a) => self.sync_addrs(a),
                     Err(e) => log!("cannot read interface addresses: {e}"),
                 }
-                self.sync_bgp_subnets();
+                self.sync_bgp_reach();
                 // A host that failed may be gleaned again (those still
                 // queued stay queued once).
                 self.pending_glean.clear();
