@@ -774,6 +774,9 @@ fn parse_known(
             }
             pass_on(attr, attrs);
         }
+        // RFC 6793 section 3: between two 4-octet speakers (who never
+        // send them to each other) they are discarded.
+        AttributeType::As4Path | AttributeType::As4Aggregator if ctx.four_octet_as => {}
         AttributeType::As4Path => {
             AsPath::parse(value, true).ok_or(Error::MalformedAsPath)?;
             pass_on(attr, attrs);

@@ -470,9 +470,22 @@ fn known_optional_attributes_are_checked_not_fatal() {
     assert_eq!(p.treat_as_withdraw, None);
     assert_eq!(p.discarded.len(), 1);
     assert_eq!(p.ipv6_announced(), [pfx()]);
-    // Well formed, it is passed on as before.
+    // Well formed: passed on from a 2-octet session, discarded between
+    // two 4-octet speakers (RFC 6793 section 3).
     let as4 = attr(0xc0, 17, &[2, 1, 0, 0, 0xfd, 0xe9]);
-    let p = parse(&body(&[], &[good_attrs(), as4].concat(), &[])).unwrap();
+    let bytes = body(&[], &[good_attrs(), as4].concat(), &[]);
+    let p = parse(&bytes).unwrap();
+    assert!(p.discarded.is_empty());
+    assert!(p.update.attributes.unknown.is_empty());
+    let two_octet = Context {
+        four_octet_as: false,
+        ..CTX4
+    };
+    let old_as_path = attr(0x40, 2, &[2, 1, 0xfd, 0xe9]);
+    let as4 = attr(0xc0, 17, &[2, 1, 0, 0, 0xfd, 0xe9]);
+    let attrs = [&ORIGIN[..], &old_as_path, &mp_reach(&PFX), &as4].concat();
+    let bytes = body(&[], &attrs, &[]);
+    let p = UpdateRepr::parse(&UpdatePacket::new_unchecked(&bytes[..]), &two_octet).unwrap();
     assert!(p.discarded.is_empty());
     assert_eq!(p.update.attributes.unknown.len(), 1);
     // Extended communities, ORIGINATOR_ID and CLUSTER_LIST of a wrong
