@@ -484,7 +484,22 @@ fn daemon_forwards_and_answers() {
         !ping(&lab, &["-c", "1", "-W", "1", SERVICE]).0,
         "the client reaches the service through r's kernel: the test would prove nothing"
     );
+    // RPS on rc towards every CPU (the workers' among them): the daemon
+    // says so at start. Cleared right after, so the test runs as before.
+    let cpus = thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(32);
+    let all = format!("{:x}", (1u64 << cpus) - 1);
+    let rps = "/sys/class/net/rc/queues/rx-0/rps_cpus";
+    ns(&lab.r, &["sh", "-c", &format!("echo {all} > {rps}")]);
     lab.start_daemon();
+    ns(&lab.r, &["sh", "-c", &format!("echo 0 > {rps}")]);
+    assert!(
+        lab.log()
+            .contains("rc rx-0: RPS steers receive work to CPU"),
+        "no warning about RPS on a worker core:\n{}",
+        lab.log()
+    );
     lab.wait_sinks_up();
 
     // Ping through the router: the reply to the client needs its host

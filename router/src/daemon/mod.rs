@@ -42,6 +42,7 @@ pub mod ifaddr;
 mod metrics;
 pub mod nexthops;
 mod reload;
+mod softirq;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::Ipv6Addr;
@@ -539,6 +540,10 @@ impl Daemon {
         d.refresh();
         d.start_prober(tx.clone())?;
         d.start_workers(tx.clone())?;
+        let ifnames: Vec<String> = d.ports.iter().map(|p| p.name.clone()).collect();
+        for note in softirq::notes(&ifnames, &worker_cores(&d.config)) {
+            log!("warning: {note}");
+        }
         d.store_macs(&d.neigh.table());
         for note in bgp::policy_notes(&d.config) {
             log!("{note}");
