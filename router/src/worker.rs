@@ -316,7 +316,6 @@ pub type GleanRequest = Ipv6Addr;
 pub struct Worker {
     pool: FramePool,
     ports: Vec<Port>,
-    ingress: Vec<Ingress>,
     /// The FIB snapshot and the adjacency table, kept between batches
     /// (one pointer compare per batch while nothing changed), let go
     /// before the worker blocks.
@@ -384,13 +383,6 @@ impl Worker {
         if ports.len() > usize::from(PortIndex::MAX) {
             return Err(WorkerError::TooManyPorts(ports.len()));
         }
-        let ingress = (0..ports.len())
-            .map(|i| Ingress {
-                port: i as PortIndex,
-                addr: None,
-                mac: 0,
-            })
-            .collect();
         let icmp_srcs = addrs
             .into_iter()
             .map(|a| ArcSwapOption::new(a.map(Arc::new)))
@@ -406,7 +398,6 @@ impl Worker {
         Ok(Worker {
             pool,
             ports,
-            ingress,
             fib: fib.cache(),
             adjacencies: Kept::new(adjacencies),
             macs,
@@ -628,10 +619,11 @@ impl Worker {
         {
             let snap = self.fib.load();
             let adj = self.adjacencies.load();
+            // `new` checked that every port index fits a PortIndex.
             let ingress = Ingress {
+                port: p as PortIndex,
                 mac: self.macs[p].load(Ordering::Relaxed),
                 addr: self.icmp_srcs[p].load().as_deref().copied(),
-                ..self.ingress[p]
             };
             let pool = &self.pool;
             let mut pkts: [Packet<'_>; MAX_BATCH] = std::array::from_fn(|_| Packet {

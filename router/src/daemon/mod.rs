@@ -46,7 +46,7 @@ mod softirq;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::Ipv6Addr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
@@ -400,14 +400,22 @@ fn missing_core(cores: &[usize], allowed: &[usize]) -> Option<(usize, String)> {
 
 /// Receive queues of an interface (`/sys/class/net/IF/queues/rx-*`).
 fn rx_queues(name: &str) -> u32 {
-    std::fs::read_dir(format!("/sys/class/net/{name}/queues"))
-        .map(|d| {
-            d.filter_map(Result::ok)
-                .filter(|e| e.file_name().to_string_lossy().starts_with("rx-"))
-                .count() as u32
-        })
-        .unwrap_or(1)
-        .max(1)
+    let dir = format!("/sys/class/net/{name}/queues");
+    (rx_queue_names(Path::new(&dir)).len() as u32).max(1)
+}
+
+/// The receive queues (`rx-0`, `rx-1`, ...) under an interface's `queues`
+/// directory `dir`, in name order; none if it cannot be read.
+fn rx_queue_names(dir: &Path) -> Vec<String> {
+    let mut rx: Vec<String> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|q| q.starts_with("rx-"))
+        .collect();
+    rx.sort();
+    rx
 }
 
 impl Daemon {
@@ -789,17 +797,13 @@ impl Daemon {
         }
     }
 
-    /// The port whose connected subnets hold `addr`.
     /// Where a BGP next hop can be reached, as `apply_bgp` finds its
-    /// port: a global one on the subnet of a port's address, a link-local
+    /// port: a global one on a port's subnet (`port_of`), a link-local
     /// one on a port.
     fn next_hop_reach(&self) -> NextHopReach {
         let subnets = self
-            .ports
-            .iter()
-            .filter_map(|p| self.addrs.get(&p.name))
-            .flatten()
-            .filter_map(|a| Ipv6Net::new(a.subnet.addr(), a.subnet.len()).ok())
+            .port_subnets()
+            .filter_map(|(_, s)| Ipv6Net::new(s.addr(), s.len()).ok())
             .collect();
         NextHopReach::on(subnets, self.ports.iter().map(|p| p.ifindex).collect())
     }
@@ -815,15 +819,23 @@ impl Daemon {
         }
     }
 
+    /// The subnets of the ports' addresses, each with its port, in port
+    /// order.
+    fn port_subnets(&self) -> impl Iterator<Item = (PortIndex, &Prefix)> {
+        self.ports.iter().enumerate().flat_map(|(i, p)| {
+            self.addrs
+                .get(&p.name)
+                .into_iter()
+                .flatten()
+                .map(move |a| (i as PortIndex, &a.subnet))
+        })
+    }
+
+    /// The port whose connected subnets hold `addr`.
     fn port_of(&self, addr: Ipv6Addr) -> Option<PortIndex> {
         let a = u128::from(addr);
-        self.ports.iter().enumerate().find_map(|(i, p)| {
-            self.addrs
-                .get(&p.name)?
-                .iter()
-                .any(|x| x.subnet.contains(a))
-                .then_some(i as PortIndex)
-        })
+        self.port_subnets()
+            .find_map(|(i, s)| s.contains(a).then_some(i))
     }
 
     /// Brings the XDP program's own-address map to `own`. An address the

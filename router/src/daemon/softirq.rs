@@ -81,16 +81,8 @@ fn notes_in(root: &Path, ifnames: &[String], cores: &[usize]) -> Vec<String> {
                 ));
             }
         }
-        let queues = std::fs::read_dir(root.join(format!("sys/class/net/{ifname}/queues")));
-        let mut rx: Vec<String> = queues
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|e| e.file_name().into_string().ok())
-            .filter(|q| q.starts_with("rx-"))
-            .collect();
-        rx.sort();
-        for q in rx {
+        let queues = root.join(format!("sys/class/net/{ifname}/queues"));
+        for q in super::rx_queue_names(&queues) {
             let path = format!("sys/class/net/{ifname}/queues/{q}/rps_cpus");
             let cpus = read(&path).and_then(|s| parse_cpu_mask(&s));
             if let Some(c) = cpus.as_deref().and_then(on_worker) {
