@@ -8,7 +8,7 @@
 //! most [`ANSWER_TIMEOUT`] for it (a reload, which answers once BGP has
 //! taken the new configuration, that plus the reload's own 60 s).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::ErrorKind;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::UnixListener;
@@ -325,6 +325,8 @@ impl Daemon {
     /// a prefix, at most [`SHOW_ROUTE_MAX`] BGP prefixes.
     fn show_route(&self, prefix: Option<ipnet::Ipv6Net>) -> Answer {
         let mut routes = Vec::new();
+        // The prefixes where ours win over BGP (see `apply_bgp`), and why.
+        let mut ours_win = HashMap::new();
         let own = self.routes.iter().filter(|(p, _)| {
             prefix.is_none_or(|q| p.addr() == q.network() && p.len() == q.prefix_len())
         });
@@ -361,6 +363,16 @@ impl Daemon {
                 })
                 .collect();
             if let Ok(net) = ipnet::Ipv6Net::new(p.addr(), p.len()) {
+                let why = match r.source {
+                    super::Source::Static => Some("a static route"),
+                    super::Source::Connected => Some("a connected route"),
+                    super::Source::Aggregate => Some("an aggregate of ours"),
+                    // A gleaned host gives way to BGP.
+                    super::Source::Host | super::Source::Bgp => None,
+                };
+                if let Some(why) = why {
+                    ours_win.insert(net, why);
+                }
                 routes.push(Route { prefix: net, paths });
             }
         }
@@ -371,7 +383,9 @@ impl Daemon {
                 truncated_at: None,
             }));
         };
-        Answer::Later(Box::new(move || with_bgp_routes(routes, &bgp, prefix)))
+        Answer::Later(Box::new(move || {
+            with_bgp_routes(routes, &ours_win, &bgp, prefix)
+        }))
     }
 
     /// `neighbor ADDR reset|disable|enable`.
@@ -411,7 +425,7 @@ impl Daemon {
                 Interface {
                     name: p.name.clone(),
                     carrier: link.is_some_and(|l| l.is_up()),
-                    mtu: p.mtu.or(link.map(|l| l.mtu)).unwrap_or(0),
+                    mtu: p.effective_mtu(link.map(|l| l.mtu)),
                     rx_packets: 0,
                     rx_bytes: 0,
                     tx_packets: 0,
@@ -587,7 +601,8 @@ impl Daemon {
 
 /// `show route`'s answer: `routes` (ours) with the RIB's paths added.
 fn with_bgp_routes(
-    mut routes: Vec<Route>,
+    routes: Vec<Route>,
+    ours_win: &HashMap<ipnet::Ipv6Net, &'static str>,
     bgp: &BgpQuery,
     prefix: Option<ipnet::Ipv6Net>,
 ) -> Response {
@@ -600,13 +615,7 @@ fn with_bgp_routes(
         views.truncate(SHOW_ROUTE_MAX);
         truncated_at = Some(SHOW_ROUTE_MAX);
     }
-    // Our own routes by prefix: a BGP view joins its prefix's entry.
-    let mut index: std::collections::HashMap<ipnet::Ipv6Net, usize> = routes
-        .iter()
-        .enumerate()
-        .map(|(i, r)| (r.prefix, i))
-        .collect();
-    for v in views {
+    let views = views.into_iter().map(|v| {
         let paths = v
             .paths
             .iter()
@@ -642,23 +651,50 @@ fn with_bgp_routes(
                 }
             })
             .collect();
-        // A prefix we also route ourselves lists both: ours wins.
-        match index.get(&v.prefix) {
-            Some(&i) => routes[i].paths.extend(paths),
-            None => {
-                index.insert(v.prefix, routes.len());
-                routes.push(Route {
-                    prefix: v.prefix,
-                    paths,
-                });
-            }
-        }
-    }
-    routes.sort_by_key(|r| r.prefix);
+        (v.prefix, paths)
+    });
+    let routes = merge_bgp_paths(routes, ours_win, views);
     Response::Routes(Routes {
         routes,
         truncated_at,
     })
+}
+
+/// Our own routes (`routes`) with the RIB's paths added, in prefix order.
+/// Where one of ours wins over BGP (`ours_win`: static, connected and
+/// aggregate routes, which `apply_bgp` never replaces), the RIB's best and
+/// multipath paths are listed as lost, with why: one best per prefix.
+fn merge_bgp_paths(
+    mut routes: Vec<Route>,
+    ours_win: &HashMap<ipnet::Ipv6Net, &'static str>,
+    bgp: impl IntoIterator<Item = (ipnet::Ipv6Net, Vec<Path>)>,
+) -> Vec<Route> {
+    let mut index: HashMap<ipnet::Ipv6Net, usize> = routes
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (r.prefix, i))
+        .collect();
+    for (prefix, mut paths) in bgp {
+        match index.get(&prefix) {
+            Some(&i) => {
+                if let Some(ours) = ours_win.get(&prefix) {
+                    for p in &mut paths {
+                        if matches!(p.status, PathStatus::Best | PathStatus::Multipath) {
+                            p.status = PathStatus::Lost;
+                            p.reason = Some(format!("{ours} for the prefix is used instead"));
+                        }
+                    }
+                }
+                routes[i].paths.extend(paths);
+            }
+            None => {
+                index.insert(prefix, routes.len());
+                routes.push(Route { prefix, paths });
+            }
+        }
+    }
+    routes.sort_by_key(|r| r.prefix);
+    routes
 }
 
 /// BGP's own error when it is not configured.
@@ -755,6 +791,88 @@ mod tests {
             }
         });
         tx
+    }
+
+    fn path(source: RouteSource, status: PathStatus) -> Path {
+        Path {
+            source,
+            peer: None,
+            next_hop: None,
+            as_path: Vec::new(),
+            origin: None,
+            local_pref: None,
+            med: None,
+            stale: false,
+            status,
+            reason: None,
+        }
+    }
+
+    #[test]
+    fn a_bgp_path_hidden_by_a_route_of_ours_is_listed_as_lost() {
+        let default: ipnet::Ipv6Net = "::/0".parse().unwrap();
+        let host: ipnet::Ipv6Net = "2001:db8::5/128".parse().unwrap();
+        let pods: ipnet::Ipv6Net = "2001:db8:100::/64".parse().unwrap();
+        let ours = vec![
+            Route {
+                prefix: default,
+                paths: vec![path(RouteSource::Static, PathStatus::Best)],
+            },
+            // A gleaned host, listed as connected: BGP replaces it.
+            Route {
+                prefix: host,
+                paths: vec![path(RouteSource::Connected, PathStatus::Best)],
+            },
+        ];
+        let ours_win = HashMap::from([(default, "a static route")]);
+        let bgp = vec![
+            (
+                pods,
+                vec![
+                    path(RouteSource::Bgp, PathStatus::Best),
+                    path(RouteSource::Bgp, PathStatus::Multipath),
+                ],
+            ),
+            (
+                default,
+                vec![
+                    path(RouteSource::Bgp, PathStatus::Best),
+                    path(RouteSource::Bgp, PathStatus::Multipath),
+                ],
+            ),
+            (host, vec![path(RouteSource::Bgp, PathStatus::Best)]),
+        ];
+        let routes = merge_bgp_paths(ours, &ours_win, bgp);
+        let prefixes: Vec<_> = routes.iter().map(|r| r.prefix).collect();
+        assert_eq!(prefixes, [default, host, pods], "in prefix order");
+        let statuses = |r: &Route| {
+            r.paths
+                .iter()
+                .map(|p| (p.source, p.status))
+                .collect::<Vec<_>>()
+        };
+        // The static default forwards: BGP's default paths lost, and why.
+        assert_eq!(
+            statuses(&routes[0]),
+            [
+                (RouteSource::Static, PathStatus::Best),
+                (RouteSource::Bgp, PathStatus::Lost),
+                (RouteSource::Bgp, PathStatus::Lost),
+            ]
+        );
+        assert_eq!(
+            routes[0].paths[1].reason.as_deref(),
+            Some("a static route for the prefix is used instead")
+        );
+        // Where nothing of ours wins, BGP's statuses stand.
+        assert_eq!(routes[1].paths[1].status, PathStatus::Best);
+        assert_eq!(
+            statuses(&routes[2]),
+            [
+                (RouteSource::Bgp, PathStatus::Best),
+                (RouteSource::Bgp, PathStatus::Multipath)
+            ]
+        );
     }
 
     #[test]

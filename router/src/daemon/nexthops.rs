@@ -34,6 +34,19 @@ pub struct PortInfo {
     pub mtu: Option<u32>,
 }
 
+impl PortInfo {
+    /// The MTU the dataplane enforces on this port given the link's own
+    /// (`None`: the link is unknown): a configured MTU lowers the link's,
+    /// never raises it, as the link would drop what is longer. 0 when
+    /// neither is known.
+    pub fn effective_mtu(&self, link: Option<u32>) -> u32 {
+        match (self.mtu, link) {
+            (Some(c), Some(l)) => c.min(l),
+            (c, l) => c.or(l).unwrap_or(0),
+        }
+    }
+}
+
 /// What an id stands for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -233,12 +246,7 @@ impl NextHops {
             return Adjacency::default();
         };
         let link = t.link(p.ifindex);
-        // A configured MTU lowers the link's, never raises it: the link
-        // would drop what is longer.
-        let mtu = match (p.mtu, link.map(|l| l.mtu)) {
-            (Some(c), Some(l)) => c.min(l),
-            (c, l) => c.or(l).unwrap_or(0),
-        };
+        let mtu = p.effective_mtu(link.map(|l| l.mtu));
         match e.kind {
             Kind::Unreachable => Adjacency {
                 unreachable: true,
@@ -315,6 +323,21 @@ impl NextHops {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_configured_mtu_lowers_the_links_never_raises_it() {
+        let port = |mtu| PortInfo {
+            name: "e0".into(),
+            ifindex: 2,
+            mtu,
+        };
+        // What `show interfaces` and the adjacencies (Packet Too Big) use.
+        assert_eq!(port(Some(1500)).effective_mtu(Some(1400)), 1400);
+        assert_eq!(port(Some(1280)).effective_mtu(Some(9000)), 1280);
+        assert_eq!(port(None).effective_mtu(Some(9000)), 9000);
+        assert_eq!(port(Some(1500)).effective_mtu(None), 1500);
+        assert_eq!(port(None).effective_mtu(None), 0);
+    }
 
     #[test]
     fn ids_are_stable_and_kinds_separate() {
