@@ -572,6 +572,40 @@ async fn connect_from(last: u8, port: u16) -> tokio::net::TcpStream {
         .unwrap()
 }
 
+/// An IPv4 connection on the dual-stack listener is not taken by an IPv6
+/// range that covers ::ffff:0:0/96, such as ::/0: it would escape the
+/// range's MD5 key and GTSM, which the kernel applies to IPv6 only. From
+/// ::1 the same range does take a peer.
+#[tokio::test]
+async fn a_broad_ipv6_range_takes_no_ipv4_connection() {
+    let port = free_port();
+    let mut c = config(65000, 1, port, 179);
+    c.listen = SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), port);
+    c.ranges.push(ListenRange::new(
+        "::/0".parse().unwrap(),
+        PeerSettings::new(Asn(65001)),
+    ));
+    let (speaker, _events) = Speaker::start(c).await.unwrap();
+    let mut v4 = connect_from(7, port).await;
+    let mut buf = [0u8; 1];
+    let n = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio::io::AsyncReadExt::read(&mut v4, &mut buf),
+    )
+    .await
+    .expect("the IPv4 connection stayed open");
+    assert!(matches!(n, Ok(0) | Err(_)), "{n:?}");
+    assert!(speaker.peers().await.is_empty());
+    let _v6 = tokio::net::TcpStream::connect(SocketAddr::new(LOOPBACK.into(), port))
+        .await
+        .unwrap();
+    wait_peers(&speaker, "the IPv6 connection made no peer", |p| {
+        p.iter().any(|p| p.address == LOOPBACK)
+    })
+    .await;
+    speaker.shutdown().await;
+}
+
 /// Peers from a listen range are bounded: a connection that closes
 /// without its session ever coming up leaves no peer behind (a scan from
 /// 40 addresses), and past the listen limit a new address is refused and

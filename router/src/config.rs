@@ -692,7 +692,7 @@ pub enum ConfigError {
         value: String,
     },
     /// A route, aggregate or listen range inside a range that is never
-    /// routed: multicast, link-local, loopback, unspecified.
+    /// routed: multicast, link-local, loopback, unspecified, IPv4-mapped.
     #[error("{at}: {prefix} is {why}; it is never routed")]
     NotRoutable {
         /// Where.
@@ -1578,8 +1578,14 @@ impl Check<'_> {
     /// multicast, link-local, loopback or unspecified ranges.
     fn routable(&mut self, at: Location, value: &str) -> Option<Prefix> {
         let prefix = self.prefix(at.clone(), value)?;
-        let never: [(&str, &'static str); 4] = [
+        let never: [(&str, &'static str); 5] = [
             ("ff00::/8", "multicast (ff00::/8)"),
+            // IPv4 (a BGP peer would connect over IPv4, which the MD5
+            // keys and GTSM of IPv6 ranges do not cover).
+            (
+                "::ffff:0:0/96",
+                "IPv4-mapped (::ffff:0:0/96; flatedge routes IPv6 only)",
+            ),
             ("fe80::/10", "link-local (fe80::/10)"),
             ("::1/128", "the loopback address"),
             ("::/128", "the unspecified address"),

@@ -345,14 +345,26 @@ impl Control {
     /// dynamic neighbour, or a new one if `addr` is in a listen range
     /// (while fewer than the listen limit exist).
     fn peer_for(&mut self, addr: Ipv6Addr) -> Option<PeerId> {
+        const V4_MAPPED: Ipv6Net =
+            match Ipv6Net::new(Ipv6Addr::new(0, 0, 0, 0, 0, 0xffff, 0, 0), 96) {
+                Ok(n) => n,
+                Err(_) => panic!("a valid prefix"),
+            };
         if let Some(&id) = self.by_addr.get(&addr) {
             return Some(id);
         }
+        // An IPv4 connection (on a dual-stack listener, as
+        // ::ffff:a.b.c.d) comes only from a range inside ::ffff:0:0/96:
+        // under a broader IPv6 range such as ::/0 it would escape the
+        // range's MD5 key (Linux looks an IPv4 connection's key up among
+        // IPv4 keys, which only a v4-mapped range sets) and its GTSM
+        // (IPV6_MINHOPCOUNT does not apply to it).
+        let v4 = addr.to_ipv4_mapped().is_some();
         let range = self
             .config
             .ranges
             .iter()
-            .find(|r| r.range.contains(&addr))?;
+            .find(|r| r.range.contains(&addr) && (!v4 || V4_MAPPED.contains(&r.range)))?;
         let settings = Arc::new(range.settings.clone());
         let dynamic = self.peers.values().filter(|p| p.dynamic).count();
         if dynamic >= self.config.listen_limit {

@@ -950,6 +950,16 @@ fn prefixes_that_are_never_routed_are_refused() {
             "bgp.listen[0].range",
             "fe80::/10",
         ),
+        (
+            "[[bgp.listen]]\npeer-asn = 65001\nrange = ",
+            "bgp.listen[0].range",
+            "::ffff:10.0.0.0/104",
+        ),
+        (
+            "[bgp]\naggregates = [",
+            "bgp.aggregates[0]",
+            "::ffff:0:0/96",
+        ),
     ] {
         let close = if table.ends_with('[') { "]" } else { "" };
         let text = format!("{MINIMAL}{table}\"{bad}\"{close}\n");
