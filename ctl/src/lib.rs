@@ -123,6 +123,30 @@ pub enum Request {
     Reload,
 }
 
+impl Request {
+    /// Parses a request document, refusing fields the command does not
+    /// take. (serde's `deny_unknown_fields` does not reach the commands
+    /// without arguments: `{"command":"show_drops","prefix":"::/0"}` would
+    /// pass.)
+    pub fn from_json(doc: &[u8]) -> Result<Request, String> {
+        let value: serde_json::Value =
+            serde_json::from_slice(doc).map_err(|e| format!("not a ctl request: {e}"))?;
+        let req = Request::deserialize(&value).map_err(|e| format!("not a ctl request: {e}"))?;
+        // Every field the request has, as it would be written: a field of
+        // the document beyond those is unknown.
+        let known = serde_json::to_value(&req).map_err(|e| e.to_string())?;
+        if let (Some(doc), Some(known)) = (value.as_object(), known.as_object()) {
+            if let Some(extra) = doc.keys().find(|k| !known.contains_key(*k)) {
+                return Err(format!(
+                    "not a ctl request: unknown field `{extra}` for command `{}`",
+                    known.get("command").and_then(|c| c.as_str()).unwrap_or("?")
+                ));
+            }
+        }
+        Ok(req)
+    }
+}
+
 /// What `neighbor ADDR ...` does to a BGP peer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -402,7 +426,8 @@ pub struct Interface {
     pub tx_packets: u64,
     /// Bytes sent.
     pub tx_bytes: u64,
-    /// Frames received on this port and dropped (any reason).
+    /// Frames received on this port and dropped (any reason, the
+    /// kernel's at the AF_XDP socket included: rx ring full, no frame).
     pub drops: u64,
     /// Frames to be sent on this port and dropped: the worker's buffer of
     /// frames waiting for room in its tx ring was full (`show drops`'
@@ -420,8 +445,9 @@ pub struct Interface {
 }
 
 /// `show drops`: packets dropped, per named reason (the reasons are the
-/// dataplane's, e.g. `no_route`, `hop_limit_exceeded`); every reason is
-/// present, zeros included.
+/// dataplane's, e.g. `no_route`, `hop_limit_exceeded`, and the ports':
+/// `tx_overflow`, `interface_gone`, `rx_ring_full`, `rx_no_frame`); every
+/// reason is present, zeros included.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Drops {
     /// Reason → packets.

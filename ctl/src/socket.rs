@@ -209,7 +209,7 @@ pub fn serve_one(
             MAX_REQUEST_BYTES / 1024
         ))
     } else {
-        serde_json::from_slice::<Request>(&doc).map_err(|e| format!("not a ctl request: {e}"))
+        Request::from_json(&doc)
     };
 
     let truncated = doc.len() > MAX_REQUEST_BYTES;

@@ -445,7 +445,10 @@ impl Worker {
 
     /// Publishes the counters into the report handle; with `wait` false
     /// it gives up when a reader holds the handle.
-    fn publish_report(&self, wait: bool) {
+    fn publish_report(&mut self, wait: bool) {
+        for p in &mut self.ports {
+            p.read_kernel_stats();
+        }
         let guard = if wait {
             self.report.lock().ok()
         } else {

@@ -948,3 +948,88 @@ fn prefetching_waiting_frames_reads_their_descriptors() {
         "the prefetched headers are not the frames received, in order"
     );
 }
+
+/// Frames the kernel drops at an AF_XDP socket are counted: with nothing
+/// received, a socket's rx ring (32) fills and the rest of a burst is
+/// dropped in the kernel; `read_kernel_stats` brings those drops into the
+/// port's counters (`show drops`' `rx_ring_full` and `rx_no_frame`), so
+/// that every frame sent is either waiting or counted.
+#[test]
+fn the_kernels_drops_at_a_socket_are_counted() {
+    const SENT: usize = 100;
+    common::require_root_and_tools("tests/xdp_port.rs");
+    let pair = Pair::new();
+    let frame = common::udp_frame(
+        [0x02, 0, 0, 0, 0, 0x01],
+        [0x02, 0, 0, 0, 0, 0x02],
+        "2001:db8::2".parse().unwrap(),
+        "2001:db8:1::1".parse().unwrap(),
+        0x60,
+        8,
+    );
+    let receiver = pair.spawn(move || -> Result<(u32, u64, u64), String> {
+        let mut prog = XdpProgram::load().map_err(|e| e.to_string())?;
+        let ifindex = xdp::ifindex("t1").map_err(|e| e.to_string())?;
+        prog.attach(ifindex).map_err(|e| e.to_string())?;
+        prog.set_port_slot(ifindex, 0).map_err(|e| e.to_string())?;
+        // More fill-ring frames (128) than rx ring entries (32).
+        let mut pool = FramePool::new(xdp::PoolConfig {
+            frames: 512,
+            frame_size: 2048,
+            fill_ring: 128,
+            rx_tx_ring: 32,
+        })
+        .map_err(|e| e.to_string())?;
+        let mut rx = Port::open(&mut pool, "t1", 0).map_err(|e| e.to_string())?;
+        prog.insert_xsk(0, 0, rx.fd()).map_err(|e| e.to_string())?;
+        let mut tx = Port::open(&mut pool, "t0", 0).map_err(|e| e.to_string())?;
+        rx.read_kernel_stats();
+        if (rx.stats.rx_ring_full, rx.stats.rx_no_frame) != (0, 0) {
+            return Err(format!("drops before anything was sent: {:?}", rx.stats));
+        }
+        let mut sent = 0;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while sent < SENT {
+            if Instant::now() > deadline {
+                return Err(format!("only {sent} of {SENT} frames left t0"));
+            }
+            let mut burst = (0..(SENT - sent).min(16))
+                .map(|_| {
+                    let mut f = pool.alloc().ok_or("the pool ran out")?;
+                    assert!(pool.write(&mut f, &frame));
+                    Ok(f)
+                })
+                .collect::<Result<Vec<_>, String>>()?;
+            let n = burst.len();
+            tx.send(&mut pool, &mut burst);
+            sent += n - burst.len();
+            for f in burst {
+                pool.free(f);
+            }
+            tx.flush();
+            thread::sleep(Duration::from_millis(1));
+            tx.reclaim(&mut pool);
+        }
+        // The kernel counts as it delivers: wait until every frame is
+        // accounted for (or time out with what was seen).
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            rx.read_kernel_stats();
+            let seen = rx.rx_pending() as u64 + rx.stats.rx_ring_full + rx.stats.rx_no_frame;
+            if seen >= SENT as u64 || Instant::now() > deadline {
+                return Ok((rx.rx_pending(), rx.stats.rx_ring_full, rx.stats.rx_no_frame));
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    });
+    let (waiting, ring_full, no_frame) = receiver
+        .join()
+        .expect("receiver panicked")
+        .expect("receiver failed");
+    assert_eq!(waiting, 32, "frames waiting in the full rx ring");
+    assert_eq!(
+        (ring_full, no_frame),
+        (SENT as u64 - 32, 0),
+        "the kernel's drops at the socket, as the port counts them"
+    );
+}

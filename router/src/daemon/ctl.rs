@@ -42,6 +42,12 @@ pub(super) struct Totals {
     pub stage_ns: [f64; Stage::COUNT],
     /// Frames dropped because a TX buffer was full.
     pub tx_overflow: u64,
+    /// Frames written off in the tx ring of a deleted interface.
+    pub tx_lost: u64,
+    /// Frames the kernel dropped at a socket whose rx ring was full.
+    pub rx_ring_full: u64,
+    /// Frames the kernel dropped at a socket with no fill-ring frame.
+    pub rx_no_frame: u64,
     /// Frames received.
     pub rx_packets: u64,
     /// Time in rounds that moved frames, syscalls included.
@@ -67,12 +73,28 @@ impl Totals {
             *ns += st.ticks as f64 * ns_per_tick;
         }
         self.tx_overflow += r.ports.iter().map(|p| p.tx_dropped).sum::<u64>();
+        self.tx_lost += r.ports.iter().map(|p| p.tx_lost).sum::<u64>();
+        self.rx_ring_full += r.ports.iter().map(|p| p.rx_ring_full).sum::<u64>();
+        self.rx_no_frame += r.ports.iter().map(|p| p.rx_no_frame).sum::<u64>();
         self.rx_packets += r.rx_packets();
         self.busy_ns += r.stats.busy_ticks as f64 * ns_per_tick;
         // The ports time their syscalls at that same rate.
         self.syscall_ns += r.ports.iter().map(|p| p.syscall_ns).sum::<u64>();
         self.batches += r.stats.batches;
         self.waited_batches += r.stats.waited_batches;
+    }
+}
+
+impl Totals {
+    /// The drops the ports count beside the pipeline's reasons, by the
+    /// names `show drops` and the metrics give them.
+    pub fn port_drops(&self) -> [(&'static str, u64); 4] {
+        [
+            ("tx_overflow", self.tx_overflow),
+            ("interface_gone", self.tx_lost),
+            ("rx_ring_full", self.rx_ring_full),
+            ("rx_no_frame", self.rx_no_frame),
+        ]
     }
 }
 
@@ -446,7 +468,7 @@ impl Daemon {
                 out.rx_bytes += s.rx_bytes;
                 out.tx_packets += s.tx;
                 out.tx_bytes += s.tx_bytes;
-                out.drops += s.dropped;
+                out.drops += s.dropped + s.rx_ring_full + s.rx_no_frame;
                 *out.tx_drops.get_or_insert(0) += s.tx_dropped + s.tx_down_dropped + s.tx_lost;
                 *out.tx_link_down.get_or_insert(0) += s.tx_link_down;
             }
@@ -471,7 +493,9 @@ impl Daemon {
             .drops()
             .map(|(name, n)| (name.to_string(), n))
             .collect();
-        drops.insert("tx_overflow".into(), t.tx_overflow);
+        for (name, n) in t.port_drops() {
+            drops.insert(name.into(), n);
+        }
         Drops { drops }
     }
 

@@ -268,7 +268,9 @@ impl Daemon {
         for (reason, n) in t.counters.drops() {
             fam.sample(&[("reason", reason)], n);
         }
-        fam.sample(&[("reason", "tx_overflow")], t.tx_overflow);
+        for (reason, n) in t.port_drops() {
+            fam.sample(&[("reason", reason)], n);
+        }
         Family::single(
             &mut out,
             "forwarded_packets_total",

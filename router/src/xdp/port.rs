@@ -299,6 +299,14 @@ pub struct PortStats {
     /// Frames written off because the interface is gone: those in the tx
     /// ring when a kick found the socket unbound (`ENXIO`).
     pub tx_lost: u64,
+    /// Frames the kernel dropped because this socket's rx ring was full
+    /// (the worker fell behind; the socket's `rx_ring_full` statistic,
+    /// read by [`Port::read_kernel_stats`]).
+    pub rx_ring_full: u64,
+    /// Frames the kernel dropped at this socket for want of a frame on
+    /// the fill ring to copy them into (the pool ran dry), or longer than
+    /// a UMEM frame (its `rx_dropped` statistic).
+    pub rx_no_frame: u64,
 }
 
 /// How long a port whose kick found its link down (`ENETDOWN`) waits
@@ -501,6 +509,17 @@ impl Port {
     /// The socket's fd, for the XSKMAP and for poll().
     pub fn fd(&self) -> RawFd {
         self.xsk.rx.fd().as_raw_fd()
+    }
+
+    /// Reads the drops the kernel counts at this socket into the port's
+    /// `rx_ring_full` and `rx_no_frame`: a syscall (`getsockopt`), for the
+    /// worker's periodic report, not the packet path. A failed read
+    /// (unlikely: the socket is ours) keeps the last values.
+    pub fn read_kernel_stats(&mut self) {
+        if let Ok(s) = self.xsk.rx.fd().xdp_statistics() {
+            self.stats.rx_ring_full = s.rx_ring_full();
+            self.stats.rx_no_frame = s.rx_dropped();
+        }
     }
 
     /// Whether the port runs its rings on its own mapping (inline, and
