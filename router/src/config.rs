@@ -440,6 +440,14 @@ pub enum ConfigError {
         /// Where.
         at: Location,
     },
+    /// AS 65535 or 4294967295, the last of the 2- and 4-octet spaces.
+    #[error("{at}: AS {asn} is reserved and cannot be used (RFC 7300)")]
+    AsnReserved {
+        /// Where.
+        at: Location,
+        /// The AS.
+        asn: u32,
+    },
     /// Hold time 1 or 2.
     #[error("{at}: a hold time of {seconds} s is not allowed; use 0 (no keepalives) or 3 s or more (RFC 4271 section 4.2)")]
     HoldTime {
@@ -617,6 +625,13 @@ pub enum ConfigError {
         /// The earlier one.
         first: Location,
     },
+    /// `::/0` as an aggregate: it would discard every packet without a
+    /// more specific route and hide a default route learned over BGP.
+    #[error("{at}: ::/0 cannot be an aggregate: it would discard every packet without a more specific route and hide the default route learned over BGP; to announce a default, add a [[route]] for ::/0 via the upstream and export it")]
+    DefaultAggregate {
+        /// Where.
+        at: Location,
+    },
     /// The same static prefix twice.
     #[error("{at}: a static route for {prefix} is already configured at {first}; list all its next hops in one via")]
     DuplicateRoute {
@@ -717,6 +732,7 @@ impl ConfigError {
             | UnusableAddress { at, .. }
             | RouterId { at, .. }
             | RouterIdZero { at }
+            | AsnReserved { at, .. }
             | AsnZero { at }
             | AsTrans { at }
             | HoldTime { at, .. }
@@ -738,6 +754,7 @@ impl ConfigError {
             | DuplicateNextHop { at, .. }
             | TooManyNextHops { at, .. }
             | DuplicateAggregate { at, .. }
+            | DefaultAggregate { at }
             | DuplicateRoute { at, .. }
             | NoWorkerCores { at }
             | DuplicateWorkerCore { at, .. }
@@ -1249,6 +1266,7 @@ impl Check<'_> {
         match Asn(*raw.get_ref()) {
             Asn(0) => self.push(ConfigError::AsnZero { at }),
             Asn::TRANS => self.push(ConfigError::AsTrans { at }),
+            Asn(asn @ (65535 | u32::MAX)) => self.push(ConfigError::AsnReserved { at, asn }),
             asn => return Some(asn),
         }
         None
@@ -1370,7 +1388,9 @@ impl Check<'_> {
             let Some(prefix) = self.routable(at.clone(), a.get_ref()) else {
                 continue;
             };
-            if let Some((first, _)) = aggregates.iter().find(|(_, p)| *p == prefix) {
+            if prefix.len() == 0 {
+                self.push(ConfigError::DefaultAggregate { at });
+            } else if let Some((first, _)) = aggregates.iter().find(|(_, p)| *p == prefix) {
                 let first = Location::clone(first);
                 self.push(ConfigError::DuplicateAggregate { at, prefix, first });
             } else {
@@ -1799,6 +1819,8 @@ fn interface_name_problem(name: &str) -> Option<&'static str> {
         .any(|c| c == '/' || c == ':' || c.is_whitespace())
     {
         Some("it contains '/', ':' or whitespace")
+    } else if name.chars().any(char::is_control) {
+        Some("it contains a control character")
     } else {
         None
     }

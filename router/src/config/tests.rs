@@ -483,6 +483,31 @@ fn asn_zero() {
 }
 
 #[test]
+fn the_last_asns_are_reserved() {
+    let e = error_with("[[bgp.neighbor]]\naddress = \"2001:db8::1\"\npeer-asn = 4294967295\n");
+    assert!(
+        matches!(e, ConfigError::AsnReserved { asn: u32::MAX, .. }),
+        "{e:?}"
+    );
+    assert_eq!(at(&e), ("bgp.neighbor[0].peer-asn", Some(9)));
+    let e = only_error(
+        "[router]\nasn = 65535\nrouter-id = \"192.0.2.1\"\n[[interface]]\nname = \"up0\"\n",
+    );
+    assert_eq!(
+        e.to_string(),
+        "router.asn: AS 65535 is reserved and cannot be used (RFC 7300)"
+    );
+}
+
+#[test]
+fn default_aggregate() {
+    let e = error_with("[bgp]\naggregates = [\"2001:db8::/32\", \"::/0\"]\n");
+    assert!(matches!(e, ConfigError::DefaultAggregate { .. }), "{e:?}");
+    assert_eq!(at(&e), ("bgp.aggregates[1]", Some(8)));
+    assert!(e.to_string().contains("[[route]] for ::/0"), "{e}");
+}
+
+#[test]
 fn as_trans() {
     let e = error_with("[[bgp.listen]]\nrange = \"2001:db8::/64\"\npeer-asn = 23456\n");
     assert!(matches!(e, ConfigError::AsTrans { .. }));
@@ -662,7 +687,16 @@ fn no_interfaces() {
 
 #[test]
 fn bad_interface_names() {
-    for name in ["", "averyveryverylongname", "..", "up/0", "up 0", "up0:1"] {
+    for name in [
+        "",
+        "averyveryverylongname",
+        "..",
+        "up/0",
+        "up 0",
+        "up0:1",
+        "up\\u0000",
+        "up\\u001b",
+    ] {
         let e = error_with(&format!("[[interface]]\nname = \"{name}\"\n"));
         assert!(
             matches!(e, ConfigError::InterfaceName { .. }),
