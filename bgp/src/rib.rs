@@ -1230,6 +1230,35 @@ impl Rib {
         self.table.len() == 0
     }
 
+    /// What the RIB last emitted for `prefix` (in a [`RibChange`] drained
+    /// before): its selected paths' next hops, best first, less the paths
+    /// withdrawn since; none when no selected path is left. For a caller
+    /// that must install it again, such as a router whose own route for
+    /// the prefix went away; a change not drained yet follows in the next
+    /// drain.
+    pub fn selected(&self, prefix: &Ipv6Net) -> RibChange {
+        let nexthops = self
+            .table
+            .get(prefix)
+            .map(|e| {
+                // The paths are in decision order since the last drain.
+                e.paths()
+                    .iter()
+                    .filter(|p| p.flags & SELECTED != 0)
+                    .map(|p| NextHop {
+                        addr: p.attrs.next_hop.addr,
+                        ifindex: p.attrs.next_hop.ifindex,
+                        peer: p.peer,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        RibChange {
+            prefix: *prefix,
+            nexthops,
+        }
+    }
+
     /// Every path of `prefix`, in decision order, with why each lost.
     pub fn route(&self, prefix: &Ipv6Net) -> Option<RouteView> {
         let entry = self.table.get(prefix)?;

@@ -782,3 +782,21 @@ async fn a_dynamic_peer_that_goes_away_is_forgotten() {
     let _s = raw_peer(port, &mut events).await;
     speaker.shutdown().await;
 }
+
+/// `resend` comes back as a change in the event stream: the RIB's
+/// selected paths of each prefix asked for (none here: an empty set).
+#[tokio::test]
+async fn resend_emits_the_ribs_selected_paths_as_changes() {
+    let port = free_port();
+    let (speaker, mut events) = Speaker::start(config(65000, 1, port, 179)).await.unwrap();
+    let p: ipnet::Ipv6Net = "2001:db8:100::/64".parse().unwrap();
+    speaker.resend(vec![p]).await;
+    let changes = wait(&mut events, "the resent change", |e| match e {
+        Event::Changes(c) => Some(c.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(changes.len(), 1);
+    assert_eq!((changes[0].prefix, changes[0].nexthops.len()), (p, 0));
+    speaker.shutdown().await;
+}

@@ -207,6 +207,12 @@ pub(super) async fn run(
                 Some(Command::NextHopReach(reach)) => {
                     c.rib.set_next_hop_reach(reach);
                 }
+                Some(Command::Resend(prefixes)) => {
+                    for chunk in prefixes.chunks(CHANGES_PER_EVENT) {
+                        let batch = chunk.iter().map(|p| c.rib.selected(p)).collect();
+                        let _ = c.events.send(Event::Changes(batch)).await;
+                    }
+                }
                 Some(Command::Shutdown(done)) => {
                     accept.abort();
                     c.shutdown().await;

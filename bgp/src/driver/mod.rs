@@ -353,6 +353,7 @@ enum Command {
         oneshot::Sender<Result<String, ReconfigureError>>,
     ),
     NextHopReach(NextHopReach),
+    Resend(Vec<Ipv6Net>),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -450,6 +451,16 @@ impl Speaker {
     /// come and go.
     pub async fn set_next_hop_reach(&self, reach: NextHopReach) {
         let _ = self.commands.send(Command::NextHopReach(reach)).await;
+    }
+
+    /// Emits, as an [`Event::Changes`] in the order of every other
+    /// change, the RIB's selected paths of `prefixes` as it last emitted
+    /// them ([`Rib::selected`](crate::rib::Rib::selected)), for a caller
+    /// whose own route for them went away: unlike asking
+    /// [`Speaker::routes`] and applying the answer later, a withdrawal
+    /// made meanwhile cannot be overtaken.
+    pub async fn resend(&self, prefixes: Vec<Ipv6Net>) {
+        let _ = self.commands.send(Command::Resend(prefixes)).await;
     }
 
     /// Sends the control task the command `cmd` makes of a reply channel

@@ -235,6 +235,38 @@ fn announce_replace_and_withdraw() {
     assert_eq!(lab.rib.peer_stats(a).unwrap().accepted, 0);
 }
 
+/// `selected` is what the RIB last emitted for a prefix, ECMP set in
+/// order, less the paths withdrawn since (never one that is gone); the
+/// change not drained yet follows in the drain.
+#[test]
+fn selected_is_what_was_last_emitted() {
+    let mut cfg = RibConfig::new(LOCAL);
+    cfg.decision.as_path_relax = true;
+    let mut lab = Lab::with(cfg);
+    let a = lab.peer("2001:db8:1::2", 65001, 2);
+    let b = lab.peer("2001:db8:1::3", 65002, 3);
+    let p = "2001:db8:100::/64";
+    assert_eq!(lab.rib.selected(&net(p)), change(p, vec![]), "unknown");
+    lab.apply(a, &ann("2001:db8:1::2", &[65001]).of(&[p]));
+    lab.apply(b, &ann("2001:db8:1::3", &[65002]).of(&[p]));
+    let emitted = lab.changes();
+    assert_eq!(emitted.len(), 1);
+    assert_eq!(emitted[0].nexthops.len(), 2, "an ECMP set: {emitted:?}");
+    assert_eq!(lab.rib.selected(&net(p)), emitted[0]);
+    // Withdrawn by one peer, not drained yet: that path is left out.
+    lab.apply(a, &withdraw(&[p]));
+    assert_eq!(
+        lab.rib.selected(&net(p)),
+        change(p, vec![nh("2001:db8:1::3", b)])
+    );
+    let next = lab.changes();
+    assert_eq!(next, [change(p, vec![nh("2001:db8:1::3", b)])]);
+    assert_eq!(lab.rib.selected(&net(p)), next[0]);
+    lab.apply(b, &withdraw(&[p]));
+    lab.changes();
+    assert_eq!(lab.rib.selected(&net(p)), change(p, vec![]));
+}
+
 #[test]
 fn changes_coalesce_within_a_batch() {
     let mut lab = Lab::new();

@@ -124,6 +124,7 @@ enum Cmd {
     Admin(Ipv6Addr, AdminAction, Sender<Result<String, AdminError>>),
     Reconfigure(Box<SpeakerConfig>, Sender<Result<String, ReconfigureError>>),
     NextHopReach(NextHopReach),
+    Resend(Vec<Ipv6Net>),
 }
 
 /// Runs one command against the speaker and sends the answer.
@@ -142,6 +143,7 @@ async fn command(speaker: Arc<Speaker>, cmd: Cmd) {
             let _ = reply.send(speaker.reconfigure(*config).await);
         }
         Cmd::NextHopReach(reach) => speaker.set_next_hop_reach(reach).await,
+        Cmd::Resend(prefixes) => speaker.resend(prefixes).await,
     }
 }
 
@@ -251,6 +253,30 @@ impl Bgp {
         self.cmds
             .as_ref()
             .is_some_and(|c| c.try_send(Cmd::NextHopReach(reach)).is_ok())
+    }
+
+    /// Asks the speaker to send the RIB's paths of `prefixes` again, as
+    /// BGP changes in the order of the others (a route of ours that hid
+    /// them went away). Never blocks: with the command queue full, a
+    /// thread of its own waits for room.
+    pub(super) fn resend(&self, prefixes: Vec<Ipv6Net>) {
+        let Some(cmds) = self.cmds.as_ref() else {
+            return;
+        };
+        match cmds.try_send(Cmd::Resend(prefixes)) {
+            Ok(()) | Err(tmpsc::error::TrySendError::Closed(_)) => {}
+            Err(tmpsc::error::TrySendError::Full(cmd)) => {
+                let cmds = cmds.clone();
+                let spawned = std::thread::Builder::new()
+                    .name("flatedge-resend".into())
+                    .spawn(move || {
+                        let _ = cmds.blocking_send(cmd);
+                    });
+                if let Err(e) = spawned {
+                    log!("cannot ask BGP for the paths of routes put back: {e}");
+                }
+            }
+        }
     }
 
     /// Hands the speaker a new configuration's peers and originated

@@ -905,6 +905,7 @@ impl Daemon {
             .filter(|(p, r)| r.source == Source::Connected && !want.contains_key(p))
             .map(|(p, _)| *p)
             .collect();
+        let mut to_bgp = Vec::new();
         for p in old {
             self.uninstall(p);
             if self.config.bgp.aggregates.contains(&p) {
@@ -914,9 +915,10 @@ impl Daemon {
                 }
             } else {
                 // A BGP path the connected route hid takes over.
-                self.restore_bgp(p);
+                to_bgp.push(p);
             }
         }
+        self.restore_bgp(to_bgp);
         for (prefix, port) in want {
             // A static route for the same prefix wins.
             if self

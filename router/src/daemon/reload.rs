@@ -6,7 +6,8 @@
 //! max-prefixes, timers, keys) and originated prefixes, through
 //! [`Speaker::reconfigure`](::bgp::driver::Speaker::reconfigure). A
 //! route that goes gives its prefix back to its connected subnet, or to
-//! BGP when the RIB has a path for it. Make before break: new and changed
+//! BGP when the RIB has a path for it (the speaker sends it again as a
+//! change, in order with the others). Make before break: new and changed
 //! routes are in the FIB before BGP is reconfigured (and announces them),
 //! removed ones leave it after BGP withdrew them; if BGP refuses the new
 //! configuration (which leaves it unchanged), the routes it replaced are
@@ -27,7 +28,6 @@ use std::sync::mpsc::Sender;
 use std::time::Duration;
 
 use ::bgp::driver::ReconfigureError;
-use ::bgp::rib::{NextHop as RibNextHop, PathStatus as BgpStatus, RibChange};
 use ::ctl::{Done, ErrorCode, Response};
 use fib::Prefix;
 
@@ -221,10 +221,6 @@ impl Daemon {
         let Some(pending) = self.reloading.take() else {
             return;
         };
-        // A speaker that did not answer is asked for the paths of the
-        // prefixes the reload added from another thread (each question
-        // would wait for it here).
-        let ask_bgp = answer.is_some();
         let error = match answer {
             Some(Ok(m)) => return self.finish_reload(pending, Some(m)),
             Some(Err(e)) => (ErrorCode::InvalidState, format!("{e}; nothing was changed")),
@@ -237,30 +233,24 @@ impl Daemon {
                 ),
             ),
         };
-        let mut later = Vec::new();
+        let mut to_bgp = Vec::new();
         // Put back what the new routes replaced.
         let mut lost = Vec::new();
         for prefix in pending.installed {
-            let ask_later = match pending.old.get(&prefix) {
+            match pending.old.get(&prefix) {
                 // An aggregate yields to its connected subnet, as at start.
                 Some(via) if via.is_empty() && self.connected_port(prefix).is_some() => {
-                    self.give_back(prefix, &mut lost, ask_bgp)
+                    to_bgp.extend(self.give_back(prefix, &mut lost));
                 }
                 Some(via) => {
                     if let Err(e) = self.install_own(prefix, via) {
                         lost.push(format!("route {prefix}: {e}"));
                     }
-                    false
                 }
-                None => self.give_back(prefix, &mut lost, ask_bgp),
-            };
-            if ask_later {
-                later.push(prefix);
+                None => to_bgp.extend(self.give_back(prefix, &mut lost)),
             }
         }
-        if !later.is_empty() {
-            self.restore_bgp_later(later);
-        }
+        self.restore_bgp(to_bgp);
         if !lost.is_empty() {
             log!("reload: cannot put back {}", lost.join("; "));
         }
@@ -277,13 +267,15 @@ impl Daemon {
     fn finish_reload(&mut self, p: PendingReload, bgp_note: Option<String>) {
         let mut failed = p.failed;
         let mut removed = 0;
+        let mut to_bgp = Vec::new();
         for prefix in p.old.keys().filter(|k| !p.wanted.contains_key(k)) {
             removed += 1;
-            let _ = self.give_back(*prefix, &mut failed, true);
+            to_bgp.extend(self.give_back(*prefix, &mut failed));
         }
         for prefix in p.yielded {
-            let _ = self.give_back(prefix, &mut failed, true);
+            to_bgp.extend(self.give_back(prefix, &mut failed));
         }
+        self.restore_bgp(to_bgp);
         let mut notes: Vec<String> = bgp_note.into_iter().collect();
         notes.push(format!(
             "static routes and aggregates: {} added, {removed} removed, {} changed",
@@ -305,13 +297,12 @@ impl Daemon {
 
     /// Removes our own route for `prefix` (only a static route or an
     /// aggregate: a connected subnet may have taken an aggregate's place)
-    /// and hands the prefix back to its connected subnet or, if `ask_bgp`,
-    /// to the RIB's path. Returns whether that path is still to be asked
-    /// for (not `ask_bgp`, and no connected subnet took the prefix).
-    fn give_back(&mut self, prefix: Prefix, failed: &mut Vec<String>, ask_bgp: bool) -> bool {
+    /// and hands the prefix back to its connected subnet; returns it when
+    /// no subnet took it, for the RIB's path ([`Self::restore_bgp`]).
+    fn give_back(&mut self, prefix: Prefix, failed: &mut Vec<String>) -> Option<Prefix> {
         let source = self.routes.get(&prefix).map(|r| r.source);
         if !matches!(source, Some(Source::Static | Source::Aggregate)) {
-            return false;
+            return None;
         }
         self.uninstall(prefix);
         match self.connected_port(prefix) {
@@ -319,13 +310,9 @@ impl Daemon {
                 if let Err(e) = self.install_connected(prefix, port) {
                     failed.push(format!("connected route {prefix}: {e}"));
                 }
-                false
+                None
             }
-            None if ask_bgp => {
-                self.restore_bgp(prefix);
-                false
-            }
-            None => true,
+            None => Some(prefix),
         }
     }
 
@@ -341,67 +328,21 @@ impl Daemon {
     }
 
     /// Puts the RIB's best path and ECMP set for `prefix` back into the
-    /// FIB (after a route of our own that hid it went away).
-    pub(super) fn restore_bgp(&mut self, prefix: Prefix) {
-        let Some(q) = self.bgp_query() else {
+    /// FIB (after a route of our own that hid it went away): the speaker
+    /// sends them as BGP changes, in order with the others, so neither
+    /// the control thread waits nor a withdrawal meanwhile is overtaken.
+    pub(super) fn restore_bgp(&mut self, prefixes: Vec<Prefix>) {
+        let Some(b) = &self.bgp else {
             return;
         };
-        for c in bgp_paths(&q, prefix) {
-            self.apply_bgp(c);
+        let nets: Vec<ipnet::Ipv6Net> = prefixes
+            .into_iter()
+            .filter_map(|p| ipnet::Ipv6Net::new(p.addr(), p.len()).ok())
+            .collect();
+        if !nets.is_empty() {
+            b.resend(nets);
         }
     }
-
-    /// [`Self::restore_bgp`] for `prefixes`, asked from a thread of its
-    /// own (the speaker is slow to answer): the paths come back to the
-    /// control thread as BGP changes.
-    fn restore_bgp_later(&self, prefixes: Vec<Prefix>) {
-        let Some(q) = self.bgp_query() else {
-            return;
-        };
-        let to = self.to_self.clone();
-        let ask = move || {
-            let changes: Vec<RibChange> = prefixes.iter().flat_map(|&p| bgp_paths(&q, p)).collect();
-            if !changes.is_empty() {
-                let _ = to.send(super::Msg::Bgp(::bgp::driver::Event::Changes(changes)));
-            }
-        };
-        if let Err(e) = std::thread::Builder::new()
-            .name("flatedge-restore".into())
-            .spawn(ask)
-        {
-            log!("reload: cannot ask BGP for the paths of the routes put back: {e}");
-        }
-    }
-}
-
-/// The RIB's best path and ECMP set of `prefix`, as a change to apply
-/// (none if the speaker has no path or does not answer).
-fn bgp_paths(q: &bgp::BgpQuery, prefix: Prefix) -> Vec<RibChange> {
-    let Ok(net) = ipnet::Ipv6Net::new(prefix.addr(), prefix.len()) else {
-        return Vec::new();
-    };
-    let Some(views) = q.routes(Some(net), 1) else {
-        return Vec::new();
-    };
-    views
-        .into_iter()
-        .filter_map(|v| {
-            let nexthops: Vec<RibNextHop> = v
-                .paths
-                .iter()
-                .filter(|p| matches!(p.status, BgpStatus::Best | BgpStatus::Multipath))
-                .map(|p| RibNextHop {
-                    addr: p.attrs.next_hop.addr,
-                    ifindex: p.attrs.next_hop.ifindex,
-                    peer: p.attrs.peer,
-                })
-                .collect();
-            (!nexthops.is_empty()).then_some(RibChange {
-                prefix: v.prefix,
-                nexthops,
-            })
-        })
-        .collect()
 }
 
 #[cfg(test)]
