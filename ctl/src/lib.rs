@@ -185,7 +185,9 @@ pub enum Response {
     Runtime(Runtime),
     /// For commands that act ([`Request::Neighbor`], [`Request::Reload`]).
     Done(Done),
-    /// The request failed; nothing was changed.
+    /// The request failed: nothing was changed, unless the message says
+    /// otherwise (an `internal` error of a command that acts, whose
+    /// outcome the daemon could not confirm, or a reload applied in part).
     Error(ErrorResponse),
 }
 

@@ -11,7 +11,7 @@ use std::net::{Ipv6Addr, SocketAddr};
 use std::sync::mpsc::{self, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bgp::driver::{
     AdminAction, AdminError, Event, ListenRange, Neighbor, PeerSettings, PeerSummary,
@@ -365,11 +365,28 @@ impl BgpQuery {
     }
 
     /// Hands the BGP thread the command `cmd` makes of a reply channel and
-    /// waits up to `wait` for the answer.
+    /// waits for the answer, `wait` at most in all: a speaker too busy to
+    /// take commands (its queue full) counts against the same time, so a
+    /// ctl connection's thread is never held longer.
     fn ask<T>(&self, cmd: impl FnOnce(Sender<T>) -> Cmd, wait: Duration) -> Option<T> {
+        let deadline = Instant::now() + wait;
         let (tx, rx) = mpsc::channel();
-        self.cmds.blocking_send(cmd(tx)).ok()?;
-        rx.recv_timeout(wait).ok()
+        let mut cmd = cmd(tx);
+        loop {
+            match self.cmds.try_send(cmd) {
+                Ok(()) => break,
+                Err(tmpsc::error::TrySendError::Closed(_)) => return None,
+                Err(tmpsc::error::TrySendError::Full(c)) => {
+                    if Instant::now() >= deadline {
+                        return None;
+                    }
+                    cmd = c;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+        }
+        rx.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .ok()
     }
 }
 
@@ -415,6 +432,30 @@ pub(super) fn describe(ev: &Event) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A speaker whose command queue is full (it takes none) holds a
+    /// question no longer than its wait, the time to hand it over
+    /// included.
+    #[test]
+    fn a_question_to_a_stalled_speaker_gives_up_in_time() {
+        let (cmds, _rx) = tmpsc::channel::<Cmd>(1);
+        let (tx, _) = mpsc::channel();
+        cmds.try_send(Cmd::Peers(tx)).unwrap();
+        let q = BgpQuery { cmds };
+        // On a thread of its own, so that a question that hangs fails the
+        // test instead of hanging it.
+        let (done, result) = mpsc::channel();
+        std::thread::spawn(move || {
+            let t = Instant::now();
+            let answer = q.ask(Cmd::Peers, Duration::from_millis(300));
+            let _ = done.send((answer.is_none(), t.elapsed()));
+        });
+        let (none, took) = result
+            .recv_timeout(Duration::from_secs(5))
+            .expect("the question was still waiting after 5 s");
+        assert!(none);
+        assert!(took >= Duration::from_millis(300), "gave up after {took:?}");
+    }
 
     #[test]
     fn sessions_settings_reach_the_speaker() {

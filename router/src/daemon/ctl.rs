@@ -743,7 +743,12 @@ fn admin(bgp: &BgpQuery, address: std::net::Ipv6Addr, action: AdminAction) -> Re
             Response::error(ErrorCode::InvalidState, e.to_string())
         }
         Some(Err(e)) => Response::error(ErrorCode::Internal, e.to_string()),
-        None => Response::error(ErrorCode::Internal, "the BGP speaker did not answer"),
+        // The command may be in the speaker's queue still.
+        None => Response::error(
+            ErrorCode::Internal,
+            "the BGP speaker did not confirm within 5 s; the action may still take effect \
+             (see show bgp summary)",
+        ),
     }
 }
 
