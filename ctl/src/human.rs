@@ -335,6 +335,7 @@ fn error_code(c: ErrorCode) -> &'static str {
         ErrorCode::InvalidConfig => "invalid_config",
         ErrorCode::InvalidState => "invalid_state",
         ErrorCode::Internal => "internal",
+        ErrorCode::Unavailable => "unavailable",
     }
 }
 

@@ -541,6 +541,10 @@ pub enum ErrorCode {
     InvalidState,
     /// The daemon failed to carry out a valid request.
     Internal,
+    /// Written by `flatedgectl --json` itself, never by the daemon: the
+    /// daemon could not be reached, did not answer in time, or answered
+    /// with something that is not a response (the message says which).
+    Unavailable,
 }
 
 impl Response {

@@ -277,6 +277,19 @@ fn a_missing_socket_exits_1() {
         )
     );
     assert_eq!(out.status.code(), Some(1));
+    // With --json, stdout still holds one JSON document: the error.
+    let out = flatedgectl(
+        &["--socket", socket.to_str().unwrap(), "--json"],
+        &["show", "interfaces"],
+    );
+    let doc: serde_json::Value = serde_json::from_str(stdout(&out)).expect("a JSON document");
+    assert_eq!(doc["type"], "error");
+    assert_eq!(doc["code"], "unavailable");
+    assert!(
+        doc["message"].as_str().unwrap().contains("cannot connect"),
+        "{doc}"
+    );
+    assert_eq!(out.status.code(), Some(1));
 }
 
 #[test]

@@ -5,7 +5,7 @@ use std::io::{self, Write};
 use std::process::ExitCode;
 
 use ctl::cli::Cli;
-use ctl::{human, Response};
+use ctl::{human, ErrorCode, Response};
 
 fn main() -> ExitCode {
     // A bad command line exits 2 with the usage.
@@ -13,6 +13,13 @@ fn main() -> ExitCode {
     let reply = match ctl::exchange(&cli.socket, &cli.request(), cli.timeout()) {
         Ok(reply) => reply,
         Err(e) => {
+            if cli.json {
+                // One JSON document whatever happens, as promised.
+                let doc = Response::error(ErrorCode::Unavailable, e.to_string());
+                if let Ok(text) = serde_json::to_string(&doc) {
+                    let _ = writeln!(io::stdout().lock(), "{text}");
+                }
+            }
             eprintln!("flatedgectl: {e}");
             return ExitCode::from(1);
         }
