@@ -302,21 +302,7 @@ impl XdpProgram {
 
     /// Puts an AF_XDP socket in the XSKMAP at (slot, queue).
     pub fn insert_xsk(&mut self, slot: u32, queue: u32, xsk_fd: RawFd) -> Result<(), XdpError> {
-        if slot >= MAX_PORTS {
-            return Err(XdpError::Range {
-                what: "port slot",
-                value: slot,
-                max: MAX_PORTS,
-            });
-        }
-        if queue >= MAX_QUEUES {
-            return Err(XdpError::Range {
-                what: "queue",
-                value: queue,
-                max: MAX_QUEUES,
-            });
-        }
-        let key = slot * MAX_QUEUES + queue;
+        let key = xsk_key(slot, queue)?;
         let value = xsk_fd as u32;
         update(
             self.xsks_fd,
@@ -329,7 +315,7 @@ impl XdpProgram {
     /// Removes the socket at (slot, queue): that queue's traffic goes back
     /// to the kernel.
     pub fn remove_xsk(&mut self, slot: u32, queue: u32) -> Result<(), XdpError> {
-        let key = slot * MAX_QUEUES + queue;
+        let key = xsk_key(slot, queue)?;
         // SAFETY: xsks_fd is an XSKMAP with u32 keys; key lives across the call.
         let ret =
             unsafe { sys::bpf_map_delete_elem(self.xsks_fd, (&raw const key).cast::<c_void>()) };
@@ -338,6 +324,26 @@ impl XdpProgram {
         }
         check(ret, "remove a socket from the XSKMAP")
     }
+}
+
+/// The XSKMAP key of (slot, queue), as the C program computes it; a slot
+/// or queue out of range would name another port's socket.
+fn xsk_key(slot: u32, queue: u32) -> Result<u32, XdpError> {
+    if slot >= MAX_PORTS {
+        return Err(XdpError::Range {
+            what: "port slot",
+            value: slot,
+            max: MAX_PORTS,
+        });
+    }
+    if queue >= MAX_QUEUES {
+        return Err(XdpError::Range {
+            what: "queue",
+            value: queue,
+            max: MAX_QUEUES,
+        });
+    }
+    Ok(slot * MAX_QUEUES + queue)
 }
 
 fn update<K, V>(fd: RawFd, key: &K, value: &V, what: &'static str) -> Result<(), XdpError> {
@@ -484,4 +490,31 @@ fn if_indextoname(ifindex: u32) -> String {
     unsafe { CStr::from_ptr(buf.as_ptr()) }
         .to_string_lossy()
         .into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn xsk_keys_stay_within_their_port() {
+        assert_eq!(xsk_key(0, 0).unwrap(), 0);
+        assert_eq!(xsk_key(2, 5).unwrap(), 2 * MAX_QUEUES + 5);
+        assert_eq!(
+            xsk_key(MAX_PORTS - 1, MAX_QUEUES - 1).unwrap(),
+            MAX_PORTS * MAX_QUEUES - 1
+        );
+        // Slot 1, queue 64 would be slot 2's queue 0.
+        assert!(matches!(
+            xsk_key(1, MAX_QUEUES),
+            Err(XdpError::Range { what: "queue", .. })
+        ));
+        assert!(matches!(
+            xsk_key(MAX_PORTS, 0),
+            Err(XdpError::Range {
+                what: "port slot",
+                ..
+            })
+        ));
+    }
 }
