@@ -6,8 +6,10 @@
 //! (`cli`).
 //!
 //! One exchange per connection: the client writes one JSON [`Request`]
-//! document and shuts down its writing half; the daemon reads to the end,
-//! writes one JSON [`Response`] document and closes the connection.
+//! document and shuts down its writing half; the daemon reads to the end
+//! (or to the end of the document, for a client that keeps its half
+//! open), writes one JSON [`Response`] document and closes the
+//! connection.
 //! `flatedgectl --json` prints the response document as received.
 //!
 //! # `flatedgectl`

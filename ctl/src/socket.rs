@@ -197,7 +197,7 @@ pub fn serve_one(
     let write_budget = stream.write_timeout()?.unwrap_or(SERVE_TIMEOUT);
 
     let mut doc = Vec::new();
-    read_within(
+    let eof = read_request(
         &mut stream,
         &mut doc,
         MAX_REQUEST_BYTES + 1,
@@ -212,12 +212,12 @@ pub fn serve_one(
         Request::from_json(&doc)
     };
 
-    let truncated = doc.len() > MAX_REQUEST_BYTES;
     write_response(&mut stream, &handler(req), Instant::now() + write_budget)?;
-    if truncated {
+    if !eof {
         // Closing a UNIX socket with unread input resets the connection,
         // and the client would lose the answer: read the rest first (up
         // to 16 MiB more, within the read budget again), keeping none.
+        // (A client that keeps its writing half open gets our EOF now.)
         stream.shutdown(std::net::Shutdown::Write)?;
         let _ = read_within(
             &mut stream,
@@ -306,6 +306,45 @@ pub fn write_within(stream: &mut impl TimedWrite, buf: &[u8], deadline: Instant)
         }
     }
     stream.flush()
+}
+
+/// Reads a request from `stream` into `doc` until EOF, `max` bytes, or a
+/// whole JSON value (or one that cannot become valid): a client that
+/// sends its document and waits for the answer without shutting down
+/// its writing half (`nc -U` without `-N`) is answered too. All before
+/// `deadline`. Returns whether the client's EOF was read.
+fn read_request(
+    stream: &mut UnixStream,
+    doc: &mut Vec<u8>,
+    max: usize,
+    deadline: Instant,
+) -> io::Result<bool> {
+    let mut chunk = [0u8; 4096];
+    while doc.len() < max {
+        let left = time_left(deadline).ok_or_else(|| stalled("send its request"))?;
+        stream.set_read_timeout(Some(left))?;
+        let want = chunk.len().min(max - doc.len());
+        match stream.read(&mut chunk[..want]) {
+            Ok(0) => return Ok(true),
+            Ok(n) => {
+                doc.extend_from_slice(&chunk[..n]);
+                let first = serde_json::Deserializer::from_slice(doc)
+                    .into_iter::<serde::de::IgnoredAny>()
+                    .next();
+                match first {
+                    // Only whitespace so far, or a value cut short.
+                    None => {}
+                    Some(Err(e)) if e.is_eof() => {}
+                    // Whole, or never valid: parsing tells which.
+                    Some(_) => return Ok(false),
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if is_timeout(&e) => return Err(stalled("send its request")),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(false)
 }
 
 /// Reads from `stream` into `out` until EOF or `max` bytes, all before

@@ -234,6 +234,30 @@ fn tables_without_json() {
     assert_eq!(out.status.code(), Some(0));
 }
 
+/// A client that sends its request and waits without shutting down its
+/// writing half (`nc -U` without `-N`) gets its answer, then the daemon's
+/// EOF, long before the daemon's 5 s read budget.
+#[test]
+fn a_client_that_keeps_its_writing_half_open_is_answered() {
+    let daemon = Daemon::new(|_| {
+        Response::Drops(Drops {
+            drops: BTreeMap::from([("no_route".into(), 3)]),
+        })
+    });
+    let mut s = UnixStream::connect(daemon.socket()).unwrap();
+    // In two writes, the document cut in its middle.
+    s.write_all(br#"{"command":"#).unwrap();
+    thread::sleep(Duration::from_millis(50));
+    s.write_all(b"\"show_drops\"}\n").unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer)
+        .expect("no answer and EOF within 3 s");
+    let r: Response = serde_json::from_str(&answer).unwrap();
+    assert!(matches!(r, Response::Drops(_)), "{answer}");
+    assert_eq!(daemon.request(), Request::ShowDrops);
+}
+
 #[test]
 fn an_error_response_exits_1() {
     let daemon = Daemon::new(unknown_neighbor);
