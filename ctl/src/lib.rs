@@ -450,7 +450,8 @@ pub struct Interface {
 
 /// `show drops`: packets dropped, per named reason (the reasons are the
 /// dataplane's, e.g. `no_route`, `hop_limit_exceeded`, and the ports':
-/// `tx_overflow`, `interface_gone`, `rx_ring_full`, `rx_no_frame`); every
+/// `tx_overflow`, `interface_gone`, `rx_ring_full`, `rx_no_frame`,
+/// `no_socket`); every
 /// reason is present, zeros included.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Drops {

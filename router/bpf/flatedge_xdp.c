@@ -12,7 +12,10 @@
 //   port_slot * FLATEDGE_MAX_QUEUES + rx_queue_index, the port slot coming
 //   from `flatedge_ports` (ifindex -> slot). With no socket at that key the
 //   redirect falls back to XDP_PASS, so a port whose sockets are not open yet
-//   behaves like a plain Linux interface.
+//   behaves like a plain Linux interface; such packets (and those of a queue
+//   beyond FLATEDGE_MAX_QUEUES, or of an interface with no slot) are counted
+//   in `flatedge_no_socket` (per CPU), which `show drops` reports: transit
+//   the kernel gets instead of flatedge (a queue added after start).
 //
 // The constants and map names are mirrored in router/src/xdp/bpf.rs.
 //
@@ -72,6 +75,22 @@ struct {
 	__type(value, __u8);
 } flatedge_own SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} flatedge_no_socket SEC(".maps");
+
+static __always_inline int no_socket(void)
+{
+	__u32 key = 0;
+	__u64 *n = bpf_map_lookup_elem(&flatedge_no_socket, &key);
+	if (n)
+		*n += 1;
+	return XDP_PASS;
+}
+
 SEC("xdp")
 int flatedge_xdp(struct xdp_md *ctx)
 {
@@ -108,13 +127,16 @@ int flatedge_xdp(struct xdp_md *ctx)
 	__u32 ifindex = ctx->ingress_ifindex;
 	__u32 *slot = bpf_map_lookup_elem(&flatedge_ports, &ifindex);
 	if (!slot || *slot >= FLATEDGE_MAX_PORTS)
-		return XDP_PASS;
+		return no_socket();
 	__u32 queue = ctx->rx_queue_index;
 	if (queue >= FLATEDGE_MAX_QUEUES)
-		return XDP_PASS;
+		return no_socket();
 
 	/* The low bits of the flags are the action when the key has no socket. */
-	return bpf_redirect_map(&flatedge_xsks, *slot * FLATEDGE_MAX_QUEUES + queue, XDP_PASS);
+	long action = bpf_redirect_map(&flatedge_xsks, *slot * FLATEDGE_MAX_QUEUES + queue, XDP_PASS);
+	if (action == XDP_PASS)
+		return no_socket();
+	return action;
 }
 
 /* No GPL-only helper is used, so the workspace's license applies. */

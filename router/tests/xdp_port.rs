@@ -1033,3 +1033,62 @@ fn the_kernels_drops_at_a_socket_are_counted() {
         "the kernel's drops at the socket, as the port counts them"
     );
 }
+
+/// Transit frames on a port whose queue has no socket go to the kernel
+/// (the port behaves as a plain interface) and are counted: the counter
+/// `show drops` reports as `no_socket`.
+#[test]
+fn transit_for_a_queue_without_a_socket_is_counted() {
+    const SENT: usize = 20;
+    common::require_root_and_tools("tests/xdp_port.rs");
+    let pair = Pair::new();
+    let frame = common::udp_frame(
+        [0x02, 0, 0, 0, 0, 0x01],
+        [0x02, 0, 0, 0, 0, 0x02],
+        "2001:db8::2".parse().unwrap(),
+        "2001:db8:1::1".parse().unwrap(),
+        0x60,
+        8,
+    );
+    let sender = pair.spawn(move || -> Result<(u64, u64), String> {
+        let mut prog = XdpProgram::load().map_err(|e| e.to_string())?;
+        let ifindex = xdp::ifindex("t1").map_err(|e| e.to_string())?;
+        prog.attach(ifindex).map_err(|e| e.to_string())?;
+        prog.set_port_slot(ifindex, 0).map_err(|e| e.to_string())?;
+        // No socket in the XSKMAP for t1.
+        let before = prog.no_socket_packets().map_err(|e| e.to_string())?;
+        let mut pool = common::small_pool(256, 64)?;
+        let mut tx = Port::open(&mut pool, "t0", 0).map_err(|e| e.to_string())?;
+        let mut burst = (0..SENT)
+            .map(|_| {
+                let mut f = pool.alloc().ok_or("the pool ran out")?;
+                assert!(pool.write(&mut f, &frame));
+                Ok(f)
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !burst.is_empty() || tx.in_flight() > 0 {
+            if Instant::now() > deadline {
+                return Err("the burst did not leave t0".into());
+            }
+            tx.send(&mut pool, &mut burst);
+            tx.flush();
+            thread::sleep(Duration::from_millis(1));
+            tx.reclaim(&mut pool);
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let n = prog.no_socket_packets().map_err(|e| e.to_string())? - before;
+            if n >= SENT as u64 || Instant::now() > deadline {
+                return Ok((before, n));
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    });
+    let (before, counted) = sender
+        .join()
+        .expect("sender panicked")
+        .expect("sender failed");
+    assert_eq!(before, 0, "a fresh program's counter");
+    assert_eq!(counted, SENT as u64, "transit frames counted as no_socket");
+}

@@ -48,6 +48,9 @@ pub(super) struct Totals {
     pub rx_ring_full: u64,
     /// Frames the kernel dropped at a socket with no fill-ring frame.
     pub rx_no_frame: u64,
+    /// Transit packets the XDP program handed to the kernel for want of a
+    /// socket at their queue.
+    pub no_socket: u64,
     /// Frames received.
     pub rx_packets: u64,
     /// Time in rounds that moved frames, syscalls included.
@@ -88,12 +91,13 @@ impl Totals {
 impl Totals {
     /// The drops the ports count beside the pipeline's reasons, by the
     /// names `show drops` and the metrics give them.
-    pub fn port_drops(&self) -> [(&'static str, u64); 4] {
+    pub fn port_drops(&self) -> [(&'static str, u64); 5] {
         [
             ("tx_overflow", self.tx_overflow),
             ("interface_gone", self.tx_lost),
             ("rx_ring_full", self.rx_ring_full),
             ("rx_no_frame", self.rx_no_frame),
+            ("no_socket", self.no_socket),
         ]
     }
 }
@@ -483,6 +487,8 @@ impl Daemon {
         for r in self.reports() {
             t.add(&r, crate::cpu::tsc_ns_per_tick());
         }
+        // A map read (a syscall) per question, never per packet.
+        t.no_socket = self.prog.no_socket_packets().unwrap_or(0);
         t
     }
 

@@ -42,6 +42,7 @@ pub const MAX_QUEUES: u32 = 64;
 const MAP_XSKS: &CStr = c"flatedge_xsks";
 const MAP_PORTS: &CStr = c"flatedge_ports";
 const MAP_OWN: &CStr = c"flatedge_own";
+const MAP_NO_SOCKET: &CStr = c"flatedge_no_socket";
 const PROG_NAME_C: &CStr = c"flatedge_xdp";
 
 /// The attach mode: native (driver) XDP, which veth supports.
@@ -55,6 +56,7 @@ pub struct XdpProgram {
     xsks_fd: RawFd,
     ports_fd: RawFd,
     own_fd: RawFd,
+    no_socket_fd: RawFd,
     /// Each interface attached to, with its lock (released after the
     /// detach).
     attached: Vec<(u32, File)>,
@@ -128,6 +130,7 @@ impl XdpProgram {
             xsks_fd: -1,
             ports_fd: -1,
             own_fd: -1,
+            no_socket_fd: -1,
             attached: Vec::new(),
             vlan_restore: Vec::new(),
         };
@@ -147,6 +150,7 @@ impl XdpProgram {
         this.xsks_fd = this.map_fd(MAP_XSKS)?;
         this.ports_fd = this.map_fd(MAP_PORTS)?;
         this.own_fd = this.map_fd(MAP_OWN)?;
+        this.no_socket_fd = this.map_fd(MAP_NO_SOCKET)?;
         Ok(this)
     }
 
@@ -298,6 +302,29 @@ impl XdpProgram {
             return Ok(());
         }
         check(ret, "remove an own address")
+    }
+
+    /// Transit packets the program handed to the kernel because their
+    /// (port, queue) has no socket (a queue added after start, or beyond
+    /// [`MAX_QUEUES`]), summed over the CPUs since the program was loaded.
+    pub fn no_socket_packets(&self) -> Result<u64, XdpError> {
+        // SAFETY: a plain libbpf query with no arguments.
+        let cpus = unsafe { sys::libbpf_num_possible_cpus() };
+        check(cpus, "count the possible CPUs")?;
+        // A per-CPU map's lookup writes one 8-byte value per possible CPU.
+        let mut values = vec![0u64; cpus as usize];
+        let key = 0u32;
+        // SAFETY: the map has u32 keys and u64 values, per CPU; `values`
+        // holds one per possible CPU; both live across the call.
+        let ret = unsafe {
+            sys::bpf_map_lookup_elem(
+                self.no_socket_fd,
+                (&raw const key).cast::<c_void>(),
+                values.as_mut_ptr().cast::<c_void>(),
+            )
+        };
+        check(ret, "read the no-socket counter")?;
+        Ok(values.iter().sum())
     }
 
     /// Puts an AF_XDP socket in the XSKMAP at (slot, queue).
