@@ -1109,3 +1109,60 @@ fn daemon_restarts_on_its_interfaces() {
         "flatedge left managed neighbour entries behind"
     );
 }
+
+/// An interface with more receive queues than the XDP program serves (64)
+/// stops the daemon at start with what to do, rather than a bare range
+/// error from the map.
+#[test]
+fn too_many_receive_queues_are_refused_with_a_hint() {
+    common::require_root_and_tools("tests/daemon.rs");
+    let netns = common::Netns::new(&["fq"]);
+    let n = &netns.names()[0];
+    ns(
+        n,
+        &[
+            "ip",
+            "link",
+            "add",
+            "mq0",
+            "numrxqueues",
+            "65",
+            "numtxqueues",
+            "65",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "mq1",
+        ],
+    );
+    ns(n, &["ip", "link", "set", "mq0", "up"]);
+    let dir = std::env::temp_dir().join(format!("flatedge-mq-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("flatedge.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[router]\nasn = 65000\nrouter-id = \"192.0.2.1\"\n[ctl]\nsocket = \"{}\"\n\
+             [[interface]]\nname = \"mq0\"\n",
+            dir.join("ctl.sock").display()
+        ),
+    )
+    .unwrap();
+    let bin = flatedgectl().with_file_name("flatedge");
+    let out = Command::new("timeout")
+        .args(["30", "ip", "netns", "exec", n])
+        .arg(&bin)
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the daemon started: {stderr}");
+    assert!(
+        stderr.contains("mq0 has 65 receive queues")
+            && stderr.contains("ethtool -L mq0 combined 64"),
+        "{stderr}"
+    );
+}

@@ -157,6 +157,16 @@ pub enum DaemonError {
         /// The CPUs it may use, as a list.
         allowed: String,
     },
+    /// An interface has more receive queues than the XDP program serves.
+    #[error("interface {name} has {queues} receive queues; flatedge serves at most {max} per interface: lower them, e.g. `ethtool -L {name} combined {max}`")]
+    TooManyQueues {
+        /// The interface.
+        name: String,
+        /// Its receive queues.
+        queues: u32,
+        /// The most the program serves.
+        max: u32,
+    },
     /// The FIB refused a route.
     #[error("route {prefix}: {source}")]
     Fib {
@@ -1134,6 +1144,18 @@ impl Daemon {
     fn start_workers(&mut self, tx: Sender<Msg>) -> Result<(), DaemonError> {
         let cores = worker_cores(&self.config);
         let queues: Vec<u32> = self.ports.iter().map(|p| rx_queues(&p.name)).collect();
+        if let Some((p, &nq)) = self
+            .ports
+            .iter()
+            .zip(&queues)
+            .find(|(_, &nq)| nq > xdp::MAX_QUEUES)
+        {
+            return Err(DaemonError::TooManyQueues {
+                name: p.name.clone(),
+                queues: nq,
+                max: xdp::MAX_QUEUES,
+            });
+        }
         let min_queues = queues.iter().copied().min().unwrap_or(1);
         let n = cores.len().min(min_queues as usize).max(1);
         let icmp_src = self.icmp_sources();
