@@ -755,6 +755,29 @@ fn attach_turns_the_vlan_receive_offload_off_until_detach() {
         drop(prog);
         assert!(rxvlan("t0")?, "not restored when the program went");
         assert!(!rxvlan("t1")?, "turned on though it was off");
+        // A flatedge killed while attached leaves the offload off; the
+        // one that replaces its program restores it at its own detach.
+        let mut killed = XdpProgram::load().map_err(|e| e.to_string())?;
+        killed.attach(t0).map_err(|e| e.to_string())?;
+        killed.abandon();
+        assert!(!rxvlan("t0")?);
+        let mut next = XdpProgram::load().map_err(|e| e.to_string())?;
+        let v = next.attach(t0).map_err(|e| e.to_string())?;
+        assert!(matches!(v, xdp::VlanOffload::TurnedOff), "{v:?}");
+        drop(next);
+        assert!(rxvlan("t0")?, "left off after a killed flatedge");
+        // And the note went with the restore: turned off by hand, the
+        // offload stays off through another attach and detach.
+        let off = Command::new("ethtool")
+            .args(["-K", "t0", "rxvlan", "off"])
+            .status()
+            .map_err(|e| e.to_string())?;
+        assert!(off.success());
+        let mut last = XdpProgram::load().map_err(|e| e.to_string())?;
+        let v = last.attach(t0).map_err(|e| e.to_string())?;
+        assert!(matches!(v, xdp::VlanOffload::WasOff), "{v:?}");
+        drop(last);
+        assert!(!rxvlan("t0")?, "turned on though it was off");
         Ok(())
     });
     t.join().expect("loader thread panicked").unwrap();

@@ -17,7 +17,7 @@
 
 use std::ffi::{c_int, c_void, CStr};
 use std::fs::{File, OpenOptions};
-use std::io;
+use std::io::{self, Read, Seek, Write};
 use std::net::Ipv6Addr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::MetadataExt;
@@ -208,16 +208,37 @@ impl XdpProgram {
     }
 
     /// Turns the VLAN receive offload of `ifindex` off (see
-    /// [`super::offload`]), remembering to turn it on again at detach.
+    /// [`super::offload`]), remembering to turn it on again at detach. The
+    /// interface's lock file keeps a note of it: a flatedge killed before
+    /// its detach leaves the note, and the one that replaces its program
+    /// restores the offload in its place (it finds it off, but not as the
+    /// interface was).
     fn vlan_offload_off(&mut self, ifindex: u32) -> VlanOffload {
         if self.vlan_restore.iter().any(|(i, _)| *i == ifindex) {
             return VlanOffload::TurnedOff;
         }
         let name = if_indextoname(ifindex);
+        let note = format!("rx-vlan-offload was on: {name}\n");
+        let lock = self
+            .attached
+            .iter_mut()
+            .find(|(i, _)| *i == ifindex)
+            .map(|(_, f)| f);
         match super::offload::rx_vlan_offload(&name) {
-            Ok(false) => VlanOffload::WasOff,
+            Ok(false) => {
+                if lock.is_some_and(|f| read_note(f).as_deref() == Some(note.as_str())) {
+                    // A killed flatedge turned it off.
+                    self.vlan_restore.push((ifindex, name));
+                    VlanOffload::TurnedOff
+                } else {
+                    VlanOffload::WasOff
+                }
+            }
             Ok(true) => match super::offload::set_rx_vlan_offload(&name, false) {
                 Ok(()) => {
+                    if let Some(f) = lock {
+                        write_note(f, &note);
+                    }
                     self.vlan_restore.push((ifindex, name));
                     VlanOffload::TurnedOff
                 }
@@ -228,22 +249,29 @@ impl XdpProgram {
     }
 
     /// Turns the VLAN receive offload of `ifindex` back on if `attach`
-    /// turned it off (best effort: the interface may be gone).
-    fn vlan_offload_restore(&mut self, ifindex: u32) {
-        if let Some(k) = self.vlan_restore.iter().position(|(i, _)| *i == ifindex) {
-            let (_, name) = self.vlan_restore.swap_remove(k);
-            // The name, not the index: only the interface it was still is.
-            if super::ifindex(&name).ok() == Some(ifindex) {
-                let _ = super::offload::set_rx_vlan_offload(&name, true);
-            }
+    /// turned it off (best effort: the interface may be gone), and clears
+    /// the note in its lock file (if still held); returns whether it did.
+    fn vlan_offload_restore(&mut self, ifindex: u32) -> bool {
+        let Some(k) = self.vlan_restore.iter().position(|(i, _)| *i == ifindex) else {
+            return false;
+        };
+        let (_, name) = self.vlan_restore.swap_remove(k);
+        // The name, not the index: only the interface it was still is.
+        if super::ifindex(&name).ok() == Some(ifindex) {
+            let _ = super::offload::set_rx_vlan_offload(&name, true);
         }
+        if let Some((_, f)) = self.attached.iter_mut().find(|(i, _)| *i == ifindex) {
+            write_note(f, "");
+        }
+        true
     }
 
     /// Detaches the program from `ifindex` if it is still ours.
     pub fn detach(&mut self, ifindex: u32) -> Result<(), XdpError> {
         let ret = self.detach_program(ifindex);
-        self.attached.retain(|(i, _)| *i != ifindex);
+        // Before the lock goes: the restore clears the note in it.
         self.vlan_offload_restore(ifindex);
+        self.attached.retain(|(i, _)| *i != ifindex);
         ret
     }
 
@@ -453,11 +481,13 @@ fn prog_name(fd: &OwnedFd) -> Result<String, XdpError> {
 
 impl Drop for XdpProgram {
     fn drop(&mut self) {
-        for (ifindex, lock) in std::mem::take(&mut self.attached) {
+        for (ifindex, mut lock) in std::mem::take(&mut self.attached) {
             // Best effort: the interface may be gone already. The lock
             // goes after the detach.
             let _ = self.detach_program(ifindex);
-            self.vlan_offload_restore(ifindex);
+            if self.vlan_offload_restore(ifindex) {
+                write_note(&mut lock, "");
+            }
             drop(lock);
         }
         // SAFETY: obj is ours and nothing uses its fds after this point
@@ -484,6 +514,7 @@ fn lock_interface(ifindex: u32) -> Result<File, XdpError> {
     let file = OpenOptions::new()
         .create(true)
         .truncate(false)
+        .read(true)
         .write(true)
         .open(&path)
         .map_err(io("open an interface lock in /run/lock/flatedge"))?;
@@ -496,6 +527,23 @@ fn lock_interface(ifindex: u32) -> Result<File, XdpError> {
         return Err(io("lock an interface")(e));
     }
     Ok(file)
+}
+
+/// The note in an interface's lock file (see `vlan_offload_off`).
+fn read_note(f: &mut File) -> Option<String> {
+    let mut note = String::new();
+    f.seek(io::SeekFrom::Start(0)).ok()?;
+    f.take(256).read_to_string(&mut note).ok()?;
+    Some(note)
+}
+
+/// Replaces the note in an interface's lock file (best effort: at worst a
+/// killed flatedge's successor leaves the offload off).
+fn write_note(f: &mut File, note: &str) {
+    let _ = f
+        .set_len(0)
+        .and_then(|()| f.seek(io::SeekFrom::Start(0)))
+        .and_then(|_| f.write_all(note.as_bytes()));
 }
 
 /// `if_nametoindex(3)`; `None` when there is no such interface.
