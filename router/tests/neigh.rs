@@ -159,14 +159,15 @@ fn resolves_next_hop_and_follows_carrier() {
         );
         // A command wakes the client thread at once: 20 round trips took
         // 1.6 ms, and 480 ms when it only looked for commands between its
-        // 20 ms waits for kernel events (a bound 100 times the first).
+        // 20 ms waits for kernel events. The bound sits between the two,
+        // 250 times the first: a loaded machine stays far below it.
         let t0 = Instant::now();
         for _ in 0..20 {
             client.resolve(addr, ifindex).expect("resolve again");
         }
         let trips = t0.elapsed();
         eprintln!("20 resolve round trips: {trips:?}");
-        assert!(trips < Duration::from_millis(200), "{trips:?}");
+        assert!(trips < Duration::from_millis(400), "{trips:?}");
         let adj = client.table().adjacency(addr, ifindex, Default::default());
         assert!(adj.resolved && adj.dst_mac == peer_mac && Some(adj.src_mac) == link.mac);
         assert_eq!(adj.mtu, 1500);
