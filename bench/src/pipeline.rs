@@ -60,6 +60,11 @@ pub fn run(table: &Path, sizes: &[usize], batches: usize, passes: usize) -> Resu
         sizes.iter().all(|&n| (1..=MAX_BATCH).contains(&n)),
         "batch sizes must be 1 to {MAX_BATCH}"
     );
+    // One pinned thread: the last CPU this process may use (as `bench
+    // fib`'s single-thread measurements).
+    if let Some(&core) = core_affinity::get_core_ids().unwrap_or_default().last() {
+        core_affinity::set_for_current(core);
+    }
     let routes =
         crate::table::load(table).with_context(|| format!("reading {}", table.display()))?;
     let fib = build_fib(&routes)?;
