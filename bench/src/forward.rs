@@ -399,6 +399,7 @@ fn start_impl(
             &lab.ifs.rg,
             &lab.ifs.rs,
             FWD_CORE,
+            coalesce,
         )?),
         Impl::Flatedge => Running::Flatedge(xdpfwd::Flatedge::start(
             &lab.rtr,
@@ -748,10 +749,10 @@ pub fn print_table(rep: &Report, o: &Options) {
         );
     }
     if o.coalesce.usecs == 0 {
-        println!("flatedge: receive coalescing off (rx-usecs 0)");
+        println!("flatedge and bare-xdp: receive coalescing off (rx-usecs 0)");
     } else {
         println!(
-            "flatedge: receive coalescing rx-usecs {} rx-frames {} (frames wait while a port's rate fills half a batch within rx-usecs)",
+            "flatedge and bare-xdp: receive coalescing rx-usecs {} rx-frames {} (frames wait while a port's rate fills half a batch within rx-usecs)",
             o.coalesce.usecs, o.coalesce.frames
         );
     }

@@ -112,9 +112,11 @@ struct PortCoalesce {
 }
 
 /// Decides, per port, whether to receive now or let the frames wait for
-/// a fuller batch (TSC ticks throughout; no clock call of its own).
+/// a fuller batch (TSC ticks throughout; no clock call of its own). The
+/// bench's bare AF_XDP forwarder takes frames through one too, so that
+/// the two forwarders' I/O is compared like for like.
 #[derive(Debug, Clone)]
-struct Coalescer {
+pub struct Coalescer {
     frames: u32,
     wait: u64,
     window: u64,
@@ -122,7 +124,8 @@ struct Coalescer {
 }
 
 impl Coalescer {
-    fn new(c: Coalesce, ports: usize, ns_per_tick: f64) -> Self {
+    /// Coalescing `c` for `ports` ports, on a TSC of `ns_per_tick`.
+    pub fn new(c: Coalesce, ports: usize, ns_per_tick: f64) -> Self {
         let frames = c.frames.clamp(1, MAX_BATCH as u32);
         Coalescer {
             frames,
@@ -140,7 +143,7 @@ impl Coalescer {
     /// Whether port `p`'s frames may be made to wait (coalescing is
     /// configured and its arrival rate is high enough).
     #[inline]
-    fn waits(&self, p: usize) -> bool {
+    pub fn waits(&self, p: usize) -> bool {
         self.wait > 0 && self.ports[p].on
     }
 
@@ -149,7 +152,7 @@ impl Coalescer {
     /// has waited long enough. `None`: let them wait; `Some(waited)`:
     /// receive, `waited` telling whether the frames were left waiting in
     /// an earlier round.
-    fn ready(&mut self, p: usize, pending: u32, now: u64) -> Option<bool> {
+    pub fn ready(&mut self, p: usize, pending: u32, now: u64) -> Option<bool> {
         if pending == 0 {
             return None;
         }
@@ -179,7 +182,7 @@ impl Coalescer {
 
     /// `n` frames were received from port `p` at `now`: once a window has
     /// passed, whether frames wait is decided again from the rate seen.
-    fn received(&mut self, p: usize, n: usize, now: u64) {
+    pub fn received(&mut self, p: usize, n: usize, now: u64) {
         if self.wait == 0 {
             return;
         }

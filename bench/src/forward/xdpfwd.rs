@@ -21,7 +21,7 @@ use fib::{Fib, NextHop, Prefix};
 use router::cpu::{rdtsc, TscClock};
 use router::dataplane::ip6_input::mac_key;
 use router::dataplane::{Adjacency, WorkerState, MAX_BATCH};
-use router::worker::{adjacency_table, ReportHandle, Worker};
+use router::worker::{adjacency_table, Coalesce, Coalescer, ReportHandle, Worker};
 use router::xdp::{self, Frame, FramePool, PoolConfig, Port, XdpProgram};
 
 use super::lab::{
@@ -133,14 +133,16 @@ pub struct Bare {
 }
 
 impl Bare {
-    pub fn start(rtr: &str, rg: &str, rs: &str, core: usize) -> Result<Bare> {
+    /// Starts the bare forwarder on `core`, taking frames with receive
+    /// coalescing `coalesce` (flatedge's, for a like-for-like I/O limit).
+    pub fn start(rtr: &str, rg: &str, rs: &str, core: usize, coalesce: Coalesce) -> Result<Bare> {
         let (rg, rs) = (rg.to_owned(), rs.to_owned());
         let stop = Arc::new(AtomicBool::new(false));
         let counters = Arc::new(BareCounters::default());
         let (stop2, c2) = (stop.clone(), counters.clone());
         let setup = move || open_ports(&rg, &rs);
         let thread = spawn_in(rtr, core, setup, move |(prog, mut pool, mut ports)| {
-            bare_loop(&mut pool, &mut ports, &stop2, &c2);
+            bare_loop(&mut pool, &mut ports, &stop2, &c2, coalesce);
             drop(ports);
             drop(pool);
             drop(prog); // detaches
@@ -162,8 +164,15 @@ impl Drop for Bare {
     }
 }
 
-fn bare_loop(pool: &mut FramePool, ports: &mut [Port], stop: &AtomicBool, c: &BareCounters) {
+fn bare_loop(
+    pool: &mut FramePool,
+    ports: &mut [Port],
+    stop: &AtomicBool,
+    c: &BareCounters,
+    coalesce: Coalesce,
+) {
     let clock = TscClock::new();
+    let mut co = Coalescer::new(coalesce, 1, router::cpu::tsc_ns_per_tick());
     let mut rx: Vec<Frame> = Vec::with_capacity(MAX_BATCH);
     let mut tx: Vec<Frame> = Vec::with_capacity(2048 + MAX_BATCH);
     let (mut busy_ticks, mut forwarded, mut rounds) = (0u64, 0u64, 0u64);
@@ -174,7 +183,18 @@ fn bare_loop(pool: &mut FramePool, ports: &mut [Port], stop: &AtomicBool, c: &Ba
         let t0 = rdtsc();
         let mut work = egress.reclaim(pool);
         ingress.refill(pool);
-        let n = ingress.recv(pool, &mut rx, MAX_BATCH);
+        // Frames taken as flatedge's worker takes them (receive
+        // coalescing: a port whose rate fills half a batch within the
+        // wait lets its frames wait for a fuller one).
+        let take = !co.waits(0) || co.ready(0, ingress.rx_pending(), rdtsc()).is_some();
+        let n = if take {
+            ingress.recv(pool, &mut rx, MAX_BATCH)
+        } else {
+            0
+        };
+        if n > 0 {
+            co.received(0, n, rdtsc());
+        }
         work += n;
         for mut f in rx.drain(..) {
             {
