@@ -333,21 +333,31 @@ impl Drop for Trafgen {
     }
 }
 
-/// Counters at one instant.
+/// The generator's and the destination's counters, each dated by its own
+/// read.
 #[derive(Debug, Clone, Copy)]
 struct Snap {
-    t: Instant,
+    gen_t: Instant,
     gen: LinkStats,
+    dst_t: Instant,
     dst: LinkStats,
 }
 
 fn snap(lab: &Lab, dst_ns: &str, dst_dev: &str) -> Result<Snap> {
-    let t = Instant::now();
-    let gen = link_stats(&lab.gen, &lab.ifs.g0)?;
-    let dst = link_stats(dst_ns, dst_dev)?;
-    // The reads take a few ms each: date them in the middle.
-    let t = t + t.elapsed() / 2;
-    Ok(Snap { t, gen, dst })
+    // Each read dated in its middle, and each rate over its own interval.
+    let dated = |ns: &str, dev: &str| -> Result<(Instant, LinkStats)> {
+        let t = Instant::now();
+        let s = link_stats(ns, dev)?;
+        Ok((t + t.elapsed() / 2, s))
+    };
+    let (gen_t, gen) = dated(&lab.gen, &lab.ifs.g0)?;
+    let (dst_t, dst) = dated(dst_ns, dst_dev)?;
+    Ok(Snap {
+        gen_t,
+        gen,
+        dst_t,
+        dst,
+    })
 }
 
 /// The implementation being measured, set up.
@@ -592,13 +602,14 @@ fn throughput(
         let (s1, f1) = (snap(lab, &dst_ns, &dst_dev)?, fwd_snap(&running)?);
         gen.check()?;
         gen.stop();
-        let dt = (s1.t - s0.t).as_secs_f64();
+        let gen_dt = (s1.gen_t - s0.gen_t).as_secs_f64();
+        let dt = (s1.dst_t - s0.dst_t).as_secs_f64();
         let mut row = Row::new(i, frame);
         row.seconds = dt;
         let tx = s1.gen.tx_packets.saturating_sub(s0.gen.tx_packets);
         let dropped = s1.gen.tx_dropped.saturating_sub(s0.gen.tx_dropped);
-        row.offered_pps = (tx + dropped) as f64 / dt;
-        row.gen_dropped_pps = dropped as f64 / dt;
+        row.offered_pps = (tx + dropped) as f64 / gen_dt;
+        row.gen_dropped_pps = dropped as f64 / gen_dt;
         row.delivered_pps = s1.dst.rx_packets.saturating_sub(s0.dst.rx_packets) as f64 / dt;
         fwd_columns(&mut row, &f0, &f1);
         if i == Impl::LinuxRps && row.delivered_pps > 0.0 {
