@@ -3,7 +3,9 @@
 # the Rust tools. Idempotent: installed packages are skipped, and the apt
 # index is refreshed only when something is missing.
 #
-# Usage: scripts/setup.sh          (as root, or with sudo available)
+# Usage: scripts/setup.sh [--for-test]   (as root, or with sudo available;
+#        --for-test: rustfmt and clippy are required too, as scripts/test
+#        runs them)
 # Tested on Debian 12 (bookworm).
 set -euo pipefail
 
@@ -27,6 +29,9 @@ PACKAGES=(
                     # and its BPF objects; router/build.rs builds the XDP program
     m4              #   (libxdp's build generates sources with m4)
     libelf-dev      # libbpf and libxdp link libelf (router: AF_XDP ports)
+    libbpf-dev      # libxdp's configure (libxdp-sys, under xsk-rs) builds
+                    # against the system libbpf when it is there ...
+    libpcap-dev     # ... and needs libpcap on its bundled-libbpf path
     zlib1g-dev      # ... and zlib
     ethtool         # the AF_XDP netns tests turn TX checksum offload off on
                     # the senders' veths (router/tests/xdp_port.rs)
@@ -67,9 +72,11 @@ done
 if [ "${#missing[@]}" -gt 0 ]; then
     [ "${SUDO[*]}" != "__no_sudo__" ] || die "installing ${missing[*]} needs root (run as root or install sudo)"
     log "installing: ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    "${SUDO[@]}" apt-get update
-    "${SUDO[@]}" apt-get install -y --no-install-recommends "${missing[@]}"
+    # Through env: sudo's env_reset would drop an exported variable. A
+    # fresh machine's first-boot apt jobs may hold the dpkg lock: wait.
+    APT=("${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600)
+    "${APT[@]}" update
+    "${APT[@]}" install -y --no-install-recommends "${missing[@]}"
     for pkg in "${missing[@]}"; do
         installed "$pkg" || die "$pkg did not install"
     done
@@ -96,15 +103,25 @@ else
     status=1
 fi
 
+FOR_TEST=0
+[[ "${1:-}" == "--for-test" ]] && FOR_TEST=1
 for component in rustfmt clippy; do
-    if command -v cargo >/dev/null 2>&1 && cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1; then
+    has() { command -v cargo >/dev/null 2>&1 && cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1; }
+    if ! has && command -v rustup >/dev/null 2>&1; then
+        log "$component not found: rustup component add $component"
+        rustup component add "$component" || true
+    fi
+    if has; then
         log "$component: present"
-    else
+    elif [ "$FOR_TEST" -eq 1 ]; then
         log "$component not found (scripts/test runs it). Install it with:"
         log "  rustup component add $component"
         status=1
+    else
+        log "$component not found (only scripts/test needs it)"
     fi
 done
+
 
 if [ "$status" -eq 0 ]; then
     log "ready: cargo build --workspace && cargo nextest run --workspace"
