@@ -38,7 +38,17 @@ fn max_prefix_breach_tears_down_with_a_hard_reset() {
                     .is_some_and(|r| r.contains("max_prefixes:"))
         },
     );
+    // gobgpd dials again 10-15 s after the teardown (its idle hold, then
+    // its connect retry): 20 s on, the peer must still be held, its
+    // session never up again.
+    std::thread::sleep(std::time::Duration::from_secs(20));
     lab.seen(|s| {
+        assert_eq!(
+            s.events("up", n1).len(),
+            1,
+            "the session came back within the idle time"
+        );
+        assert_eq!(s.stat(n1, "state").as_deref(), Some("Idle"));
         for i in 1..=3 {
             let p = format!("2001:db8:100:{i}::/64");
             assert!(

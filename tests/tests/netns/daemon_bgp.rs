@@ -411,10 +411,18 @@ fn daemon_neighbor_disable_enable_and_reset() {
     assert_eq!(f.nexthops[0].address, node_addr(2), "{f:?}");
     let out = flatedgectl(&lab, &["neighbor", &node1, "reset"], 1);
     assert!(out.contains("disabled"), "{out}");
-    // gobgpd dials again every 5 s; flatedge refuses it.
-    thread::sleep(Duration::from_secs(8));
+    // gobgpd dials again 10-15 s after the Cease (its idle hold, then its
+    // connect retry); flatedge refuses it: 20 s on, node 1's session is
+    // still down on both sides and its pod route still out.
+    thread::sleep(Duration::from_secs(20));
     let p1 = peer(&lab, 1);
     assert_eq!(p1.state, PeerState::Disabled, "{p1:?}");
+    let node_view = lab.gobgp(1, "neighbor");
+    assert!(
+        !node_view.contains("Establ"),
+        "node 1's gobgpd is established again: {node_view}"
+    );
+    assert!(fib(&lab, &pod_addr(1)).prefix.is_none());
     assert_eq!(peer(&lab, 2).state, PeerState::Established);
     let summary = flatedgectl(&lab, &["show", "bgp", "summary"], 0);
     assert!(summary.contains("disabled"), "{summary}");
