@@ -650,9 +650,18 @@ fn daemon_forwards_and_answers() {
     assert_eq!(bgp.join().expect("listener panicked"), Ok(()));
     assert_eq!(bgp_client, Ok(()), "TCP to the router's port 179 failed");
 
-    // Malformed frames: 3 with a payload length that lies, 2 with version 4.
-    // (A frame cut inside the IPv6 header never reaches the workers: the
-    // XDP program passes what it cannot parse to the kernel.)
+    // Malformed frames: 3 with a payload length that lies, 2 with version 4,
+    // each counted once under its reason; and one cut inside its IPv6
+    // header, which never reaches the workers (the XDP program passes what
+    // it cannot parse to the kernel, which counts it: Ip6InHdrErrors).
+    let snmp6 = |key: &str| -> u64 {
+        run(&["ip", "netns", "exec", &lab.r, "cat", "/proc/net/snmp6"])
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {key} in r's /proc/net/snmp6"))
+    };
+    let hdr_errors = snmp6("Ip6InHdrErrors");
     let before = lab.drops();
     let r_mac = mac_of(&lab.r, "rc");
     let c_mac = mac_of(&lab.c, "c0");
@@ -668,19 +677,37 @@ fn daemon_forwards_and_answers() {
     };
     let mut bad = vec![frame(0x60, 1000); 3];
     bad.extend(vec![frame(0x40, 8); 2]);
+    let mut cut = frame(0x60, 8);
+    cut.truncate(14 + 26);
+    bad.push(cut);
     assert_eq!(
         inject(&lab.c, "c0", bad),
-        Ok(5),
+        Ok(6),
         "injecting the malformed frames failed"
     );
     let after = poll_drops(&lab, |d| {
         grew(&before, d, "payload_length_exceeds_frame") >= 3
             && grew(&before, d, "bad_version") >= 2
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "the malformed frames were not all counted: {:?}",
+            lab.drops()
+        )
     });
-    assert!(
-        after.is_some(),
-        "the malformed frames were not all counted: {:?}",
-        lab.drops()
+    assert_eq!(
+        (
+            grew(&before, &after, "payload_length_exceeds_frame"),
+            grew(&before, &after, "bad_version"),
+            grew(&before, &after, "truncated_ipv6"),
+        ),
+        (3, 2, 0),
+        "each malformed frame counted once, under its reason"
+    );
+    assert_eq!(
+        snmp6("Ip6InHdrErrors") - hdr_errors,
+        1,
+        "the kernel did not count the frame cut inside its IPv6 header"
     );
     // Still forwarding.
     let p = ping(&lab, &["-c", "2", "-i", "0.2", "-w", "4", SERVICE]);

@@ -404,8 +404,14 @@ impl Pair {
     }
 
     fn new() -> Pair {
+        // A pair per test, also when tests share a process (cargo test).
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let pair = Pair {
-            ns: format!("fxt{}", std::process::id()),
+            ns: format!(
+                "fxt{}-{}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::Relaxed)
+            ),
         };
         run(&["ip", "netns", "add", &pair.ns]);
         run(&[
