@@ -860,11 +860,10 @@ pub fn print_table(rep: &Report, o: &Options) {
     };
     if let Some(first) = lat.first() {
         println!(
-            "latency: one-way, {}-byte frames, asked for {:.1} kpps (half the ceiling) in sendmmsg batches of {}, \
-             missed slots skipped (sent kpps: the rate reached), sendmmsg to the sink's kernel receive timestamp",
+            "latency: one-way, {}-byte frames, asked for {:.1} kpps, missed slots skipped \
+             (sent kpps: the rate reached), send to the sink's kernel receive timestamp",
             latency::PROBE_FRAME_BYTES,
             first.latency_target_pps.unwrap_or(0.0) / 1e3,
-            latency::BATCH
         );
         println!(
             "{:<10} {:>9} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8}",
