@@ -64,6 +64,43 @@ fn own_routes(c: &Config) -> BTreeMap<Prefix, Vec<Ipv6Addr>> {
     out
 }
 
+/// A static route's next hop on no connected subnet, in a new
+/// configuration.
+#[derive(Debug, PartialEq, Eq)]
+struct OffSubnet {
+    /// Where: `route[i].via[j]`.
+    at: String,
+    prefix: Prefix,
+    via: Ipv6Addr,
+    /// Whether the route is new or changed by the file (else it runs as
+    /// it is, and a renumbering took its subnet).
+    changed: bool,
+}
+
+/// The next hops of `new`'s static routes that `on_subnet` says are on no
+/// connected subnet.
+fn offsubnet_nexthops(
+    old: &BTreeMap<Prefix, Vec<Ipv6Addr>>,
+    new: &Config,
+    on_subnet: impl Fn(Ipv6Addr) -> bool,
+) -> Vec<OffSubnet> {
+    let mut out = Vec::new();
+    for (i, r) in new.routes.iter().enumerate() {
+        let changed = old.get(&r.prefix) != Some(&r.via);
+        for (j, &via) in r.via.iter().enumerate() {
+            if !on_subnet(via) {
+                out.push(OffSubnet {
+                    at: format!("route[{i}].via[{j}]"),
+                    prefix: r.prefix,
+                    via,
+                    changed,
+                });
+            }
+        }
+    }
+    out
+}
+
 /// A reload whose routes are in the FIB, waiting for BGP's answer to the
 /// new configuration (the control thread goes on meanwhile).
 pub(super) struct PendingReload {
@@ -127,19 +164,28 @@ impl Daemon {
             )));
             return;
         }
-        for r in &new.routes {
-            if let Some(via) = r.via.iter().find(|v| self.port_of(**v).is_none()) {
-                let _ = reply.send(Answer::Now(Response::error(
-                    ErrorCode::InvalidConfig,
-                    format!(
-                        "route {}: next hop {via} is on no subnet of an [[interface]]; nothing was changed",
-                        r.prefix
-                    ),
-                )));
-                return;
-            }
+        let old_routes = own_routes(&self.config);
+        let offsubnet = offsubnet_nexthops(&old_routes, &new, |v| self.port_of(v).is_some());
+        if let Some(e) = offsubnet.iter().find(|e| e.changed) {
+            let _ = reply.send(Answer::Now(Response::error(
+                ErrorCode::InvalidConfig,
+                format!(
+                    "{}: route {}: next hop {} is on no subnet of an [[interface]]; nothing was changed",
+                    e.at, e.prefix, e.via
+                ),
+            )));
+            return;
         }
-        let (old, wanted) = (own_routes(&self.config), own_routes(&new));
+        for e in &offsubnet {
+            // As the running configuration has it: not the file's doing.
+            log!(
+                "reload: {}: route {} (unchanged): next hop {} is on no subnet of an [[interface]] any more",
+                e.at,
+                e.prefix,
+                e.via
+            );
+        }
+        let (old, wanted) = (old_routes, own_routes(&new));
         let (mut added, mut changed) = (0, 0);
         let mut failed = Vec::new();
         let mut not_installed = Vec::new();
@@ -347,8 +393,9 @@ impl Daemon {
 
 #[cfg(test)]
 mod tests {
-    use super::needs_restart;
+    use super::{needs_restart, offsubnet_nexthops, own_routes};
     use crate::Config;
+    use std::net::Ipv6Addr;
 
     const BASE: &str = r#"
 [router]
@@ -427,5 +474,33 @@ import = ["2001:db8:100::/40 le 64"]
             assert_eq!(needs_restart(&old, &new), expected, "{what}");
             assert!(needs_restart(&new, &new).is_empty(), "{what}: itself");
         }
+    }
+
+    /// Only a route the file adds or changes is refused for a next hop on
+    /// no subnet, with where it is; an unchanged one (its subnet gone with
+    /// a renumbering) does not block the reload.
+    #[test]
+    fn offsubnet_next_hops_of_new_and_changed_routes_are_found_with_where() {
+        let route = |prefix: &str, via: &str| {
+            format!("[[route]]\nprefix = \"{prefix}\"\nvia = [\"2001:db8:1::2\", \"{via}\"]\n")
+        };
+        let old = parse(&format!(
+            "{BASE}{}",
+            route("2001:db8:77::/48", "2001:db8:9::1")
+        ));
+        let new = parse(&format!(
+            "{BASE}{}{}",
+            route("2001:db8:77::/48", "2001:db8:9::1"),
+            route("2001:db8:78::/48", "2001:db8:9::2")
+        ));
+        // Only 2001:db8:1::/64 is connected.
+        let on_subnet = |a: Ipv6Addr| a.segments()[..4] == [0x2001, 0xdb8, 1, 0];
+        let found = offsubnet_nexthops(&own_routes(&old), &new, on_subnet);
+        let summary: Vec<(&str, bool)> = found.iter().map(|e| (e.at.as_str(), e.changed)).collect();
+        assert_eq!(
+            summary,
+            [("route[0].via[1]", false), ("route[1].via[1]", true)]
+        );
+        assert_eq!(found[1].via, "2001:db8:9::2".parse::<Ipv6Addr>().unwrap());
     }
 }
