@@ -204,6 +204,25 @@ fn resolves_next_hop_and_follows_carrier() {
         );
         let kernel = run(&["ip", "-6", "neigh", "show", "dev", "n0"]);
         eprintln!("kernel: {}", kernel.trim());
+
+        // An address added or removed is an event (the daemon reads its
+        // addresses again on it, instead of up to a second later).
+        run(&[
+            "ip",
+            "addr",
+            "add",
+            "2001:db8:77::1/64",
+            "dev",
+            "n0",
+            "nodad",
+        ]);
+        wait_event(&events, Duration::from_secs(1), "address added", |e| {
+            *e == NeighEvent::Addresses
+        });
+        run(&["ip", "addr", "del", "2001:db8:77::1/64", "dev", "n0"]);
+        wait_event(&events, Duration::from_secs(1), "address removed", |e| {
+            *e == NeighEvent::Addresses
+        });
         drop(client);
     });
     let r = body.join();

@@ -82,7 +82,9 @@ macro_rules! log {
 }
 pub(crate) use log;
 
-/// How often the interfaces' addresses are re-read.
+/// How often the interfaces' addresses are re-read besides on netlink's
+/// address events (`NeighEvent::Addresses`): a backstop for an event lost
+/// to an overrun.
 const ADDR_SYNC: Duration = Duration::from_secs(1);
 /// Quiet time (no FIB change) after which the FIB is compacted if a burst
 /// of changes left its store fragmented ([`FRAGMENTED`]).
@@ -269,6 +271,9 @@ pub struct Daemon {
     _ctl: ctl::Server,
     _metrics: Option<metrics::Server>,
     pending_glean: BTreeSet<Ipv6Addr>,
+    /// An address was added or removed since the last read of them
+    /// (netlink): read them again in this round.
+    addrs_changed: bool,
     /// Host routes installed by glean.
     hosts: BTreeSet<Prefix>,
     /// Glean requests refused because of [`MAX_HOSTS`].
@@ -539,6 +544,7 @@ impl Daemon {
                 None => None,
             },
             pending_glean: BTreeSet::new(),
+            addrs_changed: false,
             to_self: tx.clone(),
             reloading: None,
             recreated_logged: BTreeSet::new(),
@@ -1314,7 +1320,7 @@ impl Daemon {
                     );
                 }
             }
-            if Instant::now() >= next_sync {
+            if std::mem::take(&mut self.addrs_changed) || Instant::now() >= next_sync {
                 next_sync = Instant::now() + ADDR_SYNC;
                 match ifaddr::global_addrs() {
                     Ok(a) => self.sync_addrs(a),
@@ -1337,6 +1343,13 @@ impl Daemon {
             // A kernel entry no next hop uses changes no adjacency (a
             // tracked one's change comes as a NextHop event).
             Msg::Neigh(NeighEvent::Neighbor(..)) => false,
+            // Read the addresses now, not at the next periodic read: BGP's
+            // next hops, the own-address map and the connected routes
+            // follow within the round.
+            Msg::Neigh(NeighEvent::Addresses) => {
+                self.addrs_changed = true;
+                false
+            }
             // Any other link or next-hop change may change an adjacency.
             Msg::Neigh(ev) => {
                 match &ev {

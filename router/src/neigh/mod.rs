@@ -19,7 +19,10 @@
 //!    `RTM_DELNEIGH` event, publishing a fresh immutable
 //!    [`NeighborTable`] through an `ArcSwap` (lock-free loads, like the
 //!    dataplane's adjacency table) and sending [`NeighEvent`]s to every
-//!    [`NeighClient::subscribe`]r;
+//!    [`NeighClient::subscribe`]r; IPv6 address changes
+//!    (`RTM_NEWADDR`/`RTM_DELADDR`) are passed on as
+//!    [`NeighEvent::Addresses`] only, for the daemon to read its
+//!    addresses again;
 //! 3. keeps next hops resolved: [`NeighClient::resolve`] adds a kernel
 //!    neighbour entry for `(address, ifindex)`. It first asks for a
 //!    *managed* entry (`NDA_FLAGS_EXT` = `NTF_EXT_MANAGED`, Linux 5.16+:
@@ -271,6 +274,10 @@ pub enum NeighEvent {
     NextHop(NextHopKey, NextHop),
     /// The table was re-dumped (after an event overrun).
     Resync,
+    /// An IPv6 address was added or removed on some interface: the
+    /// router's own addresses and connected subnets are to be read again
+    /// (the event says only that).
+    Addresses,
 }
 
 /// Errors of the neighbour client.
@@ -854,6 +861,10 @@ impl Worker {
                         events.push(NeighEvent::Neighbor(key, None));
                     }
                 }
+            }
+            // Only IPv6 addresses are subscribed to (RTMGRP_IPV6_IFADDR).
+            msg::RTM_NEWADDR | msg::RTM_DELADDR if !events.contains(&NeighEvent::Addresses) => {
+                events.push(NeighEvent::Addresses);
             }
             _ => {}
         }

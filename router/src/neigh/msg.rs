@@ -12,6 +12,8 @@ pub(crate) const RTM_GETLINK: u16 = 18;
 pub(crate) const RTM_NEWNEIGH: u16 = 28;
 pub(crate) const RTM_DELNEIGH: u16 = 29;
 pub(crate) const RTM_GETNEIGH: u16 = 30;
+pub(crate) const RTM_NEWADDR: u16 = 20;
+pub(crate) const RTM_DELADDR: u16 = 21;
 
 pub(crate) const NLM_F_REQUEST: u16 = 0x1;
 pub(crate) const NLM_F_ACK: u16 = 0x4;
@@ -24,8 +26,8 @@ const NLM_F_CAPPED: u16 = 0x100;
 const NLM_F_ACK_TLVS: u16 = 0x200;
 const NLMSGERR_ATTR_MSG: u16 = 1;
 
-/// `RTMGRP_LINK | RTMGRP_NEIGH`.
-pub(crate) const GROUPS: u32 = 0x1 | 0x4;
+/// `RTMGRP_LINK | RTMGRP_NEIGH | RTMGRP_IPV6_IFADDR`.
+pub(crate) const GROUPS: u32 = 0x1 | 0x4 | 0x100;
 
 const IFLA_ADDRESS: u16 = 1;
 const IFLA_IFNAME: u16 = 3;
