@@ -855,8 +855,9 @@ impl Daemon {
     }
 
     /// Brings the XDP program's own-address map to `own`. An address the
-    /// map refuses (it is full) is left out of `own_addrs`, so that the
-    /// next sync tries it again; it is logged once.
+    /// map refuses (it is full) is left out of `own_addrs`, and one it
+    /// fails to delete is kept in it, so that the next sync tries again;
+    /// each is logged once.
     fn sync_own_addrs(&mut self, own: BTreeSet<Ipv6Addr>) {
         let mut kept = BTreeSet::new();
         for &a in &own {
@@ -878,10 +879,19 @@ impl Daemon {
                 }
             }
         }
-        for a in self.own_addrs.difference(&own) {
-            let _ = self.prog.remove_own_addr(*a);
+        for &a in self.own_addrs.difference(&own) {
+            // One the map keeps (the delete failed) stays tracked, so that
+            // the next sync tries again: it would take its traffic from
+            // the workers for good.
+            if let Err(e) = self.prog.remove_own_addr(a) {
+                if self.own_refused.len() < MAX_HOSTS && self.own_refused.insert(a) {
+                    log!("cannot remove own address {a} from the XDP map: {e}; retrying every second");
+                }
+                kept.insert(a);
+            }
         }
-        self.own_refused.retain(|a| own.contains(a));
+        self.own_refused
+            .retain(|a| own.contains(a) || kept.contains(a));
         self.own_addrs = kept;
     }
 
