@@ -204,9 +204,13 @@ pub fn run(
     while start < n {
         let end = (start + MAX_BATCH).min(n);
         let mut addrs = [0u128; MAX_BATCH];
+        // The packets looked at, and the lookup each one takes its group
+        // from: a packet to the same destination as the one before shares
+        // that one's lookup (a burst to one host is the common case).
         let mut which = [0u8; MAX_BATCH];
+        let mut slot = [0u8; MAX_BATCH];
         let mut groups: [Option<GroupId>; MAX_BATCH] = [None; MAX_BATCH];
-        let mut k = 0;
+        let (mut n_pkts, mut k) = (0, 0);
         for i in start..end {
             if verdicts[i] == Verdict::Continue {
                 let p = &pkts[i];
@@ -215,15 +219,20 @@ pub fn run(
                     verdicts[i] = Verdict::Drop(DropReason::TruncatedIpv6);
                     continue;
                 }
-                addrs[k] = addr_at(&p.buf[..p.len.min(p.buf.len())], OFF_DST);
-                which[k] = (i - start) as u8;
-                k += 1;
+                let a = addr_at(&p.buf[..p.len.min(p.buf.len())], OFF_DST);
+                if k == 0 || addrs[k - 1] != a {
+                    addrs[k] = a;
+                    k += 1;
+                }
+                which[n_pkts] = (i - start) as u8;
+                slot[n_pkts] = (k - 1) as u8;
+                n_pkts += 1;
             }
         }
         snap.lookup_batch(&addrs[..k], &mut groups[..k]);
-        for j in 0..k {
+        for j in 0..n_pkts {
             let i = start + which[j] as usize;
-            verdicts[i] = match groups[j] {
+            verdicts[i] = match groups[slot[j] as usize] {
                 None => Verdict::IcmpError(IcmpKind::NoRoute),
                 Some(g) => {
                     let p = &pkts[i];
@@ -237,7 +246,7 @@ pub fn run(
                 }
             };
         }
-        total += k;
+        total += n_pkts;
         start = end;
     }
     total
@@ -512,5 +521,65 @@ mod tests {
             select(&snap, &spec),
             Verdict::Drop(DropReason::NoLiveNexthop)
         );
+    }
+
+    /// A batch where runs of packets share a destination (and so one
+    /// lookup), broken by other destinations, a packet already dropped
+    /// and one with no route, gets for every packet what it gets alone.
+    #[test]
+    fn packets_sharing_a_lookup_get_what_they_get_alone() {
+        let mut fib = ecmp_fib();
+        let other: Prefix = "2001:db8:300::/48".parse().unwrap();
+        fib.insert(other, &[NextHop::new(7)]).unwrap();
+        fib.publish();
+        let snap = fib.reader().load_full();
+        let dsts = [
+            "2001:db8:100::1",
+            "2001:db8:100::1",
+            "2001:db8:100::1",
+            "2001:db8:300::5",
+            "2001:db8:100::1",
+            "2001:db8:200::1",
+            "2001:db8:200::1",
+            "2001:db8:100::1",
+            "2001:db8:300::5",
+            "2001:db8:300::5",
+        ];
+        let specs: Vec<FrameSpec> = dsts
+            .iter()
+            .enumerate()
+            .map(|(i, d)| FrameSpec {
+                dst: d.parse().unwrap(),
+                ..FrameSpec::udp_ports(40_000 + i as u16, 80)
+            })
+            .collect();
+        let mut frames: Vec<Vec<u8>> = specs.iter().map(FrameSpec::build).collect();
+        let pkts: Vec<Packet<'_>> = frames
+            .iter_mut()
+            .map(|f| {
+                let len = f.len();
+                Packet { buf: f, len }
+            })
+            .collect();
+        let mut v = vec![Verdict::Continue; pkts.len()];
+        // Already dropped by an earlier stage: not looked at, unchanged.
+        v[2] = Verdict::Drop(DropReason::BadVersion);
+        let mut nh = vec![NextHopId(0); pkts.len()];
+        assert_eq!(run(&pkts, &mut v, &mut nh, &snap, 42), pkts.len() - 1);
+        for (i, spec) in specs.iter().enumerate() {
+            let got = match v[i] {
+                Verdict::Continue => Verdict::Forward {
+                    adjacency: nh[i],
+                    egress: 0,
+                },
+                other => other,
+            };
+            let want = if i == 2 {
+                Verdict::Drop(DropReason::BadVersion)
+            } else {
+                select(&snap, spec)
+            };
+            assert_eq!(got, want, "packet {i} to {}", dsts[i]);
+        }
     }
 }
