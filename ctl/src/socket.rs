@@ -197,13 +197,15 @@ pub fn serve_one(
     let write_budget = stream.write_timeout()?.unwrap_or(SERVE_TIMEOUT);
 
     let mut doc = Vec::new();
-    let eof = read_request(
+    let (eof, doc_len) = read_request(
         &mut stream,
         &mut doc,
         MAX_REQUEST_BYTES + 1,
         Instant::now() + read_budget,
     )?;
-    let req = if doc.len() > MAX_REQUEST_BYTES {
+    // The document's own length: what a read brought after it does not
+    // count.
+    let req = if doc_len > MAX_REQUEST_BYTES {
         Err(format!(
             "request longer than {} KiB",
             MAX_REQUEST_BYTES / 1024
@@ -312,31 +314,34 @@ pub fn write_within(stream: &mut impl TimedWrite, buf: &[u8], deadline: Instant)
 /// whole JSON value (or one that cannot become valid): a client that
 /// sends its document and waits for the answer without shutting down
 /// its writing half (`nc -U` without `-N`) is answered too. All before
-/// `deadline`. Returns whether the client's EOF was read.
+/// `deadline`. Returns whether the client's EOF was read, and the
+/// document's length (up to the end of its value when it is whole, else
+/// all that was read).
 fn read_request(
     stream: &mut UnixStream,
     doc: &mut Vec<u8>,
     max: usize,
     deadline: Instant,
-) -> io::Result<bool> {
+) -> io::Result<(bool, usize)> {
     let mut chunk = [0u8; 4096];
     while doc.len() < max {
         let left = time_left(deadline).ok_or_else(|| stalled("send its request"))?;
         stream.set_read_timeout(Some(left))?;
         let want = chunk.len().min(max - doc.len());
         match stream.read(&mut chunk[..want]) {
-            Ok(0) => return Ok(true),
+            Ok(0) => return Ok((true, doc.len())),
             Ok(n) => {
                 doc.extend_from_slice(&chunk[..n]);
-                let first = serde_json::Deserializer::from_slice(doc)
-                    .into_iter::<serde::de::IgnoredAny>()
-                    .next();
-                match first {
+                let mut values =
+                    serde_json::Deserializer::from_slice(doc).into_iter::<serde::de::IgnoredAny>();
+                match values.next() {
                     // Only whitespace so far, or a value cut short.
                     None => {}
                     Some(Err(e)) if e.is_eof() => {}
-                    // Whole, or never valid: parsing tells which.
-                    Some(_) => return Ok(false),
+                    // Whole: its end.
+                    Some(Ok(_)) => return Ok((false, values.byte_offset())),
+                    // Never valid: parsing says why.
+                    Some(Err(_)) => return Ok((false, doc.len())),
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -344,7 +349,7 @@ fn read_request(
             Err(e) => return Err(e),
         }
     }
-    Ok(false)
+    Ok((false, doc.len()))
 }
 
 /// Reads from `stream` into `out` until EOF or `max` bytes, all before

@@ -157,17 +157,21 @@ fn resolves_next_hop_and_follows_carrier() {
             "resolved in {took:?}: {:?}",
             client.table().nexthop(addr, ifindex)
         );
-        // A command wakes the client thread at once: 20 round trips took
-        // 1.6 ms, and 480 ms when it only looked for commands between its
-        // 20 ms waits for kernel events. The bound sits between the two,
-        // 250 times the first: a loaded machine stays far below it.
-        let t0 = Instant::now();
-        for _ in 0..20 {
-            client.resolve(addr, ifindex).expect("resolve again");
-        }
-        let trips = t0.elapsed();
+        // A command wakes the client thread at once: a round trip takes
+        // about 0.1 ms, and took 20-24 ms when the thread only looked for
+        // commands between its 20 ms waits for kernel events. The median
+        // of 20 must stay under 5 ms: a loaded machine delays some trips,
+        // not most.
+        let mut trips: Vec<Duration> = (0..20)
+            .map(|_| {
+                let t = Instant::now();
+                client.resolve(addr, ifindex).expect("resolve again");
+                t.elapsed()
+            })
+            .collect();
+        trips.sort();
         eprintln!("20 resolve round trips: {trips:?}");
-        assert!(trips < Duration::from_millis(400), "{trips:?}");
+        assert!(trips[10] < Duration::from_millis(5), "{trips:?}");
         let adj = client.table().adjacency(addr, ifindex, Default::default());
         assert!(adj.resolved && adj.dst_mac == peer_mac && Some(adj.src_mac) == link.mac);
         assert_eq!(adj.mtu, 1500);
@@ -219,6 +223,10 @@ fn resolves_next_hop_and_follows_carrier() {
         wait_event(&events, Duration::from_secs(1), "address added", |e| {
             *e == NeighEvent::Addresses
         });
+        // The add's events (and any other) out of the way first, so that
+        // only the delete can answer the wait below.
+        thread::sleep(Duration::from_millis(100));
+        while events.try_recv().is_ok() {}
         run(&["ip", "addr", "del", "2001:db8:77::1/64", "dev", "n0"]);
         wait_event(&events, Duration::from_secs(1), "address removed", |e| {
             *e == NeighEvent::Addresses

@@ -369,8 +369,8 @@ pub struct LinkStats {
     pub tx_dropped: u64,
 }
 
-/// Reads `dev`'s counters in `ns` (`ip -s -j link`: /sys is the caller's
-/// namespace's).
+/// Reads `dev`'s counters in `ns` (`/proc/thread-self/net/dev` from a
+/// thread inside it: /sys would be the caller's namespace's).
 pub fn link_stats(ns: &str, dev: &str) -> Result<LinkStats> {
     // A thread of its own enters the namespace and reads the kernel's
     // counters from /proc/thread-self/net/dev (the reading thread's

@@ -208,9 +208,18 @@ pub(super) async fn run(
                     c.rib.set_next_hop_reach(reach);
                 }
                 Some(Command::Resend(prefixes)) => {
+                    // A prefix without a selected path has nothing to send:
+                    // an empty change would read as a withdrawal and take
+                    // out whatever the caller installed meanwhile.
                     for chunk in prefixes.chunks(CHANGES_PER_EVENT) {
-                        let batch = chunk.iter().map(|p| c.rib.selected(p)).collect();
-                        let _ = c.events.send(Event::Changes(batch)).await;
+                        let batch: Vec<RibChange> = chunk
+                            .iter()
+                            .map(|p| c.rib.selected(p))
+                            .filter(|ch| !ch.nexthops.is_empty())
+                            .collect();
+                        if !batch.is_empty() {
+                            let _ = c.events.send(Event::Changes(batch)).await;
+                        }
                     }
                 }
                 Some(Command::Shutdown(done)) => {

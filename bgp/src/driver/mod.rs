@@ -455,7 +455,8 @@ impl Speaker {
 
     /// Emits, as an [`Event::Changes`] in the order of every other
     /// change, the RIB's selected paths of `prefixes` as it last emitted
-    /// them ([`Rib::selected`](crate::rib::Rib::selected)), for a caller
+    /// them ([`Rib::selected`](crate::rib::Rib::selected); nothing for a
+    /// prefix without one), for a caller
     /// whose own route for them went away: unlike asking
     /// [`Speaker::routes`] and applying the answer later, a withdrawal
     /// made meanwhile cannot be overtaken.

@@ -100,6 +100,17 @@ fn serve_one_reads_requests_up_to_64_kib() {
     // (here, whitespace past 64 KiB) is not waited for.
     doc.push(b' ');
     assert_eq!(serve(doc).0, Ok(Request::Reload));
+    // A whole document just under the limit, with whitespace after it
+    // in the same write: taken, whatever the reads bring with it.
+    let mut near = br#"{"command":"reload","pad":""#.to_vec();
+    near.resize(MAX_REQUEST_BYTES - 200, b'x');
+    near.extend_from_slice(br#""}"#);
+    near.extend_from_slice(&[b' '; 400]);
+    let (given, _) = serve(near);
+    assert!(
+        matches!(&given, Err(m) if m.contains("unknown field `pad`")),
+        "{given:?}"
+    );
     // A document that is itself longer is refused.
     let mut long = br#"{"command":"reload","pad":""#.to_vec();
     long.resize(MAX_REQUEST_BYTES, b'x');

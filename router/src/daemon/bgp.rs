@@ -257,26 +257,12 @@ impl Bgp {
 
     /// Asks the speaker to send the RIB's paths of `prefixes` again, as
     /// BGP changes in the order of the others (a route of ours that hid
-    /// them went away). Never blocks: with the command queue full, a
-    /// thread of its own waits for room.
-    pub(super) fn resend(&self, prefixes: Vec<Ipv6Net>) {
-        let Some(cmds) = self.cmds.as_ref() else {
-            return;
-        };
-        match cmds.try_send(Cmd::Resend(prefixes)) {
-            Ok(()) | Err(tmpsc::error::TrySendError::Closed(_)) => {}
-            Err(tmpsc::error::TrySendError::Full(cmd)) => {
-                let cmds = cmds.clone();
-                let spawned = std::thread::Builder::new()
-                    .name("flatedge-resend".into())
-                    .spawn(move || {
-                        let _ = cmds.blocking_send(cmd);
-                    });
-                if let Err(e) = spawned {
-                    log!("cannot ask BGP for the paths of routes put back: {e}");
-                }
-            }
-        }
+    /// them went away). Never blocks: false if its command queue is full
+    /// or it is stopping (the caller keeps them and tries again).
+    pub(super) fn resend(&self, prefixes: Vec<Ipv6Net>) -> bool {
+        self.cmds
+            .as_ref()
+            .is_some_and(|c| c.try_send(Cmd::Resend(prefixes)).is_ok())
     }
 
     /// Hands the speaker a new configuration's peers and originated

@@ -487,8 +487,12 @@ impl Daemon {
         for r in self.reports() {
             t.add(&r, crate::cpu::tsc_ns_per_tick());
         }
-        // A map read (a syscall) per question, never per packet.
-        t.no_socket = self.prog.no_socket_packets().unwrap_or(0);
+        // A map read (a syscall) per question, never per packet; a failed
+        // read gives the last value (a counter must not fall).
+        if let Ok(n) = self.prog.no_socket_packets() {
+            self.no_socket_last.set(n);
+        }
+        t.no_socket = self.no_socket_last.get();
         t
     }
 

@@ -248,6 +248,10 @@ pub struct Daemon {
     routes: BTreeMap<Prefix, Route>,
     addrs: BTreeMap<String, Vec<IfAddr>>,
     own_addrs: BTreeSet<Ipv6Addr>,
+    /// Addresses gone from the box that the XDP map failed to delete.
+    own_stuck: BTreeSet<Ipv6Addr>,
+    /// The XDP program's no-socket count as last read (`Totals`).
+    no_socket_last: std::cell::Cell<u64>,
     /// Own addresses the XDP map refused (full), logged once each.
     own_refused: BTreeSet<Ipv6Addr>,
     neigh: NeighClient,
@@ -274,6 +278,9 @@ pub struct Daemon {
     /// An address was added or removed since the last read of them
     /// (netlink): read them again in this round.
     addrs_changed: bool,
+    /// Prefixes whose BGP paths the speaker is to send again, waiting for
+    /// room in its command queue (`restore_bgp`).
+    pending_resend: Vec<ipnet::Ipv6Net>,
     /// Host routes installed by glean.
     hosts: BTreeSet<Prefix>,
     /// Glean requests refused because of [`MAX_HOSTS`].
@@ -531,6 +538,8 @@ impl Daemon {
             routes: BTreeMap::new(),
             addrs: BTreeMap::new(),
             own_addrs: BTreeSet::new(),
+            own_stuck: BTreeSet::new(),
+            no_socket_last: std::cell::Cell::new(0),
             own_refused: BTreeSet::new(),
             prober: None,
             bgp: None,
@@ -545,6 +554,7 @@ impl Daemon {
             },
             pending_glean: BTreeSet::new(),
             addrs_changed: false,
+            pending_resend: Vec::new(),
             to_self: tx.clone(),
             reloading: None,
             recreated_logged: BTreeSet::new(),
@@ -856,8 +866,8 @@ impl Daemon {
 
     /// Brings the XDP program's own-address map to `own`. An address the
     /// map refuses (it is full) is left out of `own_addrs`, and one it
-    /// fails to delete is kept in it, so that the next sync tries again;
-    /// each is logged once.
+    /// fails to delete waits in `own_stuck`, so that the next sync tries
+    /// again; each is logged once.
     fn sync_own_addrs(&mut self, own: BTreeSet<Ipv6Addr>) {
         let mut kept = BTreeSet::new();
         for &a in &own {
@@ -879,19 +889,27 @@ impl Daemon {
                 }
             }
         }
-        for &a in self.own_addrs.difference(&own) {
-            // One the map keeps (the delete failed) stays tracked, so that
-            // the next sync tries again: it would take its traffic from
-            // the workers for good.
+        // One the map keeps (the delete failed) would take its traffic
+        // from the workers for good: it waits in `own_stuck` for the next
+        // sync to try again (not in `own_addrs`, which are the box's).
+        let gone: Vec<Ipv6Addr> = self
+            .own_addrs
+            .difference(&own)
+            .chain(self.own_stuck.iter().filter(|a| !own.contains(a)))
+            .copied()
+            .collect();
+        self.own_stuck.clear();
+        for a in gone {
             if let Err(e) = self.prog.remove_own_addr(a) {
                 if self.own_refused.len() < MAX_HOSTS && self.own_refused.insert(a) {
                     log!("cannot remove own address {a} from the XDP map: {e}; retrying every second");
                 }
-                kept.insert(a);
+                self.own_stuck.insert(a);
             }
         }
+        let stuck = &self.own_stuck;
         self.own_refused
-            .retain(|a| own.contains(a) || kept.contains(a));
+            .retain(|a| own.contains(a) || stuck.contains(a));
         self.own_addrs = kept;
     }
 
@@ -903,7 +921,7 @@ impl Daemon {
         // manage, such as a loopback) goes to the kernel. Before the
         // ports' own check below: a change elsewhere counts too.
         let own: BTreeSet<Ipv6Addr> = all.values().flatten().map(|a| a.addr).collect();
-        if own != self.own_addrs {
+        if own != self.own_addrs || !self.own_stuck.is_empty() {
             self.sync_own_addrs(own);
             // The fallback source of errors may have changed.
             self.store_icmp_sources();
@@ -1329,6 +1347,9 @@ impl Daemon {
                         c.store_after / 1024
                     );
                 }
+            }
+            if !self.pending_resend.is_empty() {
+                self.flush_resend();
             }
             if std::mem::take(&mut self.addrs_changed) || Instant::now() >= next_sync {
                 next_sync = Instant::now() + ADDR_SYNC;

@@ -377,16 +377,35 @@ impl Daemon {
     /// FIB (after a route of our own that hid it went away): the speaker
     /// sends them as BGP changes, in order with the others, so neither
     /// the control thread waits nor a withdrawal meanwhile is overtaken.
+    /// With the speaker's command queue full, the prefixes wait in
+    /// `pending_resend` and each round of the control loop tries again.
     pub(super) fn restore_bgp(&mut self, prefixes: Vec<Prefix>) {
+        if self.bgp.is_none() {
+            return;
+        }
+        self.pending_resend.extend(
+            prefixes
+                .into_iter()
+                .filter_map(|p| ipnet::Ipv6Net::new(p.addr(), p.len()).ok()),
+        );
+        self.flush_resend();
+    }
+
+    /// Hands the speaker the prefixes waiting for [`Self::restore_bgp`]
+    /// (in batches it sends as one change event each).
+    pub(super) fn flush_resend(&mut self) {
+        const BATCH: usize = 1024;
         let Some(b) = &self.bgp else {
+            self.pending_resend.clear();
             return;
         };
-        let nets: Vec<ipnet::Ipv6Net> = prefixes
-            .into_iter()
-            .filter_map(|p| ipnet::Ipv6Net::new(p.addr(), p.len()).ok())
-            .collect();
-        if !nets.is_empty() {
-            b.resend(nets);
+        while !self.pending_resend.is_empty() {
+            let n = self.pending_resend.len().min(BATCH);
+            let batch: Vec<ipnet::Ipv6Net> = self.pending_resend[..n].to_vec();
+            if !b.resend(batch) {
+                return;
+            }
+            self.pending_resend.drain(..n);
         }
     }
 }

@@ -204,7 +204,10 @@ impl XdpProgram {
         if let Some(lock) = lock {
             self.attached.push((ifindex, lock));
         }
-        Ok(self.vlan_offload_off(ifindex))
+        // A note in the lock file is a killed flatedge's only if its
+        // program was still there to replace.
+        let replaced_stale = old.is_some();
+        Ok(self.vlan_offload_off(ifindex, replaced_stale))
     }
 
     /// Turns the VLAN receive offload of `ifindex` off (see
@@ -212,8 +215,9 @@ impl XdpProgram {
     /// interface's lock file keeps a note of it: a flatedge killed before
     /// its detach leaves the note, and the one that replaces its program
     /// restores the offload in its place (it finds it off, but not as the
-    /// interface was).
-    fn vlan_offload_off(&mut self, ifindex: u32) -> VlanOffload {
+    /// interface was). A note counts only when a stale flatedge program
+    /// was there to replace.
+    fn vlan_offload_off(&mut self, ifindex: u32, replaced_stale: bool) -> VlanOffload {
         if self.vlan_restore.iter().any(|(i, _)| *i == ifindex) {
             return VlanOffload::TurnedOff;
         }
@@ -226,11 +230,18 @@ impl XdpProgram {
             .map(|(_, f)| f);
         match super::offload::rx_vlan_offload(&name) {
             Ok(false) => {
-                if lock.is_some_and(|f| read_note(f).as_deref() == Some(note.as_str())) {
-                    // A killed flatedge turned it off.
+                let Some(f) = lock else {
+                    return VlanOffload::WasOff;
+                };
+                if replaced_stale && read_note(f).as_deref() == Some(note.as_str()) {
+                    // The killed flatedge whose program this replaced
+                    // turned it off.
                     self.vlan_restore.push((ifindex, name));
                     VlanOffload::TurnedOff
                 } else {
+                    // Anything else is stale (another namespace or
+                    // interface that had this number): gone.
+                    write_note(f, "");
                     VlanOffload::WasOff
                 }
             }
