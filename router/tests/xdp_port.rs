@@ -463,14 +463,30 @@ fn broadcast_frame() -> Vec<u8> {
 
 /// `n` frames of [`broadcast_frame`] from `pool`.
 fn broadcast_burst(pool: &mut FramePool, n: usize) -> Result<Vec<Frame>, String> {
-    let packet = broadcast_frame();
+    frame_burst(pool, &broadcast_frame(), n)
+}
+
+/// `n` frames of the pool holding `packet`.
+fn frame_burst(pool: &mut FramePool, packet: &[u8], n: usize) -> Result<Vec<Frame>, String> {
     (0..n)
         .map(|_| {
             let mut frame = pool.alloc().ok_or("the pool ran out")?;
-            assert!(pool.write(&mut frame, &packet));
+            assert!(pool.write(&mut frame, packet));
             Ok(frame)
         })
         .collect()
+}
+
+/// A UDP frame from t0's side to a transit destination (2001:db8:1::1).
+fn transit_frame() -> Vec<u8> {
+    common::udp_frame(
+        [0x02, 0, 0, 0, 0, 0x01],
+        [0x02, 0, 0, 0, 0, 0x02],
+        "2001:db8::2".parse().unwrap(),
+        "2001:db8:1::1".parse().unwrap(),
+        0x60,
+        8,
+    )
 }
 
 /// What the sender thread of `tx_retries_when_the_ring_is_full` saw.
@@ -904,14 +920,7 @@ type Prefetched = (Vec<usize>, Vec<usize>, Vec<usize>);
 fn prefetching_waiting_frames_reads_their_descriptors() {
     common::require_root_and_tools("tests/xdp_port.rs");
     let pair = Pair::new();
-    let frame = common::udp_frame(
-        [0x02, 0, 0, 0, 0, 0x01],
-        [0x02, 0, 0, 0, 0, 0x02],
-        "2001:db8::2".parse().unwrap(),
-        "2001:db8:1::1".parse().unwrap(),
-        0x60,
-        8,
-    );
+    let frame = transit_frame();
     let receiver = pair.spawn(move || -> Result<Prefetched, String> {
         let mut prog = XdpProgram::load().map_err(|e| e.to_string())?;
         let ifindex = xdp::ifindex("t1").map_err(|e| e.to_string())?;
@@ -924,13 +933,7 @@ fn prefetching_waiting_frames_reads_their_descriptors() {
         let mut prefetched = Vec::new();
         let mut counts = Vec::new();
         for (n, total) in [(10, 10), (2, 12)] {
-            let mut burst = (0..n)
-                .map(|_| {
-                    let mut f = pool.alloc().ok_or("the pool ran out")?;
-                    assert!(pool.write(&mut f, &frame));
-                    Ok(f)
-                })
-                .collect::<Result<Vec<_>, String>>()?;
+            let mut burst = frame_burst(&mut pool, &frame, n)?;
             let deadline = Instant::now() + Duration::from_secs(5);
             while rx.rx_pending() < total {
                 if Instant::now() > deadline {
@@ -988,14 +991,7 @@ fn the_kernels_drops_at_a_socket_are_counted() {
     const SENT: usize = 100;
     common::require_root_and_tools("tests/xdp_port.rs");
     let pair = Pair::new();
-    let frame = common::udp_frame(
-        [0x02, 0, 0, 0, 0, 0x01],
-        [0x02, 0, 0, 0, 0, 0x02],
-        "2001:db8::2".parse().unwrap(),
-        "2001:db8:1::1".parse().unwrap(),
-        0x60,
-        8,
-    );
+    let frame = transit_frame();
     let receiver = pair.spawn(move || -> Result<(u32, u64, u64), String> {
         let mut prog = XdpProgram::load().map_err(|e| e.to_string())?;
         let ifindex = xdp::ifindex("t1").map_err(|e| e.to_string())?;
@@ -1022,13 +1018,7 @@ fn the_kernels_drops_at_a_socket_are_counted() {
             if Instant::now() > deadline {
                 return Err(format!("only {sent} of {SENT} frames left t0"));
             }
-            let mut burst = (0..(SENT - sent).min(16))
-                .map(|_| {
-                    let mut f = pool.alloc().ok_or("the pool ran out")?;
-                    assert!(pool.write(&mut f, &frame));
-                    Ok(f)
-                })
-                .collect::<Result<Vec<_>, String>>()?;
+            let mut burst = frame_burst(&mut pool, &frame, (SENT - sent).min(16))?;
             let n = burst.len();
             tx.send(&mut pool, &mut burst);
             sent += n - burst.len();
@@ -1071,14 +1061,7 @@ fn transit_for_a_queue_without_a_socket_is_counted() {
     const SENT: usize = 20;
     common::require_root_and_tools("tests/xdp_port.rs");
     let pair = Pair::new();
-    let frame = common::udp_frame(
-        [0x02, 0, 0, 0, 0, 0x01],
-        [0x02, 0, 0, 0, 0, 0x02],
-        "2001:db8::2".parse().unwrap(),
-        "2001:db8:1::1".parse().unwrap(),
-        0x60,
-        8,
-    );
+    let frame = transit_frame();
     let sender = pair.spawn(move || -> Result<(u64, u64), String> {
         let mut prog = XdpProgram::load().map_err(|e| e.to_string())?;
         let ifindex = xdp::ifindex("t1").map_err(|e| e.to_string())?;
@@ -1088,13 +1071,7 @@ fn transit_for_a_queue_without_a_socket_is_counted() {
         let before = prog.no_socket_packets().map_err(|e| e.to_string())?;
         let mut pool = common::small_pool(256, 64)?;
         let mut tx = Port::open(&mut pool, "t0", 0).map_err(|e| e.to_string())?;
-        let mut burst = (0..SENT)
-            .map(|_| {
-                let mut f = pool.alloc().ok_or("the pool ran out")?;
-                assert!(pool.write(&mut f, &frame));
-                Ok(f)
-            })
-            .collect::<Result<Vec<_>, String>>()?;
+        let mut burst = frame_burst(&mut pool, &frame, SENT)?;
         let deadline = Instant::now() + Duration::from_secs(5);
         while !burst.is_empty() || tx.in_flight() > 0 {
             if Instant::now() > deadline {
