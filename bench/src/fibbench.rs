@@ -293,6 +293,12 @@ fn flatedge(name: &str, routes: &[Route], w: &Workload, o: &Options) -> Result<(
         ));
         return Ok((row, check));
     }
+    if machine_cores().len() < 2 {
+        // A reader and a writer on one core measure the scheduler.
+        row.notes
+            .push("one CPU: no reader beside a writer (it needs two)".into());
+        return Ok((row, check));
+    }
     // One reader alone, then the same reader while a writer churns.
     let (reader_core, writer_core) = cores();
     let alone = reader_mlps(&reader, &w.in_table, o.churn);

@@ -678,8 +678,17 @@ pub fn run(o: &Options) -> Result<Report> {
     if o.frame_sizes.iter().any(|&f| !(62..=1514).contains(&f)) {
         bail!("frame sizes must be within 62..=1514 bytes (Ethernet + IPv6 + UDP, MTU 1500)");
     }
-    if core_affinity::get_core_ids().map_or(0, |c| c.len()) < 2 {
-        bail!("needs two CPUs (generator on CPU 0, forwarder on CPU 1)");
+    // The roles are pinned to CPUs 0 and 1 (the lab's RPS masks and the
+    // CPU-time reads name them too): both must be this process's.
+    let allowed: Vec<usize> = core_affinity::get_core_ids()
+        .unwrap_or_default()
+        .iter()
+        .map(|c| c.id)
+        .collect();
+    if !(allowed.contains(&GEN_CORE) && allowed.contains(&FWD_CORE)) {
+        bail!(
+            "needs CPUs {GEN_CORE} (generator) and {FWD_CORE} (forwarder); this process may use CPUs {allowed:?}"
+        );
     }
     // trafgen -v exits with 1: only whether it runs matters.
     Command::new("trafgen")
