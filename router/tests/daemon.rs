@@ -346,9 +346,16 @@ fn flows_once(lab: &Lab, phase: &str) -> HashMap<u16, usize> {
             .expect("a sink receiver did not start");
     }
     let to = SocketAddrV6::new(SERVICE.parse().unwrap(), UDP_PORT, 0, 0);
+    let delivered = || -> u64 { lab.s.iter().map(|s| common::udp6_in_datagrams(s)).sum() };
+    let before = delivered();
     common::send_udp_flows(&lab.c, CLIENT.parse().unwrap(), to, 60, 3)
         .expect("sending the flows failed");
-    thread::sleep(Duration::from_millis(300));
+    // Until the sinks' kernels delivered all 180 (a lost one shows in
+    // the checks below, after 3 s).
+    let t0 = Instant::now();
+    while delivered() < before + 180 && t0.elapsed() < Duration::from_secs(3) {
+        thread::sleep(Duration::from_millis(20));
+    }
     stop.store(true, Ordering::Relaxed);
     let per_sink: Vec<HashMap<u16, u32>> = sinks
         .into_iter()

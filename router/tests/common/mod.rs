@@ -175,7 +175,8 @@ pub fn in_ns<T: Send + 'static>(
 }
 
 /// A UDP receiver on `addr` (bound in namespace `ns`) counting datagrams
-/// per source port, until `stop`; reports on `ready` once bound.
+/// per source port, until `stop` (and what its socket holds then);
+/// reports on `ready` once bound.
 pub fn udp_sink(
     ns: &str,
     addr: std::net::SocketAddrV6,
@@ -193,6 +194,11 @@ pub fn udp_sink(
             if let Ok((_, from)) = sock.recv_from(&mut buf) {
                 *flows.entry(from.port()).or_insert(0) += 1;
             }
+        }
+        // What arrived before the stop and waits in the socket counts too.
+        sock.set_nonblocking(true).map_err(|e| e.to_string())?;
+        while let Ok((_, from)) = sock.recv_from(&mut buf) {
+            *flows.entry(from.port()).or_insert(0) += 1;
         }
         Ok(flows)
     })
@@ -331,4 +337,14 @@ pub fn send_udp_flows(
     })
     .join()
     .expect("udp sender panicked")
+}
+
+/// The kernel's count of UDP datagrams delivered to sockets in namespace
+/// `ns` (`Udp6InDatagrams`).
+pub fn udp6_in_datagrams(ns: &str) -> u64 {
+    run(&["ip", "netns", "exec", ns, "cat", "/proc/net/snmp6"])
+        .lines()
+        .find_map(|l| l.strip_prefix("Udp6InDatagrams"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no Udp6InDatagrams in {ns}'s /proc/net/snmp6"))
 }
