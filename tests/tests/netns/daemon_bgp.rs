@@ -86,6 +86,11 @@ fn flows(lab: &Lab, nodes: &[usize]) -> HashMap<u16, usize> {
                         *seen.entry(from.port()).or_default() += 1;
                     }
                 }
+                // What waits in the socket at the stop counts too.
+                s.set_nonblocking(true).map_err(|e| e.to_string())?;
+                while let Ok((_, from)) = s.recv_from(&mut buf) {
+                    *seen.entry(from.port()).or_default() += 1;
+                }
                 Ok(seen)
             });
             (i, h)
@@ -96,6 +101,27 @@ fn flows(lab: &Lab, nodes: &[usize]) -> HashMap<u16, usize> {
             .recv_timeout(Duration::from_secs(5))
             .expect("a node's receiver did not start");
     }
+    // The kernels' count of UDP datagrams delivered on the nodes.
+    let delivered = || -> u64 {
+        nodes
+            .iter()
+            .map(|&i| {
+                let snmp = run(&[
+                    "ip",
+                    "netns",
+                    "exec",
+                    lab.node_ns(i),
+                    "cat",
+                    "/proc/net/snmp6",
+                ]);
+                snmp.lines()
+                    .find_map(|l| l.strip_prefix("Udp6InDatagrams"))
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .expect("Udp6InDatagrams")
+            })
+            .sum()
+    };
+    let before = delivered();
     in_ns(lab.client(), || {
         let socks: Vec<UdpSocket> = (0..60u16)
             .map(|k| {
@@ -115,7 +141,12 @@ fn flows(lab: &Lab, nodes: &[usize]) -> HashMap<u16, usize> {
     .join()
     .expect("sender panicked")
     .expect("sending failed");
-    thread::sleep(Duration::from_millis(300));
+    // Until the nodes' kernels delivered all 180 (a lost one shows in the
+    // checks below, after 3 s).
+    let t0 = Instant::now();
+    while delivered() < before + 180 && t0.elapsed() < Duration::from_secs(3) {
+        thread::sleep(Duration::from_millis(20));
+    }
     stop.store(true, Ordering::Relaxed);
     let mut at = HashMap::new();
     for (i, h) in sinks {
