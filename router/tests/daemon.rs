@@ -346,7 +346,12 @@ fn flows_once(lab: &Lab, phase: &str) -> HashMap<u16, usize> {
             .expect("a sink receiver did not start");
     }
     let to = SocketAddrV6::new(SERVICE.parse().unwrap(), UDP_PORT, 0, 0);
-    let delivered = || -> u64 { lab.s.iter().map(|s| common::udp6_in_datagrams(s)).sum() };
+    let delivered = || -> u64 {
+        lab.s
+            .iter()
+            .map(|s| common::snmp6(s, "Udp6InDatagrams"))
+            .sum()
+    };
     let before = delivered();
     common::send_udp_flows(&lab.c, CLIENT.parse().unwrap(), to, 60, 3)
         .expect("sending the flows failed");
@@ -661,14 +666,7 @@ fn daemon_forwards_and_answers() {
     // each counted once under its reason; and one cut inside its IPv6
     // header, which never reaches the workers (the XDP program passes what
     // it cannot parse to the kernel, which counts it: Ip6InHdrErrors).
-    let snmp6 = |key: &str| -> u64 {
-        run(&["ip", "netns", "exec", &lab.r, "cat", "/proc/net/snmp6"])
-            .lines()
-            .find_map(|l| l.strip_prefix(key))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no {key} in r's /proc/net/snmp6"))
-    };
-    let hdr_errors = snmp6("Ip6InHdrErrors");
+    let hdr_errors = common::snmp6(&lab.r, "Ip6InHdrErrors");
     let before = lab.drops();
     let r_mac = mac_of(&lab.r, "rc");
     let c_mac = mac_of(&lab.c, "c0");
@@ -712,7 +710,7 @@ fn daemon_forwards_and_answers() {
         "each malformed frame counted once, under its reason"
     );
     assert_eq!(
-        snmp6("Ip6InHdrErrors") - hdr_errors,
+        common::snmp6(&lab.r, "Ip6InHdrErrors") - hdr_errors,
         1,
         "the kernel did not count the frame cut inside its IPv6 header"
     );
@@ -845,13 +843,7 @@ fn daemon_forwards_and_answers() {
         ),
         other => panic!("show fib {CLIENT}: {other:?}"),
     }
-    let echos = |ns: &str| -> u64 {
-        run(&["ip", "netns", "exec", ns, "cat", "/proc/net/snmp6"])
-            .lines()
-            .find_map(|l| l.strip_prefix("Icmp6InEchos"))
-            .and_then(|v| v.trim().parse().ok())
-            .expect("Icmp6InEchos")
-    };
+    let echos = |ns: &str| common::snmp6(ns, "Icmp6InEchos");
     let (c0, s0) = (echos(&lab.c), echos(&lab.s[0]));
     thread::sleep(Duration::from_secs(2));
     let (c1, s1) = (echos(&lab.c), echos(&lab.s[0]));

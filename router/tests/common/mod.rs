@@ -339,12 +339,12 @@ pub fn send_udp_flows(
     .expect("udp sender panicked")
 }
 
-/// The kernel's count of UDP datagrams delivered to sockets in namespace
-/// `ns` (`Udp6InDatagrams`).
-pub fn udp6_in_datagrams(ns: &str) -> u64 {
+/// The IPv6 counter `key` (`Udp6InDatagrams`, `Icmp6InEchos`, ...) of
+/// namespace `ns`'s `/proc/net/snmp6`.
+pub fn snmp6(ns: &str, key: &str) -> u64 {
     run(&["ip", "netns", "exec", ns, "cat", "/proc/net/snmp6"])
         .lines()
-        .find_map(|l| l.strip_prefix("Udp6InDatagrams"))
+        .find_map(|l| l.strip_prefix(key))
         .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no Udp6InDatagrams in {ns}'s /proc/net/snmp6"))
+        .unwrap_or_else(|| panic!("no {key} in {ns}'s /proc/net/snmp6"))
 }
