@@ -309,6 +309,17 @@ struct Path {
     entry_flags: u8,
 }
 
+impl Path {
+    /// The member of an ECMP set this path gives.
+    fn next_hop(&self) -> NextHop {
+        NextHop {
+            addr: self.attrs.next_hop.addr,
+            ifindex: self.attrs.next_hop.ifindex,
+            peer: self.peer,
+        }
+    }
+}
+
 /// A prefix's paths. The common case, one path, is stored inline: an
 /// `Entry` is 16 bytes and costs no allocation of its own.
 #[derive(Debug)]
@@ -861,14 +872,7 @@ impl Table {
         }
         changed.then(|| RibChange {
             prefix: key.prefix(),
-            nexthops: paths[..n]
-                .iter()
-                .map(|p| NextHop {
-                    addr: p.attrs.next_hop.addr,
-                    ifindex: p.attrs.next_hop.ifindex,
-                    peer: p.peer,
-                })
-                .collect(),
+            nexthops: paths[..n].iter().map(Path::next_hop).collect(),
         })
     }
 }
@@ -1245,11 +1249,7 @@ impl Rib {
                 e.paths()
                     .iter()
                     .filter(|p| p.flags & SELECTED != 0)
-                    .map(|p| NextHop {
-                        addr: p.attrs.next_hop.addr,
-                        ifindex: p.attrs.next_hop.ifindex,
-                        peer: p.peer,
-                    })
+                    .map(Path::next_hop)
                     .collect()
             })
             .unwrap_or_default();

@@ -323,43 +323,49 @@ fn read_request(
     max: usize,
     deadline: Instant,
 ) -> io::Result<(bool, usize)> {
-    let mut chunk = [0u8; 4096];
-    while doc.len() < max {
-        let left = time_left(deadline).ok_or_else(|| stalled("send its request"))?;
-        stream.set_read_timeout(Some(left))?;
-        let want = chunk.len().min(max - doc.len());
-        match stream.read(&mut chunk[..want]) {
-            Ok(0) => return Ok((true, doc.len())),
-            Ok(n) => {
-                doc.extend_from_slice(&chunk[..n]);
-                let mut values =
-                    serde_json::Deserializer::from_slice(doc).into_iter::<serde::de::IgnoredAny>();
-                match values.next() {
-                    // Only whitespace so far, or a value cut short.
-                    None => {}
-                    Some(Err(e)) if e.is_eof() => {}
-                    // Whole: its end.
-                    Some(Ok(_)) => return Ok((false, values.byte_offset())),
-                    // Never valid: parsing says why.
-                    Some(Err(_)) => return Ok((false, doc.len())),
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) if is_timeout(&e) => return Err(stalled("send its request")),
-            Err(e) => return Err(e),
-        }
-    }
-    Ok((false, doc.len()))
+    let mut end = None;
+    let eof = read_chunks(stream, max, deadline, |chunk| {
+        doc.extend_from_slice(chunk);
+        let mut values =
+            serde_json::Deserializer::from_slice(doc).into_iter::<serde::de::IgnoredAny>();
+        end = match values.next() {
+            // Only whitespace so far, or a value cut short.
+            None => None,
+            Some(Err(e)) if e.is_eof() => None,
+            // Whole: its end.
+            Some(Ok(_)) => Some(values.byte_offset()),
+            // Never valid: parsing says why.
+            Some(Err(_)) => Some(doc.len()),
+        };
+        Ok(end.is_some())
+    })?;
+    Ok((eof, end.unwrap_or(doc.len())))
 }
 
 /// Reads from `stream` into `out` until EOF or `max` bytes, all before
-/// `deadline`; returns how many.
+/// `deadline`.
 fn read_within(
     stream: &mut UnixStream,
     out: &mut impl Write,
     max: usize,
     deadline: Instant,
-) -> io::Result<usize> {
+) -> io::Result<()> {
+    read_chunks(stream, max, deadline, |chunk| {
+        out.write_all(chunk)?;
+        Ok(false)
+    })
+    .map(|_| ())
+}
+
+/// Reads `stream` a chunk at a time, handing each to `take`, until EOF,
+/// `max` bytes, or `take` says it has enough, all before `deadline`;
+/// returns whether EOF was read.
+fn read_chunks(
+    stream: &mut UnixStream,
+    max: usize,
+    deadline: Instant,
+    mut take: impl FnMut(&[u8]) -> io::Result<bool>,
+) -> io::Result<bool> {
     let mut chunk = [0u8; 4096];
     let mut got = 0;
     while got < max {
@@ -367,17 +373,19 @@ fn read_within(
         stream.set_read_timeout(Some(left))?;
         let want = chunk.len().min(max - got);
         match stream.read(&mut chunk[..want]) {
-            Ok(0) => break,
+            Ok(0) => return Ok(true),
             Ok(n) => {
-                out.write_all(&chunk[..n])?;
                 got += n;
+                if take(&chunk[..n])? {
+                    return Ok(false);
+                }
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) if is_timeout(&e) => return Err(stalled("send its request")),
             Err(e) => return Err(e),
         }
     }
-    Ok(got)
+    Ok(false)
 }
 
 fn stalled(what: &str) -> io::Error {

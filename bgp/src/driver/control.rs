@@ -360,11 +360,6 @@ impl Control {
     /// dynamic neighbour, or a new one if `addr` is in a listen range
     /// (while fewer than the listen limit exist).
     fn peer_for(&mut self, addr: Ipv6Addr) -> Option<PeerId> {
-        const V4_MAPPED: Ipv6Net =
-            match Ipv6Net::new(Ipv6Addr::new(0, 0, 0, 0, 0, 0xffff, 0, 0), 96) {
-                Ok(n) => n,
-                Err(_) => panic!("a valid prefix"),
-            };
         if let Some(&id) = self.by_addr.get(&addr) {
             return Some(id);
         }
@@ -375,11 +370,12 @@ impl Control {
         // IPv4 keys, which only a v4-mapped range sets) and its GTSM
         // (IPV6_MINHOPCOUNT does not apply to it).
         let v4 = addr.to_ipv4_mapped().is_some();
-        let range = self
-            .config
-            .ranges
-            .iter()
-            .find(|r| r.range.contains(&addr) && (!v4 || V4_MAPPED.contains(&r.range)))?;
+        let range = self.config.ranges.iter().find(|r| {
+            // Inside ::ffff:0:0/96: a v4-mapped network, /96 or longer.
+            let v4_range =
+                r.range.prefix_len() >= 96 && r.range.network().to_ipv4_mapped().is_some();
+            r.range.contains(&addr) && (!v4 || v4_range)
+        })?;
         let settings = Arc::new(range.settings.clone());
         let dynamic = self.peers.values().filter(|p| p.dynamic).count();
         if dynamic >= self.config.listen_limit {

@@ -86,9 +86,7 @@ impl Totals {
         self.batches += r.stats.batches;
         self.waited_batches += r.stats.waited_batches;
     }
-}
 
-impl Totals {
     /// The drops the ports count beside the pipeline's reasons, by the
     /// names `show drops` and the metrics give them.
     pub fn port_drops(&self) -> [(&'static str, u64); 5] {
@@ -389,14 +387,7 @@ impl Daemon {
                 })
                 .collect();
             if let Ok(net) = ipnet::Ipv6Net::new(p.addr(), p.len()) {
-                let why = match r.source {
-                    super::Source::Static => Some("a static route"),
-                    super::Source::Connected => Some("a connected route"),
-                    super::Source::Aggregate => Some("an aggregate of ours"),
-                    // A gleaned host gives way to BGP.
-                    super::Source::Host | super::Source::Bgp => None,
-                };
-                if let Some(why) = why {
+                if let Some(why) = r.source.hides_bgp() {
                     ours_win.insert(net, why);
                 }
                 routes.push(Route { prefix: net, paths });

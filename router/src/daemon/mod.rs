@@ -200,6 +200,21 @@ pub enum Source {
     Aggregate,
 }
 
+impl Source {
+    /// Whether a route of ours from this source hides BGP's route for
+    /// the same prefix (`apply_bgp` leaves the prefix alone), named as
+    /// `show route` says so; `None` for one that gives way to BGP (a
+    /// gleaned host).
+    pub fn hides_bgp(self) -> Option<&'static str> {
+        match self {
+            Source::Static => Some("a static route"),
+            Source::Connected => Some("a connected route"),
+            Source::Aggregate => Some("an aggregate of ours"),
+            Source::Host | Source::Bgp => None,
+        }
+    }
+}
+
 /// An installed connected, static or host route (BGP routes are only in
 /// the FIB).
 #[derive(Debug, Clone)]
@@ -921,10 +936,9 @@ impl Daemon {
         // manage, such as a loopback) goes to the kernel. Before the
         // ports' own check below: a change elsewhere counts too.
         let own: BTreeSet<Ipv6Addr> = all.values().flatten().map(|a| a.addr).collect();
-        if own != self.own_addrs || !self.own_stuck.is_empty() {
+        let own_changed = own != self.own_addrs || !self.own_stuck.is_empty();
+        if own_changed {
             self.sync_own_addrs(own);
-            // The fallback source of errors may have changed.
-            self.store_icmp_sources();
         }
         let addrs: BTreeMap<String, Vec<IfAddr>> = self
             .ports
@@ -932,6 +946,10 @@ impl Daemon {
             .filter_map(|p| all.get(&p.name).map(|v| (p.name.clone(), v.clone())))
             .collect();
         if addrs == self.addrs {
+            if own_changed {
+                // The fallback source of errors may have changed.
+                self.store_icmp_sources();
+            }
             return;
         }
         // Connected routes: the subnets now, via each port's glean.
@@ -1110,7 +1128,7 @@ impl Daemon {
             return;
         };
         match self.routes.get(&prefix).map(|r| r.source) {
-            Some(Source::Static | Source::Connected | Source::Aggregate) => return,
+            Some(source) if source.hides_bgp().is_some() => return,
             // A gleaned host route gives way to BGP.
             Some(_) => self.uninstall(prefix),
             None => {}

@@ -261,10 +261,10 @@ impl XdpProgram {
 
     /// Turns the VLAN receive offload of `ifindex` back on if `attach`
     /// turned it off (best effort: the interface may be gone), and clears
-    /// the note in its lock file (if still held); returns whether it did.
-    fn vlan_offload_restore(&mut self, ifindex: u32) -> bool {
+    /// the note in its lock file (held until after this).
+    fn vlan_offload_restore(&mut self, ifindex: u32) {
         let Some(k) = self.vlan_restore.iter().position(|(i, _)| *i == ifindex) else {
-            return false;
+            return;
         };
         let (_, name) = self.vlan_restore.swap_remove(k);
         // The name, not the index: only the interface it was still is.
@@ -274,7 +274,6 @@ impl XdpProgram {
         if let Some((_, f)) = self.attached.iter_mut().find(|(i, _)| *i == ifindex) {
             write_note(f, "");
         }
-        true
     }
 
     /// Detaches the program from `ifindex` if it is still ours.
@@ -492,15 +491,14 @@ fn prog_name(fd: &OwnedFd) -> Result<String, XdpError> {
 
 impl Drop for XdpProgram {
     fn drop(&mut self) {
-        for (ifindex, mut lock) in std::mem::take(&mut self.attached) {
-            // Best effort: the interface may be gone already. The lock
-            // goes after the detach.
+        let ifindexes: Vec<u32> = self.attached.iter().map(|(i, _)| *i).collect();
+        for ifindex in ifindexes {
+            // Best effort: the interface may be gone already.
             let _ = self.detach_program(ifindex);
-            if self.vlan_offload_restore(ifindex) {
-                write_note(&mut lock, "");
-            }
-            drop(lock);
+            self.vlan_offload_restore(ifindex);
         }
+        // The locks go after the detaches.
+        self.attached.clear();
         // SAFETY: obj is ours and nothing uses its fds after this point
         // (closing the object closes the program and map fds).
         unsafe { sys::bpf_object__close(self.obj.as_ptr()) };
