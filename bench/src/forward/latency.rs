@@ -3,8 +3,11 @@
 //! to the generator's core (on two cores the other one is the router's:
 //! a receiver there waits for the busy-polling worker's time slice).
 //!
-//! The sender sends each probe when it is due, with `sendmmsg` of
-//! [`BATCH`] (one) probe, sleeping through long waits (1 us timer slack)
+//! The sender sends each probe when it is due, one `send` each (in
+//! `sendmmsg` batches the later probes waited in the kernel for the
+//! earlier ones' whole path through the lab, on this core: batches of 16
+//! put 50-60 us on every p50, and reached no higher rate, the cost per
+//! probe being that path, not the syscall), sleeping through long waits (1 us timer slack)
 //! and yielding the core through short ones, so that the softirqs and the
 //! receiver sharing its core run. A sender that falls behind skips the
 //! probes it missed rather than sending them in a burst, and reports the
@@ -14,14 +17,14 @@
 //!
 //! Each 128-byte frame (66 bytes of UDP payload) carries its sequence
 //! number and the CLOCK_REALTIME nanoseconds read just before its
-//! `sendmmsg`.
+//! `send`.
 //! The receiver takes the kernel's receive timestamp (`SO_TIMESTAMPNS`,
 //! CLOCK_REALTIME, taken when the sink's veth handed the packet to the
 //! stack), so the receiving thread's scheduling is not part of the number.
 //! Both namespaces share the host's clock. Probes of the first half second
 //! are warm-up and not recorded.
 
-use std::io::{IoSlice, IoSliceMut};
+use std::io::IoSliceMut;
 use std::net::{SocketAddr, SocketAddrV6, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,10 +34,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context, Result};
 use hdrhistogram::Histogram;
-use nix::sys::socket::{
-    recvmsg, sendmmsg, setsockopt, sockopt, ControlMessageOwned, MsgFlags, MultiHeaders,
-    SockaddrIn6,
-};
+use nix::sys::socket::{recvmsg, setsockopt, sockopt, ControlMessageOwned, MsgFlags, SockaddrIn6};
 use nix::time::{clock_gettime, ClockId};
 
 use super::lab::{enter, GEN_ADDR, LATENCY_PORT, SERVICE};
@@ -43,12 +43,6 @@ use super::lab::{enter, GEN_ADDR, LATENCY_PORT, SERVICE};
 pub const PROBE_FRAME_BYTES: usize = 128;
 const PAYLOAD: usize = PROBE_FRAME_BYTES - 14 - 40 - 8;
 const WARMUP: Duration = Duration::from_millis(500);
-/// Probes per `sendmmsg`: one, so that each carries its own send time
-/// (in a batch, the later probes wait in the kernel for the earlier ones'
-/// whole path through the lab, on this core: batches of 16 put 50-60 us
-/// on every p50). Batching did not raise the rate reached either: the
-/// cost per probe is that path, not the syscall.
-pub const BATCH: usize = 1;
 
 /// What a latency run measured.
 #[derive(Debug, Clone, Copy)]
@@ -169,8 +163,7 @@ pub fn measure(
         let _ = nix::sys::prctl::set_timerslack(1000);
         let period = 1e9 / rate;
         let total = warm + (rate * duration.as_secs_f64()) as u64;
-        let mut bufs = [[0u8; PAYLOAD]; BATCH];
-        let mut headers = MultiHeaders::<SockaddrIn6>::preallocate(BATCH, None);
+        let mut buf = [0u8; PAYLOAD];
         let start = Instant::now();
         let mut measured_start = None;
         let mut sent = 0u64;
@@ -193,9 +186,9 @@ pub fn measure(
                     thread::yield_now();
                 }
             } else {
-                // Behind by more than a batch: skip the missed slots.
+                // Behind by more than a probe: skip the missed slots.
                 let at = (now.as_nanos() as f64 / period) as u64;
-                if at > seq + BATCH as u64 {
+                if at > seq + 1 {
                     seq = at;
                     continue;
                 }
@@ -203,29 +196,13 @@ pub fn measure(
             if super::lab::INTERRUPTED.load(Ordering::Relaxed) {
                 return Err(anyhow!("interrupted"));
             }
-            let n = BATCH.min((total - seq) as usize);
-            let t = realtime_ns();
-            for (k, b) in bufs.iter_mut().take(n).enumerate() {
-                b[0..8].copy_from_slice(&(seq + k as u64).to_be_bytes());
-                b[8..16].copy_from_slice(&t.to_be_bytes());
+            buf[0..8].copy_from_slice(&seq.to_be_bytes());
+            buf[8..16].copy_from_slice(&realtime_ns().to_be_bytes());
+            // Past the warm-up, as the receiver counts them.
+            if sock.send(&buf).is_ok() && seq >= warm {
+                sent += 1;
             }
-            let iovs: Vec<[IoSlice<'_>; 1]> =
-                bufs.iter().take(n).map(|b| [IoSlice::new(b)]).collect();
-            let addrs = [None::<SockaddrIn6>; BATCH];
-            if let Ok(r) = sendmmsg(
-                sock.as_raw_fd(),
-                &mut headers,
-                &iovs,
-                &addrs[..n],
-                [],
-                MsgFlags::empty(),
-            ) {
-                // The probes sent are the batch's first ones; those past
-                // the warm-up count (as the receiver counts them).
-                let done = r.count() as u64;
-                sent += (seq..seq + done).filter(|&q| q >= warm).count() as u64;
-            }
-            seq += n as u64;
+            seq += 1;
         }
         let secs = measured_start.map_or(0.0, |t| t.elapsed().as_secs_f64());
         Ok((sent, if secs > 0.0 { sent as f64 / secs } else { 0.0 }))
