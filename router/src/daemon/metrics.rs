@@ -1,15 +1,21 @@
 //! The Prometheus endpoint (`[metrics] listen`): `GET /metrics` answers
 //! the text exposition format (version 0.0.4) with the dataplane's
-//! counters, computed on the control thread like the ctl's answers. Each
-//! connection on a thread of its own (at most [`MAX_CLIENTS`] at once;
-//! more get 503), one request per connection (`Connection: close`), its
-//! head at most [`MAX_HEAD`] bytes (else 431) and sent within
-//! [`CLIENT_TIMEOUT`]; anything but `GET /metrics` gets 404, a malformed
-//! request 400. `HEAD /metrics` gets the headers alone; a query string is
-//! ignored.
+//! counters, computed on the control thread like the ctl's answers.
+//!
+//! The accept thread reads every request head itself, non-blocking (at
+//! most [`MAX_PENDING`] connections at once, the oldest dropped for a new
+//! one), so a client that connects and sends nothing costs a descriptor,
+//! not a thread: a scrape beside any number of them is still served. A
+//! complete head is served on a thread of its own (at most
+//! [`MAX_CLIENTS`] at once; more get 503), one request per connection
+//! (`Connection: close`). The head is at most [`MAX_HEAD`] bytes (else
+//! 431) and sent within [`CLIENT_TIMEOUT`]; `GET` or `HEAD` of anything
+//! but `/metrics` gets 404, another method 405, a malformed request 400.
+//! `HEAD /metrics` gets the headers alone; a query string is ignored.
 
+use std::collections::VecDeque;
 use std::io::Read;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Sender};
 use std::time::{Duration, Instant};
@@ -30,11 +36,68 @@ pub(super) struct Server {
 
 /// Scrapes served at once (each on its own thread).
 const MAX_CLIENTS: usize = 8;
+/// Connections whose request head is still coming in, read by the accept
+/// thread; a new one beyond these drops the oldest.
+const MAX_PENDING: usize = 64;
 /// The longest request head (request line and headers) read, bytes.
 const MAX_HEAD: usize = 8 * 1024;
 /// How long a client may take to send its whole request head, and again
 /// to read the whole answer.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long an error answer waits for the client to stop sending, so that
+/// closing with its bytes unread does not reset the connection (and the
+/// answer with it).
+const LINGER: Duration = Duration::from_millis(500);
+/// The most an error answer reads and discards while it waits.
+const LINGER_BYTES: usize = 64 * 1024;
+
+/// A connection whose request head is still coming in.
+struct Pending {
+    stream: TcpStream,
+    peer: SocketAddr,
+    head: Vec<u8>,
+    deadline: Instant,
+}
+
+/// What a non-blocking read of a pending head found.
+#[derive(Debug, PartialEq, Eq)]
+enum HeadState {
+    /// Not all there yet.
+    Open,
+    /// Ends with its empty line (or the client closed its side).
+    Complete,
+    /// Longer than [`MAX_HEAD`] without an end.
+    TooLong,
+    /// The connection failed.
+    Failed,
+}
+
+impl Pending {
+    /// Takes what the client has sent so far, without blocking.
+    fn read_some(&mut self) -> HeadState {
+        let mut chunk = [0u8; 1024];
+        loop {
+            if head_ends(&self.head) {
+                return HeadState::Complete;
+            }
+            if self.head.len() > MAX_HEAD {
+                return HeadState::TooLong;
+            }
+            match self.stream.read(&mut chunk) {
+                // A client may close its side after the request line alone.
+                Ok(0) => return HeadState::Complete,
+                Ok(n) => self.head.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return HeadState::Open,
+                Err(_) => return HeadState::Failed,
+            }
+        }
+    }
+}
+
+fn head_ends(h: &[u8]) -> bool {
+    h.windows(4).any(|w| w == b"\r\n\r\n") || h.windows(2).any(|w| w == b"\n\n")
+}
 
 impl Server {
     pub(super) fn start(addr: SocketAddr, tx: Sender<Msg>) -> Result<Server, DaemonError> {
@@ -48,24 +111,28 @@ impl Server {
             .map_err(io_err("read the metrics endpoint's address"))?;
         let slots = ClientSlots::new(MAX_CLIENTS);
         let thread = StoppableThread::spawn("flatedge-metrics", move |stop| {
+            let mut pending = VecDeque::new();
+            let mut dropped = 0;
             while !stop.load(Ordering::Relaxed) {
-                match listener.accept() {
-                    Ok((s, peer)) => {
-                        let tx = tx.clone();
-                        let Ok(spare) = s.try_clone() else { continue };
-                        let served = slots.spawn("flatedge-metrics-client", move || {
-                            if let Err(e) = serve(s, &tx) {
-                                log!("metrics client {peer}: {e}");
-                            }
-                        });
-                        if !served {
-                            // Never blocks: the socket's buffer is empty.
-                            let _ = spare.set_nonblocking(true);
-                            let _ = respond(spare, "503 Service Unavailable", "busy\n", false);
-                        }
+                wait_readable(&listener, &pending);
+                accept_all(&listener, &mut pending, &mut dropped);
+                let now = Instant::now();
+                pending.retain_mut(|p: &mut Pending| match p.read_some() {
+                    HeadState::Open if now < p.deadline => true,
+                    HeadState::Open => {
+                        log!(
+                            "metrics client {}: no whole request within {} s",
+                            p.peer,
+                            CLIENT_TIMEOUT.as_secs()
+                        );
+                        false
                     }
-                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
-                }
+                    HeadState::Failed => false,
+                    state => {
+                        dispatch(p, state == HeadState::TooLong, &slots, &tx);
+                        false
+                    }
+                });
             }
         })?;
         Ok(Server {
@@ -75,49 +142,96 @@ impl Server {
     }
 }
 
-/// Reads the request head: up to the empty line, at most [`MAX_HEAD`]
-/// bytes, within [`CLIENT_TIMEOUT`]. `None`: longer than that.
-fn read_head(stream: &mut TcpStream) -> std::io::Result<Option<Vec<u8>>> {
-    let deadline = Instant::now() + CLIENT_TIMEOUT;
-    let mut head = Vec::new();
-    let mut chunk = [0u8; 1024];
+/// Blocks until the listener or a pending connection has something to
+/// read, the next pending deadline passes, or 100 ms (to see the stop
+/// flag).
+fn wait_readable(listener: &TcpListener, pending: &VecDeque<Pending>) {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
+    let now = Instant::now();
+    let wait = pending
+        .iter()
+        .map(|p| p.deadline.saturating_duration_since(now))
+        .fold(Duration::from_millis(100), Duration::min);
+    let mut fds: Vec<PollFd<'_>> = std::iter::once(listener.as_fd())
+        .chain(pending.iter().map(|p| p.stream.as_fd()))
+        .map(|fd| PollFd::new(fd, PollFlags::POLLIN))
+        .collect();
+    // Rounded up, so that a deadline is past when the poll returns.
+    let ms = u16::try_from(wait.as_millis() + 1).unwrap_or(u16::MAX);
+    let _ = poll(&mut fds, PollTimeout::from(ms));
+}
+
+/// Accepts every waiting connection onto `pending`, dropping the oldest
+/// pending one for each beyond [`MAX_PENDING`] (counted in `dropped`).
+fn accept_all(listener: &TcpListener, pending: &mut VecDeque<Pending>, dropped: &mut u64) {
     loop {
-        let ends =
-            |h: &[u8]| h.windows(4).any(|w| w == b"\r\n\r\n") || h.windows(2).any(|w| w == b"\n\n");
-        if ends(&head) {
-            return Ok(Some(head));
+        let (stream, peer) = match listener.accept() {
+            Ok(c) => c,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+            Err(_) => {
+                // Out of descriptors, say: the listener stays readable, so
+                // the poll would return at once; try again a little later.
+                std::thread::sleep(Duration::from_millis(20));
+                return;
+            }
+        };
+        if stream.set_nonblocking(true).is_err() {
+            continue;
         }
-        if head.len() > MAX_HEAD {
-            return Ok(None);
+        if pending.len() >= MAX_PENDING {
+            if let Some(old) = pending.pop_front() {
+                *dropped += 1;
+                // At powers of two: a flood of connections logs a handful
+                // of lines, not one each.
+                if dropped.is_power_of_two() {
+                    log!(
+                        "metrics: {MAX_PENDING} connections without a whole request; the oldest dropped ({dropped} so far, the last from {})",
+                        old.peer
+                    );
+                }
+            }
         }
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                "the request took too long",
-            ));
-        }
-        stream.set_read_timeout(Some(left))?;
-        match stream.read(&mut chunk) {
-            // A client may close its side after the request line alone.
-            Ok(0) => return Ok(Some(head)),
-            Ok(n) => head.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
+        pending.push_back(Pending {
+            stream,
+            peer,
+            head: Vec::new(),
+            deadline: Instant::now() + CLIENT_TIMEOUT,
+        });
     }
 }
 
-fn serve(mut stream: TcpStream, tx: &Sender<Msg>) -> std::io::Result<()> {
-    stream.set_nonblocking(false)?;
-    let Some(head) = read_head(&mut stream)? else {
-        return respond(
-            stream,
-            "431 Request Header Fields Too Large",
-            "request head too long\n",
-            false,
-        );
+/// Serves a whole request head (or refuses a too long one) on a thread of
+/// its own; 503 when every slot is busy.
+fn dispatch(p: &mut Pending, too_long: bool, slots: &ClientSlots, tx: &Sender<Msg>) {
+    let (Ok(stream), Ok(mut spare)) = (p.stream.try_clone(), p.stream.try_clone()) else {
+        return;
     };
+    let head = std::mem::take(&mut p.head);
+    let (peer, tx) = (p.peer, tx.clone());
+    let served = slots.spawn("flatedge-metrics-client", move || {
+        let r = if too_long {
+            refuse(
+                stream,
+                "431 Request Header Fields Too Large",
+                "request head too long\n",
+            )
+        } else {
+            serve(stream, &head, &tx)
+        };
+        if let Err(e) = r {
+            log!("metrics client {peer}: {e}");
+        }
+    });
+    if !served {
+        // Never blocks: the socket's buffer is empty, and the client's
+        // whole head has been read, so closing sends no reset.
+        let _ = respond(&mut spare, "503 Service Unavailable", &[], "busy\n", false);
+    }
+}
+
+fn serve(mut stream: TcpStream, head: &[u8], tx: &Sender<Msg>) -> std::io::Result<()> {
+    stream.set_nonblocking(false)?;
     let line = String::from_utf8_lossy(head.split(|&b| b == b'\n').next().unwrap_or_default());
     let mut parts = line.split_whitespace();
     let (method, target) = (parts.next(), parts.next());
@@ -140,23 +254,76 @@ fn serve(mut stream: TcpStream, tx: &Sender<Msg>) -> std::io::Result<()> {
                 ),
             }
         }
-        (Some(_), Some(_)) => ("404 Not Found", "only /metrics is served\n".into()),
-        _ => ("400 Bad Request", "bad request\n".into()),
+        (Some("GET"), Some(_)) => ("404 Not Found", "only /metrics is served\n".into()),
+        (Some(m), Some(_)) if is_token(m) => {
+            let headers = ["Allow: GET, HEAD"];
+            return respond(
+                &mut stream,
+                "405 Method Not Allowed",
+                &headers,
+                "only GET and HEAD\n",
+                false,
+            );
+        }
+        _ => return refuse(stream, "400 Bad Request", "bad request\n"),
     };
-    respond(stream, status, &body, head_only)
+    respond(&mut stream, status, &[], &body, head_only)
+}
+
+/// Whether `m` is an HTTP method token (RFC 9110 5.6.2's tchar).
+fn is_token(m: &str) -> bool {
+    !m.is_empty()
+        && m.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// Answers an error, then lets the client finish sending for a while
+/// before closing: a close with the client's bytes unread would reset the
+/// connection, and the client might never see the answer.
+fn refuse(mut stream: TcpStream, status: &str, body: &str) -> std::io::Result<()> {
+    stream.set_nonblocking(false)?;
+    respond(&mut stream, status, &[], body, false)?;
+    stream.shutdown(Shutdown::Write)?;
+    let deadline = Instant::now() + LINGER;
+    let mut sink = [0u8; 4096];
+    let mut left_bytes = LINGER_BYTES;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || left_bytes == 0 {
+            return Ok(());
+        }
+        stream.set_read_timeout(Some(left))?;
+        match stream.read(&mut sink) {
+            Ok(0) => return Ok(()),
+            Ok(n) => left_bytes = left_bytes.saturating_sub(n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return Ok(()),
+        }
+    }
 }
 
 /// Writes the whole answer (without the body for HEAD) within
-/// [`CLIENT_TIMEOUT`] and closes.
-fn respond(mut out: TcpStream, status: &str, body: &str, head_only: bool) -> std::io::Result<()> {
+/// [`CLIENT_TIMEOUT`], with `headers` besides the usual ones.
+fn respond(
+    out: &mut TcpStream,
+    status: &str,
+    headers: &[&str],
+    body: &str,
+    head_only: bool,
+) -> std::io::Result<()> {
     let mut answer = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n",
         body.len()
     );
+    for h in headers {
+        answer.push_str(h);
+        answer.push_str("\r\n");
+    }
+    answer.push_str("\r\n");
     if !head_only {
         answer.push_str(body);
     }
-    ::ctl::write_within(&mut out, answer.as_bytes(), Instant::now() + CLIENT_TIMEOUT)
+    ::ctl::write_within(out, answer.as_bytes(), Instant::now() + CLIENT_TIMEOUT)
 }
 
 /// One metric family: its HELP, TYPE and samples.
@@ -434,6 +601,56 @@ mod tests {
         assert!(out.starts_with("HTTP/1.1 200 OK"), "{out}");
         // The silent client's deadline is 5 s.
         assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
+    }
+
+    /// Silent clients beyond the served ones, and beyond the pending
+    /// ones, neither take the scrapes' slots nor make them wait.
+    #[test]
+    fn silent_clients_do_not_starve_scrapes() {
+        let s = server();
+        let silent: Vec<TcpStream> = (0..MAX_PENDING + 6)
+            .map(|_| TcpStream::connect(s.addr).unwrap())
+            .collect();
+        std::thread::sleep(Duration::from_millis(200));
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            let out = get(s.addr, b"GET /metrics HTTP/1.1\r\n\r\n");
+            assert!(out.starts_with("HTTP/1.1 200 OK"), "{out}");
+        }
+        assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
+        drop(silent);
+    }
+
+    #[test]
+    fn other_methods_get_405() {
+        let s = server();
+        let out = get(
+            s.addr,
+            b"POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
+        );
+        assert!(
+            out.starts_with("HTTP/1.1 405 Method Not Allowed\r\n")
+                && out.contains("\r\nAllow: GET, HEAD\r\n"),
+            "{out}"
+        );
+        let out = get(s.addr, b"\x01\x02 /metrics\r\n\r\n");
+        assert!(out.starts_with("HTTP/1.1 400 "), "{out}");
+    }
+
+    /// A head too long is answered with 431 that the client can read: the
+    /// server takes the rest of what it sent before closing, instead of
+    /// resetting the connection with it unread.
+    #[test]
+    fn a_too_long_head_gets_a_readable_431() {
+        let s = server();
+        let mut c = TcpStream::connect(s.addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        c.write_all(b"GET /metrics HTTP/1.1\r\nX: ").unwrap();
+        c.write_all(&[b'a'; 3 * MAX_HEAD]).unwrap();
+        let mut out = String::new();
+        let r = c.read_to_string(&mut out);
+        assert!(r.is_ok(), "{r:?} after {out:?}");
+        assert!(out.starts_with("HTTP/1.1 431 "), "{out}");
     }
 
     #[test]
