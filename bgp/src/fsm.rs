@@ -501,8 +501,18 @@ impl Session {
             Input::TcpConnectionFails | Input::TcpClosed => self.tcp_down(out),
             Input::Message(m) => self.message(m, out),
             Input::DecodeError(e) => {
-                if self.connected() {
-                    self.fail_with(e.notification(), out);
+                let n = e.notification();
+                // An UPDATE before Established is an FSM error however it
+                // is malformed (RFC 4271 8.2.2 event 28, RFC 6608).
+                match (self.state, n.code) {
+                    (State::OpenSent, ErrorCode::Update) => {
+                        self.fsm_error(FsmSubcode::UnexpectedInOpenSent, out);
+                    }
+                    (State::OpenConfirm, ErrorCode::Update) => {
+                        self.fsm_error(FsmSubcode::UnexpectedInOpenConfirm, out);
+                    }
+                    _ if self.connected() => self.fail_with(n, out),
+                    _ => {}
                 }
             }
             Input::TimerExpired(t) => self.timer(t, out),

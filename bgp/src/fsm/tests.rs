@@ -602,6 +602,24 @@ fn decode_error_in_established_sends_notification_graceful_with_n_bit() {
 }
 
 #[test]
+fn malformed_update_before_established_is_fsm_error() {
+    // RFC 4271 8.2.2 (event 28) and RFC 6608: 5/1 in OpenSent, 5/2 in
+    // OpenConfirm, not the UPDATE error itself; other decode errors keep
+    // their own code.
+    let mut s = open_sent(config());
+    let out = s.handle(Input::DecodeError(Error::MalformedAttributeList));
+    assert_eq!(code(sent_notification(&out).unwrap()), (5, 1));
+    let mut s = open_sent(config());
+    s.handle(Input::Message(Message::Open(gr_open())));
+    assert_eq!(s.state(), State::OpenConfirm);
+    let out = s.handle(Input::DecodeError(Error::InvalidNetworkField));
+    assert_eq!(code(sent_notification(&out).unwrap()), (5, 2));
+    let mut s = open_sent(config());
+    let out = s.handle(Input::DecodeError(Error::BadMessageLength(18)));
+    assert_eq!(code(sent_notification(&out).unwrap()), (1, 2));
+}
+
+#[test]
 fn open_in_established_is_fsm_error_5_3() {
     let mut s = established();
     let out = s.handle(Input::Message(Message::Open(gr_open())));

@@ -629,7 +629,13 @@ pub(crate) fn parse(buf: &[u8], ctx: &Context) -> Result<ParsedAttributes, Error
             parse_unknown(&attr, &mut out)?;
             continue;
         };
-        let ignored = kind == AttributeType::LocalPref && ctx.external;
+        // From an external peer LOCAL_PREF (RFC 7606 7.5), ORIGINATOR_ID and
+        // CLUSTER_LIST (7.9, 7.10) are discarded, malformed or not.
+        let ignored = ctx.external
+            && matches!(
+                kind,
+                AttributeType::LocalPref | AttributeType::OriginatorId | AttributeType::ClusterList
+            );
         if ignored {
             action = Action::AttributeDiscard;
         }
@@ -646,7 +652,7 @@ pub(crate) fn parse(buf: &[u8], ctx: &Context) -> Result<ParsedAttributes, Error
             }
             out.record(action, error);
         }
-        if ignored {
+        if ignored && kind == AttributeType::LocalPref {
             out.attrs.local_pref = None;
         }
     }

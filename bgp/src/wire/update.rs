@@ -28,11 +28,13 @@
 //! | MP_REACH or MP_UNREACH twice (RFC 7606 3 g) | session reset | 3/1 |
 //! | unknown type with the optional bit clear (RFC 4271 6.3) | session reset | 3/2 |
 //! | attribute overruns the attribute field, or fewer octets than a header remain (RFC 7606 4) | treat-as-withdraw, rest of the list unseen; session reset if the UPDATE then has no NLRI to withdraw (see below) | 3/5 |
+//! | any error but attribute discard in an UPDATE without reachable NLRI (IPv4 NLRI or MP_REACH_NLRI prefixes; RFC 7606 5.2) | session reset | the error's |
 //! | ORIGIN length or value, AS_PATH, NEXT_HOP, MED, LOCAL_PREF length (RFC 7606 7.1-7.5) | treat-as-withdraw | 3/5, 3/6, 3/11 |
 //! | COMMUNITIES not a non-zero multiple of 4, LARGE_COMMUNITY of 12 (RFC 7606 7.8, RFC 8092 6) | treat-as-withdraw | 3/5 |
 //! | optional/transitive flags wrong for a known type (RFC 7606 3 c) | the type's malformed outcome | 3/4 |
 //! | well-known mandatory attribute missing while NLRI are present (RFC 7606 3 d) | treat-as-withdraw | 3/3 |
 //! | ATOMIC_AGGREGATE, AGGREGATOR length (RFC 7606 7.6, 7.7) | attribute discard | 3/5 |
+//! | LOCAL_PREF, ORIGINATOR_ID, CLUSTER_LIST from an external peer, malformed or not (RFC 7606 7.5, 7.9, 7.10) | attribute discard | - |
 //! | any other attribute repeated (RFC 7606 3 g) | later copies discarded | 3/1 |
 //! | unknown optional non-transitive attribute (RFC 4271 9) | quietly ignored | - |
 //!
@@ -265,12 +267,21 @@ impl UpdateRepr {
             prefix::parse_ipv4_list(packet.withdrawn()).ok_or(Error::InvalidNetworkField)?;
         let parsed = attribute::parse(packet.attributes(), ctx)?;
         let nlri = prefix::parse_ipv4_list(packet.nlri()).ok_or(Error::InvalidNetworkField)?;
-        let attrs = &parsed.attrs;
-        if parsed.truncated && nlri.is_empty() && attrs.mp_reach.is_none() {
+        if parsed.truncated && nlri.is_empty() && parsed.attrs.mp_reach.is_none() {
             return Err(Error::MalformedAttributeList);
         }
+        let attrs = &parsed.attrs;
         let mut treat_as_withdraw = parsed.treat_as_withdraw;
         let mp_nlri = attrs.mp_reach.as_ref().is_some_and(|m| !m.is_empty());
+        if !mp_nlri && nlri.is_empty() {
+            // RFC 7606 section 5.2: with no reachable NLRI, an error whose
+            // approach is not attribute discard resets the session (there
+            // is nothing to withdraw, and what it hid may have been the
+            // announcement).
+            if let Some(e) = treat_as_withdraw {
+                return Err(e);
+            }
+        }
         if treat_as_withdraw.is_none() && (mp_nlri || !nlri.is_empty()) {
             let missing = if attrs.origin.is_none() {
                 Some(attribute::AttributeType::Origin)

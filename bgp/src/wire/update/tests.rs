@@ -684,3 +684,73 @@ fn long_attribute_uses_extended_length() {
     let p = parse(&bytes).unwrap();
     assert_eq!(p.ipv6_announced(), nlri);
 }
+
+#[test]
+fn originator_id_and_cluster_list_from_an_external_peer_are_discarded() {
+    // RFC 7606 sections 7.9 and 7.10: from an external neighbour they are
+    // discarded, malformed or not; the routes stay announced.
+    let ext = Context {
+        external: true,
+        ..CTX4
+    };
+    for a in [
+        attr(0x80, 9, &[10, 0, 0, 1, 0]),
+        attr(0xc0, 10, &[10, 0, 0, 1]),
+        attr(0x80, 10, &[0; 6]),
+        attr(0x80, 9, &[10, 0, 0, 1]),
+    ] {
+        let bytes = body(&[], &[good_attrs(), a.clone()].concat(), &[]);
+        let p = UpdateRepr::parse(&UpdatePacket::new_unchecked(&bytes[..]), &ext).unwrap();
+        assert_eq!(p.treat_as_withdraw, None, "{a:?}");
+        assert_eq!(p.ipv6_announced(), [pfx()], "{a:?}");
+    }
+}
+
+#[test]
+fn reject_an_attribute_error_without_reachable_nlri() {
+    // RFC 7606 section 5.2: an UPDATE with attributes besides
+    // MP_UNREACH_NLRI and no reachable NLRI resets the session on any
+    // error that is not attribute discard. Here ORIGIN's length covers
+    // the AS_PATH and the MP_REACH_NLRI after it: treat-as-withdraw would
+    // withdraw nothing and lose the announcement.
+    let hidden = [&AS_PATH[..], &mp_reach(&PFX)].concat();
+    let mut origin = vec![0x40, 1, hidden.len() as u8 + 1, 0];
+    origin.extend(&hidden);
+    assert!(matches!(
+        parse(&body(&[], &origin, &[])),
+        Err(Error::AttributeLength(_))
+    ));
+    // A bad ORIGIN beside no NLRI at all, and beside an empty MP_UNREACH
+    // (which would otherwise read as an IPv6 End-of-RIB).
+    let bad_origin = attr(0x40, 1, &[7]);
+    assert!(matches!(
+        parse(&body(
+            &[],
+            &[bad_origin.clone(), AS_PATH.to_vec()].concat(),
+            &[]
+        )),
+        Err(Error::InvalidOrigin(_))
+    ));
+    let eor = attr(0x80, 15, &[0, 2, 1]);
+    assert!(matches!(
+        parse(&body(&[], &[eor.clone(), bad_origin.clone()].concat(), &[])),
+        Err(Error::InvalidOrigin(_))
+    ));
+    // An MP_REACH_NLRI without prefixes is no reachable NLRI either.
+    let empty_reach = [bad_origin.clone(), AS_PATH.to_vec(), mp_reach(&[])].concat();
+    assert!(parse(&body(&[], &empty_reach, &[])).is_err());
+    // Attribute discard alone is no reason: the End-of-RIB with a
+    // malformed ATOMIC_AGGREGATE beside it parses.
+    let p = parse(&body(&[], &[eor, attr(0x40, 6, &[1])].concat(), &[])).unwrap();
+    assert_eq!(p.treat_as_withdraw, None);
+    assert_eq!(p.discarded.len(), 1);
+    // With the NLRI present, the same bad ORIGIN is treat-as-withdraw.
+    let p = parse(&body(
+        &[],
+        &[bad_origin, AS_PATH.to_vec(), mp_reach(&PFX)].concat(),
+        &[],
+    ))
+    .unwrap();
+    assert!(p.treat_as_withdraw.is_some());
+    assert_eq!(p.ipv6_withdrawn().collect::<Vec<_>>(), [&pfx()]);
+}
