@@ -1006,7 +1006,15 @@ impl PathAttributes {
         items.extend(self.mp_reach.as_ref().map(Item::MpReach));
         items.extend(self.mp_unreach.as_ref().map(Item::MpUnreach));
         items.extend(self.unknown.iter().map(Item::Unknown));
-        items.sort_by_key(Item::code);
+        // RFC 7606 section 5.1: MP_REACH_NLRI and MP_UNREACH_NLRI first,
+        // so that a receiver finds the prefixes even if a later attribute
+        // is malformed; the rest in type order.
+        items.sort_by_key(|i| {
+            (
+                !matches!(i, Item::MpReach(_) | Item::MpUnreach(_)),
+                i.code(),
+            )
+        });
         items
     }
 
@@ -1026,7 +1034,8 @@ impl PathAttributes {
             .sum()
     }
 
-    /// Emits the attributes in ascending type code. Panics if `buf` is
+    /// Emits the attributes, MP_REACH_NLRI and MP_UNREACH_NLRI first, then
+    /// in ascending type code. Panics if `buf` is
     /// shorter than `buffer_len()`. Values longer than 65535 octets are not
     /// representable; `Message::to_bytes` refuses them by message length.
     pub fn emit(&self, buf: &mut [u8], ctx: &Context) {

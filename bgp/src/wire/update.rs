@@ -40,8 +40,8 @@
 //!
 //! When an attribute is cut short (RFC 7606 section 4) the attributes after
 //! it cannot be located. RFC 7606 section 5.1 asks senders to put
-//! MP_REACH_NLRI first for this reason, but GoBGP sends attributes in type
-//! order. So if, at that point, neither an MP_REACH_NLRI nor IPv4 NLRI has
+//! MP_REACH_NLRI first for this reason (our encoder does), but GoBGP sends
+//! attributes in type order. So if, at that point, neither an MP_REACH_NLRI nor IPv4 NLRI has
 //! been found, treat-as-withdraw would withdraw nothing and could leave
 //! stale routes installed: that case is a session reset (3/1) instead.
 //!

@@ -138,7 +138,7 @@ fn med_local_pref_communities() {
 }
 
 #[test]
-fn emitted_in_type_order_with_unknowns() {
+fn emitted_mp_first_then_in_type_order_with_unknowns() {
     let attrs = PathAttributes {
         origin: Some(Origin::Egp),
         large_communities: vec![LargeCommunity {
@@ -163,7 +163,8 @@ fn emitted_in_type_order_with_unknowns() {
         codes.push(a.type_code());
         rest = &rest[a.total_len()..];
     }
-    assert_eq!(codes, [1, 15, 16, 32]);
+    // RFC 7606 section 5.1: MP_UNREACH_NLRI first.
+    assert_eq!(codes, [15, 1, 16, 32]);
     assert_eq!(parse_ok(&bytes, &CTX4), attrs);
 }
 

@@ -45,8 +45,10 @@ fn mp_reach(nlri: &[u8]) -> Vec<u8> {
     attr(0x80, 14, &v)
 }
 
+/// ORIGIN, AS_PATH and MP_REACH_NLRI for [`PFX`], in the order we send
+/// them (MP_REACH_NLRI first, RFC 7606 section 5.1).
 fn good_attrs() -> Vec<u8> {
-    [&ORIGIN[..], &AS_PATH, &mp_reach(&PFX)].concat()
+    [&mp_reach(&PFX)[..], &ORIGIN, &AS_PATH].concat()
 }
 
 fn parse(b: &[u8]) -> Result<ParsedUpdate, Error> {
@@ -84,6 +86,10 @@ fn announce_round_trip() {
     assert_eq!(p.ipv6_withdrawn().count(), 0);
     assert_eq!(p.update.end_of_rib_family(), None);
     assert_eq!(emit(&p.update), bytes);
+    // Taken in any order (GoBGP sends type order).
+    let type_order = [&ORIGIN[..], &AS_PATH, &mp_reach(&PFX)].concat();
+    let q = parse(&body(&[], &type_order, &[])).unwrap();
+    assert_eq!(q.update, p.update);
 }
 
 #[test]
@@ -107,7 +113,7 @@ fn link_local_next_hop_round_trip() {
     v.extend(PFX);
     let bytes = body(
         &[],
-        &[&ORIGIN[..], &AS_PATH, &attr(0x80, 14, &v)].concat(),
+        &[&attr(0x80, 14, &v)[..], &ORIGIN, &AS_PATH].concat(),
         &[],
     );
     let p = parse(&bytes).unwrap();
@@ -132,7 +138,7 @@ fn other_family_kept_raw() {
     v.extend([0, 24, 10, 0, 0]);
     let bytes = body(
         &[],
-        &[&ORIGIN[..], &AS_PATH, &attr(0x80, 14, &v)].concat(),
+        &[&attr(0x80, 14, &v)[..], &ORIGIN, &AS_PATH].concat(),
         &[],
     );
     let p = parse(&bytes).unwrap();
@@ -679,8 +685,8 @@ fn long_attribute_uses_extended_length() {
         ..UpdateRepr::default()
     };
     let bytes = emit(&u);
-    // ORIGIN (4) + AS_PATH (9), then MP_REACH_NLRI with flags 0x90.
-    assert_eq!(&bytes[4 + 13..4 + 15], &[0x90, 14]);
+    // MP_REACH_NLRI first, with flags 0x90 (extended length).
+    assert_eq!(&bytes[4..6], &[0x90, 14]);
     let p = parse(&bytes).unwrap();
     assert_eq!(p.ipv6_announced(), nlri);
 }
