@@ -472,6 +472,10 @@ impl Groups {
         let Some(Some(group)) = self.groups.get(g as usize) else {
             return false;
         };
+        // A set with a duplicate (or otherwise refused) is no group's.
+        if normalize(nhs).is_err() {
+            return false;
+        }
         group.members.len() == nhs.len()
             && nhs.iter().all(|nh| {
                 group

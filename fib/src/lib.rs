@@ -377,8 +377,8 @@ impl Fib {
     }
 
     /// A FIB whose store has room for `nodes` trie nodes and `leaf_runs`
-    /// leaf runs; it refuses new routes ([`FibError::Full`]) once a
-    /// quarter of either is in use. Panics if the address space is refused
+    /// leaf runs; it refuses new and changed routes ([`FibError::Full`])
+    /// once a quarter of either is in use. Panics if the address space is refused
     /// ([`Fib::try_with_capacity`] does not).
     pub fn with_capacity(nodes: usize, leaf_runs: usize) -> Self {
         Self::try_with_capacity(nodes, leaf_runs).unwrap_or_else(|e| panic!("{e}"))
@@ -412,7 +412,7 @@ impl Fib {
     }
 
     /// The trie nodes and leaf runs the store has room for (it takes new
-    /// routes until a quarter of either is in use).
+    /// and changed routes until a quarter of either is in use).
     pub fn capacity(&self) -> (usize, usize) {
         self.standby.trie.store.capacity()
     }
@@ -528,8 +528,13 @@ impl Fib {
     /// Adds or replaces the route for `prefix`. A route whose next hops
     /// change keeps its surviving flows on their members (see `group`).
     pub fn insert(&mut self, prefix: Prefix, nexthops: &[NextHop]) -> Result<(), FibError> {
-        // One walk for the common case (a new route, or the same next hops
-        // again): store the fresh group, then fix up if the route existed.
+        // The same next hops again: nothing changes.
+        let existing = self.builder.get(prefix);
+        if existing.is_some_and(|old| self.groups.same(old, nexthops)) {
+            return Ok(());
+        }
+        // One walk for the common case (a new route): store the fresh
+        // group, then fix up if the route existed.
         let (nodes, mut leaves) = self.builder.in_use();
         let pending = self.builder.pending_leaves();
         if !self.standby.trie.store.has_room(nodes, leaves + pending) {
@@ -538,13 +543,16 @@ impl Fib {
         // A new route may need a node at each level below its /24 (13 for
         // a /121): room for those too, or a later copy-on-write of its
         // path could find no block.
-        if self.builder.get(prefix).is_none()
-            && !self
-                .standby
-                .trie
-                .store
-                .has_room(nodes + MAX_ROUTE_NODES, leaves)
-        {
+        // A replaced route needs no new node, but its new value can split
+        // the leaf runs of every node below it: refused as well once the
+        // store is past its mark, so that changes to existing routes cannot
+        // fill the store's headroom and overflow it.
+        let new_nodes = if existing.is_none() {
+            MAX_ROUTE_NODES
+        } else {
+            0
+        };
+        if !self.standby.trie.store.has_room(nodes + new_nodes, leaves) {
             return Err(FibError::Full { nodes, leaves });
         }
         let fresh = self.groups.fresh(nexthops)?;

@@ -1089,6 +1089,46 @@ fn one_batch_larger_than_the_leaf_store_is_refused_not_a_panic() {
     }
 }
 
+/// Changes to routes already in the FIB can split the leaf runs of their
+/// nodes as new routes do: 1,280 /32s with one next hop take 5 runs, then
+/// giving every other one another next hop asks for 1,280 runs of a store
+/// of 1,024. Replacements were never refused, so a flush overflowed the
+/// store and panicked; they are refused (`Full`) past the store's mark
+/// now, and every route answers with what its last accepted change said.
+#[test]
+fn replacements_that_split_leaf_runs_are_refused_not_a_panic() {
+    let mut fib = Fib::with_capacity(1024, 1024);
+    let reader = fib.reader();
+    let mut want = Vec::new();
+    for x in 0..5u128 {
+        for (p, _) in alternating_32s(x, 256) {
+            fib.insert(p, &[NextHop::new(1)]).unwrap();
+            want.push((p, 1));
+        }
+    }
+    fib.publish();
+    let mut refused = 0;
+    for (i, (p, nh)) in want.iter_mut().enumerate() {
+        if i % 2 == 1 {
+            match fib.insert(*p, &[NextHop::new(2)]) {
+                Ok(()) => *nh = 2,
+                Err(FibError::Full { .. }) => refused += 1,
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+    fib.publish();
+    assert!(refused > 0, "1,280 runs fit a store of 1,024");
+    let s = reader.load();
+    for (p, nh) in &want {
+        assert_eq!(resolve(&s, p.bits() | 1), Some(*nh), "{p}");
+    }
+    // The same next hops again change nothing, and are never refused.
+    for (p, nh) in &want {
+        fib.insert(*p, &[NextHop::new(*nh)]).unwrap();
+    }
+}
+
 /// Leaf blocks of ever smaller size classes, each phase freed before the
 /// next: the free blocks of one class did not serve the next, so the
 /// store's high-water mark grew phase after phase while the runs in use
