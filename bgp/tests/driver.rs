@@ -802,3 +802,35 @@ async fn resend_of_a_prefix_without_paths_emits_nothing() {
     );
     speaker.shutdown().await;
 }
+
+/// A second connection from an established peer that closes before its
+/// OPEN (as GoBGP closes the one it does not keep when both sides dial)
+/// leaves no dead secondary behind: the peer's next connection is still
+/// taken (it gets our OPEN), where it used to be refused until the
+/// primary went down.
+#[tokio::test]
+async fn a_second_connection_that_fails_early_does_not_block_the_next() {
+    use tokio::io::AsyncReadExt;
+    let port = free_port();
+    let mut c = config(65000, 1, port, 179);
+    c.ranges.push(ListenRange::new(
+        "::1/128".parse().unwrap(),
+        PeerSettings::new(Asn(65001)),
+    ));
+    let (speaker, mut events) = Speaker::start(c).await.unwrap();
+    let _primary = raw_peer(port, &mut events).await;
+    let at = SocketAddr::new(LOOPBACK.into(), port);
+    let early = tokio::net::TcpStream::connect(at).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(early);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut next = tokio::net::TcpStream::connect(at).await.unwrap();
+    let mut head = [0u8; 19];
+    let read = tokio::time::timeout(Duration::from_secs(5), next.read_exact(&mut head)).await;
+    assert!(
+        matches!(read, Ok(Ok(_))),
+        "the next connection got no OPEN: {read:?}"
+    );
+    assert_eq!(head[18], 1, "not an OPEN: {head:?}");
+    speaker.shutdown().await;
+}

@@ -596,7 +596,22 @@ impl Control {
             for o in outputs {
                 self.output(id, key, o);
             }
-            if doom {
+            // A secondary lives only as long as its connection: one that
+            // failed before winning a collision (closed, a bad OPEN, its
+            // OPEN timer) goes, or it would refuse the peer's every new
+            // connection while the primary stays up.
+            let failed = self
+                .peers
+                .get(&id)
+                .and_then(|p| p.secondary.as_ref())
+                .is_some_and(|s| {
+                    s.key == key
+                        && !matches!(
+                            s.session.state(),
+                            State::OpenSent | State::OpenConfirm | State::Established
+                        )
+                });
+            if doom || failed {
                 self.drop_secondary(id, key);
             }
             self.touch(id);
