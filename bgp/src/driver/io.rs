@@ -268,10 +268,13 @@ const LINGER: Duration = Duration::from_secs(2);
 
 /// Writes what the control task queues, coalescing what is already
 /// queued into one write. On `Close` (or when the control task drops the
-/// channel) it flushes, sends a FIN, waits up to [`LINGER`] for the
-/// reader to see the peer's FIN, and stops the reader, which closes the
-/// socket. A failed write is reported as `Closed`. `queued` counts the
-/// bytes handed over and not written yet (the control task bounds it).
+/// channel) it flushes what it holds within [`LINGER`] (a `Close` that
+/// comes during a write blocked on a peer that reads nothing shortens
+/// that write's deadline to the same, instead of [`WRITE_TIMEOUT`]), sends
+/// a FIN, waits up to [`LINGER`] for the reader to see the peer's FIN,
+/// and stops the reader, which closes the socket. A failed write is
+/// reported as `Closed`. `queued` counts the bytes handed over and not
+/// written yet (the control task bounds it).
 pub(super) async fn writer(
     conn: ConnId,
     mut wr: OwnedWriteHalf,
@@ -282,10 +285,15 @@ pub(super) async fn writer(
 ) {
     let mut buf: Vec<u8> = Vec::new();
     let mut close = false;
-    while !close {
-        match rx.recv().await {
-            Some(WriteCmd::Data(b)) => buf.extend_from_slice(&b),
-            Some(WriteCmd::Close) | None => close = true,
+    loop {
+        if buf.is_empty() {
+            if close {
+                break;
+            }
+            match rx.recv().await {
+                Some(WriteCmd::Data(b)) => buf.extend_from_slice(&b),
+                Some(WriteCmd::Close) | None => close = true,
+            }
         }
         while !close && buf.len() < 256 * 1024 {
             match rx.try_recv() {
@@ -295,18 +303,36 @@ pub(super) async fn writer(
                 Err(mpsc::error::TryRecvError::Disconnected) => close = true,
             }
         }
-        if !buf.is_empty() {
-            match tokio::time::timeout(WRITE_TIMEOUT, wr.write_all(&buf)).await {
-                Ok(Ok(())) => {
-                    queued.fetch_sub(buf.len(), Ordering::Relaxed);
-                    buf.clear();
-                }
-                _ => {
-                    let _ = tx.send(Internal::Closed { conn }).await;
-                    break;
+        if buf.is_empty() {
+            continue;
+        }
+        let now = tokio::time::Instant::now();
+        let mut deadline = now + if close { LINGER } else { WRITE_TIMEOUT };
+        // What the control task queues while this write is blocked.
+        let mut more = Vec::new();
+        let written = {
+            let write = wr.write_all(&buf);
+            tokio::pin!(write);
+            loop {
+                tokio::select! {
+                    r = &mut write => break r.is_ok(),
+                    () = tokio::time::sleep_until(deadline) => break false,
+                    cmd = rx.recv(), if !close => match cmd {
+                        Some(WriteCmd::Data(b)) => more.extend_from_slice(&b),
+                        Some(WriteCmd::Close) | None => {
+                            close = true;
+                            deadline = deadline.min(tokio::time::Instant::now() + LINGER);
+                        }
+                    },
                 }
             }
+        };
+        if !written {
+            let _ = tx.send(Internal::Closed { conn }).await;
+            break;
         }
+        queued.fetch_sub(buf.len(), Ordering::Relaxed);
+        buf = more;
     }
     let _ = tokio::time::timeout(Duration::from_secs(1), wr.shutdown()).await;
     if tokio::time::timeout(LINGER, &mut reader).await.is_err() {
