@@ -336,6 +336,9 @@ fn error_code(c: ErrorCode) -> &'static str {
         ErrorCode::InvalidState => "invalid_state",
         ErrorCode::Internal => "internal",
         ErrorCode::Unavailable => "unavailable",
+        ErrorCode::Busy => "busy",
+        ErrorCode::Timeout => "timeout",
+        ErrorCode::Usage => "usage",
     }
 }
 

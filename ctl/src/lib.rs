@@ -548,6 +548,17 @@ pub enum ErrorCode {
     /// daemon could not be reached, did not answer in time, or answered
     /// with something that is not a response (the message says which).
     Unavailable,
+    /// The daemon is serving as many ctl clients as it takes: nothing
+    /// was done; try again.
+    Busy,
+    /// A part of the daemon (its control thread, the BGP speaker) did not
+    /// answer within its limit: a change asked for may still take effect
+    /// (the message says what to check).
+    Timeout,
+    /// Written by `flatedgectl --json` itself, never by the daemon: the
+    /// command line is wrong (the message is the usage error); nothing
+    /// was sent.
+    Usage,
 }
 
 impl Response {

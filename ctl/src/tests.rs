@@ -515,6 +515,10 @@ fn errors() {
         (ErrorCode::InvalidConfig, "invalid_config"),
         (ErrorCode::InvalidState, "invalid_state"),
         (ErrorCode::Internal, "internal"),
+        (ErrorCode::Unavailable, "unavailable"),
+        (ErrorCode::Busy, "busy"),
+        (ErrorCode::Timeout, "timeout"),
+        (ErrorCode::Usage, "usage"),
     ] {
         golden(&code, json!(name));
     }

@@ -403,3 +403,37 @@ fn a_bad_command_line_exits_2_with_the_usage() {
         assert_eq!(out.status.code(), Some(2), "{args:?}");
     }
 }
+
+/// With `--json`, a bad command line still prints one JSON document (an
+/// error with code `usage`) besides the usage on stderr; `--help` prints
+/// its text.
+#[test]
+fn a_bad_command_line_with_json_prints_an_error_document() {
+    let dir = TempDir::new();
+    let socket = dir.socket();
+    let socket = socket.to_str().unwrap();
+    for args in [
+        &["--json", "show", "fib", "192.0.2.1"][..],
+        &["frobnicate", "--json"],
+    ] {
+        let out = flatedgectl(&["--socket", socket], args);
+        let doc: serde_json::Value = serde_json::from_str(stdout(&out))
+            .unwrap_or_else(|e| panic!("{args:?}: {e}: {:?}", stdout(&out)));
+        assert_eq!(doc["type"], "error", "{doc}");
+        assert_eq!(doc["code"], "usage", "{doc}");
+        assert!(!doc["message"].as_str().unwrap().is_empty(), "{doc}");
+        assert!(
+            stderr(&out).contains("Usage: flatedgectl"),
+            "{}",
+            stderr(&out)
+        );
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+    }
+    let out = flatedgectl(&["--socket", socket], &["--json", "--help"]);
+    assert!(
+        stdout(&out).starts_with("Query and control"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(out.status.code(), Some(0));
+}

@@ -231,7 +231,7 @@ fn wait_readable(listener: &UnixListener, ms: u16) {
 /// accept loop never waits on it.
 fn refuse_busy(stream: std::os::unix::net::UnixStream) {
     let answer = Response::error(
-        ErrorCode::Internal,
+        ErrorCode::Busy,
         format!("flatedge is serving {MAX_CLIENTS} ctl clients already; try again"),
     );
     let _ = ::ctl::answer_unread(stream, &answer, Duration::from_millis(50));
@@ -258,7 +258,14 @@ fn serve(stream: std::os::unix::net::UnixStream, tx: Sender<Msg>) {
             match rrx.recv_timeout(wait) {
                 Ok(Answer::Now(r)) => r,
                 Ok(Answer::Later(finish)) => finish(),
-                Err(_) => Response::error(ErrorCode::Internal, "the control thread did not answer"),
+                Err(_) => Response::error(
+                    ErrorCode::Timeout,
+                    format!(
+                        "the control thread did not answer within {} s; a change asked for \
+                         may still take effect (see the log)",
+                        wait.as_secs()
+                    ),
+                ),
             }
         }
     });
@@ -634,7 +641,7 @@ fn with_bgp_routes(
     let mut truncated_at = None;
     // One more than listed, to tell whether the listing is whole.
     let Some(mut views) = bgp.routes(prefix, SHOW_ROUTE_MAX + 1) else {
-        return Response::error(ErrorCode::Internal, "the BGP speaker did not answer");
+        return Response::error(ErrorCode::Timeout, "the BGP speaker did not answer");
     };
     if views.len() > SHOW_ROUTE_MAX {
         views.truncate(SHOW_ROUTE_MAX);
@@ -746,7 +753,7 @@ fn admin(bgp: &BgpQuery, address: std::net::Ipv6Addr, action: AdminAction) -> Re
         Some(Err(e)) => Response::error(ErrorCode::Internal, e.to_string()),
         // The command may be in the speaker's queue still.
         None => Response::error(
-            ErrorCode::Internal,
+            ErrorCode::Timeout,
             "the BGP speaker did not confirm within 5 s; the action may still take effect \
              (see show bgp summary)",
         ),
@@ -756,7 +763,7 @@ fn admin(bgp: &BgpQuery, address: std::net::Ipv6Addr, action: AdminAction) -> Re
 /// `show bgp summary`'s answer.
 fn bgp_summary(bgp: &BgpQuery, asn: u32, router_id: std::net::Ipv4Addr) -> Response {
     let Some(peers) = bgp.peers() else {
-        return Response::error(ErrorCode::Internal, "the BGP speaker did not answer");
+        return Response::error(ErrorCode::Timeout, "the BGP speaker did not answer");
     };
     let peers = peers
         .into_iter()
@@ -1022,7 +1029,7 @@ mod tests {
             let r = ::ctl::request(&path, &Request::ShowDrops, Duration::from_secs(3));
             match &r {
                 Ok(Response::Error(e)) => {
-                    assert_eq!(e.code, ErrorCode::Internal, "{r:?}");
+                    assert_eq!(e.code, ErrorCode::Busy, "{r:?}");
                     assert!(e.message.contains("ctl clients already"), "{r:?}");
                 }
                 other => panic!("beyond the limit: {other:?}"),

@@ -271,7 +271,7 @@ impl Daemon {
             Some(Ok(m)) => return self.finish_reload(pending, Some(m)),
             Some(Err(e)) => (ErrorCode::InvalidState, format!("{e}; nothing was changed")),
             None => (
-                ErrorCode::Internal,
+                ErrorCode::Timeout,
                 format!(
                     "the BGP speaker did not answer within {} s; the routes were put back \
                      (BGP may still take the new configuration: see the log)",
