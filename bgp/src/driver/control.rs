@@ -367,8 +367,10 @@ impl Control {
         // ::ffff:a.b.c.d) comes only from a range inside ::ffff:0:0/96:
         // under a broader IPv6 range such as ::/0 it would escape the
         // range's MD5 key (Linux looks an IPv4 connection's key up among
-        // IPv4 keys, which only a v4-mapped range sets) and its GTSM
-        // (IPV6_MINHOPCOUNT does not apply to it).
+        // IPv4 keys) and its GTSM (IPV6_MINHOPCOUNT does not apply to
+        // it). A v4-mapped range gets neither yet either (its MD5 prefix
+        // length would have to be counted in IPv4 bits, its GTSM set with
+        // IP_TTL and IP_MINTTL): the daemon's config refuses such ranges.
         let v4 = addr.to_ipv4_mapped().is_some();
         let range = self.config.ranges.iter().find(|r| {
             // Inside ::ffff:0:0/96: a v4-mapped network, /96 or longer.
