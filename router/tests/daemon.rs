@@ -1002,6 +1002,52 @@ fn daemon_ecmp_failover() {
     assert!(clean, "flatedge did not stop cleanly on SIGTERM:\n{log}");
 }
 
+/// A sink replaced by one with another MAC (the same address; Linux
+/// announces nothing by default): the prober finds it silent at its old
+/// MAC and the daemon has the kernel resolve it afresh, so it is up again
+/// at its new MAC within seconds, not when the kernel's reachable time
+/// and probes run out (20-50 s), and its flows go back to it.
+#[test]
+fn a_next_hop_that_changes_its_mac_is_relearned() {
+    common::require_root_and_tools("tests/daemon.rs");
+    let mut lab = Lab::new("m");
+    lab.start_daemon();
+    lab.wait_sinks_up();
+    let p = ping(&lab, &["-c", "5", "-i", "0.2", "-w", "8", SERVICE]);
+    assert!(p.0, "ping through flatedge failed: {}\n{}", p.1, lab.log());
+    let first = flows_once(&lab, "all up");
+    let s3: Ipv6Addr = "2001:db8:3::2".parse().unwrap();
+    let new_mac = "02:00:00:00:33:33";
+    ns(&lab.s[2], &["ip", "link", "set", "s30", "address", new_mac]);
+    let t0 = Instant::now();
+    let mut went_down = false;
+    loop {
+        let n = match lab.ctl(Request::ShowNeighbors) {
+            Response::Neighbors(n) => n.neighbors.into_iter().find(|n| n.address == s3),
+            other => panic!("show neighbors: {other:?}"),
+        };
+        let n = n.expect("s3 is no longer a next hop");
+        went_down |= n.state == NextHopState::Down;
+        if went_down
+            && n.state == NextHopState::Up
+            && n.mac.map(|m| m.to_string()).as_deref() == Some(new_mac)
+        {
+            eprintln!("up at the new MAC after {:?}", t0.elapsed());
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(8),
+            "s3 not up at its new MAC 8 s after the change (down seen: {went_down}): {n:?}\n{}",
+            lab.log()
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+    let back = flows_once(&lab, "s3 at its new MAC");
+    assert_eq!(back, first, "flows did not return to their first sinks");
+    let (clean, log) = lab.stop_daemon();
+    assert!(clean, "flatedge did not stop cleanly on SIGTERM:\n{log}");
+}
+
 /// `GET path` on the metrics endpoint from namespace `ns`: the whole
 /// response.
 fn http_get(ns: &str, path: &str) -> String {

@@ -1428,6 +1428,13 @@ impl Daemon {
                             self.ports[port].name,
                             if l == Liveness::Down { "down" } else { "up" }
                         );
+                        // Its MAC may have changed: have the kernel ask
+                        // again rather than keep the old one for 20-50 s.
+                        if l == Liveness::Down {
+                            if let Err(e) = self.neigh.recheck(addr, ifindex) {
+                                log!("next hop {addr}: cannot recheck its neighbour entry: {e}");
+                            }
+                        }
                     }
                 }
                 true

@@ -310,6 +310,7 @@ enum Cmd {
     Resolve(NextHopKey, Sender<Result<ResolveMode, NeighError>>),
     Forget(NextHopKey),
     Release(NextHopKey),
+    Recheck(NextHopKey),
     Subscribe(Sender<NeighEvent>),
 }
 
@@ -421,6 +422,17 @@ impl NeighClient {
     /// those); a permanent entry, or an ordinary one, stays.
     pub fn release(&self, addr: Ipv6Addr, ifindex: u32) -> Result<(), NeighError> {
         self.send(Cmd::Release((addr, ifindex)))
+    }
+
+    /// The prober says a tracked next hop stopped answering: if the
+    /// kernel still holds a MAC for it (an ordinary or managed entry),
+    /// that entry is deleted and resolved afresh. A node replaced by one
+    /// with another MAC (which Linux does not announce by default)
+    /// answers only at its new MAC: without this the kernel kept the old
+    /// one until its own timers ran out, 20 to 50 s. An operator's
+    /// permanent entry stays; an unresolved one is kicked anyway.
+    pub fn recheck(&self, addr: Ipv6Addr, ifindex: u32) -> Result<(), NeighError> {
+        self.send(Cmd::Recheck((addr, ifindex)))
     }
 
     fn send(&self, c: Cmd) -> Result<(), NeighError> {
@@ -608,6 +620,7 @@ impl Worker {
                 self.release(key);
                 self.publish();
             }
+            Cmd::Recheck(key) => self.recheck(key),
             Cmd::Resolve(key, reply) => {
                 let r = self.request_resolve(key);
                 if let Ok(mode) = r {
@@ -651,6 +664,46 @@ impl Worker {
                 ..
             }) => {}
             Err(e) => eprintln!("flatedge: neighbour {}: {e}", key.0),
+        }
+    }
+
+    /// See [`NeighClient::recheck`]. The kernel's events (the entry gone,
+    /// then resolving) reach the subscribers as any others do.
+    fn recheck(&mut self, key: NextHopKey) {
+        if !self.tracked.contains_key(&key) {
+            return;
+        }
+        let Some(n) = self.state.neighbors.get(&key) else {
+            return;
+        };
+        if !n.state.is_valid() || matches!(n.state, NeighState::Permanent | NeighState::Noarp) {
+            return;
+        }
+        let seq = self.next_seq();
+        let m = msg::delete_neigh(seq, key.0, key.1);
+        match self.transact("RTM_DELNEIGH recheck", &m, |_| {}) {
+            Ok(())
+            | Err(NeighError::Kernel {
+                errno: libc::ENOENT,
+                ..
+            }) => {}
+            Err(e) => {
+                eprintln!("flatedge: neighbour {}: {e}", key.0);
+                return;
+            }
+        }
+        match self.request_resolve(key) {
+            Ok(mode) => {
+                self.tracked.insert(
+                    key,
+                    Tracked {
+                        mode,
+                        last_kick: Instant::now(),
+                    },
+                );
+            }
+            // Kicked again within KICK_INTERVAL.
+            Err(e) => eprintln!("flatedge: neighbour {}: resolve again: {e}", key.0),
         }
     }
 
