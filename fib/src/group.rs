@@ -202,7 +202,12 @@ type Prev<'a> = (&'a [Member], &'a [u16], &'a [u16]);
 /// `prev` whose owner stays and is within its new share, and giving a freed
 /// bucket back to its fallback owner when that one is below its share.
 /// Returns the owner and fallback tables.
-fn deal(n: usize, members: &[Member], prev: Option<Prev>) -> (Vec<u16>, Vec<u16>) {
+fn deal(
+    n: usize,
+    members: &[Member],
+    prev: Option<Prev>,
+    effective: Option<&[u16]>,
+) -> (Vec<u16>, Vec<u16>) {
     let total: u64 = members.iter().map(|m| u64::from(m.owner_weight)).sum();
     let mut owner = vec![NONE; n];
     let mut fallback = vec![NONE; n];
@@ -271,6 +276,24 @@ fn deal(n: usize, members: &[Member], prev: Option<Prev>) -> (Vec<u16>, Vec<u16>
                 count[j as usize] += 1;
             }
         }
+        // The buckets of a member removed while inactive (down, or
+        // drained) stay with the member that serves them now, over its
+        // share if need be: dealt afresh, some would move between members
+        // that stay (its buckets were spread by rendezvous, which is even
+        // only on average).
+        if let Some(eff) = effective {
+            for (b, slot) in owner.iter_mut().enumerate() {
+                let (was, now) = (at(po, b), at(eff, b));
+                if *slot != NONE || was == NONE || map[was as usize] != NONE || now == was {
+                    continue;
+                }
+                let j = remap(now);
+                if j != NONE {
+                    *slot = j;
+                    count[j as usize] += 1;
+                }
+            }
+        }
         // Freed buckets go back to their fallback owner while it has room.
         let (_, _, pf) = prev.unwrap_or_default();
         for (b, slot) in owner.iter_mut().enumerate() {
@@ -320,69 +343,11 @@ impl Groups {
 
     pub fn view(&self, g: u32) -> Option<Arc<GroupView>> {
         let group = self.groups.get(g as usize)?.as_ref()?;
-        let active: Vec<bool> = group
-            .members
+        let (active, chosen) = self.effective(group);
+        let buckets = chosen
             .iter()
-            .map(|m| m.weight > 0 && !self.down.contains(&m.id))
-            .collect();
-        let mut buckets = Vec::new();
-        if active.iter().any(|&a| a) {
-            let n = group.owner.len();
-            let live = |o: u16| o != NONE && active[o as usize];
-            // Each active member's share of the buckets by weight, rounded
-            // up: an inactive owner's buckets go to its fallback only
-            // while that one is below its share, so a member that took
-            // its buckets from one other (a group grown from one member
-            // at once) does not hand them all back to it when down.
-            let total: u64 = (0..group.members.len())
-                .filter(|&j| active[j])
-                .map(|j| u64::from(group.members[j].weight))
-                .sum::<u64>()
-                .max(1);
-            let cap: Vec<usize> = (0..group.members.len())
-                .map(|j| {
-                    let w = if active[j] {
-                        u64::from(group.members[j].weight)
-                    } else {
-                        0
-                    };
-                    (n as u64 * w).div_ceil(total) as usize
-                })
-                .collect();
-            let mut count = vec![0usize; group.members.len()];
-            // Active owners keep every bucket they own.
-            let mut chosen: Vec<u16> = group
-                .owner
-                .iter()
-                .map(|&o| {
-                    if live(o) {
-                        count[o as usize] += 1;
-                        o
-                    } else {
-                        NONE
-                    }
-                })
-                .collect();
-            for (b, slot) in chosen.iter_mut().enumerate() {
-                if *slot != NONE {
-                    continue;
-                }
-                let f = group.fallback[b];
-                let j = if live(f) && count[f as usize] < cap[f as usize] {
-                    f as usize
-                } else {
-                    // The active member that ranks the bucket highest: a
-                    // choice that depends on nothing but the active set.
-                    rendezvous(b, &group.members, |j| active[j]).unwrap_or_default()
-                };
-                count[j] += 1;
-                *slot = j as u16;
-            }
-            buckets = chosen
-                .iter()
-                .map(|&j| group.members[j as usize].id)
-                .collect();
-        }
+            .map(|&j| group.members[j as usize].id)
+            .collect::<Vec<_>>();
         Some(Arc::new(GroupView {
             members: group
                 .members
@@ -392,6 +357,73 @@ impl Groups {
             active: active.into_boxed_slice(),
             buckets: buckets.into_boxed_slice(),
         }))
+    }
+
+    /// Which members of `group` are active (not down, weight above 0),
+    /// and the member index each bucket goes to (empty when none is
+    /// active): its owner while active, else its fallback while that one
+    /// is below its share, else the active member that ranks it highest.
+    fn effective(&self, group: &Group) -> (Vec<bool>, Vec<u16>) {
+        let active: Vec<bool> = group
+            .members
+            .iter()
+            .map(|m| m.weight > 0 && !self.down.contains(&m.id))
+            .collect();
+        if !active.iter().any(|&a| a) {
+            return (active, Vec::new());
+        }
+        let n = group.owner.len();
+        let live = |o: u16| o != NONE && active[o as usize];
+        // Each active member's share of the buckets by weight, rounded
+        // up: an inactive owner's buckets go to its fallback only while
+        // that one is below its share, so a member that took its buckets
+        // from one other (a group grown from one member at once) does not
+        // hand them all back to it when down.
+        let total: u64 = (0..group.members.len())
+            .filter(|&j| active[j])
+            .map(|j| u64::from(group.members[j].weight))
+            .sum::<u64>()
+            .max(1);
+        let cap: Vec<usize> = (0..group.members.len())
+            .map(|j| {
+                let w = if active[j] {
+                    u64::from(group.members[j].weight)
+                } else {
+                    0
+                };
+                (n as u64 * w).div_ceil(total) as usize
+            })
+            .collect();
+        let mut count = vec![0usize; group.members.len()];
+        // Active owners keep every bucket they own.
+        let mut chosen: Vec<u16> = group
+            .owner
+            .iter()
+            .map(|&o| {
+                if live(o) {
+                    count[o as usize] += 1;
+                    o
+                } else {
+                    NONE
+                }
+            })
+            .collect();
+        for (b, slot) in chosen.iter_mut().enumerate() {
+            if *slot != NONE {
+                continue;
+            }
+            let f = group.fallback[b];
+            let j = if live(f) && count[f as usize] < cap[f as usize] {
+                f as usize
+            } else {
+                // The active member that ranks the bucket highest: a
+                // choice that depends on nothing but the active set.
+                rendezvous(b, &group.members, |j| active[j]).unwrap_or_default()
+            };
+            count[j] += 1;
+            *slot = j as u16;
+        }
+        (active, chosen)
     }
 
     fn key(members: &[Member], owner: &[u16], fallback: &[u16]) -> Vec<u32> {
@@ -461,7 +493,7 @@ impl Groups {
                 owner_weight: nh.weight,
             })
             .collect();
-        let tables = deal(bucket_count(members.len()), &members, None);
+        let tables = deal(bucket_count(members.len()), &members, None, None);
         let g = self.intern(members, tables)?;
         self.fresh.insert(nhs, g);
         Ok(g)
@@ -515,7 +547,16 @@ impl Groups {
             (old.owner.clone(), old.fallback.clone())
         } else {
             let n = bucket_count(members.len()).max(old.owner.len());
-            deal(n, &members, Some((&old.members, &old.owner, &old.fallback)))
+            // Where the buckets of inactive members go now: a member
+            // removed while down or drained leaves its buckets there.
+            let (_, effective) = self.effective(old);
+            let prev = (&old.members[..], &old.owner[..], &old.fallback[..]);
+            deal(
+                n,
+                &members,
+                Some(prev),
+                Some(&effective).filter(|e| !e.is_empty()).map(|e| &e[..]),
+            )
         };
         self.intern(members, tables)
     }

@@ -631,7 +631,11 @@ impl Fib {
     pub fn publish(&mut self) {
         let (builder, mut out) = self.out();
         builder.flush(&mut out);
-        let dirty = std::mem::take(&mut self.groups.dirty);
+        let mut dirty = std::mem::take(&mut self.groups.dirty);
+        // A group several of whose next hops changed state is in the list
+        // once per change: its view is built once.
+        dirty.sort_unstable();
+        dirty.dedup();
         let routes = self.builder.routes();
         self.generation += 1;
         let generation = self.generation;
