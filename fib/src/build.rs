@@ -384,6 +384,8 @@ impl TrieBuilder {
             let old = self.host.remove(&p.bits())?;
             let x = (p.bits() >> 112) as usize;
             out.t.h128.remove(p.bits(), &mut out.log.h128);
+            out.log.h128_full |= out.t.h128.shrink_if_sparse();
+            shrink_if_sparse(&mut self.host);
             self.routes -= 1;
             count_down(&mut self.n128, x);
             self.write_direct(out, x);
@@ -397,6 +399,7 @@ impl TrieBuilder {
         }
         if p.len() == 64 {
             if let Some(old) = self.leaf64.remove(&((p.bits() >> 64) as u64)) {
+                shrink_if_sparse(&mut self.leaf64);
                 self.routes -= 1;
                 self.exact_remove(out, 0, (p.bits() >> 112) as usize, p.bits());
                 return Some(old);
@@ -473,6 +476,7 @@ impl TrieBuilder {
 
     fn exact_remove(&mut self, out: &mut Out, k: usize, x: usize, addr: u128) {
         if out.t.exact[k].remove(exact_key(k, addr), &mut out.log.exact[k]) {
+            out.log.exact_full[k] |= out.t.exact[k].shrink_if_sparse();
             count_down(&mut self.n_exact[k], x);
             self.write_direct(out, x);
         }
@@ -1200,5 +1204,13 @@ impl TrieBuilder {
             self.make_writable(out, n);
             self.put_node(out, self.pos_of(n), node);
         }
+    }
+}
+
+/// Gives back most of a map's memory once it holds under a quarter of
+/// what it has room for (a burst of host routes gone again).
+fn shrink_if_sparse<K: std::hash::Hash + Eq, V>(m: &mut HashMap<K, V>) {
+    if m.capacity() > 1024 && m.len() * 4 < m.capacity() {
+        m.shrink_to(m.len() * 2);
     }
 }

@@ -293,9 +293,30 @@ impl<K: Key, const W: usize> ExactTable<K, W> {
     }
 
     fn grow(&mut self) {
-        let bigger = vec![Bucket::default(); self.buckets.len() * 2];
-        let old = std::mem::replace(&mut self.buckets, bigger);
-        self.shift -= 1;
+        self.rebuild(self.buckets.len() * 2);
+    }
+
+    /// After removals: rebuilds the table at half its size or less, as
+    /// long as the smaller table would be at most an eighth full (it grows
+    /// again at half full), so the memory of a burst of keys gone again is
+    /// given back. Returns whether
+    /// it was rebuilt (a copy of it must then be copied whole).
+    pub fn shrink_if_sparse(&mut self) -> bool {
+        let mut n = self.buckets.len();
+        while n > 4 && self.len * 8 <= (n / 2) * W {
+            n /= 2;
+        }
+        if n == self.buckets.len() {
+            return false;
+        }
+        self.rebuild(n);
+        true
+    }
+
+    fn rebuild(&mut self, n: usize) {
+        let fresh = vec![Bucket::default(); n];
+        let old = std::mem::replace(&mut self.buckets, fresh);
+        self.shift = 64 - n.trailing_zeros();
         self.len = 0;
         let mut sink = Vec::new();
         for b in old {

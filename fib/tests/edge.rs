@@ -1204,3 +1204,46 @@ fn a_small_store_refuses_what_it_could_not_rewrite() {
     }
     assert!(fib.reader().load().lookup(p.bits()).is_some());
 }
+
+/// A burst of /128 and /64 routes gone again gives its memory back: the
+/// exact-match tables (in both copies) and the control side's maps only
+/// ever grew, so 100,000 withdrawn host routes kept megabytes for good.
+/// The routes left still answer from the rebuilt tables, in both copies.
+#[test]
+fn exact_tables_shrink_when_routes_go() {
+    let mut fib = Fib::new();
+    let reader = fib.reader();
+    let host = |i: u128| Prefix::new((0x2001_0db8_0001u128 << 80) | i, 128).unwrap();
+    let pod = |i: u128| Prefix::new((0x2001_0db8_0002u128 << 80) | (i << 64), 64).unwrap();
+    fib.publish();
+    let empty = fib.memory().total;
+    for i in 0..100_000u128 {
+        fib.insert(host(i), &[NextHop::new(1)]).unwrap();
+        fib.insert(pod(i), &[NextHop::new(2)]).unwrap();
+    }
+    fib.publish();
+    let full = fib.memory().total;
+    for i in 3..100_000u128 {
+        assert!(fib.remove(host(i)));
+        assert!(fib.remove(pod(i)));
+    }
+    // Twice: both copies caught up with the rebuilt tables.
+    fib.publish();
+    fib.publish();
+    let after = fib.memory().total;
+    assert!(
+        after - empty < (full - empty) / 10,
+        "empty {empty} B, with 200,000 exact routes {full} B, after removing them {after} B"
+    );
+    for _ in 0..2 {
+        let s = reader.load();
+        for i in 0..3u128 {
+            assert_eq!(resolve(&s, host(i).bits()), Some(1), "{i}");
+            assert_eq!(resolve(&s, pod(i).bits() | 7), Some(2), "{i}");
+        }
+        assert_eq!(resolve(&s, host(5).bits()), None);
+        assert_eq!(resolve(&s, pod(5).bits()), None);
+        drop(s);
+        fib.publish();
+    }
+}
