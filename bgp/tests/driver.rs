@@ -837,3 +837,52 @@ async fn a_second_connection_that_fails_early_does_not_block_the_next() {
     assert_eq!(head[18], 1, "not an OPEN: {head:?}");
     speaker.shutdown().await;
 }
+
+/// A connection that loses a collision against an established session
+/// gets our OPEN and then the Cease (6/7), no KEEPALIVE in between: on it
+/// the peer would go Established only to be torn down at once.
+#[tokio::test]
+async fn the_loser_of_a_collision_gets_no_keepalive() {
+    use bgp::wire::{Context, Message};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let port = free_port();
+    let mut c = config(65000, 1, port, 179);
+    c.ranges.push(ListenRange::new(
+        "::1/128".parse().unwrap(),
+        PeerSettings::new(Asn(65001)),
+    ));
+    let (speaker, mut events) = Speaker::start(c).await.unwrap();
+    let _primary = raw_peer(port, &mut events).await;
+    let mut second = tokio::net::TcpStream::connect(SocketAddr::new(LOOPBACK.into(), port))
+        .await
+        .unwrap();
+    // Without graceful restart: not a restarted peer, so the established
+    // session wins (RFC 4271 section 6.8).
+    let mut cfg = bgp::fsm::SessionConfig::new(Asn(65001), Ipv4Addr::new(192, 0, 2, 9), Asn(65000));
+    cfg.graceful_restart = None;
+    second
+        .write_all(
+            &Message::Open(cfg.open())
+                .to_bytes(&Context::default())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), second.read_to_end(&mut got)).await;
+    let mut types = Vec::new();
+    let mut rest = &got[..];
+    while rest.len() >= 19 {
+        let len = usize::from(u16::from_be_bytes([rest[16], rest[17]]));
+        types.push(rest[18]);
+        if len < 19 || len > rest.len() {
+            break;
+        }
+        if rest[18] == 3 {
+            assert_eq!(&rest[19..21], &[6, 7], "not a collision Cease");
+        }
+        rest = &rest[len..];
+    }
+    assert_eq!(types, [1, 3], "message types on the losing connection");
+    speaker.shutdown().await;
+}

@@ -594,8 +594,23 @@ impl Control {
             let Some(slot) = self.peers.get_mut(&id).and_then(|p| p.slot_mut(key)) else {
                 continue;
             };
-            let outputs = slot.session.handle(input);
+            let mut outputs = slot.session.handle(input);
+            // An OPEN received: the collision, if any, is resolved before
+            // anything is sent, and the losing connection gets its Cease
+            // without the KEEPALIVE the FSM sent first (on it the peer
+            // would go Established only to be torn down).
+            if let Some(i) = outputs
+                .iter()
+                .position(|o| matches!(o, Output::OpenReceived { .. }))
+            {
+                let o = outputs.remove(i);
+                self.output(id, key, o);
+            }
+            let lost = self.doomed.contains(&key);
             for o in outputs {
+                if lost && matches!(o, Output::SendMessage(Message::Keepalive)) {
+                    continue;
+                }
                 self.output(id, key, o);
             }
             // A secondary lives only as long as its connection: one that
