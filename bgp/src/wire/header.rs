@@ -57,7 +57,9 @@ impl MessageType {
             MessageType::Update => 23,
             MessageType::Notification => 21,
             MessageType::Keepalive => 19,
-            MessageType::RouteRefresh => 23,
+            // Shorter bodies are ROUTE-REFRESH errors (7/1), or ignored
+            // for an unknown subtype (RFC 7313 sections 3.2 and 5).
+            MessageType::RouteRefresh => HEADER_LEN,
             MessageType::Unknown(_) => HEADER_LEN,
         }
     }
@@ -228,7 +230,10 @@ mod tests {
         assert_eq!(check(&hdr(22, 2)), Err(Error::BadMessageLength(22)));
         assert_eq!(check(&hdr(20, 3)), Err(Error::BadMessageLength(20)));
         assert_eq!(check(&hdr(20, 4)), Err(Error::BadMessageLength(20)));
-        assert_eq!(check(&hdr(22, 5)), Err(Error::BadMessageLength(22)));
+        // A short ROUTE-REFRESH is the message's own error (7/1, RFC 7313
+        // section 5), found when its body is parsed.
+        assert_eq!(check(&hdr(22, 5)), Ok(()));
+        assert_eq!(check(&hdr(18, 5)), Err(Error::BadMessageLength(18)));
     }
 
     #[test]

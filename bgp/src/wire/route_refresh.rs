@@ -9,8 +9,10 @@
 //!
 //! The body is exactly 4 octets; another length is ROUTE-REFRESH Message
 //! Error / Invalid Message Length (7/1, RFC 7313 section 5) with the whole
-//! message as data. Subtypes other than 0..=2 are decoded as `Unknown`: RFC
-//! 7313 says to ignore such messages, which is the session's decision.
+//! message as data, unless the subtype octet is there and is not 0..=2.
+//! Such subtypes are decoded as `Unknown` whatever the length (a missing
+//! SAFI reads as 0): RFC 7313 says to ignore such messages, which is the
+//! session's decision, and limits 7/1 to subtypes 1 and 2.
 
 use super::enum_with_unknown;
 use super::types::{Afi, Safi};
@@ -43,10 +45,19 @@ impl RouteRefreshRepr {
     /// Length of the body.
     pub const BUFFER_LEN: usize = 4;
 
-    /// Parses a 4-octet body; `None` for any other length.
+    /// Parses a 4-octet body; `None` for any other length, unless the
+    /// subtype is an unknown one (see the module docs).
     pub fn parse(body: &[u8]) -> Option<RouteRefreshRepr> {
         if body.len() != Self::BUFFER_LEN {
-            return None;
+            let subtype = RouteRefreshSubtype::from(*body.get(2)?);
+            if !matches!(subtype, RouteRefreshSubtype::Unknown(_)) {
+                return None;
+            }
+            return Some(RouteRefreshRepr {
+                afi: Afi::from(u16::from_be_bytes([body[0], body[1]])),
+                subtype,
+                safi: Safi::from(body.get(3).copied().unwrap_or(0)),
+            });
         }
         let mut r = Reader::new(body);
         Some(RouteRefreshRepr {
