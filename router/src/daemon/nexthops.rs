@@ -299,14 +299,15 @@ impl NextHops {
         }
     }
 
-    /// Whether the kernel gave up on a neighbour (`FAILED`).
+    /// Whether the kernel gave up on a neighbour (`FAILED`, or a new
+    /// attempt since that has not succeeded yet).
     pub fn failed(&self, id: NextHopId, ports: &[PortInfo], t: &NeighborTable) -> bool {
         let Some(e) = self.get(id) else { return false };
         let (Kind::Neighbor { addr }, Some(p)) = (e.kind, ports.get(usize::from(e.port))) else {
             return false;
         };
         t.nexthop(addr, p.ifindex)
-            .is_some_and(|n| n.state == NeighState::Failed)
+            .is_some_and(|n| n.state == NeighState::Failed || n.gave_up)
     }
 
     /// Number of ids.
@@ -423,6 +424,7 @@ mod tests {
                 mac: Some([2, 0, 0, 0, 0, 2]),
                 state: NeighState::Reachable,
                 managed: true,
+                gave_up: false,
             },
         );
         t.nexthops.insert(
@@ -433,8 +435,10 @@ mod tests {
                 link_up: true,
                 mode: crate::neigh::ResolveMode::Managed,
                 liveness: Liveness::Unknown,
+                gave_up: false,
             },
         );
+        assert!(!n.failed(id, &ports, &t));
         let adj = n.adjacency(id, &ports, &t);
         assert!(adj.resolved);
         assert_eq!(adj.mtu, 1400);
@@ -452,6 +456,13 @@ mod tests {
         assert!(ga.glean && !ga.resolved);
         assert_eq!(ga.src_mac, [2, 0, 0, 0, 0, 1]);
         assert_eq!(n.adjacencies(&ports, &t).len(), 2);
+        // The kernel gave up and a re-kick started a new attempt: still
+        // failed until it resolves.
+        let hop = t.nexthops.get_mut(&(a, 7)).unwrap();
+        (hop.state, hop.mac, hop.gave_up) = (NeighState::Incomplete, None, true);
+        assert!(n.failed(id, &ports, &t));
+        t.nexthops.get_mut(&(a, 7)).unwrap().gave_up = false;
+        assert!(!n.failed(id, &ports, &t));
     }
 
     /// A Down verdict the prober sent before its neighbour was released

@@ -157,6 +157,11 @@ pub struct Neighbor {
     pub state: NeighState,
     /// A managed entry (`NTF_EXT_MANAGED`).
     pub managed: bool,
+    /// The kernel called it `FAILED` since it was last resolved: stays
+    /// set while a new attempt runs (`INCOMPLETE`), which a re-kick starts
+    /// within milliseconds of the failure, so that the daemon, looking
+    /// later, still sees that it failed.
+    pub gave_up: bool,
 }
 
 /// How the kernel was asked to keep a next hop resolved.
@@ -193,6 +198,9 @@ pub struct NextHop {
     pub mode: ResolveMode,
     /// flatedge's probing verdict.
     pub liveness: Liveness,
+    /// The kernel called it `FAILED` since it was last resolved
+    /// ([`Neighbor::gave_up`]).
+    pub gave_up: bool,
 }
 
 impl NextHop {
@@ -257,6 +265,7 @@ impl NeighborTable {
             link_up: self.links.get(&key.1).is_some_and(Link::is_up),
             mode,
             liveness: Liveness::Unknown,
+            gave_up: n.is_some_and(|n| n.gave_up),
         }
     }
 }
@@ -858,11 +867,13 @@ impl Worker {
             }
         })?;
         let mut neighbors = BTreeMap::new();
+        let prev = self.state.neighbors.clone();
         let seq = self.next_seq();
         self.transact("dump neighbours", &msg::dump_neigh(seq), |m| {
             if m.ty == msg::RTM_NEWNEIGH {
                 if let Some(n) = msg::parse_neigh(m.payload) {
-                    neighbors.insert((n.addr, n.ifindex), neighbor_of(&n));
+                    let key = (n.addr, n.ifindex);
+                    neighbors.insert(key, neighbor_of(&n, prev.get(&key)));
                 }
             }
         })?;
@@ -899,7 +910,7 @@ impl Worker {
             msg::RTM_NEWNEIGH => {
                 if let Some(n) = msg::parse_neigh(m.payload) {
                     let key = (n.addr, n.ifindex);
-                    let v = neighbor_of(&n);
+                    let v = neighbor_of(&n, self.state.neighbors.get(&key));
                     if self.state.neighbors.get(&key) != Some(&v) {
                         self.state.neighbors.insert(key, v);
                         events.push(NeighEvent::Neighbor(key, Some(v)));
@@ -966,11 +977,19 @@ fn link_of(l: msg::LinkMsg) -> Link {
     }
 }
 
-fn neighbor_of(n: &msg::NeighMsg) -> Neighbor {
+/// The entry `n` reports, `prev` the one it replaces (for `gave_up`).
+fn neighbor_of(n: &msg::NeighMsg, prev: Option<&Neighbor>) -> Neighbor {
+    let state = NeighState::from_nud(n.state);
+    let gave_up = match state {
+        NeighState::Failed => true,
+        s if s.is_valid() => false,
+        _ => prev.is_some_and(|p| p.gave_up),
+    };
     Neighbor {
         mac: n.mac,
-        state: NeighState::from_nud(n.state),
+        state,
         managed: n.managed,
+        gave_up,
     }
 }
 

@@ -100,3 +100,29 @@ fn a_device_without_ipv6_does_not_turn_managed_entries_off() {
         );
     });
 }
+
+/// `gave_up` holds from a `FAILED` report through the new attempt a
+/// re-kick starts (`INCOMPLETE`) until the neighbour resolves: the
+/// daemon, looking later than the kernel's report, still sees that the
+/// kernel gave up (it used to see FAILED only in the milliseconds before
+/// the next kick).
+#[test]
+fn gave_up_lasts_until_resolved() {
+    let report = |state: u16| msg::NeighMsg {
+        addr: "2001:db8::2".parse().unwrap(),
+        ifindex: 3,
+        state,
+        mac: None,
+        managed: true,
+    };
+    // NUD_INCOMPLETE 0x01, NUD_REACHABLE 0x02, NUD_FAILED 0x20.
+    let first = neighbor_of(&report(0x01), None);
+    assert!(!first.gave_up);
+    let failed = neighbor_of(&report(0x20), Some(&first));
+    assert!(failed.gave_up);
+    let again = neighbor_of(&report(0x01), Some(&failed));
+    assert!(again.gave_up && again.state == NeighState::Incomplete);
+    let resolved = neighbor_of(&report(0x02), Some(&again));
+    assert!(!resolved.gave_up);
+    assert!(!neighbor_of(&report(0x01), Some(&resolved)).gave_up);
+}
