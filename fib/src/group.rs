@@ -5,8 +5,11 @@
 //! - the *owner* table says which member owns each bucket. It changes only
 //!   when membership or a non-zero weight changes, and then minimally:
 //!   a removed member's buckets are spread evenly over the others (no other
-//!   bucket moves); an added member takes its share evenly from the others
-//!   (only those buckets move).
+//!   bucket moves), except that a member removed while inactive (and no
+//!   member joining or growing in the same change) leaves its buckets with
+//!   the members the effective table gave them to, even if that is only
+//!   even on average; an added member takes its share evenly from the
+//!   others (only those buckets move).
 //! - the *effective* table (what the dataplane reads) is the owner table with
 //!   the buckets of inactive members (marked down, or weight 0 = drained)
 //!   dealt evenly to the active ones. It is a pure function of the owner
@@ -242,7 +245,8 @@ fn deal(
     // that stays to another: removing or adding a member that owns no
     // bucket would move a flow), then by largest remainder, then to
     // whoever holds more already. Every share stays within one bucket of
-    // the exact one.
+    // the exact one, but for the buckets of a member removed while
+    // inactive (`effective`), which stay where they are served.
     let mut target: Vec<usize> = members
         .iter()
         .map(|m| (n as u64 * u64::from(m.owner_weight) / total) as usize)
@@ -548,15 +552,18 @@ impl Groups {
         } else {
             let n = bucket_count(members.len()).max(old.owner.len());
             // Where the buckets of inactive members go now: a member
-            // removed while down or drained leaves its buckets there.
+            // removed while down or drained leaves its buckets there, when
+            // members only leave (one joining, or whose share grows, needs
+            // buckets the others give up, which are dealt as usual).
+            let only_leaving = members.iter().all(|m| {
+                old.members
+                    .iter()
+                    .any(|o| o.id == m.id && o.owner_weight == m.owner_weight)
+            });
             let (_, effective) = self.effective(old);
+            let effective = (only_leaving && !effective.is_empty()).then_some(&effective[..]);
             let prev = (&old.members[..], &old.owner[..], &old.fallback[..]);
-            deal(
-                n,
-                &members,
-                Some(prev),
-                Some(&effective).filter(|e| !e.is_empty()).map(|e| &e[..]),
-            )
+            deal(n, &members, Some(prev), effective)
         };
         self.intern(members, tables)
     }

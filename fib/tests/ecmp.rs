@@ -695,6 +695,36 @@ fn a_member_out_of_service_then_withdrawn_moves_no_flow() {
     }
 }
 
+/// A member out of service replaced by a new one in the same change (a
+/// dead static next hop swapped for another, drain then swap): the new
+/// one takes its share. Keeping the withdrawn member's buckets where they
+/// were served left the newcomer none until the next change.
+#[test]
+fn a_member_out_of_service_swapped_for_a_new_one_gives_it_its_share() {
+    let p = pfx("2001:db8::/32");
+    let every_bucket: Vec<u32> = (0..256).collect();
+    for drained in [false, true] {
+        let mut fib = Fib::new();
+        let reader = fib.reader();
+        fib.insert(p, &nhs(&[1, 2, 3])).unwrap();
+        fib.publish();
+        if drained {
+            let v = [NextHop::new(1), NextHop::new(2), NextHop::weighted(3, 0)];
+            fib.insert(p, &v).unwrap();
+        } else {
+            fib.set_nexthop_up(NextHopId(3), false);
+        }
+        fib.publish();
+        fib.insert(p, &nhs(&[1, 2, 4])).unwrap();
+        fib.publish();
+        let c = counts(&flows(&reader, p, &every_bucket));
+        for id in [1, 2, 4] {
+            let n = c.get(&Some(id)).copied().unwrap_or(0);
+            assert!((85..=86).contains(&n), "drained {drained}: {c:?}");
+        }
+    }
+}
+
 /// A member that owns no bucket (weight 1 next to hundreds) leaves or
 /// joins without moving any flow: the rounding bucket used to pass from
 /// one member that stays to another (1 flow in 256 moved).
