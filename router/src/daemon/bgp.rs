@@ -331,7 +331,11 @@ pub(super) struct BgpQuery {
 impl BgpQuery {
     /// The RIB's paths of `prefix`, or of up to `max` prefixes (`None` if
     /// the speaker does not answer).
-    pub(super) fn routes(&self, prefix: Option<Ipv6Net>, max: usize) -> Option<Vec<RouteView>> {
+    pub(super) fn routes(
+        &self,
+        prefix: Option<Ipv6Net>,
+        max: usize,
+    ) -> Result<Vec<RouteView>, NoAnswer> {
         self.ask(|tx| Cmd::Routes(prefix, max, tx), Duration::from_secs(5))
     }
 
@@ -341,12 +345,12 @@ impl BgpQuery {
         &self,
         address: Ipv6Addr,
         action: AdminAction,
-    ) -> Option<Result<String, AdminError>> {
+    ) -> Result<Result<String, AdminError>, NoAnswer> {
         self.ask(|tx| Cmd::Admin(address, action, tx), Duration::from_secs(5))
     }
 
-    /// Every peer's summary (`None` if the speaker does not answer).
-    pub(super) fn peers(&self) -> Option<Vec<PeerSummary>> {
+    /// Every peer's summary.
+    pub(super) fn peers(&self) -> Result<Vec<PeerSummary>, NoAnswer> {
         self.ask(Cmd::Peers, Duration::from_secs(5))
     }
 
@@ -354,25 +358,58 @@ impl BgpQuery {
     /// waits for the answer, `wait` at most in all: a speaker too busy to
     /// take commands (its queue full) counts against the same time, so a
     /// ctl connection's thread is never held longer.
-    fn ask<T>(&self, cmd: impl FnOnce(Sender<T>) -> Cmd, wait: Duration) -> Option<T> {
+    fn ask<T>(&self, cmd: impl FnOnce(Sender<T>) -> Cmd, wait: Duration) -> Result<T, NoAnswer> {
         let deadline = Instant::now() + wait;
         let (tx, rx) = mpsc::channel();
         let mut cmd = cmd(tx);
         loop {
             match self.cmds.try_send(cmd) {
                 Ok(()) => break,
-                Err(tmpsc::error::TrySendError::Closed(_)) => return None,
+                Err(tmpsc::error::TrySendError::Closed(_)) => return Err(NoAnswer::Gone),
                 Err(tmpsc::error::TrySendError::Full(c)) => {
                     if Instant::now() >= deadline {
-                        return None;
+                        return Err(NoAnswer::Late(wait));
                     }
                     cmd = c;
                     std::thread::sleep(Duration::from_millis(5));
                 }
             }
         }
-        rx.recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .ok()
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(t) => Ok(t),
+            Err(mpsc::RecvTimeoutError::Timeout) => Err(NoAnswer::Late(wait)),
+            Err(mpsc::RecvTimeoutError::Disconnected) => Err(NoAnswer::Gone),
+        }
+    }
+}
+
+/// Why the BGP speaker gave no answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum NoAnswer {
+    /// Its thread has stopped (it dropped the question).
+    Gone,
+    /// Not within this time (busy): a change asked for may still be made.
+    Late(Duration),
+}
+
+impl NoAnswer {
+    /// The ctl's error answer; `pending` says what may still happen after
+    /// a late answer ("" for a question that changes nothing).
+    pub(super) fn response(self, pending: &str) -> ::ctl::Response {
+        use ::ctl::{ErrorCode, Response};
+        match self {
+            NoAnswer::Gone => Response::error(
+                ErrorCode::Internal,
+                "the BGP speaker has stopped (see the log)",
+            ),
+            NoAnswer::Late(wait) => Response::error(
+                ErrorCode::Timeout,
+                format!(
+                    "the BGP speaker did not answer within {} s{pending}",
+                    wait.as_secs()
+                ),
+            ),
+        }
     }
 }
 
@@ -434,13 +471,30 @@ mod tests {
         std::thread::spawn(move || {
             let t = Instant::now();
             let answer = q.ask(Cmd::Peers, Duration::from_millis(300));
-            let _ = done.send((answer.is_none(), t.elapsed()));
+            let _ = done.send((answer.map(|_| ()), t.elapsed()));
         });
-        let (none, took) = result
+        let (answer, took) = result
             .recv_timeout(Duration::from_secs(5))
             .expect("the question was still waiting after 5 s");
-        assert!(none);
+        assert_eq!(answer, Err(NoAnswer::Late(Duration::from_millis(300))));
         assert!(took >= Duration::from_millis(300), "gave up after {took:?}");
+    }
+
+    /// A speaker that has stopped is told apart from a slow one: an
+    /// internal error at once, not a timeout that says a change may still
+    /// be made.
+    #[test]
+    fn a_question_to_a_stopped_speaker_says_so() {
+        let (cmds, rx) = tmpsc::channel::<Cmd>(1);
+        drop(rx);
+        let q = BgpQuery { cmds };
+        assert_eq!(q.peers().map(|_| ()), Err(NoAnswer::Gone));
+        let r = NoAnswer::Gone.response("; it may still take effect");
+        let ::ctl::Response::Error(e) = r else {
+            panic!("{r:?}")
+        };
+        assert_eq!(e.code, ::ctl::ErrorCode::Internal);
+        assert!(!e.message.contains("may still"), "{}", e.message);
     }
 
     #[test]

@@ -258,7 +258,12 @@ fn serve(stream: std::os::unix::net::UnixStream, tx: Sender<Msg>) {
             match rrx.recv_timeout(wait) {
                 Ok(Answer::Now(r)) => r,
                 Ok(Answer::Later(finish)) => finish(),
-                Err(_) => Response::error(
+                // The request was dropped unanswered: the control loop
+                // has stopped.
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    Response::error(ErrorCode::Internal, "flatedge is shutting down")
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => Response::error(
                     ErrorCode::Timeout,
                     format!(
                         "the control thread did not answer within {} s; a change asked for \
@@ -640,8 +645,9 @@ fn with_bgp_routes(
 ) -> Response {
     let mut truncated_at = None;
     // One more than listed, to tell whether the listing is whole.
-    let Some(mut views) = bgp.routes(prefix, SHOW_ROUTE_MAX + 1) else {
-        return Response::error(ErrorCode::Timeout, "the BGP speaker did not answer");
+    let mut views = match bgp.routes(prefix, SHOW_ROUTE_MAX + 1) {
+        Ok(v) => v,
+        Err(e) => return e.response(""),
     };
     if views.len() > SHOW_ROUTE_MAX {
         views.truncate(SHOW_ROUTE_MAX);
@@ -740,30 +746,27 @@ fn no_bgp() -> Answer {
 /// Does `action` to the peer at `address`.
 fn admin(bgp: &BgpQuery, address: std::net::Ipv6Addr, action: AdminAction) -> Response {
     match bgp.admin(address, action) {
-        Some(Ok(message)) => {
+        Ok(Ok(message)) => {
             log!("ctl: {message}");
             Response::Done(Done { message })
         }
-        Some(Err(e @ AdminError::UnknownPeer(_))) => {
+        Ok(Err(e @ AdminError::UnknownPeer(_))) => {
             Response::error(ErrorCode::UnknownNeighbor, e.to_string())
         }
-        Some(Err(e @ AdminError::Disabled(_))) => {
+        Ok(Err(e @ AdminError::Disabled(_))) => {
             Response::error(ErrorCode::InvalidState, e.to_string())
         }
-        Some(Err(e)) => Response::error(ErrorCode::Internal, e.to_string()),
+        Ok(Err(e)) => Response::error(ErrorCode::Internal, e.to_string()),
         // The command may be in the speaker's queue still.
-        None => Response::error(
-            ErrorCode::Timeout,
-            "the BGP speaker did not confirm within 5 s; the action may still take effect \
-             (see show bgp summary)",
-        ),
+        Err(e) => e.response("; the action may still take effect (see show bgp summary)"),
     }
 }
 
 /// `show bgp summary`'s answer.
 fn bgp_summary(bgp: &BgpQuery, asn: u32, router_id: std::net::Ipv4Addr) -> Response {
-    let Some(peers) = bgp.peers() else {
-        return Response::error(ErrorCode::Timeout, "the BGP speaker did not answer");
+    let peers = match bgp.peers() {
+        Ok(p) => p,
+        Err(e) => return e.response(""),
     };
     let peers = peers
         .into_iter()
