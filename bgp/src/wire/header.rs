@@ -57,9 +57,10 @@ impl MessageType {
             MessageType::Update => 23,
             MessageType::Notification => 21,
             MessageType::Keepalive => 19,
-            // Shorter bodies are ROUTE-REFRESH errors (7/1), or ignored
-            // for an unknown subtype (RFC 7313 sections 3.2 and 5).
-            MessageType::RouteRefresh => HEADER_LEN,
+            // Shorter is Bad Message Length, as FRR has it; longer is the
+            // message's own error (7/1) or, for an unknown subtype,
+            // ignored (RFC 7313 sections 5 and 3.2).
+            MessageType::RouteRefresh => 23,
             MessageType::Unknown(_) => HEADER_LEN,
         }
     }
@@ -230,10 +231,7 @@ mod tests {
         assert_eq!(check(&hdr(22, 2)), Err(Error::BadMessageLength(22)));
         assert_eq!(check(&hdr(20, 3)), Err(Error::BadMessageLength(20)));
         assert_eq!(check(&hdr(20, 4)), Err(Error::BadMessageLength(20)));
-        // A short ROUTE-REFRESH is the message's own error (7/1, RFC 7313
-        // section 5), found when its body is parsed.
-        assert_eq!(check(&hdr(22, 5)), Ok(()));
-        assert_eq!(check(&hdr(18, 5)), Err(Error::BadMessageLength(18)));
+        assert_eq!(check(&hdr(22, 5)), Err(Error::BadMessageLength(22)));
     }
 
     #[test]

@@ -7,12 +7,12 @@
 //! +-------+-------+-------+-------+
 //! ```
 //!
-//! The body is exactly 4 octets; another length is ROUTE-REFRESH Message
-//! Error / Invalid Message Length (7/1, RFC 7313 section 5) with the whole
-//! message as data, unless the subtype octet is there and is not 0..=2.
-//! Such subtypes are decoded as `Unknown` whatever the length (a missing
-//! SAFI reads as 0): RFC 7313 says to ignore such messages, which is the
-//! session's decision, and limits 7/1 to subtypes 1 and 2.
+//! The body is exactly 4 octets. A shorter one is a header error (Bad
+//! Message Length, 1/2, as FRR has it); a longer one is ROUTE-REFRESH
+//! Message Error / Invalid Message Length (7/1, RFC 7313 section 5) with
+//! the whole message as data, unless its subtype is not 0..=2. Such
+//! subtypes are decoded as `Unknown` whatever the length: RFC 7313 section
+//! 3.2 says to ignore such messages, which is the session's decision.
 
 use super::enum_with_unknown;
 use super::types::{Afi, Safi};
