@@ -163,3 +163,52 @@ fn silent_node_behind_a_bridge_goes_down_within_a_second() {
     drop(lab);
     eprintln!("the whole test took {:?}", started.elapsed());
 }
+
+/// A next hop added to the prober before its interface exists (its
+/// socket cannot open yet) is probed once the interface appears, and
+/// not called down meanwhile. The prober used to log once and drop the
+/// hop for good: never probed, never down, whatever it did.
+#[test]
+fn a_hop_whose_socket_cannot_open_yet_is_probed_once_it_can() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "tests/liveness.rs needs root (network namespaces, veth)"
+    );
+    let ns = Netns::new(&["fxlQ", "fxlR"]);
+    let [h, p] = [0, 1].map(|i| ns.names()[i].clone());
+    const IFINDEX: u32 = 4242;
+    let hh = h.clone();
+    let (prober, events, key) = thread::spawn(move || {
+        let file = File::open(format!("/run/netns/{hh}")).expect("open netns");
+        nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+        let key = (P_ADDR.parse::<Ipv6Addr>().unwrap(), IFINDEX);
+        let (prober, events) = Prober::start(ProbeConfig::default(), &[]).expect("start");
+        prober.add(key);
+        (prober, events, key)
+    })
+    .join()
+    .expect("setup thread");
+    // Half a second without an interface: no verdict at all.
+    assert!(
+        events.recv_timeout(Duration::from_millis(500)).is_err(),
+        "a verdict on a hop that cannot be probed"
+    );
+    let index = IFINDEX.to_string();
+    run(&[
+        "ip", "-n", &h, "link", "add", "h0", "index", &index, "type", "veth", "peer", "name", "p0",
+        "netns", &p,
+    ]);
+    for ns in [&h, &p] {
+        run(&["ip", "-n", ns, "link", "set", "lo", "up"]);
+    }
+    run(&["ip", "-n", &h, "addr", "add", H_ADDR, "dev", "h0", "nodad"]);
+    let pa = format!("{P_ADDR}/64");
+    run(&["ip", "-n", &p, "addr", "add", &pa, "dev", "p0", "nodad"]);
+    for (ns, dev) in [(&h, "h0"), (&p, "p0")] {
+        run(&["ip", "-n", ns, "link", "set", dev, "up"]);
+    }
+    wait_dad(&[(&h, "h0"), (&p, "p0")]);
+    let t = wait_for(&events, key, Liveness::Up, Duration::from_secs(3));
+    eprintln!("up {t:?} after the interface appeared");
+    drop(prober);
+}

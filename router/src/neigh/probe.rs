@@ -213,10 +213,12 @@ impl Worker {
                         Ok(s) => {
                             v.insert(s);
                         }
-                        Err(e) => {
-                            eprintln!("flatedge: cannot probe {} (ifindex {}): {e}", key.0, key.1);
-                            return;
-                        }
+                        // Tried again every round (`tick`); the hop waits
+                        // unjudged meanwhile.
+                        Err(e) => eprintln!(
+                            "flatedge: cannot probe {} (ifindex {}) yet: {e}; trying again",
+                            key.0, key.1
+                        ),
                     }
                 }
                 self.state.entry(key).or_insert(HopState {
@@ -234,8 +236,25 @@ impl Worker {
     /// Counts the misses of the previous round, then probes every hop.
     fn tick(&mut self) {
         self.seq = self.seq.wrapping_add(1);
+        // A socket that could not be opened (its interface not there yet,
+        // out of descriptors) is tried again each round; until it opens,
+        // its hops are not judged (no socket is no evidence).
+        let missing: std::collections::BTreeSet<u32> = self
+            .state
+            .keys()
+            .map(|k| k.1)
+            .filter(|i| !self.socks.contains_key(i))
+            .collect();
+        for ifindex in missing {
+            if let Ok(s) = IcmpSocket::open(ifindex) {
+                self.socks.insert(ifindex, s);
+            }
+        }
         let mut changes = Vec::new();
         for (key, hop) in &mut self.state {
+            let Some(sock) = self.socks.get(&key.1) else {
+                continue;
+            };
             if !hop.answered {
                 hop.misses = hop.misses.saturating_add(1);
                 if hop.misses >= self.config.misses && hop.liveness != Liveness::Down {
@@ -244,10 +263,8 @@ impl Worker {
                 }
             }
             hop.answered = false;
-            if let Some(sock) = self.socks.get(&key.1) {
-                // A send error (no route, link down) is a miss like any.
-                let _ = sock.send_echo(key.0, key.1, self.ident, self.seq);
-            }
+            // A send error (no route, link down) is a miss like any.
+            let _ = sock.send_echo(key.0, key.1, self.ident, self.seq);
         }
         for c in changes {
             let _ = self.tx.send(c);
