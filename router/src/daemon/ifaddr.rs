@@ -1,5 +1,6 @@
 //! The router's own IPv6 addresses, per interface (`getifaddrs(3)`, which
-//! glibc answers from an `RTM_GETADDR` netlink dump). The daemon re-reads
+//! glibc answers from an `RTM_GETADDR` netlink dump, less the addresses
+//! `if_inet6` in `/proc` flags as failed duplicate address detection). The daemon re-reads
 //! them every second: they feed the XDP program's own-address map (so
 //! traffic for the box reaches the kernel) and the connected routes.
 
@@ -18,15 +19,29 @@ pub struct IfAddr {
 }
 
 /// Global unicast IPv6 addresses by interface name (link-local, loopback
-/// and multicast left out), each interface's sorted.
+/// and multicast left out, and addresses that failed duplicate address
+/// detection: another node on the link owns them), each interface's
+/// sorted.
 pub fn global_addrs() -> std::io::Result<BTreeMap<String, Vec<IfAddr>>> {
     let mut out: BTreeMap<String, Vec<IfAddr>> = BTreeMap::new();
+    // getifaddrs does not give the address flags; /proc does. Without it
+    // (no /proc), nothing is left out.
+    // The calling thread's namespace (`/proc/net` is the process's).
+    let dad_failed: Vec<(Ipv6Addr, String)> =
+        std::fs::read_to_string("/proc/thread-self/net/if_inet6")
+            .map(|t| {
+                parse_if_inet6(&t)
+                    .filter(|&(_, _, flags)| flags & IFA_F_DADFAILED != 0)
+                    .map(|(a, name, _)| (a, name))
+                    .collect()
+            })
+            .unwrap_or_default();
     for ifa in nix::ifaddrs::getifaddrs().map_err(std::io::Error::from)? {
         let Some(addr) = ifa.address.as_ref().and_then(|a| a.as_sockaddr_in6()) else {
             continue;
         };
         let addr = addr.ip();
-        if !is_global(addr) {
+        if !is_global(addr) || dad_failed.contains(&(addr, ifa.interface_name.clone())) {
             continue;
         }
         let len = ifa
@@ -48,6 +63,22 @@ pub fn global_addrs() -> std::io::Result<BTreeMap<String, Vec<IfAddr>>> {
         v.dedup();
     }
     Ok(out)
+}
+
+/// `IFA_F_DADFAILED` in `/proc/net/if_inet6`'s flags column.
+const IFA_F_DADFAILED: u8 = 0x08;
+
+/// The lines of `/proc/net/if_inet6`: address (32 hex digits), ifindex,
+/// prefix length, scope, flags (hex), interface name.
+fn parse_if_inet6(text: &str) -> impl Iterator<Item = (Ipv6Addr, String, u8)> + '_ {
+    text.lines().filter_map(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let [hex, _, _, _, flags, name] = f[..] else {
+            return None;
+        };
+        let addr = Ipv6Addr::from(u128::from_str_radix(hex, 16).ok()?);
+        Some((addr, name.to_string(), u8::from_str_radix(flags, 16).ok()?))
+    })
 }
 
 /// Whether an address is one the dataplane can use as a router address
@@ -84,5 +115,70 @@ mod tests {
         for a in ["fe80::1", "::1", "::", "ff02::1", "::ffff:192.0.2.1"] {
             assert!(!is_global(a.parse().unwrap()), "{a}");
         }
+    }
+
+    /// An address another node on the link already has fails duplicate
+    /// address detection, and is not taken as the router's (its traffic
+    /// is the other node's, not the kernel's).
+    #[test]
+    fn an_address_that_failed_dad_is_left_out() {
+        let found = std::thread::spawn(|| {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
+                .expect("unshare(CLONE_NEWNET): the tests run as root");
+            let ip = |args: &[&str]| {
+                let out = std::process::Command::new("ip")
+                    .args(args)
+                    .output()
+                    .unwrap();
+                assert!(out.status.success(), "ip {args:?}: {out:?}");
+            };
+            ip(&["link", "add", "da", "type", "veth", "peer", "name", "db"]);
+            ip(&["addr", "add", "2001:db8:9::1/64", "dev", "da", "nodad"]);
+            ip(&["link", "set", "da", "up"]);
+            ip(&["link", "set", "db", "up"]);
+            ip(&["addr", "add", "2001:db8:9::1/64", "dev", "db"]);
+            let t0 = std::time::Instant::now();
+            loop {
+                let text = std::fs::read_to_string("/proc/thread-self/net/if_inet6").unwrap();
+                let failed = parse_if_inet6(&text)
+                    .any(|(_, name, f)| name == "db" && f & IFA_F_DADFAILED != 0);
+                if failed || t0.elapsed() > std::time::Duration::from_secs(10) {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            global_addrs().unwrap()
+        })
+        .join()
+        .unwrap();
+        let a: Ipv6Addr = "2001:db8:9::1".parse().unwrap();
+        assert!(
+            found
+                .get("da")
+                .is_some_and(|v| v.iter().any(|x| x.addr == a)),
+            "{found:?}"
+        );
+        assert!(
+            found
+                .get("db")
+                .is_none_or(|v| v.iter().all(|x| x.addr != a)),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn if_inet6_lines_and_their_flags() {
+        let text = "00000000000000000000000000000001 01 80 10 80       lo\n\
+                    20010db8000100000000000000000001 04 40 00 88     k8s0\n\
+                    short line\n";
+        let v: Vec<_> = parse_if_inet6(text).collect();
+        assert_eq!(
+            v,
+            [
+                (Ipv6Addr::LOCALHOST, "lo".to_string(), 0x80),
+                ("2001:db8:1::1".parse().unwrap(), "k8s0".to_string(), 0x88),
+            ]
+        );
+        assert_ne!(v[1].2 & IFA_F_DADFAILED, 0);
     }
 }
