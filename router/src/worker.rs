@@ -340,7 +340,7 @@ pub struct Worker {
     ns_per_tick: f64,
     clock: TscClock,
     report: ReportHandle,
-    glean: Option<SyncSender<GleanRequest>>,
+    glean: Option<Gleaner>,
     coalesce: Coalescer,
     /// TSC ticks spent prefetching in the round in progress.
     round_prefetch: u64,
@@ -428,7 +428,10 @@ impl Worker {
     /// Sends destinations that hit an unresolved connected subnet to
     /// `tx` (bounded; `try_send` only, a full queue is counted).
     pub fn set_glean(&mut self, tx: SyncSender<GleanRequest>) {
-        self.glean = Some(tx);
+        self.glean = Some(Gleaner {
+            tx,
+            recent: Box::new([(0, 0); GLEAN_RECENT]),
+        });
     }
 
     /// The handle the control side reads this worker's counters from.
@@ -661,7 +664,9 @@ impl Worker {
                 if let Verdict::Drop(r) = self.verdicts[i] {
                     dropped += 1;
                     if r == DropReason::NeighborMiss {
-                        glean(&self.glean, &mut self.stats, pkt);
+                        if let Some(g) = &mut self.glean {
+                            g.glean(&mut self.stats, pkt, now);
+                        }
                     }
                 }
             }
@@ -716,26 +721,94 @@ fn drop_egress_down(
     pool.free(frame);
 }
 
-/// Hands the destination of a packet that hit an unresolved connected
-/// subnet to the control side (the Ethernet destination is not rewritten
-/// for such a packet, so the IPv6 header is intact).
-#[cold]
-fn glean(tx: &Option<SyncSender<GleanRequest>>, stats: &mut LoopStats, pkt: &Packet<'_>) {
-    let Some(tx) = tx else { return };
-    let Some(dst) = pkt.buf.get(OFF_DST..OFF_DST + 16) else {
-        return;
-    };
-    let mut a = [0u8; 16];
-    a.copy_from_slice(dst);
-    match tx.try_send(Ipv6Addr::from(a)) {
-        Ok(()) => stats.glean_sent += 1,
-        Err(_) => stats.glean_overflow += 1,
+/// Destinations a worker remembers having gleaned (a direct-mapped
+/// table: a collision only sends a repeat).
+const GLEAN_RECENT: usize = 256;
+/// How long a worker sends a destination to glean only once.
+const GLEAN_REPEAT_NS: u64 = 100_000_000;
+
+/// The worker's side of gleaning: the queue to the control side, and the
+/// destinations sent lately, so that a stream to an unresolved host
+/// costs one message per 100 ms, not a wake-up of the glean thread (a
+/// lock and a syscall) per packet.
+#[derive(Debug)]
+struct Gleaner {
+    tx: SyncSender<GleanRequest>,
+    /// (destination, when sent in ns since the worker started) per slot.
+    recent: Box<[(u128, u64); GLEAN_RECENT]>,
+}
+
+impl Gleaner {
+    /// Hands the destination of a packet that hit an unresolved connected
+    /// subnet to the control side, unless this worker sent it in the last
+    /// [`GLEAN_REPEAT_NS`] (the Ethernet destination is not rewritten for
+    /// such a packet, so the IPv6 header is intact).
+    #[cold]
+    fn glean(&mut self, stats: &mut LoopStats, pkt: &Packet<'_>, now: u64) {
+        let Some(dst) = pkt.buf.get(OFF_DST..OFF_DST + 16) else {
+            return;
+        };
+        let mut a = [0u8; 16];
+        a.copy_from_slice(dst);
+        let addr = u128::from_be_bytes(a);
+        let h = (addr as u64 ^ (addr >> 64) as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let slot = &mut self.recent[(h >> 56) as usize % GLEAN_RECENT];
+        // `now` 0 (the worker's first nanosecond) never matches a slot.
+        if slot.0 == addr && slot.1 != 0 && now.wrapping_sub(slot.1) < GLEAN_REPEAT_NS {
+            return;
+        }
+        *slot = (addr, now.max(1));
+        match self.tx.try_send(Ipv6Addr::from(a)) {
+            Ok(()) => stats.glean_sent += 1,
+            Err(_) => stats.glean_overflow += 1,
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::{Coalesce, Coalescer};
+
+    /// A stream of packets to one unresolved host sends it to glean once
+    /// per 100 ms, not once per packet (each send woke the glean thread:
+    /// a lock and a syscall on the dataplane core); another host is sent
+    /// at once.
+    #[test]
+    fn a_worker_gleans_a_destination_once_per_interval() {
+        use super::{Gleaner, LoopStats, Packet, GLEAN_RECENT, GLEAN_REPEAT_NS, OFF_DST};
+        let (tx, rx) = std::sync::mpsc::sync_channel(1024);
+        let mut g = Gleaner {
+            tx,
+            recent: Box::new([(0, 0); GLEAN_RECENT]),
+        };
+        let mut stats = LoopStats::default();
+        let mut frame = [0u8; 64];
+        let host: std::net::Ipv6Addr = "2001:db8:1::7".parse().unwrap();
+        frame[OFF_DST..OFF_DST + 16].copy_from_slice(&host.octets());
+        for now in 0..1000u64 {
+            let pkt = Packet {
+                buf: &mut frame[..],
+                len: 64,
+            };
+            g.glean(&mut stats, &pkt, now * 1000);
+        }
+        assert_eq!(rx.try_iter().collect::<Vec<_>>(), [host]);
+        let pkt = Packet {
+            buf: &mut frame[..],
+            len: 64,
+        };
+        g.glean(&mut stats, &pkt, 1_000_000 + GLEAN_REPEAT_NS);
+        assert_eq!(rx.try_iter().collect::<Vec<_>>(), [host]);
+        let other: std::net::Ipv6Addr = "2001:db8:1::8".parse().unwrap();
+        frame[OFF_DST..OFF_DST + 16].copy_from_slice(&other.octets());
+        let pkt = Packet {
+            buf: &mut frame[..],
+            len: 64,
+        };
+        g.glean(&mut stats, &pkt, 1_000_001 + GLEAN_REPEAT_NS);
+        assert_eq!(rx.try_iter().collect::<Vec<_>>(), [other]);
+        assert_eq!(stats.glean_sent, 3);
+    }
 
     /// One tick per nanosecond: rx-usecs 30 is 30,000 ticks, the rate
     /// window 1,000,000.
