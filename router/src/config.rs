@@ -614,6 +614,16 @@ pub enum ConfigError {
         /// The limit.
         max: usize,
     },
+    /// More interfaces than the XDP program has port slots for.
+    #[error("{at}: interface number {count}; flatedge runs at most {max} interfaces")]
+    TooManyInterfaces {
+        /// Where (the first interface beyond the limit).
+        at: Location,
+        /// Its number, counting from 1.
+        count: usize,
+        /// The limit.
+        max: usize,
+    },
     /// The same aggregate twice, or an aggregate that is also a static
     /// route.
     #[error("{at}: {prefix} is already configured at {first}; originate each prefix once")]
@@ -753,6 +763,7 @@ impl ConfigError {
             | NoNextHops { at }
             | DuplicateNextHop { at, .. }
             | TooManyNextHops { at, .. }
+            | TooManyInterfaces { at, .. }
             | DuplicateAggregate { at, .. }
             | DefaultAggregate { at }
             | DuplicateRoute { at, .. }
@@ -1312,6 +1323,14 @@ impl Check<'_> {
             let iface = iface.get_ref();
             let name = iface.name.get_ref();
             let at = self.at(format!("interface[{i}].name"), iface.name.span());
+            let max = crate::xdp::bpf::MAX_PORTS as usize;
+            if i == max {
+                self.push(ConfigError::TooManyInterfaces {
+                    at: at.clone(),
+                    count: i + 1,
+                    max,
+                });
+            }
             if let Some(why) = interface_name_problem(name) {
                 self.push(ConfigError::InterfaceName {
                     at: at.clone(),

@@ -717,6 +717,19 @@ fn duplicate_interfaces() {
     );
 }
 
+/// The XDP program has 64 port slots: a 65th interface is refused with
+/// its place in the file, not found at start after 64 attaches.
+#[test]
+fn more_interfaces_than_port_slots() {
+    // MINIMAL has one interface; 63 more fit.
+    let fits: String = (1..64).map(|i| format!("[[interface]]\nname = \"p{i}\"\n")).collect();
+    parse(&format!("{MINIMAL}{fits}")).unwrap();
+    let e = error_with(&format!("{fits}[[interface]]\nname = \"p64\"\n"));
+    assert!(matches!(e, ConfigError::TooManyInterfaces { .. }), "{e:?}");
+    assert_eq!(at(&e).0, "interface[64].name");
+    assert!(e.to_string().contains("at most 64 interfaces"), "{e}");
+}
+
 #[test]
 fn mtu_out_of_range() {
     // 1779 and up do not fit a 2048-byte AF_XDP frame with the kernel's

@@ -1092,7 +1092,10 @@ impl Daemon {
         let Ok(host) = Prefix::new(dst, 128) else {
             return false;
         };
-        if self.routes.contains_key(&host) {
+        // Our own route, or a BGP one (BGP routes live only in the FIB),
+        // that came in after the packet was sent to glean: a gleaned host
+        // route gives way to BGP, so it must not replace one either.
+        if self.routes.contains_key(&host) || self.fib.get(host).is_some() {
             return false;
         }
         if self.hosts.len() >= MAX_HOSTS {
