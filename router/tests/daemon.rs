@@ -1048,6 +1048,78 @@ fn a_next_hop_that_changes_its_mac_is_relearned() {
     assert!(clean, "flatedge did not stop cleanly on SIGTERM:\n{log}");
 }
 
+/// A static route's next hop whose subnet moves to another interface (the
+/// router's address and the node move from rs1's link to rs2's) follows
+/// it: the next hop was bound to its port at install and stayed on rs1,
+/// unresolvable, even across reloads of the same file.
+#[test]
+fn a_static_next_hop_follows_its_subnet_to_another_interface() {
+    common::require_root_and_tools("tests/daemon.rs");
+    let mut lab = Lab::new("v");
+    lab.start_daemon();
+    lab.wait_sinks_up();
+    let s1: Ipv6Addr = "2001:db8:1::2".parse().unwrap();
+    ns(
+        &lab.r,
+        &["ip", "addr", "del", "2001:db8:1::1/64", "dev", "rs1"],
+    );
+    ns(
+        &lab.s[0],
+        &["ip", "addr", "del", "2001:db8:1::2/64", "dev", "s10"],
+    );
+    ns(
+        &lab.r,
+        &[
+            "ip",
+            "addr",
+            "add",
+            "2001:db8:1::1/64",
+            "dev",
+            "rs2",
+            "nodad",
+        ],
+    );
+    ns(
+        &lab.s[1],
+        &[
+            "ip",
+            "addr",
+            "add",
+            "2001:db8:1::2/64",
+            "dev",
+            "s20",
+            "nodad",
+        ],
+    );
+    let t0 = Instant::now();
+    loop {
+        let hop = match lab.ctl(Request::ShowFib {
+            address: SERVICE.parse().unwrap(),
+        }) {
+            Response::Fib(f) => f.nexthops.into_iter().find(|n| n.address == s1),
+            other => panic!("show fib: {other:?}"),
+        };
+        let hop = hop.expect("2001:db8:1::2 is no longer a member of the service's group");
+        if hop.interface == "rs2" && hop.state == NextHopState::Up {
+            eprintln!("on rs2 and up after {:?}", t0.elapsed());
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(8),
+            "the next hop did not follow its subnet to rs2 within 8 s: {hop:?}\n{}",
+            lab.log()
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        lab.log().contains("static route") && lab.log().contains("subnet moved"),
+        "{}",
+        lab.log()
+    );
+    let (clean, log) = lab.stop_daemon();
+    assert!(clean, "flatedge did not stop cleanly on SIGTERM:\n{log}");
+}
+
 /// `GET path` on the metrics endpoint from namespace `ns`: the whole
 /// response.
 fn http_get(ns: &str, path: &str) -> String {

@@ -722,7 +722,9 @@ fn duplicate_interfaces() {
 #[test]
 fn more_interfaces_than_port_slots() {
     // MINIMAL has one interface; 63 more fit.
-    let fits: String = (1..64).map(|i| format!("[[interface]]\nname = \"p{i}\"\n")).collect();
+    let fits: String = (1..64)
+        .map(|i| format!("[[interface]]\nname = \"p{i}\"\n"))
+        .collect();
     parse(&format!("{MINIMAL}{fits}")).unwrap();
     let e = error_with(&format!("{fits}[[interface]]\nname = \"p64\"\n"));
     assert!(matches!(e, ConfigError::TooManyInterfaces { .. }), "{e:?}");

@@ -995,8 +995,54 @@ impl Daemon {
             }
         }
         self.addrs = addrs;
+        self.rebind_static();
         self.store_icmp_sources();
         self.refresh();
+    }
+
+    /// Static routes whose next hop's subnet is now on another port (an
+    /// address moved between interfaces) follow it: a next hop is bound to
+    /// its port when the route is installed, and stayed on the old one,
+    /// unresolvable, even across reloads of the same file.
+    fn rebind_static(&mut self) {
+        let moved: Vec<(Prefix, Vec<Ipv6Addr>)> = self
+            .routes
+            .iter()
+            .filter(|(_, r)| r.source == Source::Static)
+            .filter_map(|(p, r)| {
+                let mut via = Vec::new();
+                let mut moved = false;
+                for &id in &r.nexthops {
+                    let e = self.nexthops.get(id)?;
+                    let nexthops::Kind::Neighbor { addr } = e.kind else {
+                        return None;
+                    };
+                    moved |= self.port_of(addr).is_some_and(|port| port != e.port);
+                    via.push(addr);
+                }
+                moved.then_some((*p, via))
+            })
+            .collect();
+        for (prefix, via) in moved {
+            match self.install_own(prefix, &via) {
+                Ok(()) => log!(
+                    "static route {prefix}: its next hops' subnet moved; now via {}",
+                    self.port_names(&via)
+                ),
+                Err(e) => log!("static route {prefix}: its next hops' subnet moved: {e}"),
+            }
+        }
+    }
+
+    /// "addr on port, ..." for next hops on connected subnets.
+    fn port_names(&self, via: &[Ipv6Addr]) -> String {
+        via.iter()
+            .map(|&a| match self.port_of(a) {
+                Some(p) => format!("{a} on {}", self.ports[usize::from(p)].name),
+                None => a.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     /// Rebuilds the adjacency table from the kernel's view and the
