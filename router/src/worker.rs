@@ -341,6 +341,9 @@ pub struct Worker {
     clock: TscClock,
     report: ReportHandle,
     glean: Option<Gleaner>,
+    /// Per port, the port an ICMPv6 error in reply to its traffic leaves
+    /// on: the first of the worker's ports on the same interface.
+    reply_port: Vec<usize>,
     coalesce: Coalescer,
     /// TSC ticks spent prefetching in the round in progress.
     round_prefetch: u64,
@@ -391,6 +394,16 @@ impl Worker {
             .map(|a| ArcSwapOption::new(a.map(Arc::new)))
             .collect();
         let macs = (0..ports.len()).map(|_| AtomicU64::new(0)).collect();
+        let reply_port = ports
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                ports
+                    .iter()
+                    .position(|q| q.ifname() == p.ifname())
+                    .unwrap_or(i)
+            })
+            .collect();
         let ns_per_tick = crate::cpu::tsc_ns_per_tick();
         let coalesce = Coalescer::new(Coalesce::OFF, ports.len(), ns_per_tick);
         // Room for one more batch than the buffer so a full buffer still
@@ -415,6 +428,7 @@ impl Worker {
             clock: TscClock::new(),
             report: Arc::new(Mutex::new(WorkerReport::default())),
             glean: None,
+            reply_port,
             coalesce,
             round_prefetch: 0,
         })
@@ -676,7 +690,10 @@ impl Worker {
         for (i, mut frame) in self.rx.drain(..).enumerate() {
             let out = match self.verdicts[i] {
                 Verdict::Forward { egress, .. } => Some(usize::from(egress)),
-                Verdict::IcmpError(_) => Some(p),
+                // From the port of the ingress interface the worker
+                // sends on (an extra receive queue's own may have no
+                // transmit queue behind it).
+                Verdict::IcmpError(_) => Some(self.reply_port[p]),
                 Verdict::Drop(_) | Verdict::Punt | Verdict::Continue => None,
             };
             match out {

@@ -441,18 +441,38 @@ fn rx_queues(name: &str) -> u32 {
     (rx_queue_names(Path::new(&dir)).len() as u32).max(1)
 }
 
+/// Transmit queues of an interface (`/sys/class/net/IF/queues/tx-*`).
+fn tx_queues(name: &str) -> u32 {
+    let dir = format!("/sys/class/net/{name}/queues");
+    (queue_names(Path::new(&dir), "tx-").len() as u32).max(1)
+}
+
 /// The receive queues (`rx-0`, `rx-1`, ...) under an interface's `queues`
 /// directory `dir`, in name order; none if it cannot be read.
 fn rx_queue_names(dir: &Path) -> Vec<String> {
-    let mut rx: Vec<String> = std::fs::read_dir(dir)
+    queue_names(dir, "rx-")
+}
+
+fn queue_names(dir: &Path, prefix: &str) -> Vec<String> {
+    let mut q: Vec<String> = std::fs::read_dir(dir)
         .into_iter()
         .flatten()
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|q| q.starts_with("rx-"))
+        .filter(|q| q.starts_with(prefix))
         .collect();
-    rx.sort();
-    rx
+    q.sort();
+    q
+}
+
+/// How many workers run: one per core, but no more than every interface
+/// has receive queues (worker w takes queue w of each) or transmit queues
+/// (worker w sends on its queue w: in copy mode the kernel takes a send on
+/// a queue the device has no transmit queue for and sends nothing).
+fn worker_count(cores: usize, rx: &[u32], tx: &[u32]) -> usize {
+    let rx = rx.iter().copied().min().unwrap_or(1);
+    let tx = tx.iter().copied().min().unwrap_or(1);
+    cores.min(rx.min(tx) as usize).max(1)
 }
 
 impl Daemon {
@@ -1257,8 +1277,8 @@ impl Daemon {
                 max: xdp::MAX_QUEUES,
             });
         }
-        let min_queues = queues.iter().copied().min().unwrap_or(1);
-        let n = cores.len().min(min_queues as usize).max(1);
+        let txq: Vec<u32> = self.ports.iter().map(|p| tx_queues(&p.name)).collect();
+        let n = worker_count(cores.len(), &queues, &txq);
         let icmp_src = self.icmp_sources();
         let (gtx, grx) = mpsc::sync_channel(GLEAN_QUEUE);
         forward("flatedge-glean", grx, tx, Msg::Glean)?;
@@ -1590,6 +1610,19 @@ impl Daemon {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Workers are capped by the fewest receive queues and the fewest
+    /// transmit queues of any interface: with 4 receive queues but 2
+    /// transmit queues, workers 2 and 3 sent on queues the device has no
+    /// transmit queue for, and the kernel sent nothing.
+    #[test]
+    fn workers_fit_the_receive_and_the_transmit_queues() {
+        assert_eq!(worker_count(4, &[4, 4], &[4, 4]), 4);
+        assert_eq!(worker_count(4, &[4, 4], &[4, 2]), 2);
+        assert_eq!(worker_count(4, &[1, 4], &[4, 4]), 1);
+        assert_eq!(worker_count(2, &[8], &[8]), 2);
+        assert_eq!(worker_count(0, &[], &[]), 1);
+    }
 
     #[test]
     fn a_worker_core_the_process_cannot_use_is_named() {
