@@ -20,8 +20,8 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, Write};
 use std::net::Ipv6Addr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::fs::MetadataExt;
-use std::path::PathBuf;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
 
 use libbpf_sys as sys;
@@ -518,13 +518,16 @@ fn lock_interface(ifindex: u32) -> Result<File, XdpError> {
     let netns = std::fs::metadata("/proc/thread-self/ns/net")
         .map_err(io("read the network namespace"))?
         .ino();
-    std::fs::create_dir_all(LOCK_DIR).map_err(io("create /run/lock/flatedge"))?;
+    lock_dir(Path::new(LOCK_DIR)).map_err(io("make /run/lock/flatedge"))?;
     let path = PathBuf::from(format!("{LOCK_DIR}/xdp-{netns}-{ifindex}.lock"));
+    // Never through a link: the file is truncated and written as root.
     let file = OpenOptions::new()
         .create(true)
         .truncate(false)
         .read(true)
         .write(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
         .open(&path)
         .map_err(io("open an interface lock in /run/lock/flatedge"))?;
     // SAFETY: flock on a descriptor this function owns.
@@ -536,6 +539,36 @@ fn lock_interface(ifindex: u32) -> Result<File, XdpError> {
         return Err(io("lock an interface")(e));
     }
     Ok(file)
+}
+
+/// Makes the lock directory (mode 0700) if it is not there, and checks
+/// that it is a directory of our own user's that no one else may write:
+/// `/run/lock` is world-writable, so another user could have made it
+/// first, and then swap the lock files (a second flatedge replacing a
+/// running one's program) or plant links to files root would write.
+fn lock_dir(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
+    let m = std::fs::symlink_metadata(dir)?;
+    // SAFETY: geteuid has no preconditions.
+    let uid = unsafe { libc::geteuid() };
+    if !m.file_type().is_dir() || m.uid() != uid || m.mode() & 0o022 != 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "{} is not a directory of user {uid} that only it may write \
+                 (owner {}, mode {:o}): remove it and start again",
+                dir.display(),
+                m.uid(),
+                m.mode() & 0o7777
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// The note in an interface's lock file (see `vlan_offload_off`).
@@ -579,6 +612,34 @@ fn if_indextoname(ifindex: u32) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The lock directory is made 0700, and one that another user owns,
+    /// that others may write, or that is a link, is refused.
+    #[test]
+    fn the_lock_directory_must_be_ours_alone() {
+        use std::os::unix::fs::PermissionsExt;
+        let base = std::env::temp_dir().join(format!("flatedge-lockdir-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        std::fs::create_dir(&base).unwrap();
+        let fresh = base.join("fresh");
+        lock_dir(&fresh).unwrap();
+        let mode = std::fs::metadata(&fresh).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o700);
+        lock_dir(&fresh).unwrap();
+        let open = base.join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(lock_dir(&open).is_err());
+        let theirs = base.join("theirs");
+        std::fs::create_dir(&theirs).unwrap();
+        std::os::unix::fs::chown(&theirs, Some(65534), None).unwrap();
+        let e = lock_dir(&theirs).unwrap_err();
+        assert!(e.to_string().contains("owner 65534"), "{e}");
+        let link = base.join("link");
+        std::os::unix::fs::symlink(&fresh, &link).unwrap();
+        assert!(lock_dir(&link).is_err());
+        std::fs::remove_dir_all(&base).unwrap();
+    }
 
     #[test]
     fn xsk_keys_stay_within_their_port() {
