@@ -289,6 +289,14 @@ mod tests {
         };
         let (v, ..) = err_of(&behind_ext, IcmpKind::NoRoute);
         assert_eq!(v, Verdict::Drop(DropReason::IcmpErrorForIcmpError));
+        // Behind an extension header of the others of RFC 7045's registry.
+        let behind_shim6 = FrameSpec {
+            ext: vec![Ext::Shim6],
+            l4: L4Spec::Icmp { ty: 1, code: 0 },
+            ..FrameSpec::udp()
+        };
+        let (v, ..) = err_of(&behind_shim6, IcmpKind::TimeExceeded);
+        assert_eq!(v, Verdict::Drop(DropReason::IcmpErrorForIcmpError));
         let echo = FrameSpec {
             l4: L4Spec::Icmp { ty: 128, code: 0 },
             ..FrameSpec::udp()

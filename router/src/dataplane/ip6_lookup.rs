@@ -26,6 +26,15 @@ const NH_ROUTING: u8 = 43;
 const NH_AUTH: u8 = 51;
 const NH_FRAGMENT: u8 = 44;
 const NH_DEST_OPTS: u8 = 60;
+/// The other extension headers of IANA's registry (RFC 7045) with the
+/// uniform format of RFC 6564 (next header, length in 8-byte units less
+/// one): Mobility (RFC 6275), HIP (RFC 7401), Shim6 (RFC 5533) and the
+/// two experimental numbers (RFC 3692). ESP (50) cannot be looked past.
+const NH_MOBILITY: u8 = 135;
+const NH_HIP: u8 = 139;
+const NH_SHIM6: u8 = 140;
+const NH_EXPERIMENT1: u8 = 253;
+const NH_EXPERIMENT2: u8 = 254;
 
 /// Where the upper-layer header of a packet is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,7 +54,8 @@ pub struct L4 {
 }
 
 /// Walks at most [`MAX_EXT_HEADERS`] extension headers (hop-by-hop,
-/// routing, destination options, authentication, fragment) of the IPv6 packet in
+/// routing, destination options, authentication, fragment, and the other
+/// registered ones of the uniform format) of the IPv6 packet in
 /// `frame[..len]` (already checked by `ip6_input`: `len >= 54`).
 #[inline]
 pub fn find_l4(frame: &[u8], len: usize) -> L4 {
@@ -66,7 +76,8 @@ pub fn find_l4(frame: &[u8], len: usize) -> L4 {
     // followed by the upper-layer header.
     for _ in 0..=MAX_EXT_HEADERS {
         match proto {
-            NH_HOP_BY_HOP | NH_ROUTING | NH_DEST_OPTS | NH_AUTH => {
+            NH_HOP_BY_HOP | NH_ROUTING | NH_DEST_OPTS | NH_AUTH | NH_MOBILITY | NH_HIP
+            | NH_SHIM6 | NH_EXPERIMENT1 | NH_EXPERIMENT2 => {
                 if off + 2 > b.len() {
                     return stop(proto, fragment, false);
                 }
@@ -313,6 +324,33 @@ mod tests {
         assert_eq!((l4.proto, l4.off), (NH_TCP, Some(at + 16)));
         // The flow hash sees the ports behind it.
         assert_eq!(flow_tail(&f), (u64::from(NH_TCP) << 32) | (1000 << 16) | 80);
+    }
+
+    /// Shim6, HIP, Mobility and the experimental numbers are extension
+    /// headers too (RFC 7045): the walk goes past them, so an ICMPv6 error
+    /// behind one is seen as one (and never answered with an error), and
+    /// ports behind one are hashed.
+    #[test]
+    fn finds_l4_through_the_other_registered_extension_headers() {
+        let plain = FrameSpec::tcp(1000, 80).build();
+        let at = ETH_HLEN + IP6_HLEN;
+        for nh in [
+            NH_MOBILITY,
+            NH_HIP,
+            NH_SHIM6,
+            NH_EXPERIMENT1,
+            NH_EXPERIMENT2,
+        ] {
+            let mut f = plain[..at].to_vec();
+            f.extend_from_slice(&[NH_TCP, 0, 0, 0, 0, 0, 0, 0]);
+            f.extend_from_slice(&plain[at..]);
+            f[OFF_NEXT_HEADER] = nh;
+            let payload = (f.len() - at) as u16;
+            f[ETH_HLEN + 4..ETH_HLEN + 6].copy_from_slice(&payload.to_be_bytes());
+            let l4 = find_l4(&f, f.len());
+            assert_eq!((l4.proto, l4.off), (NH_TCP, Some(at + 8)), "{nh}");
+            assert_eq!(flow_tail(&f), (u64::from(NH_TCP) << 32) | (1000 << 16) | 80);
+        }
     }
 
     #[test]

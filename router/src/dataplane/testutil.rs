@@ -20,7 +20,13 @@ pub enum Ext {
     HopByHop,
     Routing,
     DestOpts,
-    Fragment { offset: u16, more: bool, id: u32 },
+    /// Shim6 (RFC 5533): an extension header of the uniform format.
+    Shim6,
+    Fragment {
+        offset: u16,
+        more: bool,
+        id: u32,
+    },
 }
 
 impl Ext {
@@ -29,6 +35,7 @@ impl Ext {
             Ext::HopByHop => 0,
             Ext::Routing => 43,
             Ext::DestOpts => 60,
+            Ext::Shim6 => 140,
             Ext::Fragment { .. } => 44,
         }
     }
@@ -37,6 +44,8 @@ impl Ext {
         match self {
             // PadN of 4 bytes after the 2-byte header and a Pad1 pair.
             Ext::HopByHop | Ext::DestOpts => [next, 0, 1, 4, 0, 0, 0, 0],
+            // A payload extension header (P bit 0) with no options.
+            Ext::Shim6 => [next, 0, 0, 0, 0, 0, 0, 0],
             // Type 253 (experimental), segments left 0.
             Ext::Routing => [next, 0, 253, 0, 0, 0, 0, 0],
             Ext::Fragment { offset, more, id } => {
