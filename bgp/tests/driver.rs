@@ -716,6 +716,17 @@ async fn a_peer_that_reads_nothing_cannot_grow_the_write_queue() {
     speaker.shutdown().await;
 }
 
+/// A speaker (AS 65000) listening on `port` with a range for `::1` (peer
+/// AS 65001).
+fn ranged(port: u16) -> SpeakerConfig {
+    let mut c = config(65000, 1, port, 179);
+    c.ranges.push(ListenRange::new(
+        "::1/128".parse().unwrap(),
+        PeerSettings::new(Asn(65001)),
+    ));
+    c
+}
+
 /// A BGP peer from ::1, by hand: connects to `port`, sends an OPEN (AS
 /// 65001) and a KEEPALIVE, and waits for the speaker's Established.
 async fn raw_peer(port: u16, events: &mut Receiver<Event>) -> tokio::net::TcpStream {
@@ -747,12 +758,7 @@ async fn raw_peer(port: u16, events: &mut Receiver<Event>) -> tokio::net::TcpStr
 #[tokio::test]
 async fn a_dynamic_peer_that_goes_away_is_forgotten() {
     let port = free_port();
-    let mut c = config(65000, 1, port, 179);
-    c.ranges.push(ListenRange::new(
-        "::1/128".parse().unwrap(),
-        PeerSettings::new(Asn(65001)),
-    ));
-    let (speaker, mut events) = Speaker::start(c).await.unwrap();
+    let (speaker, mut events) = Speaker::start(ranged(port)).await.unwrap();
     let s = raw_peer(port, &mut events).await;
     assert_eq!(speaker.peers().await.len(), 1);
     drop(s);
@@ -815,12 +821,7 @@ async fn resend_of_a_prefix_without_paths_emits_nothing() {
 async fn a_second_connection_that_fails_early_does_not_block_the_next() {
     use tokio::io::AsyncReadExt;
     let port = free_port();
-    let mut c = config(65000, 1, port, 179);
-    c.ranges.push(ListenRange::new(
-        "::1/128".parse().unwrap(),
-        PeerSettings::new(Asn(65001)),
-    ));
-    let (speaker, mut events) = Speaker::start(c).await.unwrap();
+    let (speaker, mut events) = Speaker::start(ranged(port)).await.unwrap();
     let _primary = raw_peer(port, &mut events).await;
     let at = SocketAddr::new(LOOPBACK.into(), port);
     let early = tokio::net::TcpStream::connect(at).await.unwrap();
@@ -846,12 +847,7 @@ async fn the_loser_of_a_collision_gets_no_keepalive() {
     use bgp::wire::{Context, Message};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let port = free_port();
-    let mut c = config(65000, 1, port, 179);
-    c.ranges.push(ListenRange::new(
-        "::1/128".parse().unwrap(),
-        PeerSettings::new(Asn(65001)),
-    ));
-    let (speaker, mut events) = Speaker::start(c).await.unwrap();
+    let (speaker, mut events) = Speaker::start(ranged(port)).await.unwrap();
     let _primary = raw_peer(port, &mut events).await;
     let mut second = tokio::net::TcpStream::connect(SocketAddr::new(LOOPBACK.into(), port))
         .await

@@ -663,16 +663,22 @@ impl Worker {
         if !managed || fixed {
             return;
         }
+        if let Err(e) = self.delete_entry(key, "RTM_DELNEIGH") {
+            eprintln!("flatedge: neighbour {}: {e}", key.0);
+        }
+    }
+
+    /// Deletes the kernel's entry for `key`; one already gone is fine.
+    fn delete_entry(&mut self, key: NextHopKey, what: &'static str) -> Result<(), NeighError> {
         let seq = self.next_seq();
         let m = msg::delete_neigh(seq, key.0, key.1);
-        // ENOENT: already gone, which is what we want.
-        match self.transact("RTM_DELNEIGH", &m, |_| {}) {
+        match self.transact(what, &m, |_| {}) {
             Ok(())
             | Err(NeighError::Kernel {
                 errno: libc::ENOENT,
                 ..
-            }) => {}
-            Err(e) => eprintln!("flatedge: neighbour {}: {e}", key.0),
+            }) => Ok(()),
+            Err(e) => Err(e),
         }
     }
 
@@ -688,18 +694,9 @@ impl Worker {
         if !n.state.is_valid() || matches!(n.state, NeighState::Permanent | NeighState::Noarp) {
             return;
         }
-        let seq = self.next_seq();
-        let m = msg::delete_neigh(seq, key.0, key.1);
-        match self.transact("RTM_DELNEIGH recheck", &m, |_| {}) {
-            Ok(())
-            | Err(NeighError::Kernel {
-                errno: libc::ENOENT,
-                ..
-            }) => {}
-            Err(e) => {
-                eprintln!("flatedge: neighbour {}: {e}", key.0);
-                return;
-            }
+        if let Err(e) = self.delete_entry(key, "RTM_DELNEIGH recheck") {
+            eprintln!("flatedge: neighbour {}: {e}", key.0);
+            return;
         }
         match self.request_resolve(key) {
             Ok(mode) => {
