@@ -55,6 +55,21 @@ pub(super) fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
 
 /// Prefix -> next hops of a configuration's static routes; aggregates
 /// map to no next hop.
+/// Makes `config` say that `prefix` is routed via `via` (an aggregate when
+/// empty), as the FIB has it.
+fn keep_as(config: &mut Config, prefix: Prefix, via: &[Ipv6Addr]) {
+    config.routes.retain(|r| r.prefix != prefix);
+    config.bgp.aggregates.retain(|a| *a != prefix);
+    if via.is_empty() {
+        config.bgp.aggregates.push(prefix);
+    } else {
+        config.routes.push(crate::config::StaticRoute {
+            prefix,
+            via: via.to_vec(),
+        });
+    }
+}
+
 fn own_routes(c: &Config) -> BTreeMap<Prefix, Vec<Ipv6Addr>> {
     let mut out: BTreeMap<Prefix, Vec<Ipv6Addr>> =
         c.bgp.aggregates.iter().map(|&p| (p, Vec::new())).collect();
@@ -223,16 +238,11 @@ impl Daemon {
         // file tries it again.
         let mut new = new;
         for prefix in &not_installed {
-            new.routes.retain(|r| r.prefix != *prefix);
-            new.bgp.aggregates.retain(|a| a != prefix);
-            if let Some(via) = old.get(prefix) {
-                if via.is_empty() {
-                    new.bgp.aggregates.push(*prefix);
-                } else {
-                    new.routes.push(crate::config::StaticRoute {
-                        prefix: *prefix,
-                        via: via.clone(),
-                    });
+            match old.get(prefix) {
+                Some(via) => keep_as(&mut new, *prefix, via),
+                None => {
+                    new.routes.retain(|r| r.prefix != *prefix);
+                    new.bgp.aggregates.retain(|a| a != prefix);
                 }
             }
         }
@@ -291,17 +301,28 @@ impl Daemon {
                 Some(via) => {
                     if let Err(e) = self.install_own(prefix, via) {
                         lost.push(format!("route {prefix}: {e}"));
+                        // The new route stays in the FIB: the running
+                        // configuration says so, so that it tells the
+                        // truth and reloading either file acts on it.
+                        if let Some(new) = pending.wanted.get(&prefix) {
+                            keep_as(&mut self.config, prefix, new);
+                        }
                     }
                 }
                 None => to_bgp.extend(self.give_back(prefix, &mut lost)),
             }
         }
         self.restore_bgp(to_bgp);
+        self.refresh();
+        let (mut code, mut message) = error;
         if !lost.is_empty() {
             log!("reload: cannot put back {}", lost.join("; "));
+            code = ErrorCode::Internal;
+            message = format!(
+                "{message}; except what could not be put back, which stays as the file has it: {}",
+                lost.join("; ")
+            );
         }
-        self.refresh();
-        let (code, message) = error;
         log!("reload of {} refused: {message}", pending.path.display());
         let _ = pending
             .reply
@@ -321,13 +342,18 @@ impl Daemon {
         for prefix in p.yielded {
             to_bgp.extend(self.give_back(prefix, &mut failed));
         }
-        self.restore_bgp(to_bgp);
         let mut notes: Vec<String> = bgp_note.into_iter().collect();
         notes.push(format!(
             "static routes and aggregates: {} added, {removed} removed, {} changed",
             p.added, p.changed
         ));
         self.config = p.new;
+        // An aggregate the new file has and no route covers now (its
+        // connected subnet went away while BGP was taking the file, which
+        // the address sync judged by the old file): installed.
+        self.install_missing_aggregates(&mut failed);
+        to_bgp.retain(|p| !self.routes.contains_key(p));
+        self.restore_bgp(to_bgp);
         self.refresh();
         let mut message = format!("reloaded {}: {}", p.path.display(), notes.join("; "));
         log!("{message}");
@@ -339,6 +365,24 @@ impl Daemon {
             Response::error(ErrorCode::Internal, message)
         };
         let _ = p.reply.send(Answer::Now(response));
+    }
+
+    /// Installs every aggregate of the running configuration that has no
+    /// route of ours and no connected subnet to yield to.
+    fn install_missing_aggregates(&mut self, failed: &mut Vec<String>) {
+        let missing: Vec<Prefix> = self
+            .config
+            .bgp
+            .aggregates
+            .iter()
+            .copied()
+            .filter(|a| !self.routes.contains_key(a) && self.connected_port(*a).is_none())
+            .collect();
+        for a in missing {
+            if let Err(e) = self.install_own(a, &[]) {
+                failed.push(format!("aggregate {a}: {e}"));
+            }
+        }
     }
 
     /// Removes our own route for `prefix` (only a static route or an
