@@ -1104,6 +1104,17 @@ fn key_path(text: &str, offset: usize, table_only: bool) -> Option<String> {
     }
     // The header itself is the problem (a missing key of that table).
     let on_header = text[line_start..line_end].trim_start().starts_with('[');
+    if table_only && on_header {
+        // An unknown table: the unknown field is the header's last name,
+        // in the table that encloses it (none at the top).
+        let name = text[line_start..line_end]
+            .trim()
+            .trim_matches(|c| c == '[' || c == ']');
+        return name
+            .trim()
+            .rsplit_once('.')
+            .map(|(parent, _)| parent.trim().to_string());
+    }
     let path = match key {
         Some(k) if !table_only && !on_header => {
             if table.is_empty() {

@@ -306,6 +306,7 @@ fn unknown_keys_are_errors_naming_the_key() {
         (format!("{MINIMAL}[bgp.multipath]\nrelax = true\n"), "relax", 8),
         (format!("{MINIMAL}[icmp]\nratelimit = 5\n"), "ratelimit", 8),
         (format!("{MINIMAL}[routes]\n"), "routes", 7),
+        (format!("{MINIMAL}[[bgp.neighbour]]\n"), "neighbour", 7),
     ] {
         let e = only_error(&text);
         assert!(matches!(e, ConfigError::Syntax { .. }), "{e:?}");
@@ -313,6 +314,15 @@ fn unknown_keys_are_errors_naming_the_key() {
         assert!(msg.contains(&format!("unknown field `{key}`")), "{msg}");
         assert_eq!(e.line(), Some(line), "{msg}");
     }
+    // An unknown table is named in the table that encloses it, not as a
+    // table of its own.
+    let e = only_error(&format!("{MINIMAL}[[bgp.neighbour]]\n"));
+    assert!(
+        e.to_string().starts_with("bgp: unknown field `neighbour`"),
+        "{e}"
+    );
+    let e = only_error(&format!("{MINIMAL}[routes]\n"));
+    assert!(!e.to_string().contains("routes: unknown"), "{e}");
 }
 
 #[test]
