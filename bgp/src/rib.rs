@@ -699,9 +699,13 @@ impl Table {
         }
     }
 
-    fn contains(&self, prefix: &Ipv6Net, peer: PeerId) -> bool {
-        self.get(prefix)
-            .is_some_and(|e| e.paths().iter().any(|p| p.peer == peer))
+    /// Whether `peer` has a path for `prefix` that is not stale.
+    fn holds_fresh(&self, prefix: &Ipv6Net, peer: PeerId) -> bool {
+        self.get(prefix).is_some_and(|e| {
+            e.paths()
+                .iter()
+                .any(|p| p.peer == peer && p.flags & STALE == 0)
+        })
     }
 
     /// Adds or replaces `peer`'s path; returns the replaced path's flags.
@@ -1171,7 +1175,9 @@ impl Rib {
                             .import
                             .max_prefixes
                             .is_some_and(|max| announced >= max as usize);
-                        if at_limit && !self.table.contains(&prefix, id) {
+                        // A fresh path replaced is no new prefix; a
+                        // stale one re-announced counts anew.
+                        if at_limit && !self.table.holds_fresh(&prefix, id) {
                             reject(&mut self.table, peer, id, prefix, RejectReason::MaxPrefixes);
                             if !std::mem::replace(&mut peer.teardown_sent, true) {
                                 out.push(RibOutput::Teardown(id, max_prefix_teardown(peer)));

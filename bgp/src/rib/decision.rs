@@ -289,10 +289,19 @@ fn rank(paths: &mut [Path], cfg: &DecisionConfig) -> usize {
     let med = MedContext::new(paths, cfg);
     paths.sort_unstable_by(|a, b| compare(&a.attrs, &b.attrs, &med).then(a.peer.cmp(&b.peer)));
     let best = paths[0].attrs.clone();
+    // Every path the best may share traffic with, moved up behind it in
+    // order: a path that ties on the earlier steps but not for multipath
+    // (another AS path) may sort between two members (by router id), and
+    // must not end the set there.
     let mut n = 1;
-    while n < paths.len() && n < cfg.max_paths && multipath_equal(&best, &paths[n].attrs, &med, cfg)
-    {
-        n += 1;
+    for i in 1..paths.len() {
+        if n >= cfg.max_paths {
+            break;
+        }
+        if multipath_equal(&best, &paths[i].attrs, &med, cfg) {
+            paths[n..=i].rotate_right(1);
+            n += 1;
+        }
     }
     n
 }

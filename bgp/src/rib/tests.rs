@@ -632,6 +632,33 @@ fn multipath_needs_identical_as_path_unless_relaxed() {
     }
 }
 
+/// A path that ties with the best but has another AS path, sorted (by
+/// router id) between the best and a path with the best's AS path, does
+/// not keep that path out of the ECMP set: the set ended at the first
+/// path that was not a member.
+#[test]
+fn a_non_member_between_members_does_not_end_the_ecmp_set() {
+    let svc = "2001:db8:96::10/128";
+    let mut lab = Lab::new();
+    let a = lab.peer("2001:db8:1::1", 65001, 1);
+    let b = lab.peer("2001:db8:1::2", 65002, 2);
+    let c = lab.peer("2001:db8:1::3", 65001, 3);
+    lab.apply(a, &ann("2001:db8:1::1", &[65001]).of(&[svc]));
+    lab.apply(b, &ann("2001:db8:1::2", &[65002]).of(&[svc]));
+    lab.apply(c, &ann("2001:db8:1::3", &[65001]).of(&[svc]));
+    let got = lab.changes();
+    let last = got.last().expect("a change");
+    assert_eq!(
+        last.nexthops,
+        [nh("2001:db8:1::1", a), nh("2001:db8:1::3", c)]
+    );
+    assert_eq!(lab.status(svc, c), PathStatus::Multipath);
+    assert_eq!(
+        lab.status(svc, b),
+        PathStatus::NotSelected(LossReason::MultipathAsPathDiffers)
+    );
+}
+
 #[test]
 fn a_next_hop_on_no_connected_subnet_takes_no_part() {
     // X (another AS, lowest router id) would win with a next hop the
@@ -1443,6 +1470,44 @@ fn stale_routes_do_not_count_against_max_prefixes() {
         out.iter().any(|o| matches!(o, RibOutput::Teardown(..))),
         "3 of 2 announced: {out:?}"
     );
+}
+
+/// A restarted peer at its limit re-announcing a prefix it had before
+/// (still stale) announces a new one as far as the limit goes: torn down.
+/// The stale path let it through, counting it as held, and the count
+/// then went past the limit for good.
+#[test]
+fn stale_prefixes_announced_again_count_against_max_prefixes() {
+    let mut lab = Lab::new();
+    let mut cfg = PeerConfig::new(addr("2001:db8:1::2"), Asn(65001));
+    cfg.import.max_prefixes = Some(2);
+    let a = lab.peer_with(cfg, 2);
+    let ann = ann("2001:db8:1::2", &[65001]);
+    assert!(lab
+        .apply(a, &ann.of(&["2001:db8:100::/64", "2001:db8:101::/64"]))
+        .is_empty());
+    lab.rib.peer_down(a, true);
+    lab.rib.peer_up(
+        a,
+        &negotiated(65001, Ipv4Addr::new(10, 0, 0, 2), Some((120, true))),
+    );
+    let out = lab.apply(a, &ann.of(&["2001:db8:102::/64", "2001:db8:103::/64"]));
+    assert!(
+        !out.iter().any(|o| matches!(o, RibOutput::Teardown(..))),
+        "2 of 2: {out:?}"
+    );
+    let out = lab.apply(a, &ann.of(&["2001:db8:100::/64"]));
+    assert!(
+        out.iter().any(|o| matches!(o, RibOutput::Teardown(..))),
+        "a third fresh prefix (stale before) of 2: {out:?}"
+    );
+    // The same fresh prefix again is no new one.
+    let mut lab = Lab::new();
+    let mut cfg = PeerConfig::new(addr("2001:db8:1::2"), Asn(65001));
+    cfg.import.max_prefixes = Some(1);
+    let b = lab.peer_with(cfg, 2);
+    assert!(lab.apply(b, &ann.of(&["2001:db8:100::/64"])).is_empty());
+    assert!(lab.apply(b, &ann.of(&["2001:db8:100::/64"])).is_empty());
 }
 
 /// A next hop that is our own address on the session points back at us
