@@ -94,17 +94,18 @@ else
     log "  . \"\$HOME/.cargo/env\""
     status=1
 fi
+FOR_TEST=0
+[[ "${1:-}" == "--for-test" ]] && FOR_TEST=1
 if command -v cargo >/dev/null 2>&1 && cargo nextest --version >/dev/null 2>&1; then
     log "cargo-nextest: $(cargo nextest --version 2>/dev/null | head -n1)"
-else
+elif [ "$FOR_TEST" -eq 1 ]; then
     log "cargo-nextest not found (the test runner). Install it with:"
     log "  cargo install --locked cargo-nextest"
     log "  or a prebuilt binary: https://nexte.st/docs/installation/pre-built-binaries/"
     status=1
+else
+    log "cargo-nextest not found (only scripts/test needs it)"
 fi
-
-FOR_TEST=0
-[[ "${1:-}" == "--for-test" ]] && FOR_TEST=1
 for component in rustfmt clippy; do
     has() { command -v cargo >/dev/null 2>&1 && cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1; }
     if ! has && command -v rustup >/dev/null 2>&1; then

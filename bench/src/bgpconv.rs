@@ -194,6 +194,10 @@ pub fn run(o: &Options) -> Result<Vec<Row>> {
         "--prefixes must be at most {MAX_PREFIXES}"
     );
     check_prerequisites()?;
+    // Before minutes of the other receivers, not after them.
+    if o.receivers.contains(&Receiver::Flatedge) {
+        daemon_binary()?;
+    }
     remove_stale_namespaces();
     let mut rows = Vec::new();
     for &r in &o.receivers {
@@ -838,7 +842,9 @@ fn daemon_routes(socket: &Path) -> Result<u64> {
 /// sender on its `eth0`, the dataplane running (worker on CPU 1); learn
 /// and withdraw times count until its FIB holds all N routes / none of
 /// them, polled every 5 ms through its ctl socket.
-fn run_daemon(lab: &Lab, o: &Options) -> Result<Row> {
+/// The `flatedge` binary beside the bench's (`cargo run -p bench` does
+/// not build it).
+fn daemon_binary() -> Result<PathBuf> {
     let exe = std::env::current_exe().context("cannot find the bench binary")?;
     let flatedge = exe.with_file_name("flatedge");
     ensure!(
@@ -846,6 +852,11 @@ fn run_daemon(lab: &Lab, o: &Options) -> Result<Row> {
         "{} is missing: cargo build --release -p router",
         flatedge.display()
     );
+    Ok(flatedge)
+}
+
+fn run_daemon(lab: &Lab, o: &Options) -> Result<Row> {
+    let flatedge = daemon_binary()?;
     let socket = lab.dir.join("ctl.sock");
     let config = lab.dir.join("flatedge.toml");
     fs::write(
