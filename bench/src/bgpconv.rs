@@ -838,10 +838,6 @@ fn daemon_routes(socket: &Path) -> Result<u64> {
     }
 }
 
-/// The `flatedge` daemon as the receiver: a passive neighbour for the
-/// sender on its `eth0`, the dataplane running (worker on CPU 1); learn
-/// and withdraw times count until its FIB holds all N routes / none of
-/// them, polled every 5 ms through its ctl socket.
 /// The `flatedge` binary beside the bench's (`cargo run -p bench` does
 /// not build it).
 fn daemon_binary() -> Result<PathBuf> {
@@ -855,6 +851,10 @@ fn daemon_binary() -> Result<PathBuf> {
     Ok(flatedge)
 }
 
+/// The `flatedge` daemon as the receiver: a passive neighbour for the
+/// sender on its `eth0`, the dataplane running (worker on CPU 1); learn
+/// and withdraw times count until its FIB holds all N routes / none of
+/// them, polled every 5 ms through its ctl socket.
 fn run_daemon(lab: &Lab, o: &Options) -> Result<Row> {
     let flatedge = daemon_binary()?;
     let socket = lab.dir.join("ctl.sock");

@@ -878,8 +878,10 @@ impl FromStr for Config {
             let mut message = plain_message(e.message().trim_end());
             let at = e.span().and_then(|span| {
                 // An unknown key is named by the message: give its table.
-                let table_only = message.starts_with("unknown field");
-                key_path(text, span.start, table_only)
+                let unknown = message
+                    .strip_prefix("unknown field `")
+                    .and_then(|m| m.split('`').next());
+                key_path(text, span.start, unknown)
             });
             // `[interface]` where `[[interface]]` is meant: the parser sees
             // one table where a list of them belongs.
@@ -1075,8 +1077,9 @@ struct RawMetrics {
 /// [`Location`] (`bgp.neighbor[1].hold-time`): the table from the last
 /// header before it (`[[...]]` headers counted per array), and the key of
 /// its line, or of the nearest line above with one (a multi-line value);
-/// with `table_only`, the table alone. `None` when nothing names it.
-fn key_path(text: &str, offset: usize, table_only: bool) -> Option<String> {
+/// with `unknown` (an unknown field's name), the table alone. `None` when nothing names it.
+fn key_path(text: &str, offset: usize, unknown: Option<&str>) -> Option<String> {
+    let table_only = unknown.is_some();
     let offset = offset.min(text.len());
     let mut table = String::new();
     let mut arrays: HashMap<String, usize> = HashMap::new();
@@ -1104,16 +1107,26 @@ fn key_path(text: &str, offset: usize, table_only: bool) -> Option<String> {
     }
     // The header itself is the problem (a missing key of that table).
     let on_header = text[line_start..line_end].trim_start().starts_with('[');
-    if table_only && on_header {
-        // An unknown table: the unknown field is the header's last name,
-        // in the table that encloses it (none at the top).
-        let name = text[line_start..line_end]
+    if let (Some(field), true) = (unknown, on_header) {
+        // An unknown table: the unknown field is one of the header's
+        // names (the first unknown one), in the table the names before it
+        // make (none at the top).
+        let header = text[line_start..line_end]
+            .split('#')
+            .next()
+            .unwrap_or_default();
+        let names: Vec<&str> = header
             .trim()
-            .trim_matches(|c| c == '[' || c == ']');
-        return name
-            .trim()
-            .rsplit_once('.')
-            .map(|(parent, _)| parent.trim().to_string());
+            .trim_matches(|c| c == '[' || c == ']')
+            .split('.')
+            .map(|n| n.trim().trim_matches('"'))
+            .collect();
+        let at = names
+            .iter()
+            .position(|n| *n == field)
+            .unwrap_or(names.len().saturating_sub(1));
+        let parent = names[..at].join(".");
+        return (!parent.is_empty()).then_some(parent);
     }
     let path = match key {
         Some(k) if !table_only && !on_header => {

@@ -321,8 +321,11 @@ fn unknown_keys_are_errors_naming_the_key() {
         e.to_string().starts_with("bgp: unknown field `neighbour`"),
         "{e}"
     );
-    let e = only_error(&format!("{MINIMAL}[routes]\n"));
-    assert!(!e.to_string().contains("routes: unknown"), "{e}");
+    let e = only_error(&format!("{MINIMAL}[routes]  # a comment\n"));
+    assert!(e.to_string().starts_with("unknown field `routes`"), "{e}");
+    // A typo in the first name is at the top, not in a table named so.
+    let e = only_error(&format!("{MINIMAL}[bpg.multipath]\n"));
+    assert!(e.to_string().starts_with("unknown field `bpg`"), "{e}");
 }
 
 #[test]

@@ -16,12 +16,16 @@ pub struct IfAddr {
     pub addr: Ipv6Addr,
     /// Its subnet (the prefix length of the address).
     pub subnet: Prefix,
+    /// It failed duplicate address detection: another node on the link
+    /// owns it. Not the router's (no own-address entry, no ICMPv6 source);
+    /// its subnet is still the link's, as the kernel keeps the prefix
+    /// route of a permanent address that failed.
+    pub dad_failed: bool,
 }
 
 /// Global unicast IPv6 addresses by interface name (link-local, loopback
-/// and multicast left out, and addresses that failed duplicate address
-/// detection: another node on the link owns them), each interface's
-/// sorted.
+/// and multicast left out; addresses that failed duplicate address
+/// detection marked), each interface's sorted.
 pub fn global_addrs() -> std::io::Result<BTreeMap<String, Vec<IfAddr>>> {
     let mut out: BTreeMap<String, Vec<IfAddr>> = BTreeMap::new();
     // getifaddrs does not give the address flags; /proc does. Without it
@@ -41,9 +45,10 @@ pub fn global_addrs() -> std::io::Result<BTreeMap<String, Vec<IfAddr>>> {
             continue;
         };
         let addr = addr.ip();
-        if !is_global(addr) || dad_failed.contains(&(addr, ifa.interface_name.clone())) {
+        if !is_global(addr) {
             continue;
         }
+        let failed = dad_failed.contains(&(addr, ifa.interface_name.clone()));
         let len = ifa
             .netmask
             .as_ref()
@@ -54,9 +59,11 @@ pub fn global_addrs() -> std::io::Result<BTreeMap<String, Vec<IfAddr>>> {
         let Ok(subnet) = Prefix::new(addr, len) else {
             continue;
         };
-        out.entry(ifa.interface_name)
-            .or_default()
-            .push(IfAddr { addr, subnet });
+        out.entry(ifa.interface_name).or_default().push(IfAddr {
+            addr,
+            subnet,
+            dad_failed: failed,
+        });
     }
     for v in out.values_mut() {
         v.sort();
@@ -118,10 +125,10 @@ mod tests {
     }
 
     /// An address another node on the link already has fails duplicate
-    /// address detection, and is not taken as the router's (its traffic
-    /// is the other node's, not the kernel's).
+    /// address detection, and is marked so: not the router's (its traffic
+    /// is the other node's, not the kernel's), its subnet still the link's.
     #[test]
-    fn an_address_that_failed_dad_is_left_out() {
+    fn an_address_that_failed_dad_is_marked() {
         let found = std::thread::spawn(|| {
             nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
                 .expect("unshare(CLONE_NEWNET): the tests run as root");
@@ -152,18 +159,16 @@ mod tests {
         .join()
         .unwrap();
         let a: Ipv6Addr = "2001:db8:9::1".parse().unwrap();
-        assert!(
+        let on = |dev: &str| {
             found
-                .get("da")
-                .is_some_and(|v| v.iter().any(|x| x.addr == a)),
-            "{found:?}"
-        );
-        assert!(
-            found
-                .get("db")
-                .is_none_or(|v| v.iter().all(|x| x.addr != a)),
-            "{found:?}"
-        );
+                .get(dev)
+                .and_then(|v| v.iter().find(|x| x.addr == a))
+                .copied()
+        };
+        assert_eq!(on("da").map(|x| x.dad_failed), Some(false), "{found:?}");
+        // Marked, its subnet still the link's.
+        let db = on("db").expect("db's address is listed");
+        assert!(db.dad_failed && db.subnet.len() == 64, "{found:?}");
     }
 
     #[test]

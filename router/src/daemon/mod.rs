@@ -955,7 +955,14 @@ impl Daemon {
         // to any of them (even one on an interface flatedge does not
         // manage, such as a loopback) goes to the kernel. Before the
         // ports' own check below: a change elsewhere counts too.
-        let own: BTreeSet<Ipv6Addr> = all.values().flatten().map(|a| a.addr).collect();
+        // (An address that failed duplicate address detection is another
+        // node's: its traffic is forwarded, not the kernel's.)
+        let own: BTreeSet<Ipv6Addr> = all
+            .values()
+            .flatten()
+            .filter(|a| !a.dad_failed)
+            .map(|a| a.addr)
+            .collect();
         let own_changed = own != self.own_addrs || !self.own_stuck.is_empty();
         if own_changed {
             self.sync_own_addrs(own);
@@ -1114,7 +1121,7 @@ impl Daemon {
             .map(|p| {
                 self.addrs
                     .get(&p.name)
-                    .and_then(|v| v.first())
+                    .and_then(|v| v.iter().find(|a| !a.dad_failed))
                     .map(|a| a.addr)
                     .or(any)
             })

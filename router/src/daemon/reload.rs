@@ -11,7 +11,9 @@
 //! routes are in the FIB before BGP is reconfigured (and announces them),
 //! removed ones leave it after BGP withdrew them; if BGP refuses the new
 //! configuration (which leaves it unchanged), the routes it replaced are
-//! put back, so a refused file changes nothing. The control thread does
+//! put back, so a refused file changes nothing (a route that cannot be put
+//! back, its next hop's subnet gone meanwhile, stays as the file has it,
+//! and the answer and the running configuration say so). The control thread does
 //! not block on BGP: the reload waits in [`PendingReload`] for BGP's
 //! answer (another reload meanwhile is refused), so the FIB and BGP run
 //! the same configuration however long BGP takes, up to [`BGP_ANSWER`];
@@ -53,8 +55,6 @@ pub(super) fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     .collect()
 }
 
-/// Prefix -> next hops of a configuration's static routes; aggregates
-/// map to no next hop.
 /// Makes `config` say that `prefix` is routed via `via` (an aggregate when
 /// empty), as the FIB has it.
 fn keep_as(config: &mut Config, prefix: Prefix, via: &[Ipv6Addr]) {
@@ -70,6 +70,8 @@ fn keep_as(config: &mut Config, prefix: Prefix, via: &[Ipv6Addr]) {
     }
 }
 
+/// Prefix -> next hops of a configuration's static routes; aggregates
+/// map to no next hop.
 fn own_routes(c: &Config) -> BTreeMap<Prefix, Vec<Ipv6Addr>> {
     let mut out: BTreeMap<Prefix, Vec<Ipv6Addr>> =
         c.bgp.aggregates.iter().map(|&p| (p, Vec::new())).collect();
@@ -319,7 +321,7 @@ impl Daemon {
             log!("reload: cannot put back {}", lost.join("; "));
             code = ErrorCode::Internal;
             message = format!(
-                "{message}; except what could not be put back, which stays as the file has it: {}",
+                "{message}; except what could not be put back (a route stays as the file has it, a prefix given back to no route has none): {}",
                 lost.join("; ")
             );
         }

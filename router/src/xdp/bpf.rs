@@ -548,6 +548,10 @@ fn lock_interface(ifindex: u32) -> Result<File, XdpError> {
 /// running one's program) or plant links to files root would write.
 fn lock_dir(dir: &Path) -> io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
+    // /run/lock itself, on a system without it (a container).
+    if let Some(parent) = dir.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
     match std::fs::DirBuilder::new().mode(0o700).create(dir) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
