@@ -1441,12 +1441,9 @@ fn filtered_counts_rejected_prefixes_still_announced() {
     assert_eq!(filtered(&lab), 0);
 }
 
-/// A graceful-restart peer at its max-prefixes limit restarts and
-/// announces as many prefixes, one of them new (a pod rescheduled): its
-/// stale routes, which its End-of-RIB purges, do not count, so it is not
-/// torn down; one prefix more than the limit still is.
-#[test]
-fn stale_routes_do_not_count_against_max_prefixes() {
+/// A peer with max-prefixes 2 that announced 100::/64 and 101::/64, went
+/// down gracefully (both stale now) and came back with the F bit.
+fn restarted_at_its_limit_of_two() -> (Lab, PeerId) {
     let mut lab = Lab::new();
     let mut cfg = PeerConfig::new(addr("2001:db8:1::2"), Asn(65001));
     cfg.import.max_prefixes = Some(2);
@@ -1460,6 +1457,17 @@ fn stale_routes_do_not_count_against_max_prefixes() {
         a,
         &negotiated(65001, Ipv4Addr::new(10, 0, 0, 2), Some((120, true))),
     );
+    (lab, a)
+}
+
+/// A graceful-restart peer at its max-prefixes limit restarts and
+/// announces as many prefixes, one of them new (a pod rescheduled): its
+/// stale routes, which its End-of-RIB purges, do not count, so it is not
+/// torn down; one prefix more than the limit still is.
+#[test]
+fn stale_routes_do_not_count_against_max_prefixes() {
+    let (mut lab, a) = restarted_at_its_limit_of_two();
+    let ann = ann("2001:db8:1::2", &[65001]);
     let out = lab.apply(a, &ann.of(&["2001:db8:100::/64", "2001:db8:102::/64"]));
     assert!(
         !out.iter().any(|o| matches!(o, RibOutput::Teardown(..))),
@@ -1478,19 +1486,8 @@ fn stale_routes_do_not_count_against_max_prefixes() {
 /// then went past the limit for good.
 #[test]
 fn stale_prefixes_announced_again_count_against_max_prefixes() {
-    let mut lab = Lab::new();
-    let mut cfg = PeerConfig::new(addr("2001:db8:1::2"), Asn(65001));
-    cfg.import.max_prefixes = Some(2);
-    let a = lab.peer_with(cfg, 2);
+    let (mut lab, a) = restarted_at_its_limit_of_two();
     let ann = ann("2001:db8:1::2", &[65001]);
-    assert!(lab
-        .apply(a, &ann.of(&["2001:db8:100::/64", "2001:db8:101::/64"]))
-        .is_empty());
-    lab.rib.peer_down(a, true);
-    lab.rib.peer_up(
-        a,
-        &negotiated(65001, Ipv4Addr::new(10, 0, 0, 2), Some((120, true))),
-    );
     let out = lab.apply(a, &ann.of(&["2001:db8:102::/64", "2001:db8:103::/64"]));
     assert!(
         !out.iter().any(|o| matches!(o, RibOutput::Teardown(..))),
