@@ -324,8 +324,15 @@ fn read_request(
     deadline: Instant,
 ) -> io::Result<(bool, usize)> {
     let mut end = None;
+    let mut scan = Scan::default();
     let eof = read_chunks(stream, max, deadline, |chunk| {
         doc.extend_from_slice(chunk);
+        // Parsed only when a value may have ended: parsing the whole
+        // document again at every chunk made a client trickling 64 KiB a
+        // byte at a time cost a few billion bytes parsed.
+        if !scan.feed(chunk) {
+            return Ok(false);
+        }
         let mut values =
             serde_json::Deserializer::from_slice(doc).into_iter::<serde::de::IgnoredAny>();
         end = match values.next() {
@@ -340,6 +347,57 @@ fn read_request(
         Ok(end.is_some())
     })?;
     Ok((eof, end.unwrap_or(doc.len())))
+}
+
+/// Follows a JSON document's nesting as it arrives, to tell when a value
+/// may have ended: outside strings, back at depth 0 after an object or
+/// array, or anything but one at the start (never a valid request: parsed
+/// at once, which says why).
+#[derive(Debug, Default)]
+struct Scan {
+    depth: usize,
+    started: bool,
+    in_string: bool,
+    escaped: bool,
+}
+
+impl Scan {
+    /// Takes `chunk`; whether the document may hold a whole value now.
+    fn feed(&mut self, chunk: &[u8]) -> bool {
+        let mut maybe = false;
+        for &b in chunk {
+            if self.in_string {
+                match (self.escaped, b) {
+                    (true, _) => self.escaped = false,
+                    (false, b'\\') => self.escaped = true,
+                    (false, b'"') => self.in_string = false,
+                    _ => {}
+                }
+                continue;
+            }
+            match b {
+                b' ' | b'\t' | b'\r' | b'\n' => {}
+                b'{' | b'[' => {
+                    self.started = true;
+                    self.depth += 1;
+                }
+                b'}' | b']' => {
+                    self.depth = self.depth.saturating_sub(1);
+                    maybe |= self.depth == 0;
+                }
+                b'"' => {
+                    maybe |= !self.started;
+                    self.started = true;
+                    self.in_string = true;
+                }
+                _ => {
+                    maybe |= !self.started;
+                    self.started = true;
+                }
+            }
+        }
+        maybe
+    }
 }
 
 /// Reads from `stream` into `out` until EOF or `max` bytes, all before

@@ -354,3 +354,25 @@ fn serve_one_bounds_the_whole_answer() {
     let got = reader.join().unwrap();
     assert!(got < 4 << 20, "the whole answer was read: {got}");
 }
+
+/// The request reader parses only where a value may end: back at depth 0
+/// outside strings (a brace inside a string, or escaped quotes, end
+/// nothing), or at the first byte of anything but an object or array.
+#[test]
+fn a_document_is_parsed_only_where_a_value_may_end() {
+    let doc = br#" {"a": "} \" ]", "b": [1, {"c": 2}]} "#;
+    let mut scan = Scan::default();
+    let ends: Vec<usize> = doc
+        .iter()
+        .enumerate()
+        .filter(|&(_, &b)| scan.feed(&[b]))
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(ends, [doc.len() - 2], "{}", String::from_utf8_lossy(doc));
+    // A scalar or a string at the top: at its first byte only.
+    for doc in [&b"12345"[..], b"\"ab}c\""] {
+        let mut scan = Scan::default();
+        let ends: Vec<bool> = doc.iter().map(|&b| scan.feed(&[b])).collect();
+        assert!(ends[0] && ends[1..].iter().all(|&e| !e), "{ends:?}");
+    }
+}
