@@ -168,9 +168,11 @@ pub fn build(
             icmp.set_msg_type(Icmpv6Message::PktTooBig);
             icmp.set_pkt_too_big_mtu(mtu);
         }
-        IcmpKind::NoRoute => icmp.set_msg_type(Icmpv6Message::DstUnreachable),
+        IcmpKind::NoRoute | IcmpKind::BeyondScope => {
+            icmp.set_msg_type(Icmpv6Message::DstUnreachable)
+        }
     }
-    icmp.set_msg_code(0);
+    icmp.set_msg_code(if kind == IcmpKind::BeyondScope { 2 } else { 0 });
     icmp.fill_checksum(&router_addr, &to);
     pkt.len = total;
     Verdict::IcmpError(kind)
@@ -272,6 +274,20 @@ mod tests {
         assert_eq!(v, Verdict::IcmpError(IcmpKind::NoRoute));
         let icmp = check_error(&e, &orig, Icmpv6Message::DstUnreachable);
         assert_eq!(icmp.msg_code(), 0);
+    }
+
+    /// A link-local source gets Destination Unreachable, code 2 (beyond
+    /// scope of source address), as Linux answers it.
+    #[test]
+    fn unreachable_beyond_scope() {
+        let from_link_local = FrameSpec {
+            src: "fe80::7".parse().unwrap(),
+            ..FrameSpec::tcp(1, 2)
+        };
+        let (v, e, orig) = err_of(&from_link_local, IcmpKind::BeyondScope);
+        assert_eq!(v, Verdict::IcmpError(IcmpKind::BeyondScope));
+        let icmp = check_error(&e, &orig, Icmpv6Message::DstUnreachable);
+        assert_eq!(icmp.msg_code(), 2);
     }
 
     #[test]

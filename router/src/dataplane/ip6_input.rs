@@ -117,6 +117,11 @@ pub fn check(pkt: &mut Packet<'_>, mac: u64) -> Verdict {
     // test for the common packet instead of nine.
     if !(is_global_unicast(src) && is_global_unicast(dst)) {
         if let Some(r) = martian(src, dst) {
+            // A link-local source is told (RFC 4443 3.1, code 2).
+            if r == DropReason::LinkLocalSource {
+                pkt.len = ip_end;
+                return Verdict::IcmpError(IcmpKind::BeyondScope);
+            }
             return Verdict::Drop(r);
         }
     }
@@ -297,14 +302,13 @@ mod tests {
         );
         assert_eq!(verdict_of(with_src("::")), Verdict::Drop(UnspecifiedSource));
         assert_eq!(verdict_of(with_src("::1")), Verdict::Drop(LoopbackSource));
-        assert_eq!(
-            verdict_of(with_src("fe80::1")),
-            Verdict::Drop(LinkLocalSource)
-        );
-        assert_eq!(
-            verdict_of(with_src("febf::1")),
-            Verdict::Drop(LinkLocalSource)
-        );
+        for src in ["fe80::1", "febf::1"] {
+            assert_eq!(
+                verdict_of(with_src(src)),
+                Verdict::IcmpError(IcmpKind::BeyondScope),
+                "{src}"
+            );
+        }
         assert_eq!(verdict_of(with_src("fec0::1")), Verdict::Continue);
         assert_eq!(
             verdict_of(with_src("::ffff:192.0.2.1")),

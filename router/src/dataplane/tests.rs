@@ -323,7 +323,7 @@ fn no_error_for_icmp_error_or_multicast() {
         Verdict::Drop(DropReason::MulticastSource)
     );
     // Only the echo request got an error (a Time Exceeded).
-    assert_eq!(lab.state.counters.icmp_sent, [1, 0, 0]);
+    assert_eq!(lab.state.counters.icmp_sent, [1, 0, 0, 0]);
 }
 
 #[test]
@@ -388,14 +388,6 @@ fn every_drop_reason_is_reachable_and_counted() {
             }
             .build(),
             LoopbackSource,
-        ),
-        (
-            FrameSpec {
-                src: "fe80::1".parse().unwrap(),
-                ..udp()
-            }
-            .build(),
-            LinkLocalSource,
         ),
         (
             FrameSpec {
@@ -487,6 +479,12 @@ fn every_drop_reason_is_reachable_and_counted() {
     }
     .build();
     assert_eq!(lab.one(no_route.clone()).0, Verdict::Drop(NoRoute));
+    let link_local_src = FrameSpec {
+        src: "fe80::1".parse().unwrap(),
+        ..udp()
+    }
+    .build();
+    assert_eq!(lab.one(link_local_src).0, Verdict::Drop(LinkLocalSource));
     assert_eq!(
         lab.one(
             FrameSpec {

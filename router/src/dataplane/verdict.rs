@@ -45,11 +45,15 @@ pub enum IcmpKind {
     },
     /// Destination Unreachable, code 0: no route to destination.
     NoRoute,
+    /// Destination Unreachable, code 2: beyond scope of source address
+    /// (a link-local source, never forwarded: RFC 4007 section 9, as
+    /// Linux answers it).
+    BeyondScope,
 }
 
 impl IcmpKind {
     /// Number of kinds (the size of per-kind counter arrays).
-    pub const COUNT: usize = 3;
+    pub const COUNT: usize = 4;
 
     /// Dense index for counter arrays.
     #[inline]
@@ -58,12 +62,18 @@ impl IcmpKind {
             IcmpKind::TimeExceeded => 0,
             IcmpKind::PacketTooBig { .. } => 1,
             IcmpKind::NoRoute => 2,
+            IcmpKind::BeyondScope => 3,
         }
     }
 
     /// snake_case name (for `show drops` / `show runtime`).
     pub fn name_of_index(i: usize) -> &'static str {
-        ["time_exceeded", "packet_too_big", "unreachable_no_route"][i]
+        [
+            "time_exceeded",
+            "packet_too_big",
+            "unreachable_no_route",
+            "unreachable_beyond_scope",
+        ][i]
     }
 
     /// The drop reason counted when this error is owed but the rate
@@ -74,6 +84,7 @@ impl IcmpKind {
             IcmpKind::TimeExceeded => DropReason::HopLimitExceeded,
             IcmpKind::PacketTooBig { .. } => DropReason::MtuExceeded,
             IcmpKind::NoRoute => DropReason::NoRoute,
+            IcmpKind::BeyondScope => DropReason::LinkLocalSource,
         }
     }
 }
@@ -146,7 +157,9 @@ drop_reasons! {
     /// Source address is IPv4-mapped (::ffff:0:0/96): not forwardable
     /// (RFC 6890's registry, RFC 4942 section 2.2).
     MappedSource => "mapped_source",
-    /// Source address is link-local (fe80::/10): never forwarded.
+    /// Source address is link-local (fe80::/10): never forwarded, and
+    /// the Destination Unreachable (beyond scope) was rate-limited or
+    /// could not be sent.
     LinkLocalSource => "link_local_source",
     /// Destination address is link-local (fe80::/10): never forwarded.
     LinkLocalDestination => "link_local_destination",
