@@ -333,6 +333,11 @@ fn read_request(
         if !scan.feed(chunk) {
             return Ok(false);
         }
+        if scan.not_object {
+            // Never a request: answered at once (parsing says why).
+            end = Some(doc.len());
+            return Ok(true);
+        }
         let mut values =
             serde_json::Deserializer::from_slice(doc).into_iter::<serde::de::IgnoredAny>();
         end = match values.next() {
@@ -350,13 +355,16 @@ fn read_request(
 }
 
 /// Follows a JSON document's nesting as it arrives, to tell when a value
-/// may have ended: outside strings, back at depth 0 after an object or
-/// array, or anything but one at the start (never a valid request: parsed
-/// at once, which says why).
+/// may have ended or can no longer become valid: back at depth 0 outside
+/// strings, a control character in a string, a line's end (a person
+/// typing into `nc -U`), or anything but an object at the start (never a
+/// request).
 #[derive(Debug, Default)]
 struct Scan {
     depth: usize,
     started: bool,
+    /// The document does not start with an object.
+    not_object: bool,
     in_string: bool,
     escaped: bool,
 }
@@ -371,12 +379,19 @@ impl Scan {
                     (true, _) => self.escaped = false,
                     (false, b'\\') => self.escaped = true,
                     (false, b'"') => self.in_string = false,
+                    // Not allowed in a JSON string: the parse says so.
+                    (false, c) if c < 0x20 => maybe = true,
                     _ => {}
                 }
                 continue;
             }
+            if !self.started && !matches!(b, b' ' | b'\t' | b'\r' | b'\n' | b'{') {
+                self.not_object = true;
+                return true;
+            }
             match b {
-                b' ' | b'\t' | b'\r' | b'\n' => {}
+                b'\n' => maybe |= self.started,
+                b' ' | b'\t' | b'\r' => {}
                 b'{' | b'[' => {
                     self.started = true;
                     self.depth += 1;
@@ -385,15 +400,8 @@ impl Scan {
                     self.depth = self.depth.saturating_sub(1);
                     maybe |= self.depth == 0;
                 }
-                b'"' => {
-                    maybe |= !self.started;
-                    self.started = true;
-                    self.in_string = true;
-                }
-                _ => {
-                    maybe |= !self.started;
-                    self.started = true;
-                }
+                b'"' => self.in_string = true,
+                _ => {}
             }
         }
         maybe

@@ -1109,8 +1109,8 @@ fn key_path(text: &str, offset: usize, unknown: Option<&str>) -> Option<String> 
     let on_header = text[line_start..line_end].trim_start().starts_with('[');
     if let (Some(field), true) = (unknown, on_header) {
         // An unknown table: the unknown field is one of the header's
-        // names (the first unknown one), in the table the names before it
-        // make (none at the top).
+        // names (the last one so named: `[icmp.icmp]`), in the table the
+        // names before it make (none at the top).
         let header = text[line_start..line_end]
             .split('#')
             .next()
@@ -1123,7 +1123,7 @@ fn key_path(text: &str, offset: usize, unknown: Option<&str>) -> Option<String> 
             .collect();
         let at = names
             .iter()
-            .position(|n| *n == field)
+            .rposition(|n| *n == field)
             .unwrap_or(names.len().saturating_sub(1));
         let parent = names[..at].join(".");
         return (!parent.is_empty()).then_some(parent);

@@ -357,7 +357,9 @@ fn serve_one_bounds_the_whole_answer() {
 
 /// The request reader parses only where a value may end: back at depth 0
 /// outside strings (a brace inside a string, or escaped quotes, end
-/// nothing), or at the first byte of anything but an object or array.
+/// nothing), at a control character in a string or a line's end (never
+/// valid, or a person typing), and gives up at once on a document that is
+/// not an object.
 #[test]
 fn a_document_is_parsed_only_where_a_value_may_end() {
     let doc = br#" {"a": "} \" ]", "b": [1, {"c": 2}]} "#;
@@ -369,10 +371,16 @@ fn a_document_is_parsed_only_where_a_value_may_end() {
         .map(|(i, _)| i)
         .collect();
     assert_eq!(ends, [doc.len() - 2], "{}", String::from_utf8_lossy(doc));
-    // A scalar or a string at the top: at its first byte only.
-    for doc in [&b"12345"[..], b"\"ab}c\""] {
+    // An unterminated string at a line's end, a line's end outside one.
+    for doc in [&b"{\"command\": \"show\n"[..], b"{command: 1\n"] {
         let mut scan = Scan::default();
         let ends: Vec<bool> = doc.iter().map(|&b| scan.feed(&[b])).collect();
-        assert!(ends[0] && ends[1..].iter().all(|&e| !e), "{ends:?}");
+        assert_eq!(ends.iter().position(|&e| e), Some(doc.len() - 1), "{doc:?}");
+    }
+    // Anything but an object: at its first byte, for good.
+    for doc in [&b"12345"[..], b"\"ab}c\"", b"  [1]"] {
+        let mut scan = Scan::default();
+        assert!(doc.iter().any(|&b| scan.feed(&[b])), "{doc:?}");
+        assert!(scan.not_object, "{doc:?}");
     }
 }

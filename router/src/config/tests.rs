@@ -326,6 +326,11 @@ fn unknown_keys_are_errors_naming_the_key() {
     // A typo in the first name is at the top, not in a table named so.
     let e = only_error(&format!("{MINIMAL}[bpg.multipath]\n"));
     assert!(e.to_string().starts_with("unknown field `bpg`"), "{e}");
+    let e = only_error(&format!("{MINIMAL}[icmp.icmp]\n"));
+    assert!(
+        e.to_string().starts_with("icmp: unknown field `icmp`"),
+        "{e}"
+    );
 }
 
 #[test]

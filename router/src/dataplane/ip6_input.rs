@@ -117,10 +117,17 @@ pub fn check(pkt: &mut Packet<'_>, mac: u64) -> Verdict {
     // test for the common packet instead of nine.
     if !(is_global_unicast(src) && is_global_unicast(dst)) {
         if let Some(r) = martian(src, dst) {
-            // A link-local source is told (RFC 4443 3.1, code 2).
-            if r == DropReason::LinkLocalSource {
+            // A link-local source to an address that would be forwarded
+            // is told (RFC 4443 3.1, code 2), after the hop limit's
+            // Time Exceeded, as Linux does; to a destination that would
+            // not, dropped.
+            if r == DropReason::LinkLocalSource && martian(0x2000 << 112, dst).is_none() {
                 pkt.len = ip_end;
-                return Verdict::IcmpError(IcmpKind::BeyondScope);
+                return Verdict::IcmpError(if b[OFF_HOP_LIMIT] <= 1 {
+                    IcmpKind::TimeExceeded
+                } else {
+                    IcmpKind::BeyondScope
+                });
             }
             return Verdict::Drop(r);
         }
@@ -309,6 +316,29 @@ mod tests {
                 "{src}"
             );
         }
+        // To a destination never forwarded either: dropped; with hop
+        // limit 1: Time Exceeded first.
+        for dst in ["::1", "fe80::2", "::ffff:192.0.2.1"] {
+            let f = FrameSpec {
+                src: "fe80::1".parse().unwrap(),
+                dst: dst.parse().unwrap(),
+                ..FrameSpec::udp()
+            };
+            assert_eq!(
+                verdict_of(f.build()),
+                Verdict::Drop(LinkLocalSource),
+                "{dst}"
+            );
+        }
+        let f = FrameSpec {
+            src: "fe80::1".parse().unwrap(),
+            hop_limit: 1,
+            ..FrameSpec::udp()
+        };
+        assert_eq!(
+            verdict_of(f.build()),
+            Verdict::IcmpError(IcmpKind::TimeExceeded)
+        );
         assert_eq!(verdict_of(with_src("fec0::1")), Verdict::Continue);
         assert_eq!(
             verdict_of(with_src("::ffff:192.0.2.1")),

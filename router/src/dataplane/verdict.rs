@@ -157,9 +157,9 @@ drop_reasons! {
     /// Source address is IPv4-mapped (::ffff:0:0/96): not forwardable
     /// (RFC 6890's registry, RFC 4942 section 2.2).
     MappedSource => "mapped_source",
-    /// Source address is link-local (fe80::/10): never forwarded, and
-    /// the Destination Unreachable (beyond scope) was rate-limited or
-    /// could not be sent.
+    /// Source address is link-local (fe80::/10): never forwarded. Counted
+    /// here when the destination is not one to forward either, or when
+    /// the Destination Unreachable (beyond scope) owed was rate-limited.
     LinkLocalSource => "link_local_source",
     /// Destination address is link-local (fe80::/10): never forwarded.
     LinkLocalDestination => "link_local_destination",
