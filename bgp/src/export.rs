@@ -17,8 +17,8 @@ use ipnet::Ipv6Net;
 
 use crate::policy::PrefixList;
 use crate::wire::{
-    AsPath, Asn, Context, Ipv6NextHop, Message, MessageType, MpReach, MpUnreach, Origin,
-    PathAttributes, UpdateRepr,
+    AsPath, Asn, AttributeFlags, AttributeType, Context, Ipv6NextHop, Message, MessageType,
+    MpReach, MpUnreach, Origin, PathAttributes, UnknownAttribute, UpdateRepr,
 };
 
 /// The session a peer's announcements are built for.
@@ -51,6 +51,18 @@ impl ExportSession {
     }
 
     fn attributes(&self) -> PathAttributes {
+        // A peer without 4-octet AS numbers reads our AS as AS_TRANS in
+        // AS_PATH; the real one goes in AS4_PATH (RFC 6793 section 4.2.2).
+        let as4_path = (!self.ibgp && !self.context.four_octet_as && self.local_asn.0 > 0xffff)
+            .then(|| {
+                let mut value = vec![2, 1];
+                value.extend(self.local_asn.0.to_be_bytes());
+                UnknownAttribute {
+                    flags: AttributeFlags(AttributeFlags::OPTIONAL | AttributeFlags::TRANSITIVE),
+                    type_code: AttributeType::As4Path.into(),
+                    value,
+                }
+            });
         PathAttributes {
             origin: Some(Origin::Igp),
             as_path: Some(if self.ibgp {
@@ -63,6 +75,7 @@ impl ExportSession {
                 next_hop: self.next_hop,
                 nlri: Vec::new(),
             }),
+            unknown: as4_path.into_iter().collect(),
             ..PathAttributes::default()
         }
     }
@@ -191,6 +204,43 @@ mod tests {
         assert_eq!(a.local_pref, None);
         // A peer without an export list gets nothing (nodes).
         assert!(advertisements(&originated, &PrefixList::default(), &session()).is_empty());
+    }
+
+    /// Our AS above 65535 towards a peer without 4-octet AS numbers:
+    /// AS_TRANS in AS_PATH and our AS in AS4_PATH (RFC 6793 4.2.2), which
+    /// the peer's decoder reads back; none between 4-octet speakers.
+    #[test]
+    fn a_two_octet_peer_gets_our_as_in_as4_path() {
+        let two = Context {
+            four_octet_as: false,
+            ..CTX
+        };
+        let s = ExportSession::new(Asn(4_200_000_000), "2001:db8:ffff::2".parse().unwrap(), two);
+        let export = PrefixList::parse(&["::/0 le 128"]).unwrap();
+        let ups = advertisements(&[net("2001:db8:100::/40")], &export, &s);
+        let bytes = Message::Update(ups[0].clone().into())
+            .to_bytes(&two)
+            .unwrap();
+        let Ok(Message::Update(u)) = Message::parse(&bytes, &two) else {
+            panic!("does not parse")
+        };
+        assert_eq!(u.treat_as_withdraw, None);
+        let a = &u.update.attributes;
+        assert_eq!(a.as_path, Some(AsPath::sequence([Asn(23456)])));
+        let as4 = a
+            .unknown
+            .iter()
+            .find(|x| x.type_code == 17)
+            .expect("an AS4_PATH");
+        assert_eq!(as4.value, [2, 1, 0xfa, 0x56, 0xea, 0x00]);
+        // Between 4-octet speakers, or with a 2-octet AS: none.
+        for s in [
+            ExportSession::new(Asn(4_200_000_000), "2001:db8:ffff::2".parse().unwrap(), CTX),
+            ExportSession::new(Asn(65000), "2001:db8:ffff::2".parse().unwrap(), two),
+        ] {
+            let ups = advertisements(&[net("2001:db8:100::/40")], &export, &s);
+            assert!(ups[0].attributes.unknown.is_empty());
+        }
     }
 
     #[test]
