@@ -442,10 +442,7 @@ impl Worker {
     /// Sends destinations that hit an unresolved connected subnet to
     /// `tx` (bounded; `try_send` only, a full queue is counted).
     pub fn set_glean(&mut self, tx: SyncSender<GleanRequest>) {
-        self.glean = Some(Gleaner {
-            tx,
-            recent: Box::new([(0, 0); GLEAN_RECENT]),
-        });
+        self.glean = Some(Gleaner::new(tx));
     }
 
     /// The handle the control side reads this worker's counters from.
@@ -756,6 +753,13 @@ struct Gleaner {
 }
 
 impl Gleaner {
+    fn new(tx: SyncSender<GleanRequest>) -> Gleaner {
+        Gleaner {
+            tx,
+            recent: Box::new([(0, 0); GLEAN_RECENT]),
+        }
+    }
+
     /// Hands the destination of a packet that hit an unresolved connected
     /// subnet to the control side, unless this worker sent it in the last
     /// [`GLEAN_REPEAT_NS`] (the Ethernet destination is not rewritten for
@@ -768,8 +772,8 @@ impl Gleaner {
         let mut a = [0u8; 16];
         a.copy_from_slice(dst);
         let addr = u128::from_be_bytes(a);
-        let h = (addr as u64 ^ (addr >> 64) as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        let slot = &mut self.recent[(h >> 56) as usize % GLEAN_RECENT];
+        let h = fib::splitmix64(addr as u64 ^ (addr >> 64) as u64);
+        let slot = &mut self.recent[h as usize % GLEAN_RECENT];
         // `now` 0 (the worker's first nanosecond) never matches a slot.
         if slot.0 == addr && slot.1 != 0 && now.wrapping_sub(slot.1) < GLEAN_REPEAT_NS {
             return;
@@ -792,12 +796,9 @@ mod tests {
     /// at once.
     #[test]
     fn a_worker_gleans_a_destination_once_per_interval() {
-        use super::{Gleaner, LoopStats, Packet, GLEAN_RECENT, GLEAN_REPEAT_NS, OFF_DST};
+        use super::{Gleaner, LoopStats, Packet, GLEAN_REPEAT_NS, OFF_DST};
         let (tx, rx) = std::sync::mpsc::sync_channel(1024);
-        let mut g = Gleaner {
-            tx,
-            recent: Box::new([(0, 0); GLEAN_RECENT]),
-        };
+        let mut g = Gleaner::new(tx);
         let mut stats = LoopStats::default();
         let mut frame = [0u8; 64];
         let host: std::net::Ipv6Addr = "2001:db8:1::7".parse().unwrap();

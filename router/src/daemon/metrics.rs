@@ -204,7 +204,7 @@ fn accept_all(listener: &TcpListener, pending: &mut VecDeque<Pending>, dropped: 
 /// Serves a whole request head (or refuses a too long one) on a thread of
 /// its own; 503 when every slot is busy.
 fn dispatch(p: &mut Pending, too_long: bool, slots: &ClientSlots, tx: &Sender<Msg>) {
-    let (Ok(stream), Ok(mut spare)) = (p.stream.try_clone(), p.stream.try_clone()) else {
+    let Ok(stream) = p.stream.try_clone() else {
         return;
     };
     let head = std::mem::take(&mut p.head);
@@ -227,7 +227,13 @@ fn dispatch(p: &mut Pending, too_long: bool, slots: &ClientSlots, tx: &Sender<Ms
     if !served {
         // Never blocks: the socket's buffer is empty, and the client's
         // whole head has been read, so closing sends no reset.
-        let _ = respond(&mut spare, "503 Service Unavailable", &[], "busy\n", false);
+        let _ = respond(
+            &mut p.stream,
+            "503 Service Unavailable",
+            &[],
+            "busy\n",
+            false,
+        );
     }
 }
 

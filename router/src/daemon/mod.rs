@@ -435,16 +435,11 @@ fn missing_core(cores: &[usize], allowed: &[usize]) -> Option<(usize, String)> {
     Some((core, list.join(", ")))
 }
 
-/// Receive queues of an interface (`/sys/class/net/IF/queues/rx-*`).
-fn rx_queues(name: &str) -> u32 {
+/// Queues of an interface whose names start with `prefix` (`rx-` or
+/// `tx-` in `/sys/class/net/IF/queues`), at least 1.
+fn queue_count(name: &str, prefix: &str) -> u32 {
     let dir = format!("/sys/class/net/{name}/queues");
-    (rx_queue_names(Path::new(&dir)).len() as u32).max(1)
-}
-
-/// Transmit queues of an interface (`/sys/class/net/IF/queues/tx-*`).
-fn tx_queues(name: &str) -> u32 {
-    let dir = format!("/sys/class/net/{name}/queues");
-    (queue_names(Path::new(&dir), "tx-").len() as u32).max(1)
+    (queue_names(Path::new(&dir), prefix).len() as u32).max(1)
 }
 
 /// The receive queues (`rx-0`, `rx-1`, ...) under an interface's `queues`
@@ -1271,7 +1266,11 @@ impl Daemon {
 
     fn start_workers(&mut self, tx: Sender<Msg>) -> Result<(), DaemonError> {
         let cores = worker_cores(&self.config);
-        let queues: Vec<u32> = self.ports.iter().map(|p| rx_queues(&p.name)).collect();
+        let queues: Vec<u32> = self
+            .ports
+            .iter()
+            .map(|p| queue_count(&p.name, "rx-"))
+            .collect();
         if let Some((p, &nq)) = self
             .ports
             .iter()
@@ -1284,7 +1283,11 @@ impl Daemon {
                 max: xdp::MAX_QUEUES,
             });
         }
-        let txq: Vec<u32> = self.ports.iter().map(|p| tx_queues(&p.name)).collect();
+        let txq: Vec<u32> = self
+            .ports
+            .iter()
+            .map(|p| queue_count(&p.name, "tx-"))
+            .collect();
         let n = worker_count(cores.len(), &queues, &txq);
         let icmp_src = self.icmp_sources();
         let (gtx, grx) = mpsc::sync_channel(GLEAN_QUEUE);

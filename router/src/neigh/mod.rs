@@ -120,6 +120,12 @@ impl NeighState {
                 | NeighState::Permanent
         )
     }
+
+    /// An operator's permanent entry, or one on a link without
+    /// resolution: flatedge leaves it as it is.
+    pub fn is_fixed(self) -> bool {
+        matches!(self, NeighState::Permanent | NeighState::Noarp)
+    }
 }
 
 /// One link (interface) of the namespace.
@@ -633,13 +639,7 @@ impl Worker {
             Cmd::Resolve(key, reply) => {
                 let r = self.request_resolve(key);
                 if let Ok(mode) = r {
-                    self.tracked.insert(
-                        key,
-                        Tracked {
-                            mode,
-                            last_kick: Instant::now(),
-                        },
-                    );
+                    self.track(key, mode);
                     let view = self.state.nexthop_view(key, mode);
                     self.publish_with(vec![NeighEvent::NextHop(key, view)]);
                 }
@@ -657,8 +657,7 @@ impl Worker {
     fn release(&mut self, key: NextHopKey) {
         let mode = self.tracked.remove(&key).map(|t| t.mode);
         let seen = self.state.neighbors.get(&key);
-        let fixed =
-            seen.is_some_and(|n| matches!(n.state, NeighState::Permanent | NeighState::Noarp));
+        let fixed = seen.is_some_and(|n| n.state.is_fixed());
         let managed = mode == Some(ResolveMode::Managed) || seen.is_some_and(|n| n.managed);
         if !managed || fixed {
             return;
@@ -682,6 +681,17 @@ impl Worker {
         }
     }
 
+    /// Tracks `key`, resolved in `mode` just now.
+    fn track(&mut self, key: NextHopKey, mode: ResolveMode) {
+        self.tracked.insert(
+            key,
+            Tracked {
+                mode,
+                last_kick: Instant::now(),
+            },
+        );
+    }
+
     /// See [`NeighClient::recheck`]. The kernel's events (the entry gone,
     /// then resolving) reach the subscribers as any others do.
     fn recheck(&mut self, key: NextHopKey) {
@@ -691,7 +701,7 @@ impl Worker {
         let Some(n) = self.state.neighbors.get(&key) else {
             return;
         };
-        if !n.state.is_valid() || matches!(n.state, NeighState::Permanent | NeighState::Noarp) {
+        if !n.state.is_valid() || n.state.is_fixed() {
             return;
         }
         if let Err(e) = self.delete_entry(key, "RTM_DELNEIGH recheck") {
@@ -699,15 +709,7 @@ impl Worker {
             return;
         }
         match self.request_resolve(key) {
-            Ok(mode) => {
-                self.tracked.insert(
-                    key,
-                    Tracked {
-                        mode,
-                        last_kick: Instant::now(),
-                    },
-                );
-            }
+            Ok(mode) => self.track(key, mode),
             // Kicked again within KICK_INTERVAL.
             Err(e) => eprintln!("flatedge: neighbour {}: resolve again: {e}", key.0),
         }
@@ -721,7 +723,7 @@ impl Worker {
             .state
             .neighbors
             .get(&(addr, ifindex))
-            .is_some_and(|n| matches!(n.state, NeighState::Permanent | NeighState::Noarp));
+            .is_some_and(|n| n.state.is_fixed());
         if fixed {
             return Ok(ResolveMode::Use);
         }
