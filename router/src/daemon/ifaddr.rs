@@ -1,6 +1,6 @@
 //! The router's own IPv6 addresses, per interface (`getifaddrs(3)`, which
-//! glibc answers from an `RTM_GETADDR` netlink dump, less the addresses
-//! `if_inet6` in `/proc` flags as failed duplicate address detection). The daemon re-reads
+//! glibc answers from an `RTM_GETADDR` netlink dump; `if_inet6` in `/proc`
+//! tells which failed duplicate address detection). The daemon re-reads
 //! them every second: they feed the XDP program's own-address map (so
 //! traffic for the box reaches the kernel) and the connected routes.
 
@@ -29,7 +29,7 @@ pub struct IfAddr {
 pub fn global_addrs() -> std::io::Result<BTreeMap<String, Vec<IfAddr>>> {
     let mut out: BTreeMap<String, Vec<IfAddr>> = BTreeMap::new();
     // getifaddrs does not give the address flags; /proc does. Without it
-    // (no /proc), nothing is left out.
+    // (no /proc), nothing is marked.
     // The calling thread's namespace (`/proc/net` is the process's).
     let dad_failed: Vec<(Ipv6Addr, String)> =
         std::fs::read_to_string("/proc/thread-self/net/if_inet6")

@@ -56,17 +56,17 @@ pub(super) fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
 }
 
 /// Makes `config` say that `prefix` is routed via `via` (an aggregate when
-/// empty), as the FIB has it.
-fn keep_as(config: &mut Config, prefix: Prefix, via: &[Ipv6Addr]) {
+/// empty), or not at all (`None`), as the FIB has it.
+fn keep_as(config: &mut Config, prefix: Prefix, via: Option<&[Ipv6Addr]>) {
     config.routes.retain(|r| r.prefix != prefix);
     config.bgp.aggregates.retain(|a| *a != prefix);
-    if via.is_empty() {
-        config.bgp.aggregates.push(prefix);
-    } else {
-        config.routes.push(crate::config::StaticRoute {
+    match via {
+        None => {}
+        Some([]) => config.bgp.aggregates.push(prefix),
+        Some(via) => config.routes.push(crate::config::StaticRoute {
             prefix,
             via: via.to_vec(),
-        });
+        }),
     }
 }
 
@@ -240,13 +240,7 @@ impl Daemon {
         // file tries it again.
         let mut new = new;
         for prefix in &not_installed {
-            match old.get(prefix) {
-                Some(via) => keep_as(&mut new, *prefix, via),
-                None => {
-                    new.routes.retain(|r| r.prefix != *prefix);
-                    new.bgp.aggregates.retain(|a| a != prefix);
-                }
-            }
+            keep_as(&mut new, *prefix, old.get(prefix).map(Vec::as_slice));
         }
         let pending = PendingReload {
             reply,
@@ -307,7 +301,7 @@ impl Daemon {
                         // configuration says so, so that it tells the
                         // truth and reloading either file acts on it.
                         if let Some(new) = pending.wanted.get(&prefix) {
-                            keep_as(&mut self.config, prefix, new);
+                            keep_as(&mut self.config, prefix, Some(new));
                         }
                     }
                 }

@@ -558,8 +558,7 @@ fn lock_dir(dir: &Path) -> io::Result<()> {
         Err(e) => return Err(e),
     }
     let m = std::fs::symlink_metadata(dir)?;
-    // SAFETY: geteuid has no preconditions.
-    let uid = unsafe { libc::geteuid() };
+    let uid = nix::unistd::geteuid().as_raw();
     if !m.file_type().is_dir() || m.uid() != uid || m.mode() & 0o022 != 0 {
         return Err(io::Error::new(
             io::ErrorKind::PermissionDenied,
