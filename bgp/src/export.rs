@@ -17,8 +17,8 @@ use ipnet::Ipv6Net;
 
 use crate::policy::PrefixList;
 use crate::wire::{
-    AsPath, Asn, AttributeFlags, AttributeType, Context, Ipv6NextHop, Message, MessageType,
-    MpReach, MpUnreach, Origin, PathAttributes, UnknownAttribute, UpdateRepr,
+    AsPath, Asn, Context, Ipv6NextHop, Message, MessageType, MpReach, MpUnreach, Origin,
+    PathAttributes, UpdateRepr,
 };
 
 /// The session a peer's announcements are built for.
@@ -54,15 +54,7 @@ impl ExportSession {
         // A peer without 4-octet AS numbers reads our AS as AS_TRANS in
         // AS_PATH; the real one goes in AS4_PATH (RFC 6793 section 4.2.2).
         let as4_path = (!self.ibgp && !self.context.four_octet_as && self.local_asn.0 > 0xffff)
-            .then(|| {
-                let mut value = vec![2, 1];
-                value.extend(self.local_asn.0.to_be_bytes());
-                UnknownAttribute {
-                    flags: AttributeFlags(AttributeFlags::OPTIONAL | AttributeFlags::TRANSITIVE),
-                    type_code: AttributeType::As4Path.into(),
-                    value,
-                }
-            });
+            .then(|| AsPath::sequence([self.local_asn]).as4_path_attribute());
         PathAttributes {
             origin: Some(Origin::Igp),
             as_path: Some(if self.ibgp {

@@ -385,13 +385,14 @@ impl Scan {
                 }
                 continue;
             }
-            if !self.started && !matches!(b, b' ' | b'\t' | b'\r' | b'\n' | b'{') {
+            let space = matches!(b, b' ' | b'\t' | b'\r' | b'\n');
+            if !self.started && !space && b != b'{' {
                 self.not_object = true;
                 return true;
             }
             match b {
                 b'\n' => maybe |= self.started,
-                b' ' | b'\t' | b'\r' => {}
+                _ if space => {}
                 b'{' | b'[' => {
                     self.started = true;
                     self.depth += 1;

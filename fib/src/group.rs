@@ -560,8 +560,12 @@ impl Groups {
                     .iter()
                     .any(|o| o.id == m.id && o.owner_weight == m.owner_weight)
             });
-            let (_, effective) = self.effective(old);
-            let effective = (only_leaving && !effective.is_empty()).then_some(&effective[..]);
+            let effective = if only_leaving {
+                self.effective(old).1
+            } else {
+                Vec::new()
+            };
+            let effective = (!effective.is_empty()).then_some(&effective[..]);
             let prev = (&old.members[..], &old.owner[..], &old.fallback[..]);
             deal(n, &members, Some(prev), effective)
         };

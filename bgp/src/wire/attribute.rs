@@ -305,6 +305,18 @@ impl AsPath {
         AsPath::parse(&a.value, true)
     }
 
+    /// This path as an AS4_PATH to pass on (4-octet AS numbers), the
+    /// attribute [`AsPath::as4_path`] reads.
+    pub fn as4_path_attribute(&self) -> UnknownAttribute {
+        let mut value = vec![0; self.value_len(true)];
+        self.emit(&mut Writer::new(&mut value), true);
+        UnknownAttribute {
+            flags: AttributeFlags(AttributeFlags::OPTIONAL | AttributeFlags::TRANSITIVE),
+            type_code: AttributeType::As4Path.into(),
+            value,
+        }
+    }
+
     fn parse(value: &[u8], four_octet: bool) -> Option<AsPath> {
         let mut r = Reader::new(value);
         let mut segments = Vec::new();
