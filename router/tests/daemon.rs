@@ -276,20 +276,33 @@ listen = "[{R_CLIENT_SIDE}]:{METRICS_PORT}"
 
     /// Waits (up to 10 s) until the three sinks are up as next hops.
     fn wait_sinks_up(&self) {
-        let t0 = Instant::now();
-        loop {
+        self.poll_until(Duration::from_secs(10), || {
             let st = self.neighbor_states();
             let up = (1..=3).all(|i| {
                 st.get(&format!("2001:db8:{i}::2").parse().unwrap()) == Some(&NextHopState::Up)
             });
             if up {
-                return;
+                Ok(())
+            } else {
+                Err(format!("the sinks never came up as next hops: {st:?}"))
             }
-            assert!(
-                t0.elapsed() < Duration::from_secs(10),
-                "the sinks never came up as next hops: {st:?}\n{}",
-                self.log()
-            );
+        });
+    }
+
+    /// Runs `check` every 100 ms until it is done (`Ok`), for at most
+    /// `within`; else panics with its last word and the daemon's log.
+    /// Returns the time it took.
+    fn poll_until(
+        &self,
+        within: Duration,
+        mut check: impl FnMut() -> Result<(), String>,
+    ) -> Duration {
+        let t0 = Instant::now();
+        loop {
+            match check() {
+                Ok(()) => return t0.elapsed(),
+                Err(why) => assert!(t0.elapsed() < within, "{why}\n{}", self.log()),
+            }
             thread::sleep(Duration::from_millis(100));
         }
     }
@@ -590,9 +603,8 @@ fn daemon_forwards_and_answers() {
     // kernel's neighbour entry go again (a scan must not pile them up).
     let ghost = "2001:db8:1::99";
     let _ = ping(&lab, &["-c", "1", "-W", "1", ghost]);
-    let t0 = Instant::now();
     let mut saw_host = false;
-    loop {
+    lab.poll_until(Duration::from_secs(15), || {
         let f = match lab.ctl(Request::ShowFib {
             address: ghost.parse().unwrap(),
         }) {
@@ -605,14 +617,12 @@ fn daemon_forwards_and_answers() {
             saw_host = true;
         } else if saw_host && entry.trim().is_empty() {
             assert_eq!(prefix.as_deref(), Some("2001:db8:1::/64"));
-            break;
+            return Ok(());
         }
-        assert!(
-            t0.elapsed() < Duration::from_secs(15),
+        Err(format!(
             "the unresolvable host's route or neighbour entry stayed (host route seen: {saw_host}): {prefix:?} {entry}"
-        );
-        thread::sleep(Duration::from_millis(50));
-    }
+        ))
+    });
 
     // The router's own address: ping and the BGP port reach r's kernel.
     let own = ping(&lab, &["-c", "2", "-i", "0.2", "-w", "4", R_CLIENT_SIDE]);
@@ -1019,9 +1029,8 @@ fn a_next_hop_that_changes_its_mac_is_relearned() {
     let s3: Ipv6Addr = "2001:db8:3::2".parse().unwrap();
     let new_mac = "02:00:00:00:33:33";
     ns(&lab.s[2], &["ip", "link", "set", "s30", "address", new_mac]);
-    let t0 = Instant::now();
     let mut went_down = false;
-    loop {
+    let took = lab.poll_until(Duration::from_secs(8), || {
         let n = match lab.ctl(Request::ShowNeighbors) {
             Response::Neighbors(n) => n.neighbors.into_iter().find(|n| n.address == s3),
             other => panic!("show neighbors: {other:?}"),
@@ -1032,16 +1041,14 @@ fn a_next_hop_that_changes_its_mac_is_relearned() {
             && n.state == NextHopState::Up
             && n.mac.map(|m| m.to_string()).as_deref() == Some(new_mac)
         {
-            eprintln!("up at the new MAC after {:?}", t0.elapsed());
-            break;
+            Ok(())
+        } else {
+            Err(format!(
+                "s3 not up at its new MAC 8 s after the change (down seen: {went_down}): {n:?}"
+            ))
         }
-        assert!(
-            t0.elapsed() < Duration::from_secs(8),
-            "s3 not up at its new MAC 8 s after the change (down seen: {went_down}): {n:?}\n{}",
-            lab.log()
-        );
-        thread::sleep(Duration::from_millis(100));
-    }
+    });
+    eprintln!("up at the new MAC after {took:?}");
     let back = flows_once(&lab, "s3 at its new MAC");
     assert_eq!(back, first, "flows did not return to their first sinks");
     let (clean, log) = lab.stop_daemon();
@@ -1091,8 +1098,7 @@ fn a_static_next_hop_follows_its_subnet_to_another_interface() {
             "nodad",
         ],
     );
-    let t0 = Instant::now();
-    loop {
+    let took = lab.poll_until(Duration::from_secs(8), || {
         let hop = match lab.ctl(Request::ShowFib {
             address: SERVICE.parse().unwrap(),
         }) {
@@ -1101,16 +1107,14 @@ fn a_static_next_hop_follows_its_subnet_to_another_interface() {
         };
         let hop = hop.expect("2001:db8:1::2 is no longer a member of the service's group");
         if hop.interface == "rs2" && hop.state == NextHopState::Up {
-            eprintln!("on rs2 and up after {:?}", t0.elapsed());
-            break;
+            Ok(())
+        } else {
+            Err(format!(
+                "the next hop did not follow its subnet to rs2 within 8 s: {hop:?}"
+            ))
         }
-        assert!(
-            t0.elapsed() < Duration::from_secs(8),
-            "the next hop did not follow its subnet to rs2 within 8 s: {hop:?}\n{}",
-            lab.log()
-        );
-        thread::sleep(Duration::from_millis(100));
-    }
+    });
+    eprintln!("on rs2 and up after {took:?}");
     assert!(
         lab.log().contains("static route") && lab.log().contains("subnet moved"),
         "{}",
@@ -1227,15 +1231,13 @@ fn daemon_restarts_on_its_interfaces() {
     // cleanly.
     run(&["ip", "-n", &lab.r, "link", "del", "rs2"]);
     lab.veth(&lab.s[1], "s20", &lab.r, "rs2");
-    let t0 = Instant::now();
-    while !lab.log().contains("rs2: re-created as ifindex") {
-        assert!(
-            t0.elapsed() < Duration::from_secs(5),
-            "no word of rs2's re-creation:\n{}",
-            lab.log()
-        );
-        thread::sleep(Duration::from_millis(50));
-    }
+    lab.poll_until(Duration::from_secs(5), || {
+        if lab.log().contains("rs2: re-created as ifindex") {
+            Ok(())
+        } else {
+            Err("no word of rs2's re-creation".into())
+        }
+    });
     assert!(
         lab.log().contains("rs2: the interface was deleted"),
         "{}",
