@@ -1082,6 +1082,8 @@ fn key_path(text: &str, offset: usize, unknown: Option<&str>) -> Option<String> 
     let table_only = unknown.is_some();
     let offset = offset.min(text.len());
     let mut table = String::new();
+    // The last header's name as written (`bgp.neighbor`, no index).
+    let mut header = String::new();
     let mut arrays: HashMap<String, usize> = HashMap::new();
     let mut key = None;
     let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
@@ -1093,9 +1095,11 @@ fn key_path(text: &str, offset: usize, unknown: Option<&str>) -> Option<String> 
             let n = arrays.entry(name.clone()).or_insert(0);
             table = format!("{name}[{n}]");
             *n += 1;
+            header = name;
             key = None;
         } else if let Some(name) = t.strip_prefix('[').and_then(|r| r.split(']').next()) {
             table = name.trim().to_string();
+            header = table.clone();
             key = None;
         } else if let Some((k, _)) = t.split_once('=') {
             let k = k.trim();
@@ -1111,13 +1115,7 @@ fn key_path(text: &str, offset: usize, unknown: Option<&str>) -> Option<String> 
         // An unknown table: the unknown field is one of the header's
         // names (the last one so named: `[icmp.icmp]`), in the table the
         // names before it make (none at the top).
-        let header = text[line_start..line_end]
-            .split('#')
-            .next()
-            .unwrap_or_default();
         let names: Vec<&str> = header
-            .trim()
-            .trim_matches(|c| c == '[' || c == ']')
             .split('.')
             .map(|n| n.trim().trim_matches('"'))
             .collect();

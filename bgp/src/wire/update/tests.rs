@@ -55,6 +55,15 @@ fn parse(b: &[u8]) -> Result<ParsedUpdate, Error> {
     UpdateRepr::parse(&UpdatePacket::new_unchecked(b), &CTX4)
 }
 
+/// Parses an UPDATE from an external peer (a session reset panics).
+fn parse_external(b: &[u8]) -> ParsedUpdate {
+    let ext = Context {
+        external: true,
+        ..CTX4
+    };
+    UpdateRepr::parse(&UpdatePacket::new_unchecked(b), &ext).unwrap()
+}
+
 fn pfx() -> Ipv6Net {
     "2001:db8:100::/64".parse().unwrap()
 }
@@ -446,17 +455,13 @@ fn withdraw_med_and_local_pref_length() {
 fn local_pref_from_an_external_peer_is_ignored() {
     // RFC 7606 section 7.5: discarded when malformed, not treat-as-withdraw;
     // RFC 4271 section 5.1.5: ignored when well formed.
-    let ext = Context {
-        external: true,
-        ..CTX4
-    };
     for a in [
         attr(0x40, 5, &[0, 0, 1]),
         attr(0x80, 5, &[0, 0, 0, 100]),
         attr(0x40, 5, &[0, 0, 0, 100]),
     ] {
         let bytes = body(&[], &[good_attrs(), a.clone()].concat(), &[]);
-        let p = UpdateRepr::parse(&UpdatePacket::new_unchecked(&bytes[..]), &ext).unwrap();
+        let p = parse_external(&bytes);
         assert_eq!(p.treat_as_withdraw, None, "{a:?}");
         assert_eq!(p.ipv6_announced(), [pfx()], "{a:?}");
         assert_eq!(p.update.attributes.local_pref, None, "{a:?}");
@@ -695,10 +700,6 @@ fn long_attribute_uses_extended_length() {
 fn originator_id_and_cluster_list_from_an_external_peer_are_discarded() {
     // RFC 7606 sections 7.9 and 7.10: from an external neighbour they are
     // discarded, malformed or not; the routes stay announced.
-    let ext = Context {
-        external: true,
-        ..CTX4
-    };
     for a in [
         attr(0x80, 9, &[10, 0, 0, 1, 0]),
         attr(0xc0, 10, &[10, 0, 0, 1]),
@@ -706,7 +707,7 @@ fn originator_id_and_cluster_list_from_an_external_peer_are_discarded() {
         attr(0x80, 9, &[10, 0, 0, 1]),
     ] {
         let bytes = body(&[], &[good_attrs(), a.clone()].concat(), &[]);
-        let p = UpdateRepr::parse(&UpdatePacket::new_unchecked(&bytes[..]), &ext).unwrap();
+        let p = parse_external(&bytes);
         assert_eq!(p.treat_as_withdraw, None, "{a:?}");
         assert_eq!(p.ipv6_announced(), [pfx()], "{a:?}");
     }
