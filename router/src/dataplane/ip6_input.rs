@@ -121,7 +121,7 @@ pub fn check(pkt: &mut Packet<'_>, mac: u64) -> Verdict {
             // is told (RFC 4443 3.1, code 2), after the hop limit's
             // Time Exceeded, as Linux does; to a destination that would
             // not, dropped.
-            if r == DropReason::LinkLocalSource && martian(0x2000 << 112, dst).is_none() {
+            if r == DropReason::LinkLocalSource && bad_destination(dst).is_none() {
                 pkt.len = ip_end;
                 return Verdict::IcmpError(if b[OFF_HOP_LIMIT] <= 1 {
                     IcmpKind::TimeExceeded
@@ -153,7 +153,14 @@ fn martian(src: u128, dst: u128) -> Option<DropReason> {
         DropReason::MappedSource
     } else if is_link_local(src) {
         DropReason::LinkLocalSource
-    } else if is_link_local(dst) {
+    } else {
+        return bad_destination(dst);
+    })
+}
+
+/// Why a packet to this destination is never forwarded, if it is not.
+fn bad_destination(dst: u128) -> Option<DropReason> {
+    Some(if is_link_local(dst) {
         DropReason::LinkLocalDestination
     } else if is_multicast(dst) {
         DropReason::MulticastDestination
